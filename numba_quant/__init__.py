@@ -1,0 +1,35 @@
+"""numba_quant: quantization parameters and quantized arrays, exact and fast, on CPU and GPU.
+
+The functions follow OneFlow's quantization operators (``MinMaxObserver``,
+``MovingAverageMinMaxObserver``, ``fake_quantization``, ``quantization``) value for value.
+numpy arrays run on parallel CPU kernels; GPU arrays (CuPy, Numba device arrays, PyTorch
+CUDA tensors) run on CUDA kernels and the results stay on the GPU.
+"""
+from numba_quant.fake_quant import (
+    FakeQuantization,
+    Quantization,
+    dequantize,
+    fake_quantization,
+    quantization,
+    quantize,
+)
+from numba_quant.moving_average import (
+    MovingAverageMinMaxObserver,
+    moving_average_min_max_observer,
+)
+from numba_quant.observer import MinMaxObserver, min_max_observer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FakeQuantization",
+    "Quantization",
+    "dequantize",
+    "fake_quantization",
+    "quantization",
+    "quantize",
+    "MinMaxObserver",
+    "MovingAverageMinMaxObserver",
+    "moving_average_min_max_observer",
+    "min_max_observer",
+]

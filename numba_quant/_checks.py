@@ -1,0 +1,130 @@
+"""Argument checks shared by the public functions: clear errors before any kernel runs."""
+import operator
+
+import numpy as np
+
+from numba_quant import _reference as ref
+
+FORMULAS = ("google", "cambricon")
+SCHEMES = ("symmetric", "affine")
+NONFINITE_POLICIES = ("raise", "omit")
+MIN_BITS = 2
+MAX_BITS = 16
+
+
+def _choice(name, value, valid):
+    if not isinstance(value, str) or value not in valid:
+        listed = ", ".join(repr(v) for v in valid)
+        raise ValueError(f"{name} must be one of {listed}; got {value!r}")
+    return value
+
+
+def scheme_code(formula, scheme):
+    """The kernel code of a (formula, scheme) pair, after checking both."""
+    formula = _choice("quantization_formula", formula, FORMULAS)
+    scheme = _choice("quantization_scheme", scheme, SCHEMES)
+    if formula == "cambricon":
+        return ref.CAMBRICON
+    return ref.AFFINE if scheme == "affine" else ref.SYMMETRIC
+
+
+def bits(value):
+    """``quantization_bit`` as an int in [MIN_BITS, MAX_BITS]."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"quantization_bit must be an integer from {MIN_BITS} to {MAX_BITS}; "
+                         f"got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise ValueError(f"quantization_bit must be an integer from {MIN_BITS} to {MAX_BITS}; "
+                         f"got {value!r}") from None
+    if not MIN_BITS <= value <= MAX_BITS:
+        raise ValueError(f"quantization_bit must be an integer from {MIN_BITS} to {MAX_BITS}; "
+                         f"got {value}")
+    return value
+
+
+def nonfinite_policy(value):
+    """``nonfinite`` after checking it: True to omit non-finite elements."""
+    return _choice("nonfinite", value, NONFINITE_POLICIES) == "omit"
+
+
+def compute_dtype(dtype):
+    """The float type the arithmetic runs in for an input of ``dtype``.
+
+    float32 and float64 compute in their own type; float16 computes in float32.
+    Everything else is a TypeError.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" and dtype.itemsize in (2, 4, 8):
+        return np.dtype(np.float64) if dtype.itemsize == 8 else np.dtype(np.float32)
+    raise TypeError(f"numba_quant needs a float16, float32 or float64 array; got dtype {dtype}")
+
+
+def channel_axis(axis, ndim, per_layer):
+    """The channel axis normalised to [0, ndim), or None for per-layer work."""
+    if per_layer:
+        return None
+    if ndim == 0:
+        raise ValueError("per-channel quantization needs an array with at least one axis; "
+                         "got a 0-d array")
+    try:
+        axis = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"axis must be an integer; got {axis!r}") from None
+    if not -ndim <= axis < ndim:
+        raise np.exceptions.AxisError(axis, ndim)
+    return axis % ndim
+
+
+def not_empty(shape, axis):
+    """Reject an empty array: it has no min or max (nor does an empty channel)."""
+    if 0 in shape:
+        what = "array" if axis is None else "array (every channel needs an element)"
+        raise ValueError(f"cannot observe an empty {what} of shape {tuple(shape)}")
+
+
+def nonfinite_error(count):
+    return ValueError(
+        f"input contains {count} non-finite value(s) (NaN or infinity); "
+        "pass nonfinite='omit' to ignore them")
+
+
+def empty_channel_error(lo, hi, per_layer):
+    if per_layer:
+        return ValueError("input has no finite value (nonfinite='omit' ignored them all)")
+    bad = np.flatnonzero(np.asarray(lo) > np.asarray(hi))
+    shown = ", ".join(str(i) for i in bad[:8]) + (", ..." if bad.size > 8 else "")
+    return ValueError(f"{bad.size} channel(s) have no finite value (channels {shown}); "
+                      "nonfinite='omit' ignored them all")
+
+
+def integer(name, value):
+    """An integer argument as a Python int."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer; got {value!r}") from None
+
+
+def settings_repr(obj):
+    """``Name(setting=value, ...)`` from an object's ``_settings`` attribute names."""
+    args = ", ".join(f"{name}={getattr(obj, name)!r}" for name in obj._settings)
+    return f"{type(obj).__name__}({args})"
+
+
+def settings_from(state, names):
+    """The settings among a saved state's entries, as plain Python values."""
+    missing = [name for name in names if name not in state]
+    if missing:
+        raise ValueError(f"state is missing {', '.join(missing)}")
+    return {name: _plain(state[name]) for name in names}
+
+
+def _plain(value):
+    """numpy scalars and 0-d arrays (as np.load gives them) as Python values."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    return value

@@ -1,0 +1,145 @@
+"""The host backend: numpy arrays in, numpy arrays out.
+
+It turns arrays into ``(outer, channels, inner)`` views, sizes the parallel work and
+calls the kernels of :mod:`numba_quant._cpu_kernels`.  :mod:`numba_quant._cuda` offers
+the same functions for device arrays; the public functions only talk to this interface.
+"""
+import numba
+import numpy as np
+
+from numba_quant import _checks
+from numba_quant import _cpu_kernels as kernels
+from numba_quant._layout import aligned_views, channel_view
+
+# Below this many elements one thread is faster than starting a parallel region.
+PARALLEL_THRESHOLD = 1 << 16
+# Aim for this many tasks per thread, with at least this many elements per task.
+TASKS_PER_THREAD = 4
+MIN_TASK_ELEMENTS = 1 << 15
+# Inner runs at least this long are split; shorter ones are walked channel by channel.
+LONG_INNER = 64
+
+
+def _plan(x3):
+    """``(parallel, by_channel, pieces)`` for a kernel over the 3-D view ``x3``."""
+    n_outer, n_channels, n_inner = x3.shape
+    n_threads = numba.get_num_threads()
+    parallel = x3.size >= PARALLEL_THRESHOLD and n_threads > 1
+    most = TASKS_PER_THREAD * n_threads if parallel else 1
+    by_size = max(1, x3.size // MIN_TASK_ELEMENTS)
+    if n_inner >= LONG_INNER or n_outer == 1:
+        # Tasks are (channel, piece of the inner axis): split only when the channels
+        # alone cannot keep every thread busy.
+        pieces = 1 if n_channels >= most else min(n_inner, by_size, -(-most // n_channels))
+        return parallel, True, max(1, pieces)
+    return parallel, False, max(1, min(n_outer, by_size, most))
+
+
+def as_array(x):
+    """``x`` as a native-endian float32/float64 ndarray (float16 becomes float32)."""
+    x = np.asarray(x)
+    dtype = _checks.compute_dtype(x.dtype)
+    if x.dtype != dtype:  # float16, or a byte order other than the machine's
+        x = x.astype(dtype)
+    return x
+
+
+def as_params(values, dtype):
+    """Scale or zero point values as a 1-D array of ``dtype`` on this backend."""
+    return np.ascontiguousarray(np.asarray(values, dtype=dtype).reshape(-1))
+
+
+def to_host(a):
+    return np.asarray(a)
+
+
+def wrap(a, like):
+    """Results for the caller: numpy stays numpy."""
+    return a
+
+
+def empty(shape, dtype, like):
+    return np.empty(shape, dtype)
+
+
+def channel_minmax(x, axis, omit):
+    """Per-channel ``(lo, hi, status)`` of ``x`` along ``axis`` (None: the whole array)."""
+    x3 = channel_view(x, axis)
+    parallel, by_channel, pieces = _plan(x3)
+    reduce = kernels.reduce_by_channel if by_channel else kernels.reduce_by_outer
+    lows, highs = reduce[parallel](x3, omit, pieces)
+    return kernels.combine(lows, highs, omit)
+
+
+def count_nonfinite(x, nan_only=False):
+    return int(kernels.count_nonfinite(channel_view(x, None), nan_only))
+
+
+def qparams(lo, hi, scheme, bits):
+    return kernels.qparams(lo, hi, scheme, bits)
+
+
+def moving_observe(lo, hi, moving_max, moving_min, update, momentum, scheme, bits):
+    return kernels.moving_observe(lo, hi, moving_max, moving_min, update,
+                                  np.float32(momentum), scheme, bits)
+
+
+def quantize_map(x, scale, zero_point, scheme, bits, axis, what, out):
+    """Write codes (``what=CODE``) or fake-quantized values (``FAKE``) of ``x`` to ``out``.
+
+    ``out`` has ``x``'s shape; it may be ``x`` itself.  ``scale`` and ``zero_point`` hold
+    one value (per-layer, ``axis`` None) or one per channel along ``axis``.
+    """
+    divisor, offset, lowest, highest = kernels.code_params(scale, zero_point, scheme, bits)
+    views = aligned_views((x, out), axis)
+    if views is None:
+        # No common strided view: compute into a contiguous buffer, then copy over.
+        buffer = np.empty(x.shape, out.dtype)
+        quantize_map(np.ascontiguousarray(x), scale, zero_point, scheme, bits, axis, what,
+                     buffer)
+        out[...] = buffer
+        return out
+    x3, out3 = views
+    parallel, by_channel, pieces = _plan(x3)
+    apply = kernels.map_by_channel if by_channel else kernels.map_by_outer
+    apply[parallel](x3, out3, divisor, offset, lowest, highest, what, pieces)
+    return out
+
+
+def as_output(out):
+    """A caller's ``out`` array, checked to be writable, as the kernels will see it."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy array for numpy input; got {type(out).__name__}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    if not out.dtype.isnative:
+        raise TypeError(f"out must have the machine's byte order; got {out.dtype}")
+    return out
+
+
+def as_codes(q, dtype):
+    """Codes of any real type as an array of the float ``dtype``."""
+    q = np.asarray(q)
+    if q.dtype.kind not in "fiu":
+        raise TypeError(f"codes must be integers or floats; got dtype {q.dtype}")
+    return q.astype(dtype, copy=False) if q.dtype.isnative else q.astype(dtype)
+
+
+def as_state(a, dtype, name):
+    """A caller's state array (moving_max or moving_min), checked, as a 1-D view."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array for numpy input; got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype} like the computation; got {a.dtype}")
+    if not a.flags.writeable:
+        raise ValueError(f"{name} is read-only but is updated in place")
+    if a.size == 0:
+        raise ValueError(f"{name} is empty")
+    flat = a.reshape(-1)
+    if not np.shares_memory(flat, a):
+        raise ValueError(f"{name} must be contiguous: it is updated in place")
+    return flat
+
+
+def from_host(a, like):
+    return np.asarray(a)

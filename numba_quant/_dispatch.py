@@ -1,0 +1,40 @@
+"""Choosing the backend by where an array lives.
+
+Anything exposing ``__cuda_array_interface__`` (CuPy arrays, Numba device arrays,
+PyTorch CUDA tensors), and the simulator's device arrays, runs on the GPU backend,
+:mod:`numba_quant._cuda`, which is imported only when such an array first arrives so
+that ``import numba_quant`` stays fast and works without CUDA.  Everything else goes
+through ``np.asarray`` to the CPU backend, :mod:`numba_quant._cpu`.
+"""
+import sys
+
+from numba_quant import _cpu
+
+
+def on_device(x):
+    """True when ``x`` is a GPU array."""
+    if hasattr(x, "__cuda_array_interface__"):
+        return True
+    # The simulator's device arrays carry no interface; they exist only once
+    # numba.cuda has been imported, so this costs nothing otherwise.
+    cuda = sys.modules.get("numba.cuda")
+    return cuda is not None and cuda.is_cuda_array(x)
+
+
+def backend(x, *others):
+    """The backend module for ``x``; ``others`` (array or None) must live on the same side."""
+    device = on_device(x)
+    for other in others:
+        if other is not None and not _is_plain_value(other) and on_device(other) != device:
+            where = "a GPU" if device else "a host"
+            raise ValueError(f"all arrays must be on the same device: the input is {where} "
+                             f"array but {type(other).__name__} is not")
+    if device:
+        from numba_quant import _cuda
+        return _cuda
+    return _cpu
+
+
+def _is_plain_value(value):
+    """Python numbers and sequences of them may go with arrays on either side."""
+    return isinstance(value, (int, float, list, tuple))

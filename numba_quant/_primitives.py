@@ -1,0 +1,70 @@
+"""Rounding and multiplication primitives with one meaning on every target.
+
+The shared reference functions in :mod:`numba_quant._reference` are compiled both for
+the CPU (``numba.njit``) and for the GPU (called from ``numba.cuda.jit`` kernels).  A few
+operations need a different spelling on each target:
+
+* numpy's ``np.rint``/``np.floor``/``np.trunc`` are not available in CUDA kernels, and
+  ``math.floor``/``math.trunc`` return integers (which overflow and cannot hold NaN);
+* a GPU contracts ``a * b + c`` into one fused multiply-add, whose single rounding gives
+  different bits from the CPU's two roundings.
+
+Each function below is a plain Python stub (so it also works when called from Python).
+This module registers the CPU implementations; :mod:`numba_quant._cuda` registers the
+CUDA ones (libdevice) when the GPU path is first used.
+"""
+import numpy as np
+from numba import types
+from numba.core.extending import overload
+
+
+def rint(v):
+    """Round to the nearest integer, ties to even, in ``v``'s own float type."""
+    return np.rint(v)
+
+
+def floor(v):
+    """Largest integer not above ``v``, in ``v``'s own float type."""
+    return np.floor(v)
+
+
+def trunc(v):
+    """``v`` rounded toward zero, in ``v``'s own float type."""
+    return np.trunc(v)
+
+
+def mul_rn(a, b):
+    """``a * b`` rounded once, never fused with a following addition."""
+    return a * b
+
+
+@overload(rint, target="cpu")
+def _rint_cpu(v):
+    return lambda v: np.rint(v)
+
+
+@overload(floor, target="cpu")
+def _floor_cpu(v):
+    return lambda v: np.floor(v)
+
+
+@overload(trunc, target="cpu")
+def _trunc_cpu(v):
+    return lambda v: np.trunc(v)
+
+
+@overload(mul_rn, target="cpu")
+def _mul_rn_cpu(a, b):
+    # The CPU kernels are compiled without fastmath, so LLVM never contracts.
+    return lambda a, b: a * b
+
+
+def mantissa_bits(v):
+    """Significand precision of ``v``'s float type: 24 for float32, 53 for float64."""
+    return 24 if np.asarray(v).dtype == np.float32 else 53
+
+
+@overload(mantissa_bits, target="generic")
+def _mantissa_bits_any(v):
+    bits = 24 if v == types.float32 else 53
+    return lambda v: bits

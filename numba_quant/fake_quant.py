@@ -1,0 +1,281 @@
+"""Applying quantization parameters: fake quantization, codes, and back."""
+import numpy as np
+
+from numba_quant import _checks
+from numba_quant import _reference as ref
+from numba_quant._dispatch import backend, on_device
+
+
+def _host_values(values):
+    """Scale or zero point values as a host array (from a GPU array, a list or a number)."""
+    if on_device(values):
+        return np.asarray(backend(values).to_host(values))
+    return np.asarray(values)
+
+
+def _parameters(ops, x, scale, zero_point, scheme, axis, dtype):
+    """Checked parameters on ``ops``'s side, and the channel axis (None: per layer)."""
+    scale_values = _host_values(scale).reshape(-1)
+    zero_values = _host_values(zero_point).reshape(-1)
+    for name, values in (("scale", scale_values), ("zero_point", zero_values)):
+        if values.dtype.kind not in "fiu" or values.size == 0:
+            raise TypeError(f"{name} must hold real numbers; got {values.dtype} of size "
+                            f"{values.size}")
+    if scale_values.size != zero_values.size:
+        raise ValueError(f"scale and zero_point must have the same length; got "
+                         f"{scale_values.size} and {zero_values.size}")
+    if scale_values.size == 1:
+        axis = None
+    else:
+        axis = _checks.channel_axis(axis, x.ndim, per_layer=False)
+        if x.shape[axis] != scale_values.size:
+            raise ValueError(f"per-channel scale has {scale_values.size} values but axis "
+                             f"{axis} of the input has length {x.shape[axis]}")
+    scale_values = scale_values.astype(dtype)
+    zero_values = zero_values.astype(dtype)
+    if not np.isfinite(scale_values).all():
+        what = "shift (cambricon scale)" if scheme == ref.CAMBRICON else "scale"
+        raise ValueError(f"every {what} must be finite; got {scale_values}")
+    if scheme != ref.CAMBRICON and (scale_values < 0).any():
+        raise ValueError(f"scale must not be negative; got {scale_values}")
+    if not np.isfinite(zero_values).all():
+        raise ValueError(f"zero_point must be finite; got {zero_values}")
+    return ops.as_params(scale_values, dtype), ops.as_params(zero_values, dtype), axis
+
+
+def _output(ops, x, out, shape, dtype):
+    """The array to write into (``out`` checked, or a new one) and its backend view."""
+    if out is None:
+        fresh = ops.empty(shape, dtype, like=x)
+        return fresh, fresh
+    if backend(out) is not ops:
+        raise ValueError("out must be on the same device as the input")
+    view = ops.as_output(out)
+    if tuple(view.shape) != tuple(shape):
+        raise ValueError(f"out has shape {tuple(view.shape)}; expected {tuple(shape)}")
+    if view.dtype != dtype:
+        raise TypeError(f"out has dtype {view.dtype}; expected {np.dtype(dtype)}")
+    return out, view
+
+
+def _apply(x, scale, zero_point, formula, bits, scheme, axis, out, what, code_dtype=None):
+    scheme = _checks.scheme_code(formula, scheme)
+    bits = _checks.bits(bits)
+    ops = backend(x)
+    data = ops.as_array(x)
+    scale, zero_point, axis = _parameters(ops, data, scale, zero_point, scheme, axis,
+                                          data.dtype)
+    if code_dtype is not None:
+        nan_count = ops.count_nonfinite(data, nan_only=True) if data.size else 0
+        if nan_count:
+            raise ValueError(f"input contains {nan_count} NaN value(s), which have no "
+                             "integer code")
+    result, view = _output(ops, x, out, data.shape,
+                           data.dtype if code_dtype is None else code_dtype(scheme, bits))
+    if data.size:
+        ops.quantize_map(data, scale, zero_point, scheme, bits, axis, what, view)
+    return result if out is not None else ops.wrap(result, x)
+
+
+_PARAMETERS_DOC = """
+    Parameters
+    ----------
+    x : array_like or GPU array
+        float16, float32 or float64 data (float16 is computed in float32).
+    scale : array_like
+        One value (per layer) or one per slice along ``axis`` (per channel).  Google
+        formula: the non-negative scale; cambricon: the shift exponent (truncated toward
+        zero, the step is ``2**trunc(shift)``).  A scale of 0 maps every value to 0.
+    zero_point : array_like
+        As many values as ``scale``; used by the affine scheme only.
+    quantization_formula : {"google", "cambricon"}
+    quantization_bit : int
+        Bits per code, 2 to 16.
+    quantization_scheme : {"symmetric", "affine"}
+        Codes in ``[-2**(b-1), 2**(b-1) - 1]`` (symmetric, cambricon) or ``[0, 2**b - 1]``
+        (affine).
+    axis : int, optional
+        The channel axis when ``scale`` has more than one value (default 0).
+    out : array, optional
+        Where to write the result (same shape, the dtype returned); may be ``x`` itself.
+"""
+
+
+def fake_quantization(x, scale, zero_point, quantization_formula="google",
+                      quantization_bit=8, quantization_scheme="symmetric", *, axis=0,
+                      out=None):
+    """Quantize and de-quantize: each value replaced by the value of its code.
+
+    Per element, in the input's float type: ``q = clamp(rint(x / scale + zp), lo, hi)``
+    and the result is ``(q - zp) * scale`` (symmetric: ``zp`` is 0; cambricon: the step
+    ``2**trunc(shift)`` stands for the scale).  Equal to OneFlow's ``fake_quantization``.
+    NaN stays NaN; infinities clamp to the end codes.
+    """ + _PARAMETERS_DOC + """
+    Returns
+    -------
+    array
+        The input's shape and float type (float32 for float16), on the input's device.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import numba_quant as nq
+    >>> x = np.array([-1.0, -0.3, 0.26, 0.9], dtype=np.float32)
+    >>> nq.fake_quantization(x, 0.25, 0, quantization_bit=3)
+    array([-1.  , -0.25,  0.25,  0.75], dtype=float32)
+    """
+    return _apply(x, scale, zero_point, quantization_formula, quantization_bit,
+                  quantization_scheme, axis, out, ref.FAKE)
+
+
+def quantization(x, scale, zero_point, quantization_formula="google", quantization_bit=8,
+                 quantization_scheme="symmetric", *, axis=0, out=None):
+    """The codes of ``x`` as floats, as OneFlow's ``quantization`` returns them.
+
+    Per element ``clamp(rint(x / scale + zp), lo, hi)``; the affine zero point is not
+    subtracted.  See :func:`quantize` for integer codes.
+    """ + _PARAMETERS_DOC + """
+    Returns
+    -------
+    array
+        Codes with integer values, in the input's shape and float type.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import numba_quant as nq
+    >>> x = np.array([-1.0, 0.1, 0.5, 2.0], dtype=np.float32)
+    >>> nq.quantization(x, 0.01, 100, quantization_scheme="affine")
+    array([  0., 110., 150., 255.], dtype=float32)
+    """
+    return _apply(x, scale, zero_point, quantization_formula, quantization_bit,
+                  quantization_scheme, axis, out, ref.CODE)
+
+
+def code_dtype(scheme, bits):
+    """The integer type of codes: signed for symmetric/cambricon, unsigned for affine."""
+    signed = scheme != ref.AFFINE
+    if bits <= 8:
+        return np.dtype(np.int8 if signed else np.uint8)
+    return np.dtype(np.int16 if signed else np.uint16)
+
+
+def quantize(x, scale, zero_point, quantization_formula="google", quantization_bit=8,
+             quantization_scheme="symmetric", *, axis=0, out=None):
+    """Integer codes of ``x``: int8/int16 (symmetric, cambricon) or uint8/uint16 (affine).
+
+    The same codes as :func:`quantization`, stored in the smallest integer type that
+    holds ``quantization_bit`` bits.  NaN has no code and raises ``ValueError``.
+    """ + _PARAMETERS_DOC + """
+    Returns
+    -------
+    array
+        Integer codes in the input's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import numba_quant as nq
+    >>> x = np.array([-1.0, -0.3, 0.26, 0.9], dtype=np.float32)
+    >>> nq.quantize(x, 0.25, 0, quantization_bit=3)
+    array([-4, -1,  1,  3], dtype=int8)
+    """
+    return _apply(x, scale, zero_point, quantization_formula, quantization_bit,
+                  quantization_scheme, axis, out, ref.CODE, code_dtype)
+
+
+def dequantize(q, scale, zero_point, quantization_formula="google", quantization_bit=8,
+               quantization_scheme="symmetric", *, axis=0, dtype=None, out=None):
+    """The values that codes stand for: ``(q - zero_point) * scale``.
+
+    ``dequantize(quantize(x, s, zp, ...), s, zp, ...)`` equals
+    ``fake_quantization(x, s, zp, ...)`` exactly when ``dtype`` is ``x``'s float type.
+
+    Parameters
+    ----------
+    q : array_like or GPU array
+        Codes (any integer or float type).
+    scale, zero_point, quantization_formula, quantization_bit, quantization_scheme, axis
+        As for :func:`quantize`.
+    dtype : {None, float32, float64}
+        The result's type; None takes the float type of ``scale`` (float64 for Python
+        numbers, float32 for float16).
+    out : array, optional
+        Where to write the result.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import numba_quant as nq
+    >>> q = np.array([0, 128, 255], dtype=np.uint8)
+    >>> scale = np.float32(0.5)
+    >>> nq.dequantize(q, scale, 128, quantization_scheme="affine")
+    array([-64. ,   0. ,  63.5], dtype=float32)
+    """
+    scheme = _checks.scheme_code(quantization_formula, quantization_scheme)
+    _checks.bits(quantization_bit)
+    if dtype is None:
+        scale_type = _host_values(scale).dtype
+        dtype = scale_type if scale_type.kind == "f" else np.float64
+    dtype = _checks.compute_dtype(dtype)
+    ops = backend(q)
+    codes = ops.as_codes(q, dtype)
+    scale, zero_point, axis = _parameters(ops, codes, scale, zero_point, scheme, axis, dtype)
+    result, view = _output(ops, q, out, codes.shape, dtype)
+    if codes.size:
+        ops.quantize_map(codes, scale, zero_point, scheme, quantization_bit, axis,
+                         ref.DECODE, view)
+    return result if out is not None else ops.wrap(result, q)
+
+
+class _Applier:
+    """Shared body of the operator classes: settings checked once, applied on call."""
+
+    _settings = ("quantization_formula", "quantization_bit", "quantization_scheme", "axis")
+    _function = None
+
+    def __init__(self, quantization_formula="google", quantization_bit=8,
+                 quantization_scheme="symmetric", *, axis=0):
+        _checks.scheme_code(quantization_formula, quantization_scheme)
+        self.quantization_formula = quantization_formula
+        self.quantization_bit = _checks.bits(quantization_bit)
+        self.quantization_scheme = quantization_scheme
+        self.axis = _checks.integer("axis", axis)
+
+    def __call__(self, x, scale, zero_point, *, out=None):
+        return type(self)._function(x, scale, zero_point, self.quantization_formula,
+                                    self.quantization_bit, self.quantization_scheme,
+                                    axis=self.axis, out=out)
+
+    def __repr__(self):
+        return _checks.settings_repr(self)
+
+
+class FakeQuantization(_Applier):
+    """OneFlow's ``nn.FakeQuantization``: :func:`fake_quantization` with fixed settings.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import numba_quant as nq
+    >>> fake = nq.FakeQuantization(quantization_bit=4)
+    >>> fake(np.array([0.3, -0.8]), 0.1, 0)
+    array([ 0.3, -0.8])
+    """
+
+    _function = staticmethod(fake_quantization)
+
+
+class Quantization(_Applier):
+    """OneFlow's ``nn.Quantization``: :func:`quantization` with fixed settings.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import numba_quant as nq
+    >>> quant = nq.Quantization(quantization_bit=4)
+    >>> quant(np.array([0.3, -0.8, 2.0]), 0.1, 0)
+    array([ 3., -8.,  7.])
+    """
+
+    _function = staticmethod(quantization)

@@ -1,0 +1,244 @@
+"""The moving-average min-max observer (OneFlow's ``MovingAverageMinMaxObserver``)."""
+import math
+import operator
+
+import numpy as np
+
+from numba_quant import _checks, _cpu
+from numba_quant._dispatch import backend, on_device
+from numba_quant.observer import observe_minmax
+
+
+def _step_value(current_train_step):
+    """The training step as an int (from an int or a one-element integer array)."""
+    if on_device(current_train_step):
+        current_train_step = backend(current_train_step).to_host(current_train_step)
+    value = np.asarray(current_train_step)
+    if value.dtype.kind not in "iu" or value.size != 1:
+        raise TypeError("current_train_step must be an int or a one-element integer array; "
+                        f"got {current_train_step!r}")
+    return int(value.reshape(-1)[0])
+
+
+def _momentum_value(momentum):
+    """Momentum as the float32 value the update uses."""
+    value = float(momentum)
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(f"momentum must be between 0 and 1; got {momentum!r}")
+    return np.float32(value)
+
+
+def moving_average_min_max_observer(x, current_train_step, moving_max, moving_min, training,
+                                    stop_update_after_iters, quantization_formula="google",
+                                    quantization_bit=8, quantization_scheme="symmetric",
+                                    momentum=0.95, *, axis=0, nonfinite="raise"):
+    """Scale and zero point from a moving average of the range, as OneFlow computes them.
+
+    When ``training`` and ``current_train_step <= stop_update_after_iters``, the state is
+    updated in place from ``x``::
+
+        symmetric, cambricon:  a = max(|max(x)|, |min(x)|)
+                               moving_max = a if moving_max == 0 else
+                                            moving_max * momentum + a * (1 - momentum)
+                               moving_min = moving_max
+        affine:                the same blend for max(x) and min(x) separately
+
+    A stored 0 means "not yet initialised" and is replaced, not blended.  Then, from the
+    state: symmetric ``scale = moving_max / (2**(b-1) - 1)``; affine ``scale = (moving_max
+    - moving_min) / (2**b - 1)`` and ``zero_point = -round_half_away(moving_min / scale)``;
+    cambricon ``floor(log2(moving_max)) - (b - 2)``.
+
+    Parameters
+    ----------
+    x : array_like or GPU array
+        float16, float32 or float64 batch.
+    current_train_step : int or one-element integer array
+    moving_max, moving_min : arrays
+        The state, in the input's float type (float32 for float16) and on its device:
+        one element (per layer) or one per slice along ``axis`` (per channel, an
+        extension of OneFlow).  Updated in place.
+    training : bool
+    stop_update_after_iters : int
+        The last step that updates the state.
+    quantization_formula, quantization_bit, quantization_scheme
+        As for :func:`min_max_observer`.
+    momentum : float
+        Weight of the old state, used as a float32 value (``1 - momentum`` in float32).
+    axis : int, optional
+        Channel axis when the state has more than one element.
+    nonfinite : {"raise", "omit"}
+        As for :func:`min_max_observer`.
+
+    Returns
+    -------
+    scale, zero_point : arrays
+        Shaped like the state, on the input's device.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import numba_quant as nq
+    >>> moving_max = np.zeros(1, np.float32)
+    >>> moving_min = np.zeros(1, np.float32)
+    >>> for step, batch in enumerate([[-2.0, 1.0], [4.0, 0.5]]):
+    ...     scale, zp = nq.moving_average_min_max_observer(
+    ...         np.array(batch, np.float32), step, moving_max, moving_min, True, 100,
+    ...         momentum=0.5)
+    >>> moving_max  # 2, then 2 * 0.5 + 4 * 0.5
+    array([3.], dtype=float32)
+    """
+    scheme = _checks.scheme_code(quantization_formula, quantization_scheme)
+    bits = _checks.bits(quantization_bit)
+    omit = _checks.nonfinite_policy(nonfinite)
+    momentum = _momentum_value(momentum)
+    step = _step_value(current_train_step)
+    ops = backend(x, moving_max, moving_min)
+    data = ops.as_array(x)
+    state_max = ops.as_state(moving_max, data.dtype, "moving_max")
+    state_min = ops.as_state(moving_min, data.dtype, "moving_min")
+    if state_max.size != state_min.size:
+        raise ValueError(f"moving_max and moving_min must have the same length; got "
+                         f"{state_max.size} and {state_min.size}")
+    if state_max.size == 1:
+        axis = None
+    else:
+        axis = _checks.channel_axis(axis, data.ndim, per_layer=False)
+        if data.shape[axis] != state_max.size:
+            raise ValueError(f"per-channel state has {state_max.size} values but axis {axis} "
+                             f"of the input has length {data.shape[axis]}")
+    update = bool(training) and step <= stop_update_after_iters
+    if update:
+        lo, hi = observe_minmax(ops, data, axis, omit)
+    else:
+        # The state alone decides the result; the batch is not read.
+        lo, hi = state_min, state_max
+    scale, zero_point = ops.moving_observe(lo, hi, state_max, state_min, update, momentum,
+                                           scheme, bits)
+    return ops.wrap(scale, x), ops.wrap(zero_point, x)
+
+
+class MovingAverageMinMaxObserver:
+    """The moving-average observer with its own state and step counter.
+
+    Each call in training mode uses the current step, then increments it; calls in
+    evaluation mode (after :meth:`eval`) read the state without changing it.  With
+    ``per_layer_quantization=False`` it keeps one moving range per slice along ``axis``
+    (OneFlow has only the per-layer form).  The state lives where the data does: it
+    moves to the GPU with the first GPU batch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import numba_quant as nq
+    >>> observer = nq.MovingAverageMinMaxObserver(stop_update_after_iters=100, momentum=0.5)
+    >>> for batch in ([-2.0, 1.0], [4.0, 0.5]):
+    ...     scale, zero_point = observer(np.array(batch, np.float32))
+    >>> observer.current_train_step, observer.moving_max
+    (2, array([3.], dtype=float32))
+    >>> state = observer.state_dict()
+    >>> restored = nq.MovingAverageMinMaxObserver(stop_update_after_iters=100, momentum=0.5)
+    >>> restored.load_state_dict(state)
+    >>> restored.eval()(np.zeros(2, np.float32))[0] == scale
+    array([ True])
+    """
+
+    _settings = ("stop_update_after_iters", "quantization_formula", "quantization_bit",
+                 "quantization_scheme", "momentum", "per_layer_quantization", "axis",
+                 "nonfinite")
+
+    def __init__(self, stop_update_after_iters=1, quantization_formula="google",
+                 quantization_bit=8, quantization_scheme="symmetric", momentum=0.95, *,
+                 per_layer_quantization=True, axis=0, nonfinite="raise"):
+        _checks.scheme_code(quantization_formula, quantization_scheme)
+        self.stop_update_after_iters = _checks.integer("stop_update_after_iters",
+                                                       stop_update_after_iters)
+        self.quantization_formula = quantization_formula
+        self.quantization_bit = _checks.bits(quantization_bit)
+        self.quantization_scheme = quantization_scheme
+        self.momentum = float(_momentum_value(momentum))
+        self.per_layer_quantization = bool(per_layer_quantization)
+        self.axis = _checks.integer("axis", axis)
+        _checks.nonfinite_policy(nonfinite)
+        self.nonfinite = nonfinite
+        self.training = True
+        self.reset()
+
+    def reset(self):
+        """Forget the moving range and restart the step counter at 0."""
+        self.current_train_step = 0
+        self.moving_max = None
+        self.moving_min = None
+
+    def train(self, mode=True):
+        """Switch to training mode (the state updates); returns the observer."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Switch to evaluation mode (the state is only read); returns the observer."""
+        return self.train(False)
+
+    def _state_for(self, x):
+        """The state arrays, created or moved to where ``x`` lives."""
+        ops = backend(x)
+        data = ops.as_array(x)
+        if self.per_layer_quantization:
+            size = 1
+        else:
+            axis = _checks.channel_axis(self.axis, data.ndim, per_layer=False)
+            size = data.shape[axis]
+        if self.moving_max is None:
+            zeros = np.zeros(size, data.dtype)
+            self.moving_max, self.moving_min = zeros, zeros.copy()
+        if on_device(self.moving_max) != (ops is not _cpu):
+            # Move the state to the data's side (its values are kept exactly).
+            state = [np.asarray(backend(a).to_host(a)) for a in (self.moving_max, self.moving_min)]
+            self.moving_max, self.moving_min = (ops.from_host(a, like=x) for a in state)
+        if np.dtype(self.moving_max.dtype) != data.dtype:
+            raise TypeError(f"this observer's state is {np.dtype(self.moving_max.dtype)} but "
+                            f"the input computes in {data.dtype}; call reset() first")
+        return data
+
+    def __call__(self, x):
+        """Observe a batch: ``(scale, zero_point)``, updating the state when training."""
+        self._state_for(x)
+        result = moving_average_min_max_observer(
+            x, self.current_train_step, self.moving_max, self.moving_min, self.training,
+            self.stop_update_after_iters, self.quantization_formula, self.quantization_bit,
+            self.quantization_scheme, self.momentum,
+            axis=None if self.per_layer_quantization else self.axis, nonfinite=self.nonfinite)
+        if self.training:
+            self.current_train_step += 1
+        return result
+
+    def __repr__(self):
+        return _checks.settings_repr(self)
+
+    def state_dict(self):
+        """Settings, step counter, mode and moving range as plain Python and numpy values.
+
+        Saves to ``.npz`` with ``np.savez(path, **observer.state_dict())``.  A state not
+        yet created is stored as empty arrays.
+        """
+        state = {name: getattr(self, name) for name in self._settings}
+        state["current_train_step"] = self.current_train_step
+        state["training"] = self.training
+        for name in ("moving_max", "moving_min"):
+            value = getattr(self, name)
+            if value is None:
+                state[name] = np.zeros(0, np.float32)
+            else:
+                state[name] = np.array(backend(value).to_host(value))
+        return state
+
+    def load_state_dict(self, state):
+        """Restore what :meth:`state_dict` saved (also after ``np.load``)."""
+        names = self._settings + ("current_train_step", "training")
+        values = _checks.settings_from(state, names)
+        self.__init__(**{name: values[name] for name in self._settings})
+        self.current_train_step = operator.index(values["current_train_step"])
+        self.training = bool(values["training"])
+        moving_max = np.array(state["moving_max"]).reshape(-1)
+        moving_min = np.array(state["moving_min"]).reshape(-1)
+        if moving_max.size:
+            self.moving_max, self.moving_min = moving_max, moving_min

@@ -1,0 +1,133 @@
+"""``min_max_observer``: scale and zero point from an array's range."""
+from numba_quant import _checks
+from numba_quant import _reference as ref
+from numba_quant._dispatch import backend
+
+
+def observe_minmax(ops, x, axis, omit):
+    """Checked per-channel (lo, hi) of a backend array; raises on non-finite trouble."""
+    _checks.not_empty(x.shape, axis)
+    lo, hi, status = ops.channel_minmax(x, axis, omit)
+    if status == ref.HAS_NONFINITE:
+        raise _checks.nonfinite_error(ops.count_nonfinite(x))
+    if status == ref.EMPTY_CHANNEL:
+        raise _checks.empty_channel_error(ops.to_host(lo), ops.to_host(hi), axis is None)
+    return lo, hi
+
+
+def min_max_observer(x, quantization_formula="google", quantization_bit=8,
+                     quantization_scheme="symmetric", per_layer_quantization=True, *,
+                     axis=0, nonfinite="raise"):
+    """Scale and zero point from the minimum and maximum of an array.
+
+    The formulas are OneFlow's ``nn.MinMaxObserver``; results equal OneFlow's by value.
+
+    Parameters
+    ----------
+    x : array_like or GPU array
+        float16, float32 or float64 data of any shape and strides.  numpy input runs on
+        the CPU; an array with ``__cuda_array_interface__`` (CuPy, Numba, PyTorch CUDA)
+        runs on its GPU and the results stay there, in the same array type.
+    quantization_formula : {"google", "cambricon"}
+        ``"google"`` gives a scale (and zero point); ``"cambricon"`` gives a power-of-two
+        shift exponent ``floor(log2(amax)) - (bits - 2)`` in place of the scale.
+    quantization_bit : int
+        Bits per code, 2 to 16.
+    quantization_scheme : {"symmetric", "affine"}
+        Symmetric: ``scale = amax / (2**(bits-1) - 1)`` and zero point 0.  Affine:
+        ``scale = (max - min) / (2**bits - 1)`` and ``zero_point = -rint(min / scale)``.
+        Ignored by cambricon.
+    per_layer_quantization : bool
+        True: one scale for the whole array.  False: one per slice along ``axis``.
+    axis : int, optional
+        The channel axis for per-channel quantization (default 0; negative counts from
+        the end).
+    nonfinite : {"raise", "omit"}
+        What to do with NaN and infinities: raise ``ValueError`` (default) or ignore them.
+
+    Returns
+    -------
+    scale, zero_point : arrays
+        Shape ``(1,)`` per layer or ``(channels,)`` per channel, in the input's float type
+        (float32 for float16 input).  The zero point holds integer values.  A zero range
+        gives scale 0 and zero point 0 (cambricon: shift 0).
+
+    Raises
+    ------
+    ValueError
+        Unknown formula, scheme or policy; bits outside 2..16; an empty array or channel;
+        non-finite values under ``nonfinite="raise"``; per-channel on a 0-d array.
+    TypeError
+        Input that is not float16/32/64 (integers, bools, complex numbers).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import numba_quant as nq
+    >>> w = np.array([[-1.0, 0.5], [2.0, -0.25]], dtype=np.float32)
+    >>> scale, zero_point = nq.min_max_observer(w)
+    >>> scale * 127
+    array([2.], dtype=float32)
+    >>> nq.min_max_observer(w, per_layer_quantization=False, quantization_scheme="affine")
+    (array([0.00588235, 0.00882353], dtype=float32), array([170.,  28.], dtype=float32))
+    """
+    scheme = _checks.scheme_code(quantization_formula, quantization_scheme)
+    bits = _checks.bits(quantization_bit)
+    omit = _checks.nonfinite_policy(nonfinite)
+    ops = backend(x)
+    data = ops.as_array(x)
+    axis = _checks.channel_axis(axis, data.ndim, per_layer_quantization)
+    lo, hi = observe_minmax(ops, data, axis, omit)
+    scale, zero_point = ops.qparams(lo, hi, scheme, bits)
+    return ops.wrap(scale, x), ops.wrap(zero_point, x)
+
+
+class MinMaxObserver:
+    """Callable holder of ``min_max_observer`` settings (OneFlow's ``nn.MinMaxObserver``).
+
+    The settings are checked when the observer is made and kept as attributes of the
+    same names as :func:`min_max_observer`'s arguments.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import numba_quant as nq
+    >>> observer = nq.MinMaxObserver(quantization_bit=4, per_layer_quantization=False)
+    >>> observer
+    MinMaxObserver(quantization_formula='google', quantization_bit=4, quantization_scheme='symmetric', per_layer_quantization=False, axis=0, nonfinite='raise')
+    >>> scale, zero_point = observer(np.array([[1.0, -7.0], [0.5, 3.5]]))
+    >>> scale
+    array([1. , 0.5])
+    """
+
+    _settings = ("quantization_formula", "quantization_bit", "quantization_scheme",
+                 "per_layer_quantization", "axis", "nonfinite")
+
+    def __init__(self, quantization_formula="google", quantization_bit=8,
+                 quantization_scheme="symmetric", per_layer_quantization=True, *, axis=0,
+                 nonfinite="raise"):
+        _checks.scheme_code(quantization_formula, quantization_scheme)
+        self.quantization_formula = quantization_formula
+        self.quantization_bit = _checks.bits(quantization_bit)
+        self.quantization_scheme = quantization_scheme
+        self.per_layer_quantization = bool(per_layer_quantization)
+        self.axis = _checks.integer("axis", axis)
+        _checks.nonfinite_policy(nonfinite)
+        self.nonfinite = nonfinite
+
+    def __call__(self, x):
+        """Scale and zero point of ``x`` (see :func:`min_max_observer`)."""
+        return min_max_observer(x, self.quantization_formula, self.quantization_bit,
+                                self.quantization_scheme, self.per_layer_quantization,
+                                axis=self.axis, nonfinite=self.nonfinite)
+
+    def __repr__(self):
+        return _checks.settings_repr(self)
+
+    def state_dict(self):
+        """The settings as a dict of plain Python values (the observer keeps no data)."""
+        return {name: getattr(self, name) for name in self._settings}
+
+    def load_state_dict(self, state):
+        """Restore settings saved by :meth:`state_dict` (checked as in the constructor)."""
+        self.__init__(**_checks.settings_from(state, self._settings))

@@ -308,12 +308,28 @@ def make_observer(args):
         raise CliError(_one_line(exc)) from None
 
 
+def check_gpu() -> None:
+    """Fail early, in one line, when --gpu cannot run."""
+    try:
+        from numba import cuda
+        usable = cuda.is_available()
+    except Exception:  # numba without a CUDA target, or a broken CUDA install
+        usable = False
+    if not usable:
+        raise CliError(
+            "--gpu needs a CUDA GPU and its driver (numba.cuda.is_available() is False); "
+            "install the cuda extra on a machine with a GPU, or set "
+            "NUMBA_ENABLE_CUDASIM=1 to run the kernels in Numba's CUDA simulator")
+
+
 def run(args, out=None, err=None) -> int:
     """Run the command for parsed ``args``, writing to ``out``/``err`` (default: the
     process's stdout and stderr); returns the exit status."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     observer = make_observer(args)
+    if args.gpu:
+        check_gpu()
     source = collect_source(args)
     records = []
     errors = list(source.errors)

@@ -8,6 +8,7 @@ import numba
 import numpy as np
 
 from numba_quant import _checks
+from numba_quant import _reference as ref
 from numba_quant import _cpu_kernels as kernels
 from numba_quant._layout import aligned_views, channel_view
 
@@ -63,12 +64,18 @@ def empty(shape, dtype, like):
 
 
 def channel_minmax(x, axis, omit):
-    """Per-channel ``(lo, hi, status)`` of ``x`` along ``axis`` (None: the whole array)."""
+    """Per-channel ``(lo, hi, status)`` of ``x`` along ``axis`` (None: the whole array).
+
+    The first pass propagates NaN and vectorises; only when it meets a non-finite value
+    and ``omit`` is set does a second, slower pass skip them.
+    """
     x3 = channel_view(x, axis)
     parallel, by_channel, pieces = _plan(x3)
     reduce = kernels.reduce_by_channel if by_channel else kernels.reduce_by_outer
-    lows, highs = reduce[parallel](x3, omit, pieces)
-    return kernels.combine(lows, highs, omit)
+    lo, hi, status = reduce[parallel](x3, False, pieces)
+    if omit and status == ref.HAS_NONFINITE:
+        lo, hi, status = reduce[parallel](x3, True, pieces)
+    return lo, hi, status
 
 
 def count_nonfinite(x, nan_only=False):

@@ -39,79 +39,37 @@ maximum = _llvm_binary("maximum")
 
 @njit(cache=True, inline="always")
 def _fold(lo, hi, v, omit):
-    """Fold one element into a running (min, max)."""
+    """Fold one element into a running (min, max).
+
+    Without ``omit`` this is NaN-propagating and vectorises, so a NaN or infinity shows in
+    the result.  With ``omit`` non-finite elements are skipped; plain compares are used
+    there because a select feeding llvm.minimum stays scalar and runs several times slower.
+    """
     if omit:
-        # v - v is 0 exactly for finite v, NaN otherwise: a branch-free finiteness test.
-        finite = v - v == 0
-        lo = minimum(lo, v if finite else type(v)(np.inf))
-        hi = maximum(hi, v if finite else type(v)(-np.inf))
+        if v - v == 0:  # exactly 0 for finite v, NaN otherwise
+            if v < lo:
+                lo = v
+            if v > hi:
+                hi = v
         return lo, hi
     return minimum(lo, v), maximum(hi, v)
 
 
-def _reduce_by_channel_impl(x, omit, pieces):
-    """Partial (min, max) per channel and per piece of the inner axis.
-
-    Suits layouts whose inner runs are long (channels outermost, or per-layer).
-    Returns arrays of shape (channels, pieces).
-    """
-    n_outer, n_channels, n_inner = x.shape
-    step = (n_inner + pieces - 1) // pieces
-    lows = np.empty((n_channels, pieces), x.dtype)
-    highs = np.empty((n_channels, pieces), x.dtype)
-    for task in prange(n_channels * pieces):
-        c = task // pieces
-        start = (task % pieces) * step
-        stop = min(start + step, n_inner)
-        lo = x.dtype.type(np.inf)
-        hi = x.dtype.type(-np.inf)
-        for o in range(n_outer):
-            for i in range(start, stop):
-                lo, hi = _fold(lo, hi, x[o, c, i], omit)
-        lows[c, task % pieces] = lo
-        highs[c, task % pieces] = hi
-    return lows, highs
+@njit(cache=True, inline="always")
+def _fold_row(lo, hi, row, omit):
+    """Fold a 1-D slice into a running (min, max); the policy test sits outside the loop."""
+    if omit:
+        for i in range(row.size):
+            lo, hi = _fold(lo, hi, row[i], True)
+    else:
+        for i in range(row.size):
+            lo, hi = _fold(lo, hi, row[i], False)
+    return lo, hi
 
 
-def _reduce_by_outer_impl(x, omit, pieces):
-    """Partial (min, max) per channel and per piece of the outer axis.
-
-    Suits layouts with short inner runs (channels last, or in the middle).
-    Returns arrays of shape (channels, pieces).
-    """
-    n_outer, n_channels, n_inner = x.shape
-    step = (n_outer + pieces - 1) // pieces
-    lows = np.empty((pieces, n_channels), x.dtype)
-    highs = np.empty((pieces, n_channels), x.dtype)
-    for task in prange(pieces):
-        lo = lows[task]
-        hi = highs[task]
-        lo[:] = np.inf
-        hi[:] = -np.inf
-        for o in range(task * step, min(task * step + step, n_outer)):
-            for c in range(n_channels):
-                a = lo[c]
-                b = hi[c]
-                for i in range(n_inner):
-                    a, b = _fold(a, b, x[o, c, i], omit)
-                lo[c] = a
-                hi[c] = b
-    return lows.T, highs.T
-
-
-reduce_by_channel = {
-    True: njit(parallel=True, cache=True)(_reduce_by_channel_impl),
-    False: njit(cache=True)(_reduce_by_channel_impl),
-}
-reduce_by_outer = {
-    True: njit(parallel=True, cache=True)(_reduce_by_outer_impl),
-    False: njit(cache=True)(_reduce_by_outer_impl),
-}
-
-
-@njit(cache=True)
-def combine(lows, highs, omit):
-    """Per-channel (min, max) from partials, and a status code (see module constants)."""
+@njit(cache=True, inline="always")
+def _finish(lows, highs, omit):
+    """Per-channel (min, max) from partials of shape (channels, pieces), and a status."""
     n_channels = lows.shape[0]
     lo = np.empty(n_channels, lows.dtype)
     hi = np.empty(n_channels, lows.dtype)
@@ -130,6 +88,62 @@ def combine(lows, highs, omit):
         elif not (a - a == 0 and b - b == 0):
             status = ref.HAS_NONFINITE
     return lo, hi, status
+
+
+def _reduce_by_channel_impl(x, omit, pieces):
+    """Per-channel ``(lo, hi, status)``; tasks are (channel, piece of the inner axis).
+
+    Suits layouts whose inner runs are long (channels outermost, or per layer).  Each
+    task walks 1-D row slices: indexing from 0 lets LLVM drop the negative-index
+    wraparound and vectorise.
+    """
+    n_outer, n_channels, n_inner = x.shape
+    step = (n_inner + pieces - 1) // pieces
+    lows = np.empty((n_channels, pieces), x.dtype)
+    highs = np.empty((n_channels, pieces), x.dtype)
+    for task in prange(n_channels * pieces):
+        c = task // pieces
+        k = task % pieces
+        lo = x.dtype.type(np.inf)
+        hi = x.dtype.type(-np.inf)
+        for o in range(n_outer):
+            lo, hi = _fold_row(lo, hi, x[o, c, k * step:min(k * step + step, n_inner)], omit)
+        lows[c, k] = lo
+        highs[c, k] = hi
+    return _finish(lows, highs, omit)
+
+
+def _reduce_by_outer_impl(x, omit, pieces):
+    """Per-channel ``(lo, hi, status)``; tasks are pieces of the outer axis.
+
+    Suits layouts with short inner runs (channels last, or in the middle): each task
+    keeps a running (min, max) per channel and walks its rows in memory order.
+    """
+    n_outer, n_channels, n_inner = x.shape
+    step = (n_outer + pieces - 1) // pieces
+    lows = np.empty((pieces, n_channels), x.dtype)
+    highs = np.empty((pieces, n_channels), x.dtype)
+    for k in prange(pieces):
+        lo = lows[k]
+        hi = highs[k]
+        lo[:] = np.inf
+        hi[:] = -np.inf
+        for o in range(k * step, min(k * step + step, n_outer)):
+            for i in range(n_inner):
+                column = x[o, :, i]
+                for c in range(n_channels):
+                    lo[c], hi[c] = _fold(lo[c], hi[c], column[c], omit)
+    return _finish(lows.T, highs.T, omit)
+
+
+reduce_by_channel = {
+    True: njit(parallel=True, cache=True)(_reduce_by_channel_impl),
+    False: njit(cache=True)(_reduce_by_channel_impl),
+}
+reduce_by_outer = {
+    True: njit(parallel=True, cache=True)(_reduce_by_outer_impl),
+    False: njit(cache=True)(_reduce_by_outer_impl),
+}
 
 
 @njit(cache=True)
@@ -165,6 +179,23 @@ def code_params(scale, zero_point, scheme, bits):
     return divisor, offset, lowest, highest
 
 
+@njit(cache=True, inline="always")
+def _map_row(source, target, d, z, lowest, highest, what):
+    """``target[i] = ref.map_value(source[i], ...)`` with the loop-invariant tests hoisted."""
+    if d == 0:
+        for i in range(source.size):
+            target[i] = ref.map_value(source[i], d, z, lowest, highest, what)
+    elif what == ref.FAKE:
+        for i in range(source.size):
+            target[i] = ref.map_value(source[i], d, z, lowest, highest, ref.FAKE)
+    elif what == ref.CODE:
+        for i in range(source.size):
+            target[i] = ref.map_value(source[i], d, z, lowest, highest, ref.CODE)
+    else:
+        for i in range(source.size):
+            target[i] = ref.map_value(source[i], d, z, lowest, highest, ref.DECODE)
+
+
 def _map_by_channel_impl(x, out, divisor, offset, lowest, highest, what, pieces):
     """Map every element (see ``ref.map_value``); tasks are (channel, piece of the inner axis)."""
     n_outer, n_channels, n_inner = x.shape
@@ -176,8 +207,7 @@ def _map_by_channel_impl(x, out, divisor, offset, lowest, highest, what, pieces)
         d = divisor[c]
         z = offset[c]
         for o in range(n_outer):
-            for i in range(start, stop):
-                out[o, c, i] = ref.map_value(x[o, c, i], d, z, lowest, highest, what)
+            _map_row(x[o, c, start:stop], out[o, c, start:stop], d, z, lowest, highest, what)
 
 
 def _map_by_outer_impl(x, out, divisor, offset, lowest, highest, what, pieces):

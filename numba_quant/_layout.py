@@ -69,6 +69,11 @@ def channel_view(x, axis):
     Element order inside a channel is not kept, which reductions do not need.  Falls back
     to a contiguous copy (in memory order) when no strided view exists.
     """
+    if x.flags.c_contiguous and x.ndim:
+        # The common case, without the general machinery.
+        if axis is None:
+            return x.reshape(1, 1, x.size)
+        return x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), x.shape[axis], -1)
     views = aligned_views((x,), axis)
     if views is not None:
         return views[0]

@@ -17,23 +17,26 @@ PARALLEL_THRESHOLD = 1 << 16
 # Aim for this many tasks per thread, with at least this many elements per task.
 TASKS_PER_THREAD = 4
 MIN_TASK_ELEMENTS = 1 << 15
-# Inner runs at least this long are split; shorter ones are walked channel by channel.
+# Inner runs shorter than this are reduced period by period (see reduce_periodic) when
+# the data is contiguous and one period of channels * inner elements stays this small.
 LONG_INNER = 64
+MAX_PERIOD = 1 << 16
 
 
-def _plan(x3):
-    """``(parallel, by_channel, pieces)`` for a kernel over the 3-D view ``x3``."""
-    n_outer, n_channels, n_inner = x3.shape
-    n_threads = numba.get_num_threads()
-    parallel = x3.size >= PARALLEL_THRESHOLD and n_threads > 1
-    most = TASKS_PER_THREAD * n_threads if parallel else 1
-    by_size = max(1, x3.size // MIN_TASK_ELEMENTS)
-    if n_inner >= LONG_INNER or n_outer == 1:
-        # Tasks are (channel, piece of the inner axis): split only when the channels
-        # alone cannot keep every thread busy.
-        pieces = 1 if n_channels >= most else min(n_inner, by_size, -(-most // n_channels))
-        return parallel, True, max(1, pieces)
-    return parallel, False, max(1, min(n_outer, by_size, most))
+def _tasks(x3):
+    """``(parallel, most)``: whether to run in parallel, and how many tasks at most."""
+    parallel = x3.size >= PARALLEL_THRESHOLD and numba.get_num_threads() > 1
+    if not parallel:
+        return False, 1
+    most = TASKS_PER_THREAD * numba.get_num_threads()
+    return True, max(1, min(most, x3.size // MIN_TASK_ELEMENTS))
+
+
+def _split(n_channels, n_inner, most):
+    """``(blocks, pieces)``: channel blocks and inner pieces giving about ``most`` tasks."""
+    if n_channels >= most:
+        return most, 1
+    return n_channels, max(1, min(n_inner, -(-most // n_channels)))
 
 
 def as_array(x):
@@ -69,12 +72,32 @@ def channel_minmax(x, axis, omit):
     The first pass propagates NaN and vectorises; only when it meets a non-finite value
     and ``omit`` is set does a second, slower pass skip them.
     """
+    if axis is not None and x.shape[axis] == 1:
+        axis = None  # one channel: the per-layer view is the better one
     x3 = channel_view(x, axis)
-    parallel, by_channel, pieces = _plan(x3)
-    reduce = kernels.reduce_by_channel if by_channel else kernels.reduce_by_outer
-    lo, hi, status = reduce[parallel](x3, False, pieces)
+    parallel, most = _tasks(x3)
+    n_outer, n_channels, n_inner = x3.shape
+    lo = np.empty(n_channels, x3.dtype)
+    hi = np.empty(n_channels, x3.dtype)
+    if n_inner < LONG_INNER and n_channels * n_inner <= MAX_PERIOD and x3.flags.c_contiguous:
+        reduce = kernels.reduce_periodic[parallel]
+        arguments = (x3.reshape(-1), n_channels, n_inner)
+        pieces = max(1, min(most, n_outer))
+        partial_shape = (n_channels, 1)
+    else:
+        reduce = kernels.reduce_by_channel[parallel]
+        arguments = (x3,)
+        blocks, pieces = _split(n_channels, n_inner, most)
+        partial_shape = (n_channels, pieces)
+        pieces = (blocks, pieces)
+    if partial_shape[1] == 1 and reduce is kernels.reduce_by_channel[parallel]:
+        partial_shape = (1, 1)  # one piece per channel: the kernel writes lo/hi directly
+    lows = np.empty(partial_shape, x3.dtype)
+    highs = np.empty(partial_shape, x3.dtype)
+    tasks = pieces if isinstance(pieces, tuple) else (pieces,)
+    status = reduce(*arguments, False, *tasks, lows, highs, lo, hi)
     if omit and status == ref.HAS_NONFINITE:
-        lo, hi, status = reduce[parallel](x3, True, pieces)
+        status = reduce(*arguments, True, *tasks, lows, highs, lo, hi)
     return lo, hi, status
 
 
@@ -83,12 +106,18 @@ def count_nonfinite(x, nan_only=False):
 
 
 def qparams(lo, hi, scheme, bits):
-    return kernels.qparams(lo, hi, scheme, bits)
+    scale = np.empty_like(lo)
+    zero_point = np.empty_like(lo)
+    kernels.qparams(lo, hi, scheme, bits, scale, zero_point)
+    return scale, zero_point
 
 
 def moving_observe(lo, hi, moving_max, moving_min, update, momentum, scheme, bits):
-    return kernels.moving_observe(lo, hi, moving_max, moving_min, update,
-                                  np.float32(momentum), scheme, bits)
+    scale = np.empty_like(moving_max)
+    zero_point = np.empty_like(moving_max)
+    kernels.moving_observe(lo, hi, moving_max, moving_min, update, np.float32(momentum),
+                           scheme, bits, scale, zero_point)
+    return scale, zero_point
 
 
 def quantize_map(x, scale, zero_point, scheme, bits, axis, what, out):
@@ -107,9 +136,15 @@ def quantize_map(x, scale, zero_point, scheme, bits, axis, what, out):
         out[...] = buffer
         return out
     x3, out3 = views
-    parallel, by_channel, pieces = _plan(x3)
-    apply = kernels.map_by_channel if by_channel else kernels.map_by_outer
-    apply[parallel](x3, out3, divisor, offset, lowest, highest, what, pieces)
+    parallel, most = _tasks(x3)
+    n_outer, n_channels, n_inner = x3.shape
+    if n_inner >= LONG_INNER or n_outer == 1:
+        blocks, pieces = _split(n_channels, n_inner, most)
+        kernels.map_by_channel[parallel](x3, out3, divisor, offset, lowest, highest, what,
+                                         blocks, pieces)
+    else:
+        kernels.map_by_outer[parallel](x3, out3, divisor, offset, lowest, highest, what,
+                                       max(1, min(most, n_outer)))
     return out
 
 

@@ -38,6 +38,21 @@ maximum = _llvm_binary("maximum")
 
 
 @njit(cache=True, inline="always")
+def _index(i):
+    """A loop bound as an unsigned integer.
+
+    Indexing with a signed integer that LLVM cannot prove non-negative adds a
+    negative-index wraparound to every access (and stops vectorisation); loops over
+    ``range(_index(a), _index(b))`` index with unsigned integers and skip it.
+    """
+    return np.uint64(i)
+
+
+# Rows shorter than this are indexed directly instead of sliced.
+SHORT_ROW = 16
+
+
+@njit(cache=True, inline="always")
 def _fold(lo, hi, v, omit):
     """Fold one element into a running (min, max).
 
@@ -56,6 +71,22 @@ def _fold(lo, hi, v, omit):
 
 
 @njit(cache=True, inline="always")
+def _fold_scalar(lo, hi, v, omit):
+    """:func:`_fold` for loops that do not vectorise: compares, still NaN-propagating.
+
+    Scalar llvm.minimum expands to a long dependency chain; outside vector loops plain
+    compares are several times faster.  A NaN, once in ``lo``/``hi``, stays there.
+    """
+    if omit:
+        return _fold(lo, hi, v, True)
+    # Selects rather than branches: on short random rows a branch mispredicts half the time.
+    nan = v != v
+    lo = v if (v < lo) | nan else lo
+    hi = v if (v > hi) | nan else hi
+    return lo, hi
+
+
+@njit(cache=True, inline="always")
 def _fold_row(lo, hi, row, omit):
     """Fold a 1-D slice into a running (min, max); the policy test sits outside the loop."""
     if omit:
@@ -68,103 +99,143 @@ def _fold_row(lo, hi, row, omit):
 
 
 @njit(cache=True, inline="always")
-def _finish(lows, highs, omit):
-    """Per-channel (min, max) from partials of shape (channels, pieces), and a status."""
-    n_channels = lows.shape[0]
-    lo = np.empty(n_channels, lows.dtype)
-    hi = np.empty(n_channels, lows.dtype)
+def _status(lo, hi, omit):
+    """The status of one channel's final (min, max)."""
+    if omit:
+        # Still (+inf, -inf): nothing finite in this channel.
+        return ref.EMPTY_CHANNEL if lo > hi else ref.OK
+    return ref.OK if lo - lo == 0 and hi - hi == 0 else ref.HAS_NONFINITE
+
+
+@njit(cache=True, inline="always")
+def _finish(lows, highs, omit, lo, hi):
+    """Fold partials of shape (channels, pieces) into ``lo``/``hi``; return a status."""
     status = ref.OK
-    for c in range(n_channels):
+    for c in range(lows.shape[0]):
         a = lows[c, 0]
         b = highs[c, 0]
         for k in range(1, lows.shape[1]):
-            a = minimum(a, lows[c, k])
-            b = maximum(b, highs[c, k])
+            a, _ = _fold_scalar(a, a, lows[c, k], False)
+            _, b = _fold_scalar(b, b, highs[c, k], False)
         lo[c] = a
         hi[c] = b
-        if omit:
-            if a > b:  # still (+inf, -inf): nothing finite in this channel
-                status = ref.EMPTY_CHANNEL
-        elif not (a - a == 0 and b - b == 0):
-            status = ref.HAS_NONFINITE
-    return lo, hi, status
+        status = max(status, _status(a, b, omit))
+    return status
 
 
-def _reduce_by_channel_impl(x, omit, pieces):
-    """Per-channel ``(lo, hi, status)``; tasks are (channel, piece of the inner axis).
+def _reduce_by_channel_impl(x, omit, blocks, pieces, lows, highs, lo, hi):
+    """Per-channel min and max into ``lo``/``hi``; returns a status.
 
-    Suits layouts whose inner runs are long (channels outermost, or per layer).  Each
-    task walks 1-D row slices: indexing from 0 lets LLVM drop the negative-index
-    wraparound and vectorise.
+    Tasks are (block of channels, piece of the inner axis); ``lows``/``highs`` of shape
+    (channels, pieces) hold the partials.  All arrays come from the caller: large arrays
+    allocated inside compiled code are page-faulted afresh on every call.
+
+    Suits layouts whose inner runs are long (channels outermost, or per layer), and any
+    strides.  Rows are walked as 1-D slices: indexing them from 0 lets LLVM drop the
+    negative-index wraparound and vectorise.
     """
     n_outer, n_channels, n_inner = x.shape
-    step = (n_inner + pieces - 1) // pieces
-    lows = np.empty((n_channels, pieces), x.dtype)
-    highs = np.empty((n_channels, pieces), x.dtype)
-    for task in prange(n_channels * pieces):
-        c = task // pieces
+    channel_step = (n_channels + blocks - 1) // blocks
+    inner_step = (n_inner + pieces - 1) // pieces
+    statuses = np.zeros(blocks * pieces, np.int64)
+    for task in prange(blocks * pieces):
+        first = (task // pieces) * channel_step
         k = task % pieces
-        lo = x.dtype.type(np.inf)
-        hi = x.dtype.type(-np.inf)
-        for o in range(n_outer):
-            lo, hi = _fold_row(lo, hi, x[o, c, k * step:min(k * step + step, n_inner)], omit)
-        lows[c, k] = lo
-        highs[c, k] = hi
-    return _finish(lows, highs, omit)
+        start = k * inner_step
+        stop = min(start + inner_step, n_inner)
+        for c in range(_index(first), _index(min(first + channel_step, n_channels))):
+            a = x.dtype.type(np.inf)
+            b = x.dtype.type(-np.inf)
+            if stop - start >= SHORT_ROW:
+                for o in range(n_outer):
+                    a, b = _fold_row(a, b, x[o, c, start:stop], omit)
+            else:  # a slice per short row would cost more than its elements
+                for o in range(n_outer):
+                    for i in range(_index(start), _index(stop)):
+                        a, b = _fold_scalar(a, b, x[o, c, i], omit)
+            if pieces == 1:  # final values: no partials to fold afterwards
+                lo[c] = a
+                hi[c] = b
+                statuses[task] = max(statuses[task], _status(a, b, omit))
+            else:
+                lows[c, k] = a
+                highs[c, k] = b
+    if pieces == 1:
+        return statuses.max()
+    return _finish(lows, highs, omit, lo, hi)
 
 
-def _reduce_by_outer_impl(x, omit, pieces):
-    """Per-channel ``(lo, hi, status)``; tasks are pieces of the outer axis.
+@njit(cache=True, inline="always")
+def _fold_lanes(lo, hi, block, omit):
+    """Fold a block into per-lane running (min, max) arrays of the block's length."""
+    if omit:
+        for j in range(block.size):
+            lo[j], hi[j] = _fold(lo[j], hi[j], block[j], True)
+    else:
+        for j in range(block.size):
+            lo[j], hi[j] = _fold(lo[j], hi[j], block[j], False)
 
-    Suits layouts with short inner runs (channels last, or in the middle): each task
-    keeps a running (min, max) per channel and walks its rows in memory order.
+
+def _reduce_periodic_impl(flat, n_channels, n_inner, omit, pieces, lows, highs, lo, hi):
+    """Per-channel min and max of a contiguous (outer, channels, inner) array; a status.
+
+    For short inner runs (channels last, or in the middle).  The flat data repeats with
+    period ``channels * inner``: each task keeps a running (min, max) per lane of a block
+    of whole periods (at least 64 lanes, so the lane loop vectorises) and walks its blocks
+    in memory order; lanes are folded into channels at the end.
     """
-    n_outer, n_channels, n_inner = x.shape
-    step = (n_outer + pieces - 1) // pieces
-    lows = np.empty((pieces, n_channels), x.dtype)
-    highs = np.empty((pieces, n_channels), x.dtype)
+    period = n_channels * n_inner
+    width = period * max(1, 64 // period)
+    n_blocks = flat.size // width
+    step = (n_blocks + pieces - 1) // pieces
+    lane_lows = np.empty((pieces, width), flat.dtype)
+    lane_highs = np.empty((pieces, width), flat.dtype)
     for k in prange(pieces):
-        lo = lows[k]
-        hi = highs[k]
-        lo[:] = np.inf
-        hi[:] = -np.inf
-        for o in range(k * step, min(k * step + step, n_outer)):
-            for i in range(n_inner):
-                column = x[o, :, i]
-                for c in range(n_channels):
-                    lo[c], hi[c] = _fold(lo[c], hi[c], column[c], omit)
-    return _finish(lows.T, highs.T, omit)
+        lane_lo = lane_lows[k]
+        lane_hi = lane_highs[k]
+        lane_lo[:] = np.inf
+        lane_hi[:] = -np.inf
+        for b in range(_index(k * step), _index(min(k * step + step, n_blocks))):
+            _fold_lanes(lane_lo, lane_hi, flat[b * width:(b + 1) * width], omit)
+    # Lanes to channels (``lows``/``highs`` have shape (channels, 1)), then the elements
+    # after the last whole block.
+    lows[:] = np.inf
+    highs[:] = -np.inf
+    for k in range(pieces):
+        for j in range(width):
+            c = (j % period) // n_inner
+            lows[c, 0], _ = _fold_scalar(lows[c, 0], lows[c, 0], lane_lows[k, j], False)
+            _, highs[c, 0] = _fold_scalar(highs[c, 0], highs[c, 0], lane_highs[k, j], False)
+    for f in range(n_blocks * width, flat.size):
+        c = (f % period) // n_inner
+        lows[c, 0], highs[c, 0] = _fold_scalar(lows[c, 0], highs[c, 0], flat[f], omit)
+    return _finish(lows, highs, omit, lo, hi)
 
 
 reduce_by_channel = {
     True: njit(parallel=True, cache=True)(_reduce_by_channel_impl),
     False: njit(cache=True)(_reduce_by_channel_impl),
 }
-reduce_by_outer = {
-    True: njit(parallel=True, cache=True)(_reduce_by_outer_impl),
-    False: njit(cache=True)(_reduce_by_outer_impl),
+reduce_periodic = {
+    True: njit(parallel=True, cache=True)(_reduce_periodic_impl),
+    False: njit(cache=True)(_reduce_periodic_impl),
 }
 
 
 @njit(cache=True)
-def qparams(lo, hi, scheme, bits):
-    """Scale and zero point per channel from per-channel (min, max)."""
-    scale = np.empty_like(lo)
-    zero_point = np.empty_like(lo)
+def qparams(lo, hi, scheme, bits, scale, zero_point):
+    """Scale and zero point per channel from per-channel (min, max), into the last two."""
     for c in range(lo.size):
         scale[c], zero_point[c] = ref.qparams(lo[c], hi[c], scheme, bits)
-    return scale, zero_point
 
 
 @njit(cache=True)
-def moving_observe(lo, hi, moving_max, moving_min, update, momentum, scheme, bits):
-    """The moving-average observer's step for every channel; updates the state in place."""
-    scale = np.empty_like(lo)
-    zero_point = np.empty_like(lo)
+def moving_observe(lo, hi, moving_max, moving_min, update, momentum, scheme, bits, scale,
+                   zero_point):
+    """The moving-average step for every channel: state updated in place, results out."""
     for c in range(lo.size):
         moving_max[c], moving_min[c], scale[c], zero_point[c] = ref.moving_observe(
             lo[c], hi[c], moving_max[c], moving_min[c], update, momentum, scheme, bits)
-    return scale, zero_point
 
 
 @njit(cache=True)
@@ -196,18 +267,29 @@ def _map_row(source, target, d, z, lowest, highest, what):
             target[i] = ref.map_value(source[i], d, z, lowest, highest, ref.DECODE)
 
 
-def _map_by_channel_impl(x, out, divisor, offset, lowest, highest, what, pieces):
-    """Map every element (see ``ref.map_value``); tasks are (channel, piece of the inner axis)."""
+def _map_by_channel_impl(x, out, divisor, offset, lowest, highest, what, blocks, pieces):
+    """Map every element (see ``ref.map_value``).
+
+    Tasks are (block of channels, piece of the inner axis), as in the reduction.
+    """
     n_outer, n_channels, n_inner = x.shape
-    step = (n_inner + pieces - 1) // pieces
-    for task in prange(n_channels * pieces):
-        c = task // pieces
-        start = (task % pieces) * step
-        stop = min(start + step, n_inner)
-        d = divisor[c]
-        z = offset[c]
-        for o in range(n_outer):
-            _map_row(x[o, c, start:stop], out[o, c, start:stop], d, z, lowest, highest, what)
+    channel_step = (n_channels + blocks - 1) // blocks
+    inner_step = (n_inner + pieces - 1) // pieces
+    for task in prange(blocks * pieces):
+        first = (task // pieces) * channel_step
+        start = (task % pieces) * inner_step
+        stop = min(start + inner_step, n_inner)
+        for c in range(_index(first), _index(min(first + channel_step, n_channels))):
+            d = divisor[c]
+            z = offset[c]
+            if stop - start >= SHORT_ROW:
+                for o in range(n_outer):
+                    _map_row(x[o, c, start:stop], out[o, c, start:stop], d, z, lowest,
+                             highest, what)
+            else:
+                for o in range(n_outer):
+                    for i in range(_index(start), _index(stop)):
+                        out[o, c, i] = ref.map_value(x[o, c, i], d, z, lowest, highest, what)
 
 
 def _map_by_outer_impl(x, out, divisor, offset, lowest, highest, what, pieces):
@@ -215,7 +297,7 @@ def _map_by_outer_impl(x, out, divisor, offset, lowest, highest, what, pieces):
     n_outer, n_channels, n_inner = x.shape
     step = (n_outer + pieces - 1) // pieces
     for task in prange(pieces):
-        for o in range(task * step, min(task * step + step, n_outer)):
+        for o in range(_index(task * step), _index(min(task * step + step, n_outer))):
             for c in range(n_channels):
                 d = divisor[c]
                 z = offset[c]

@@ -18,7 +18,7 @@ def on_device(x):
     # The simulator's device arrays carry no interface; they exist only once
     # numba.cuda has been imported, so this costs nothing otherwise.
     cuda = sys.modules.get("numba.cuda")
-    return cuda is not None and cuda.is_cuda_array(x)
+    return cuda is not None and cuda.devicearray.is_cuda_ndarray(x)
 
 
 def backend(x, *others):

@@ -78,13 +78,13 @@ def floor_log2(a):
 @njit(cache=True)
 def symmetric_levels(like, bits):
     """``2**(bits-1) - 1`` in the type of ``like``: the largest symmetric code."""
-    return type(like)(2 ** (bits - 1) - 1)
+    return type(like)((1 << (bits - 1)) - 1)
 
 
 @njit(cache=True)
 def affine_levels(like, bits):
     """``2**bits - 1`` in the type of ``like``: the largest affine code."""
-    return type(like)(2**bits - 1)
+    return type(like)((1 << bits) - 1)
 
 
 @njit(cache=True)

@@ -120,6 +120,15 @@ def moving_observe(lo, hi, moving_max, moving_min, update, momentum, scheme, bit
     return scale, zero_point
 
 
+def _overlaps_differently(x, out):
+    """True when ``out`` shares memory with ``x`` other than element for element."""
+    if x is out or not np.may_share_memory(x, out):
+        return False
+    same_place = (x.__array_interface__["data"][0] == out.__array_interface__["data"][0]
+                  and x.strides == out.strides and x.itemsize == out.itemsize)
+    return not same_place
+
+
 def quantize_map(x, scale, zero_point, scheme, bits, axis, what, out):
     """Write codes (``what=CODE``) or fake-quantized values (``FAKE``) of ``x`` to ``out``.
 
@@ -127,6 +136,11 @@ def quantize_map(x, scale, zero_point, scheme, bits, axis, what, out):
     one value (per-layer, ``axis`` None) or one per channel along ``axis``.
     """
     divisor, offset, lowest, highest = kernels.code_params(scale, zero_point, scheme, bits)
+    if _overlaps_differently(x, out):
+        # As numpy's ufuncs do: the result is as if all of x were read first.
+        out[...] = quantize_map(x, scale, zero_point, scheme, bits, axis, what,
+                                np.empty(x.shape, out.dtype))
+        return out
     views = aligned_views((x, out), axis)
     if views is None:
         # No common strided view: compute into a contiguous buffer, then copy over.

@@ -42,8 +42,8 @@ def _candidate_shapes(shape, position):
 def aligned_views(arrays, axis):
     """3-D views of same-shaped arrays that pair up element for element.
 
-    The first array decides the order: its negative strides are flipped and its axes
-    sorted from slowest to fastest in memory, and every array is viewed through the same
+    The first array decides the order: its negative strides are flipped (except along
+    the channel axis) and its axes sorted from slowest to fastest in memory, and every array is viewed through the same
     flips and permutation, so ``a3[o, c, i]`` and ``b3[o, c, i]`` are the same element.
     ``axis`` is the channel axis (``0 <= axis < ndim``) or None for per-layer work.
     Returns a tuple of views, or None when one of them would need a copy.
@@ -51,9 +51,11 @@ def aligned_views(arrays, axis):
     first = arrays[0]
     if first.ndim == 0:
         return tuple(a.reshape(1, 1, 1) for a in arrays)
-    flips = tuple(slice(None, None, -1) if s < 0 else slice(None) for s in first.strides)
+    # The channel axis keeps its direction: channel c must stay channel c.
+    flips = tuple(slice(None, None, -1) if s < 0 and k != axis else slice(None)
+                  for k, s in enumerate(first.strides))
     flipped = [a[flips] for a in arrays]
-    order = sorted(range(first.ndim), key=lambda k: -flipped[0].strides[k])
+    order = sorted(range(first.ndim), key=lambda k: -abs(flipped[0].strides[k]))
     ordered = [a.transpose(order) for a in flipped]
     position = None if axis is None else order.index(axis)
     for shape in _candidate_shapes(ordered[0].shape, position):

@@ -3,7 +3,7 @@ import operator
 
 import numpy as np
 
-from numba_quant import _reference as ref
+from numba_quant import _codes as ref
 
 FORMULAS = ("google", "cambricon")
 SCHEMES = ("symmetric", "affine")

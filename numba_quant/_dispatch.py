@@ -8,8 +8,6 @@ through ``np.asarray`` to the CPU backend, :mod:`numba_quant._cpu`.
 """
 import sys
 
-from numba_quant import _cpu
-
 
 def on_device(x):
     """True when ``x`` is a GPU array."""
@@ -29,9 +27,11 @@ def backend(x, *others):
             where = "a GPU" if device else "a host"
             raise ValueError(f"all arrays must be on the same device: the input is {where} "
                              f"array but {type(other).__name__} is not")
+    # Imported here: numba loads with the first computation, not with numba_quant.
     if device:
         from numba_quant import _cuda
         return _cuda
+    from numba_quant import _cpu
     return _cpu
 
 

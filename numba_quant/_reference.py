@@ -13,22 +13,18 @@ import math
 import numpy as np
 from numba import njit
 
-from numba_quant._primitives import floor, mantissa_bits, mul_rn, rint, trunc
-
-# One code per (formula, scheme) pair; cambricon ignores the scheme.
-SYMMETRIC = 0
-AFFINE = 1
-CAMBRICON = 2
-
-# What a reduction reports besides (min, max).
-OK = 0
-HAS_NONFINITE = 1  # nonfinite="raise" and a NaN or infinity was seen
-EMPTY_CHANNEL = 2  # nonfinite="omit" and some channel has no finite element
-
-# What an element-wise quantization kernel writes.
-FAKE = 0  # the de-quantized value (fake quantization)
-CODE = 1  # the code (quantization; float or integer output)
-DECODE = 2  # the value of a code given as input (de-quantization)
+from numba_quant._codes import (  # noqa: F401  (the kernels read them as ref.NAME)
+    AFFINE,
+    CAMBRICON,
+    CODE,
+    DECODE,
+    EMPTY_CHANNEL,
+    FAKE,
+    HAS_NONFINITE,
+    OK,
+    SYMMETRIC,
+)
+from numba_quant._primitives import mantissa_bits, mul_rn, rint, trunc
 
 _LN2 = math.log(2.0)
 

@@ -2,7 +2,7 @@
 import numpy as np
 
 from numba_quant import _checks
-from numba_quant import _reference as ref
+from numba_quant import _codes as ref
 from numba_quant._dispatch import backend, on_device
 
 

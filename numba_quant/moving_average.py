@@ -4,7 +4,7 @@ import operator
 
 import numpy as np
 
-from numba_quant import _checks, _cpu
+from numba_quant import _checks
 from numba_quant._dispatch import backend, on_device
 from numba_quant.observer import observe_minmax
 
@@ -190,7 +190,7 @@ class MovingAverageMinMaxObserver:
         if self.moving_max is None:
             zeros = np.zeros(size, data.dtype)
             self.moving_max, self.moving_min = zeros, zeros.copy()
-        if on_device(self.moving_max) != (ops is not _cpu):
+        if on_device(self.moving_max) != on_device(x):
             # Move the state to the data's side (its values are kept exactly).
             state = [np.asarray(backend(a).to_host(a)) for a in (self.moving_max, self.moving_min)]
             self.moving_max, self.moving_min = (ops.from_host(a, like=x) for a in state)

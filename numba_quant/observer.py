@@ -1,6 +1,6 @@
 """``min_max_observer``: scale and zero point from an array's range."""
 from numba_quant import _checks
-from numba_quant import _reference as ref
+from numba_quant import _codes as ref
 from numba_quant._dispatch import backend
 
 

@@ -128,3 +128,21 @@ def _plain(value):
     if isinstance(value, np.generic):
         value = value.item()
     return value
+
+
+def parameter_axis(axis, shape, size, what):
+    """The channel axis for ``size`` parameters (None for one: per layer), checked."""
+    if size == 1:
+        return None
+    axis = channel_axis(axis, len(shape), per_layer=False)
+    if shape[axis] != size:
+        raise ValueError(f"per-channel {what} has {size} values but axis {axis} of the "
+                         f"input has length {shape[axis]}")
+    return axis
+
+
+def same_length(first, second, names):
+    """Two parameter arrays that go together must have one length."""
+    if first != second:
+        raise ValueError(f"{names[0]} and {names[1]} must have the same length; got "
+                         f"{first} and {second}")

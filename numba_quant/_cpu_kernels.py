@@ -48,6 +48,11 @@ def _index(i):
     return np.uint64(i)
 
 
+def _parallel_and_serial(impl):
+    """``{True: parallel kernel, False: serial kernel}`` compiled from one body."""
+    return {True: njit(parallel=True, cache=True)(impl), False: njit(cache=True)(impl)}
+
+
 # Rows shorter than this are indexed directly instead of sliced.
 SHORT_ROW = 16
 
@@ -212,14 +217,8 @@ def _reduce_periodic_impl(flat, n_channels, n_inner, omit, pieces, lows, highs, 
     return _finish(lows, highs, omit, lo, hi)
 
 
-reduce_by_channel = {
-    True: njit(parallel=True, cache=True)(_reduce_by_channel_impl),
-    False: njit(cache=True)(_reduce_by_channel_impl),
-}
-reduce_periodic = {
-    True: njit(parallel=True, cache=True)(_reduce_periodic_impl),
-    False: njit(cache=True)(_reduce_periodic_impl),
-}
+reduce_by_channel = _parallel_and_serial(_reduce_by_channel_impl)
+reduce_periodic = _parallel_and_serial(_reduce_periodic_impl)
 
 
 @njit(cache=True)
@@ -305,14 +304,8 @@ def _map_by_outer_impl(x, out, divisor, offset, lowest, highest, what, pieces):
                     out[o, c, i] = ref.map_value(x[o, c, i], d, z, lowest, highest, what)
 
 
-map_by_channel = {
-    True: njit(parallel=True, cache=True)(_map_by_channel_impl),
-    False: njit(cache=True)(_map_by_channel_impl),
-}
-map_by_outer = {
-    True: njit(parallel=True, cache=True)(_map_by_outer_impl),
-    False: njit(cache=True)(_map_by_outer_impl),
-}
+map_by_channel = _parallel_and_serial(_map_by_channel_impl)
+map_by_outer = _parallel_and_serial(_map_by_outer_impl)
 
 
 @njit(cache=True)

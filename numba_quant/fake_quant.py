@@ -21,16 +21,8 @@ def _parameters(ops, x, scale, zero_point, scheme, axis, dtype):
         if values.dtype.kind not in "fiu" or values.size == 0:
             raise TypeError(f"{name} must hold real numbers; got {values.dtype} of size "
                             f"{values.size}")
-    if scale_values.size != zero_values.size:
-        raise ValueError(f"scale and zero_point must have the same length; got "
-                         f"{scale_values.size} and {zero_values.size}")
-    if scale_values.size == 1:
-        axis = None
-    else:
-        axis = _checks.channel_axis(axis, x.ndim, per_layer=False)
-        if x.shape[axis] != scale_values.size:
-            raise ValueError(f"per-channel scale has {scale_values.size} values but axis "
-                             f"{axis} of the input has length {x.shape[axis]}")
+    _checks.same_length(scale_values.size, zero_values.size, ("scale", "zero_point"))
+    axis = _checks.parameter_axis(axis, x.shape, scale_values.size, "scale")
     scale_values = scale_values.astype(dtype)
     zero_values = zero_values.astype(dtype)
     if not np.isfinite(scale_values).all():

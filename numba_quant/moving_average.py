@@ -96,16 +96,8 @@ def moving_average_min_max_observer(x, current_train_step, moving_max, moving_mi
     data = ops.as_array(x)
     state_max = ops.as_state(moving_max, data.dtype, "moving_max")
     state_min = ops.as_state(moving_min, data.dtype, "moving_min")
-    if state_max.size != state_min.size:
-        raise ValueError(f"moving_max and moving_min must have the same length; got "
-                         f"{state_max.size} and {state_min.size}")
-    if state_max.size == 1:
-        axis = None
-    else:
-        axis = _checks.channel_axis(axis, data.ndim, per_layer=False)
-        if data.shape[axis] != state_max.size:
-            raise ValueError(f"per-channel state has {state_max.size} values but axis {axis} "
-                             f"of the input has length {data.shape[axis]}")
+    _checks.same_length(state_max.size, state_min.size, ("moving_max", "moving_min"))
+    axis = _checks.parameter_axis(axis, data.shape, state_max.size, "state")
     update = bool(training) and step <= stop_update_after_iters
     if update:
         lo, hi = observe_minmax(ops, data, axis, omit)

@@ -731,6 +731,106 @@ def evaluate_targets(rows, startup):
 
 # ----------------------------------------------------------------------------------------
 
+SECTIONS = (
+    ("layer", "Per-layer min_max_observer (float32)",
+     ["np min+max", "np qparams", "torch.aminmax", "torch observer"]),
+    ("channel", "Per-channel min_max_observer (float32); mem = peak numpy allocation during "
+     "the call beyond the returned arrays / input bytes (>= 1: a copy)",
+     ["numpy", "torch.aminmax", "torch observer"]),
+    ("fake", "fake_quantization (float32, 8-bit symmetric; torch has no out= and is timed "
+     "once per size)", ["numpy", "torch"]),
+)
+STAT_KEYS = {"median": "medians", "min": "minima"}
+
+
+def print_header(info, results):
+    print(f"# numba_quant {results.get('version')} benchmarks "
+          f"({'quick' if results['quick'] else 'full'})")
+    print(f"cpu: {info['cpu']}, {info['cores']} cores; python {info['python']}, "
+          f"numba {info['numba']}, numpy {info['numpy']}, torch {info['torch']}")
+    print(f"threads: numba {info['threads']} ({info['threading_layer']} layer), "
+          f"torch {info['torch_threads']}; {results['stat']} of {results['repeats']} repeats; "
+          f"load average at start {results.get('load_average', float('nan')):.2f}")
+    print("times per call; X/nq > 1: numba_quant is faster than X; nq/BW: numba_quant "
+          "time / parallel read-only sum of the same bytes;\nbusy: CPU use by others just "
+          "before the row; ivcsw: involuntary context switches during it (noise)")
+
+
+def print_section(group, rows):
+    for name, title, others in SECTIONS:
+        if name == group and rows:
+            print_table(title, rows, [o for o in others if any(o in r["times"] for r in rows)])
+
+
+def print_startup(startup):
+    imp = startup["import"]
+    print("\n## Startup (fresh subprocesses; NUMBA_CACHE_DIR = a new temporary folder "
+          "per function)\n")
+    print(f"import numba_quant: {imp['numba_quant']['median']:.3f} s "
+          f"(import numba alone: {imp['numba']['median']:.3f} s, numpy alone: "
+          f"{imp['numpy']['median']:.3f} s)")
+    own = imp["importtime"].get("numba_quant")
+    if own:
+        print(f"-X importtime cumulative for numba_quant: {own['cumulative_us'] / 1e6:.3f} s")
+    print("\nfirst call, seconds (import: import numba_quant in that process; small: "
+          "100 elements, serial kernels;\nlarge: 2**20 elements, parallel kernels, "
+          "called after small; steady: the second call on 100 elements)")
+    header = ["function", "import", "cold small", "cold large", "warm import",
+              "warm small", "warm large", "steady small"]
+    table = []
+    for function, row in startup["first_call"].items():
+        cells = [function]
+        for state, label in (("cold", "import"), ("cold", "small"), ("cold", "large"),
+                             ("warm", "import"), ("warm", "small"), ("warm", "large"),
+                             ("warm", "small again")):
+            value = row[state].get(label)
+            cells.append("error" if value is None else
+                         f"{value:.3f}" if label != "small again" else fmt_time(value))
+        table.append(cells)
+        for state in ("cold", "warm"):
+            if "error" in row[state]:
+                print(f"  ! {function} {state}: {row[state]['error']}")
+    widths = [max(len(c) for c in col) for col in zip(header, *table)]
+    for cells in [header] + table:
+        print("  ".join(c.ljust(w) if k == 0 else c.rjust(w)
+                        for k, (c, w) in enumerate(zip(cells, widths))))
+
+
+def print_overhead(result):
+    print("\n## Per-call overhead, 100 float32 elements\n")
+    for name, value in result["times"].items():
+        print(f"{name:24s} {value * 1e6:7.2f} us")
+    print(f"\nprofile of min_max_observer (cProfile, {result['profiled_calls']} calls; "
+          "profiling inflates times), per call:")
+    print(f"{'tottime us':>10} {'cumtime us':>10} {'calls':>6}  function")
+    for r in result["profile"]:
+        print(f"{r['tottime_us']:10.2f} {r['cumtime_us']:10.2f} "
+              f"{r['calls_per_call']:6.1f}  {r['function']}")
+
+
+def print_targets(results):
+    targets = evaluate_targets(results["rows"], results.get("startup"))
+    results["targets"] = [{"target": t, "status": s, "detail": d} for t, s, d in targets]
+    if targets:
+        print(f"\n## Issue 4 targets (from the {results['stat']}s)\n")
+        for target_name, status, detail in targets:
+            print(f"[{status}] {target_name}: {detail}")
+
+
+def render(results):
+    """Print a saved run again (``--from-json``), with the statistic in results["stat"]."""
+    print_header(results["machine"], results)
+    for row in results["rows"]:
+        row["times"] = row[STAT_KEYS[results["stat"]]]
+    for group, _, _ in SECTIONS:
+        print_section(group, [r for r in results["rows"] if r["group"] == group])
+    if results.get("startup"):
+        print_startup(results["startup"])
+    if results.get("overhead"):
+        print_overhead(results["overhead"])
+    print_targets(results)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -745,7 +845,16 @@ def main(argv=None):
     parser.add_argument("--max-wait", type=float, default=None,
                         help="seconds to wait before each row for other processes to "
                         "leave the CPUs idle (default 5, quick 1; 0: do not wait)")
+    parser.add_argument("--from-json", metavar="PATH",
+                        help="measure nothing: print the tables of a run saved with --json "
+                        "(with --stat to choose median or min)")
     args = parser.parse_args(argv)
+
+    if args.from_json:
+        results = json.loads(Path(args.from_json).read_text())
+        results["stat"] = args.stat
+        render(results)
+        return
 
     selected = [c.strip() for c in args.cases.split(",") if c.strip()]
     groups = {g for g in GROUPS if g in selected}
@@ -762,39 +871,24 @@ def main(argv=None):
 
     info = machine()
     started = time.perf_counter()
-    print(f"# numba_quant {nq.__version__} benchmarks ({'quick' if args.quick else 'full'})")
-    print(f"cpu: {info['cpu']}, {info['cores']} cores; python {info['python']}, "
-          f"numba {info['numba']}, numpy {info['numpy']}, torch {info['torch']}")
-    print(f"threads: numba {info['threads']} ({info['threading_layer']} layer), "
-          f"torch {info['torch_threads']}; {args.stat} of {repeats} repeats; "
-          f"load average {os.getloadavg()[0]:.2f}")
-    print("times per call; X/nq > 1: numba_quant is faster than X; nq/BW: numba_quant "
-          "time / parallel read-only sum of the same bytes;\nbusy: CPU use by others just "
-          "before the row; ivcsw: involuntary context switches during it (noise)")
-
-    results = {"machine": info, "command": " ".join([Path(sys.executable).name] + sys.argv),
-               "quick": args.quick, "repeats": repeats, "stat": args.stat, "rows": []}
+    results = {"machine": info, "version": nq.__version__,
+               "command": " ".join([Path(sys.executable).name] + sys.argv),
+               "quick": args.quick, "repeats": repeats, "stat": args.stat,
+               "load_average": os.getloadavg()[0], "rows": []}
+    print_header(info, results)
     largest = 10**7 if args.quick else 10**8
     data = Data(largest) if groups & {"layer", "channel", "fake"} else None
-
-    sections = [
-        ("layer", "Per-layer min_max_observer (float32)",
-         lambda: layer_cases(data, sizes_for(args.quick), None),
-         ["np min+max", "np qparams", "torch.aminmax", "torch observer"]),
-        ("channel", "Per-channel min_max_observer (float32); mem = peak numpy allocation "
-         "during the call beyond the returned arrays / input bytes (>= 1: a copy)",
-         lambda: channel_cases(data, args.quick, None),
-         ["numpy", "torch.aminmax", "torch observer"]),
-        ("fake", "fake_quantization (float32, 8-bit symmetric; torch has no out= and is "
-         "timed once per size)",
-         lambda: fake_cases(data, args.quick, None), ["numpy", "torch"]),
-    ]
-    for group, title, cases, others in sections:
+    generators = {
+        "layer": lambda: layer_cases(data, sizes_for(args.quick), None),
+        "channel": lambda: channel_cases(data, args.quick, None),
+        "fake": lambda: fake_cases(data, args.quick, None),
+    }
+    for group, _, _ in SECTIONS:
         if group not in groups:
             continue
         rows = []
         last_torch = None
-        for case in cases():
+        for case in generators[group]():
             if not wanted(case):
                 continue
             impls = case.pop("impls")
@@ -805,15 +899,15 @@ def main(argv=None):
             timed, errors = measure(impls, repeats, target)
             switches = involuntary_switches() - switches
             row = dict(case, shape=list(case["shape"]), busy_before=busy, switches=switches,
-                       times={k: v[args.stat] for k, v in timed.items()},
                        medians={k: v["median"] for k, v in timed.items()},
                        minima={k: v["min"] for k, v in timed.items()},
                        samples={k: v["samples"] for k, v in timed.items()},
                        numbers={k: v["number"] for k, v in timed.items()}, errors=errors)
-            if reuse and last_torch is not None:
-                row["times"]["torch"] = last_torch
-            if group == "fake":
-                last_torch = row["times"].get("torch")
+            if reuse and last_torch is not None:  # torch has no out=: timed once per size
+                row["medians"]["torch"], row["minima"]["torch"] = last_torch
+            if group == "fake" and "torch" in timed:
+                last_torch = (row["medians"]["torch"], row["minima"]["torch"])
+            row["times"] = row[STAT_KEYS[args.stat]]
             if memory is not None:
                 row["extra_memory"] = extra_memory(memory, case["size"] * 4)
             for name, message in errors.items():
@@ -821,76 +915,30 @@ def main(argv=None):
             rows.append(row)
             del impls, memory
             gc.collect()
-        if rows:
-            print_table(title, rows, [o for o in others
-                                      if any(o in r["times"] for r in rows)])
+        print_section(group, rows)
         results["rows"] += rows
     if data is not None:
-        del data
+        del data, generators
         gc.collect()
 
-    startup = None
     if "startup" in groups:
         functions = FUNCTIONS[:1] + FUNCTIONS[2:3] if args.quick else FUNCTIONS
-        startup = {"import": import_times(1 if args.quick else 3, args.max_wait),
-                   "first_call": first_call_times(functions, args.max_wait)}
-        results["startup"] = startup
-        imp = startup["import"]
-        print("\n## Startup (fresh subprocesses; NUMBA_CACHE_DIR = a new temporary folder "
-              "per function)\n")
-        print(f"import numba_quant: {imp['numba_quant']['median']:.3f} s "
-              f"(import numba alone: {imp['numba']['median']:.3f} s, numpy alone: "
-              f"{imp['numpy']['median']:.3f} s)")
-        own = imp["importtime"].get("numba_quant")
-        if own:
-            print(f"-X importtime cumulative for numba_quant: {own['cumulative_us'] / 1e6:.3f} s")
-        print("\nfirst call, seconds (import: import numba_quant in that process; small: "
-              "100 elements, serial kernels;\nlarge: 2**20 elements, parallel kernels, "
-              "called after small; steady: the second call on 100 elements)")
-        header = ["function", "import", "cold small", "cold large", "warm import",
-                  "warm small", "warm large", "steady small"]
-        table = []
-        for function, row in startup["first_call"].items():
-            cells = [function]
-            for state, label in (("cold", "import"), ("cold", "small"), ("cold", "large"),
-                                 ("warm", "import"), ("warm", "small"), ("warm", "large"),
-                                 ("warm", "small again")):
-                value = row[state].get(label)
-                cells.append("error" if value is None else
-                             f"{value:.3f}" if label != "small again" else fmt_time(value))
-            table.append(cells)
-            for state in ("cold", "warm"):
-                if "error" in row[state]:
-                    print(f"  ! {function} {state}: {row[state]['error']}")
-        widths = [max(len(c) for c in col) for col in zip(header, *table)]
-        for cells in [header] + table:
-            print("  ".join(c.ljust(w) if k == 0 else c.rjust(w)
-                            for k, (c, w) in enumerate(zip(cells, widths))))
+        results["startup"] = {"import": import_times(1 if args.quick else 3, args.max_wait),
+                              "first_call": first_call_times(functions, args.max_wait)}
+        print_startup(results["startup"])
 
     if "overhead" in groups:
         wait_quiet(args.max_wait)
-        result = overhead(repeats)
-        results["overhead"] = result
-        print("\n## Per-call overhead, 100 float32 elements\n")
-        for name, value in result["times"].items():
-            print(f"{name:24s} {value * 1e6:7.2f} us")
-        print(f"\nprofile of min_max_observer (cProfile, {result['profiled_calls']} calls; "
-              "profiling inflates times), per call:")
-        print(f"{'tottime us':>10} {'cumtime us':>10} {'calls':>6}  function")
-        for r in result["profile"]:
-            print(f"{r['tottime_us']:10.2f} {r['cumtime_us']:10.2f} "
-                  f"{r['calls_per_call']:6.1f}  {r['function']}")
+        results["overhead"] = overhead(repeats)
+        print_overhead(results["overhead"])
 
-    targets = evaluate_targets(results["rows"], startup)
-    results["targets"] = [{"target": t, "status": s, "detail": d} for t, s, d in targets]
-    if targets:
-        print("\n## Issue 4 targets\n")
-        for target_name, status, detail in targets:
-            print(f"[{status}] {target_name}: {detail}")
+    print_targets(results)
     elapsed = time.perf_counter() - started
     results["elapsed_s"] = elapsed
     print(f"\ntotal time {elapsed:.0f} s")
     if args.json:
+        for row in results["rows"]:
+            row.pop("times", None)
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
         print(f"raw numbers written to {args.json}")
 

@@ -37,9 +37,57 @@ if "numba" not in sys.modules and os.environ.get("NUMBA_ENABLE_CUDASIM", "") in 
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "") not in ("", "0")
 
-# Launch configuration for the simulator: a few threads, one or two blocks (each
-# simulated thread costs milliseconds).
-SIM_LAUNCH = {"threads": 32, "max_blocks": 2}
+# Launch configuration for the simulator: a few threads, two blocks (so that the
+# combination of block results is exercised too); each simulated thread costs time.
+SIM_LAUNCH = {"threads": 16, "max_blocks": 2}
+
+
+def _patch_simulator_shared_arrays():
+    """Make the simulator's ``cuda.shared.array`` allocation thread-safe.
+
+    numba-cuda's simulator (0.30) looks up a block's shared array by the calling source
+    line and creates it when missing, without a lock: two simulated threads can both
+    create one, and the block's threads then write to different arrays and read
+    ``np.empty`` garbage from the other (seen as random counts and min/max keys in the
+    kernels' shared-memory reductions, more often with a short GIL switch interval).
+    This replacement does the same lookup under a lock.
+    """
+    import threading
+
+    import numpy as np
+    from numba.core import types
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+
+    original = kernelapi.FakeCUDAShared.array
+    if getattr(original, "_locked", False):
+        return
+    lock = threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:   # dynamic shared memory: no lookup
+            return original(self, shape, dtype, alignment)
+        if isinstance(dtype, types.Type):
+            dtype = numpy_support.as_dtype(dtype)
+        frame = sys._getframe(1)
+        caller = (frame.f_code.co_filename, frame.f_lineno)
+        with lock:
+            res = self._allocations.get(caller)
+            if res is None:
+                res = np.empty(shape, dtype)
+                self._allocations[caller] = res
+        return res
+
+    array._locked = True
+    kernelapi.FakeCUDAShared.array = array
+
+
+if SIMULATOR:
+    # The simulator runs each GPU thread as a Python thread that waits on the others at
+    # every barrier; with the default 5 ms GIL switch interval most of the wall time is
+    # spent waiting for hand-overs. A short interval makes the GPU tests 2-5x faster.
+    sys.setswitchinterval(5e-5)
+    _patch_simulator_shared_arrays()
 
 # --------------------------------------------------------------------------- Hypothesis
 from hypothesis import HealthCheck, settings  # noqa: E402
@@ -103,7 +151,7 @@ from devices import DEVICES, Device  # noqa: E402
 
 @pytest.fixture(scope="session", autouse=True)
 def _small_gpu_launch():
-    """In the simulator, shrink numba_quant._cuda.LAUNCH (threads 32, max_blocks 2)."""
+    """In the simulator, shrink numba_quant._cuda.LAUNCH (threads 16, max_blocks 2)."""
     if not SIMULATOR:
         yield None
         return

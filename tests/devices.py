@@ -1,7 +1,11 @@
 """Sending test inputs to a device and bringing outputs back (numpy or Numba device arrays)."""
+import os
+
 import numpy as np
 
 DEVICES = ("cpu", "gpu")
+# conftest.py sets NUMBA_ENABLE_CUDASIM before anything imports numba.
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "") not in ("", "0")
 
 
 def is_device_array(a):

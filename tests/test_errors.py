@@ -343,6 +343,7 @@ def test_float16_computed_in_float32(device):
 
 def test_float16_dequantize_dtype(device):
     # dtype None -> the float dtype of scale; float16 scale -> float32
+    # symmetric: code * scale, so [1, -2, 3] * 0.5 = [0.5, -1, 1.5]; * 0.25 = [0.25, -0.5, 0.75]
     q = np.array([1, -2, 3], np.int8)
     s16 = np.array([0.5], np.float16)
     out = device.get(nq.dequantize(device.put(q), device.put(s16),

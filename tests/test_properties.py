@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import oracle
-from devices import Device
+from devices import SIMULATOR, Device
 from golden import assert_same
 
 nq = pytest.importorskip("numba_quant")
@@ -22,7 +22,8 @@ DTYPES = (np.float16, np.float32, np.float64)
 # (formula, scheme): cambricon ignores the scheme; both spellings are drawn for it.
 CONFIGS = (("google", "symmetric"), ("google", "affine"), ("cambricon", "symmetric"),
            ("cambricon", "affine"))
-MAX_SIZE = {"cpu": 240, "gpu": 12}
+# GPU examples are tiny in the CUDA simulator (milliseconds per simulated thread).
+MAX_SIZE = {"cpu": 240, "gpu": 12 if SIMULATOR else 240}
 # Largest |value| exponent per dtype, low enough that max - min cannot overflow.
 EXP_RANGE = {np.float16: (-24, 14), np.float32: (-149, 125), np.float64: (-1074, 1021)}
 
@@ -32,7 +33,7 @@ def both_devices(fn):
     module = sys.modules[fn.__module__]
     base = settings.default.max_examples
     name = fn.__name__[len("check_"):]
-    for dev_name, n in (("cpu", base), ("gpu", max(4, base // 3))):
+    for dev_name, n in (("cpu", base), ("gpu", max(4, base // 2))):
         def make(dev_name=dev_name):
             device = Device(dev_name)
 

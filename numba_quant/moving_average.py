@@ -147,7 +147,8 @@ class MovingAverageMinMaxObserver:
         self.quantization_formula = quantization_formula
         self.quantization_bit = _checks.bits(quantization_bit)
         self.quantization_scheme = quantization_scheme
-        self.momentum = float(_momentum_value(momentum))
+        _momentum_value(momentum)  # checked here, used as float32 on each call
+        self.momentum = float(momentum)
         self.per_layer_quantization = bool(per_layer_quantization)
         self.axis = _checks.integer("axis", axis)
         _checks.nonfinite_policy(nonfinite)

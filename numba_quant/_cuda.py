@@ -12,7 +12,7 @@ gives become Numba device arrays over the caller's memory.  Layouts that no 3-D 
 describes are copied on the device.  The kernels live in
 :mod:`numba_quant._cuda_kernels`; they run on the default stream.
 """
-import math
+import functools
 
 import numpy as np
 from numba import config, cuda
@@ -190,6 +190,7 @@ def _int_type(dtype):
     return np.dtype(np.int32 if np.dtype(dtype).itemsize == 4 else np.int64)
 
 
+@functools.lru_cache(maxsize=None)
 def _key_constants(dtype):
     """``(mask, inf_bits, key(+inf), key(-inf))`` as int64 for a float type."""
     itype = _int_type(dtype)
@@ -393,7 +394,7 @@ def channel_minmax(x, axis, omit):
     itype = _int_type(dtype)
     x3 = _reduction_view(x, axis, itype)
     n_outer, n_channels, n_inner = (int(n) for n in x3.shape)
-    mask, inf_bits, pinf, ninf = _key_constants(dtype)
+    mask, inf_bits, pinf, ninf = _key_constants(np.dtype(dtype))
     lo_k = cuda.device_array(n_channels, np.int64)
     hi_k = cuda.device_array(n_channels, np.int64)
     status = cuda.device_array(1, np.int32)
@@ -412,7 +413,7 @@ def channel_minmax(x, axis, omit):
 def count_nonfinite(x, nan_only=False):
     """Number of NaN (and, unless ``nan_only``, infinite) elements of ``x``."""
     x3 = _reduction_view(x, None, _int_type(x.dtype))
-    mask, inf_bits, _, _ = _key_constants(x.dtype)
+    mask, inf_bits, _, _ = _key_constants(np.dtype(x.dtype))
     count = cuda.to_device(np.zeros(1, np.int64))
     blocks, threads = _grid(x3.size, UNROLL)
     kernels.count_nonfinite[blocks, threads](x3, bool(nan_only), mask, inf_bits, count)
@@ -458,8 +459,36 @@ def quantize_map(x, scale, zero_point, scheme, bits, axis, what, out):
     return out
 
 
+def _extent(info):
+    """Byte range ``[start, stop)`` that ``info``'s elements occupy."""
+    start = stop = info.ptr
+    for n, s in zip(info.shape, info.strides):
+        if n > 1:
+            if s < 0:
+                start += (n - 1) * s
+            else:
+                stop += (n - 1) * s
+    return start, stop + info.dtype.itemsize
+
+
+def _overlaps_differently(x_info, out_info):
+    """True when ``out`` shares memory with ``x`` other than element for element."""
+    x_start, x_stop = _extent(x_info)
+    out_start, out_stop = _extent(out_info)
+    if x_stop <= out_start or out_stop <= x_start:
+        return False
+    return not (x_info.ptr == out_info.ptr and x_info.strides == out_info.strides
+                and x_info.dtype.itemsize == out_info.dtype.itemsize)
+
+
 def _map(x, out, divisor, offset, lowest, highest, what, axis):
     x_info, out_info = _info(x), _info(out)
+    if x.size and _overlaps_differently(x_info, out_info):
+        # As numpy's ufuncs do: the result is as if all of x were read first.
+        buffer = cuda.device_array(x_info.shape, out_info.dtype)
+        _map(x, buffer, divisor, offset, lowest, highest, what, axis)
+        _copy(_info(buffer), out_info)
+        return
     views = aligned_views((_stand_in(x_info), _stand_in(out_info)), axis)
     if views is None:
         # No common strided view: map a contiguous copy into a buffer, then scatter it.

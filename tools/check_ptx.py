@@ -1,0 +1,164 @@
+#!/usr/bin/env python
+"""Compile every CUDA kernel of numba_quant to PTX for an H100 (cc 9.0), without a GPU.
+
+Catches typing and lowering errors that the CUDA simulator lets through (it runs kernels
+as Python).  Compiles each kernel of ``numba_quant._cuda_kernels`` for float32 and float64
+and for the array layouts the backend passes (contiguous "C" and strided "A" views, every
+output type of the element-wise kernel), prints one line per kernel and signature, and
+checks the PTX for:
+
+* the moving-average update (``ref.moving_update``): products rounded on their own
+  (``mul.rn``) and no fused multiply-add, so that GPU and CPU round alike;
+* no approximate division anywhere (``div.approx``/``div.full``).
+
+Exits non-zero on any failure.  Needs numba-cuda with the CUDA toolkit packages (e.g.
+``numba-cuda[cu12]``), no driver: the device's compute capability is supplied by
+patching ``numba.cuda.dispatcher.get_current_device`` in this tool only.
+
+Usage: python tools/check_ptx.py [-v]   (-v also prints the instruction counts)
+"""
+import os
+import re
+import sys
+import time
+import types as pytypes
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM", "") not in ("", "0"):
+    sys.exit("check_ptx.py compiles real PTX: unset NUMBA_ENABLE_CUDASIM")
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+
+CC = (9, 0)
+
+import numba.cuda.dispatcher as _dispatcher  # noqa: E402
+
+_fake_device = pytypes.SimpleNamespace(compute_capability=CC, name="check_ptx (cc 9.0)")
+_dispatcher.get_current_device = lambda: _fake_device
+
+from numba import cuda, types  # noqa: E402
+
+import numba_quant._cuda  # noqa: E402,F401  (registers the CUDA primitives)
+from numba_quant import _cuda_kernels as K  # noqa: E402
+from numba_quant import _reference as ref  # noqa: E402
+
+i64, b1, f32 = types.int64, types.boolean, types.float32
+FLOATS = (types.float32, types.float64)
+BITS = {types.float32: types.int32, types.float64: types.int64}
+
+
+def arr(dtype, ndim, layout="C"):
+    return types.Array(dtype, ndim, layout)
+
+
+def signatures():
+    """(kernel, label, argument types) for every kernel and the layouts used."""
+    keys = arr(i64, 1)
+    status = arr(types.int32, 1)
+    for T in FLOATS:
+        bits = BITS[T]
+        vec = arr(T, 1)
+        for layout in ("C", "A"):
+            x3 = arr(bits, 3, layout)
+            yield (K.minmax_rows, f"{T} bits {layout}",
+                   (x3, b1, i64, i64, i64, i64, keys, keys, i64, i64, b1))
+            yield (K.minmax_cols, f"{T} bits {layout}",
+                   (x3, b1, i64, i64, i64, i64, keys, keys, i64, i64, i64))
+            yield (K.count_nonfinite, f"{T} bits {layout}", (x3, b1, i64, i64, keys))
+        yield (K.finish_keys, f"{T}", (keys, keys, arr(bits, 1), arr(bits, 1), status, b1,
+                                       i64, i64))
+        yield (K.qparams, f"{T}", (vec, vec, i64, i64, vec, vec))
+        for layout in ("C", "A"):
+            state = arr(T, 1, layout)
+            yield (K.moving_observe, f"{T} state {layout}",
+                   (vec, vec, state, state, b1, f32, i64, i64, vec, vec))
+            yield (K.moving_observe, f"{T} no update, state {layout}",
+                   (state, state, state, state, b1, f32, i64, i64, vec, vec))
+        yield (K.code_params, f"{T}", (vec, vec, i64, i64, vec, vec))
+        outs = (T, types.int8, types.uint8, types.int16, types.uint16)
+        for in_layout in ("C", "A"):
+            for out in outs:
+                for out_layout in ("C", "A"):
+                    yield (K.map_values, f"{T} {in_layout} -> {out} {out_layout}",
+                           (arr(T, 3, in_layout), arr(out, 3, out_layout), vec, vec, T, T, i64))
+    yield (K.fill_keys, "", (keys, keys, i64, i64, status))
+    copies = [(types.float16, types.float32), (types.float32, types.float32),
+              (types.float64, types.float64), (types.int8, types.float32),
+              (types.uint16, types.float64), (types.int16, types.int16),
+              (types.uint8, types.uint8), (types.int32, types.float32),
+              (types.float16, types.float64)]
+    for src, dst in copies:
+        for ndim in (1, 2, 5):
+            tup = types.UniTuple(i64, ndim)
+            yield (K.copy_strided, f"{src} -> {dst} ndim {ndim}",
+                   (arr(src, 1), i64, tup, arr(dst, 1), i64, tup, tup))
+
+
+def _update_probe(moving, new, momentum, out):
+    out[0] = ref.moving_update(moving[0], new[0], momentum)
+
+
+def compile_one(kernel, argtypes):
+    ptx, _ = cuda.compile_ptx(kernel.py_func, argtypes, cc=CC)
+    return ptx
+
+
+def count(ptx, pattern):
+    return len(re.findall(pattern, ptx))
+
+
+def main():
+    verbose = "-v" in sys.argv[1:]
+    failures = 0
+    n = 0
+    start = time.time()
+    for kernel, label, argtypes in signatures():
+        name = kernel.py_func.__name__
+        t0 = time.time()
+        try:
+            ptx = compile_one(kernel, argtypes)
+        except Exception as e:  # noqa: BLE001 - report every failure, go on
+            failures += 1
+            first = str(e).strip().splitlines()
+            print(f"FAIL {name:16s} {label}: {type(e).__name__}: {first[0] if first else ''}")
+            if verbose:
+                print(e)
+            continue
+        n += 1
+        approx = count(ptx, r"div\.(approx|full)")
+        status = "ok"
+        if approx:
+            status = f"FAIL ({approx} approximate divisions)"
+            failures += 1
+        extra = ""
+        if verbose:
+            counts = {k: count(ptx, pat) for k, pat in (
+                ("fma", r"fma\.rn"), ("mul.rn", r"mul\.rn\.f"), ("div.rn", r"div\.rn"),
+                ("atom", r"atom\."), ("ld.global", r"ld\.global"))}
+            extra = " " + " ".join(f"{k}={v}" for k, v in counts.items())
+        print(f"{status:4s} {name:16s} {label:40s} {len(ptx):7d} chars "
+              f"{time.time() - t0:5.2f} s{extra}")
+
+    # The moving-average update must round both products (mul.rn) and fuse nothing.
+    for T in FLOATS:
+        label = f"{T} moving_update"
+        try:
+            ptx = compile_one(cuda.jit(_update_probe),
+                              (arr(T, 1), arr(T, 1), f32, arr(T, 1)))
+        except Exception as e:  # noqa: BLE001
+            failures += 1
+            print(f"FAIL {'update probe':16s} {label}: {type(e).__name__}: {e}")
+            continue
+        suffix = "f32" if T == types.float32 else "f64"
+        muls = count(ptx, rf"mul\.rn\.{suffix}")
+        fmas = count(ptx, r"\bfma\.")
+        ok = muls >= 2 and fmas == 0
+        failures += not ok
+        print(f"{'ok' if ok else 'FAIL':4s} {'update probe':16s} {label:40s} "
+              f"mul.rn.{suffix}={muls} fma={fmas}")
+    print(f"{n} kernels compiled for cc {CC[0]}.{CC[1]} in {time.time() - start:.1f} s; "
+          f"{failures} failure(s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

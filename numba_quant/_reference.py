@@ -92,22 +92,29 @@ def cambricon_shift(amax, bits):
 
 
 @njit(cache=True)
-def qparams(lo, hi, scheme, bits):
-    """Scale and zero point of ``min_max_observer`` from a slice's min ``lo`` and max ``hi``.
+def _scale_and_zero_point(lo, hi, amax, scheme, bits, ties_away):
+    """The scale formulas of every scheme, from a range and its largest magnitude.
 
     A zero range gives a zero scale (cambricon: a zero shift) and a zero zero point,
-    never NaN or infinity.
+    never NaN or infinity.  The affine zero point rounds ties to even, or away from zero
+    with ``ties_away`` (the moving-average observer's rounding).
     """
     zero = type(lo)(0)
     if scheme == AFFINE:
         scale = (hi - lo) / affine_levels(lo, bits)
         if scale == 0:
             return scale, zero
-        return scale, -rint(lo / scale)
-    amax = max(abs(hi), abs(lo))
+        ratio = lo / scale
+        return scale, -(round_half_away(ratio) if ties_away else rint(ratio))
     if scheme == CAMBRICON:
         return cambricon_shift(amax, bits), zero
     return amax / symmetric_levels(lo, bits), zero
+
+
+@njit(cache=True)
+def qparams(lo, hi, scheme, bits):
+    """Scale and zero point of ``min_max_observer`` from a slice's min ``lo`` and max ``hi``."""
+    return _scale_and_zero_point(lo, hi, max(abs(hi), abs(lo)), scheme, bits, False)
 
 
 @njit(cache=True)
@@ -128,17 +135,10 @@ def moving_update(moving, new, momentum):
 def moving_qparams(moving_max, moving_min, scheme, bits):
     """Scale and zero point from the moving-average state.
 
-    Unlike :func:`qparams`, the affine zero point rounds half away from zero.
+    Unlike :func:`qparams`, the affine zero point rounds half away from zero, and the
+    symmetric state already holds the largest magnitude.
     """
-    zero = type(moving_max)(0)
-    if scheme == AFFINE:
-        scale = (moving_max - moving_min) / affine_levels(moving_max, bits)
-        if scale == 0:
-            return scale, zero
-        return scale, -round_half_away(moving_min / scale)
-    if scheme == CAMBRICON:
-        return cambricon_shift(moving_max, bits), zero
-    return moving_max / symmetric_levels(moving_max, bits), zero
+    return _scale_and_zero_point(moving_min, moving_max, moving_max, scheme, bits, True)
 
 
 @njit(cache=True)

@@ -54,7 +54,6 @@ def _register_cuda_primitives():
             return None
 
     unary(_primitives.rint, libdevice.rintf, libdevice.rint)
-    unary(_primitives.floor, libdevice.floorf, libdevice.floor)
     unary(_primitives.trunc, libdevice.truncf, libdevice.trunc)
 
     @overload(_primitives.mul_rn, target="cuda")

@@ -4,8 +4,8 @@ The shared reference functions in :mod:`numba_quant._reference` are compiled bot
 the CPU (``numba.njit``) and for the GPU (called from ``numba.cuda.jit`` kernels).  A few
 operations need a different spelling on each target:
 
-* numpy's ``np.rint``/``np.floor``/``np.trunc`` are not available in CUDA kernels, and
-  ``math.floor``/``math.trunc`` return integers (which overflow and cannot hold NaN);
+* numpy's ``np.rint``/``np.trunc`` are not available in CUDA kernels, and
+  ``math.trunc`` returns integers (which overflow and cannot hold NaN);
 * a GPU contracts ``a * b + c`` into one fused multiply-add, whose single rounding gives
   different bits from the CPU's two roundings.
 
@@ -23,11 +23,6 @@ def rint(v):
     return np.rint(v)
 
 
-def floor(v):
-    """Largest integer not above ``v``, in ``v``'s own float type."""
-    return np.floor(v)
-
-
 def trunc(v):
     """``v`` rounded toward zero, in ``v``'s own float type."""
     return np.trunc(v)
@@ -41,11 +36,6 @@ def mul_rn(a, b):
 @overload(rint, target="cpu")
 def _rint_cpu(v):
     return lambda v: np.rint(v)
-
-
-@overload(floor, target="cpu")
-def _floor_cpu(v):
-    return lambda v: np.floor(v)
 
 
 @overload(trunc, target="cpu")

@@ -40,6 +40,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# A fresh Numba cache unless --keep-cache: results must not depend on what earlier runs
+# (tests, other scripts) left in numba_quant/__pycache__.  Set before numba is imported.
+_FRESH_CACHE = None
+if "--keep-cache" not in sys.argv and "--from-json" not in sys.argv:
+    _FRESH_CACHE = tempfile.TemporaryDirectory(prefix="nq-bench-cache-")
+    os.environ["NUMBA_CACHE_DIR"] = _FRESH_CACHE.name
+
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
@@ -750,7 +757,8 @@ def print_header(info, results):
           f"numba {info['numba']}, numpy {info['numpy']}, torch {info['torch']}")
     print(f"threads: numba {info['threads']} ({info['threading_layer']} layer), "
           f"torch {info['torch_threads']}; {results['stat']} of {results['repeats']} repeats; "
-          f"load average at start {results.get('load_average', float('nan')):.2f}")
+          f"load average at start {results.get('load_average', float('nan')):.2f}; "
+          f"numba cache: {'fresh' if results.get('fresh_cache') else 'kept'}")
     print("times per call; X/nq > 1: numba_quant is faster than X; nq/BW: numba_quant "
           "time / parallel read-only sum of the same bytes;\nbusy: CPU use by others just "
           "before the row; ivcsw: involuntary context switches during it (noise)")
@@ -845,6 +853,9 @@ def main(argv=None):
     parser.add_argument("--max-wait", type=float, default=None,
                         help="seconds to wait before each row for other processes to "
                         "leave the CPUs idle (default 5, quick 1; 0: do not wait)")
+    parser.add_argument("--keep-cache", action="store_true",
+                        help="use the usual Numba cache (default: a fresh temporary one, so "
+                        "nothing compiled before the run is reused)")
     parser.add_argument("--from-json", metavar="PATH",
                         help="measure nothing: print the tables of a run saved with --json "
                         "(with --stat to choose median or min)")
@@ -874,7 +885,8 @@ def main(argv=None):
     results = {"machine": info, "version": nq.__version__,
                "command": " ".join([Path(sys.executable).name] + sys.argv),
                "quick": args.quick, "repeats": repeats, "stat": args.stat,
-               "load_average": os.getloadavg()[0], "rows": []}
+               "load_average": os.getloadavg()[0], "fresh_cache": _FRESH_CACHE is not None,
+               "rows": []}
     print_header(info, results)
     largest = 10**7 if args.quick else 10**8
     data = Data(largest) if groups & {"layer", "channel", "fake"} else None

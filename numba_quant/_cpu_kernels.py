@@ -4,6 +4,8 @@ Each kernel body is written once and compiled twice: with ``parallel=True`` for 
 inputs and serially for small ones, where starting a parallel region costs more than the
 work.  The arithmetic per slice and per element comes from :mod:`numba_quant._reference`.
 """
+from types import FunctionType
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
@@ -49,8 +51,17 @@ def _index(i):
 
 
 def _parallel_and_serial(impl):
-    """``{True: parallel kernel, False: serial kernel}`` compiled from one body."""
-    return {True: njit(parallel=True, cache=True)(impl), False: njit(cache=True)(impl)}
+    """``{True: parallel kernel, False: serial kernel}`` compiled from one body.
+
+    The serial kernel is compiled from a renamed copy of the function: Numba's on-disk
+    cache is keyed on the function's name and line, not on ``parallel``, so two builds of
+    one function would share (and overwrite) one cache entry.
+    """
+    serial = FunctionType(impl.__code__, impl.__globals__, impl.__name__ + "_serial",
+                          impl.__defaults__, impl.__closure__)
+    serial.__qualname__ = impl.__qualname__ + "_serial"
+    serial.__doc__ = impl.__doc__
+    return {True: njit(parallel=True, cache=True)(impl), False: njit(cache=True)(serial)}
 
 
 # Rows shorter than this are indexed directly instead of sliced.

@@ -31,6 +31,10 @@ def backend(x, *others):
     if device:
         from numba_quant import _cuda
         return _cuda
+    return sys.modules.get("numba_quant._cpu") or _import_cpu()
+
+
+def _import_cpu():
     from numba_quant import _cpu
     return _cpu
 

@@ -17,6 +17,16 @@ export PYTHONUNBUFFERED=1
 export NUMBA_ENABLE_CUDASIM="${NUMBA_ENABLE_CUDASIM:-0}"  # 1 only for a dry run of this script
 export NUMBA_CACHE_DIR="$(mktemp -d)"
 WORK="$(mktemp -d)"
+# numba-cuda 0.30.4 calls np.row_stack, which numpy 2.5 removed: on such a machine no kernel
+# compiles.  Restore the alias for this script's processes only (the `cuda` extras of
+# setup.cfg pin numpy below 2.5 for users).
+mkdir -p "$WORK/site"
+cat > "$WORK/site/sitecustomize.py" <<'PYEOF'
+import numpy
+if not hasattr(numpy, "row_stack"):
+    numpy.row_stack = numpy.vstack
+PYEOF
+export PYTHONPATH="$WORK/site:$PYTHONPATH"
 PARTS="${*:-env exact timing pytest}"
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"

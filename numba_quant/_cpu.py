@@ -4,6 +4,9 @@ It turns arrays into ``(outer, channels, inner)`` views, sizes the parallel work
 calls the kernels of :mod:`numba_quant._cpu_kernels`.  :mod:`numba_quant._cuda` offers
 the same functions for device arrays; the public functions only talk to this interface.
 """
+import threading
+from contextlib import nullcontext
+
 import numba
 import numpy as np
 
@@ -21,6 +24,16 @@ MIN_TASK_ELEMENTS = 1 << 15
 # the data is contiguous and one period of channels * inner elements stays this small.
 LONG_INNER = 64
 MAX_PERIOD = 1 << 16
+
+
+# Numba's fallback threading layer (workqueue, used when neither OpenMP nor TBB is
+# available) aborts the process when two Python threads enter parallel code at once, so
+# parallel kernels run one call at a time; they would share the same cores anyway.
+_PARALLEL_LOCK = threading.Lock()
+
+
+def _one_at_a_time(parallel):
+    return _PARALLEL_LOCK if parallel else nullcontext()
 
 
 def _tasks(x3):
@@ -95,9 +108,10 @@ def channel_minmax(x, axis, omit):
     lows = np.empty(partial_shape, x3.dtype)
     highs = np.empty(partial_shape, x3.dtype)
     tasks = pieces if isinstance(pieces, tuple) else (pieces,)
-    status = reduce(*arguments, False, *tasks, lows, highs, lo, hi)
-    if omit and status == ref.HAS_NONFINITE:
-        status = reduce(*arguments, True, *tasks, lows, highs, lo, hi)
+    with _one_at_a_time(parallel):
+        status = reduce(*arguments, False, *tasks, lows, highs, lo, hi)
+        if omit and status == ref.HAS_NONFINITE:
+            status = reduce(*arguments, True, *tasks, lows, highs, lo, hi)
     return lo, hi, status
 
 
@@ -152,13 +166,14 @@ def quantize_map(x, scale, zero_point, scheme, bits, axis, what, out):
     x3, out3 = views
     parallel, most = _tasks(x3)
     n_outer, n_channels, n_inner = x3.shape
-    if n_inner >= LONG_INNER or n_outer == 1:
-        blocks, pieces = _split(n_channels, n_inner, most)
-        kernels.map_by_channel[parallel](x3, out3, divisor, offset, lowest, highest, what,
-                                         blocks, pieces)
-    else:
-        kernels.map_by_outer[parallel](x3, out3, divisor, offset, lowest, highest, what,
-                                       max(1, min(most, n_outer)))
+    with _one_at_a_time(parallel):
+        if n_inner >= LONG_INNER or n_outer == 1:
+            blocks, pieces = _split(n_channels, n_inner, most)
+            kernels.map_by_channel[parallel](x3, out3, divisor, offset, lowest, highest,
+                                             what, blocks, pieces)
+        else:
+            kernels.map_by_outer[parallel](x3, out3, divisor, offset, lowest, highest, what,
+                                           max(1, min(most, n_outer)))
     return out
 
 

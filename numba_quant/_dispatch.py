@@ -15,8 +15,9 @@ def on_device(x):
         return True
     # The simulator's device arrays carry no interface; they exist only once
     # numba.cuda has been imported, so this costs nothing otherwise.
-    cuda = sys.modules.get("numba.cuda")
-    return cuda is not None and cuda.devicearray.is_cuda_ndarray(x)
+    # (getattr: a module in sys.modules may still be importing in another thread.)
+    devicearray = getattr(sys.modules.get("numba.cuda"), "devicearray", None)
+    return devicearray is not None and devicearray.is_cuda_ndarray(x)
 
 
 def backend(x, *others):
@@ -31,11 +32,18 @@ def backend(x, *others):
     if device:
         from numba_quant import _cuda
         return _cuda
-    return sys.modules.get("numba_quant._cpu") or _import_cpu()
+    return _cpu_backend or _import_cpu()
+
+
+# The host backend once imported.  Not looked up in sys.modules: there a module appears
+# before its import has finished, which another thread could see half-initialised.
+_cpu_backend = None
 
 
 def _import_cpu():
-    from numba_quant import _cpu
+    global _cpu_backend
+    from numba_quant import _cpu  # waits for an import under way in another thread
+    _cpu_backend = _cpu
     return _cpu
 
 

@@ -24,6 +24,9 @@ MIN_TASK_ELEMENTS = 1 << 15
 # the data is contiguous and one period of channels * inner elements stays this small.
 LONG_INNER = 64
 MAX_PERIOD = 1 << 16
+# Up to this many elements (and for every serial per-layer reduction) a reduction is one
+# compiled call with its own small outputs.
+SMALL = 1 << 12
 
 
 # Numba's fallback threading layer (workqueue, used when neither OpenMP nor TBB is
@@ -89,6 +92,10 @@ def channel_minmax(x, axis, omit):
         axis = None  # one channel: the per-layer view is the better one
     x3 = channel_view(x, axis)
     parallel, most = _tasks(x3)
+    if not parallel and (x3.size <= SMALL or x3.shape[1] == 1):
+        # Per layer this is the same kernel as below; per channel, larger serial inputs
+        # with short inner runs go to the periodic kernel, which vectorises them.
+        return kernels.small_channel_minmax(x3, omit)
     n_outer, n_channels, n_inner = x3.shape
     lo = np.empty(n_channels, x3.dtype)
     hi = np.empty(n_channels, x3.dtype)

@@ -232,6 +232,27 @@ reduce_by_channel = _parallel_and_serial(_reduce_by_channel_impl)
 reduce_periodic = _parallel_and_serial(_reduce_periodic_impl)
 
 
+_reduce_by_channel_serial = reduce_by_channel[False]
+
+
+@njit(cache=True)
+def small_channel_minmax(x3, omit):
+    """``(lo, hi, status)`` of a small input in one compiled call (serial, by channel).
+
+    For inputs below the parallel threshold the per-call cost is what counts: the
+    outputs are allocated here rather than in Python, and the second, non-finite-skipping
+    pass runs only when needed.
+    """
+    n_channels = x3.shape[1]
+    lo = np.empty(n_channels, x3.dtype)
+    hi = np.empty(n_channels, x3.dtype)
+    unused = np.empty((1, 1), x3.dtype)  # one piece per channel: no partials
+    status = _reduce_by_channel_serial(x3, False, 1, 1, unused, unused, lo, hi)
+    if omit and status == ref.HAS_NONFINITE:
+        status = _reduce_by_channel_serial(x3, True, 1, 1, unused, unused, lo, hi)
+    return lo, hi, status
+
+
 @njit(cache=True)
 def qparams(lo, hi, scheme, bits, scale, zero_point):
     """Scale and zero point per channel from per-channel (min, max), into the last two."""

@@ -100,25 +100,24 @@ def channel_minmax(x, axis, omit):
     lo = np.empty(n_channels, x3.dtype)
     hi = np.empty(n_channels, x3.dtype)
     if n_inner < LONG_INNER and n_channels * n_inner <= MAX_PERIOD and x3.flags.c_contiguous:
+        # Short inner runs: lanes of whole periods (see reduce_periodic).
         reduce = kernels.reduce_periodic[parallel]
-        arguments = (x3.reshape(-1), n_channels, n_inner)
-        pieces = max(1, min(most, n_outer))
+        data = (x3.reshape(-1), n_channels, n_inner)
+        tasks = (max(1, min(most, n_outer)),)
         partial_shape = (n_channels, 1)
     else:
         reduce = kernels.reduce_by_channel[parallel]
-        arguments = (x3,)
+        data = (x3,)
         blocks, pieces = _split(n_channels, n_inner, most)
-        partial_shape = (n_channels, pieces)
-        pieces = (blocks, pieces)
-    if partial_shape[1] == 1 and reduce is kernels.reduce_by_channel[parallel]:
-        partial_shape = (1, 1)  # one piece per channel: the kernel writes lo/hi directly
+        tasks = (blocks, pieces)
+        # With one piece per channel the kernel writes lo/hi directly: no partials.
+        partial_shape = (n_channels, pieces) if pieces > 1 else (1, 1)
     lows = np.empty(partial_shape, x3.dtype)
     highs = np.empty(partial_shape, x3.dtype)
-    tasks = pieces if isinstance(pieces, tuple) else (pieces,)
     with _one_at_a_time(parallel):
-        status = reduce(*arguments, False, *tasks, lows, highs, lo, hi)
+        status = reduce(*data, False, *tasks, lows, highs, lo, hi)
         if omit and status == ref.HAS_NONFINITE:
-            status = reduce(*arguments, True, *tasks, lows, highs, lo, hi)
+            status = reduce(*data, True, *tasks, lows, highs, lo, hi)
     return lo, hi, status
 
 

@@ -199,7 +199,7 @@ def as_codes(q, dtype):
     q = np.asarray(q)
     if q.dtype.kind not in "fiu":
         raise TypeError(f"codes must be integers or floats; got dtype {q.dtype}")
-    return q.astype(dtype, copy=False) if q.dtype.isnative else q.astype(dtype)
+    return q.astype(dtype, copy=False)  # a copy for any other type or byte order
 
 
 def as_state(a, dtype, name):

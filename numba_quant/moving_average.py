@@ -93,7 +93,13 @@ def moving_average_min_max_observer(x, current_train_step, moving_max, moving_mi
     momentum = _momentum_value(momentum)
     step = _step_value(current_train_step)
     ops = backend(x, moving_max, moving_min)
-    data = ops.as_array(x)
+    return _observe(ops, ops.as_array(x), x, step, moving_max, moving_min, training,
+                    stop_update_after_iters, scheme, bits, momentum, axis, omit)
+
+
+def _observe(ops, data, like, step, moving_max, moving_min, training,
+             stop_update_after_iters, scheme, bits, momentum, axis, omit):
+    """The observer's step on a backend array ``data``; results in ``like``'s array type."""
     state_max = ops.as_state(moving_max, data.dtype, "moving_max")
     state_min = ops.as_state(moving_min, data.dtype, "moving_min")
     _checks.same_length(state_max.size, state_min.size, ("moving_max", "moving_min"))
@@ -106,7 +112,7 @@ def moving_average_min_max_observer(x, current_train_step, moving_max, moving_mi
         lo, hi = state_min, state_max
     scale, zero_point = ops.moving_observe(lo, hi, state_max, state_min, update, momentum,
                                            scheme, bits)
-    return ops.wrap(scale, x), ops.wrap(zero_point, x)
+    return ops.wrap(scale, like), ops.wrap(zero_point, like)
 
 
 class MovingAverageMinMaxObserver:
@@ -171,10 +177,8 @@ class MovingAverageMinMaxObserver:
         """Switch to evaluation mode (the state is only read); returns the observer."""
         return self.train(False)
 
-    def _state_for(self, x):
-        """The state arrays, created or moved to where ``x`` lives."""
-        ops = backend(x)
-        data = ops.as_array(x)
+    def _prepare_state(self, ops, data, x):
+        """Create the state, or move it to where ``x`` lives, for the backend array ``data``."""
         if self.per_layer_quantization:
             size = 1
         else:
@@ -190,16 +194,19 @@ class MovingAverageMinMaxObserver:
         if np.dtype(self.moving_max.dtype) != data.dtype:
             raise TypeError(f"this observer's state is {np.dtype(self.moving_max.dtype)} but "
                             f"the input computes in {data.dtype}; call reset() first")
-        return data
 
     def __call__(self, x):
         """Observe a batch: ``(scale, zero_point)``, updating the state when training."""
-        self._state_for(x)
-        result = moving_average_min_max_observer(
-            x, self.current_train_step, self.moving_max, self.moving_min, self.training,
-            self.stop_update_after_iters, self.quantization_formula, self.quantization_bit,
-            self.quantization_scheme, self.momentum,
-            axis=None if self.per_layer_quantization else self.axis, nonfinite=self.nonfinite)
+        ops = backend(x)
+        data = ops.as_array(x)  # converted once (float16 -> float32), for both steps
+        self._prepare_state(ops, data, x)
+        result = _observe(
+            ops, data, x, self.current_train_step, self.moving_max, self.moving_min,
+            self.training, self.stop_update_after_iters,
+            _checks.scheme_code(self.quantization_formula, self.quantization_scheme),
+            self.quantization_bit, _momentum_value(self.momentum),
+            None if self.per_layer_quantization else self.axis,
+            _checks.nonfinite_policy(self.nonfinite))
         if self.training:
             self.current_train_step += 1
         return result

@@ -125,11 +125,16 @@ def count_nonfinite(x, nan_only=False):
     return int(kernels.count_nonfinite(channel_view(x, None), nan_only))
 
 
-def qparams(lo, hi, scheme, bits):
+def observe(x, axis, omit, scheme, bits, like=None):
+    """``min_max_observer``'s per-channel ``(scale, zero_point, status)``; on a status
+    other than OK the scale and zero point are None.  (``like``: for the interface.)"""
+    lo, hi, status = channel_minmax(x, axis, omit)
+    if status != ref.OK:
+        return None, None, status
     scale = np.empty_like(lo)
     zero_point = np.empty_like(lo)
     kernels.qparams(lo, hi, scheme, bits, scale, zero_point)
-    return scale, zero_point
+    return scale, zero_point, status
 
 
 def moving_observe(lo, hi, moving_max, moving_min, update, momentum, scheme, bits):

@@ -13,6 +13,7 @@ describes are copied on the device.  The kernels live in
 :mod:`numba_quant._cuda_kernels`; they run on the default stream.
 """
 import functools
+import threading
 
 import numpy as np
 from numba import config, cuda
@@ -35,6 +36,12 @@ WARP = 32
 MIN_PER_THREAD = 8
 # Elements per thread and loop trip of the element-wise kernels (they unroll 4 ways).
 UNROLL = 4
+# Reductions into at most this many channels use a key array kept between calls
+# (1 MiB); more channels get a fresh one, filled first.
+KEPT_KEYS = 1 << 16
+# CUDA array interface "stream" values that need no wait before launching on the legacy
+# default stream: none given, the legacy default stream, the per-thread default stream.
+_ORDERED_STREAMS = (None, 1, 2)
 
 
 # --------------------------------------------------------------------------- primitives
@@ -55,6 +62,22 @@ def _register_cuda_primitives():
 
     unary(_primitives.rint, libdevice.rintf, libdevice.rint)
     unary(_primitives.trunc, libdevice.truncf, libdevice.trunc)
+
+    @overload(_primitives.float_from_bits, target="cuda")
+    def _float_from_bits(bits, like):
+        if like == types.float32:
+            return lambda bits, like: libdevice.int_as_float(np.int32(bits))
+        if like == types.float64:
+            return lambda bits, like: libdevice.longlong_as_double(np.int64(bits))
+        return None
+
+    @overload(_primitives.narrow, target="cuda")
+    def _narrow(v, like):
+        if like == types.int32:
+            return lambda v, like: np.int32(v)
+        if like == types.int64:
+            return lambda v, like: np.int64(v)
+        return None
 
     @overload(_primitives.mul_rn, target="cuda")
     def _mul_rn(a, b):
@@ -141,7 +164,12 @@ def _device(x):
                         f"{type(x).__name__}")
     if getattr(x, "requires_grad", False) and hasattr(x, "detach"):
         x = x.detach()  # torch refuses __cuda_array_interface__ on tensors needing grad
-    return cuda.as_cuda_array(x)
+    desc = dict(x.__cuda_array_interface__)
+    stream = desc.pop("stream", None)
+    if stream not in _ORDERED_STREAMS:
+        # The producer's stream may still be writing: wait for it, as the protocol asks.
+        cuda.external_stream(stream).synchronize()
+    return cuda.from_cuda_array_interface(desc, owner=x, sync=False)
 
 
 def _info(a):
@@ -191,13 +219,10 @@ def _int_type(dtype):
 
 @functools.lru_cache(maxsize=None)
 def _key_constants(dtype):
-    """``(mask, inf_bits, key(+inf), key(-inf))`` as int64 for a float type."""
+    """``(mask, inf_bits)`` for a float type, in the integer type of its bits: the bits
+    below the sign, and the bits of +inf (also its key)."""
     itype = _int_type(dtype)
-    mask = np.iinfo(itype).max
-    inf_bits = int(np.array(np.inf, dtype).view(itype))
-    ninf_bits = int(np.array(-np.inf, dtype).view(itype))
-    return (np.int64(mask), np.int64(inf_bits), np.int64(inf_bits),
-            np.int64(ninf_bits ^ mask))
+    return itype.type(np.iinfo(itype).max), np.array(np.inf, dtype).view(itype)[()]
 
 
 def _flat(info):
@@ -263,8 +288,12 @@ def as_array(x):
 
 
 def as_params(values, dtype):
-    """Scale or zero point values (host) as a 1-D device array of ``dtype``."""
-    return cuda.to_device(np.ascontiguousarray(np.asarray(values, dtype=dtype).reshape(-1)))
+    """Scale or zero point values (host): kept on the host as a 1-D array of ``dtype``.
+
+    :func:`quantize_map` turns them into per-channel divisors and offsets on the host and
+    sends those to the device in one copy.
+    """
+    return np.ascontiguousarray(np.asarray(values, dtype=dtype).reshape(-1))
 
 
 def as_output(out):
@@ -321,6 +350,11 @@ def from_host(a, like):
 
 def to_host(a):
     """Any device array (Numba, CuPy, torch) as a numpy array."""
+    kind = _kind(a)
+    if kind == "cupy":
+        return a.get()  # (CuPy's own copy: no conversion to a Numba array first)
+    if kind == "torch":
+        return a.detach().cpu().numpy()
     d = _device(a)
     info = _info(d)
     if info.strides != _c_strides(info.shape, info.dtype.itemsize) and d.size > 1:
@@ -328,9 +362,14 @@ def to_host(a):
     return np.asarray(d.copy_to_host())
 
 
+def _kind(a):
+    """The library an array comes from: "cupy", "torch", "numba", ..."""
+    return type(a).__module__.split(".")[0]
+
+
 def wrap(a, like):
     """Results in the caller's array type: CuPy, torch or Numba (no copy)."""
-    kind = type(like).__module__.split(".")[0]
+    kind = _kind(like)
     if kind == "cupy":
         import cupy
         return cupy.asarray(a)
@@ -341,6 +380,16 @@ def wrap(a, like):
 
 
 def empty(shape, dtype, like):
+    """A new device array in ``like``'s array type (CuPy and torch allocate from their
+    memory pools, much faster than a fresh device allocation); else a Numba one."""
+    kind = _kind(like)
+    if kind == "cupy":
+        import cupy
+        return cupy.empty(tuple(shape), dtype)
+    if kind == "torch":
+        import torch
+        torch_dtype = torch.from_numpy(np.empty(0, dtype)).dtype
+        return torch.empty(tuple(shape), dtype=torch_dtype, device=like.device)
     return cuda.device_array(tuple(shape), dtype)
 
 
@@ -362,10 +411,17 @@ def _reduction_view(x, axis, dtype=None):
                  info.dtype if dtype is None else dtype, copy)
 
 
-def _plan_minmax(n_outer, n_channels, n_inner):
-    """Which reduction kernel runs, and its arguments after the data ones."""
+def _plan_minmax(n_outer, n_channels, n_inner, unit_stride=False):
+    """Which reduction kernel runs, and its arguments after the data ones.
+
+    ``unit_stride``: the inner axis is contiguous (a ``(1, 1, n)`` view of such data
+    goes to the flat kernel).
+    """
     threads = _threads()
     max_blocks = int(LAUNCH["max_blocks"])
+    if n_outer == 1 and n_channels == 1 and unit_stride:
+        blocks, threads = _grid(n_inner, UNROLL * MIN_PER_THREAD)
+        return kernels.minmax_flat, blocks, threads, ()
     if n_inner >= min(WARP, threads):
         group = min(threads, 1 << (n_inner.bit_length() - 1))
         per_block = threads // group
@@ -383,50 +439,93 @@ def _plan_minmax(n_outer, n_channels, n_inner):
     else:
         rows_per, chunks = 1, -(-width // threads)
     pieces = max(1, min(-(-max_blocks // chunks), n_outer // (rows_per * MIN_PER_THREAD)))
+    if pieces == 1 and n_channels >= threads:
+        # Enough channels to occupy the GPU one thread each, and no split of the outer
+        # axis to gain: reduce and settle each channel in one thread.
+        blocks, threads = _grid(n_channels)
+        return kernels.minmax_each, blocks, threads, ()
     blocks = min(max_blocks, chunks * pieces)
     return kernels.minmax_cols, blocks, threads, (rows_per, chunks, pieces)
 
 
+class _Scratch:
+    """What the reductions keep between calls: a ``(2, KEPT_KEYS)`` int64 key array at
+    its start values, and the status word in host-mapped memory (read after a sync
+    without a copy)."""
+
+    def __init__(self):
+        keys = np.empty((2, KEPT_KEYS), np.int64)
+        keys[0] = kernels.START_LO
+        keys[1] = kernels.START_HI
+        self.keys = cuda.to_device(keys)
+        self.status = cuda.mapped_array(1, np.int32)
+        self.status[0] = ref.OK
+
+
+_scratch = {}  # device id -> _Scratch
+# One reduction at a time: they share the kept keys and the status word.
+_SCRATCH_LOCK = threading.Lock()
+
+
+def _reduce(x, axis, omit, what, scheme=0, bits=0, like=None):
+    """``(out, status)``: per-channel results of ``x`` along ``axis`` (None: the whole
+    array) as ``out[0]``/``out[1]`` (min and max, or scale and zero point: see
+    ``kernels.MINMAX``/``kernels.QPARAMS``), and the reduction's status.  ``out`` is in
+    ``like``'s array type (default: Numba)."""
+    dtype = np.dtype(x.dtype)
+    x3 = _reduction_view(x, axis, _int_type(dtype))
+    n_outer, n_channels, n_inner = (int(n) for n in x3.shape)
+    mask, inf_bits = _key_constants(dtype)
+    out = empty((2, n_channels), dtype, like)
+    out_device = _device(out)
+    settle = (bool(omit), mask, inf_bits, dtype.type(0), what, int(scheme), int(bits),
+              out_device)
+    unit_stride = x3.strides[2] == x3.dtype.itemsize
+    kernel, blocks, threads, plan = _plan_minmax(n_outer, n_channels, n_inner, unit_stride)
+    with _SCRATCH_LOCK:
+        device = getattr(cuda.get_current_device(), "id", 0)  # (the simulator has no id)
+        scratch = _scratch.get(device) or _scratch.setdefault(device, _Scratch())
+        try:
+            if kernel is kernels.minmax_each:
+                kernel[blocks, threads](x3, *settle, scratch.status)
+            else:
+                keys = scratch.keys
+                if n_channels > KEPT_KEYS:
+                    keys = cuda.device_array((2, n_channels), np.int64)
+                    kernels.fill_keys[_small_grid(n_channels)](keys)
+                kernel[blocks, threads](x3, bool(omit), mask, inf_bits, keys, *plan)
+                kernels.settle_keys[_small_grid(n_channels)](keys, *settle, scratch.status)
+            cuda.synchronize()
+        except BaseException:
+            del _scratch[device]  # the kept keys may be half used: start afresh
+            raise
+        status = int(scratch.status[0])
+        scratch.status[0] = ref.OK
+    return out, status
+
+
 def channel_minmax(x, axis, omit):
     """Per-channel ``(lo, hi, status)`` of ``x`` along ``axis`` (None: the whole array)."""
-    dtype = x.dtype
-    itype = _int_type(dtype)
-    x3 = _reduction_view(x, axis, itype)
-    n_outer, n_channels, n_inner = (int(n) for n in x3.shape)
-    mask, inf_bits, pinf, ninf = _key_constants(np.dtype(dtype))
-    lo_k = cuda.device_array(n_channels, np.int64)
-    hi_k = cuda.device_array(n_channels, np.int64)
-    status = cuda.device_array(1, np.int32)
-    blocks, threads = _small_grid(n_channels)
-    kernels.fill_keys[blocks, threads](lo_k, hi_k, pinf, ninf, status)
-    kernel, blocks, threads, plan = _plan_minmax(n_outer, n_channels, n_inner)
-    kernel[blocks, threads](x3, bool(omit), mask, inf_bits, pinf, ninf, lo_k, hi_k, *plan)
-    lo = cuda.device_array(n_channels, dtype)
-    hi = cuda.device_array(n_channels, dtype)
-    blocks, threads = _small_grid(n_channels)
-    kernels.finish_keys[blocks, threads](lo_k, hi_k, lo.view(itype), hi.view(itype), status,
-                                         bool(omit), mask, inf_bits)
-    return lo, hi, int(status.copy_to_host()[0])
+    out, status = _reduce(x, axis, omit, kernels.MINMAX)
+    return out[0], out[1], status
+
+
+def observe(x, axis, omit, scheme, bits, like=None):
+    """``min_max_observer``'s per-channel ``(scale, zero_point, status)``, the scale and
+    zero point computed where the reduction ends (no extra launch), in ``like``'s array
+    type."""
+    out, status = _reduce(x, axis, omit, kernels.QPARAMS, scheme, bits, like)
+    return out[0], out[1], status
 
 
 def count_nonfinite(x, nan_only=False):
     """Number of NaN (and, unless ``nan_only``, infinite) elements of ``x``."""
     x3 = _reduction_view(x, None, _int_type(x.dtype))
-    mask, inf_bits, _, _ = _key_constants(np.dtype(x.dtype))
+    mask, inf_bits = _key_constants(np.dtype(x.dtype))
     count = cuda.to_device(np.zeros(1, np.int64))
     blocks, threads = _grid(x3.size, UNROLL)
     kernels.count_nonfinite[blocks, threads](x3, bool(nan_only), mask, inf_bits, count)
     return int(count.copy_to_host()[0])
-
-
-def qparams(lo, hi, scheme, bits):
-    """Scale and zero point per channel from per-channel (min, max)."""
-    n = lo.size
-    scale = cuda.device_array(n, lo.dtype)
-    zero_point = cuda.device_array(n, lo.dtype)
-    blocks, threads = _small_grid(n)
-    kernels.qparams[blocks, threads](lo, hi, int(scheme), int(bits), scale, zero_point)
-    return scale, zero_point
 
 
 def moving_observe(lo, hi, moving_max, moving_min, update, momentum, scheme, bits):
@@ -443,18 +542,20 @@ def moving_observe(lo, hi, moving_max, moving_min, update, momentum, scheme, bit
 
 def quantize_map(x, scale, zero_point, scheme, bits, axis, what, out):
     """Write codes (``CODE``), fake-quantized values (``FAKE``) or decoded codes
-    (``DECODE``) of ``x`` to ``out`` (same shape; may be ``x`` itself)."""
+    (``DECODE``) of ``x`` to ``out`` (same shape; may be ``x`` itself).
+
+    ``scale`` and ``zero_point`` are host arrays (see :func:`as_params`): the host's
+    compiled ``code_params`` makes the per-channel divisors and offsets, which go to the
+    device in one copy.
+    """
+    from numba_quant import _cpu_kernels
+
     dtype = np.dtype(x.dtype)
-    n = scale.size
-    divisor = cuda.device_array(n, dtype)
-    offset = cuda.device_array(n, dtype)
-    blocks, threads = _small_grid(n)
-    kernels.code_params[blocks, threads](scale, zero_point, int(scheme), int(bits), divisor,
-                                         offset)
-    _, _, lowest, highest = ref.code_params(dtype.type(1), dtype.type(0), int(scheme),
-                                            int(bits))
-    lowest, highest = dtype.type(lowest), dtype.type(highest)
-    _map(x, out, divisor, offset, lowest, highest, int(what), axis)
+    divisor, offset, lowest, highest = _cpu_kernels.code_params(scale, zero_point,
+                                                                int(scheme), int(bits))
+    params = cuda.to_device(np.stack((divisor, offset)))
+    # (numba hands float32 scalars back as Python floats: the kernel needs x's type)
+    _map(x, out, params, dtype.type(lowest), dtype.type(highest), int(what), axis)
     return out
 
 
@@ -480,12 +581,12 @@ def _overlaps_differently(x_info, out_info):
                 and x_info.dtype.itemsize == out_info.dtype.itemsize)
 
 
-def _map(x, out, divisor, offset, lowest, highest, what, axis):
+def _map(x, out, params, lowest, highest, what, axis):
     x_info, out_info = _info(x), _info(out)
     if x.size and _overlaps_differently(x_info, out_info):
         # As numpy's ufuncs do: the result is as if all of x were read first.
         buffer = cuda.device_array(x_info.shape, out_info.dtype)
-        _map(x, buffer, divisor, offset, lowest, highest, what, axis)
+        _map(x, buffer, params, lowest, highest, what, axis)
         _copy(_info(buffer), out_info)
         return
     views = aligned_views((_stand_in(x_info), _stand_in(out_info)), axis)
@@ -493,10 +594,10 @@ def _map(x, out, divisor, offset, lowest, highest, what, axis):
         # No common strided view: map a contiguous copy into a buffer, then scatter it.
         source = _contiguous_copy(x_info)
         buffer = cuda.device_array(x_info.shape, out_info.dtype)
-        _map(source, buffer, divisor, offset, lowest, highest, what, axis)
+        _map(source, buffer, params, lowest, highest, what, axis)
         _copy(_info(buffer), out_info)
         return
     x3 = _from_stand_in(views[0], x_info)
     out3 = _from_stand_in(views[1], out_info)
     blocks, threads = _grid(x3.size, UNROLL)
-    kernels.map_values[blocks, threads](x3, out3, divisor, offset, lowest, highest, what)
+    kernels.map_values[blocks, threads](x3, out3, params, lowest, highest, what)

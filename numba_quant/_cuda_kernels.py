@@ -15,12 +15,16 @@ below ``-inf``.  Under ``nonfinite="raise"`` any NaN or infinity therefore ends 
 minimum or the maximum of its channel, where the final pass finds it; under ``"omit"``
 non-finite elements are skipped.  Integer atomics (unlike float ones) behave the same
 on every GPU and in the simulator, so blocks combine their results with one atomic
-min/max per channel into a key array that a fill kernel initialised.
+min/max per channel into a key array; a settling kernel turns the keys into the results
+and puts them back to their start values, so that a kept key array needs no filling
+before the next reduction.  Many channels with short runs skip the keys: one thread
+reduces and settles each channel.
 """
 import numpy as np
 from numba import cuda, int64
 
 from numba_quant import _reference as ref
+from numba_quant._primitives import float_from_bits, narrow
 
 # Size of the shared-memory buffers of the block reductions: the most threads per block.
 SHARED = 1024
@@ -29,13 +33,22 @@ SHARED = 1024
 # --------------------------------------------------------------------------- helpers
 @cuda.jit(device=True)
 def _fold(lo, hi, bits, omit, mask, inf_bits):
-    """Fold the float whose bits are ``bits`` into running (min, max) keys."""
-    k = np.int64(bits)
-    if omit and (k & mask) >= inf_bits:
+    """Fold the float whose bits are ``bits`` into running (min, max) keys.
+
+    Everything is in the integer type of the bits (32-bit for float32: one instruction
+    per min or max); ``narrow`` undoes numba's widening of integer arithmetic.
+    """
+    if omit and narrow(bits & mask, bits) >= inf_bits:
         return lo, hi
-    if k < 0:
-        k = k ^ mask
+    k = narrow(bits ^ mask, bits) if bits < 0 else bits
     return min(lo, k), max(hi, k)
+
+
+@cuda.jit(device=True)
+def _start_keys(mask):
+    """Running (min, max) keys before any element: the largest and the smallest key of
+    the type (a channel nothing was folded into ends with min > max)."""
+    return mask, narrow(~mask, mask)
 
 
 @cuda.jit(device=True)
@@ -84,27 +97,122 @@ def _advance(o, c, i, do, dc, di, n_channels, n_inner):
 
 
 # --------------------------------------------------------------------------- min/max
-@cuda.jit
-def fill_keys(lo_k, hi_k, pinf, ninf, status):
-    """Start every channel at (+inf, -inf) and the status at OK."""
-    start = cuda.grid(1)
-    for c in range(start, lo_k.size, cuda.gridsize(1)):
-        lo_k[c] = pinf
-        hi_k[c] = ninf
-    if start == 0:
-        status[0] = ref.OK
+# Keys a channel starts from: above and below every key, so that a channel nothing was
+# folded into (nonfinite="omit" skipped all of it) is the one with lo > hi.
+START_LO = np.int64(np.iinfo(np.int64).max)
+START_HI = np.int64(np.iinfo(np.int64).min)
+
+# What the last step of a reduction writes per channel (``out[0, c], out[1, c]``).
+MINMAX = 0  # the minimum and the maximum
+QPARAMS = 1  # min_max_observer's scale and zero point
+
+
+@cuda.jit(device=True)
+def _settle(lo, hi, omit, mask, inf_bits, zero, what, scheme, n_bits, status):
+    """A channel's final keys as ``what`` asks, in ``zero``'s float type; problems go to
+    ``status[0]`` (see ``ref.OK`` and the others)."""
+    if lo > hi:  # no element was folded in: "omit" skipped them all
+        status[0] = ref.EMPTY_CHANNEL
+        lo = inf_bits  # +inf and -inf, which the error message reports
+        hi = ~inf_bits
+    if lo < 0:
+        lo = lo ^ mask
+    if hi < 0:
+        hi = hi ^ mask
+    if not omit and ((lo & mask) >= inf_bits or (hi & mask) >= inf_bits):
+        status[0] = ref.HAS_NONFINITE
+    lo_value = float_from_bits(lo, zero)
+    hi_value = float_from_bits(hi, zero)
+    if what == QPARAMS:
+        return ref.qparams(lo_value, hi_value, scheme, n_bits)
+    return lo_value, hi_value
 
 
 @cuda.jit
-def minmax_rows(x3, omit, mask, inf_bits, pinf, ninf, lo_k, hi_k, group, pieces,
-                split_outer):
+def fill_keys(keys):
+    """Start every channel of ``keys`` (``(2, channels)``) at (START_LO, START_HI)."""
+    for c in range(cuda.grid(1), keys.shape[1], cuda.gridsize(1)):
+        keys[0, c] = START_LO
+        keys[1, c] = START_HI
+
+
+@cuda.jit
+def settle_keys(keys, omit, mask, inf_bits, zero, what, scheme, n_bits, out, status):
+    """``out[:, c]`` from the keys of channel ``c`` (see ``_settle``), one thread per
+    channel; the keys go back to their start values for the next reduction."""
+    for c in range(cuda.grid(1), out.shape[1], cuda.gridsize(1)):
+        lo = keys[0, c]
+        hi = keys[1, c]
+        keys[0, c] = START_LO
+        keys[1, c] = START_HI
+        a, b = _settle(lo, hi, omit, mask, inf_bits, zero, what, scheme, n_bits, status)
+        out[0, c] = a
+        out[1, c] = b
+
+
+@cuda.jit
+def minmax_each(x3, omit, mask, inf_bits, zero, what, scheme, n_bits, out, status):
+    """Min/max of every channel by one thread, settled at once into ``out[:, c]``.
+
+    For many channels with short inner runs (rows of a few elements, channels last with
+    few rows): neighbouring threads read neighbouring channels, and no channel needs
+    shared memory, atomics or a second kernel.
+    """
+    n_outer, n_channels, n_inner = x3.shape
+    for c in range(cuda.grid(1), n_channels, cuda.gridsize(1)):
+        lo, hi = _start_keys(mask)
+        for o in range(n_outer):
+            for i in range(n_inner):
+                lo, hi = _fold(lo, hi, x3[o, c, i], omit, mask, inf_bits)
+        a, b = _settle(lo, hi, omit, mask, inf_bits, zero, what, scheme, n_bits, status)
+        out[0, c] = a
+        out[1, c] = b
+
+
+@cuda.jit
+def minmax_flat(x3, omit, mask, inf_bits, keys):
+    """Min/max keys of a whole ``(1, 1, n)`` array (one channel, unit inner stride).
+
+    The common per-layer case, kept lean: a grid-stride loop with 4 loads in flight,
+    unsigned indices (no negative-index fix-ups) and 32-bit keys for float32, then a
+    block reduction and one atomic min and max per block into ``keys[:, 0]``.
+    """
+    sh_lo = cuda.shared.array(SHARED, int64)
+    sh_hi = cuda.shared.array(SHARED, int64)
+    zero = np.uint64(0)
+    n = np.uint64(x3.shape[2])
+    step = np.uint64(cuda.gridsize(1))
+    i = np.uint64(cuda.grid(1))
+    lo, hi = _start_keys(mask)
+    while i + np.uint64(3) * step < n:
+        b0 = x3[zero, zero, i]
+        b1 = x3[zero, zero, i + step]
+        b2 = x3[zero, zero, i + np.uint64(2) * step]
+        b3 = x3[zero, zero, i + np.uint64(3) * step]
+        lo, hi = _fold(lo, hi, b0, omit, mask, inf_bits)
+        lo, hi = _fold(lo, hi, b1, omit, mask, inf_bits)
+        lo, hi = _fold(lo, hi, b2, omit, mask, inf_bits)
+        lo, hi = _fold(lo, hi, b3, omit, mask, inf_bits)
+        i += np.uint64(4) * step
+    while i < n:
+        lo, hi = _fold(lo, hi, x3[zero, zero, i], omit, mask, inf_bits)
+        i += step
+    t = cuda.threadIdx.x
+    block_lo, block_hi = _group_minmax(sh_lo, sh_hi, lo, hi, t, cuda.blockDim.x)
+    if t == 0:
+        cuda.atomic.min(keys, (0, 0), block_lo)
+        cuda.atomic.max(keys, (1, 0), block_hi)
+
+
+@cuda.jit
+def minmax_rows(x3, omit, mask, inf_bits, keys, group, pieces, split_outer):
     """Per-channel min/max keys of ``x3`` (integer bits, ``(outer, channels, inner)``).
 
     For long inner runs.  A block is split into groups of ``group`` threads, one channel
     per group; a task is (a block's worth of channels, one of ``pieces`` pieces of each
     channel's elements, cut along the outer axis when ``split_outer`` else along the
     inner one).  Each group reads its piece with coalesced, 4-way unrolled strided loops,
-    reduces in shared memory and makes one atomic min and max per channel.
+    reduces in shared memory and makes one atomic min and max per channel into ``keys``.
     """
     n_outer, n_channels, n_inner = x3.shape
     t = cuda.threadIdx.x
@@ -118,8 +226,7 @@ def minmax_rows(x3, omit, mask, inf_bits, pinf, ninf, lo_k, hi_k, group, pieces,
         cb = task // pieces
         p = task - cb * pieces
         c = cb * per_block + g
-        lo = pinf
-        hi = ninf
+        lo, hi = _start_keys(mask)
         if c < n_channels:
             if split_outer:
                 o0 = n_outer * p // pieces
@@ -131,30 +238,34 @@ def minmax_rows(x3, omit, mask, inf_bits, pinf, ninf, lo_k, hi_k, group, pieces,
                 o1 = n_outer
                 i0 = n_inner * p // pieces
                 i1 = n_inner * (p + 1) // pieces
+            # unsigned indices: no negative-index fix-ups in the loads
+            uc = np.uint64(c)
+            step = np.uint64(group)
+            end = np.uint64(i1)
             for o in range(o0, o1):
-                i = i0 + lane
-                while i + 3 * group < i1:
-                    b0 = x3[o, c, i]
-                    b1 = x3[o, c, i + group]
-                    b2 = x3[o, c, i + 2 * group]
-                    b3 = x3[o, c, i + 3 * group]
+                uo = np.uint64(o)
+                i = np.uint64(i0 + lane)
+                while i + np.uint64(3) * step < end:
+                    b0 = x3[uo, uc, i]
+                    b1 = x3[uo, uc, i + step]
+                    b2 = x3[uo, uc, i + np.uint64(2) * step]
+                    b3 = x3[uo, uc, i + np.uint64(3) * step]
                     lo, hi = _fold(lo, hi, b0, omit, mask, inf_bits)
                     lo, hi = _fold(lo, hi, b1, omit, mask, inf_bits)
                     lo, hi = _fold(lo, hi, b2, omit, mask, inf_bits)
                     lo, hi = _fold(lo, hi, b3, omit, mask, inf_bits)
-                    i += 4 * group
-                while i < i1:
-                    lo, hi = _fold(lo, hi, x3[o, c, i], omit, mask, inf_bits)
-                    i += group
-        lo, hi = _group_minmax(sh_lo, sh_hi, lo, hi, t, group)
+                    i += np.uint64(4) * step
+                while i < end:
+                    lo, hi = _fold(lo, hi, x3[uo, uc, i], omit, mask, inf_bits)
+                    i += step
+        group_lo, group_hi = _group_minmax(sh_lo, sh_hi, lo, hi, t, group)
         if lane == 0 and c < n_channels:
-            cuda.atomic.min(lo_k, c, lo)
-            cuda.atomic.max(hi_k, c, hi)
+            cuda.atomic.min(keys, (0, c), group_lo)
+            cuda.atomic.max(keys, (1, c), group_hi)
 
 
 @cuda.jit
-def minmax_cols(x3, omit, mask, inf_bits, pinf, ninf, lo_k, hi_k, rows_per, chunks,
-                pieces):
+def minmax_cols(x3, omit, mask, inf_bits, keys, rows_per, chunks, pieces):
     """Per-channel min/max keys of ``x3`` for short inner runs (channels last, ...).
 
     A row is the ``channels * inner`` elements of one outer index.  Each thread owns one
@@ -162,7 +273,7 @@ def minmax_cols(x3, omit, mask, inf_bits, pinf, ninf, lo_k, hi_k, rows_per, chun
     block; else one of ``chunks`` chunks of a row, one column per thread) and walks down
     the outer axis through one of ``pieces`` pieces: loads are coalesced along the row.
     The columns of a channel are then combined in shared memory, with one atomic min and
-    max per channel and task.
+    max per channel and task into ``keys``.
     """
     n_outer, n_channels, n_inner = x3.shape
     width = n_channels * n_inner
@@ -187,32 +298,34 @@ def minmax_cols(x3, omit, mask, inf_bits, pinf, ninf, lo_k, hi_k, rows_per, chun
             active = j < width
         o0 = n_outer * p // pieces
         o1 = n_outer * (p + 1) // pieces
-        lo = pinf
-        hi = ninf
+        lo, hi = _start_keys(mask)
         if active:
-            c = j // n_inner
-            i = j - c * n_inner
-            o = o0 + sub
-            while o + 3 * rows_per < o1:
+            # unsigned indices: no negative-index fix-ups in the loads
+            c = np.uint64(j // n_inner)
+            i = np.uint64(j % n_inner)
+            o = np.uint64(o0 + sub)
+            step = np.uint64(rows_per)
+            end = np.uint64(o1)
+            while o + np.uint64(3) * step < end:
                 b0 = x3[o, c, i]
-                b1 = x3[o + rows_per, c, i]
-                b2 = x3[o + 2 * rows_per, c, i]
-                b3 = x3[o + 3 * rows_per, c, i]
+                b1 = x3[o + step, c, i]
+                b2 = x3[o + np.uint64(2) * step, c, i]
+                b3 = x3[o + np.uint64(3) * step, c, i]
                 lo, hi = _fold(lo, hi, b0, omit, mask, inf_bits)
                 lo, hi = _fold(lo, hi, b1, omit, mask, inf_bits)
                 lo, hi = _fold(lo, hi, b2, omit, mask, inf_bits)
                 lo, hi = _fold(lo, hi, b3, omit, mask, inf_bits)
-                o += 4 * rows_per
-            while o < o1:
+                o += np.uint64(4) * step
+            while o < end:
                 lo, hi = _fold(lo, hi, x3[o, c, i], omit, mask, inf_bits)
-                o += rows_per
+                o += step
         sh_lo[t] = lo
         sh_hi[t] = hi
         cuda.syncthreads()
         cc = j0 // n_inner + t
         if cc <= (j1 - 1) // n_inner:
-            a = pinf
-            b = ninf
+            a = START_LO
+            b = START_HI
             jb = max(cc * n_inner, j0)
             je = min(cc * n_inner + n_inner, j1)
             for r in range(rows_per):
@@ -220,28 +333,9 @@ def minmax_cols(x3, omit, mask, inf_bits, pinf, ninf, lo_k, hi_k, rows_per, chun
                     tt = r * width + jj - j0
                     a = min(a, sh_lo[tt])
                     b = max(b, sh_hi[tt])
-            cuda.atomic.min(lo_k, cc, a)
-            cuda.atomic.max(hi_k, cc, b)
+            cuda.atomic.min(keys, (0, cc), a)
+            cuda.atomic.max(keys, (1, cc), b)
         cuda.syncthreads()
-
-
-@cuda.jit
-def finish_keys(lo_k, hi_k, lo_bits, hi_bits, status, omit, mask, inf_bits):
-    """Keys back to float bits, and the status (see ``ref.OK`` and the others)."""
-    for c in range(cuda.grid(1), lo_k.size, cuda.gridsize(1)):
-        a = lo_k[c]
-        b = hi_k[c]
-        if omit:
-            if a > b:  # still (+inf, -inf): no finite element in this channel
-                status[0] = ref.EMPTY_CHANNEL
-        if a < 0:
-            a = a ^ mask
-        if b < 0:
-            b = b ^ mask
-        if not omit and ((a & mask) >= inf_bits or (b & mask) >= inf_bits):
-            status[0] = ref.HAS_NONFINITE
-        lo_bits[c] = a
-        hi_bits[c] = b
 
 
 @cuda.jit
@@ -277,15 +371,6 @@ def count_nonfinite(x3, nan_only, mask, inf_bits, count):
 
 # --------------------------------------------------------------------------- per channel
 @cuda.jit
-def qparams(lo, hi, scheme, bits, scale, zero_point):
-    """``min_max_observer``'s scale and zero point, one thread per channel."""
-    for c in range(cuda.grid(1), lo.size, cuda.gridsize(1)):
-        s, z = ref.qparams(lo[c], hi[c], scheme, bits)
-        scale[c] = s
-        zero_point[c] = z
-
-
-@cuda.jit
 def moving_observe(lo, hi, moving_max, moving_min, update, momentum, scheme, bits, scale,
                    zero_point):
     """The moving-average observer's step, one thread per channel; state updated in place."""
@@ -298,19 +383,11 @@ def moving_observe(lo, hi, moving_max, moving_min, update, momentum, scheme, bit
         zero_point[c] = z
 
 
-@cuda.jit
-def code_params(scale, zero_point, scheme, bits, divisor, offset):
-    """Per-channel divisor and offset of the element-wise kernels (``ref.code_params``)."""
-    for c in range(cuda.grid(1), scale.size, cuda.gridsize(1)):
-        d, z, lowest, highest = ref.code_params(scale[c], zero_point[c], scheme, bits)
-        divisor[c] = d
-        offset[c] = z
-
-
 # --------------------------------------------------------------------------- element-wise
 @cuda.jit
-def map_values(x3, out3, divisor, offset, lowest, highest, what):
-    """``out3[o, c, i] = ref.map_value(x3[o, c, i], ...)`` over ``(outer, channels, inner)``.
+def map_values(x3, out3, params, lowest, highest, what):
+    """``out3[o, c, i] = ref.map_value(x3[o, c, i], ...)`` over ``(outer, channels, inner)``
+    with channel ``c``'s divisor and offset in ``params[0, c]`` and ``params[1, c]``.
 
     A grid-stride loop over the elements in memory order (coalesced), 4-way unrolled;
     each thread keeps its ``(o, c, i)`` up to date with additions only.  ``out3`` may be
@@ -332,15 +409,15 @@ def map_values(x3, out3, divisor, offset, lowest, highest, what):
         v1 = x3[o1, c1, i1]
         v2 = x3[o2, c2, i2]
         v3 = x3[o3, c3, i3]
-        out3[o, c, i] = ref.map_value(v0, divisor[c], offset[c], lowest, highest, what)
-        out3[o1, c1, i1] = ref.map_value(v1, divisor[c1], offset[c1], lowest, highest, what)
-        out3[o2, c2, i2] = ref.map_value(v2, divisor[c2], offset[c2], lowest, highest, what)
-        out3[o3, c3, i3] = ref.map_value(v3, divisor[c3], offset[c3], lowest, highest, what)
+        out3[o, c, i] = ref.map_value(v0, params[0, c], params[1, c], lowest, highest, what)
+        out3[o1, c1, i1] = ref.map_value(v1, params[0, c1], params[1, c1], lowest, highest, what)
+        out3[o2, c2, i2] = ref.map_value(v2, params[0, c2], params[1, c2], lowest, highest, what)
+        out3[o3, c3, i3] = ref.map_value(v3, params[0, c3], params[1, c3], lowest, highest, what)
         o, c, i = _advance(o3, c3, i3, do, dc, di, n_channels, n_inner)
         k += 4 * step
     while k < n:
-        out3[o, c, i] = ref.map_value(x3[o, c, i], divisor[c], offset[c], lowest, highest,
-                                      what)
+        out3[o, c, i] = ref.map_value(x3[o, c, i], params[0, c], params[1, c], lowest,
+                                      highest, what)
         o, c, i = _advance(o, c, i, do, dc, di, n_channels, n_inner)
         k += step
 

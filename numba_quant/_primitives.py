@@ -7,7 +7,10 @@ operations need a different spelling on each target:
 * numpy's ``np.rint``/``np.trunc`` are not available in CUDA kernels, and
   ``math.trunc`` returns integers (which overflow and cannot hold NaN);
 * a GPU contracts ``a * b + c`` into one fused multiply-add, whose single rounding gives
-  different bits from the CPU's two roundings.
+  different bits from the CPU's two roundings;
+* reading an integer's bits as a float is a libdevice call on the GPU, and GPU kernels
+  keep 32-bit keys 32-bit only with an explicit cast (numba widens integer arithmetic to
+  64 bits); only GPU kernels use these two (the CPU reductions compare floats directly).
 
 Each function below is a plain Python stub (so it also works when called from Python).
 This module registers the CPU implementations; :mod:`numba_quant._cuda` registers the
@@ -47,6 +50,17 @@ def _trunc_cpu(v):
 def _mul_rn_cpu(a, b):
     # The CPU kernels are compiled without fastmath, so LLVM never contracts.
     return lambda a, b: a * b
+
+
+def float_from_bits(bits, like):
+    """The float of ``like``'s type (float32 or float64) whose bit pattern is ``bits``."""
+    dtype = np.asarray(like).dtype
+    return np.array(bits, dtype=np.int32 if dtype.itemsize == 4 else np.int64).view(dtype)[()]
+
+
+def narrow(v, like):
+    """The integer ``v`` as ``like``'s integer type (int32 or int64), wrapping."""
+    return np.asarray(v).astype(np.asarray(like).dtype)[()]
 
 
 def mantissa_bits(v):

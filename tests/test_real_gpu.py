@@ -22,7 +22,10 @@ def _big(shape, dtype, seed=0):
     return x.astype(dtype)
 
 
-@pytest.mark.parametrize("shape", [(1024, 1024), (3, 200001), (100003, 7), (64, 3, 3, 3, 32)])
+# (262147, 4): rows of 4, one thread per channel; (70001, 64) along axis 0: more channels
+# than the kept key array holds.
+@pytest.mark.parametrize("shape", [(1024, 1024), (3, 200001), (100003, 7), (64, 3, 3, 3, 32),
+                                   (262147, 4), (70001, 64)])
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_large_arrays_match_oracle(shape, dtype):
     gpu = Device("gpu")

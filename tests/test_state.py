@@ -300,3 +300,25 @@ def test_cupy_layouts_not_written():
     exp = oracle.min_max_observer(before, "google", 8, "symmetric", False, axis=1)
     assert_same(cupy.asnumpy(s), exp[0], "scale")
     assert np.array_equal(cupy.asnumpy(view), before)
+
+
+@pytest.mark.real_gpu
+def test_dispatch_torch_in_torch_out():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch without CUDA")
+    x = _batches(1)[0]
+    xt = torch.as_tensor(x).cuda()
+    for per_layer in (True, False):
+        s, zp = nq.min_max_observer(xt, "google", 8, "affine", per_layer)
+        assert isinstance(s, torch.Tensor) and s.is_cuda and s.dtype == torch.float32
+        exp = oracle.min_max_observer(x, "google", 8, "affine", per_layer)
+        assert_same(s.cpu().numpy(), exp[0], "scale")
+        assert_same(zp.cpu().numpy(), exp[1], "zero_point")
+        f = nq.fake_quantization(xt, s, zp, "google", 8, "affine")
+        assert isinstance(f, torch.Tensor) and f.is_cuda and f.dtype == torch.float32
+        assert_same(f.cpu().numpy(), oracle.fake_quantization(x, *exp, "google", 8, "affine"),
+                    "fake")
+        q = nq.quantize(xt, s, zp, "google", 8, "affine")
+        assert isinstance(q, torch.Tensor) and q.dtype == torch.uint8
+        assert_same(q.cpu().numpy(), oracle.quantize(x, *exp, "google", 8, "affine"), "codes")

@@ -52,35 +52,37 @@ def arr(dtype, ndim, layout="C"):
 
 def signatures():
     """(kernel, label, argument types) for every kernel and the layouts used."""
-    keys = arr(i64, 1)
+    keys = arr(i64, 2)
+    count = arr(i64, 1)
     status = arr(types.int32, 1)
     for T in FLOATS:
         bits = BITS[T]
         vec = arr(T, 1)
+        settle = (b1, bits, bits, T, i64, i64, i64, arr(T, 2), status)
         for layout in ("C", "A"):
             x3 = arr(bits, 3, layout)
+            yield (K.minmax_flat, f"{T} bits {layout}", (x3, b1, bits, bits, keys))
             yield (K.minmax_rows, f"{T} bits {layout}",
-                   (x3, b1, i64, i64, i64, i64, keys, keys, i64, i64, b1))
+                   (x3, b1, bits, bits, keys, i64, i64, b1))
             yield (K.minmax_cols, f"{T} bits {layout}",
-                   (x3, b1, i64, i64, i64, i64, keys, keys, i64, i64, i64))
-            yield (K.count_nonfinite, f"{T} bits {layout}", (x3, b1, i64, i64, keys))
-        yield (K.finish_keys, f"{T}", (keys, keys, arr(bits, 1), arr(bits, 1), status, b1,
-                                       i64, i64))
-        yield (K.qparams, f"{T}", (vec, vec, i64, i64, vec, vec))
+                   (x3, b1, bits, bits, keys, i64, i64, i64))
+            yield (K.minmax_each, f"{T} bits {layout}", (x3,) + settle)
+            yield (K.count_nonfinite, f"{T} bits {layout}", (x3, b1, bits, bits, count))
+        yield (K.settle_keys, f"{T}", (keys,) + settle)
         for layout in ("C", "A"):
             state = arr(T, 1, layout)
             yield (K.moving_observe, f"{T} state {layout}",
                    (vec, vec, state, state, b1, f32, i64, i64, vec, vec))
             yield (K.moving_observe, f"{T} no update, state {layout}",
                    (state, state, state, state, b1, f32, i64, i64, vec, vec))
-        yield (K.code_params, f"{T}", (vec, vec, i64, i64, vec, vec))
         outs = (T, types.int8, types.uint8, types.int16, types.uint16)
         for in_layout in ("C", "A"):
             for out in outs:
                 for out_layout in ("C", "A"):
                     yield (K.map_values, f"{T} {in_layout} -> {out} {out_layout}",
-                           (arr(T, 3, in_layout), arr(out, 3, out_layout), vec, vec, T, T, i64))
-    yield (K.fill_keys, "", (keys, keys, i64, i64, status))
+                           (arr(T, 3, in_layout), arr(out, 3, out_layout), arr(T, 2), T, T,
+                            i64))
+    yield (K.fill_keys, "", (keys,))
     copies = [(types.float16, types.float32), (types.float32, types.float32),
               (types.float64, types.float64), (types.int8, types.float32),
               (types.uint16, types.float64), (types.int16, types.int16),

@@ -3,7 +3,7 @@
 # golden file, the test suite's GPU tests, and timings against CuPy and copy bandwidth.
 #
 # Run from the repository root with $OUT set (logs go there; without $OUT, to ./gpu_check_out):
-#     bash tools/gpu_check.sh [PART ...]        PART: env exact timing pytest (default: all)
+#     bash tools/gpu_check.sh [PART ...]   PART: env timing overhead exact pytest (default: all)
 # Each part runs under `timeout`; the whole script stays under ~7 minutes (about 4 when
 # the kernels compile quickly).  Logs (at most 5 files): env.txt exact.txt timing.txt
 # pytest.txt summary.txt.  Exit status: the number of failed parts.
@@ -27,7 +27,7 @@ if not hasattr(numpy, "row_stack"):
     numpy.row_stack = numpy.vstack
 PYEOF
 export PYTHONPATH="$WORK/site:$PYTHONPATH"
-PARTS="${*:-env exact timing pytest}"
+PARTS="${*:-env timing overhead exact pytest}"
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
 failed=0
@@ -479,16 +479,20 @@ except Exception as e:  # noqa: BLE001
 errors = 0
 
 
-def bench(fn, reps=REPS):
+def bench(fn, reps=REPS, rounds=3):
+    """Seconds per call: the best of ``rounds`` rounds of ``reps`` calls."""
     fn()
     dev.synchronize()
-    start, end = cp.cuda.Event(), cp.cuda.Event()
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    end.synchronize()
-    return cp.cuda.get_elapsed_time(start, end) / reps * 1e-3  # seconds
+    best = float("inf")
+    for _ in range(rounds):
+        start, end = cp.cuda.Event(), cp.cuda.Event()
+        start.record()
+        for _ in range(reps):
+            fn()
+        end.record()
+        end.synchronize()
+        best = min(best, cp.cuda.get_elapsed_time(start, end) / reps * 1e-3)
+    return best
 
 
 def guard(fn):
@@ -526,11 +530,16 @@ def kernel_only(a, axis):
     itype = C._int_type(d.dtype)
     x3 = C._reduction_view(d, axis, itype)
     o, c, i = (int(v) for v in x3.shape)
-    mask, inf_bits, pinf, ninf = C._key_constants(d.dtype)
-    lo_k = cuda.device_array(c, np.int64)
-    hi_k = cuda.device_array(c, np.int64)
+    mask, inf_bits = C._key_constants(d.dtype)
     kernel, blocks, threads, plan = C._plan_minmax(o, c, i)
-    t = bench(lambda: kernel[blocks, threads](x3, False, mask, inf_bits, pinf, ninf, lo_k, hi_k, *plan))
+    if kernel is C.kernels.minmax_each:
+        out = cuda.device_array((2, c), d.dtype)
+        status = cuda.device_array(1, np.int32)
+        args = (x3, False, mask, inf_bits, d.dtype.type(0), 0, 0, 0, out, status)
+    else:
+        keys = cuda.to_device(np.stack([np.full(c, C.kernels.START_LO), np.full(c, C.kernels.START_HI)]))
+        args = (x3, False, mask, inf_bits, keys) + plan
+    t = bench(lambda: kernel[blocks, threads](*args))
     return t, f"{kernel.py_func.__name__}[{blocks},{threads}]{plan}"
 
 
@@ -538,10 +547,26 @@ cupy_minmax = bench(lambda: (x.min(), x.max()))
 row("cupy x.min(), x.max() (reference)", cupy_minmax, nbytes)
 cases = [("per-layer", x, None), ("C=64 axis 0", x.reshape(64, -1), 0),
          ("C=64 axis -1 (channels last)", x.reshape(-1, 64), 1),
-         (f"({N // 1152},128,3,3) axis 1", x[: (N // 1152) * 1152].reshape(-1, 128, 3, 3), 1)]
+         (f"({N // 1152},128,3,3) axis 1", x[: (N // 1152) * 1152].reshape(-1, 128, 3, 3), 1),
+         ("C=N/4 (rows of 4) axis 0", x.reshape(-1, 4), 0),
+         ("C=N/4 axis -1 (4 rows)", x.reshape(4, -1), 1)]
+
+
+def check_minmax(name, a, axis):
+    """The reduction's per-channel min and max equal CuPy's."""
+    global errors
+    lo, hi, status = C.channel_minmax(C._device(a), axis, False)
+    other = tuple(k for k in range(a.ndim) if k != axis) if axis is not None else None
+    want_lo = a.min(axis=other).ravel().get()
+    want_hi = a.max(axis=other).ravel().get()
+    if status != 0 or not (np.array_equal(lo.copy_to_host(), want_lo)
+                           and np.array_equal(hi.copy_to_host(), want_hi)):
+        errors += 1
+        print(f"MISMATCH {name}: status {status}")
 
 
 def observe_case(name, a, axis):
+    check_minmax(name, a, axis)
     per_layer = axis is None
     t_call = bench(lambda: nq.min_max_observer(a, per_layer_quantization=per_layer, axis=axis or 0))
     if per_layer:
@@ -563,6 +588,7 @@ w = rng.standard_normal(W_SHAPE, dtype=cp.float32)
 
 
 def conv_case(axis):
+    check_minmax(f"{W_SHAPE} axis {axis}", w, axis % 4)
     t_call = bench(lambda: nq.min_max_observer(w, per_layer_quantization=False, axis=axis), reps=50)
     other = tuple(k for k in range(4) if k != axis % 4)
     ref_t = bench(lambda: (w.min(axis=other), w.max(axis=other)), reps=50)
@@ -573,6 +599,26 @@ def conv_case(axis):
 
 for axis in (0, 1, -1):
     guard(lambda: conv_case(axis))
+
+
+def small_calls():
+    """Whole-call latency for small inputs (launches, the status read-back)."""
+    for n in (1000, 100000):
+        a = x[:n]
+        ref = bench(lambda: (a.min(), a.max()), reps=100)
+        row(f"min_max_observer per-layer {n} elements (call)",
+            bench(lambda: nq.min_max_observer(a), reps=100), a.nbytes, ref, "cupy min+max")
+        s, z = nq.min_max_observer(a)
+        row(f"fake_quantization per-layer {n} elements (call)",
+            bench(lambda: nq.fake_quantization(a, s, z), reps=100), 2 * a.nbytes)
+    mmax, mmin = cp.zeros(64, cp.float32), cp.zeros(64, cp.float32)
+    a = x.reshape(64, -1)
+    row("moving_average_min_max_observer C=64 axis 0 (call)",
+        bench(lambda: nq.moving_average_min_max_observer(a, 1, mmax, mmin, False, 0, axis=0)),
+        a.nbytes, cupy_minmax, "cupy min+max per-layer")
+
+
+guard(small_calls)
 
 out = cp.empty_like(x)
 
@@ -602,13 +648,17 @@ guard(fake_cases)
 def launch_configs():
     saved = dict(C.LAUNCH)
     try:
-        configs = os.environ.get("GQ_CONFIGS", "256x1024,256x2048,512x1024,512x2048,1024x1024,128x4096")
+        configs = os.environ.get("GQ_CONFIGS", "128x1056,256x528,256x1056,256x2112,512x264,512x1056")
         for threads, blocks in (tuple(int(v) for v in c.split("x")) for c in configs.split(",")):
             C.LAUNCH.update(threads=threads, max_blocks=blocks)
             t_k, desc = kernel_only(x, None)
             row(f"  per-layer kernel, threads {threads}, max_blocks {blocks}", t_k, nbytes, cupy_minmax, "cupy")
             t_k, desc = kernel_only(x.reshape(-1, 64), 1)
             row(f"  channels-last C=64 kernel, threads {threads}, max_blocks {blocks}", t_k, nbytes, cupy_minmax, "cupy")
+            t_k, desc = kernel_only(x.reshape(-1, 4), 0)
+            row(f"  rows of 4 kernel, threads {threads}, max_blocks {blocks}", t_k, nbytes, cupy_minmax, "cupy")
+            t_k, desc = kernel_only(x.reshape(64, -1), 0)
+            row(f"  C=64 axis 0 kernel, threads {threads}, max_blocks {blocks}", t_k, nbytes, cupy_minmax, "cupy")
     finally:
         C.LAUNCH.clear()
         C.LAUNCH.update(saved)
@@ -620,8 +670,9 @@ sys.exit(1 if errors else 0)
 PYEOF
 
 part env 30 bash -c 'date -u; nvidia-smi; "$0" "$1"' "$PY" "$WORK/env.py"
+part timing 240 "$PY" "$WORK/timing.py"
+part overhead 60 "$PY" tools/gpu_overhead.py
 part exact 150 env GQ_KIND="${GQ_KIND:-cupy}" GQ_SIZE="${GQ_SIZE:-medium}" "$PY" "$WORK/exact.py"
-part timing 80 "$PY" "$WORK/timing.py"
 part pytest 180 "$PY" -m pytest -q -p no:cacheprovider --maxfail=20 -k "gpu or golden or exactness" tests
 echo "=== $failed part(s) failed" | tee -a "$SUMMARY"
 rm -rf "$WORK" "$NUMBA_CACHE_DIR"

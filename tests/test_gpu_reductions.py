@@ -10,8 +10,8 @@ from golden import assert_same
 nq = pytest.importorskip("numba_quant")
 pytestmark = pytest.mark.gpu
 
-# (shape, axis) that send a reduction to each kernel under the tests' launch sizes
-# (16 threads, 2 blocks in the simulator; a real GPU's sizes pick differently).
+# (shape, axis) that send a reduction to each kernel under the simulator's launch sizes
+# (16 threads, 2 blocks; with a real GPU's sizes other kernels may run, equally checked).
 PLANS = [((3, 40), 0), ((40, 3), 1), ((200, 3), 1), ((2, 40), 1), ((40, 4), 0),
          ((5, 7, 9), 1), ((300,), None)]
 
@@ -42,9 +42,11 @@ def test_each_plan_matches_oracle(shape, axis, scheme):
     assert_same(zero_point, expected[1], f"{shape} axis {axis} zero_point")
 
 
-def test_plans_cover_every_kernel():
+def test_plans_cover_every_kernel(monkeypatch):
     import numba_quant._cuda as C
     from numba_quant._layout import channel_view
+    monkeypatch.setitem(C.LAUNCH, "threads", 16)  # the simulator's sizes, on any device
+    monkeypatch.setitem(C.LAUNCH, "max_blocks", 2)
     used = set()
     for shape, axis in PLANS:
         x3 = channel_view(np.empty(shape, np.float32), axis)

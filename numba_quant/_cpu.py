@@ -24,6 +24,12 @@ MIN_TASK_ELEMENTS = 1 << 15
 # the data is contiguous and one period of channels * inner elements stays this small.
 LONG_INNER = 64
 MAX_PERIOD = 1 << 16
+# Contiguous runs shorter than kernels.SHORT_ROW whose period (channels * inner) is
+# longer than this go to the short-run kernel (see reduce_short_runs), unless non-finite
+# values are to be omitted.
+SHORT_RUNS_PERIOD = 1 << 16
+# Per-channel formulas (scale and zero point) run in parallel from this many channels.
+PARALLEL_CHANNELS = 1 << 14
 # Up to this many elements (and for every serial per-layer reduction) a reduction is one
 # compiled call with its own small outputs.
 SMALL = 1 << 12
@@ -82,23 +88,44 @@ def empty(shape, dtype, like):
     return np.empty(shape, dtype)
 
 
+def _plan(x, axis):
+    """``(x3, parallel, most)``: the reduction's view, and its parallel task budget."""
+    if axis is not None and x.shape[axis] == 1:
+        axis = None  # one channel: the per-layer view is the better one
+    x3 = channel_view(x, axis)
+    return (x3,) + _tasks(x3)
+
+
+def _one_call(x3, parallel):
+    """Whether a reduction is one compiled call with its own small outputs.
+
+    Per layer that call runs the same kernel as larger inputs; per channel, larger serial
+    inputs with short inner runs go to the periodic kernel, which vectorises them.
+    """
+    return not parallel and (x3.size <= SMALL or x3.shape[1] == 1)
+
+
 def channel_minmax(x, axis, omit):
     """Per-channel ``(lo, hi, status)`` of ``x`` along ``axis`` (None: the whole array).
 
     The first pass propagates NaN and vectorises; only when it meets a non-finite value
     and ``omit`` is set does a second, slower pass skip them.
     """
-    if axis is not None and x.shape[axis] == 1:
-        axis = None  # one channel: the per-layer view is the better one
-    x3 = channel_view(x, axis)
-    parallel, most = _tasks(x3)
-    if not parallel and (x3.size <= SMALL or x3.shape[1] == 1):
-        # Per layer this is the same kernel as below; per channel, larger serial inputs
-        # with short inner runs go to the periodic kernel, which vectorises them.
+    x3, parallel, most = _plan(x, axis)
+    if _one_call(x3, parallel):
         return kernels.small_channel_minmax(x3, omit)
     n_outer, n_channels, n_inner = x3.shape
     lo = np.empty(n_channels, x3.dtype)
     hi = np.empty(n_channels, x3.dtype)
+    if (n_inner < kernels.SHORT_ROW and x3.flags.c_contiguous and not omit
+            and n_channels * n_inner > SHORT_RUNS_PERIOD):
+        # Many channels of short contiguous runs: windows over blocks of channels.
+        with _one_at_a_time(parallel):
+            status = kernels.reduce_short_runs[parallel](
+                x3.reshape(-1), n_outer, n_channels, n_inner, max(1, min(most, n_channels)),
+                lo, hi)
+        if status == ref.OK:
+            return lo, hi, status
     if n_inner < LONG_INNER and n_channels * n_inner <= MAX_PERIOD and x3.flags.c_contiguous:
         # Short inner runs: lanes of whole periods (see reduce_periodic).
         reduce = kernels.reduce_periodic[parallel]
@@ -128,12 +155,18 @@ def count_nonfinite(x, nan_only=False):
 def observe(x, axis, omit, scheme, bits, like=None):
     """``min_max_observer``'s per-channel ``(scale, zero_point, status)``; on a status
     other than OK the scale and zero point are None.  (``like``: for the interface.)"""
+    x3, parallel, _ = _plan(x, axis)
+    if _one_call(x3, parallel):  # small inputs: the formulas in the same compiled call
+        scale, zero_point, status = kernels.small_observe(x3, omit, scheme, bits)
+        return (scale, zero_point, status) if status == ref.OK else (None, None, status)
     lo, hi, status = channel_minmax(x, axis, omit)
     if status != ref.OK:
         return None, None, status
     scale = np.empty_like(lo)
     zero_point = np.empty_like(lo)
-    kernels.qparams(lo, hi, scheme, bits, scale, zero_point)
+    parallel = lo.size >= PARALLEL_CHANNELS and numba.get_num_threads() > 1
+    with _one_at_a_time(parallel):
+        kernels.qparams[parallel](lo, hi, scheme, bits, scale, zero_point)
     return scale, zero_point, status
 
 

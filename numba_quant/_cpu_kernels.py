@@ -228,8 +228,127 @@ def _reduce_periodic_impl(flat, n_channels, n_inner, omit, pieces, lows, highs, 
     return _finish(lows, highs, omit, lo, hi)
 
 
+# Elements per block of the short-run reduction: its four working buffers stay in L2.
+RUN_BLOCK = 1 << 13
+
+
+@njit(cache=True, inline="always")
+def _min_finite(a, b):
+    """min for finite values as one compare-and-select (a single vector min instruction);
+    callers detect NaN and infinities separately."""
+    return b if b < a else a
+
+
+@njit(cache=True, inline="always")
+def _max_finite(a, b):
+    """max for finite values (see _min_finite)."""
+    return b if b > a else a
+
+
+@njit(cache=True, inline="always")
+def _nonfinite(v):
+    """True for NaN and infinities (``v - v`` is 0 only for finite ``v``)."""
+    return (v - v) != 0
+
+
+@njit(cache=True, inline="always")
+def _first_windows(lo_out, hi_out, row, n):
+    """Min/max of each pair ``row[j], row[j + 1]`` for ``j < n`` (``row`` has ``n + 1``
+    elements); True if any element of ``row`` is not finite."""
+    seen = _nonfinite(row[n])
+    for j in range(_index(0), _index(n)):
+        a = row[j]
+        b = row[j + 1]
+        lo_out[j] = _min_finite(a, b)
+        hi_out[j] = _max_finite(a, b)
+        seen |= _nonfinite(a)
+    return seen
+
+
+@njit(cache=True, inline="always")
+def _wider_windows(lo_out, hi_out, lo_in, hi_in, n, width):
+    """``out[j] = min/max(in[j], in[j + width])`` for ``j < n``: windows twice as wide."""
+    s = _index(width)
+    for j in range(_index(0), _index(n)):
+        lo_out[j] = _min_finite(lo_in[j], lo_in[j + s])
+        hi_out[j] = _max_finite(hi_in[j], hi_in[j + s])
+
+
+def _reduce_short_runs_impl(flat, n_outer, n_channels, n_inner, tasks, lo, hi):
+    """Per-channel min and max of a contiguous (outer, channels, inner) array with short
+    inner runs and many channels; returns a status (OK or HAS_NONFINITE).
+
+    A run of ``k`` elements is not worth a loop of its own.  For a block of channels the
+    kernel computes the min/max of every window of ``p`` consecutive elements (``p`` the
+    largest power of two <= ``k``) in log2(p) vectorised passes, each window twice as wide
+    as the last; a run's result is then that of its first and its last window, which
+    overlap and cover it.  With ``k == 1`` a row is folded into the results element-wise.
+    Min and max are plain compares (exact for finite data); whether any element is NaN or
+    infinite is tracked on the side, and then the results are not used.
+    """
+    k = n_inner
+    p = 1
+    while p * 2 <= k:
+        p *= 2
+    block = max(1, RUN_BLOCK // k)  # channels per block
+    n_blocks = (n_channels + block - 1) // block
+    seen = np.zeros(tasks, np.bool_)
+    for task in prange(tasks):
+        buffers = np.empty((4, block * k), flat.dtype)
+        found = False
+        for b in range(task * n_blocks // tasks, (task + 1) * n_blocks // tasks):
+            c0 = b * block
+            m = min(block, n_channels - c0)
+            out_lo = lo[c0:c0 + m]
+            out_hi = hi[c0:c0 + m]
+            for o in range(n_outer):
+                row = flat[(o * n_channels + c0) * k:(o * n_channels + c0 + m) * k]
+                if k == 1:
+                    if o == 0:
+                        for c in range(_index(0), _index(m)):
+                            v = row[c]
+                            out_lo[c] = v
+                            out_hi[c] = v
+                            found |= _nonfinite(v)
+                    else:
+                        for c in range(_index(0), _index(m)):
+                            v = row[c]
+                            out_lo[c] = _min_finite(out_lo[c], v)
+                            out_hi[c] = _max_finite(out_hi[c], v)
+                            found |= _nonfinite(v)
+                    continue
+                # windows of 2, 4, ..., p elements, alternating between two buffer pairs
+                n = m * k - 1
+                found |= _first_windows(buffers[0], buffers[1], row, n)
+                src = 0
+                width = 2
+                while width < p:
+                    n -= width
+                    _wider_windows(buffers[2 - src], buffers[3 - src], buffers[src],
+                                   buffers[src + 1], n, width)
+                    src = 2 - src
+                    width *= 2
+                w_lo = buffers[src]
+                w_hi = buffers[src + 1]
+                last = _index(k - p)
+                step = _index(k)
+                if o == 0:
+                    for c in range(_index(0), _index(m)):
+                        j = c * step
+                        out_lo[c] = _min_finite(w_lo[j], w_lo[j + last])
+                        out_hi[c] = _max_finite(w_hi[j], w_hi[j + last])
+                else:
+                    for c in range(_index(0), _index(m)):
+                        j = c * step
+                        out_lo[c] = _min_finite(out_lo[c], _min_finite(w_lo[j], w_lo[j + last]))
+                        out_hi[c] = _max_finite(out_hi[c], _max_finite(w_hi[j], w_hi[j + last]))
+        seen[task] = found
+    return ref.HAS_NONFINITE if seen.any() else ref.OK
+
+
 reduce_by_channel = _parallel_and_serial(_reduce_by_channel_impl)
 reduce_periodic = _parallel_and_serial(_reduce_periodic_impl)
+reduce_short_runs = _parallel_and_serial(_reduce_short_runs_impl)
 
 
 _reduce_by_channel_serial = reduce_by_channel[False]
@@ -254,10 +373,26 @@ def small_channel_minmax(x3, omit):
 
 
 @njit(cache=True)
-def qparams(lo, hi, scheme, bits, scale, zero_point):
+def small_observe(x3, omit, scheme, bits):
+    """``(scale, zero_point, status)`` of a small input in one compiled call: the
+    reduction of :func:`small_channel_minmax`, then the formulas per channel (not run
+    unless the status is OK)."""
+    lo, hi, status = small_channel_minmax(x3, omit)
+    scale = np.empty_like(lo)
+    zero_point = np.empty_like(lo)
+    if status == ref.OK:
+        for c in range(lo.size):
+            scale[c], zero_point[c] = ref.qparams(lo[c], hi[c], scheme, bits)
+    return scale, zero_point, status
+
+
+def _qparams_impl(lo, hi, scheme, bits, scale, zero_point):
     """Scale and zero point per channel from per-channel (min, max), into the last two."""
-    for c in range(lo.size):
+    for c in prange(lo.size):
         scale[c], zero_point[c] = ref.qparams(lo[c], hi[c], scheme, bits)
+
+
+qparams = _parallel_and_serial(_qparams_impl)
 
 
 @njit(cache=True)

@@ -45,6 +45,28 @@ def _fold(lo, hi, bits, omit, mask, inf_bits):
 
 
 @cuda.jit(device=True)
+def _fold_run(lo, hi, x3, o, c, i, step, end, omit, mask, inf_bits):
+    """Fold ``x3[o, c, i::step]`` up to ``end`` into running keys, 4 loads in flight.
+
+    All indices are unsigned, which spares every load a negative-index fix-up.
+    """
+    while i + np.uint64(3) * step < end:
+        b0 = x3[o, c, i]
+        b1 = x3[o, c, i + step]
+        b2 = x3[o, c, i + np.uint64(2) * step]
+        b3 = x3[o, c, i + np.uint64(3) * step]
+        lo, hi = _fold(lo, hi, b0, omit, mask, inf_bits)
+        lo, hi = _fold(lo, hi, b1, omit, mask, inf_bits)
+        lo, hi = _fold(lo, hi, b2, omit, mask, inf_bits)
+        lo, hi = _fold(lo, hi, b3, omit, mask, inf_bits)
+        i += np.uint64(4) * step
+    while i < end:
+        lo, hi = _fold(lo, hi, x3[o, c, i], omit, mask, inf_bits)
+        i += step
+    return lo, hi
+
+
+@cuda.jit(device=True)
 def _start_keys(mask):
     """Running (min, max) keys before any element: the largest and the smallest key of
     the type (a channel nothing was folded into ends with min > max)."""
@@ -184,19 +206,7 @@ def minmax_flat(x3, omit, mask, inf_bits, keys):
     step = np.uint64(cuda.gridsize(1))
     i = np.uint64(cuda.grid(1))
     lo, hi = _start_keys(mask)
-    while i + np.uint64(3) * step < n:
-        b0 = x3[zero, zero, i]
-        b1 = x3[zero, zero, i + step]
-        b2 = x3[zero, zero, i + np.uint64(2) * step]
-        b3 = x3[zero, zero, i + np.uint64(3) * step]
-        lo, hi = _fold(lo, hi, b0, omit, mask, inf_bits)
-        lo, hi = _fold(lo, hi, b1, omit, mask, inf_bits)
-        lo, hi = _fold(lo, hi, b2, omit, mask, inf_bits)
-        lo, hi = _fold(lo, hi, b3, omit, mask, inf_bits)
-        i += np.uint64(4) * step
-    while i < n:
-        lo, hi = _fold(lo, hi, x3[zero, zero, i], omit, mask, inf_bits)
-        i += step
+    lo, hi = _fold_run(lo, hi, x3, zero, zero, i, step, n, omit, mask, inf_bits)
     t = cuda.threadIdx.x
     block_lo, block_hi = _group_minmax(sh_lo, sh_hi, lo, hi, t, cuda.blockDim.x)
     if t == 0:
@@ -238,26 +248,12 @@ def minmax_rows(x3, omit, mask, inf_bits, keys, group, pieces, split_outer):
                 o1 = n_outer
                 i0 = n_inner * p // pieces
                 i1 = n_inner * (p + 1) // pieces
-            # unsigned indices: no negative-index fix-ups in the loads
             uc = np.uint64(c)
             step = np.uint64(group)
             end = np.uint64(i1)
             for o in range(o0, o1):
-                uo = np.uint64(o)
-                i = np.uint64(i0 + lane)
-                while i + np.uint64(3) * step < end:
-                    b0 = x3[uo, uc, i]
-                    b1 = x3[uo, uc, i + step]
-                    b2 = x3[uo, uc, i + np.uint64(2) * step]
-                    b3 = x3[uo, uc, i + np.uint64(3) * step]
-                    lo, hi = _fold(lo, hi, b0, omit, mask, inf_bits)
-                    lo, hi = _fold(lo, hi, b1, omit, mask, inf_bits)
-                    lo, hi = _fold(lo, hi, b2, omit, mask, inf_bits)
-                    lo, hi = _fold(lo, hi, b3, omit, mask, inf_bits)
-                    i += np.uint64(4) * step
-                while i < end:
-                    lo, hi = _fold(lo, hi, x3[uo, uc, i], omit, mask, inf_bits)
-                    i += step
+                lo, hi = _fold_run(lo, hi, x3, np.uint64(o), uc, np.uint64(i0 + lane), step,
+                                   end, omit, mask, inf_bits)
         group_lo, group_hi = _group_minmax(sh_lo, sh_hi, lo, hi, t, group)
         if lane == 0 and c < n_channels:
             cuda.atomic.min(keys, (0, c), group_lo)

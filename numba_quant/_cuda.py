@@ -483,7 +483,7 @@ def _reduce(x, axis, omit, what, scheme=0, bits=0, like=None):
     unit_stride = x3.strides[2] == x3.dtype.itemsize
     kernel, blocks, threads, plan = _plan_minmax(n_outer, n_channels, n_inner, unit_stride)
     with _SCRATCH_LOCK:
-        device = getattr(cuda.get_current_device(), "id", 0)  # (the simulator has no id)
+        device = 0 if SIMULATOR else cuda.get_current_device().id
         scratch = _scratch.get(device) or _scratch.setdefault(device, _Scratch())
         try:
             if kernel is kernels.minmax_each:

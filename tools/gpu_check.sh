@@ -4,7 +4,7 @@
 #
 # Run from the repository root with $OUT set (logs go there; without $OUT, to ./gpu_check_out):
 #     bash tools/gpu_check.sh [PART ...]   PART: env timing overhead exact pytest (default: all)
-# Each part runs under `timeout` (10 + 240 + 60 + 150 + 170 s at most).  On an H100,
+# Each part runs under `timeout` (30 + 240 + 60 + 150 + 170 s at most).  On an H100,
 # "timing overhead pytest" took 105 s; the "medium" exact part needs more than its 150 s
 # (GQ_SIZE=tiny fits).  Logs (at most 6 files): env.txt timing.txt overhead.txt exact.txt
 # pytest.txt summary.txt.  Exit status: the number of failed parts.

@@ -119,13 +119,14 @@ def channel_minmax(x, axis, omit):
     hi = np.empty(n_channels, x3.dtype)
     if (n_inner < kernels.SHORT_ROW and x3.flags.c_contiguous and not omit
             and n_channels * n_inner > SHORT_RUNS_PERIOD):
-        # Many channels of short contiguous runs: windows over blocks of channels.
+        # Many channels of short contiguous runs: windows over blocks of channels.  (On
+        # HAS_NONFINITE its lo/hi are not NaN-propagated; under "raise" only the status
+        # is used.)
         with _one_at_a_time(parallel):
             status = kernels.reduce_short_runs[parallel](
                 x3.reshape(-1), n_outer, n_channels, n_inner, max(1, min(most, n_channels)),
                 lo, hi)
-        if status == ref.OK:
-            return lo, hi, status
+        return lo, hi, status
     if n_inner < LONG_INNER and n_channels * n_inner <= MAX_PERIOD and x3.flags.c_contiguous:
         # Short inner runs: lanes of whole periods (see reduce_periodic).
         reduce = kernels.reduce_periodic[parallel]

@@ -484,7 +484,9 @@ def _reduce(x, axis, omit, what, scheme=0, bits=0, like=None):
     kernel, blocks, threads, plan = _plan_minmax(n_outer, n_channels, n_inner, unit_stride)
     with _SCRATCH_LOCK:
         device = 0 if SIMULATOR else cuda.get_current_device().id
-        scratch = _scratch.get(device) or _scratch.setdefault(device, _Scratch())
+        scratch = _scratch.get(device)
+        if scratch is None:
+            scratch = _scratch[device] = _Scratch()
         try:
             if kernel is kernels.minmax_each:
                 kernel[blocks, threads](x3, *settle, scratch.status)
@@ -497,7 +499,7 @@ def _reduce(x, axis, omit, what, scheme=0, bits=0, like=None):
                 kernels.settle_keys[_small_grid(n_channels)](keys, *settle, scratch.status)
             cuda.synchronize()
         except BaseException:
-            del _scratch[device]  # the kept keys may be half used: start afresh
+            _scratch.pop(device, None)  # the kept keys may be half used: start afresh
             raise
         status = int(scratch.status[0])
         scratch.status[0] = ref.OK

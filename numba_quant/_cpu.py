@@ -111,7 +111,11 @@ def channel_minmax(x, axis, omit):
     The first pass propagates NaN and vectorises; only when it meets a non-finite value
     and ``omit`` is set does a second, slower pass skip them.
     """
-    x3, parallel, most = _plan(x, axis)
+    return _channel_minmax(*_plan(x, axis), omit)
+
+
+def _channel_minmax(x3, parallel, most, omit):
+    """:func:`channel_minmax` of a planned view (see :func:`_plan`)."""
     if _one_call(x3, parallel):
         return kernels.small_channel_minmax(x3, omit)
     n_outer, n_channels, n_inner = x3.shape
@@ -156,11 +160,11 @@ def count_nonfinite(x, nan_only=False):
 def observe(x, axis, omit, scheme, bits, like=None):
     """``min_max_observer``'s per-channel ``(scale, zero_point, status)``; on a status
     other than OK the scale and zero point are None.  (``like``: for the interface.)"""
-    x3, parallel, _ = _plan(x, axis)
+    x3, parallel, most = _plan(x, axis)
     if _one_call(x3, parallel):  # small inputs: the formulas in the same compiled call
         scale, zero_point, status = kernels.small_observe(x3, omit, scheme, bits)
         return (scale, zero_point, status) if status == ref.OK else (None, None, status)
-    lo, hi, status = channel_minmax(x, axis, omit)
+    lo, hi, status = _channel_minmax(x3, parallel, most, omit)
     if status != ref.OK:
         return None, None, status
     scale = np.empty_like(lo)

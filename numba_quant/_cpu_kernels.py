@@ -372,6 +372,16 @@ def small_channel_minmax(x3, omit):
     return lo, hi, status
 
 
+def _qparams_impl(lo, hi, scheme, bits, scale, zero_point):
+    """Scale and zero point per channel from per-channel (min, max), into the last two."""
+    for c in prange(lo.size):
+        scale[c], zero_point[c] = ref.qparams(lo[c], hi[c], scheme, bits)
+
+
+qparams = _parallel_and_serial(_qparams_impl)
+_qparams_serial = qparams[False]
+
+
 @njit(cache=True)
 def small_observe(x3, omit, scheme, bits):
     """``(scale, zero_point, status)`` of a small input in one compiled call: the
@@ -381,18 +391,8 @@ def small_observe(x3, omit, scheme, bits):
     scale = np.empty_like(lo)
     zero_point = np.empty_like(lo)
     if status == ref.OK:
-        for c in range(lo.size):
-            scale[c], zero_point[c] = ref.qparams(lo[c], hi[c], scheme, bits)
+        _qparams_serial(lo, hi, scheme, bits, scale, zero_point)
     return scale, zero_point, status
-
-
-def _qparams_impl(lo, hi, scheme, bits, scale, zero_point):
-    """Scale and zero point per channel from per-channel (min, max), into the last two."""
-    for c in prange(lo.size):
-        scale[c], zero_point[c] = ref.qparams(lo[c], hi[c], scheme, bits)
-
-
-qparams = _parallel_and_serial(_qparams_impl)
 
 
 @njit(cache=True)

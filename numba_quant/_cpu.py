@@ -11,28 +11,10 @@ import numba
 import numpy as np
 
 from numba_quant import _checks
+from numba_quant import _tuning
 from numba_quant import _reference as ref
 from numba_quant import _cpu_kernels as kernels
 from numba_quant._layout import aligned_views, channel_view
-
-# Below this many elements one thread is faster than starting a parallel region.
-PARALLEL_THRESHOLD = 1 << 16
-# Aim for this many tasks per thread, with at least this many elements per task.
-TASKS_PER_THREAD = 4
-MIN_TASK_ELEMENTS = 1 << 15
-# Inner runs shorter than this are reduced period by period (see reduce_periodic) when
-# the data is contiguous and one period of channels * inner elements stays this small.
-LONG_INNER = 64
-MAX_PERIOD = 1 << 16
-# Contiguous runs shorter than kernels.SHORT_ROW whose period (channels * inner) is
-# longer than this go to the short-run kernel (see reduce_short_runs), unless non-finite
-# values are to be omitted.
-SHORT_RUNS_PERIOD = 1 << 16
-# Per-channel formulas (scale and zero point) run in parallel from this many channels.
-PARALLEL_CHANNELS = 1 << 14
-# Up to this many elements (and for every serial per-layer reduction) a reduction is one
-# compiled call with its own small outputs.
-SMALL = 1 << 12
 
 
 # Numba's fallback threading layer (workqueue, used when neither OpenMP nor TBB is
@@ -47,11 +29,11 @@ def _one_at_a_time(parallel):
 
 def _tasks(x3):
     """``(parallel, most)``: whether to run in parallel, and how many tasks at most."""
-    parallel = x3.size >= PARALLEL_THRESHOLD and numba.get_num_threads() > 1
+    parallel = x3.size >= _tuning.PARALLEL_THRESHOLD and numba.get_num_threads() > 1
     if not parallel:
         return False, 1
-    most = TASKS_PER_THREAD * numba.get_num_threads()
-    return True, max(1, min(most, x3.size // MIN_TASK_ELEMENTS))
+    most = _tuning.TASKS_PER_THREAD * numba.get_num_threads()
+    return True, max(1, min(most, x3.size // _tuning.MIN_TASK_ELEMENTS))
 
 
 def _split(n_channels, n_inner, most):
@@ -102,7 +84,7 @@ def _one_call(x3, parallel):
     Per layer that call runs the same kernel as larger inputs; per channel, larger serial
     inputs with short inner runs go to the periodic kernel, which vectorises them.
     """
-    return not parallel and (x3.size <= SMALL or x3.shape[1] == 1)
+    return not parallel and (x3.size <= _tuning.SMALL or x3.shape[1] == 1)
 
 
 def channel_minmax(x, axis, omit):
@@ -121,8 +103,8 @@ def _channel_minmax(x3, parallel, most, omit):
     n_outer, n_channels, n_inner = x3.shape
     lo = np.empty(n_channels, x3.dtype)
     hi = np.empty(n_channels, x3.dtype)
-    if (n_inner < kernels.SHORT_ROW and x3.flags.c_contiguous and not omit
-            and n_channels * n_inner > SHORT_RUNS_PERIOD):
+    if (n_inner < _tuning.SHORT_ROW and x3.flags.c_contiguous and not omit
+            and n_channels * n_inner > _tuning.SHORT_RUNS_PERIOD):
         # Many channels of short contiguous runs: windows over blocks of channels.  (On
         # HAS_NONFINITE its lo/hi are not NaN-propagated; under "raise" only the status
         # is used.)
@@ -131,7 +113,8 @@ def _channel_minmax(x3, parallel, most, omit):
                 x3.reshape(-1), n_outer, n_channels, n_inner, max(1, min(most, n_channels)),
                 lo, hi)
         return lo, hi, status
-    if n_inner < LONG_INNER and n_channels * n_inner <= MAX_PERIOD and x3.flags.c_contiguous:
+    if (n_inner < _tuning.LONG_INNER and n_channels * n_inner <= _tuning.MAX_PERIOD
+            and x3.flags.c_contiguous):
         # Short inner runs: lanes of whole periods (see reduce_periodic).
         reduce = kernels.reduce_periodic[parallel]
         data = (x3.reshape(-1), n_channels, n_inner)
@@ -169,7 +152,7 @@ def observe(x, axis, omit, scheme, bits, like=None):
         return None, None, status
     scale = np.empty_like(lo)
     zero_point = np.empty_like(lo)
-    parallel = lo.size >= PARALLEL_CHANNELS and numba.get_num_threads() > 1
+    parallel = lo.size >= _tuning.PARALLEL_CHANNELS and numba.get_num_threads() > 1
     with _one_at_a_time(parallel):
         kernels.qparams[parallel](lo, hi, scheme, bits, scale, zero_point)
     return scale, zero_point, status
@@ -216,7 +199,7 @@ def quantize_map(x, scale, zero_point, scheme, bits, axis, what, out):
     parallel, most = _tasks(x3)
     n_outer, n_channels, n_inner = x3.shape
     with _one_at_a_time(parallel):
-        if n_inner >= LONG_INNER or n_outer == 1:
+        if n_inner >= _tuning.LONG_INNER or n_outer == 1:
             blocks, pieces = _split(n_channels, n_inner, most)
             kernels.map_by_channel[parallel](x3, out3, divisor, offset, lowest, highest,
                                              what, blocks, pieces)

@@ -13,6 +13,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from numba_quant import _reference as ref
+from numba_quant._tuning import RUN_BLOCK, SHORT_ROW
 
 def _llvm_binary(name):
     """An intrinsic calling LLVM's ``llvm.<name>`` on two floats of one type."""
@@ -64,8 +65,6 @@ def _parallel_and_serial(impl):
     return {True: njit(parallel=True, cache=True)(impl), False: njit(cache=True)(serial)}
 
 
-# Rows shorter than this are indexed directly instead of sliced.
-SHORT_ROW = 16
 
 
 @njit(cache=True, inline="always")
@@ -228,8 +227,6 @@ def _reduce_periodic_impl(flat, n_channels, n_inner, omit, pieces, lows, highs, 
     return _finish(lows, highs, omit, lo, hi)
 
 
-# Elements per block of the short-run reduction: its four working buffers stay in L2.
-RUN_BLOCK = 1 << 13
 
 
 @njit(cache=True, inline="always")

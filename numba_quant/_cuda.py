@@ -19,26 +19,15 @@ import numpy as np
 from numba import config, cuda
 
 from numba_quant import _checks
+from numba_quant import _tuning
 from numba_quant import _primitives
 from numba_quant import _reference as ref
 from numba_quant._layout import aligned_views
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
 
-# Launch configuration: threads per block (rounded down to a power of two, at most
-# _cuda_kernels.SHARED) and the most blocks per launch.  Tests shrink it for the simulator.
-LAUNCH = {"threads": 256, "max_blocks": 1024}
-
-# Inner runs at least this long (or a block, if smaller) are reduced along the run by
-# groups of threads; shorter ones are walked down the outer axis column by column.
-WARP = 32
-# Elements a thread should at least get in a reduction before the work is split further.
-MIN_PER_THREAD = 8
-# Elements per thread and loop trip of the element-wise kernels (they unroll 4 ways).
-UNROLL = 4
-# Reductions into at most this many channels use a key array kept between calls
-# (1 MiB); more channels get a fresh one, filled first.
-KEPT_KEYS = 1 << 16
+# The launch configuration, the same dict as _tuning.LAUNCH (tests shrink it in place).
+LAUNCH = _tuning.LAUNCH
 # CUDA array interface "stream" values that need no wait before launching on the legacy
 # default stream: none given, the legacy default stream, the per-thread default stream.
 _ORDERED_STREAMS = (None, 1, 2)
@@ -98,7 +87,7 @@ from numba_quant import _cuda_kernels as kernels  # noqa: E402  (after the overl
 # --------------------------------------------------------------------------- launch
 def _threads():
     """Threads per block: LAUNCH["threads"] rounded down to a power of two."""
-    t = max(1, min(int(LAUNCH["threads"]), kernels.SHARED))
+    t = max(1, min(int(_tuning.LAUNCH["threads"]), kernels.SHARED))
     return 1 << (t.bit_length() - 1)
 
 
@@ -106,13 +95,13 @@ def _grid(n, per_thread=1):
     """``(blocks, threads)`` of a grid-stride launch over ``n`` items."""
     threads = _threads()
     blocks = -(-max(1, n) // (threads * per_thread))
-    return max(1, min(int(LAUNCH["max_blocks"]), blocks)), threads
+    return max(1, min(int(_tuning.LAUNCH["max_blocks"]), blocks)), threads
 
 
 def _small_grid(n):
     """``(blocks, threads)`` for one thread per channel (no more threads than items)."""
     threads = max(1, min(_threads(), n))
-    return max(1, min(int(LAUNCH["max_blocks"]), -(-n // threads))), threads
+    return max(1, min(int(_tuning.LAUNCH["max_blocks"]), -(-n // threads))), threads
 
 
 # --------------------------------------------------------------------------- arrays
@@ -418,16 +407,16 @@ def _plan_minmax(n_outer, n_channels, n_inner, unit_stride=False):
     goes to the flat kernel).
     """
     threads = _threads()
-    max_blocks = int(LAUNCH["max_blocks"])
+    max_blocks = int(_tuning.LAUNCH["max_blocks"])
     if n_outer == 1 and n_channels == 1 and unit_stride:
-        blocks, threads = _grid(n_inner, UNROLL * MIN_PER_THREAD)
+        blocks, threads = _grid(n_inner, _tuning.UNROLL * _tuning.MIN_PER_THREAD)
         return kernels.minmax_flat, blocks, threads, ()
-    if n_inner >= min(WARP, threads):
+    if n_inner >= min(_tuning.WARP, threads):
         group = min(threads, 1 << (n_inner.bit_length() - 1))
         per_block = threads // group
         n_cgroups = -(-n_channels // per_block)
         pieces = max(1, min(-(-max_blocks // n_cgroups),
-                            n_outer * n_inner // (group * MIN_PER_THREAD)))
+                            n_outer * n_inner // (group * _tuning.MIN_PER_THREAD)))
         split_outer = n_outer >= pieces
         if not split_outer:
             pieces = max(1, min(pieces, n_inner // group))
@@ -438,7 +427,8 @@ def _plan_minmax(n_outer, n_channels, n_inner, unit_stride=False):
         rows_per, chunks = threads // width, 1
     else:
         rows_per, chunks = 1, -(-width // threads)
-    pieces = max(1, min(-(-max_blocks // chunks), n_outer // (rows_per * MIN_PER_THREAD)))
+    pieces = max(1, min(-(-max_blocks // chunks),
+                        n_outer // (rows_per * _tuning.MIN_PER_THREAD)))
     if pieces == 1 and n_channels >= threads:
         # Enough channels to occupy the GPU one thread each, and no split of the outer
         # axis to gain: reduce and settle each channel in one thread.
@@ -454,7 +444,7 @@ class _Scratch:
     without a copy)."""
 
     def __init__(self):
-        keys = np.empty((2, KEPT_KEYS), np.int64)
+        keys = np.empty((2, _tuning.KEPT_KEYS), np.int64)
         keys[0] = kernels.START_LO
         keys[1] = kernels.START_HI
         self.keys = cuda.to_device(keys)
@@ -492,7 +482,7 @@ def _reduce(x, axis, omit, what, scheme=0, bits=0, like=None):
                 kernel[blocks, threads](x3, *settle, scratch.status)
             else:
                 keys = scratch.keys
-                if n_channels > KEPT_KEYS:
+                if n_channels > _tuning.KEPT_KEYS:
                     keys = cuda.device_array((2, n_channels), np.int64)
                     kernels.fill_keys[_small_grid(n_channels)](keys)
                 kernel[blocks, threads](x3, bool(omit), mask, inf_bits, keys, *plan)
@@ -525,7 +515,7 @@ def count_nonfinite(x, nan_only=False):
     x3 = _reduction_view(x, None, _int_type(x.dtype))
     mask, inf_bits = _key_constants(np.dtype(x.dtype))
     count = cuda.to_device(np.zeros(1, np.int64))
-    blocks, threads = _grid(x3.size, UNROLL)
+    blocks, threads = _grid(x3.size, _tuning.UNROLL)
     kernels.count_nonfinite[blocks, threads](x3, bool(nan_only), mask, inf_bits, count)
     return int(count.copy_to_host()[0])
 
@@ -601,5 +591,5 @@ def _map(x, out, params, lowest, highest, what, axis):
         return
     x3 = _from_stand_in(views[0], x_info)
     out3 = _from_stand_in(views[1], out_info)
-    blocks, threads = _grid(x3.size, UNROLL)
+    blocks, threads = _grid(x3.size, _tuning.UNROLL)
     kernels.map_values[blocks, threads](x3, out3, params, lowest, highest, what)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import oracle
+from numba_quant import _tuning
 from devices import Device
 from golden import assert_same
 
@@ -86,7 +87,7 @@ def test_empty_channel_named(shape, axis):
 
 def test_more_channels_than_the_kept_keys(monkeypatch):
     import numba_quant._cuda as C
-    monkeypatch.setattr(C, "KEPT_KEYS", 2)
+    monkeypatch.setattr(_tuning, "KEPT_KEYS", 2)
     gpu = Device("gpu")
     for shape, axis in [((3, 40), 0), ((40, 3), 1), ((200, 3), 1)]:
         x = _data(shape, 5)

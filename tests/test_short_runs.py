@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import oracle
+from numba_quant import _tuning
 from golden import assert_same
 
 nq = pytest.importorskip("numba_quant")
@@ -14,7 +15,7 @@ nq = pytest.importorskip("numba_quant")
 def short_runs_everywhere(monkeypatch):
     """Send every contiguous short-run layout to the short-run kernel, however small."""
     import numba_quant._cpu as C
-    monkeypatch.setattr(C, "SHORT_RUNS_PERIOD", 0)
+    monkeypatch.setattr(_tuning, "SHORT_RUNS_PERIOD", 0)
     return C
 
 
@@ -60,7 +61,7 @@ def test_nonfinite_anywhere(short_runs_everywhere, shape, axis, bad, where):
 def test_default_threshold_routes_large_layouts():
     import numba_quant._cpu as C
     x = _data((30000, 4), 5)   # 30,000 channels of 4: beyond the periodic kernel
-    assert x.size > C.SHORT_RUNS_PERIOD
+    assert x.size > _tuning.SHORT_RUNS_PERIOD
     got = nq.min_max_observer(x, "google", 8, "affine", False, axis=0)
     expected = oracle.min_max_observer(x, "google", 8, "affine", False, axis=0)
     assert_same(got[0], expected[0], "scale")

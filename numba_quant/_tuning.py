@@ -1,0 +1,54 @@
+"""Tuning constants of both backends, in one place.
+
+They choose kernels and split work; none changes a result.  The backends read the
+run-time ones as ``_tuning.NAME`` at each call, so a test can shrink them (for example
+``monkeypatch.setattr(_tuning, "SMALL", 0)``) to send small inputs down every kernel
+route.  The compile-time ones are frozen into compiled kernels.
+
+Kept free of numba so that it imports with ``numba_quant``.
+"""
+
+# --------------------------------------------------------------------------- CPU, run time
+# Below this many elements one thread is faster than starting a parallel region.
+PARALLEL_THRESHOLD = 1 << 16
+# Aim for this many tasks per thread, with at least this many elements per task.
+TASKS_PER_THREAD = 4
+MIN_TASK_ELEMENTS = 1 << 15
+# Inner runs shorter than this are reduced period by period (reduce_periodic) when the
+# data is contiguous and one period of channels * inner elements stays within MAX_PERIOD.
+# The element-wise maps walk such layouts along the outer axis (map_by_outer).
+LONG_INNER = 64
+MAX_PERIOD = 1 << 16
+# Contiguous runs shorter than SHORT_ROW whose period (channels * inner) is longer than
+# this go to the short-run kernel (reduce_short_runs), unless non-finite values are to be
+# omitted.
+SHORT_RUNS_PERIOD = 1 << 16
+# Per-channel formulas (scale and zero point) run in parallel from this many channels.
+PARALLEL_CHANNELS = 1 << 14
+# Up to this many elements (and for every serial per-layer reduction) a reduction is one
+# compiled call with its own small outputs, the formulas included.
+SMALL = 1 << 12
+
+# --------------------------------------------------------------------------- CPU, compiled in
+# Numba's on-disk cache is keyed on the file that defines a kernel, not on this one: after
+# changing these, clear the cache (NUMBA_CACHE_DIR or __pycache__/*.nbi, *.nbc).
+# Rows shorter than this are indexed directly instead of sliced.
+SHORT_ROW = 16
+# Elements per block of the short-run reduction: its four working buffers stay in L2.
+RUN_BLOCK = 1 << 13
+
+# --------------------------------------------------------------------------- GPU, run time
+# Launch configuration: threads per block (rounded down to a power of two, at most
+# _cuda_kernels.SHARED) and the most blocks per launch.  Tests shrink it for the
+# simulator; updated in place (the GPU backend holds the same dict).
+LAUNCH = {"threads": 256, "max_blocks": 1024}
+# Inner runs at least this long (or a block, if smaller) are reduced along the run by
+# groups of threads; shorter ones are walked down the outer axis column by column.
+WARP = 32
+# Elements a thread should at least get in a reduction before the work is split further.
+MIN_PER_THREAD = 8
+# Elements per thread and loop trip of the element-wise kernels (they unroll 4 ways).
+UNROLL = 4
+# Reductions into at most this many channels use a key array kept between calls
+# (1 MiB); more channels get a fresh one, filled first.
+KEPT_KEYS = 1 << 16

@@ -48,8 +48,13 @@ def _split(n_channels, n_inner, most):
     return n_channels, max(1, min(n_inner, -(-most // n_channels)))
 
 
+_NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def as_array(x):
     """``x`` as a native-endian float32/float64 ndarray (float16 becomes float32)."""
+    if type(x) is np.ndarray and x.dtype in _NATIVE_FLOATS:
+        return x  # the common case, quickly
     x = np.asarray(x)
     dtype = _checks.compute_dtype(x.dtype)
     if x.dtype != dtype:  # float16, or a byte order other than the machine's
@@ -91,9 +96,12 @@ def _flat(x, axis):
     if _tuning.PARALLEL_THRESHOLD <= x.size < _tuning.LONG_INNER:
         return None  # (reached only with shrunk thresholds: the general route's periodic
         # reduction, whose fold order gives zeros their sign, as before)
-    if x.flags.c_contiguous:
+    flags = x.flags
+    if flags.c_contiguous:
+        if x.ndim == 1:
+            return x
         return x.reshape(-1)
-    if x.flags.f_contiguous:
+    if flags.f_contiguous:
         return x.T.reshape(-1)
     return None
 
@@ -101,14 +109,14 @@ def _flat(x, axis):
 def _reduce_layer(flat, omit, scheme, bits):
     """``(lo, hi, status)`` (``scheme`` -1) or ``(scale, zero_point, status)`` of a flat
     array: one serial compiled call below the parallel threshold, else parallel pieces."""
+    first = np.empty(1, flat.dtype)
+    second = np.empty(1, flat.dtype)
     parallel, most = _tasks(flat)
     if not parallel:
-        return layer.reduce_small(flat, omit, scheme, bits)
+        return first, second, layer.reduce_small(flat, omit, scheme, bits, first, second)
     pieces = _split(1, flat.size, most)[1]
     lows = np.empty(pieces, flat.dtype)
     highs = np.empty(pieces, flat.dtype)
-    first = np.empty(1, flat.dtype)
-    second = np.empty(1, flat.dtype)
     with _PARALLEL_LOCK:
         status = layer.reduce[False](flat, lows, highs, scheme, bits, first, second)
         if omit and status == ref.HAS_NONFINITE:

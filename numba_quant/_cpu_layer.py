@@ -116,30 +116,27 @@ def _float_from_bits(typingctx, bits):
 
 
 @njit(cache=True, inline="always")
-def _minmax_into(flat, start, stop, lows, highs, k):
-    """Min and max of ``flat[start:stop]`` into ``lows[k]``/``highs[k]``, NaN-propagating
-    as far as the status needs (see the module docstring)."""
+def _minmax(flat, start, stop):
+    """``(min, max)`` of ``flat[start:stop]``, NaN-propagating as far as the status needs
+    (see the module docstring)."""
     if stop - start >= SHORT_ROW:
         lo = hi = _key(_bits(flat[start]))
         for i in range(_index(start + 1), _index(stop)):
             v = _key(_bits(flat[i]))
             lo = _smin(lo, v)
             hi = _smax(hi, v)
-        lows[k] = _float_from_bits(_key(lo))
-        highs[k] = _float_from_bits(_key(hi))
-    else:  # as the general kernel folds short rows
-        a = flat.dtype.type(np.inf)
-        b = flat.dtype.type(-np.inf)
-        for i in range(_index(start), _index(stop)):
-            a, b = _fold_scalar(a, b, flat[i], False)
-        lows[k] = a
-        highs[k] = b
+        return _float_from_bits(_key(lo)), _float_from_bits(_key(hi))
+    a = flat.dtype.type(np.inf)  # as the general kernel folds short rows
+    b = flat.dtype.type(-np.inf)
+    for i in range(_index(start), _index(stop)):
+        a, b = _fold_scalar(a, b, flat[i], False)
+    return a, b
 
 
 @njit(cache=True, inline="always")
-def _omit_minmax_into(flat, start, stop, lows, highs, k):
-    """Min and max of the finite elements of ``flat[start:stop]`` into ``lows[k]`` and
-    ``highs[k]`` (+inf and -inf when there are none)."""
+def _omit_minmax(flat, start, stop):
+    """``(min, max)`` of the finite elements of ``flat[start:stop]`` (+inf and -inf when
+    there are none)."""
     a = flat.dtype.type(np.inf)
     b = flat.dtype.type(-np.inf)
     if stop - start >= SHORT_ROW:
@@ -148,8 +145,7 @@ def _omit_minmax_into(flat, start, stop, lows, highs, k):
     else:
         for i in range(_index(start), _index(stop)):
             a, b = _fold_scalar(a, b, flat[i], True)
-    lows[k] = a
-    highs[k] = b
+    return a, b
 
 
 @njit(cache=True, inline="always")
@@ -164,28 +160,23 @@ def _fold_partials(lows, highs):
 
 
 @njit(cache=True)
-def reduce_small(flat, omit, scheme, bits):
-    """One serial compiled call: ``(lo, hi, status)`` of the whole of ``flat`` (``scheme``
-    -1), else ``(scale, zero_point, status)`` (the formulas run only when the status is
-    OK).  The outputs (one element each) are allocated here: for small inputs the
-    per-call cost is what counts.  The non-finite-skipping pass runs only when needed.
+def reduce_small(flat, omit, scheme, bits, first, second):
+    """One serial compiled call: the min and max of the whole of ``flat`` into ``first[0]``
+    and ``second[0]`` (``scheme`` -1), else the scale and zero point (the formulas run
+    only when the status is OK); returns the status.  The non-finite-skipping pass runs
+    only when needed.  (Outputs come from the caller: arrays returned from compiled code
+    cost about 0.5 us each to hand over, more than allocating them in Python.)
     """
-    lows = np.empty(1, flat.dtype)
-    highs = np.empty(1, flat.dtype)
-    _minmax_into(flat, 0, flat.size, lows, highs, 0)
-    if omit and _status(lows[0], highs[0], False) == ref.HAS_NONFINITE:
-        _omit_minmax_into(flat, 0, flat.size, lows, highs, 0)
-    first = np.empty(1, flat.dtype)
-    second = np.empty(1, flat.dtype)
-    lo = lows[0]
-    hi = highs[0]
+    lo, hi = _minmax(flat, 0, flat.size)
+    if omit and _status(lo, hi, False) == ref.HAS_NONFINITE:
+        lo, hi = _omit_minmax(flat, 0, flat.size)
     status = _status(lo, hi, omit)
     if scheme < 0:
         first[0] = lo
         second[0] = hi
     elif status == ref.OK:
         first[0], second[0] = ref.qparams(lo, hi, scheme, bits)
-    return first, second, status
+    return status
 
 
 def _reduce_impl(flat, lows, highs, scheme, bits, first, second):
@@ -199,9 +190,9 @@ def _reduce_impl(flat, lows, highs, scheme, bits, first, second):
         start = k * step
         stop = min(start + step, n)
         if OMIT:
-            _omit_minmax_into(flat, start, stop, lows, highs, k)
+            lows[k], highs[k] = _omit_minmax(flat, start, stop)
         else:
-            _minmax_into(flat, start, stop, lows, highs, k)
+            lows[k], highs[k] = _minmax(flat, start, stop)
     lo, hi = _fold_partials(lows, highs)
     status = _status(lo, hi, OMIT)
     if scheme < 0:

@@ -3,7 +3,7 @@
 Every function here is a scalar ``numba.njit`` function.  The CPU kernels in
 :mod:`numba_quant._cpu` call them from ``@njit(parallel=True)`` loops and the GPU
 kernels in :mod:`numba_quant._cuda` call them from ``@cuda.jit`` kernels, so each
-formula of the contract exists in exactly one place.
+formula of the contract (``docs/semantics.md``) exists in exactly one place.
 
 All arithmetic stays in the input's float type ``T``: constants are built with
 ``type(x)(...)`` because a Python float literal would promote float32 to float64.

@@ -292,3 +292,10 @@ def parameter_values(scale, zero_point, scheme):
         raise ValueError(f"scale must not be negative; got {scale}")
     if not np.isfinite(zero_point).all():
         raise ValueError(f"zero_point must be finite; got {zero_point}")
+
+
+def device_parameter_error(scale, zero_point, scheme):
+    """Raise the error for values the GPU's check rejected (brought to the host as
+    ``scale``, ``zero_point``): the one :func:`parameter_values` names."""
+    parameter_values(scale, zero_point, scheme)
+    return RuntimeError("the GPU rejected a scale or zero point that the host check accepts")

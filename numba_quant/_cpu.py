@@ -172,9 +172,10 @@ def parameter_values(values):
     return to_host(values).reshape(-1)
 
 
-def code_params(scale, zero_point, dtype, scheme, bits, checked=True):
+def code_params(scale, zero_point, dtype, scheme, bits, checked=True, like=None):
     """Per-channel ``(divisor, offset, lowest, highest)`` of quantization from ``scale``
-    and ``zero_point`` (host values the public layer has checked)."""
+    and ``zero_point`` (host values the public layer has checked).  (``like``: for the
+    interface.)"""
     scale = np.ascontiguousarray(scale, dtype)
     zero_point = np.ascontiguousarray(zero_point, dtype)
     return kernels.code_params(scale, zero_point, scheme, bits)

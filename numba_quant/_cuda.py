@@ -219,17 +219,23 @@ def _device_values(values, dtype):
     return arrays.values(values, dtype)
 
 
-def code_params(scale, zero_point, dtype, scheme, bits, checked):
+def code_params(scale, zero_point, dtype, scheme, bits, checked, like=None):
     """Per-channel quantization constants made on the device from ``scale`` and
     ``zero_point`` (see :func:`parameter_values`), in the compute ``dtype``.
 
     Unless ``checked`` (all values came from the host and were checked there), the
     kernel checks every value on the device; a bad one is found by the status word,
     read after one synchronisation, and raised with the message the host check gives.
+    (``like``: the array type whose memory pool the constants come from.)
     """
-    scale = _device_values(scale, dtype)
-    zero_point = _device_values(zero_point, dtype)
-    params = cuda.device_array((2, scale.size), dtype)
+    if isinstance(scale, np.ndarray) and isinstance(zero_point, np.ndarray):
+        both = cuda.to_device(np.stack((scale.reshape(-1), zero_point.reshape(-1))).astype(
+            dtype, copy=False))  # one copy for both
+        scale, zero_point = both[0], both[1]
+    else:
+        scale = _device_values(scale, dtype)
+        zero_point = _device_values(zero_point, dtype)
+    params = arrays.device(empty((2, scale.size), dtype, like))
     blocks, threads = launch.small_grid(scale.size)
     with _SCRATCH_LOCK:
         _, scratch = _current_scratch()
@@ -240,9 +246,8 @@ def code_params(scale, zero_point, dtype, scheme, bits, checked):
             cuda.synchronize()
             status = _take_status(scratch)
     if status == codes.BAD_PARAMETERS:
-        _checks.parameter_values(arrays.to_host(scale), arrays.to_host(zero_point), scheme)
-        raise RuntimeError("the device found a bad scale or zero point that the host check "
-                           "accepts")
+        raise _checks.device_parameter_error(arrays.to_host(scale), arrays.to_host(zero_point),
+                                             scheme)
     return CodeParams(params, int(scheme), int(bits))
 
 

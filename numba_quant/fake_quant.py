@@ -6,7 +6,7 @@ from numba_quant import _codes as codes
 from numba_quant._dispatch import backend, on_device
 
 
-def _parameters(ops, shape, scale, zero_point, scheme, bits, axis, dtype):
+def _parameters(ops, like, shape, scale, zero_point, scheme, bits, axis, dtype):
     """The backend's quantization constants for ``scale`` and ``zero_point`` (checked),
     and the channel axis (None: per layer).
 
@@ -21,7 +21,8 @@ def _parameters(ops, shape, scale, zero_point, scheme, bits, axis, dtype):
         scale = scale.astype(dtype)
         zero_point = zero_point.astype(dtype)
         _checks.parameter_values(scale, zero_point, scheme)
-    return ops.code_params(scale, zero_point, dtype, scheme, bits, checked=on_host), axis
+    return ops.code_params(scale, zero_point, dtype, scheme, bits, checked=on_host,
+                           like=like), axis
 
 
 def _output(ops, x, out, shape, dtype):
@@ -40,7 +41,7 @@ def _apply(x, scale, zero_point, formula, bits, scheme, axis, out, what, code_dt
     bits = _checks.bits(bits)
     ops = backend(x)
     data = ops.as_array(x)
-    params, axis = _parameters(ops, data.shape, scale, zero_point, scheme, bits, axis,
+    params, axis = _parameters(ops, x, data.shape, scale, zero_point, scheme, bits, axis,
                                data.dtype)
     if code_dtype is not None:
         _checks.no_nan_for_codes(ops.count_nonfinite(data, nan_only=True) if data.size else 0)
@@ -194,7 +195,7 @@ def dequantize(q, scale, zero_point, quantization_formula="google", quantization
         dtype = scale_type if scale_type.kind == "f" else np.float64
     dtype = _checks.compute_dtype(dtype)
     codes_array = ops.as_codes(q, dtype)
-    params, axis = _parameters(ops, codes_array.shape, scale, zero_point, scheme, bits, axis,
+    params, axis = _parameters(ops, q, codes_array.shape, scale, zero_point, scheme, bits, axis,
                                dtype)
     result, view = _output(ops, q, out, codes_array.shape, dtype)
     if codes_array.size:

@@ -91,6 +91,13 @@ def test_device_values_of_other_types_are_converted():
     got = nq.fake_quantization(GPU.put(x), GPU.put(scale), GPU.put(zero_point), "google", 8,
                                "affine")
     assert_same(GPU.get(got), expected, "converted parameters")
+    # a strided device view, and host values (sent in one copy) for device data
+    from numba import cuda
+    strided = cuda.to_device(np.repeat(scale, 2))[::2]
+    got = nq.fake_quantization(GPU.put(x), strided, GPU.put(zero_point), "google", 8, "affine")
+    assert_same(GPU.get(got), expected, "strided parameters")
+    got = nq.fake_quantization(GPU.put(x), scale, zero_point, "google", 8, "affine")
+    assert_same(GPU.get(got), expected, "host parameters")
     with pytest.raises(ValueError, match=r"every scale must be finite; got \[0\.1 +inf"):
         nq.fake_quantization(GPU.put(x), GPU.put(np.array([0.1, 1e300, 0.2])),
                              GPU.put(np.zeros(3)))

@@ -1,7 +1,8 @@
 """Every argument check and its error message, for the public functions and both backends.
 
-The public layer and the backends call these with what they know about an argument (its
-value, or a device array's dtype, size and flags); nothing else raises on bad input.
+The public functions and both backends call these with what they know about an argument
+(its value, or a device array's dtype, size and flags) and raise on bad arguments only
+through them.
 Kept free of numba so that ``import numba_quant`` does not import it.
 """
 import math

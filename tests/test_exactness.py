@@ -97,7 +97,6 @@ def test_moving_average_not_fused(device, dtype, momentum):
     if found is None:
         pytest.skip("no extended precision here to find float64 cases")
     state, a = found
-    n = state.size
     x = np.stack([a, -a / dtype(4)], axis=1)   # channel c: max(|max|, |min|) = a_c
     for scheme in ("symmetric", "affine"):
         st_min = state if scheme == "symmetric" else -state

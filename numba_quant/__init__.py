@@ -5,6 +5,12 @@ The functions follow OneFlow's quantization operators (``MinMaxObserver``,
 numpy arrays run on parallel CPU kernels; GPU arrays (CuPy, Numba device arrays, PyTorch
 CUDA tensors) run on CUDA kernels and the results stay on the GPU.
 """
+from numba_quant.blocks import (
+    choose_qparams_affine,
+    choose_qparams_and_quantize_affine,
+    dequantize_affine,
+    quantize_affine,
+)
 from numba_quant.fake_quant import (
     FakeQuantization,
     Quantization,
@@ -22,6 +28,10 @@ from numba_quant.observer import MinMaxObserver, min_max_observer
 __version__ = "0.1.0"
 
 __all__ = [
+    "choose_qparams_affine",
+    "choose_qparams_and_quantize_affine",
+    "dequantize_affine",
+    "quantize_affine",
     "FakeQuantization",
     "Quantization",
     "dequantize",

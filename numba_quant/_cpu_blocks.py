@@ -6,10 +6,13 @@ innermost axis walked as a contiguous run where the memory is contiguous.  The
 arithmetic per block and per element comes from :mod:`numba_quant._reference_blocks`.
 """
 import numpy as np
+import numba
 from numba import njit, prange
 
 from numba_quant import _reference_blocks as rb
-from numba_quant._cpu_kernels import maximum, minimum
+from numba_quant import _tuning
+from numba_quant._cpu import _one_at_a_time
+from numba_quant._cpu_kernels import _parallel_and_serial, maximum, minimum
 
 
 @njit(cache=True, inline="always")
@@ -48,8 +51,7 @@ def _block_minmax(x, xfmt, a0, e0, a1, e1, a2, e2, a3, e3):
     return lo, hi
 
 
-@njit(cache=True, parallel=True)
-def observe(x, xfmt, block, mapping, quant_min, quant_max, sym_zero_point, eps, afmt, sfmt,
+def _observe_impl(x, xfmt, block, mapping, quant_min, quant_max, sym_zero_point, eps, afmt, sfmt,
             pfmt, scale, zero_point, codes, fused):
     """Scale and zero point of every block, and with ``fused`` its codes in the same pass.
 
@@ -94,8 +96,7 @@ def observe(x, xfmt, block, mapping, quant_min, quant_max, sym_zero_point, eps, 
     return bad
 
 
-@njit(cache=True, parallel=True)
-def quantize(x, xfmt, block, scale, sfmt, zero_point, quant_min, quant_max, pfmt, codes):
+def _quantize_impl(x, xfmt, block, scale, sfmt, zero_point, quant_min, quant_max, pfmt, codes):
     """Codes of every element with its block's parameters; returns the count of NaN inputs."""
     d0, d1, d2, d3 = x.shape
     b0, b1, b2, b3 = block
@@ -124,8 +125,7 @@ def quantize(x, xfmt, block, scale, sfmt, zero_point, quant_min, quant_max, pfmt
     return nan
 
 
-@njit(cache=True, parallel=True)
-def dequantize(codes, block, scale, zero_point, quant_min, quant_max, ofmt, pfmt, out):
+def _dequantize_impl(codes, block, scale, zero_point, quant_min, quant_max, ofmt, pfmt, out):
     """Values of every code with its block's parameters; returns the count of codes outside
     [quant_min, quant_max] (their values are computed all the same)."""
     d0, d1, d2, d3 = codes.shape
@@ -150,12 +150,21 @@ def dequantize(codes, block, scale, zero_point, quant_min, quant_max, ofmt, pfmt
                     for i3 in range(a3, e3):
                         c = row[i3]
                         count += (c < quant_min) or (c > quant_max)
-                        dst[i3] = rb.store(rb.value_of(c, z, s, ofmt, pfmt), ofmt, dst)
+                        dst[i3] = rb.store(rb.value_of(c, z, s, ofmt, pfmt), ofmt, dst[i3])
         outside += count
     return outside
 
 
+observe = _parallel_and_serial(_observe_impl)
+quantize = _parallel_and_serial(_quantize_impl)
+dequantize = _parallel_and_serial(_dequantize_impl)
+
+
 # --------------------------------------------------------------------------- host side
+def _parallel(a):
+    """Run in parallel from PARALLEL_THRESHOLD elements (a parallel region costs more below)."""
+    return a.size >= _tuning.PARALLEL_THRESHOLD and numba.get_num_threads() > 1
+
 def as_input(x):
     """``(array, kind)``: x as a native-endian array the kernels read (bfloat16 and
     float16 as their uint16 bit patterns, no copy)."""
@@ -208,16 +217,22 @@ def run_observe(x4, xfmt, block4, mapping, qmin, qmax, sym_zp, eps, afmt, sfmt, 
     fused = codes4 is not None
     if codes4 is None:
         codes4 = np.empty((1, 1, 1, 1), np.uint8)
-    return observe(x4, xfmt, block4, mapping, qmin, qmax, sym_zp, eps, afmt, sfmt, pfmt,
-                   scale4, zp4, codes4, fused)
+    parallel = _parallel(x4)
+    with _one_at_a_time(parallel):
+        return observe[parallel](x4, xfmt, block4, mapping, qmin, qmax, sym_zp, eps, afmt,
+                                 sfmt, pfmt, scale4, zp4, codes4, fused)
 
 
 def run_quantize(x4, xfmt, block4, scale4, sfmt, zp4, qmin, qmax, pfmt, codes4):
-    return quantize(x4, xfmt, block4, scale4, sfmt, zp4, qmin, qmax, pfmt, codes4)
+    parallel = _parallel(x4)
+    with _one_at_a_time(parallel):
+        return quantize[parallel](x4, xfmt, block4, scale4, sfmt, zp4, qmin, qmax, pfmt, codes4)
 
 
 def run_dequantize(codes4, block4, scale4, zp4, qmin, qmax, ofmt, pfmt, out4):
-    return dequantize(codes4, block4, scale4, zp4, qmin, qmax, ofmt, pfmt, out4)
+    parallel = _parallel(codes4)
+    with _one_at_a_time(parallel):
+        return dequantize[parallel](codes4, block4, scale4, zp4, qmin, qmax, ofmt, pfmt, out4)
 
 
 def as_codes(codes):

@@ -151,18 +151,17 @@ def _load_any(raw, fmt):
     return None
 
 
-def store(v, fmt, out):
-    """``v`` as an element of ``out``'s dtype (stub)."""
+def store(v, fmt, like):
+    """``v`` as a value of the type of ``like`` (an element of the output) (stub)."""
     return v
 
 
 @overload(store, target="generic")
-def _store_any(v, fmt, out):
-    dtype = out.dtype
-    if isinstance(dtype, types.Float):
-        return lambda v, fmt, out: v
-    if dtype == types.uint16:
-        def narrow(v, fmt, out):
+def _store_any(v, fmt, like):
+    if isinstance(like, types.Float):
+        return lambda v, fmt, like: v
+    if like == types.uint16:
+        def narrow(v, fmt, like):
             w = np.float32(v)
             if fmt == BF16:
                 return np.uint16(bits_from_f32(w) >> np.uint32(16))
@@ -247,3 +246,17 @@ def value_of(code, zp, scale, ofmt, pfmt):
     in the product's format, then rounded to the output format."""
     diff = round_to(type(scale)(np.int64(code) - np.int64(zp)), ofmt)
     return round_to(round_to(diff * scale, pfmt), ofmt)
+
+
+# The CUDA kernels call these compiled wrappers rather than the stubs: under the CUDA
+# simulator a kernel runs as Python, where a stub is plain Python and would not widen.
+@njit(cache=True)
+def load_value(raw, fmt):
+    """:func:`load` as a compiled function."""
+    return load(raw, fmt)
+
+
+@njit(cache=True)
+def store_value(v, fmt, like):
+    """:func:`store` as a compiled function."""
+    return store(v, fmt, like)

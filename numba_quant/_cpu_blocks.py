@@ -12,7 +12,7 @@ from numba import njit, prange
 from numba_quant import _reference_blocks as rb
 from numba_quant import _tuning
 from numba_quant._cpu import _one_at_a_time
-from numba_quant._cpu_kernels import _parallel_and_serial, maximum, minimum
+from numba_quant._cpu_kernels import _index, _parallel_and_serial, maximum, minimum
 
 
 @njit(cache=True, inline="always")
@@ -44,11 +44,49 @@ def _block_minmax(x, xfmt, a0, e0, a1, e1, a2, e2, a3, e3):
         for i1 in range(a1, e1):
             for i2 in range(a2, e2):
                 row = x[i0, i1, i2]
-                for i3 in range(a3, e3):
+                for i3 in range(_index(a3), _index(e3)):
                     v = rb.load(row[i3], xfmt)
                     lo = minimum(lo, v)
                     hi = maximum(hi, v)
     return lo, hi
+
+
+@njit(cache=True, inline="always")
+def _quantize_block(x, xfmt, codes, a0, e0, a1, e1, a2, e2, a3, e3, recip, z, quant_min,
+                    quant_max, pfmt):
+    """Codes of one block; returns its count of NaN inputs.
+
+    A product in the compute type with a finite reciprocal (every float32 and float64
+    case but tiny user scales) takes a loop free of format rounding, which vectorises;
+    a bfloat16 product rounds with bit operations.
+    """
+    nan = 0
+    lowest = type(z)(quant_min)
+    highest = type(z)(quant_max)
+    finite = recip - recip == 0
+    fast = pfmt == rb.NATIVE and finite
+    fast_bf16 = pfmt == rb.BF16 and finite
+    for i0 in range(a0, e0):
+        for i1 in range(a1, e1):
+            for i2 in range(a2, e2):
+                row = x[i0, i1, i2]
+                out = codes[i0, i1, i2]
+                if fast:
+                    for i3 in range(_index(a3), _index(e3)):
+                        v = rb.load(row[i3], xfmt)
+                        nan += v != v
+                        out[i3] = rb.code_of_native(v, recip, z, lowest, highest)
+                elif fast_bf16:
+                    for i3 in range(_index(a3), _index(e3)):
+                        v = rb.load(row[i3], xfmt)
+                        nan += v != v
+                        out[i3] = rb.code_of_bf16(v, recip, z, lowest, highest)
+                else:
+                    for i3 in range(_index(a3), _index(e3)):
+                        v = rb.load(row[i3], xfmt)
+                        nan += v != v
+                        out[i3] = rb.code_of(v, recip, z, quant_min, quant_max, pfmt)
+    return nan
 
 
 def _observe_impl(x, xfmt, block, mapping, quant_min, quant_max, sym_zero_point, eps, afmt, sfmt,
@@ -84,15 +122,8 @@ def _observe_impl(x, xfmt, block, mapping, quant_min, quant_max, sym_zero_point,
             scale[j0, j1, j2, j3] = s
             zero_point[j0, j1, j2, j3] = np.int32(z)
             if fused:
-                recip = rb.reciprocal(s, sfmt)
-                for i0 in range(a0, e0):
-                    for i1 in range(a1, e1):
-                        for i2 in range(a2, e2):
-                            row = x[i0, i1, i2]
-                            out = codes[i0, i1, i2]
-                            for i3 in range(a3, e3):
-                                out[i3] = rb.code_of(rb.load(row[i3], xfmt), recip, z,
-                                                     quant_min, quant_max, pfmt)
+                _quantize_block(x, xfmt, codes, a0, e0, a1, e1, a2, e2, a3, e3,
+                                rb.reciprocal(s, sfmt), z, quant_min, quant_max, pfmt)
     return bad
 
 
@@ -111,17 +142,8 @@ def _quantize_impl(x, xfmt, block, scale, sfmt, zero_point, quant_min, quant_max
         a3, e3 = _bounds(j3, b3, d3)
         recip = rb.reciprocal(scale[j0, j1, j2, j3], sfmt)
         z = type(recip)(zero_point[j0, j1, j2, j3])
-        count = 0
-        for i0 in range(a0, e0):
-            for i1 in range(a1, e1):
-                for i2 in range(a2, e2):
-                    row = x[i0, i1, i2]
-                    out = codes[i0, i1, i2]
-                    for i3 in range(a3, e3):
-                        v = rb.load(row[i3], xfmt)
-                        count += v != v
-                        out[i3] = rb.code_of(v, recip, z, quant_min, quant_max, pfmt)
-        nan += count
+        nan += _quantize_block(x, xfmt, codes, a0, e0, a1, e1, a2, e2, a3, e3, recip, z,
+                               quant_min, quant_max, pfmt)
     return nan
 
 
@@ -147,7 +169,7 @@ def _dequantize_impl(codes, block, scale, zero_point, quant_min, quant_max, ofmt
                 for i2 in range(a2, e2):
                     row = codes[i0, i1, i2]
                     dst = out[i0, i1, i2]
-                    for i3 in range(a3, e3):
+                    for i3 in range(_index(a3), _index(e3)):
                         c = row[i3]
                         count += (c < quant_min) or (c > quant_max)
                         dst[i3] = rb.store(rb.value_of(c, z, s, ofmt, pfmt), ofmt, dst[i3])

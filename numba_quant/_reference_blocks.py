@@ -74,34 +74,58 @@ def _bits_from_f32_cpu(v):
 
 
 # --------------------------------------------------------------------------- formats
+def round_bf16(v):
+    """``v`` rounded to bfloat16, ties to even, in v's type (stub; compiled versions below)."""
+    return v
+
+
+@overload(round_bf16, target="generic")
+def _round_bf16_any(v):
+    if v == types.float32:
+        def by_bits(v):
+            # Round the float32 bits at bit 16, ties to even; a carry moves into the
+            # exponent (up to infinity), subnormals round on the same grid.
+            b = bits_from_f32(v)
+            if (b & np.uint32(0x7F800000)) == np.uint32(0x7F800000):
+                return v  # inf or NaN
+            b = b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))
+            return f32_from_bits(b & np.uint32(0xFFFF0000))
+        return by_bits
+    if v == types.float64:
+        return lambda v: _round_generic(v, 8, -133, 3.4028234663852886e38)
+    return None
+
+
+@njit(cache=True)
+def _round_generic(v, p, lowest, largest):
+    """``v`` rounded to ``p`` significant bits, quantum at least 2**lowest, infinity beyond
+    ``largest``; computed in float64, where scaling by powers of two is exact."""
+    a = np.float64(v)
+    if a == 0 or a != a or a - a != 0:
+        return v
+    e = math.frexp(a)[1]
+    q = max(e - p, lowest)
+    r = math.ldexp(rint(math.ldexp(a, -q)), q)
+    if abs(r) > largest:
+        r = math.copysign(math.inf, a)
+    return type(v)(r)
+
+
 @njit(cache=True)
 def round_to(v, fmt):
     """``v`` (float32 or float64) rounded to the format ``fmt``, ties to even, in v's type.
 
-    NATIVE returns ``v``.  The rounding runs in float64, where scaling by powers of two
-    is exact: the quantum is 2**(e - p) for a value in [2**(e-1), 2**e) with p significant
-    bits, never below the format's smallest subnormal; float16 overflows to infinity
-    beyond 65504 (values from 65520 up), bfloat16 and float32 where float32 does.
+    NATIVE returns ``v``.  The quantum is 2**(e - p) for a value in [2**(e-1), 2**e) with
+    p significant bits, never below the format's smallest subnormal; float16 overflows to
+    infinity beyond 65504 (values from 65520 up), bfloat16 and float32 where float32 does.
     """
     if fmt == NATIVE:
         return v
-    a = np.float64(v)
-    if a == 0 or a != a or a - a != 0:
-        return v
     if fmt == BF16:
-        p, lowest = 8, -133
-    elif fmt == F16:
-        p, lowest = 11, -24
-    else:
-        p, lowest = 24, -149
-    e = math.frexp(a)[1]
-    q = max(e - p, lowest)
-    r = math.ldexp(rint(math.ldexp(a, -q)), q)
-    if fmt == F16 and abs(r) > 65504.0:
-        r = math.copysign(math.inf, a)
-    elif fmt != F16 and abs(r) > 3.4028234663852886e38:
-        r = math.copysign(math.inf, a)
-    return type(v)(r)
+        return round_bf16(v)
+    if fmt == F16:
+        return _round_generic(v, 11, -24, 65504.0)
+    return _round_generic(v, 24, -149, 3.4028234663852886e38)
 
 
 @njit(cache=True)
@@ -238,6 +262,21 @@ def code_of(v, recip, zp, quant_min, quant_max, pfmt):
     lo = type(q)(quant_min)
     hi = type(q)(quant_max)
     return lo if q < lo else (hi if q > hi else q)
+
+
+@njit(cache=True, inline="always")
+def code_of_native(v, recip, zp, lowest, highest):
+    """:func:`code_of` for a product in the compute type and a finite reciprocal, on
+    finite ``v`` (NaN gives an unspecified code; the callers count NaN and raise)."""
+    q = rint(v * recip) + zp
+    return min(max(q, lowest), highest)
+
+
+@njit(cache=True, inline="always")
+def code_of_bf16(v, recip, zp, lowest, highest):
+    """:func:`code_of` for a bfloat16 product and a finite reciprocal, on finite ``v``."""
+    q = round_bf16(rint(round_bf16(v * recip)) + zp)
+    return min(max(q, lowest), highest)
 
 
 @njit(cache=True)

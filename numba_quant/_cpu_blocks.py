@@ -1,31 +1,58 @@
-"""CPU kernels of block-wise quantization: ``@njit(parallel=True)`` loops over 4-D views.
+"""CPU kernels of block-wise quantization, and their launches for numpy arrays.
 
-Every kernel runs one parallel loop over the blocks of a 4-D view (see
-:mod:`numba_quant._blocks_plan`); a block is reduced (and quantized) by one thread, its
-innermost axis walked as a contiguous run where the memory is contiguous.  The
+The kernels see every array as a flat 1-D buffer (from its lowest address) with an
+offset and four element strides: the 4-D view of :mod:`numba_quant._blocks_plan`.  So
+one compiled kernel serves every layout (contiguous, strided, transposed, negative
+strides) and, with codes written through an unsigned view of their bytes, every code
+type of one width; this keeps first-call compile time low.  The innermost axis is walked
+as a contiguous run (a loop that vectorises) where its stride is 1.
+
+Each kernel handles a range of blocks and releases the GIL; large inputs are split into
+ranges run by a pool of ``numba.get_num_threads()`` threads (one compiled function per
+signature, where ``parallel=True`` would compile a second, slower-to-build one).  The
 arithmetic per block and per element comes from :mod:`numba_quant._reference_blocks`.
 """
-import numpy as np
+import concurrent.futures
+import threading
+
 import numba
-from numba import njit, prange
+import numpy as np
+from numba import njit
+from numba.core.extending import overload
 
 from numba_quant import _reference_blocks as rb
 from numba_quant import _tuning
-from numba_quant._cpu import _one_at_a_time
-from numba_quant._cpu_kernels import _index, _parallel_and_serial, maximum, minimum
+from numba_quant._cpu_kernels import _index, maximum, minimum
+
+# Kernel modes.
+OBSERVE = 0
+OBSERVE_AND_QUANTIZE = 1
+QUANTIZE = 2
+
+
+def _as_code(q, codes):
+    """The code ``q`` (an integral float) as the integer stored in ``codes`` (stub)."""
+    return int(q)
+
+
+@overload(_as_code)
+def _as_code_cpu(q, codes):
+    # Through int32 where the codes are 8 or 16 bits wide: float-to-int32 conversion
+    # vectorises, float-to-int64 does not (before AVX-512); storing truncates to the
+    # codes' width, which keeps a signed code's bits.
+    if codes.dtype.bitwidth <= 16:
+        return lambda q, codes: np.int32(q)
+    return lambda q, codes: np.int64(q)
 
 
 @njit(cache=True, inline="always")
-def _block_origin(k, grid, block):
-    """Index ranges ``(start, stop)`` per axis of block number ``k`` (C order over grid)."""
-    g0, g1, g2, g3 = grid
-    j3 = k % g3
-    t = k // g3
-    j2 = t % g2
-    t = t // g2
-    j1 = t % g1
-    j0 = t // g1
-    return j0, j1, j2, j3
+def _split4(k, n1, n2, n3):
+    """C-order index ``k`` of a 4-D shape (., n1, n2, n3) as four indices."""
+    i3 = k % n3
+    t = k // n3
+    i2 = t % n2
+    t = t // n2
+    return t // n1, t % n1, i2, i3
 
 
 @njit(cache=True, inline="always")
@@ -34,158 +61,249 @@ def _bounds(j, b, d):
     return s, min(s + b, d)
 
 
-@njit(cache=True, inline="always")
-def _block_minmax(x, xfmt, a0, e0, a1, e1, a2, e2, a3, e3):
+@njit(cache=True)
+def _block_minmax(x, off, st, xfmt, a0, e0, a1, e1, a2, e2, a3, e3):
     """(min, max) of one block, NaN-propagating (LLVM minimum/maximum vectorise)."""
-    first = rb.load(x[a0, a1, a2, a3], xfmt)
+    s0, s1, s2, s3 = st
+    first = rb.load(x[_index(off + a0 * s0 + a1 * s1 + a2 * s2 + a3 * s3)], xfmt)
     lo = first
     hi = first
     for i0 in range(a0, e0):
         for i1 in range(a1, e1):
             for i2 in range(a2, e2):
-                row = x[i0, i1, i2]
-                for i3 in range(_index(a3), _index(e3)):
-                    v = rb.load(row[i3], xfmt)
-                    lo = minimum(lo, v)
-                    hi = maximum(hi, v)
+                base = off + i0 * s0 + i1 * s1 + i2 * s2
+                if s3 == 1:
+                    for i in range(_index(base + a3), _index(base + e3)):
+                        v = rb.load(x[i], xfmt)
+                        lo = minimum(lo, v)
+                        hi = maximum(hi, v)
+                else:
+                    for i3 in range(a3, e3):
+                        v = rb.load(x[_index(base + i3 * s3)], xfmt)
+                        lo = minimum(lo, v)
+                        hi = maximum(hi, v)
     return lo, hi
 
 
-@njit(cache=True, inline="always")
-def _quantize_block(x, xfmt, codes, a0, e0, a1, e1, a2, e2, a3, e3, recip, z, quant_min,
-                    quant_max, pfmt):
+@njit(cache=True)
+def _quantize_block(x, off, st, xfmt, codes, coff, cst, a0, e0, a1, e1, a2, e2, a3, e3,
+                    recip, z, quant_min, quant_max, pfmt):
     """Codes of one block; returns its count of NaN inputs.
 
     A product in the compute type with a finite reciprocal (every float32 and float64
-    case but tiny user scales) takes a loop free of format rounding, which vectorises;
-    a bfloat16 product rounds with bit operations.
+    case but tiny user scales) over contiguous runs takes a loop free of format rounding,
+    which vectorises; a bfloat16 product rounds with bit operations.
     """
+    s0, s1, s2, s3 = st
+    c0, c1, c2, c3 = cst
     nan = 0
     lowest = type(z)(quant_min)
     highest = type(z)(quant_max)
     finite = recip - recip == 0
-    fast = pfmt == rb.NATIVE and finite
-    fast_bf16 = pfmt == rb.BF16 and finite
+    runs = s3 == 1 and c3 == 1
     for i0 in range(a0, e0):
         for i1 in range(a1, e1):
             for i2 in range(a2, e2):
-                row = x[i0, i1, i2]
-                out = codes[i0, i1, i2]
-                if fast:
-                    for i3 in range(_index(a3), _index(e3)):
-                        v = rb.load(row[i3], xfmt)
+                base = off + i0 * s0 + i1 * s1 + i2 * s2
+                cbase = coff + i0 * c0 + i1 * c1 + i2 * c2
+                bx = _index(base)
+                bc = _index(cbase)
+                if runs and finite and pfmt == rb.NATIVE:
+                    for i in range(_index(a3), _index(e3)):
+                        v = rb.load(x[bx + i], xfmt)
                         nan += v != v
-                        out[i3] = rb.code_of_native(v, recip, z, lowest, highest)
-                elif fast_bf16:
-                    for i3 in range(_index(a3), _index(e3)):
-                        v = rb.load(row[i3], xfmt)
+                        codes[bc + i] = _as_code(rb.code_of_native(v, recip, z, lowest, highest),
+                                                 codes)
+                elif runs and finite and pfmt == rb.BF16:
+                    for i in range(_index(a3), _index(e3)):
+                        v = rb.load(x[bx + i], xfmt)
                         nan += v != v
-                        out[i3] = rb.code_of_bf16(v, recip, z, lowest, highest)
+                        codes[bc + i] = _as_code(rb.code_of_bf16(v, recip, z, lowest, highest),
+                                                 codes)
                 else:
-                    for i3 in range(_index(a3), _index(e3)):
-                        v = rb.load(row[i3], xfmt)
+                    for i3 in range(a3, e3):
+                        v = rb.load(x[_index(base + i3 * s3)], xfmt)
                         nan += v != v
-                        out[i3] = rb.code_of(v, recip, z, quant_min, quant_max, pfmt)
+                        codes[_index(cbase + i3 * c3)] = _as_code(
+                            rb.code_of(v, recip, z, quant_min, quant_max, pfmt), codes)
     return nan
 
 
-def _observe_impl(x, xfmt, block, mapping, quant_min, quant_max, sym_zero_point, eps, afmt, sfmt,
-            pfmt, scale, zero_point, codes, fused):
-    """Scale and zero point of every block, and with ``fused`` its codes in the same pass.
+@njit(cache=True, nogil=True)
+def blocks(x, off, st, xfmt, shape, block, k_start, k_stop, mode, mapping, quant_min,
+           quant_max, sym_zero_point, eps, afmt, sfmt, pfmt, scale, zero_point, codes, coff,
+           cst):
+    """Blocks ``k_start..k_stop`` (C order over the parameter grid) of the 4-D view
+    ``(x, off, st)`` of ``shape``.
 
-    ``scale`` (compute type T) and ``zero_point`` (int32) are the 4-D parameter grid;
-    ``codes`` has x's 4-D shape (ignored unless ``fused``).  Returns the number of blocks
-    holding NaN or ±inf (their parameters are meaningless; the caller raises).
+    OBSERVE: scale (compute type T, flat) and zero point (int32) of each block; with
+    OBSERVE_AND_QUANTIZE also its codes, in the same pass; QUANTIZE: codes with the given
+    scale and zero point.  Codes are written through an unsigned view of their bytes.
+    Returns the number of blocks holding NaN or ±inf (observing: their parameters are
+    meaningless and the caller raises), or of NaN inputs (QUANTIZE).
     """
-    d0, d1, d2, d3 = x.shape
+    d0, d1, d2, d3 = shape
     b0, b1, b2, b3 = block
-    grid = scale.shape
-    n = grid[0] * grid[1] * grid[2] * grid[3]
+    g1 = -(-d1 // b1)
+    g2 = -(-d2 // b2)
+    g3 = -(-d3 // b3)
     bad = 0
-    for k in prange(n):
-        j0, j1, j2, j3 = _block_origin(k, grid, block)
+    for k in range(k_start, k_stop):
+        j0, j1, j2, j3 = _split4(k, g1, g2, g3)
         a0, e0 = _bounds(j0, b0, d0)
         a1, e1 = _bounds(j1, b1, d1)
         a2, e2 = _bounds(j2, b2, d2)
         a3, e3 = _bounds(j3, b3, d3)
-        lo, hi = _block_minmax(x, xfmt, a0, e0, a1, e1, a2, e2, a3, e3)
+        if mode == QUANTIZE:
+            recip = rb.reciprocal(scale[k], sfmt)
+            bad += _quantize_block(x, off, st, xfmt, codes, coff, cst, a0, e0, a1, e1, a2,
+                                   e2, a3, e3, recip, type(recip)(zero_point[k]), quant_min,
+                                   quant_max, pfmt)
+            continue
+        lo, hi = _block_minmax(x, off, st, xfmt, a0, e0, a1, e1, a2, e2, a3, e3)
         lo = type(eps)(lo)
         hi = type(eps)(hi)
         if lo - lo != 0 or hi - hi != 0:
             bad += 1
-            scale[j0, j1, j2, j3] = eps
-            zero_point[j0, j1, j2, j3] = np.int32(sym_zero_point)
-        else:
-            s, z = rb.block_qparams(lo, hi, mapping, quant_min, quant_max, sym_zero_point,
-                                    eps, afmt)
-            s = rb.round_to(s, sfmt)
-            scale[j0, j1, j2, j3] = s
-            zero_point[j0, j1, j2, j3] = np.int32(z)
-            if fused:
-                _quantize_block(x, xfmt, codes, a0, e0, a1, e1, a2, e2, a3, e3,
-                                rb.reciprocal(s, sfmt), z, quant_min, quant_max, pfmt)
+            scale[k] = eps
+            zero_point[k] = np.int32(sym_zero_point)
+            continue
+        s, z = rb.block_qparams(lo, hi, mapping, quant_min, quant_max, sym_zero_point, eps,
+                                afmt)
+        s = rb.round_to(s, sfmt)
+        scale[k] = s
+        zero_point[k] = np.int32(z)
+        if mode == OBSERVE_AND_QUANTIZE:
+            _quantize_block(x, off, st, xfmt, codes, coff, cst, a0, e0, a1, e1, a2, e2, a3,
+                            e3, rb.reciprocal(s, sfmt), z, quant_min, quant_max, pfmt)
     return bad
 
 
-def _quantize_impl(x, xfmt, block, scale, sfmt, zero_point, quant_min, quant_max, pfmt, codes):
-    """Codes of every element with its block's parameters; returns the count of NaN inputs."""
-    d0, d1, d2, d3 = x.shape
+@njit(cache=True, nogil=True)
+def dequantize_blocks(codes, coff, cst, signed, nbits, shape, block, k_start, k_stop, scale,
+                      zero_point, quant_min, quant_max, ofmt, pfmt, out, ooff, ost):
+    """Values of the codes of blocks ``k_start..k_stop``; codes are read through an
+    unsigned view (``signed``: sign-extended from ``nbits``).  Returns the count of codes
+    outside [quant_min, quant_max] (their values are computed all the same)."""
+    d0, d1, d2, d3 = shape
     b0, b1, b2, b3 = block
-    grid = scale.shape
-    n = grid[0] * grid[1] * grid[2] * grid[3]
-    nan = 0
-    for k in prange(n):
-        j0, j1, j2, j3 = _block_origin(k, grid, block)
-        a0, e0 = _bounds(j0, b0, d0)
-        a1, e1 = _bounds(j1, b1, d1)
-        a2, e2 = _bounds(j2, b2, d2)
-        a3, e3 = _bounds(j3, b3, d3)
-        recip = rb.reciprocal(scale[j0, j1, j2, j3], sfmt)
-        z = type(recip)(zero_point[j0, j1, j2, j3])
-        nan += _quantize_block(x, xfmt, codes, a0, e0, a1, e1, a2, e2, a3, e3, recip, z,
-                               quant_min, quant_max, pfmt)
-    return nan
-
-
-def _dequantize_impl(codes, block, scale, zero_point, quant_min, quant_max, ofmt, pfmt, out):
-    """Values of every code with its block's parameters; returns the count of codes outside
-    [quant_min, quant_max] (their values are computed all the same)."""
-    d0, d1, d2, d3 = codes.shape
-    b0, b1, b2, b3 = block
-    grid = scale.shape
-    n = grid[0] * grid[1] * grid[2] * grid[3]
+    g1 = -(-d1 // b1)
+    g2 = -(-d2 // b2)
+    g3 = -(-d3 // b3)
+    c0, c1, c2, c3 = cst
+    o0, o1, o2, o3 = ost
     outside = 0
-    for k in prange(n):
-        j0, j1, j2, j3 = _block_origin(k, grid, block)
+    for k in range(k_start, k_stop):
+        j0, j1, j2, j3 = _split4(k, g1, g2, g3)
         a0, e0 = _bounds(j0, b0, d0)
         a1, e1 = _bounds(j1, b1, d1)
         a2, e2 = _bounds(j2, b2, d2)
         a3, e3 = _bounds(j3, b3, d3)
-        s = scale[j0, j1, j2, j3]
-        z = zero_point[j0, j1, j2, j3]
-        count = 0
+        s = scale[k]
+        z = zero_point[k]
         for i0 in range(a0, e0):
             for i1 in range(a1, e1):
                 for i2 in range(a2, e2):
-                    row = codes[i0, i1, i2]
-                    dst = out[i0, i1, i2]
-                    for i3 in range(_index(a3), _index(e3)):
-                        c = row[i3]
-                        count += (c < quant_min) or (c > quant_max)
-                        dst[i3] = rb.store(rb.value_of(c, z, s, ofmt, pfmt), ofmt, dst[i3])
-        outside += count
+                    cbase = coff + i0 * c0 + i1 * c1 + i2 * c2
+                    obase = ooff + i0 * o0 + i1 * o1 + i2 * o2
+                    for i3 in range(a3, e3):
+                        c = np.int64(codes[_index(cbase + i3 * c3)])
+                        if signed:
+                            c -= (c >> (nbits - 1)) << nbits
+                        outside += (c < quant_min) or (c > quant_max)
+                        o = _index(obase + i3 * o3)
+                        out[o] = rb.store(rb.value_of(c, z, s, ofmt, pfmt), ofmt, out[o])
     return outside
 
 
-observe = _parallel_and_serial(_observe_impl)
-quantize = _parallel_and_serial(_quantize_impl)
-dequantize = _parallel_and_serial(_dequantize_impl)
-
-
 # --------------------------------------------------------------------------- host side
-def _parallel(a):
-    """Run in parallel from PARALLEL_THRESHOLD elements (a parallel region costs more below)."""
-    return a.size >= _tuning.PARALLEL_THRESHOLD and numba.get_num_threads() > 1
+_POOL = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(threads):
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < threads:
+            _POOL = concurrent.futures.ThreadPoolExecutor(threads,
+                                                          thread_name_prefix="numba_quant")
+        return _POOL
+
+
+def _tasks(n_blocks, n_elements):
+    """Block ranges: one for small inputs, else a few per thread."""
+    threads = numba.get_num_threads()
+    if n_elements < _tuning.PARALLEL_THRESHOLD or threads < 2 or n_blocks < 2:
+        return [(0, n_blocks)]
+    count = min(n_blocks, threads * _tuning.TASKS_PER_THREAD,
+                max(1, n_elements // _tuning.MIN_TASK_ELEMENTS))
+    edges = np.linspace(0, n_blocks, max(count, 1) + 1).astype(np.int64)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def _run(kernel, n_blocks, n_elements, args_before, args_after):
+    """``kernel(*args_before, start, stop, *args_after)`` over block ranges; summed counts."""
+    tasks = _tasks(n_blocks, n_elements)
+    if len(tasks) == 1:
+        return kernel(*args_before, 0, n_blocks, *args_after)
+    futures = [_pool(numba.get_num_threads()).submit(kernel, *args_before, a, b, *args_after)
+               for a, b in tasks]
+    return sum(f.result() for f in futures)
+
+
+def flat(a4):
+    """``(flat, offset, strides)``: the 1-D buffer of a 4-D view from its lowest address,
+    the position of element (0, 0, 0, 0), and the strides in elements."""
+    itemsize = a4.itemsize
+    if any(s % itemsize for s in a4.strides):
+        raise ValueError(f"array strides {a4.strides} are not multiples of the item size "
+                         f"{itemsize}")
+    st = tuple(s // itemsize for s in a4.strides)
+    low = sum((n - 1) * s for n, s in zip(a4.shape, st) if s < 0)
+    high = sum((n - 1) * s for n, s in zip(a4.shape, st) if s > 0)
+    corner = a4[tuple(slice(n - 1, n) if s < 0 else slice(0, 1)
+                      for n, s in zip(a4.shape, st))]
+    buf = np.lib.stride_tricks.as_strided(corner, (high - low + 1,), (itemsize,),
+                                          writeable=a4.flags.writeable)
+    return buf, -low, st
+
+
+def _unsigned(a):
+    return a.view(f"u{a.itemsize}")
+
+
+def run_observe(x4, xfmt, block4, mapping, qmin, qmax, sym_zp, eps, afmt, sfmt, pfmt,
+                scale4, zp4, codes4):
+    x, off, st = flat(x4)
+    if codes4 is None:
+        mode, codes, coff, cst = OBSERVE, np.empty(1, np.uint8), 0, (0, 0, 0, 0)
+    else:
+        mode = OBSERVE_AND_QUANTIZE
+        codes, coff, cst = flat(_unsigned(codes4))
+    return _run(blocks, scale4.size, x4.size,
+                (x, off, st, xfmt, x4.shape, block4),
+                (mode, mapping, qmin, qmax, sym_zp, eps, afmt, sfmt, pfmt,
+                 scale4.reshape(-1), zp4.reshape(-1), codes, coff, cst))
+
+
+def run_quantize(x4, xfmt, block4, scale4, sfmt, zp4, qmin, qmax, pfmt, codes4):
+    x, off, st = flat(x4)
+    codes, coff, cst = flat(_unsigned(codes4))
+    eps = scale4.dtype.type(1)
+    return _run(blocks, scale4.size, x4.size,
+                (x, off, st, xfmt, x4.shape, block4),
+                (QUANTIZE, 0, qmin, qmax, 0, eps, 0, sfmt, pfmt, scale4.reshape(-1),
+                 zp4.reshape(-1), codes, coff, cst))
+
+
+def run_dequantize(codes4, block4, scale4, zp4, qmin, qmax, ofmt, pfmt, out4):
+    codes, coff, cst = flat(_unsigned(codes4))
+    out, ooff, ost = flat(out4)
+    return _run(dequantize_blocks, scale4.size, codes4.size,
+                (codes, coff, cst, codes4.dtype.kind == "i", 8 * codes4.itemsize,
+                 codes4.shape, block4),
+                (scale4.reshape(-1), zp4.reshape(-1), qmin, qmax, ofmt, pfmt, out, ooff, ost))
+
 
 def as_input(x):
     """``(array, kind)``: x as a native-endian array the kernels read (bfloat16 and
@@ -232,29 +350,6 @@ def view4(a, shape4, strides4):
 
 def contiguous(a):
     return np.ascontiguousarray(a)
-
-
-def run_observe(x4, xfmt, block4, mapping, qmin, qmax, sym_zp, eps, afmt, sfmt, pfmt,
-                scale4, zp4, codes4):
-    fused = codes4 is not None
-    if codes4 is None:
-        codes4 = np.empty((1, 1, 1, 1), np.uint8)
-    parallel = _parallel(x4)
-    with _one_at_a_time(parallel):
-        return observe[parallel](x4, xfmt, block4, mapping, qmin, qmax, sym_zp, eps, afmt,
-                                 sfmt, pfmt, scale4, zp4, codes4, fused)
-
-
-def run_quantize(x4, xfmt, block4, scale4, sfmt, zp4, qmin, qmax, pfmt, codes4):
-    parallel = _parallel(x4)
-    with _one_at_a_time(parallel):
-        return quantize[parallel](x4, xfmt, block4, scale4, sfmt, zp4, qmin, qmax, pfmt, codes4)
-
-
-def run_dequantize(codes4, block4, scale4, zp4, qmin, qmax, ofmt, pfmt, out4):
-    parallel = _parallel(codes4)
-    with _one_at_a_time(parallel):
-        return dequantize[parallel](codes4, block4, scale4, zp4, qmin, qmax, ofmt, pfmt, out4)
 
 
 def as_codes(codes):

@@ -23,6 +23,7 @@ from numba_quant.moving_average import (
     MovingAverageMinMaxObserver,
     moving_average_min_max_observer,
 )
+from numba_quant.packing import pack_int4, unpack_int4
 from numba_quant.observer import MinMaxObserver, min_max_observer
 
 __version__ = "0.1.0"
@@ -32,6 +33,8 @@ __all__ = [
     "choose_qparams_and_quantize_affine",
     "dequantize_affine",
     "quantize_affine",
+    "pack_int4",
+    "unpack_int4",
     "FakeQuantization",
     "Quantization",
     "dequantize",

@@ -257,7 +257,7 @@ def choose_qparams_and_quantize_affine(x, mapping_type, block_size, target_dtype
     >>> w = np.array([[-1.0, 0.5, 2.0, 3.0]], np.float32)
     >>> codes, scale, zp = nq.choose_qparams_and_quantize_affine(w, "symmetric", (1, 4), "int4")
     >>> codes
-    array([[-2,  1,  4,  6]], dtype=int8)
+    array([[-2,  1,  5,  7]], dtype=int8)
     >>> scale, zp
     (array([0.4], dtype=float32), array([0], dtype=int32))
     """
@@ -283,7 +283,7 @@ def quantize_affine(x, block_size, scale, zero_point, output_dtype, quant_min=No
     >>> x = np.array([[0.1, -0.3, 0.25, 0.7]], np.float32)
     >>> nq.quantize_affine(x, (1, 2), np.array([[0.1, 0.5]], np.float32),
     ...                    np.array([[8, 8]], np.int32), "uint4")
-    array([[ 9,  5,  8,  9]], dtype=uint8)
+    array([[9, 5, 8, 9]], dtype=uint8)
     """
     codes_dtype, lowest, highest = _checks.target_dtype(output_dtype)
     qmin, qmax = _checks.quant_range(quant_min, quant_max, lowest, highest,

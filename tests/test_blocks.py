@@ -329,3 +329,36 @@ def test_out_checks():
     with pytest.raises(TypeError, match="out has dtype uint8; expected int8"):
         nq.quantize_affine(X, (1, 8), np.ones(4, np.float32), None, np.int8,
                            out=np.empty((4, 8), np.uint8))
+
+
+# --------------------------------------------------------------------------- packing
+@given(n=st.integers(1, 9), rows=st.integers(1, 3), signed=st.booleans(),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_pack_int4_round_trip_and_nibble_order(n, rows, signed, seed):
+    rng = np.random.default_rng(seed)
+    lo, hi, dtype = (-8, 7, np.int8) if signed else (0, 15, np.uint8)
+    codes = rng.integers(lo, hi + 1, (rows, n)).astype(dtype)
+    packed = nq.pack_int4(codes)
+    assert packed.dtype == np.uint8 and packed.shape == (rows, (n + 1) // 2)
+    for i in range(n):  # code 2k in the low nibble of byte k, code 2k+1 in the high one
+        nibble = (packed[:, i // 2] >> (4 * (i % 2))) & 0xF
+        np.testing.assert_array_equal(nibble, codes[:, i].astype(np.int16) & 0xF)
+    if n % 2:
+        assert (packed[:, -1] >> 4 == 0).all()
+    back = nq.unpack_int4(packed, n, signed=signed)
+    assert back.dtype == dtype
+    np.testing.assert_array_equal(back, codes)
+
+
+def test_pack_int4_errors():
+    with pytest.raises(ValueError, match=r"uint4 codes must lie in \[0, 15\]; got values "
+                                         r"from 0 to 16"):
+        nq.pack_int4(np.array([0, 16], np.uint8))
+    with pytest.raises(ValueError, match=r"int4 codes must lie in \[-8, 7\]"):
+        nq.pack_int4(np.array([-9, 0], np.int8))
+    with pytest.raises(TypeError, match="codes must be integers"):
+        nq.pack_int4(np.array([0.5]))
+    with pytest.raises(ValueError, match=r"5 codes do not fit packed bytes of shape \(2,\)"):
+        nq.unpack_int4(np.zeros(2, np.uint8), 5)
+    with pytest.raises(TypeError, match="packed codes must be uint8"):
+        nq.unpack_int4(np.zeros(2, np.int8), 4)

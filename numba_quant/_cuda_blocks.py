@@ -17,7 +17,8 @@ small and go through the host (their checks run there anyway).
 import numpy as np
 from numba import config, cuda
 
-from numba_quant import _cuda
+from numba_quant import _cuda  # noqa: F401  (registers the CUDA primitives first)
+from numba_quant import _cuda_arrays as arrays
 from numba_quant import _reference_blocks as rb
 from numba_quant import _tuning
 
@@ -176,7 +177,7 @@ def dequantize(codes, block, scale, zero_point, quant_min, quant_max, ofmt, pfmt
 
 # --------------------------------------------------------------------------- host side
 def _device_array(x):
-    return _cuda._device(x)
+    return arrays.device(x)
 
 
 def as_input(x):
@@ -200,8 +201,8 @@ def as_codes(codes):
 
 def bits_view(d):
     """A 16-bit float device array as uint16 (same memory)."""
-    info = _cuda._info(_device_array(d))
-    return _cuda._view(info.ptr, info.shape, info.strides, np.uint16, info.owner)
+    info = arrays.info(_device_array(d))
+    return arrays.view(info.ptr, info.shape, info.strides, np.uint16, info.owner)
 
 
 def as_output(out):
@@ -209,7 +210,7 @@ def as_output(out):
 
 
 def to_host(a):
-    return _cuda.to_host(a)
+    return arrays.to_host(a)
 
 
 def from_host(a, like):
@@ -217,27 +218,27 @@ def from_host(a, like):
 
 
 def wrap(a, like):
-    return _cuda.wrap(a, like)
+    return arrays.wrap(a, like)
 
 
 def empty(shape, dtype, like):
     if like is None:
         return cuda.device_array(tuple(shape), dtype)
-    return _cuda.empty(shape, dtype, like)
+    return arrays.empty(shape, dtype, like)
 
 
 def view4(a, shape4, strides4):
-    info = _cuda._info(_device_array(a))
-    stand_in = np.lib.stride_tricks.as_strided(_cuda._stand_in(info), shape4, strides4)
-    return _cuda._from_stand_in(stand_in, info)
+    info = arrays.info(_device_array(a))
+    stand_in = np.lib.stride_tricks.as_strided(arrays.stand_in(info), shape4, strides4)
+    return arrays.from_stand_in(stand_in, info)
 
 
 def contiguous(a):
-    return _cuda._contiguous_copy(_cuda._info(_device_array(a)))
+    return arrays.contiguous_copy(arrays.info(_device_array(a)))
 
 
 def copy_into(target, source):
-    _cuda._copy(_cuda._info(source), _cuda._info(_device_array(target)))
+    arrays.copy(arrays.info(source), arrays.info(_device_array(target)))
 
 
 def cast_params(values, dtype, shape, like):

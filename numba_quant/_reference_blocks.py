@@ -269,14 +269,16 @@ def code_of_native(v, recip, zp, lowest, highest):
     """:func:`code_of` for a product in the compute type and a finite reciprocal, on
     finite ``v`` (NaN gives an unspecified code; the callers count NaN and raise)."""
     q = rint(v * recip) + zp
-    return min(max(q, lowest), highest)
+    q = q if q > lowest else lowest
+    return q if q < highest else highest
 
 
 @njit(cache=True, inline="always")
 def code_of_bf16(v, recip, zp, lowest, highest):
     """:func:`code_of` for a bfloat16 product and a finite reciprocal, on finite ``v``."""
     q = round_bf16(rint(round_bf16(v * recip)) + zp)
-    return min(max(q, lowest), highest)
+    q = q if q > lowest else lowest
+    return q if q < highest else highest
 
 
 @njit(cache=True)

@@ -17,7 +17,6 @@ tensor over the same memory, with torch's threads set to Numba's.  Medians of re
 implementations interleaved (``run.measure``).
 """
 import argparse
-import os
 import sys
 from pathlib import Path
 

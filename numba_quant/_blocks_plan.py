@@ -9,8 +9,6 @@ not blocked and the inner axis divided evenly); leading axes of length one pad t
 result to four axes.  A (4096, 24576) array in blocks of (1, 128) thus becomes one
 axis of 1e8 elements in blocks of 128, and the kernels walk contiguous runs.
 """
-import operator
-
 import numpy as np
 
 # Mapping types (torchao's MappingType), as kernel codes.
@@ -92,27 +90,6 @@ def grid_shape(shape, block_size):
 def torchao_shape(shape, block_size):
     """torchao's parameter shape (keepdim=False): an axis blocked whole (b == d > 1) is dropped."""
     return tuple(-(-d // b) for d, b in zip(shape, block_size) if not (b == d and b > 1))
-
-
-def block_size_tuple(block_size, shape):
-    """``block_size`` checked against ``shape``: a tuple of ints in [1, d]."""
-    try:
-        sizes = tuple(operator.index(b) for b in block_size)
-    except TypeError:
-        raise TypeError(f"block_size must be a sequence of integers; got {block_size!r}") \
-            from None
-    if len(sizes) != len(shape):
-        raise ValueError(f"block_size {sizes} has {len(sizes)} entries but the input has "
-                         f"shape {tuple(shape)} ({len(shape)} axes)")
-    for axis, (b, d) in enumerate(zip(sizes, shape)):
-        if b < 1:
-            raise ValueError(f"block_size {sizes}: entry {b} on axis {axis} must be positive")
-        if d == 0:
-            raise ValueError(f"the input of shape {tuple(shape)} is empty")
-        if b > d:
-            raise ValueError(f"block_size {sizes}: entry {b} on axis {axis} exceeds the "
-                             f"input's length {d} there (shape {tuple(shape)})")
-    return sizes
 
 
 def canonical(shape, block_size, strides):

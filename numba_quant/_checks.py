@@ -368,6 +368,27 @@ def float_dtype_arg(value, name):
     return kind
 
 
+def block_size(block_size, shape):
+    """``block_size`` checked against ``shape``: a tuple of ints in [1, d]."""
+    try:
+        sizes = tuple(operator.index(b) for b in block_size)
+    except TypeError:
+        raise TypeError(f"block_size must be a sequence of integers; got {block_size!r}") \
+            from None
+    if len(sizes) != len(shape):
+        raise ValueError(f"block_size {sizes} has {len(sizes)} entries but the input has "
+                         f"shape {tuple(shape)} ({len(shape)} axes)")
+    for axis, (b, d) in enumerate(zip(sizes, shape)):
+        if b < 1:
+            raise ValueError(f"block_size {sizes}: entry {b} on axis {axis} must be positive")
+        if d == 0:
+            raise ValueError(f"the input of shape {tuple(shape)} is empty")
+        if b > d:
+            raise ValueError(f"block_size {sizes}: entry {b} on axis {axis} exceeds the "
+                             f"input's length {d} there (shape {tuple(shape)})")
+    return sizes
+
+
 def parameter_shape(name, shape, expected, also):
     """A block parameter array must have ``expected`` (torchao's) or ``also`` (full rank)."""
     if tuple(shape) not in (tuple(expected), tuple(also)):

@@ -10,8 +10,8 @@ axis: the last block along that axis is shorter (a "ragged" block).
 """
 import numpy as np
 
-from numba_quant import _checks
 from numba_quant import _blocks_plan as plan
+from numba_quant import _checks
 from numba_quant._dispatch import backend, on_device
 
 
@@ -126,7 +126,7 @@ def _qparams_setup(x, mapping_type, block_size, target_dtype, quant_min, quant_m
                                      f"target_dtype {target_dtype!r}")
     ops = _ops(x)
     data, kind = ops.as_input(x)
-    sizes = plan.block_size_tuple(block_size, data.shape)
+    sizes = _checks.block_size(block_size, data.shape)
     skind = kind if scale_dtype is None else _checks.float_dtype_arg(scale_dtype, "scale_dtype")
     zdtype = np.dtype(np.int32 if zero_point_dtype is None else zero_point_dtype)
     if zdtype.kind not in "iuf":
@@ -290,7 +290,7 @@ def quantize_affine(x, block_size, scale, zero_point, output_dtype, quant_min=No
                                      f"output_dtype {output_dtype!r}")
     ops = _ops(x, scale if on_device(scale) else None)
     data, kind = ops.as_input(x)
-    sizes = plan.block_size_tuple(block_size, data.shape)
+    sizes = _checks.block_size(block_size, data.shape)
     scale_host, _ = _params_in(ops, scale, "scale", data.shape, sizes, None)
     skind = _checks.block_input_kind(scale_host.dtype, "scale")
     _check_scale(scale_host)
@@ -340,7 +340,7 @@ def dequantize_affine(codes, block_size, scale, zero_point, input_dtype, quant_m
     if data.dtype != codes_dtype:
         raise TypeError(f"codes have dtype {data.dtype} but input_dtype {input_dtype!r} "
                         f"is stored as {codes_dtype}")
-    sizes = plan.block_size_tuple(block_size, data.shape)
+    sizes = _checks.block_size(block_size, data.shape)
     scale_host, _ = _params_in(ops, scale, "scale", data.shape, sizes, None)
     skind = _checks.block_input_kind(scale_host.dtype, "scale")
     _check_scale(scale_host)

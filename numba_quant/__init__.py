@@ -5,6 +5,12 @@ The functions follow OneFlow's quantization operators (``MinMaxObserver``,
 numpy arrays run on parallel CPU kernels; GPU arrays (CuPy, Numba device arrays, PyTorch
 CUDA tensors) run on CUDA kernels and the results stay on the GPU.
 """
+from numba_quant.blocks import (
+    choose_qparams_affine,
+    choose_qparams_and_quantize_affine,
+    dequantize_affine,
+    quantize_affine,
+)
 from numba_quant.fake_quant import (
     FakeQuantization,
     Quantization,
@@ -17,11 +23,18 @@ from numba_quant.moving_average import (
     MovingAverageMinMaxObserver,
     moving_average_min_max_observer,
 )
+from numba_quant.packing import pack_int4, unpack_int4
 from numba_quant.observer import MinMaxObserver, min_max_observer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "choose_qparams_affine",
+    "choose_qparams_and_quantize_affine",
+    "dequantize_affine",
+    "quantize_affine",
+    "pack_int4",
+    "unpack_int4",
     "FakeQuantization",
     "Quantization",
     "dequantize",

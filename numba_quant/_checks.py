@@ -300,3 +300,102 @@ def device_parameter_error(scale, zero_point, scheme):
     ``scale``, ``zero_point``): the one :func:`parameter_values` names."""
     parameter_values(scale, zero_point, scheme)
     return RuntimeError("the GPU rejected a scale or zero point that the host check accepts")
+
+
+# --------------------------------------------------------------------------- block-wise
+# torchao's target dtypes and their code ranges; sub-byte ranges are stored in int8/uint8.
+_SUB_BYTE = {**{f"uint{b}": (0, (1 << b) - 1, "uint8") for b in range(1, 8)},
+             **{f"int{b}": (-(1 << (b - 1)), (1 << (b - 1)) - 1, "int8") for b in range(1, 8)}}
+
+
+def mapping_type(value):
+    """torchao's mapping type name (case-insensitive; MappingType members too) as a code."""
+    from numba_quant._blocks_plan import MAPPING_TYPES
+    name = getattr(value, "name", value)
+    if isinstance(name, str) and name.lower() in MAPPING_TYPES:
+        return MAPPING_TYPES[name.lower()]
+    listed = ", ".join(repr(v) for v in MAPPING_TYPES)
+    raise ValueError(f"mapping_type must be one of {listed}; got {value!r}")
+
+
+def target_dtype(value):
+    """``(codes dtype, lowest, highest)`` of a target dtype: a numpy integer dtype up to 32
+    bits, or a sub-byte name "uint1".."uint7", "int1".."int7"."""
+    if isinstance(value, str) and value in _SUB_BYTE:
+        lowest, highest, store = _SUB_BYTE[value]
+        return np.dtype(store), lowest, highest
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in "iu" or dtype.itemsize > 4:
+        raise TypeError(f"target_dtype must be an integer dtype of at most 32 bits or one of "
+                        f"'uint1'..'uint7', 'int1'..'int7'; got {value!r}")
+    info = np.iinfo(dtype)
+    return dtype, int(info.min), int(info.max)
+
+
+def quant_range(quant_min, quant_max, lowest, highest, what):
+    """``(quant_min, quant_max)`` defaulting to the target's range, checked inside it."""
+    qmin = lowest if quant_min is None else integer("quant_min", quant_min)
+    qmax = highest if quant_max is None else integer("quant_max", quant_max)
+    if not lowest <= qmin < qmax <= highest:
+        raise ValueError(f"quant_min {qmin} and quant_max {qmax} must satisfy "
+                         f"{lowest} <= quant_min < quant_max <= {highest} for {what}")
+    return qmin, qmax
+
+
+def block_input_kind(dtype, what="x"):
+    """The float kind of a block-wise input ("bfloat16", "float16", "float32", "float64")."""
+    from numba_quant._blocks_plan import float_kind
+    kind = float_kind(dtype)
+    if kind is None:
+        raise TypeError(f"{what} must be a float16, bfloat16 (ml_dtypes), float32 or float64 "
+                        f"array; got dtype {np.dtype(dtype)}")
+    return kind
+
+
+def float_dtype_arg(value, name):
+    """A float dtype argument (numpy or ml_dtypes.bfloat16) as its kind."""
+    from numba_quant._blocks_plan import float_kind
+    try:
+        kind = float_kind(np.dtype(value))
+    except TypeError:
+        kind = None
+    if kind is None:
+        raise TypeError(f"{name} must be float16, bfloat16 (ml_dtypes), float32 or float64; "
+                        f"got {value!r}")
+    return kind
+
+
+def block_size(block_size, shape):
+    """``block_size`` checked against ``shape``: a tuple of ints in [1, d]."""
+    try:
+        sizes = tuple(operator.index(b) for b in block_size)
+    except TypeError:
+        raise TypeError(f"block_size must be a sequence of integers; got {block_size!r}") \
+            from None
+    if len(sizes) != len(shape):
+        raise ValueError(f"block_size {sizes} has {len(sizes)} entries but the input has "
+                         f"shape {tuple(shape)} ({len(shape)} axes)")
+    for axis, (b, d) in enumerate(zip(sizes, shape)):
+        if b < 1:
+            raise ValueError(f"block_size {sizes}: entry {b} on axis {axis} must be positive")
+        if d == 0:
+            raise ValueError(f"the input of shape {tuple(shape)} is empty")
+        if b > d:
+            raise ValueError(f"block_size {sizes}: entry {b} on axis {axis} exceeds the "
+                             f"input's length {d} there (shape {tuple(shape)})")
+    return sizes
+
+
+def parameter_shape(name, shape, expected, also):
+    """A block parameter array must have ``expected`` (torchao's) or ``also`` (full rank)."""
+    if tuple(shape) not in (tuple(expected), tuple(also)):
+        raise ValueError(f"{name} has shape {tuple(shape)}; expected {tuple(expected)} (or "
+                         f"{tuple(also)}, one value per block on every axis)")
+
+
+def block_nonfinite_error(count, what="block(s)"):
+    return ValueError(f"input contains non-finite values (NaN or infinity) in {count} {what}; "
+                      "block-wise quantization needs finite input")

@@ -5,6 +5,7 @@ The functions follow OneFlow's quantization operators (``MinMaxObserver``,
 numpy arrays run on parallel CPU kernels; GPU arrays (CuPy, Numba device arrays, PyTorch
 CUDA tensors) run on CUDA kernels and the results stay on the GPU.
 """
+from numba_quant.calibrate import HistogramObserver, compute_amax, exact_amax_percentile
 from numba_quant.fake_quant import (
     FakeQuantization,
     Quantization,
@@ -22,6 +23,9 @@ from numba_quant.observer import MinMaxObserver, min_max_observer
 __version__ = "0.1.0"
 
 __all__ = [
+    "HistogramObserver",
+    "compute_amax",
+    "exact_amax_percentile",
     "FakeQuantization",
     "Quantization",
     "dequantize",

@@ -1,0 +1,87 @@
+"""CPU kernels of the histogram calibration: histograms per channel and range selection.
+
+The bins come from :mod:`numba_quant._reference_hist` and the per-row selections from
+:mod:`numba_quant._reference_select`, the same functions the GPU path uses.
+"""
+import numpy as np
+from numba import njit, prange
+
+from numba_quant import _reference_hist as hist_ref
+from numba_quant import _reference_select as select_ref
+
+
+def _both(fn):
+    """The kernel compiled serial (index False) and parallel (index True)."""
+    return (njit(cache=True)(fn), njit(cache=True, parallel=True)(fn))
+
+
+def _histogram(x3, grid, a, b, pieces, partial, counts):
+    """Counts of ``x3`` (outer, channels, inner) per channel; non-finite values skipped.
+
+    ``grid`` is POW2_GRID (``a[c]``: the channel's bin factor) or LINEAR_GRID (``a[c]``,
+    ``b[c]``: the channel's lo and hi).  Task ``t`` covers piece ``t % pieces`` of the
+    flattened (outer, inner) positions of channel ``t // pieces`` and counts into row
+    ``t`` of ``partial`` (``counts`` itself when there is one piece per channel).
+    """
+    n_outer, n_channels, n_inner = x3.shape
+    bins = counts.shape[1]
+    half = bins // 2
+    n = n_outer * n_inner
+    for task in prange(n_channels * pieces):
+        c = task // pieces
+        piece = task % pieces
+        row = counts[c] if pieces == 1 else partial[task]
+        start = piece * n // pieces
+        stop = (piece + 1) * n // pieces
+        o = start // n_inner
+        i = start % n_inner
+        for _ in range(start, stop):
+            v = x3[o, c, i]
+            i += 1
+            if i == n_inner:
+                i = 0
+                o += 1
+            if not np.isfinite(v):
+                continue
+            if grid == hist_ref.POW2_GRID:
+                row[hist_ref.pow2_bin(v, a[c], half)] += 1
+            else:
+                k = hist_ref.linear_bin(v, type(v)(a[c]), type(v)(b[c]), bins)
+                if k >= 0:
+                    row[k] += 1
+    if pieces > 1:
+        for c in prange(n_channels):
+            for piece in range(pieces):
+                counts[c] += partial[c * pieces + piece]
+
+
+histogram = _both(_histogram)
+
+
+@njit(cache=True, parallel=True)
+def percentile_indices(counts, fraction, out):
+    """Per row: :func:`numba_quant._reference_select.percentile_index`."""
+    for r in prange(counts.shape[0]):
+        out[r] = select_ref.percentile_index(counts[r], fraction)
+
+
+@njit(cache=True, parallel=True)
+def entropy_indices(counts, quantized, start_bin, stride, tolerance, out):
+    """Per row: :func:`numba_quant._reference_select.entropy_index`."""
+    for r in prange(counts.shape[0]):
+        out[r] = select_ref.entropy_index(counts[r], quantized, start_bin, stride, tolerance)
+
+
+@njit(cache=True, parallel=True)
+def mse_indices(counts, edges, num_bits, unsigned, start_bin, stride, out):
+    """Per row: :func:`numba_quant._reference_select.mse_index` (edges as float32)."""
+    for r in prange(counts.shape[0]):
+        out[r] = select_ref.mse_index(counts[r], edges[r], num_bits, unsigned, start_bin,
+                                      stride)
+
+
+@njit(cache=True)
+def widen_rows(counts, steps, out):
+    """Row ``r`` of ``counts`` moved ``steps[r]`` doublings wider, added into ``out[r]``."""
+    for r in range(counts.shape[0]):
+        hist_ref.widen_row(counts[r], steps[r], out[r])

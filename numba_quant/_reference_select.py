@@ -166,12 +166,33 @@ def _kl_fast(c, i, quantized, prefix, nonzero, clogc, total, log_total):
 
 
 @njit(cache=True)
+def rel_entr(x, y):
+    """scipy's ``special.rel_entr(x, y)`` = ``x * log(x / y)`` as scipy 1.17 rounds it.
+
+    Near ``x == y`` it uses ``log1p``, and ``log(x) - log(y)`` where the ratio would
+    underflow or overflow.  0 for ``x == 0 <= y``, infinity for other non-positives.
+    """
+    if x != x or y != y:
+        return math.nan
+    if x <= 0.0 or y <= 0.0:
+        if x == 0.0 and y >= 0.0:
+            return 0.0
+        return math.inf
+    ratio = x / y
+    if 0.5 < ratio < 2.0:
+        return x * math.log1p((x - y) / y)
+    if 2.2250738585072014e-308 < ratio < math.inf:
+        return x * math.log(ratio)
+    return x * (math.log(x) - math.log(y))
+
+
+@njit(cache=True)
 def _kl_exact(c, i, quantized, total, p, q):
     """KL divergence of candidate ``i`` exactly as modelopt 0.47 with scipy computes it.
 
     The quantized density is built as modelopt builds it (group means of the non-empty
     bins, float64); scipy's ``entropy`` then normalises both with numpy sums and adds
-    ``p * log(p / q)`` (``rel_entr``) with numpy's pairwise sum.
+    :func:`rel_entr` with numpy's pairwise sum.
     """
     group_sum = np.zeros(quantized, np.float64)
     group_n = np.zeros(quantized, np.int64)
@@ -194,12 +215,7 @@ def _kl_exact(c, i, quantized, total, p, q):
     for k in range(i):
         pk = p[k] / p_total
         qk = q[k] / q_total
-        if pk > 0.0 and qk > 0.0:
-            p[k] = pk * math.log(pk / qk)
-        elif pk == 0.0 and qk >= 0.0:
-            p[k] = 0.0
-        else:
-            p[k] = math.inf
+        p[k] = rel_entr(pk, qk)
     return pairwise_sum(p, 0, i)
 
 

@@ -376,14 +376,12 @@ class HistogramObserver:
             if self.first_counts is not None:
                 # one batch: PyTorch's histogram over the batch's own [min, max]
                 a, b = _histc_bounds(self.min_val[c:c + 1], self.max_val[c:c + 1])
-                row = self.first_counts[c]
+                a, b, row = a[0], b[0], self.first_counts[c]
             else:
                 w = _bin_width(self.exponent[c], self.bins // 2) * (self.bins // 2)
                 a, b, row = -w, w, self.counts[c]
-            lo[c], hi[c] = select_ref.l2_search(row.astype(np.float32), np.float32(a[()] if
-                                                np.ndim(a) == 0 else a[0]),
-                                                np.float32(b[()] if np.ndim(b) == 0 else b[0]),
-                                                levels)
+            lo[c], hi[c] = select_ref.l2_search(row.astype(np.float32), np.float32(a),
+                                                np.float32(b), levels)
         return lo, hi
 
     def calculate_qparams(self):

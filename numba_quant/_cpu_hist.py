@@ -3,6 +3,8 @@
 The bins come from :mod:`numba_quant._reference_hist` and the per-row selections from
 :mod:`numba_quant._reference_select`, the same functions the GPU path uses.
 """
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -19,36 +21,39 @@ def _histogram(x3, grid, a, b, pieces, partial, counts):
     """Counts of ``x3`` (outer, channels, inner) per channel; non-finite values skipped.
 
     ``grid`` is POW2_GRID (``a[c]``: the channel's bin factor) or LINEAR_GRID (``a[c]``,
-    ``b[c]``: the channel's lo and hi).  Task ``t`` covers piece ``t % pieces`` of the
-    flattened (outer, inner) positions of channel ``t // pieces`` and counts into row
-    ``t`` of ``partial`` (``counts`` itself when there is one piece per channel).
+    ``b[c]``: the channel's lo and hi).  Task ``t`` covers piece ``t % pieces`` of
+    channel ``t // pieces`` (a range of outer rows, or of inner positions when there are
+    fewer rows than pieces) and counts into row ``t`` of ``partial`` (``counts`` itself
+    when there is one piece per channel).
     """
     n_outer, n_channels, n_inner = x3.shape
     bins = counts.shape[1]
     half = bins // 2
-    n = n_outer * n_inner
     for task in prange(n_channels * pieces):
         c = task // pieces
         piece = task % pieces
         row = counts[c] if pieces == 1 else partial[task]
-        start = piece * n // pieces
-        stop = (piece + 1) * n // pieces
-        o = start // n_inner
-        i = start % n_inner
-        for _ in range(start, stop):
-            v = x3[o, c, i]
-            i += 1
-            if i == n_inner:
-                i = 0
-                o += 1
-            if not np.isfinite(v):
-                continue
-            if grid == hist_ref.POW2_GRID:
-                row[hist_ref.pow2_bin(v, a[c], half)] += 1
-            else:
-                k = hist_ref.linear_bin(v, type(v)(a[c]), type(v)(b[c]), bins)
-                if k >= 0:
-                    row[k] += 1
+        # a piece is a range of outer rows, or of the inner run when there are few rows
+        o0, o1, i0, i1 = 0, n_outer, 0, n_inner
+        if n_outer >= pieces:
+            o0, o1 = piece * n_outer // pieces, (piece + 1) * n_outer // pieces
+        else:
+            i0, i1 = piece * n_inner // pieces, (piece + 1) * n_inner // pieces
+        if grid == hist_ref.POW2_GRID:
+            factor = a[c]
+            for o in range(o0, o1):
+                for i in range(i0, i1):
+                    v = x3[o, c, i]
+                    if math.isfinite(v):
+                        row[hist_ref.pow2_bin(v, factor, half)] += 1
+        else:
+            for o in range(o0, o1):
+                for i in range(i0, i1):
+                    v = x3[o, c, i]
+                    if math.isfinite(v):
+                        k = hist_ref.linear_bin(v, type(v)(a[c]), type(v)(b[c]), bins)
+                        if k >= 0:
+                            row[k] += 1
     if pieces > 1:
         for c in prange(n_channels):
             for piece in range(pieces):

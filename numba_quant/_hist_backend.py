@@ -30,7 +30,7 @@ def _cpu_histogram(ops, data, axis, grid, a, b, bins):
     parallel, most = ops._tasks(x3)
     n_channels = x3.shape[1]
     pieces = max(1, -(-most // n_channels)) if parallel else 1
-    pieces = min(pieces, max(1, x3.shape[0] * x3.shape[2]))
+    pieces = min(pieces, max(1, max(x3.shape[0], x3.shape[2])))
     counts = np.zeros((n_channels, bins), np.int64)
     partial = np.zeros((n_channels * pieces if pieces > 1 else 1, bins), np.int64)
     with ops._one_at_a_time(parallel):

@@ -46,13 +46,15 @@ def grid_factor(exponent, half):
 
 @njit(cache=True)
 def pow2_bin(x, factor, half):
-    """Bin of a finite ``x`` on a power-of-two grid (``factor`` from :func:`grid_factor`)."""
-    t = np.float64(x) * factor
-    k = np.int64(math.floor(t)) + half
-    if k < 0:  # (never for values inside the grid; kept so a bad exponent cannot write
-        k = 0  # outside the row)
-    if k > 2 * half - 1:
-        k = 2 * half - 1
+    """Bin of a finite ``x`` inside a power-of-two grid (``factor`` from :func:`grid_factor`).
+
+    ``|x| < 2**e`` puts the bin in ``[0, 2 * half)``.  A negative ``x`` whose product
+    underflows to -0.0 (float64 data spanning more than ~2000 binades) still belongs
+    below zero, in bin ``half - 1``.
+    """
+    k = np.int64(math.floor(np.float64(x) * factor)) + half
+    if x < 0 and k == half:
+        k = half - 1
     return k
 
 

@@ -5,19 +5,14 @@ The bins come from :mod:`numba_quant._reference_hist` and the per-row selections
 """
 import math
 
-import numpy as np
 from numba import njit, prange
 
 from numba_quant import _reference_hist as hist_ref
 from numba_quant import _reference_select as select_ref
 
 
-def _both(fn):
-    """The kernel compiled serial (index False) and parallel (index True)."""
-    return (njit(cache=True)(fn), njit(cache=True, parallel=True)(fn))
-
-
-def _histogram(x3, grid, a, b, pieces, partial, counts):
+@njit(cache=True, parallel=True)
+def histogram(x3, grid, a, b, pieces, partial, counts):
     """Counts of ``x3`` (outer, channels, inner) per channel; non-finite values skipped.
 
     ``grid`` is POW2_GRID (``a[c]``: the channel's bin factor) or LINEAR_GRID (``a[c]``,
@@ -60,29 +55,30 @@ def _histogram(x3, grid, a, b, pieces, partial, counts):
                 counts[c] += partial[c * pieces + piece]
 
 
-histogram = _both(_histogram)
+
+PERCENTILE = 0
+ENTROPY = 1
+MSE = 2
 
 
-@njit(cache=True, parallel=True)
-def percentile_indices(counts, fraction, out):
-    """Per row: :func:`numba_quant._reference_select.percentile_index`."""
-    for r in prange(counts.shape[0]):
-        out[r] = select_ref.percentile_index(counts[r], fraction)
+@njit(cache=True, nogil=True)
+def select_rows(method, counts, edges, fraction, quantized, num_bits, unsigned, start_bin,
+                stride, tolerance, first, last, out):
+    """Rows ``first`` to ``last - 1`` of ``counts``: the index that ``method`` picks.
 
-
-@njit(cache=True, parallel=True)
-def entropy_indices(counts, quantized, start_bin, stride, tolerance, out):
-    """Per row: :func:`numba_quant._reference_select.entropy_index`."""
-    for r in prange(counts.shape[0]):
-        out[r] = select_ref.entropy_index(counts[r], quantized, start_bin, stride, tolerance)
-
-
-@njit(cache=True, parallel=True)
-def mse_indices(counts, edges, num_bits, unsigned, start_bin, stride, out):
-    """Per row: :func:`numba_quant._reference_select.mse_index` (edges as float32)."""
-    for r in prange(counts.shape[0]):
-        out[r] = select_ref.mse_index(counts[r], edges[r], num_bits, unsigned, start_bin,
-                                      stride)
+    One serial kernel for the three methods (one compilation, without a parallel
+    region's); it releases the GIL, so the caller runs row ranges on several threads.
+    ``edges`` (float32) is read by MSE only.
+    """
+    for r in range(first, last):
+        if method == PERCENTILE:
+            out[r] = select_ref.percentile_index(counts[r], fraction)
+        elif method == ENTROPY:
+            out[r] = select_ref.entropy_index(counts[r], quantized, start_bin, stride,
+                                              tolerance)
+        else:
+            out[r] = select_ref.mse_index(counts[r], edges[r], num_bits, unsigned,
+                                          start_bin, stride)
 
 
 @njit(cache=True)

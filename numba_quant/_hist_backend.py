@@ -29,12 +29,13 @@ def _cpu_histogram(ops, data, axis, grid, a, b, bins):
     x3 = ops.channel_view(data, axis)
     parallel, most = ops._tasks(x3)
     n_channels = x3.shape[1]
+    # (one compiled kernel: small inputs run it with one piece per channel)
     pieces = max(1, -(-most // n_channels)) if parallel else 1
     pieces = min(pieces, max(1, max(x3.shape[0], x3.shape[2])))
     counts = np.zeros((n_channels, bins), np.int64)
     partial = np.zeros((n_channels * pieces if pieces > 1 else 1, bins), np.int64)
     with ops._one_at_a_time(parallel):
-        _cpu_hist.histogram[parallel](x3, grid, a, b, pieces, partial, counts)
+        _cpu_hist.histogram(x3, grid, a, b, pieces, partial, counts)
     return counts
 
 

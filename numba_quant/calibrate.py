@@ -5,6 +5,7 @@ import math
 import numpy as np
 
 from numba_quant import _checks
+from numba_quant import _tuning
 from numba_quant._dispatch import backend
 
 # Scores within this relative distance of the best fast entropy score are recomputed
@@ -81,23 +82,45 @@ def compute_amax(hist, edges, method, *, percentile=99.99, num_bits=8, unsigned=
     shape = np.shape(hist)[:-1]
     counts, edge_rows = _checks.histogram_rows(hist, edges)
     rows, bins = counts.shape
-    index = np.empty(rows, np.int64)
-    from numba_quant import _cpu_hist
-    if method == "percentile":
-        _cpu_hist.percentile_indices(counts, p / 100, index)
-    elif method == "entropy":
+    if method != "percentile":
         _checks.candidate_range(start_bin, bins, method)
-        _cpu_hist.entropy_indices(counts, _quantized_levels(bits, unsigned), start_bin,
-                                  stride, _ENTROPY_TOLERANCE, index)
-    else:
-        _checks.candidate_range(start_bin, bins, method)
-        edges32 = np.ascontiguousarray(edge_rows, dtype=np.float32)
-        _cpu_hist.mse_indices(counts, edges32, bits, bool(unsigned), start_bin, stride,
-                              index)
+    edges32 = np.ascontiguousarray(edge_rows, dtype=np.float32)
+    index = _select(method, counts, edges32, p / 100, bits, unsigned, start_bin, stride)
+    if method == "mse":
         centers = (edges32[:, 1:] + edges32[:, :-1]) / np.float32(2)
-        amax = centers[np.arange(rows), index].astype(edge_rows.dtype)
-        return amax.reshape(shape)
+        return centers[np.arange(rows), index].astype(edge_rows.dtype).reshape(shape)
     return edge_rows[np.arange(rows), index].reshape(shape)
+
+
+def _select(method, counts, edges32, fraction, bits, unsigned, start_bin, stride):
+    """Each row's chosen index (see :func:`numba_quant._cpu_hist.select_rows`)."""
+    from numba_quant import _cpu_hist
+    code = {"percentile": _cpu_hist.PERCENTILE, "entropy": _cpu_hist.ENTROPY,
+            "mse": _cpu_hist.MSE}[method]
+    rows = counts.shape[0]
+    index = np.empty(rows, np.int64)
+    args = (code, counts, edges32, fraction, _quantized_levels(bits, unsigned), bits,
+            bool(unsigned), start_bin, stride, _ENTROPY_TOLERANCE)
+    threads = _selection_threads(rows, counts.shape[1], method)
+    if threads == 1:
+        _cpu_hist.select_rows(*args, 0, rows, index)
+        return index
+    from concurrent.futures import ThreadPoolExecutor
+    bounds = [rows * k // threads for k in range(threads + 1)]
+    with ThreadPoolExecutor(threads) as pool:
+        for job in [pool.submit(_cpu_hist.select_rows, *args, bounds[k], bounds[k + 1], index)
+                    for k in range(threads)]:
+            job.result()
+    return index
+
+
+def _selection_threads(rows, bins, method):
+    """Threads for the row selection: one for cheap work (percentile, few rows)."""
+    import numba
+    work = rows * bins * (1 if method == "percentile" else bins)
+    if rows < 2 or work < _tuning.SELECTION_WORK:
+        return 1
+    return max(1, min(rows, numba.get_num_threads()))
 
 
 def exact_amax_percentile(x, percentile=99.99, *, per_layer_quantization=True, axis=0):
@@ -336,20 +359,18 @@ class HistogramObserver:
         folded = self.counts[:, half:] + self.counts[:, half - 1::-1]
         rows = np.arange(channels)
         if self.method == "percentile":
-            from numba_quant import _cpu_hist
             fraction = self.percentile / 100
+            no_edges = np.zeros((channels, 1), np.float32)
+            settings = (self.quantization_bit, False, 1, 1)
             if affine:
-                top = np.empty(channels, np.int64)
-                bottom = np.empty(channels, np.int64)
-                _cpu_hist.percentile_indices(self.counts, fraction, top)
-                _cpu_hist.percentile_indices(np.ascontiguousarray(self.counts[:, ::-1]),
-                                             fraction, bottom)
+                top = _select("percentile", self.counts, no_edges, fraction, *settings)
+                bottom = _select("percentile", np.ascontiguousarray(self.counts[:, ::-1]),
+                                 no_edges, fraction, *settings)
                 hi = (top - half) * width
                 lo = (half - bottom) * width
                 return lo.astype(dtype), hi.astype(dtype)
-            index = np.empty(channels, np.int64)
-            _cpu_hist.percentile_indices(folded, fraction, index)
-            amax = index * width
+            amax = _select("percentile", np.ascontiguousarray(folded), no_edges, fraction,
+                           *settings) * width
         else:
             abs_edges = width[:, None] * np.arange(half + 1, dtype=np.float64)
             empty = folded.sum(axis=1) == folded[:, 0]  # all in the first bin: zeros

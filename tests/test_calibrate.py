@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import numba_quant as nq
 from numba_quant import _tuning
@@ -139,6 +139,7 @@ def test_histogram_wide_rows_on_gpu(device):
     np.testing.assert_array_equal(observer.counts, oracle.pow2_histogram([x], 8192)[0])
 
 
+@settings(max_examples=15)
 @given(st.data())
 def test_merge_is_exact_for_any_split(data):
     seed = data.draw(st.integers(0, 2**32 - 1))

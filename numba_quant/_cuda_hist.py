@@ -11,6 +11,7 @@ import math
 
 from numba import cuda, int32, int64
 
+from numba_quant import _cuda_primitives  # noqa: F401  (CUDA primitives before any kernel)
 from numba_quant import _reference_hist as hist_ref
 
 # Bins of the shared-memory histogram (16 KiB of int32).

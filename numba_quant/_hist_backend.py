@@ -42,10 +42,10 @@ def _cpu_histogram(ops, data, axis, grid, a, b, bins):
 def _gpu_histogram(ops, data, axis, grid, a, b, bins):
     from numba import cuda
 
-    from numba_quant import _cuda_hist
-    x3 = ops._reduction_view(data, axis)
+    from numba_quant import _cuda_arrays, _cuda_hist, _cuda_launch
+    x3 = _cuda_arrays.reduction_view(data, axis)
     n_outer, n_channels, n_inner = x3.shape
-    threads = ops._threads()
+    threads = _cuda_launch.threads()
     max_blocks = int(_tuning.LAUNCH["max_blocks"])
     pieces = _cuda_hist.pieces_for(n_channels, n_outer * n_inner, threads, max_blocks,
                                    _tuning.MIN_PER_THREAD)

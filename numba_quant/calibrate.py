@@ -5,8 +5,9 @@ import math
 import numpy as np
 
 from numba_quant import _checks
+from numba_quant import _codes as codes
 from numba_quant import _tuning
-from numba_quant._dispatch import backend
+from numba_quant._dispatch import backend, to_host
 
 # Scores within this relative distance of the best fast entropy score are recomputed
 # exactly (the fast and exact scores differ by rounding only: about 1e-13).
@@ -157,7 +158,7 @@ def exact_amax_percentile(x, percentile=99.99, *, per_layer_quantization=True, a
     """
     p = _checks.percentile(percentile)
     ops = backend(x)
-    data = ops.to_host(ops.as_array(x))
+    data = to_host(ops.as_array(x))
     axis = _checks.channel_axis(axis, data.ndim, per_layer_quantization)
     _checks.not_empty(data.shape, axis)
     if not np.all(np.isfinite(data)):
@@ -278,14 +279,14 @@ class HistogramObserver:
         """Add ``x`` to the histograms (the work of a call, without the qparams)."""
         from numba_quant import _reference_hist as hist_ref
         from numba_quant._hist_backend import channel_histogram
-        from numba_quant.observer import observe_minmax
+        from numba_quant._minmax import observe_minmax
         omit = _checks.nonfinite_policy(self.nonfinite)
         ops = backend(x)
         data = ops.as_array(x)
         axis = _checks.channel_axis(self.axis, data.ndim, self.per_layer_quantization)
         lo, hi = observe_minmax(ops, data, axis, omit)
-        lo = np.asarray(ops.to_host(lo)).reshape(-1)
-        hi = np.asarray(ops.to_host(hi)).reshape(-1)
+        lo = np.asarray(to_host(lo)).reshape(-1)
+        hi = np.asarray(to_host(hi)).reshape(-1)
         if self.counts is not None:
             if lo.size != self.counts.shape[0]:
                 raise _checks.merge_mismatch("channel counts", self.counts.shape[0], lo.size)
@@ -314,8 +315,7 @@ class HistogramObserver:
 
     def merge(self, other):
         """Add another observer's data to this one (exact: as if it had seen it too)."""
-        if not isinstance(other, HistogramObserver):
-            raise TypeError(f"can only merge a HistogramObserver; got {type(other).__name__}")
+        _checks.mergeable(other, HistogramObserver)
         if other.bins != self.bins:
             raise _checks.merge_mismatch("bins", self.bins, other.bins)
         if other.counts is None:
@@ -353,7 +353,7 @@ class HistogramObserver:
         dtype = self.min_val.dtype
         channels = self.counts.shape[0]
         width = np.array([_bin_width(e, half) for e in self.exponent.tolist()])
-        affine = self._scheme == _AFFINE
+        affine = self._scheme == codes.AFFINE
         if self.method == "l2":
             return self._l2_range()
         folded = self.counts[:, half:] + self.counts[:, half - 1::-1]
@@ -439,16 +439,10 @@ class HistogramObserver:
         self.__init__(**_checks.settings_from(state, self._settings))
         self.batches = int(_checks.settings_from(state, ("batches",))["batches"])
         if "counts" in state:
-            counts = np.asarray(state["counts"], np.int64)
-            channels = counts.shape[0] if counts.ndim == 2 else -1
-            if counts.ndim != 2 or counts.shape[1] != self.bins or np.any(counts < 0):
-                raise ValueError(f"state counts must be (channels, {self.bins}) non-negative "
-                                 f"integers; got shape {counts.shape}")
+            counts = _checks.state_counts(state["counts"], self.bins)
             parts = [np.asarray(state[k]).reshape(-1) for k in ("exponent", "min_val",
                                                                 "max_val")]
-            if any(p.size != channels for p in parts):
-                raise ValueError("state exponent, min_val and max_val need one value per "
-                                 "channel of counts")
+            _checks.state_per_channel([p.size for p in parts], counts.shape[0])
             self.counts = counts.copy()
             self.exponent = parts[0].astype(np.int64)
             self.min_val = parts[1].copy()
@@ -459,9 +453,6 @@ class HistogramObserver:
     def _need_data(self, what):
         if self.counts is None:
             raise _checks.not_observed(f"HistogramObserver.{what}()")
-
-
-_AFFINE = 1  # (numba_quant._codes.AFFINE, without importing the kernels' module chain)
 
 
 def _bin_width(exponent, half):

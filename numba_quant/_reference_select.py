@@ -302,14 +302,30 @@ def mse_index(counts, edges, num_bits, unsigned, start_bin, stride):
     size = np.float32(n)
     best = -1
     best_score = np.float32(np.inf)
+    # Centres in ascending order from 0 let the loop split: up to the candidate no clamp
+    # can bite (c * scale <= amax * scale, which rounds to ``bound`` at most), beyond it
+    # every centre clamps to ``bound``.  Both halves are then branch-free.
+    sorted_from_zero = centers[0] >= 0
+    for k in range(1, n):
+        if centers[k] < centers[k - 1]:
+            sorted_from_zero = False
+    terms = np.empty(n, np.float64)
     for i in range(start_bin, n, stride):
         amax = centers[i]
-        score = 0.0
         if amax <= tiny:
             # modelopt quantizes everything to 0 for a zero-like amax
             for k in range(n):
                 d = np.float32(0) - centers[k]
-                score += np.float64(np.float32(np.float32(d * d) * weights[k]))
+                terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
+        elif sorted_from_zero:
+            scale = bound / amax
+            for k in range(i + 1):
+                d = np.float32(np.rint(centers[k] * scale) / scale) - centers[k]
+                terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
+            top = np.float32(bound / scale)
+            for k in range(i + 1, n):
+                d = top - centers[k]
+                terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
         else:
             scale = bound / amax
             for k in range(n):
@@ -319,8 +335,8 @@ def mse_index(counts, edges, num_bits, unsigned, start_bin, stride):
                 if v < lowest:
                     v = lowest
                 d = np.float32(v / scale) - centers[k]
-                score += np.float64(np.float32(np.float32(d * d) * weights[k]))
-        mean = np.float32(np.float32(score) / size)
+                terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
+        mean = np.float32(np.float32(pairwise_sum(terms, 0, n)) / size)
         if best < 0 or mean < best_score:
             best = i
             best_score = mean

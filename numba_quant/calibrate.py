@@ -253,6 +253,8 @@ class HistogramObserver:
         self.nonfinite = nonfinite
         self.start_bin = _checks.positive("start_bin", start_bin)
         self.stride = _checks.positive("stride", stride)
+        if self.method in ("entropy", "mse"):  # they search the |x| histogram's bins / 2
+            _checks.candidate_range(self.start_bin, self.bins // 2, self.method)
         self.reset()
 
     def reset(self):

@@ -213,6 +213,7 @@ def test_zero_channel_and_constant():
     (dict(bins=3), ValueError, "bins must be an even integer of at least 2"),
     (dict(method="kl"), ValueError, "method must be one of"),
     (dict(start_bin=0), ValueError, "start_bin must be at least 1"),
+    (dict(bins=200, method="mse"), ValueError, "only 100 bins"),
 ])
 def test_observer_argument_errors(kwargs, error, match):
     with pytest.raises(error, match=match):

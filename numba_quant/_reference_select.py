@@ -285,7 +285,8 @@ def mse_index(counts, edges, num_bits, unsigned, start_bin, stride):
     ``start_bin``, step ``stride``) the centres are fake-quantized with
     ``scale = bound / a`` (bound ``2**(bits-1) - 1`` narrow range, or ``2**bits - 1``
     unsigned), ``clamp(rint(c * scale), -bound or 0, bound) / scale`` in float32, and
-    scored by ``mean((q - c)**2 * count)`` rounded to float32; the first minimum wins.
+    scored by ``mean((q - c)**2 * count)`` (float32 terms added in float64, then rounded
+    to float32); the first minimum wins.
     Returns -1 when there is no candidate.
     """
     n = counts.size

@@ -11,6 +11,7 @@ from numba_quant.blocks import (
     dequantize_affine,
     quantize_affine,
 )
+from numba_quant.calibrate import HistogramObserver, compute_amax, exact_amax_percentile
 from numba_quant.fake_quant import (
     FakeQuantization,
     Quantization,
@@ -35,6 +36,10 @@ __all__ = [
     "quantize_affine",
     "pack_int4",
     "unpack_int4",
+
+    "HistogramObserver",
+    "compute_amax",
+    "exact_amax_percentile",
     "FakeQuantization",
     "Quantization",
     "dequantize",

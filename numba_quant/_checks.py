@@ -155,7 +155,6 @@ def same_length(first, second, names):
                          f"{first} and {second}")
 
 
-# --------------------------------------------------------------------------- arrays
 def same_device(input_on_device, other):
     """An array that goes with the input must live on the input's side."""
     where = "a GPU" if input_on_device else "a host"
@@ -399,3 +398,104 @@ def parameter_shape(name, shape, expected, also):
 def block_nonfinite_error(count, what="block(s)"):
     return ValueError(f"input contains non-finite values (NaN or infinity) in {count} {what}; "
                       "block-wise quantization needs finite input")
+
+# --------------------------------------------------------------------------- calibration
+AMAX_METHODS = ("percentile", "entropy", "mse")
+OBSERVER_METHODS = ("percentile", "entropy", "mse", "l2")
+
+
+def method(value, valid):
+    """A calibration method name among ``valid``."""
+    return _choice("method", value, valid)
+
+
+def percentile(value):
+    """A percentile in (0, 100] as a float."""
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"percentile must be a number in (0, 100]; got {value!r}") from None
+    if not 0.0 < p <= 100.0:
+        raise ValueError(f"percentile must be in (0, 100]; got {value!r}")
+    return p
+
+
+def bin_count(value):
+    """``bins`` as an int of at least 2 (and even: the histogram is split at zero)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"bins must be an integer; got {value!r}")
+    value = integer("bins", value)
+    if value < 2 or value % 2:
+        raise ValueError(f"bins must be an even integer of at least 2; got {value}")
+    return value
+
+
+def positive(name, value, smallest=1):
+    """An integer argument of at least ``smallest``."""
+    value = integer(name, value)
+    if value < smallest:
+        raise ValueError(f"{name} must be at least {smallest}; got {value}")
+    return value
+
+
+def histogram_rows(hist, edges):
+    """``(counts, edges)`` as 2-D int64 and float arrays, one row per channel, checked."""
+    hist = np.asarray(hist)
+    edges = np.asarray(edges)
+    if hist.ndim not in (1, 2) or edges.ndim != hist.ndim:
+        raise ValueError(f"hist and edges must both be 1-D (one histogram) or 2-D (one row "
+                         f"per channel); got shapes {hist.shape} and {edges.shape}")
+    if hist.shape[-1] < 2 or edges.shape != hist.shape[:-1] + (hist.shape[-1] + 1,):
+        raise ValueError(f"edges must have one more entry per row than hist (and hist at "
+                         f"least 2 bins); got shapes {hist.shape} and {edges.shape}")
+    if hist.dtype.kind not in "iuf" or edges.dtype.kind != "f":
+        raise TypeError(f"hist must hold numbers and edges floats; got {hist.dtype} and "
+                        f"{edges.dtype}")
+    if hist.dtype.kind == "f" and not np.all(np.isfinite(hist)):
+        raise ValueError("hist contains non-finite counts")
+    counts = hist.astype(np.int64)  # modelopt truncates its float counts to integers
+    if np.any(counts < 0):
+        raise ValueError("hist contains negative counts")
+    if np.any(counts.sum(axis=-1) == 0):
+        raise ValueError("a histogram row has no counts; its range is undefined")
+    return counts.reshape(-1, counts.shape[-1]), edges.reshape(-1, edges.shape[-1])
+
+
+def candidate_range(start_bin, bins, method):
+    """Entropy and MSE search from ``start_bin``; a histogram needs more bins than that."""
+    if start_bin >= bins + (method == "entropy"):
+        raise ValueError(f"method {method!r} searches bins from start_bin={start_bin} on, "
+                         f"but the histogram has only {bins} bins")
+
+
+def not_observed(what):
+    return ValueError(f"{what} needs data: call the observer on an array (or load a "
+                      "state) first")
+
+
+def merge_mismatch(names, mine, theirs):
+    return ValueError(f"cannot merge observers with different {names}: {mine} and {theirs}")
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def mergeable(other, cls):
+    if not isinstance(other, cls):
+        raise TypeError(f"can only merge a {cls.__name__}; got {type(other).__name__}")
+
+
+def state_counts(counts, bins):
+    """Saved histogram counts as a (channels, bins) int64 array of non-negative values."""
+    counts = np.asarray(counts)
+    if (counts.ndim != 2 or counts.shape[1] != bins or counts.dtype.kind not in "iu"
+            or np.any(counts < 0)):
+        raise ValueError(f"state counts must be (channels, {bins}) non-negative integers; "
+                         f"got shape {counts.shape} and dtype {counts.dtype}")
+    return counts.astype(np.int64)
+
+
+def state_per_channel(sizes, channels):
+    if any(size != channels for size in sizes):
+        raise ValueError("state exponent, min_val and max_val need one value per channel "
+                         f"of counts ({channels}); got {sizes}")

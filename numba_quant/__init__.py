@@ -18,6 +18,7 @@ from numba_quant.moving_average import (
     moving_average_min_max_observer,
 )
 from numba_quant.observer import MinMaxObserver, min_max_observer
+from numba_quant.model_report import Report, report
 
 __version__ = "0.1.0"
 
@@ -32,4 +33,6 @@ __all__ = [
     "MovingAverageMinMaxObserver",
     "moving_average_min_max_observer",
     "min_max_observer",
+    "Report",
+    "report",
 ]

@@ -14,6 +14,7 @@ from numba_quant import _checks
 from numba_quant import _tuning
 from numba_quant import _reference as ref
 from numba_quant import _cpu_kernels as kernels
+from numba_quant import _torch
 from numba_quant._layout import aligned_views, channel_view
 
 
@@ -44,8 +45,9 @@ def _split(n_channels, n_inner, most):
 
 
 def as_array(x):
-    """``x`` as a native-endian float32/float64 ndarray (float16 becomes float32)."""
-    x = np.asarray(x)
+    """``x`` as a native-endian float32/float64 ndarray (float16 and bfloat16 become
+    float32); a torch CPU tensor is read in place (its bfloat16 values are widened)."""
+    x = _torch.to_numpy(x) if _torch.is_tensor(x) else np.asarray(x)
     dtype = _checks.compute_dtype(x.dtype)
     if x.dtype != dtype:  # float16, or a byte order other than the machine's
         x = x.astype(dtype)
@@ -62,8 +64,8 @@ def to_host(a):
 
 
 def wrap(a, like):
-    """Results for the caller: numpy stays numpy."""
-    return a
+    """Results for the caller: numpy stays numpy, a torch CPU tensor gets tensors."""
+    return _torch.from_numpy(a) if _torch.is_tensor(like) else a
 
 
 def empty(shape, dtype, like):
@@ -211,6 +213,8 @@ def quantize_map(x, scale, zero_point, scheme, bits, axis, what, out):
 
 def as_output(out):
     """A caller's ``out`` array, checked to be writable, as the kernels will see it."""
+    if _torch.is_tensor(out):
+        out = _torch.writable_numpy(out, "out")
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy array for numpy input; got {type(out).__name__}")
     if not out.flags.writeable:
@@ -222,7 +226,7 @@ def as_output(out):
 
 def as_codes(q, dtype):
     """Codes of any real type as an array of the float ``dtype``."""
-    q = np.asarray(q)
+    q = _torch.to_numpy(q, "codes") if _torch.is_tensor(q) else np.asarray(q)
     if q.dtype.kind not in "fiu":
         raise TypeError(f"codes must be integers or floats; got dtype {q.dtype}")
     return q.astype(dtype, copy=False)  # a copy for any other type or byte order
@@ -230,6 +234,8 @@ def as_codes(q, dtype):
 
 def as_state(a, dtype, name):
     """A caller's state array (moving_max or moving_min), checked, as a 1-D view."""
+    if _torch.is_tensor(a):
+        a = _torch.writable_numpy(a, name)
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy array for numpy input; got {type(a).__name__}")
     if a.dtype != dtype:

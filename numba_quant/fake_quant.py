@@ -3,6 +3,7 @@ import numpy as np
 
 from numba_quant import _checks
 from numba_quant import _codes as ref
+from numba_quant import _torch
 from numba_quant._dispatch import backend, on_device
 
 
@@ -10,6 +11,8 @@ def _host_values(values):
     """Scale or zero point values as a host array (from a GPU array, a list or a number)."""
     if on_device(values):
         return np.asarray(backend(values).to_host(values))
+    if _torch.is_tensor(values):
+        return _torch.to_numpy(values, "scale and zero_point")
     return np.asarray(values)
 
 

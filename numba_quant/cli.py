@@ -441,7 +441,13 @@ def _observe_all(source, observer, args, errors):
     records = []
     for entry in source.tensors:
         try:
-            records.append(observe(entry.name, entry.numpy(), observer, args))
+            # numpy's float types as stored (float16 computes in float32 in the
+            # observer); bfloat16 and FP8 widened to float32 here.
+            native = entry.dtype in ("float16", "float32", "float64")
+            record = observe(entry.name, entry.raw() if native else entry.numpy(),
+                             observer, args)
+            record["dtype"] = entry.dtype
+            records.append(record)
         except _EXPECTED as exc:
             errors.append((entry.name, _one_line(exc)))
     return records

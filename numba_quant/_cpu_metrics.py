@@ -12,36 +12,55 @@ from numba import njit, prange
 SIGNAL, NOISE, MAX_ERROR, CLIPPED, COUNT = range(5)
 
 
-@njit(parallel=True, cache=True)
-def error_sums(x, xq, steps, group, factor, out):
+@njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
+def error_sums(x, xq, steps, group, factor, skip_nonfinite, out):
     """Per row ``r``: ``out[r] = (sum x^2, sum (xq - x)^2, max |xq - x|, clipped, n)``.
 
     ``steps`` holds the quantization step of each group of ``group`` values (shape
     ``(rows or 1, groups)``); a value is clipped when its error exceeds
-    ``factor * step`` (``factor`` < 0: no clipping count).
+    ``factor * step`` (``factor`` < 0: no clipping count).  ``skip_nonfinite``: leave out
+    non-finite ``x`` (otherwise there are none, and the loop has no branch).  The sums
+    may be reassociated (vectorised): these are measurements, not quantized values.
     """
     rows, columns = x.shape
     step_rows = np.int64(steps.shape[0])
+    n_groups = (columns + group - 1) // group
     for r in prange(rows):
         srow = np.int64(r) % step_rows
+        xr = x[r]
+        xqr = xq[r]
         signal = 0.0
         noise = 0.0
         largest = 0.0
         clipped = 0
         count = 0
-        for c in range(columns):
-            v = np.float64(x[r, c])
-            if not np.isfinite(v):
-                continue
-            e = np.float64(xq[r, c]) - v
-            signal += v * v
-            noise += e * e
-            a = abs(e)
-            if a > largest or a != a:
-                largest = a
-            if factor >= 0.0 and a > factor * steps[srow, np.int64(c) // group]:
-                clipped += 1
-            count += 1
+        for g in range(n_groups):
+            first = g * group
+            last = min(columns, first + group)
+            limit = factor * steps[srow, g] if factor >= 0.0 else np.inf
+            # Unsigned indices: no negative-index wraparound, so the loops vectorise.
+            if skip_nonfinite:
+                for c in range(np.uint64(first), np.uint64(last)):
+                    v = np.float64(xr[c])
+                    if not np.isfinite(v):
+                        continue
+                    e = np.float64(xqr[c]) - v
+                    signal += v * v
+                    noise += e * e
+                    a = abs(e)
+                    largest = max(largest, a)
+                    clipped += a > limit
+                    count += 1
+            else:
+                for c in range(np.uint64(first), np.uint64(last)):
+                    v = np.float64(xr[c])
+                    e = np.float64(xqr[c]) - v
+                    signal += v * v
+                    noise += e * e
+                    a = abs(e)
+                    largest = max(largest, a)
+                    clipped += a > limit
+                count += last - first
         out[r, SIGNAL] = signal
         out[r, NOISE] = noise
         out[r, MAX_ERROR] = largest

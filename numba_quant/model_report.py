@@ -285,7 +285,7 @@ def _prepare(chunk, entry):
     return x
 
 
-def _apply(recipe, x, context):
+def _apply(recipe, x, context, skip_nonfinite=False):
     from numba_quant import _cpu, _cpu_metrics
     result = recipe.fake_quantize(x, context)
     clip = None
@@ -312,7 +312,8 @@ def _apply(recipe, x, context):
         factor = -1.0
         group = max(x.shape[1], 1)
     with _cpu._one_at_a_time(True):
-        _cpu_metrics.error_sums(x, np.ascontiguousarray(xq), steps, group, factor, sums)
+        _cpu_metrics.error_sums(x, np.ascontiguousarray(xq), steps, group, factor,
+                                skip_nonfinite, sums)
     totals = sums.sum(axis=0)
     totals[_cpu_metrics.MAX_ERROR] = sums[:, _cpu_metrics.MAX_ERROR].max() if len(sums) else 0
     if clip is not None and not isinstance(clip, ClipSteps):
@@ -531,7 +532,7 @@ def _report_tensor(entry, recipes, nonfinite, errors):
             for a, b in ranges:
                 x = first if (first is not None and (a, b) == (0, rows)) else \
                     _prepare(raw[a:b], entry)
-                t = _apply(recipe, x, context)
+                t = _apply(recipe, x, context, bad > 0)
                 largest = max(largest, t[MAX_ERROR]) if not math.isnan(t[MAX_ERROR]) \
                     else math.nan
                 totals += t

@@ -56,14 +56,14 @@ def _percent(fraction):
     return f"{100 * fraction:.3g}%"
 
 
-def _summary_rows(rep):
+def _summary_rows(rep, worst=3):
     rows = []
     for name, s in rep.summary().items():
         rows.append([name, str(s["tensors"]), _size(s["bytes"]),
                      f"{s['compression']:.2f}x" if math.isfinite(s["compression"]) else "-",
                      _db(s["sqnr_db_weighted"]), _db(s["sqnr_db_total"]), _num(s["mse"]),
                      _num(s["max_abs_error"]), _percent(s["clipped_fraction"]),
-                     ", ".join(s["worst"][:3])])
+                     ", ".join(s["worst"][:worst])])
     return rows
 
 
@@ -85,8 +85,9 @@ def text(rep) -> str:
     """Tables for a terminal: a row per tensor (SQNR in dB per recipe), then the summary
     per recipe."""
     names = rep.recipe_names
-    lines = [f"recipes: " + "; ".join(f"{r.name} = {r.description}" for r in rep.recipes),
-             ""]
+    width = max(len(r.name) for r in rep.recipes) if rep.recipes else 0
+    lines = ["recipes:"] + [f"  {r.name.ljust(width)}  {r.description}"
+                            for r in rep.recipes] + [""]
     header = ["name", "shape", "dtype", "min", "max"] + [f"{n} dB" for n in names]
     rows = []
     for t in rep.tensors:
@@ -99,7 +100,7 @@ def text(rep) -> str:
         lines.append("")
     lines.append("SQNR = 10 log10(sum x^2 / sum (q - x)^2) in dB (higher is better); "
                  f"original size {_size(sum(t.nbytes for t in rep.tensors))}")
-    lines += _aligned(SUMMARY_HEADER, _summary_rows(rep), {0, 9})
+    lines += _aligned(SUMMARY_HEADER[:-1] + ["worst tensor"], _summary_rows(rep, 1), {0, 9})
     for name, reason in rep.skipped:
         lines.append(f"skipped {name}: {reason}")
     return "\n".join(lines) + "\n"

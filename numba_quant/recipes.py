@@ -365,10 +365,12 @@ _ELEMENT_MAX = {"float8_e4m3fn": 448.0, "float8_e5m2": 57344.0, "float4_e2m1fn":
 _ELEMENT_BITS = {"float8_e4m3fn": 8, "float8_e5m2": 8, "float4_e2m1fn": 4}
 
 
-def _finite_or_zero(x, context):
-    """Non-finite values (present only under nonfinite="omit") as 0 for the formats."""
+def _format_input(x, context):
+    """The chunk as the float formats take it: float32 (they compute in float32 and
+    refuse float64), non-finite values (present only under nonfinite="omit") as 0."""
+    x = x.astype(np.float32, copy=False)
     if context.nonfinite == "omit" and not np.isfinite(x).all():
-        return np.where(np.isfinite(x), x, 0).astype(x.dtype)
+        x = np.where(np.isfinite(x), x, np.float32(0))
     return x
 
 
@@ -392,7 +394,8 @@ def _fp8_recipe():
 
     def fake_quantize(x, context):
         import numba_quant as nq
-        x = _finite_or_zero(x, context)
+        dtype = x.dtype
+        x = _format_input(x, context)
         per_layer = len(context.shape) < 2
         elements, scale = nq.to_float8(x, "float8_e4m3fn", per_layer_quantization=per_layer,
                                        axis=0)
@@ -400,7 +403,7 @@ def _fp8_recipe():
         scale = np.asarray(scale, np.float64).reshape(-1, 1)
         with np.errstate(divide="ignore"):
             limit = np.where(scale > 0, _E4M3_MAX / scale, np.inf)
-        return xq.astype(x.dtype, copy=False), _count_beyond(x, limit, x.shape[1])
+        return xq.astype(dtype, copy=False), _count_beyond(x, limit, x.shape[1])
 
     return Recipe("fp8", "FP8 E4M3 elements, one float32 scale per output channel "
                          "(amax / 448)", fake_quantize, nbytes,
@@ -416,12 +419,13 @@ def _mx_recipe(name, element):
 
     def fake_quantize(x, context):
         import numba_quant as nq
-        x = _finite_or_zero(x, context)
+        dtype = x.dtype
+        x = _format_input(x, context)
         scale, elements = nq.to_mx(x, element, block)
         xq = np.asarray(nq.from_mx(scale, elements, element, block))
         exponent = _float_bits_as_uint8(scale).astype(np.float64) - 127.0
         limit = _ELEMENT_MAX[element] * np.exp2(exponent)
-        return xq.astype(x.dtype, copy=False), _count_beyond(x, limit, block)
+        return xq.astype(dtype, copy=False), _count_beyond(x, limit, block)
 
     return Recipe(name, f"OCP MX: {element} elements, one E8M0 (power-of-two) scale per "
                         f"block of {block} values along each row", fake_quantize, nbytes,
@@ -438,12 +442,17 @@ def _nvfp4_recipe():
     def fake_quantize(x, context):
         import numba_quant as nq
         from numba_quant._storage import fp8_to_float32
-        x = _finite_or_zero(x, context)
-        block_scale, elements, per_tensor = nq.to_nvfp4(x)
+        dtype = x.dtype
+        x = _format_input(x, context)
+        # The per-tensor scale comes from the whole tensor's amax, not this chunk's: the
+        # same formula, applied by to_nvfp4 to the tensor's largest magnitude.
+        amax = np.float32(max(abs(context.lo), abs(context.hi)))
+        per_tensor = nq.to_nvfp4(np.array([amax], np.float32))[2]
+        block_scale, elements, per_tensor = nq.to_nvfp4(x, per_tensor)
         xq = np.asarray(nq.from_nvfp4(block_scale, elements, per_tensor))
         scales = fp8_to_float32(_float_bits_as_uint8(block_scale), "float8_e4m3fn")
         limit = 6.0 * scales.astype(np.float64) * float(np.asarray(per_tensor).reshape(-1)[0])
-        return xq.astype(x.dtype, copy=False), _count_beyond(x, limit, block)
+        return xq.astype(dtype, copy=False), _count_beyond(x, limit, block)
 
     return Recipe("nvfp4", "NVFP4: FP4 E2M1 elements, an FP8 E4M3 scale per block of 16 "
                            "values along each row and a float32 scale per tensor",
@@ -469,7 +478,7 @@ def _register_float_formats():
             "from_mx": ((sample, sample, "float4_e2m1fn", 32), {})},
             lambda: _mx_recipe("mxfp4", "float4_e2m1fn")),
         "nvfp4": (("to_nvfp4", "from_nvfp4"), {
-            "to_nvfp4": ((sample,), {}),
+            "to_nvfp4": ((sample, 1.0), {}),
             "from_nvfp4": ((sample, sample, 1.0), {})},
             _nvfp4_recipe),
     }

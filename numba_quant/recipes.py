@@ -360,8 +360,10 @@ def _missing(function_names, calls):
     return None
 
 
-_E4M3_MAX = 448.0
-_ELEMENT_MAX = {"float8_e4m3fn": 448.0, "float8_e5m2": 57344.0, "float4_e2m1fn": 6.0}
+# A value is clipped when, scaled into the element range, it lies more than half a step
+# beyond the largest element (448, 57344, 6): rounding alone would not bring it there.
+_ELEMENT_CLIP = {"float8_e4m3fn": 448.0 + 16.0, "float8_e5m2": 57344.0 + 4096.0,
+                 "float4_e2m1fn": 6.0 + 1.0}
 _ELEMENT_BITS = {"float8_e4m3fn": 8, "float8_e5m2": 8, "float4_e2m1fn": 4}
 
 
@@ -379,13 +381,15 @@ def _float_bits_as_uint8(a):
     return a.view(np.uint8) if a.dtype.itemsize == 1 else a.astype(np.uint8)
 
 
-def _count_beyond(x, limit_per_block, block):
-    """Values whose magnitude exceeds their block's largest representable value."""
+def _count_beyond(x, multiplier_per_block, block, limit):
+    """Clipped values: ``|x| * multiplier > limit`` in float32, the arithmetic the formats
+    use to scale a value into the element range (the multiplier of each block of
+    ``block`` values along a row)."""
     rows, columns = x.shape
-    limit = np.repeat(np.asarray(limit_per_block, np.float64).reshape(rows, -1), block,
-                      axis=1)[:, :columns]
-    with np.errstate(invalid="ignore"):
-        return int(np.count_nonzero(np.abs(x.astype(np.float64)) > limit))
+    m = np.asarray(multiplier_per_block, np.float32).reshape(rows, -1)
+    m = np.repeat(m, block, axis=1)[:, :columns]
+    with np.errstate(invalid="ignore", over="ignore"):
+        return int(np.count_nonzero(np.abs(x) * m > np.float32(limit)))
 
 
 def _fp8_recipe():
@@ -400,10 +404,9 @@ def _fp8_recipe():
         elements, scale = nq.to_float8(x, "float8_e4m3fn", per_layer_quantization=per_layer,
                                        axis=0)
         xq = np.asarray(nq.from_float8(elements, scale, "float8_e4m3fn", axis=0))
-        scale = np.asarray(scale, np.float64).reshape(-1, 1)
-        with np.errstate(divide="ignore"):
-            limit = np.where(scale > 0, _E4M3_MAX / scale, np.inf)
-        return xq.astype(dtype, copy=False), _count_beyond(x, limit, x.shape[1])
+        scale = np.asarray(scale, np.float32).reshape(-1, 1)
+        return xq.astype(dtype, copy=False), _count_beyond(x, scale, x.shape[1],
+                                                           _ELEMENT_CLIP["float8_e4m3fn"])
 
     return Recipe("fp8", "FP8 E4M3 elements, one float32 scale per output channel "
                          "(amax / 448)", fake_quantize, nbytes,
@@ -423,9 +426,9 @@ def _mx_recipe(name, element):
         x = _format_input(x, context)
         scale, elements = nq.to_mx(x, element, block)
         xq = np.asarray(nq.from_mx(scale, elements, element, block))
-        exponent = _float_bits_as_uint8(scale).astype(np.float64) - 127.0
-        limit = _ELEMENT_MAX[element] * np.exp2(exponent)
-        return xq.astype(dtype, copy=False), _count_beyond(x, limit, block)
+        exponent = 127.0 - _float_bits_as_uint8(scale).astype(np.float64)
+        return xq.astype(dtype, copy=False), _count_beyond(x, np.exp2(exponent), block,
+                                                           _ELEMENT_CLIP[element])
 
     return Recipe(name, f"OCP MX: {element} elements, one E8M0 (power-of-two) scale per "
                         f"block of {block} values along each row", fake_quantize, nbytes,
@@ -451,8 +454,11 @@ def _nvfp4_recipe():
         block_scale, elements, per_tensor = nq.to_nvfp4(x, per_tensor)
         xq = np.asarray(nq.from_nvfp4(block_scale, elements, per_tensor))
         scales = fp8_to_float32(_float_bits_as_uint8(block_scale), "float8_e4m3fn")
-        limit = 6.0 * scales.astype(np.float64) * float(np.asarray(per_tensor).reshape(-1)[0])
-        return xq.astype(dtype, copy=False), _count_beyond(x, limit, block)
+        inverse = np.float32(1) / np.float32(per_tensor)
+        with np.errstate(divide="ignore"):
+            multiplier = inverse / scales
+        return xq.astype(dtype, copy=False), _count_beyond(x, multiplier, block,
+                                                           _ELEMENT_CLIP["float4_e2m1fn"])
 
     return Recipe("nvfp4", "NVFP4: FP4 E2M1 elements, an FP8 E4M3 scale per block of 16 "
                            "values along each row and a float32 scale per tensor",

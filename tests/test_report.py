@@ -521,3 +521,69 @@ def test_torch_state_dict_file(tmp_path):
     assert rep.tensors[0].dtype == "bfloat16"
     rep = nq.report({"p": torch.nn.Parameter(torch.from_numpy(w))}, recipes=["int8"])
     check(rep.tensors[0].results["int8"], w, oracle_int(w))
+
+
+# ------------------------------------------------------------------------ float formats
+# Offered only where numba_quant has the float-format functions; the expected values
+# come from ml_dtypes casts of the scaled values (OCP MX "floor" scales, current scaling).
+
+def _formats(*names):
+    return pytest.mark.skipif(not set(names) <= set(recipes.available_recipes()),
+                              reason="float-format functions not in this version")
+
+
+def _cast(values, dtype):
+    import ml_dtypes
+    return values.astype(getattr(ml_dtypes, dtype)).astype(np.float32)
+
+
+def _mx_oracle(x2d, element, emax, largest, block=32):
+    rows, cols = x2d.shape
+    out = np.empty_like(x2d)
+    clipped = 0
+    for start in range(0, cols, block):
+        part = x2d[:, start:start + block]
+        amax = np.abs(part).max(axis=1, keepdims=True)
+        e = np.floor(np.log2(amax)) - emax                     # OCP v1.0 floor scaling
+        scaled = (part / np.exp2(e)).astype(np.float32)        # exact: a power of two
+        clipped += int(np.count_nonzero(np.abs(scaled) > largest + (1.0 if largest == 6
+                                                                     else 16.0)))
+        out[:, start:start + block] = _cast(np.clip(scaled, -largest, largest),
+                                            element) * np.exp2(e)
+    return out, clipped
+
+
+@_formats("mxfp8", "mxfp4")
+def test_mx_recipes_match_ml_dtypes_casts():
+    pytest.importorskip("ml_dtypes")
+    x = weights((24, 96), 51)
+    rep = nq.report({"x": x}, recipes=["mxfp8", "mxfp4"])
+    r = rep.tensors[0].results
+    for name, element, emax, largest in (("mxfp8", "float8_e4m3fn", 8, 448.0),
+                                         ("mxfp4", "float4_e2m1fn", 2, 6.0)):
+        xq, clipped = _mx_oracle(x, element, emax, largest)
+        check(r[name], x, xq)
+        assert r[name].clipped == clipped
+        assert r[name].bytes == -(-x.size * (8 if name == "mxfp8" else 4) // 8) + 24 * 3
+
+
+@_formats("fp8")
+def test_fp8_recipe_matches_ml_dtypes_casts():
+    pytest.importorskip("ml_dtypes")
+    x = weights((16, 40), 52)
+    rep = nq.report({"x": x}, recipes=["fp8"])
+    scale = (np.float32(448) / np.abs(x).max(axis=1, keepdims=True)).astype(np.float32)
+    elements = _cast(np.clip((x * scale).astype(np.float32), -448, 448), "float8_e4m3fn")
+    check(rep.tensors[0].results["fp8"], x, (elements / scale).astype(np.float32))
+    assert rep.tensors[0].results["fp8"].clipped == 0
+
+
+@_formats("nvfp4")
+def test_nvfp4_recipe_uses_the_tensors_scale_in_every_chunk(monkeypatch):
+    """Chunked or whole, NVFP4's per-tensor scale is the whole tensor's."""
+    x = weights((64, 48), 53)
+    whole = nq.report({"x": x}, recipes=["nvfp4"]).tensors[0].results["nvfp4"]
+    monkeypatch.setattr(_tuning, "REPORT_CHUNK", 200)
+    chunked = nq.report({"x": x}, recipes=["nvfp4"]).tensors[0].results["nvfp4"]
+    assert chunked.noise == whole.noise and chunked.max_abs_error == whole.max_abs_error
+    assert whole.bytes == x.size // 2 + 64 * 3 + 4

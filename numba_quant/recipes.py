@@ -45,7 +45,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["Recipe", "TensorContext", "available_recipes", "default_recipes",
+__all__ = ["ClipSteps", "Recipe", "TensorContext", "available_recipes", "default_recipes",
            "get_recipe", "oneflow_recipe", "register", "unavailable_recipes"]
 
 

@@ -508,7 +508,7 @@ def run(args, out=None, err=None) -> int:
                 print(line, file=out)
         for name, reason in source.skipped:
             print(f"skipped {name}: {reason}", file=out)
-    else:
+    elif source.tensors or not errors:   # (nothing read at all: the errors say why)
         print(f"{PROG}: {source.description}", file=out)
         out.write(rep.to_text())
     if rep is not None and args.output:

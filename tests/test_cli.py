@@ -301,7 +301,7 @@ def test_minilm_missing_gives_a_clear_error(monkeypatch, capsys):
 
 @pytest.mark.skipif(not examples.minilm_available(), reason="examples extra not installed")
 def test_minilm_example(capsys):
-    rc, doc, err = run_json(["--example", "minilm", "--per-channel"], capsys)
+    rc, doc, err = run_json(["--example", "minilm", "--per-channel", "--scales"], capsys)
     assert rc == 0, err
     assert doc["source"] == "minilm"
     names = [r["name"] for r in doc["arrays"]]

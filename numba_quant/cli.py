@@ -53,11 +53,6 @@ class Source:
     skipped: list = field(default_factory=list)  # (name, reason) pairs
     errors: list = field(default_factory=list)   # (name, message) pairs
 
-    @property
-    def arrays(self):
-        """(name, float array) pairs, each read when reached."""
-        return ((t.name, t.numpy()) for t in self.tensors)
-
 
 def _package_version() -> str:
     try:

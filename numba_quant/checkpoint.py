@@ -206,7 +206,7 @@ def _safetensors_directory(path: Path):
 
 # ------------------------------------------------------------------------ numpy files
 
-def _array_entry(name, array, what="input"):
+def _array_entry(name, array):
     """An entry over an array already in memory (or memory-mapped)."""
     if _torch.is_tensor(array):
         return _tensor_entry(name, array)
@@ -220,9 +220,9 @@ def _array_entry(name, array, what="input"):
 def _npz_entries(path: Path, prefix: str):
     entries = []
     archive = np.load(path, allow_pickle=False)
+    members = set(archive.zip.namelist())
     for key in archive.files:
-        info = archive.zip.getinfo(key + ".npy") if key + ".npy" in archive.zip.namelist() \
-            else None
+        info = archive.zip.getinfo(key + ".npy") if key + ".npy" in members else None
         shape, dtype = None, None
         if info is not None:
             with archive.zip.open(info) as f:

@@ -395,9 +395,10 @@ def report(source, recipes=None, *, include=None, exclude=None, nonfinite="raise
         A ``.safetensors`` file or sharded directory, ``.npy``/``.npz``, a PyTorch
         ``.pt``/``.bin`` state dict (needs torch), or a mapping of names to arrays or
         tensors (see :func:`numba_quant.checkpoint.open_checkpoint`).
-    recipes : sequence of str or Recipe, optional
+    recipes : sequence of str or Recipe, or str, optional
         Recipe names (see :mod:`numba_quant.recipes`; OneFlow settings such as
-        ``"int4-affine"`` too) or :class:`~numba_quant.recipes.Recipe` objects; default:
+        ``"int4-affine"`` too; a string may list several, comma-separated) or
+        :class:`~numba_quant.recipes.Recipe` objects; default:
         :func:`numba_quant.recipes.default_recipes`.
     include, exclude : str or sequence of str, optional
         Shell-style patterns on tensor names.
@@ -439,8 +440,9 @@ def report(source, recipes=None, *, include=None, exclude=None, nonfinite="raise
     """
     from numba_quant import _checks
     _checks.nonfinite_policy(nonfinite)
-    chosen = default_recipes() if recipes is None else [get_recipe(r) for r in recipes]
-    chosen = [get_recipe(r) for r in chosen]
+    if isinstance(recipes, str):
+        recipes = [r.strip() for r in recipes.split(",") if r.strip()]
+    chosen = [get_recipe(r) for r in (default_recipes() if recipes is None else recipes)]
     names = [r.name for r in chosen]
     if len(set(names)) != len(names):
         raise ValueError(f"recipes named twice: {names}")

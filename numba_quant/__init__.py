@@ -26,6 +26,7 @@ from numba_quant.moving_average import (
 )
 from numba_quant.packing import pack_int4, unpack_int4
 from numba_quant.observer import MinMaxObserver, min_max_observer
+from numba_quant.model_report import Report, report
 
 __version__ = "0.1.0"
 
@@ -50,4 +51,6 @@ __all__ = [
     "MovingAverageMinMaxObserver",
     "moving_average_min_max_observer",
     "min_max_observer",
+    "Report",
+    "report",
 ]

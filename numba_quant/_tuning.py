@@ -32,6 +32,10 @@ SELECTION_WORK = 1 << 20
 # compiled call with its own small outputs, the formulas included.
 SMALL = 1 << 12
 
+# The model report reads, converts and quantizes large tensors this many elements at a
+# time (whole rows): memory stays near one tensor plus a few chunks.
+REPORT_CHUNK = 1 << 22
+
 # --------------------------------------------------------------------------- CPU, compiled in
 # Numba's on-disk cache is keyed on the file that defines a kernel, not on this one: after
 # changing these, clear the cache (NUMBA_CACHE_DIR or __pycache__/*.nbi, *.nbc).

@@ -1,9 +1,16 @@
-"""Argument checks shared by the public functions: clear errors before any kernel runs."""
+"""Every argument check and its error message, for the public functions and both backends.
+
+The public functions and both backends call these with what they know about an argument
+(its value, or a device array's dtype, size and flags) and raise on bad arguments only
+through them.
+Kept free of numba so that ``import numba_quant`` does not import it.
+"""
+import math
 import operator
 
 import numpy as np
 
-from numba_quant import _codes as ref
+from numba_quant import _codes as codes
 
 FORMULAS = ("google", "cambricon")
 SCHEMES = ("symmetric", "affine")
@@ -24,8 +31,8 @@ def scheme_code(formula, scheme):
     formula = _choice("quantization_formula", formula, FORMULAS)
     scheme = _choice("quantization_scheme", scheme, SCHEMES)
     if formula == "cambricon":
-        return ref.CAMBRICON
-    return ref.AFFINE if scheme == "affine" else ref.SYMMETRIC
+        return codes.CAMBRICON
+    return codes.AFFINE if scheme == "affine" else codes.SYMMETRIC
 
 
 def bits(value):
@@ -146,3 +153,349 @@ def same_length(first, second, names):
     if first != second:
         raise ValueError(f"{names[0]} and {names[1]} must have the same length; got "
                          f"{first} and {second}")
+
+
+def same_device(input_on_device, other):
+    """An array that goes with the input must live on the input's side."""
+    where = "a GPU" if input_on_device else "a host"
+    raise ValueError(f"all arrays must be on the same device: the input is {where} array but "
+                     f"{type(other).__name__} is not")
+
+
+def numpy_array(name, value):
+    """With numpy input, ``name`` (an array the call writes into) must be a numpy array."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array for numpy input; got "
+                        f"{type(value).__name__}")
+
+
+def native_byte_order(name, dtype):
+    """Arrays the kernels read or write in place must have the machine's byte order."""
+    if not np.dtype(dtype).isnative:
+        raise TypeError(f"{name} must have the machine's byte order; got {dtype}")
+
+
+def device_array_dtype(dtype):
+    """A device array's dtype must be native: the GPU cannot byte-swap while it reads."""
+    native_byte_order("device arrays", dtype)
+
+
+def output_array(dtype, readonly):
+    """A caller's ``out``: writable, in the machine's byte order."""
+    if readonly:
+        raise ValueError("out is read-only")
+    native_byte_order("out", dtype)
+
+
+def output_matches(shape, dtype, expected_shape, expected_dtype):
+    """A caller's ``out`` must have the result's shape and dtype."""
+    if tuple(shape) != tuple(expected_shape):
+        raise ValueError(f"out has shape {tuple(shape)}; expected {tuple(expected_shape)}")
+    if np.dtype(dtype) != np.dtype(expected_dtype):
+        raise TypeError(f"out has dtype {dtype}; expected {np.dtype(expected_dtype)}")
+
+
+def output_on_input_side(same):
+    if not same:
+        raise ValueError("out must be on the same device as the input")
+
+
+def codes_dtype(dtype):
+    """Codes given to ``dequantize``: any integer or float type."""
+    if np.dtype(dtype).kind not in "fiu":
+        raise TypeError(f"codes must be integers or floats; got dtype {dtype}")
+
+
+def no_nan_for_codes(nan_count):
+    """``quantize``: NaN has no integer code."""
+    if nan_count:
+        raise ValueError(f"input contains {nan_count} NaN value(s), which have no integer "
+                         "code")
+
+
+def state_array(name, dtype, compute_dtype, readonly, size):
+    """A caller's moving_max/moving_min: the compute dtype, writable, not empty."""
+    if np.dtype(dtype) != np.dtype(compute_dtype):
+        raise TypeError(f"{name} must have dtype {compute_dtype} like the computation; got "
+                        f"{dtype}")
+    if readonly:
+        raise ValueError(f"{name} is read-only but is updated in place")
+    if size == 0:
+        raise ValueError(f"{name} is empty")
+
+
+def state_not_contiguous(name):
+    return ValueError(f"{name} must be contiguous: it is updated in place")
+
+
+def state_dtype(state_dtype, compute_dtype):
+    """An observer's own state must compute in the input's float type."""
+    if np.dtype(state_dtype) != np.dtype(compute_dtype):
+        raise TypeError(f"this observer's state is {np.dtype(state_dtype)} but the input "
+                        f"computes in {np.dtype(compute_dtype)}; call reset() first")
+
+
+def simulator_array(value):
+    raise TypeError(f"the CUDA simulator only takes its own device arrays; got "
+                    f"{type(value).__name__}")
+
+
+def item_strides(strides, itemsize):
+    """Device array strides must be whole elements."""
+    if any(s % itemsize for s in strides):
+        raise ValueError(f"device array strides {tuple(strides)} are not multiples of the "
+                         f"item size {itemsize}")
+
+
+# --------------------------------------------------------------------------- moving average
+def momentum(value):
+    """Momentum as the float32 value the moving-average update uses."""
+    number = float(value)
+    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
+        raise ValueError(f"momentum must be between 0 and 1; got {value!r}")
+    return np.float32(number)
+
+
+def train_step(value, host_value):
+    """The training step as an int, from ``host_value`` (``value`` as a host array)."""
+    host_value = np.asarray(host_value)
+    if host_value.dtype.kind not in "iu" or host_value.size != 1:
+        raise TypeError("current_train_step must be an int or a one-element integer array; "
+                        f"got {value!r}")
+    return int(host_value.reshape(-1)[0])
+
+
+# --------------------------------------------------------------------------- scale, zero point
+def parameter_arrays(scale, zero_point, shape, axis):
+    """The channel axis (None: per layer) for ``scale`` and ``zero_point``, after checking
+    their types and lengths (any objects with ``dtype`` and ``size``: host or device)."""
+    for name, values in (("scale", scale), ("zero_point", zero_point)):
+        if np.dtype(values.dtype).kind not in "fiu" or values.size == 0:
+            raise TypeError(f"{name} must hold real numbers; got {values.dtype} of size "
+                            f"{values.size}")
+    same_length(scale.size, zero_point.size, ("scale", "zero_point"))
+    return parameter_axis(axis, shape, scale.size, "scale")
+
+
+def parameter_values(scale, zero_point, scheme):
+    """Raise for scale or zero point values that quantization does not take.
+
+    ``scale`` and ``zero_point`` are host arrays in the compute dtype.  The scale (a
+    shift for cambricon) must be finite, and not negative unless it is a shift; the zero
+    point must be finite.  (The GPU checks device values with the same rule,
+    ``_reference.valid_code_params``, and calls this to name the problem.)
+    """
+    if not np.isfinite(scale).all():
+        what = "shift (cambricon scale)" if scheme == codes.CAMBRICON else "scale"
+        raise ValueError(f"every {what} must be finite; got {scale}")
+    if scheme != codes.CAMBRICON and (scale < 0).any():
+        raise ValueError(f"scale must not be negative; got {scale}")
+    if not np.isfinite(zero_point).all():
+        raise ValueError(f"zero_point must be finite; got {zero_point}")
+
+
+def device_parameter_error(scale, zero_point, scheme):
+    """Raise the error for values the GPU's check rejected (brought to the host as
+    ``scale``, ``zero_point``): the one :func:`parameter_values` names."""
+    parameter_values(scale, zero_point, scheme)
+    return RuntimeError("the GPU rejected a scale or zero point that the host check accepts")
+
+
+# --------------------------------------------------------------------------- block-wise
+# torchao's target dtypes and their code ranges; sub-byte ranges are stored in int8/uint8.
+_SUB_BYTE = {**{f"uint{b}": (0, (1 << b) - 1, "uint8") for b in range(1, 8)},
+             **{f"int{b}": (-(1 << (b - 1)), (1 << (b - 1)) - 1, "int8") for b in range(1, 8)}}
+
+
+def mapping_type(value):
+    """torchao's mapping type name (case-insensitive; MappingType members too) as a code."""
+    from numba_quant._blocks_plan import MAPPING_TYPES
+    name = getattr(value, "name", value)
+    if isinstance(name, str) and name.lower() in MAPPING_TYPES:
+        return MAPPING_TYPES[name.lower()]
+    listed = ", ".join(repr(v) for v in MAPPING_TYPES)
+    raise ValueError(f"mapping_type must be one of {listed}; got {value!r}")
+
+
+def target_dtype(value):
+    """``(codes dtype, lowest, highest)`` of a target dtype: a numpy integer dtype up to 32
+    bits, or a sub-byte name "uint1".."uint7", "int1".."int7"."""
+    if isinstance(value, str) and value in _SUB_BYTE:
+        lowest, highest, store = _SUB_BYTE[value]
+        return np.dtype(store), lowest, highest
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in "iu" or dtype.itemsize > 4:
+        raise TypeError(f"target_dtype must be an integer dtype of at most 32 bits or one of "
+                        f"'uint1'..'uint7', 'int1'..'int7'; got {value!r}")
+    info = np.iinfo(dtype)
+    return dtype, int(info.min), int(info.max)
+
+
+def quant_range(quant_min, quant_max, lowest, highest, what):
+    """``(quant_min, quant_max)`` defaulting to the target's range, checked inside it."""
+    qmin = lowest if quant_min is None else integer("quant_min", quant_min)
+    qmax = highest if quant_max is None else integer("quant_max", quant_max)
+    if not lowest <= qmin < qmax <= highest:
+        raise ValueError(f"quant_min {qmin} and quant_max {qmax} must satisfy "
+                         f"{lowest} <= quant_min < quant_max <= {highest} for {what}")
+    return qmin, qmax
+
+
+def block_input_kind(dtype, what="x"):
+    """The float kind of a block-wise input ("bfloat16", "float16", "float32", "float64")."""
+    from numba_quant._blocks_plan import float_kind
+    kind = float_kind(dtype)
+    if kind is None:
+        raise TypeError(f"{what} must be a float16, bfloat16 (ml_dtypes), float32 or float64 "
+                        f"array; got dtype {np.dtype(dtype)}")
+    return kind
+
+
+def float_dtype_arg(value, name):
+    """A float dtype argument (numpy or ml_dtypes.bfloat16) as its kind."""
+    from numba_quant._blocks_plan import float_kind
+    try:
+        kind = float_kind(np.dtype(value))
+    except TypeError:
+        kind = None
+    if kind is None:
+        raise TypeError(f"{name} must be float16, bfloat16 (ml_dtypes), float32 or float64; "
+                        f"got {value!r}")
+    return kind
+
+
+def block_size(block_size, shape):
+    """``block_size`` checked against ``shape``: a tuple of ints in [1, d]."""
+    try:
+        sizes = tuple(operator.index(b) for b in block_size)
+    except TypeError:
+        raise TypeError(f"block_size must be a sequence of integers; got {block_size!r}") \
+            from None
+    if len(sizes) != len(shape):
+        raise ValueError(f"block_size {sizes} has {len(sizes)} entries but the input has "
+                         f"shape {tuple(shape)} ({len(shape)} axes)")
+    for axis, (b, d) in enumerate(zip(sizes, shape)):
+        if b < 1:
+            raise ValueError(f"block_size {sizes}: entry {b} on axis {axis} must be positive")
+        if d == 0:
+            raise ValueError(f"the input of shape {tuple(shape)} is empty")
+        if b > d:
+            raise ValueError(f"block_size {sizes}: entry {b} on axis {axis} exceeds the "
+                             f"input's length {d} there (shape {tuple(shape)})")
+    return sizes
+
+
+def parameter_shape(name, shape, expected, also):
+    """A block parameter array must have ``expected`` (torchao's) or ``also`` (full rank)."""
+    if tuple(shape) not in (tuple(expected), tuple(also)):
+        raise ValueError(f"{name} has shape {tuple(shape)}; expected {tuple(expected)} (or "
+                         f"{tuple(also)}, one value per block on every axis)")
+
+
+def block_nonfinite_error(count, what="block(s)"):
+    return ValueError(f"input contains non-finite values (NaN or infinity) in {count} {what}; "
+                      "block-wise quantization needs finite input")
+
+# --------------------------------------------------------------------------- calibration
+AMAX_METHODS = ("percentile", "entropy", "mse")
+OBSERVER_METHODS = ("percentile", "entropy", "mse", "l2")
+
+
+def method(value, valid):
+    """A calibration method name among ``valid``."""
+    return _choice("method", value, valid)
+
+
+def percentile(value):
+    """A percentile in (0, 100] as a float."""
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"percentile must be a number in (0, 100]; got {value!r}") from None
+    if not 0.0 < p <= 100.0:
+        raise ValueError(f"percentile must be in (0, 100]; got {value!r}")
+    return p
+
+
+def bin_count(value):
+    """``bins`` as an int of at least 2 (and even: the histogram is split at zero)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"bins must be an integer; got {value!r}")
+    value = integer("bins", value)
+    if value < 2 or value % 2:
+        raise ValueError(f"bins must be an even integer of at least 2; got {value}")
+    return value
+
+
+def positive(name, value, smallest=1):
+    """An integer argument of at least ``smallest``."""
+    value = integer(name, value)
+    if value < smallest:
+        raise ValueError(f"{name} must be at least {smallest}; got {value}")
+    return value
+
+
+def histogram_rows(hist, edges):
+    """``(counts, edges)`` as 2-D int64 and float arrays, one row per channel, checked."""
+    hist = np.asarray(hist)
+    edges = np.asarray(edges)
+    if hist.ndim not in (1, 2) or edges.ndim != hist.ndim:
+        raise ValueError(f"hist and edges must both be 1-D (one histogram) or 2-D (one row "
+                         f"per channel); got shapes {hist.shape} and {edges.shape}")
+    if hist.shape[-1] < 2 or edges.shape != hist.shape[:-1] + (hist.shape[-1] + 1,):
+        raise ValueError(f"edges must have one more entry per row than hist (and hist at "
+                         f"least 2 bins); got shapes {hist.shape} and {edges.shape}")
+    if hist.dtype.kind not in "iuf" or edges.dtype.kind != "f":
+        raise TypeError(f"hist must hold numbers and edges floats; got {hist.dtype} and "
+                        f"{edges.dtype}")
+    if hist.dtype.kind == "f" and not np.all(np.isfinite(hist)):
+        raise ValueError("hist contains non-finite counts")
+    counts = hist.astype(np.int64)  # modelopt truncates its float counts to integers
+    if np.any(counts < 0):
+        raise ValueError("hist contains negative counts")
+    if np.any(counts.sum(axis=-1) == 0):
+        raise ValueError("a histogram row has no counts; its range is undefined")
+    return counts.reshape(-1, counts.shape[-1]), edges.reshape(-1, edges.shape[-1])
+
+
+def candidate_range(start_bin, bins, method):
+    """Entropy and MSE search from ``start_bin``; a histogram needs more bins than that."""
+    if start_bin >= bins + (method == "entropy"):
+        raise ValueError(f"method {method!r} searches bins from start_bin={start_bin} on, "
+                         f"but the histogram has only {bins} bins")
+
+
+def not_observed(what):
+    return ValueError(f"{what} needs data: call the observer on an array (or load a "
+                      "state) first")
+
+
+def merge_mismatch(names, mine, theirs):
+    return ValueError(f"cannot merge observers with different {names}: {mine} and {theirs}")
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def mergeable(other, cls):
+    if not isinstance(other, cls):
+        raise TypeError(f"can only merge a {cls.__name__}; got {type(other).__name__}")
+
+
+def state_counts(counts, bins):
+    """Saved histogram counts as a (channels, bins) int64 array of non-negative values."""
+    counts = np.asarray(counts)
+    if (counts.ndim != 2 or counts.shape[1] != bins or counts.dtype.kind not in "iu"
+            or np.any(counts < 0)):
+        raise ValueError(f"state counts must be (channels, {bins}) non-negative integers; "
+                         f"got shape {counts.shape} and dtype {counts.dtype}")
+    return counts.astype(np.int64)
+
+
+def state_per_channel(sizes, channels):
+    if any(size != channels for size in sizes):
+        raise ValueError("state exponent, min_val and max_val need one value per channel "
+                         f"of counts ({channels}); got {sizes}")

@@ -12,11 +12,13 @@ import numpy as np
 
 from numba_quant import _checks
 from numba_quant import _compile_notice
+from numba_quant import _codes as codes
 from numba_quant import _tuning
-from numba_quant import _reference as ref
 from numba_quant import _cpu_kernels as kernels
 from numba_quant import _cpu_layer as layer
 from numba_quant import _cpu_rows as rows
+from numba_quant import _torch
+from numba_quant._dispatch import to_host
 from numba_quant._layout import aligned_views, channel_view
 
 
@@ -52,28 +54,20 @@ _NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def as_array(x):
-    """``x`` as a native-endian float32/float64 ndarray (float16 becomes float32)."""
+    """``x`` as a native-endian float32/float64 ndarray (float16 and bfloat16 become
+    float32); a torch CPU tensor is read in place (its bfloat16 values are widened)."""
     if type(x) is np.ndarray and x.dtype in _NATIVE_FLOATS:
         return x  # the common case, quickly
-    x = np.asarray(x)
+    x = _torch.to_numpy(x) if _torch.is_tensor(x) else np.asarray(x)
     dtype = _checks.compute_dtype(x.dtype)
     if x.dtype != dtype:  # float16, or a byte order other than the machine's
         x = x.astype(dtype)
     return x
 
 
-def as_params(values, dtype):
-    """Scale or zero point values as a 1-D array of ``dtype`` on this backend."""
-    return np.ascontiguousarray(np.asarray(values, dtype=dtype).reshape(-1))
-
-
-def to_host(a):
-    return np.asarray(a)
-
-
 def wrap(a, like):
-    """Results for the caller: numpy stays numpy."""
-    return a
+    """Results for the caller: numpy stays numpy, a torch CPU tensor gets tensors."""
+    return _torch.from_numpy(a) if _torch.is_tensor(like) else a
 
 
 def empty(shape, dtype, like):
@@ -119,7 +113,7 @@ def _reduce_layer(flat, omit, scheme, bits):
     highs = np.empty(pieces, flat.dtype)
     with _PARALLEL_LOCK:
         status = layer.reduce[False](flat, lows, highs, scheme, bits, first, second)
-        if omit and status == ref.HAS_NONFINITE:
+        if omit and status == codes.HAS_NONFINITE:
             status = layer.reduce[True](flat, lows, highs, scheme, bits, first, second)
     return first, second, status
 
@@ -192,7 +186,7 @@ def _channel_minmax(x3, parallel, most, omit):
     highs = np.empty(partial_shape, x3.dtype)
     with _one_at_a_time(parallel):
         status = reduce(*data, False, *tasks, lows, highs, lo, hi)
-        if omit and status == ref.HAS_NONFINITE:
+        if omit and status == codes.HAS_NONFINITE:
             status = reduce(*data, True, *tasks, lows, highs, lo, hi)
     return lo, hi, status
 
@@ -207,18 +201,18 @@ def observe(x, axis, omit, scheme, bits, like=None):
     flat = _flat(x, axis)
     if flat is not None:
         scale, zero_point, status = _reduce_layer(flat, omit, scheme, bits)
-        return (scale, zero_point, status) if status == ref.OK else (None, None, status)
+        return (scale, zero_point, status) if status == codes.OK else (None, None, status)
     x3, parallel, most = _plan(x, axis)
     if _one_call(x3, parallel):  # small inputs: the formulas in the same compiled call
         scale, zero_point, status = kernels.small_observe(x3, omit, scheme, bits)
-        return (scale, zero_point, status) if status == ref.OK else (None, None, status)
+        return (scale, zero_point, status) if status == codes.OK else (None, None, status)
     if _short_runs(x3, omit):  # the formulas inside the reduction
         scale = np.empty(x3.shape[1], x3.dtype)
         zero_point = np.empty(x3.shape[1], x3.dtype)
         status = _reduce_short_runs(x3, parallel, most, scale, zero_point, scheme, bits)
-        return (scale, zero_point, status) if status == ref.OK else (None, None, status)
+        return (scale, zero_point, status) if status == codes.OK else (None, None, status)
     lo, hi, status = _channel_minmax(x3, parallel, most, omit)
-    if status != ref.OK:
+    if status != codes.OK:
         return None, None, status
     scale = np.empty_like(lo)
     zero_point = np.empty_like(lo)
@@ -252,17 +246,31 @@ def _same_order(x, out):
     return x.flags.f_contiguous and out.flags.f_contiguous
 
 
-def quantize_map(x, scale, zero_point, scheme, bits, axis, what, out):
+def parameter_values(values):
+    """Scale or zero point values as a 1-D numpy array (GPU values are copied here)."""
+    return to_host(values).reshape(-1)
+
+
+def code_params(scale, zero_point, dtype, scheme, bits, checked=True, like=None):
+    """Per-channel ``(divisor, offset, lowest, highest)`` of quantization from ``scale``
+    and ``zero_point`` (host values the public layer has checked).  (``like``: for the
+    interface.)"""
+    scale = np.ascontiguousarray(scale, dtype)
+    zero_point = np.ascontiguousarray(zero_point, dtype)
+    return kernels.code_params(scale, zero_point, scheme, bits)
+
+
+def quantize_map(x, params, axis, what, out):
     """Write codes (``what=CODE``) or fake-quantized values (``FAKE``) of ``x`` to ``out``.
 
-    ``out`` has ``x``'s shape; it may be ``x`` itself.  ``scale`` and ``zero_point`` hold
-    one value (per-layer, ``axis`` None) or one per channel along ``axis``.
+    ``out`` has ``x``'s shape; it may be ``x`` itself.  ``params`` comes from
+    :func:`code_params`: one channel (per-layer, ``axis`` None) or one per channel along
+    ``axis``.
     """
-    divisor, offset, lowest, highest = kernels.code_params(scale, zero_point, scheme, bits)
+    divisor, offset, lowest, highest = params
     if _overlaps_differently(x, out):
         # As numpy's ufuncs do: the result is as if all of x were read first.
-        out[...] = quantize_map(x, scale, zero_point, scheme, bits, axis, what,
-                                np.empty(x.shape, out.dtype))
+        out[...] = quantize_map(x, params, axis, what, np.empty(x.shape, out.dtype))
         return out
     flat = _flat(x, None) if axis is None and _same_order(x, out) else None
     if flat is not None:
@@ -276,8 +284,7 @@ def quantize_map(x, scale, zero_point, scheme, bits, axis, what, out):
     if views is None:
         # No common strided view: compute into a contiguous buffer, then copy over.
         buffer = np.empty(x.shape, out.dtype)
-        quantize_map(np.ascontiguousarray(x), scale, zero_point, scheme, bits, axis, what,
-                     buffer)
+        quantize_map(np.ascontiguousarray(x), params, axis, what, buffer)
         out[...] = buffer
         return out
     x3, out3 = views
@@ -304,36 +311,29 @@ def quantize_map(x, scale, zero_point, scheme, bits, axis, what, out):
 
 def as_output(out):
     """A caller's ``out`` array, checked to be writable, as the kernels will see it."""
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy array for numpy input; got {type(out).__name__}")
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")
-    if not out.dtype.isnative:
-        raise TypeError(f"out must have the machine's byte order; got {out.dtype}")
+    if _torch.is_tensor(out):
+        out = _torch.writable_numpy(out, "out")
+    _checks.numpy_array("out", out)
+    _checks.output_array(out.dtype, not out.flags.writeable)
     return out
 
 
 def as_codes(q, dtype):
     """Codes of any real type as an array of the float ``dtype``."""
-    q = np.asarray(q)
-    if q.dtype.kind not in "fiu":
-        raise TypeError(f"codes must be integers or floats; got dtype {q.dtype}")
+    q = _torch.to_numpy(q, "codes") if _torch.is_tensor(q) else np.asarray(q)
+    _checks.codes_dtype(q.dtype)
     return q.astype(dtype, copy=False)  # a copy for any other type or byte order
 
 
 def as_state(a, dtype, name):
     """A caller's state array (moving_max or moving_min), checked, as a 1-D view."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array for numpy input; got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype} like the computation; got {a.dtype}")
-    if not a.flags.writeable:
-        raise ValueError(f"{name} is read-only but is updated in place")
-    if a.size == 0:
-        raise ValueError(f"{name} is empty")
+    if _torch.is_tensor(a):
+        a = _torch.writable_numpy(a, name)
+    _checks.numpy_array(name, a)
+    _checks.state_array(name, a.dtype, dtype, not a.flags.writeable, a.size)
     flat = a.reshape(-1)
     if not np.shares_memory(flat, a):
-        raise ValueError(f"{name} must be contiguous: it is updated in place")
+        raise _checks.state_not_contiguous(name)
     return flat
 
 

@@ -22,13 +22,14 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from numba_quant import _codes as codes
 from numba_quant import _reference as ref
 from numba_quant._cpu_kernels import _fold, _fold_scalar, _index, _status
 from numba_quant._tuning import SHORT_ROW
 
 # Compile-time switches of the variants (see _variant); these defaults are never compiled.
 OMIT = False  # reduction: skip non-finite elements
-WHAT = ref.FAKE  # map: what to write
+WHAT = codes.FAKE  # map: what to write
 
 
 def _variant(impl, parallel, **constants):
@@ -168,13 +169,13 @@ def reduce_small(flat, omit, scheme, bits, first, second):
     cost about 0.5 us each to hand over, more than allocating them in Python.)
     """
     lo, hi = _minmax(flat, 0, flat.size)
-    if omit and _status(lo, hi, False) == ref.HAS_NONFINITE:
+    if omit and _status(lo, hi, False) == codes.HAS_NONFINITE:
         lo, hi = _omit_minmax(flat, 0, flat.size)
     status = _status(lo, hi, omit)
     if scheme < 0:
         first[0] = lo
         second[0] = hi
-    elif status == ref.OK:
+    elif status == codes.OK:
         first[0], second[0] = ref.qparams(lo, hi, scheme, bits)
     return status
 
@@ -198,7 +199,7 @@ def _reduce_impl(flat, lows, highs, scheme, bits, first, second):
     if scheme < 0:
         first[0] = lo
         second[0] = hi
-    elif status == ref.OK:
+    elif status == codes.OK:
         first[0], second[0] = ref.qparams(lo, hi, scheme, bits)
     return status
 
@@ -226,4 +227,4 @@ def _map_impl(flat, out, divisor, offset, lowest, highest, pieces):
 # map_values[what][parallel], each compiled on first use.
 map_values = {what: {parallel: _variant(_map_impl, parallel, WHAT=what)
                      for parallel in (True, False)}
-              for what in (ref.FAKE, ref.CODE, ref.DECODE)}
+              for what in (codes.FAKE, codes.CODE, codes.DECODE)}

@@ -9,11 +9,12 @@ general map, so the bits are the same.
 """
 from numba import prange
 
+from numba_quant import _codes as codes
 from numba_quant import _reference as ref
 from numba_quant._cpu_kernels import _index
 from numba_quant._cpu_layer import _variant
 
-WHAT = ref.FAKE  # what to write; replaced in the compiled variants (see _variant)
+WHAT = codes.FAKE  # what to write; replaced in the compiled variants (see _variant)
 
 
 def _map_rows_impl(rows, out, divisors, offsets, lowest, highest, pieces):
@@ -33,4 +34,4 @@ def _map_rows_impl(rows, out, divisors, offsets, lowest, highest, pieces):
 # map_rows[what][parallel], each compiled on first use.
 map_rows = {what: {parallel: _variant(_map_rows_impl, parallel, WHAT=what)
                    for parallel in (True, False)}
-            for what in (ref.FAKE, ref.CODE, ref.DECODE)}
+            for what in (codes.FAKE, codes.CODE, codes.DECODE)}

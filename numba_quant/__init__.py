@@ -18,6 +18,9 @@ from numba_quant.moving_average import (
     moving_average_min_max_observer,
 )
 from numba_quant.observer import MinMaxObserver, min_max_observer
+from numba_quant.float8 import from_bits, from_float8, to_bits, to_float8
+from numba_quant.mx import from_mx, mx_fake_quantize, to_mx
+from numba_quant.nvfp4 import from_nvfp4, nvfp4_fake_quantize, to_nvfp4
 
 __version__ = "0.1.0"
 
@@ -32,4 +35,14 @@ __all__ = [
     "MovingAverageMinMaxObserver",
     "moving_average_min_max_observer",
     "min_max_observer",
+    "to_bits",
+    "from_bits",
+    "to_float8",
+    "from_float8",
+    "to_mx",
+    "from_mx",
+    "mx_fake_quantize",
+    "to_nvfp4",
+    "from_nvfp4",
+    "nvfp4_fake_quantize",
 ]

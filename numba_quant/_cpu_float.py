@@ -9,37 +9,31 @@ import numpy as np
 from numba import njit, prange
 
 from numba_quant import _reference_float as ref
+from numba_quant import _tuning
 
 
 @njit(cache=True, parallel=True)
-def encode(x, fmt, saturate, out, task):
+def encode_kernel(x, fmt, saturate, out, task):
     """``out[i] = code of x[i]`` (1-D, float32 or float64 in, uint8 out)."""
     n = x.size
     for t in prange((n + task - 1) // task):
         for i in range(t * task, min(n, (t + 1) * task)):
-            if x.dtype == np.float32:
-                out[i] = ref.encode_f32(x[i], fmt, saturate)
-            else:
-                out[i] = ref.encode_f64(x[i], fmt, saturate)
+            out[i] = ref.encode(x[i], fmt, saturate)
 
 
 @njit(cache=True, parallel=True)
-def encode_packed(x, fmt, saturate, out, task):
+def encode_packed_kernel(x, fmt, saturate, out, task):
     """Two FP4 codes per byte: ``x[2i]`` in the low nibble, ``x[2i + 1]`` in the high."""
     n = out.size
     for t in prange((n + task - 1) // task):
         for i in range(t * task, min(n, (t + 1) * task)):
-            if x.dtype == np.float32:
-                lo = ref.encode_f32(x[2 * i], fmt, saturate)
-                hi = ref.encode_f32(x[2 * i + 1], fmt, saturate)
-            else:
-                lo = ref.encode_f64(x[2 * i], fmt, saturate)
-                hi = ref.encode_f64(x[2 * i + 1], fmt, saturate)
+            lo = ref.encode(x[2 * i], fmt, saturate)
+            hi = ref.encode(x[2 * i + 1], fmt, saturate)
             out[i] = lo | (hi << 4)
 
 
 @njit(cache=True, parallel=True)
-def decode(codes, fmt, packed, out, task):
+def decode_kernel(codes, fmt, packed, out, task):
     """``out[i] = value of code i`` (float32 or float64 out); ``packed``: two per byte."""
     n = out.size
     for t in prange((n + task - 1) // task):
@@ -52,7 +46,7 @@ def decode(codes, fmt, packed, out, task):
 
 
 @njit(cache=True, parallel=True)
-def abs_max(x, task):
+def abs_max_kernel(x, task):
     """``(max |x|, number of non-finite elements)`` of a 1-D float32 array (NaN wins)."""
     n = x.size
     ntasks = (n + task - 1) // task
@@ -75,7 +69,7 @@ def abs_max(x, task):
 
 
 @njit(cache=True, parallel=True)
-def mx_quantize(x, block, fmt, mode, emax, mbits, elem_max, propagate,
+def mx_quantize_kernel(x, block, fmt, mode, emax, mbits, elem_max, propagate,
                 scales, codes, values, write_codes, write_values, task_blocks):
     """MX blocks of ``block`` elements along each row of ``x`` (rows, K), float32.
 
@@ -118,7 +112,7 @@ def mx_quantize(x, block, fmt, mode, emax, mbits, elem_max, propagate,
 
 
 @njit(cache=True, parallel=True)
-def mx_dequantize(scales, codes, block, fmt, out, task_blocks):
+def mx_dequantize_kernel(scales, codes, block, fmt, out, task_blocks):
     """Values of MX blocks: ``decode(code) * 2**(scale - 127)`` (rows, K)."""
     rows, k = codes.shape
     nb = (k + block - 1) // block
@@ -133,7 +127,7 @@ def mx_dequantize(scales, codes, block, fmt, out, task_blocks):
 
 
 @njit(cache=True, parallel=True)
-def nvfp4_quantize(x, per_tensor_scale, scales, codes, values, write_codes, write_values,
+def nvfp4_quantize_kernel(x, per_tensor_scale, scales, codes, values, write_codes, write_values,
                    task_blocks):
     """NVFP4 blocks of 16 along each row of ``x`` (rows, K), float32."""
     rows, k = x.shape
@@ -161,7 +155,7 @@ def nvfp4_quantize(x, per_tensor_scale, scales, codes, values, write_codes, writ
 
 
 @njit(cache=True, parallel=True)
-def nvfp4_dequantize(scales, codes, per_tensor_scale, out, task_blocks):
+def nvfp4_dequantize_kernel(scales, codes, per_tensor_scale, out, task_blocks):
     rows, k = codes.shape
     nb = (k + 15) // 16
     total = rows * nb
@@ -175,7 +169,7 @@ def nvfp4_dequantize(scales, codes, per_tensor_scale, out, task_blocks):
 
 
 @njit(cache=True, parallel=True)
-def group_abs_max(x, block, out, task_blocks):
+def group_abs_max_kernel(x, block, out, task_blocks):
     """Per (row, block) ``max |x|`` of ``x`` (rows, K), NaN winning; the number of
     non-finite elements."""
     rows, k = x.shape
@@ -198,7 +192,7 @@ def group_abs_max(x, block, out, task_blocks):
 
 
 @njit(cache=True, parallel=True)
-def channel_abs_max(x, out):
+def channel_abs_max_kernel(x, out):
     """Per channel ``max |x|`` of ``x`` (outer, C, inner), NaN winning; non-finite count."""
     outer, channels, inner = x.shape
     bad = np.zeros(channels, np.int64)
@@ -215,13 +209,13 @@ def channel_abs_max(x, out):
 
 
 @njit(cache=True, parallel=True)
-def fp8_scales(amax, fp8_max, out):
+def fp8_scales_kernel(amax, fp8_max, out):
     for i in prange(amax.size):
         out[i] = ref.fp8_scale(amax[i], fp8_max)
 
 
 @njit(cache=True, parallel=True)
-def fp8_quantize(x, scales, inner, block, fmt, fp8_max, codes, values, write_codes,
+def fp8_quantize_kernel(x, scales, inner, block, fmt, fp8_max, codes, values, write_codes,
                  write_values, task):
     """FP8 codes of ``x`` (rows, K) with one scale per group.
 
@@ -248,7 +242,7 @@ def fp8_quantize(x, scales, inner, block, fmt, fp8_max, codes, values, write_cod
 
 
 @njit(cache=True, parallel=True)
-def fp8_dequantize(codes, scales, inner, block, fmt, out, task):
+def fp8_dequantize_kernel(codes, scales, inner, block, fmt, out, task):
     rows, k = codes.shape
     n = rows * k
     channels = scales.shape[1]
@@ -261,3 +255,81 @@ def fp8_dequantize(codes, scales, inner, block, fmt, out, task):
             else:
                 s = scales[0, (i // inner) % channels]
             out[r, j] = ref.decode_f32(codes[r, j], fmt) / s
+
+
+# --------------------------------------------------------------------------- launches
+# The same interface as numba_quant._cuda_float's launches, for numpy arrays.
+def _task_blocks(block):
+    return max(1, _tuning.FLOAT_TASK // block)
+
+
+def encode(x, fmt, saturate, out):
+    kernel = encode_packed_kernel if out.size != x.size else encode_kernel
+    kernel(x, fmt, saturate, out, _tuning.FLOAT_TASK)
+
+
+def decode(codes, fmt, packed, out):
+    decode_kernel(codes, fmt, packed, out, _tuning.FLOAT_TASK)
+
+
+def abs_max(x):
+    m, bad = abs_max_kernel(x, _tuning.FLOAT_TASK)
+    return np.float32(m), int(bad)
+
+
+def mx_quantize(x, block, fmt, mode, emax, mbits, elem_max, propagate, scales, codes, values,
+                write_codes, write_values):
+    return int(mx_quantize_kernel(x, block, fmt, mode, emax, mbits, elem_max, propagate,
+                                  scales, codes, values, write_codes, write_values,
+                                  _task_blocks(block)))
+
+
+def mx_dequantize(scales, codes, block, fmt, out):
+    mx_dequantize_kernel(scales, codes, block, fmt, out, _task_blocks(block))
+
+
+def nvfp4_quantize(x, per_tensor_scale, scales, codes, values, write_codes, write_values):
+    nvfp4_quantize_kernel(x, per_tensor_scale, scales, codes, values, write_codes,
+                          write_values, _task_blocks(16))
+
+
+def nvfp4_dequantize(scales, codes, per_tensor_scale, out):
+    nvfp4_dequantize_kernel(scales, codes, per_tensor_scale, out, _task_blocks(16))
+
+
+def group_abs_max(x, block, out):
+    return int(group_abs_max_kernel(x, block, out, _task_blocks(block)))
+
+
+def channel_abs_max(x, out):
+    return int(channel_abs_max_kernel(x, out))
+
+
+def fp8_scales(amax, fp8_max, out):
+    fp8_scales_kernel(amax, fp8_max, out)
+
+
+def fp8_quantize(x, scales, inner, block, fmt, fp8_max, codes, values, write_codes,
+                 write_values):
+    fp8_quantize_kernel(x, scales, inner, block, fmt, fp8_max, codes, values, write_codes,
+                        write_values, _tuning.FLOAT_TASK)
+
+
+def fp8_dequantize(codes, scales, inner, block, fmt, out):
+    fp8_dequantize_kernel(codes, scales, inner, block, fmt, out, _tuning.FLOAT_TASK)
+
+
+# --------------------------------------------------------------------------- arrays
+def contiguous(a, dtype=None, axes=None):
+    """``a`` as a C-contiguous array of ``dtype`` with axes ``axes`` (copy if needed)."""
+    if axes is not None:
+        a = np.transpose(a, axes)
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def empty(shape, dtype, like):
+    return np.empty(shape, dtype)
+
+
+def wrap(a, like):
+    return a

@@ -26,7 +26,7 @@ from numba_quant._float_formats import (  # noqa: F401  (kernels read them as re
     PARAMS,
 )
 from numba_quant._primitives_float import f32_bits, f32_from_bits, f64_bits
-from numba_quant._primitives import rint
+from numba_quant._primitives import mantissa_bits, rint
 
 # Scaling modes of to_mx (torchao's ScaleCalculationMode).
 FLOOR, CEIL, EVEN, RCEIL = range(4)
@@ -115,6 +115,14 @@ def encode_f32(v, fmt, saturate):
 @njit(cache=True)
 def encode_f64(v, fmt, saturate):
     """The code of ``fmt`` nearest to the float64 ``v`` (see :func:`encode_bits`)."""
+    return encode_bits(f64_bits(v), 52, 11, fmt, saturate)
+
+
+@njit(cache=True)
+def encode(v, fmt, saturate):
+    """The code of ``fmt`` nearest to ``v`` (float32 or float64)."""
+    if mantissa_bits(v) == 24:
+        return encode_bits(f32_bits(v), 23, 8, fmt, saturate)
     return encode_bits(f64_bits(v), 52, 11, fmt, saturate)
 
 

@@ -81,9 +81,9 @@ def to_mx(x, elem_dtype, block_size=32, scaling_mode="floor", *, axis=-1, nonfin
     >>> x = np.linspace(-1, 1, 32, dtype=np.float32)
     >>> scale, el = nq.to_mx(x, "float4_e2m1fn")
     >>> scale, el[:4]
-    (array([125], dtype=uint8), array([15, 15, 15, 14], dtype=uint8))
+    (array([125], dtype=uint8), array([14, 14, 13, 13], dtype=uint8))
     >>> nq.from_mx(scale, el, "float4_e2m1fn")[:4]
-    array([-1.  , -1.  , -1.  , -0.75], dtype=float32)
+    array([-1.  , -1.  , -0.75, -0.75], dtype=float32)
     """
     bk, name, ax, moved, nb, scales, codes, _, k = _quantize(
         x, elem_dtype, block_size, scaling_mode, axis, nonfinite, True)
@@ -103,7 +103,7 @@ def mx_fake_quantize(x, elem_dtype, block_size=32, scaling_mode="floor", *, axis
     --------
     >>> import numpy as np, numba_quant as nq
     >>> nq.mx_fake_quantize(np.array([0.1, 0.2, 0.3, 3.0], np.float32), "float4_e2m1fn")
-    array([0. , 0.25, 0.25, 3. ], dtype=float32)
+    array([0.  , 0.25, 0.25, 3.  ], dtype=float32)
     """
     bk, name, ax, moved, nb, scales, codes, values, k = _quantize(
         x, elem_dtype, block_size, scaling_mode, axis, nonfinite, False)

@@ -77,7 +77,7 @@ def to_nvfp4(x, per_tensor_scale=None, *, nonfinite="raise", ml_dtypes=False):
     >>> import numpy as np, numba_quant as nq
     >>> bs, el, pts = nq.to_nvfp4(np.arange(16, dtype=np.float32), per_tensor_scale=1.0)
     >>> bs, el[:4], pts
-    (array([68], dtype=uint8), array([0, 2, 3, 4], dtype=uint8), np.float32(1.0))
+    (array([66], dtype=uint8), array([0, 1, 2, 2], dtype=uint8), np.float32(1.0))
     """
     bk, shape, nb, scales, codes, _, pts = _quantize(x, per_tensor_scale, nonfinite, True)
     return (common.output(bk, scales.reshape(shape[:-1] + (nb,)), x, "float8_e4m3fn",
@@ -93,7 +93,7 @@ def nvfp4_fake_quantize(x, per_tensor_scale=None, *, nonfinite="raise"):
     --------
     >>> import numpy as np, numba_quant as nq
     >>> nq.nvfp4_fake_quantize(np.array([0.1, 0.2, 0.3, 3.0], np.float32), 1.0)
-    array([0.        , 0.25      , 0.25      , 3.        ], dtype=float32)
+    array([0.  , 0.25, 0.25, 3.  ], dtype=float32)
     """
     bk, shape, nb, scales, codes, values, pts = _quantize(x, per_tensor_scale, nonfinite,
                                                           False)

@@ -66,13 +66,13 @@ def last_axis_order(ndim, axis):
 
 
 def move_last(bk, a, axis):
-    order = last_axis_order(a.ndim, axis)
+    order = last_axis_order(len(a.shape), axis)
     return a if order is None else bk.contiguous(a, None, order)
 
 
 def move_back(bk, a, axis):
     """Undo :func:`move_last` on a result with the block axis last."""
-    order = last_axis_order(a.ndim, axis)
+    order = last_axis_order(len(a.shape), axis)
     if order is None:
         return a
     inverse = tuple(int(i) for i in np.argsort(order))
@@ -81,7 +81,8 @@ def move_back(bk, a, axis):
 
 def as_rows(a):
     """A C-contiguous array as (rows, last axis) without copying."""
-    k = a.shape[-1] if a.ndim else 1
+    shape = tuple(a.shape)
+    k = shape[-1] if shape else 1
     return a.reshape(-1, k)
 
 

@@ -270,3 +270,15 @@ def ml_dtypes_view():
         raise ImportError("ml_dtypes=True needs the ml_dtypes package "
                           "(pip install ml_dtypes)") from None
     return ml_dtypes
+
+
+def per_tensor_scale(value, smallest):
+    """An NVFP4 per-tensor scale: a finite float32 of at least ``smallest``."""
+    try:
+        pts = np.float32(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"per_tensor_scale must be a number; got {value!r}") from None
+    if not (np.isfinite(pts) and pts >= smallest):
+        raise ValueError(f"per_tensor_scale must be finite and at least {float(smallest)!r} "
+                         f"(2**-120); got {value!r}")
+    return pts

@@ -1,9 +1,12 @@
-"""CPU kernels of the low-precision float formats (``@njit(parallel=True)``, cached).
+"""CPU kernels of the low-precision float formats, and their launches.
 
 Every kernel works on C-contiguous arrays that the public layer prepares and calls the
 shared scalar reference :mod:`numba_quant._reference_float` per element and per block.
-Parallel loops run over tasks of ``_tuning.FLOAT_TASK`` elements (or whole blocks of
-about that many), so that each thread walks contiguous memory.
+Each kernel is a thin ``@njit(parallel=True)`` loop over tasks (``_tuning.FLOAT_TASK``
+elements, or whole blocks of about that many) that calls a serial task function: every
+thread walks contiguous memory, and the parallel part stays small, which keeps the
+first-call compile time of the parallel kernels down.  One block kernel serves MX, NVFP4
+and FP8 with per-group scales (``kind``), so few kernels are compiled at all.
 """
 import numpy as np
 from numba import njit, prange
@@ -12,311 +15,240 @@ from numba_quant import _reference_float as ref
 from numba_quant import _tuning
 
 
-@njit(cache=True, parallel=True)
-def encode_kernel(x, fmt, saturate, out, task):
-    """``out[i] = code of x[i]`` (1-D, float32 or float64 in, uint8 out)."""
-    n = x.size
-    for t in prange((n + task - 1) // task):
-        for i in range(t * task, min(n, (t + 1) * task)):
+# --------------------------------------------------------------------------- elements
+@njit(cache=True)
+def _encode_task(x, fmt, saturate, packed, out, lo, hi):
+    for i in range(lo, hi):
+        if packed:
+            out[i] = (ref.encode(x[2 * i], fmt, saturate)
+                      | (ref.encode(x[2 * i + 1], fmt, saturate) << 4))
+        else:
             out[i] = ref.encode(x[i], fmt, saturate)
 
 
 @njit(cache=True, parallel=True)
-def encode_packed_kernel(x, fmt, saturate, out, task):
-    """Two FP4 codes per byte: ``x[2i]`` in the low nibble, ``x[2i + 1]`` in the high."""
+def encode_kernel(x, fmt, saturate, packed, out, task):
+    """``out[i]`` = code of ``x[i]`` (1-D); ``packed``: codes of ``x[2i]`` (low nibble)
+    and ``x[2i + 1]`` (high nibble)."""
     n = out.size
-    for t in prange((n + task - 1) // task):
-        for i in range(t * task, min(n, (t + 1) * task)):
-            lo = ref.encode(x[2 * i], fmt, saturate)
-            hi = ref.encode(x[2 * i + 1], fmt, saturate)
-            out[i] = lo | (hi << 4)
+    for u in prange((n + task - 1) // task):
+        t = np.int64(u)  # prange's index is unsigned in the parallel body
+        _encode_task(x, fmt, saturate, packed, out, t * task, min(n, (t + 1) * task))
+
+
+@njit(cache=True)
+def _decode_task(codes, fmt, packed, out, lo, hi):
+    for i in range(lo, hi):
+        if packed:
+            c = (codes[i >> 1] >> (4 * (i & 1))) & 0xF
+        else:
+            c = codes[i]
+        out[i] = ref.decode_f32(np.int64(c), fmt)
 
 
 @njit(cache=True, parallel=True)
 def decode_kernel(codes, fmt, packed, out, task):
-    """``out[i] = value of code i`` (float32 or float64 out); ``packed``: two per byte."""
+    """``out[i]`` = float32 value of code ``i`` (``packed``: two codes per byte)."""
     n = out.size
-    for t in prange((n + task - 1) // task):
-        for i in range(t * task, min(n, (t + 1) * task)):
-            if packed:
-                c = (codes[i >> 1] >> (4 * (i & 1))) & 0xF
-            else:
-                c = codes[i]
-            out[i] = ref.decode_f32(c, fmt)
+    for u in prange((n + task - 1) // task):
+        t = np.int64(u)
+        _decode_task(codes, fmt, packed, out, t * task, min(n, (t + 1) * task))
 
 
-@njit(cache=True, parallel=True)
-def abs_max_kernel(x, task):
-    """``(max |x|, number of non-finite elements)`` of a 1-D float32 array (NaN wins)."""
-    n = x.size
-    ntasks = (n + task - 1) // task
-    part = np.zeros(ntasks, np.float32)
-    bad = np.zeros(ntasks, np.int64)
-    for t in prange(ntasks):
+# --------------------------------------------------------------------------- blocks
+@njit(cache=True)
+def _abs_max_task(x, block, out, t, task_blocks):
+    rows, k = x.shape
+    nb = (k + block - 1) // block
+    bad = 0
+    for b in range(t * task_blocks, min(rows * nb, (t + 1) * task_blocks)):
+        r = b // nb
+        lo = (b - r * nb) * block
         m = np.float32(0)
-        k = 0
-        for i in range(t * task, min(n, (t + 1) * task)):
-            v = x[i]
+        for j in range(lo, min(k, lo + block)):
+            v = x[r, j]
             m = ref.nan_max_abs(m, v)
             if not np.isfinite(v):
-                k += 1
-        part[t] = m
-        bad[t] = k
-    m = np.float32(0)
-    for t in range(ntasks):
-        m = ref.nan_max_abs(m, part[t])
-    return m, bad.sum()
+                bad += 1
+        out[r, b - r * nb] = m
+    return bad
 
 
 @njit(cache=True, parallel=True)
-def mx_quantize_kernel(x, block, fmt, mode, emax, mbits, elem_max, propagate,
-                scales, codes, values, write_codes, write_values, task_blocks):
-    """MX blocks of ``block`` elements along each row of ``x`` (rows, K), float32.
-
-    Writes the E8M0 scale bytes ``scales`` (rows, ceil(K / block)), and the element
-    codes ``codes`` and/or the dequantized values ``values`` (rows, K).  The last block
-    of a row may be shorter.  Returns the number of blocks holding NaN or infinity; with
-    ``propagate`` they get scale 255 (NaN), else they are left for the caller to raise.
-    """
-    rows, k = x.shape
-    nb = (k + block - 1) // block
-    total = rows * nb
-    ntasks = (total + task_blocks - 1) // task_blocks
-    bad = np.zeros(ntasks, np.int64)
-    for t in prange(ntasks):
-        for b in range(t * task_blocks, min(total, (t + 1) * task_blocks)):
-            r = b // nb
-            lo = (b - r * nb) * block
-            hi = min(k, lo + block)
-            amax = np.float32(0)
-            for j in range(lo, hi):
-                amax = ref.nan_max_abs(amax, x[r, j])
-            if np.isfinite(amax):
-                byte = ref.mx_scale_byte(amax, mode, emax, mbits, elem_max)
-            else:
-                bad[t] += 1
-                byte = ref.E8M0_NAN if propagate else 0
-            scales[r, b - r * nb] = byte
-            divisor = ref.mx_divisor(byte, mode)
-            for j in range(lo, hi):
-                if byte == ref.E8M0_NAN:
-                    c = np.uint8(ref.encode_f32(x[r, j], fmt, True)) if fmt != ref.INT8 \
-                        else np.uint8(0)
-                else:
-                    c = ref.mx_element(x[r, j], fmt, divisor, mode, elem_max)
-                if write_codes:
-                    codes[r, j] = c
-                if write_values:
-                    values[r, j] = ref.mx_value(c, fmt, byte)
-    return bad.sum()
+def group_abs_max_kernel(x, block, out, task_blocks, bad):
+    """Per (row, block) ``max |x|`` of ``x`` (rows, K), NaN winning; ``bad[t]``: the
+    non-finite elements task ``t`` saw."""
+    for u in prange(bad.size):
+        t = np.int64(u)
+        bad[t] = _abs_max_task(x, block, out, t, task_blocks)
 
 
-@njit(cache=True, parallel=True)
-def mx_dequantize_kernel(scales, codes, block, fmt, out, task_blocks):
-    """Values of MX blocks: ``decode(code) * 2**(scale - 127)`` (rows, K)."""
-    rows, k = codes.shape
-    nb = (k + block - 1) // block
-    total = rows * nb
-    for t in prange((total + task_blocks - 1) // task_blocks):
-        for b in range(t * task_blocks, min(total, (t + 1) * task_blocks)):
-            r = b // nb
-            lo = (b - r * nb) * block
-            byte = scales[r, b - r * nb]
-            for j in range(lo, min(k, lo + block)):
-                out[r, j] = ref.mx_value(codes[r, j], fmt, byte)
-
-
-@njit(cache=True, parallel=True)
-def nvfp4_quantize_kernel(x, per_tensor_scale, scales, codes, values, write_codes, write_values,
+@njit(cache=True)
+def _quantize_task(kind, x, block, fmt, mode, emax, mbits, elem_max, propagate, pts,
+                   byte_scales, float_scales, codes, values, write_codes, write_values, t,
                    task_blocks):
-    """NVFP4 blocks of 16 along each row of ``x`` (rows, K), float32."""
     rows, k = x.shape
-    nb = (k + 15) // 16
-    total = rows * nb
-    inv = np.float32(np.float32(1) / per_tensor_scale)
-    for t in prange((total + task_blocks - 1) // task_blocks):
-        for b in range(t * task_blocks, min(total, (t + 1) * task_blocks)):
-            r = b // nb
-            lo = (b - r * nb) * 16
-            hi = min(k, lo + 16)
+    nb = (k + block - 1) // block
+    inv_pts = np.float32(np.float32(1) / pts)
+    bad = 0
+    for b in range(t * task_blocks, min(rows * nb, (t + 1) * task_blocks)):
+        r = b // nb
+        col = b - r * nb
+        lo = col * block
+        hi = min(k, lo + block)
+        byte = 0
+        divisor = np.float32(1)
+        factor = np.float32(1)
+        if kind != ref.FP8:
             amax = np.float32(0)
             for j in range(lo, hi):
                 amax = ref.nan_max_abs(amax, x[r, j])
-            sc = ref.nvfp4_scale_code(amax, per_tensor_scale)
-            scales[r, b - r * nb] = sc
-            mult = ref.nvfp4_multiplier(sc, inv)
-            factor = ref.nvfp4_block_factor(sc, per_tensor_scale)
-            for j in range(lo, hi):
-                c = ref.nvfp4_element(x[r, j], mult)
-                if write_codes:
-                    codes[r, j] = c
-                if write_values:
-                    values[r, j] = ref.decode_f32(c, ref.E2M1FN) * factor
-
-
-@njit(cache=True, parallel=True)
-def nvfp4_dequantize_kernel(scales, codes, per_tensor_scale, out, task_blocks):
-    rows, k = codes.shape
-    nb = (k + 15) // 16
-    total = rows * nb
-    for t in prange((total + task_blocks - 1) // task_blocks):
-        for b in range(t * task_blocks, min(total, (t + 1) * task_blocks)):
-            r = b // nb
-            lo = (b - r * nb) * 16
-            factor = ref.nvfp4_block_factor(scales[r, b - r * nb], per_tensor_scale)
-            for j in range(lo, min(k, lo + 16)):
-                out[r, j] = ref.decode_f32(codes[r, j], ref.E2M1FN) * factor
-
-
-@njit(cache=True, parallel=True)
-def group_abs_max_kernel(x, block, out, task_blocks):
-    """Per (row, block) ``max |x|`` of ``x`` (rows, K), NaN winning; the number of
-    non-finite elements."""
-    rows, k = x.shape
-    nb = (k + block - 1) // block
-    total = rows * nb
-    ntasks = (total + task_blocks - 1) // task_blocks
-    bad = np.zeros(ntasks, np.int64)
-    for t in prange(ntasks):
-        for b in range(t * task_blocks, min(total, (t + 1) * task_blocks)):
-            r = b // nb
-            lo = (b - r * nb) * block
-            m = np.float32(0)
-            for j in range(lo, min(k, lo + block)):
-                v = x[r, j]
-                m = ref.nan_max_abs(m, v)
-                if not np.isfinite(v):
-                    bad[t] += 1
-            out[r, b - r * nb] = m
-    return bad.sum()
-
-
-@njit(cache=True, parallel=True)
-def channel_abs_max_kernel(x, out):
-    """Per channel ``max |x|`` of ``x`` (outer, C, inner), NaN winning; non-finite count."""
-    outer, channels, inner = x.shape
-    bad = np.zeros(channels, np.int64)
-    for c in prange(channels):
-        m = np.float32(0)
-        for o in range(outer):
-            for i in range(inner):
-                v = x[o, c, i]
-                m = ref.nan_max_abs(m, v)
-                if not np.isfinite(v):
-                    bad[c] += 1
-        out[c] = m
-    return bad.sum()
-
-
-@njit(cache=True, parallel=True)
-def fp8_scales_kernel(amax, fp8_max, out):
-    for i in prange(amax.size):
-        out[i] = ref.fp8_scale(amax[i], fp8_max)
-
-
-@njit(cache=True, parallel=True)
-def fp8_quantize_kernel(x, scales, inner, block, fmt, fp8_max, codes, values, write_codes,
-                 write_values, task):
-    """FP8 codes of ``x`` (rows, K) with one scale per group.
-
-    Groups: ``block > 0``, blocks of ``block`` along each row (``scales`` (rows, nb));
-    else channels of a (outer, C, inner) layout flattened into rows of ``inner``
-    elements, row r in channel ``r % C`` (``scales`` (1, C)).
-    """
-    rows, k = x.shape
-    n = rows * k
-    channels = scales.shape[1]
-    for t in prange((n + task - 1) // task):
-        for i in range(t * task, min(n, (t + 1) * task)):
-            r = i // k
-            j = i - r * k
-            if block > 0:
-                s = scales[r, j // block]
+            if kind == ref.MX:
+                if np.isfinite(amax):
+                    byte = ref.mx_scale_byte(amax, mode, emax, mbits, elem_max)
+                else:
+                    bad += 1
+                    byte = ref.E8M0_NAN if propagate else 0
+                divisor = ref.mx_divisor(byte, mode)
             else:
-                s = scales[0, (i // inner) % channels]
-            c = ref.fp8_element(x[r, j], s, fmt, fp8_max)
+                if not np.isfinite(amax):
+                    bad += 1
+                byte = ref.nvfp4_scale_code(amax, pts)
+                divisor = ref.nvfp4_multiplier(byte, inv_pts)
+                factor = ref.nvfp4_block_factor(byte, pts)
+            byte_scales[r, col] = byte
+        else:
+            divisor = float_scales[r, col]
+        for j in range(lo, hi):
+            v = x[r, j]
+            if kind == ref.MX:
+                if byte == ref.E8M0_NAN:
+                    c = np.uint8(0) if fmt == ref.INT8 else np.uint8(ref.encode(v, fmt, np.bool_(True)))
+                else:
+                    c = ref.mx_element(v, fmt, divisor, mode, elem_max)
+                if write_values:
+                    values[r, j] = ref.mx_value(np.int64(c), fmt, np.int64(byte))
+            elif kind == ref.NVFP4:
+                c = ref.nvfp4_element(v, divisor)
+                if write_values:
+                    values[r, j] = ref.decode_f32(np.int64(c), np.int64(ref.E2M1FN)) * factor
+            else:
+                c = ref.fp8_element(v, divisor, fmt, elem_max)
+                if write_values:
+                    values[r, j] = ref.decode_f32(np.int64(c), fmt) / divisor
             if write_codes:
                 codes[r, j] = c
-            if write_values:
-                values[r, j] = ref.decode_f32(c, fmt) / s
+    return bad
 
 
 @njit(cache=True, parallel=True)
-def fp8_dequantize_kernel(codes, scales, inner, block, fmt, out, task):
+def quantize_blocks_kernel(kind, x, block, fmt, mode, emax, mbits, elem_max, propagate, pts,
+                           byte_scales, float_scales, codes, values, write_codes, write_values,
+                           task_blocks, bad):
+    """Blocks of ``block`` elements along each row of ``x`` (rows, K), float32; the last
+    block of a row may be shorter.
+
+    ``kind`` MX: E8M0 bytes into ``byte_scales`` (rows, nb), ``bad[t]`` counts the blocks
+    holding NaN or infinity (NaN scale 255 with ``propagate``); NVFP4: E4M3 block scale
+    codes into ``byte_scales`` with the per-tensor scale ``pts``; FP8: the float32 scales
+    ``float_scales`` (rows, nb) are given.  Element codes go to ``codes`` and/or the
+    dequantized values to ``values`` (rows, K).
+    """
+    for u in prange(bad.size):
+        t = np.int64(u)
+        bad[t] = _quantize_task(kind, x, block, fmt, mode, emax, mbits, elem_max, propagate,
+                                pts, byte_scales, float_scales, codes, values, write_codes,
+                                write_values, t, task_blocks)
+
+
+@njit(cache=True)
+def _dequantize_task(kind, byte_scales, float_scales, codes, block, fmt, pts, out, t,
+                     task_blocks):
     rows, k = codes.shape
-    n = rows * k
-    channels = scales.shape[1]
-    for t in prange((n + task - 1) // task):
-        for i in range(t * task, min(n, (t + 1) * task)):
-            r = i // k
-            j = i - r * k
-            if block > 0:
-                s = scales[r, j // block]
-            else:
-                s = scales[0, (i // inner) % channels]
-            out[r, j] = ref.decode_f32(codes[r, j], fmt) / s
+    nb = (k + block - 1) // block
+    for b in range(t * task_blocks, min(rows * nb, (t + 1) * task_blocks)):
+        r = b // nb
+        col = b - r * nb
+        lo = col * block
+        if kind == ref.MX:
+            byte = np.int64(byte_scales[r, col])
+            for j in range(lo, min(k, lo + block)):
+                out[r, j] = ref.mx_value(np.int64(codes[r, j]), fmt, byte)
+        elif kind == ref.NVFP4:
+            factor = ref.nvfp4_block_factor(np.int64(byte_scales[r, col]), pts)
+            for j in range(lo, min(k, lo + block)):
+                out[r, j] = ref.decode_f32(np.int64(codes[r, j]), np.int64(ref.E2M1FN)) * factor
+        else:
+            s = float_scales[r, col]
+            for j in range(lo, min(k, lo + block)):
+                out[r, j] = ref.decode_f32(np.int64(codes[r, j]), fmt) / s
+
+
+@njit(cache=True, parallel=True)
+def dequantize_blocks_kernel(kind, byte_scales, float_scales, codes, block, fmt, pts, out,
+                             task_blocks, ntasks):
+    """Values of blocks (the inverse of :func:`quantize_blocks_kernel`): MX
+    ``decode * 2**(byte - 127)``, NVFP4 ``fp4 * float32(pts * e4m3)``, FP8
+    ``decode / scale``."""
+    for u in prange(ntasks):
+        t = np.int64(u)
+        _dequantize_task(kind, byte_scales, float_scales, codes, block, fmt, pts, out, t,
+                         task_blocks)
+
+
+@njit(cache=True)
+def fp8_scales_kernel(amax, fp8_max, out):
+    """Current scaling's scales of the maxima ``amax`` (serial: one value per group)."""
+    for i in range(amax.size):
+        out[i] = ref.fp8_scale(amax[i], fp8_max)
 
 
 # --------------------------------------------------------------------------- launches
 # The same interface as numba_quant._cuda_float's launches, for numpy arrays.
-def _task_blocks(block):
-    return max(1, _tuning.FLOAT_TASK // block)
+def _tasks(rows, k, block):
+    """``(blocks per task, tasks)`` for blocks of ``block`` over (rows, k)."""
+    per = max(1, _tuning.FLOAT_TASK // block)
+    total = rows * (-(-k // block))
+    return per, -(-total // per)
 
 
-def encode(x, fmt, saturate, out):
-    kernel = encode_packed_kernel if out.size != x.size else encode_kernel
-    kernel(x, fmt, saturate, out, _tuning.FLOAT_TASK)
+def encode(x, fmt, saturate, packed, out):
+    encode_kernel(x, fmt, saturate, packed, out, _tuning.FLOAT_TASK)
 
 
 def decode(codes, fmt, packed, out):
     decode_kernel(codes, fmt, packed, out, _tuning.FLOAT_TASK)
 
 
-def abs_max(x):
-    m, bad = abs_max_kernel(x, _tuning.FLOAT_TASK)
-    return np.float32(m), int(bad)
-
-
-def mx_quantize(x, block, fmt, mode, emax, mbits, elem_max, propagate, scales, codes, values,
-                write_codes, write_values):
-    return int(mx_quantize_kernel(x, block, fmt, mode, emax, mbits, elem_max, propagate,
-                                  scales, codes, values, write_codes, write_values,
-                                  _task_blocks(block)))
-
-
-def mx_dequantize(scales, codes, block, fmt, out):
-    mx_dequantize_kernel(scales, codes, block, fmt, out, _task_blocks(block))
-
-
-def nvfp4_quantize(x, per_tensor_scale, scales, codes, values, write_codes, write_values):
-    nvfp4_quantize_kernel(x, per_tensor_scale, scales, codes, values, write_codes,
-                          write_values, _task_blocks(16))
-
-
-def nvfp4_dequantize(scales, codes, per_tensor_scale, out):
-    nvfp4_dequantize_kernel(scales, codes, per_tensor_scale, out, _task_blocks(16))
-
-
 def group_abs_max(x, block, out):
-    return int(group_abs_max_kernel(x, block, out, _task_blocks(block)))
+    """Per-block maxima into ``out`` (rows, nb); the number of non-finite elements."""
+    per, ntasks = _tasks(*x.shape, block)
+    bad = np.empty(ntasks, np.int64)
+    group_abs_max_kernel(x, block, out, per, bad)
+    return int(bad.sum())
 
 
-def channel_abs_max(x, out):
-    return int(channel_abs_max_kernel(x, out))
+def quantize_blocks(kind, x, block, fmt, mode, emax, mbits, elem_max, propagate, pts,
+                    byte_scales, float_scales, codes, values, write_codes, write_values):
+    per, ntasks = _tasks(*x.shape, block)
+    bad = np.empty(ntasks, np.int64)
+    quantize_blocks_kernel(kind, x, block, fmt, mode, emax, mbits, float(elem_max), propagate,
+                           np.float32(pts), byte_scales, float_scales, codes, values,
+                           write_codes, write_values, per, bad)
+    return int(bad.sum())
 
 
-def fp8_scales(amax, fp8_max, out):
-    fp8_scales_kernel(amax, fp8_max, out)
+def dequantize_blocks(kind, byte_scales, float_scales, codes, block, fmt, pts, out):
+    per, ntasks = _tasks(*codes.shape, block)
+    dequantize_blocks_kernel(kind, byte_scales, float_scales, codes, block, fmt,
+                             np.float32(pts), out, per, ntasks)
 
 
-def fp8_quantize(x, scales, inner, block, fmt, fp8_max, codes, values, write_codes,
-                 write_values):
-    fp8_quantize_kernel(x, scales, inner, block, fmt, fp8_max, codes, values, write_codes,
-                        write_values, _tuning.FLOAT_TASK)
-
-
-def fp8_dequantize(codes, scales, inner, block, fmt, out):
-    fp8_dequantize_kernel(codes, scales, inner, block, fmt, out, _tuning.FLOAT_TASK)
+def fp8_scales(amax, fp8_max):
+    """Scales (float32, host) of the maxima ``amax`` (float32, host)."""
+    out = np.empty(amax.shape, np.float32)
+    fp8_scales_kernel(amax.reshape(-1), float(fp8_max), out.reshape(-1))
+    return out
 
 
 # --------------------------------------------------------------------------- arrays
@@ -333,3 +265,17 @@ def empty(shape, dtype, like):
 
 def wrap(a, like):
     return a
+
+
+def to_host(a):
+    return a
+
+
+def from_host(a, like):
+    return a
+
+
+def scale_run():
+    """Elements sharing one materialised float scale in FP8 per-tensor and per-channel
+    scaling (a task of the block kernel)."""
+    return _tuning.FLOAT_TASK

@@ -8,14 +8,16 @@ ml_dtypes views).  Imports neither numba nor CUDA until a backend is asked for.
 import numpy as np
 
 from numba_quant import _checks
-from numba_quant._dispatch import on_device
+from numba_quant._dispatch import on_device  # noqa: F401  (also used by the public modules)
 
 
 def backend(x, *others):
     """The format backend module for ``x``; ``others`` must live on the same side."""
     device = on_device(x)
     for other in others:
-        if other is not None and on_device(other) != device:
+        if other is None or isinstance(other, (int, float, list, tuple)):
+            continue
+        if on_device(other) != device:
             where = "a GPU" if device else "a host"
             raise ValueError(f"all arrays must be on the same device: the input is {where} "
                              f"array but {type(other).__name__} is not")
@@ -106,3 +108,19 @@ def widen(bk, values, output_dtype):
     if output_dtype == np.float32:
         return values
     return bk.contiguous(values, output_dtype)
+
+
+def tensor_abs_max(bk, a):
+    """``(max |a|, non-finite count)`` of a contiguous array: per-run maxima on the
+    backend, their maximum (NaN winning) on the host."""
+    flat = a.reshape(1, -1)
+    n = flat.shape[1]
+    run = max(1, min(n, bk.scale_run()))
+    parts = bk.empty((1, -(-n // run)), np.float32, None)
+    bad = bk.group_abs_max(flat, run, parts)
+    return np.float32(np.max(bk.to_host(parts))), bad
+
+
+def unused(bk, dtype):
+    """A 1x1 stand-in for a kernel output that is not written."""
+    return bk.empty((1, 1), dtype, None)

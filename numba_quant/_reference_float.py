@@ -28,10 +28,13 @@ from numba_quant._float_formats import (  # noqa: F401  (kernels read them as re
 from numba_quant._primitives_float import f32_bits, f32_from_bits, f64_bits
 from numba_quant._primitives import mantissa_bits, rint
 
+# Constants passed between compiled functions go as np.int64(...)/np.bool_(...): a bare
+# literal would make Numba compile a separate, literal-specialised copy of the callee.
 # Scaling modes of to_mx (torchao's ScaleCalculationMode).
 FLOOR, CEIL, EVEN, RCEIL = range(4)
-# Non-finite policies of the scaled formats.
-RAISE, PROPAGATE = range(2)
+# What a block kernel computes: MX (E8M0 scale from the block maximum), NVFP4 (E4M3
+# scale from the block maximum and a per-tensor scale), FP8 (given float32 scales).
+MX, NVFP4, FP8 = range(3)
 
 F32_QNAN = 0x7FC00000
 E8M0_NAN = 0xFF
@@ -109,21 +112,21 @@ def encode_bits(u, src_mbits, src_ebits, fmt, saturate):
 @njit(cache=True)
 def encode_f32(v, fmt, saturate):
     """The code of ``fmt`` nearest to the float32 ``v`` (see :func:`encode_bits`)."""
-    return encode_bits(f32_bits(v), 23, 8, fmt, saturate)
+    return encode_bits(f32_bits(v), np.int64(23), np.int64(8), fmt, saturate)
 
 
 @njit(cache=True)
 def encode_f64(v, fmt, saturate):
     """The code of ``fmt`` nearest to the float64 ``v`` (see :func:`encode_bits`)."""
-    return encode_bits(f64_bits(v), 52, 11, fmt, saturate)
+    return encode_bits(f64_bits(v), np.int64(52), np.int64(11), fmt, saturate)
 
 
 @njit(cache=True)
 def encode(v, fmt, saturate):
     """The code of ``fmt`` nearest to ``v`` (float32 or float64)."""
     if mantissa_bits(v) == 24:
-        return encode_bits(f32_bits(v), 23, 8, fmt, saturate)
-    return encode_bits(f64_bits(v), 52, 11, fmt, saturate)
+        return encode_bits(f32_bits(v), np.int64(23), np.int64(8), fmt, saturate)
+    return encode_bits(f64_bits(v), np.int64(52), np.int64(11), fmt, saturate)
 
 
 @njit(cache=True)
@@ -280,7 +283,7 @@ def mx_element(v, fmt, divisor, mode, elem_max):
         w = -lim
     if fmt == INT8:
         return np.uint8(encode_int8(w) & 0xFF)
-    return np.uint8(encode_f32(w, fmt, True))
+    return np.uint8(encode_f32(w, fmt, np.bool_(True)))
 
 
 @njit(cache=True)
@@ -291,7 +294,7 @@ def mx_value(code, fmt, byte):
     if fmt == INT8:
         d = decode_int8(np.int8(code))
     else:
-        d = decode_f32(code, fmt)
+        d = decode_f32(np.int64(code), fmt)
     return d * pow2_f32(np.int64(byte) - 127)
 
 
@@ -313,13 +316,13 @@ def nvfp4_scale_code(amax, per_tensor_scale):
         bs = np.float32(E4M3_MIN_NORMAL)
     elif bs > np.float32(E4M3_MAX):
         bs = np.float32(E4M3_MAX)
-    return encode_f32(bs, E4M3FN, True)
+    return encode_f32(bs, np.int64(E4M3FN), np.bool_(True))
 
 
 @njit(cache=True)
 def nvfp4_multiplier(scale_code, inv_per_tensor):
     """What a block's elements are multiplied by: ``(1 / pts) / e4m3(scale)`` in float32."""
-    return np.float32(inv_per_tensor / decode_f32(scale_code, E4M3FN))
+    return np.float32(inv_per_tensor / decode_f32(np.int64(scale_code), np.int64(E4M3FN)))
 
 
 @njit(cache=True)
@@ -331,13 +334,13 @@ def nvfp4_element(v, multiplier):
         w = lim
     elif w < -lim:
         w = -lim
-    return np.uint8(encode_f32(w, E2M1FN, True))
+    return np.uint8(encode_f32(w, np.int64(E2M1FN), np.bool_(True)))
 
 
 @njit(cache=True)
 def nvfp4_block_factor(scale_code, per_tensor_scale):
     """A block's dequantization factor ``float32(pts * e4m3(scale))``."""
-    return np.float32(per_tensor_scale * decode_f32(scale_code, E4M3FN))
+    return np.float32(per_tensor_scale * decode_f32(np.int64(scale_code), np.int64(E4M3FN)))
 
 
 # --------------------------------------------------------------------------- FP8 scaling
@@ -365,4 +368,4 @@ def fp8_element(v, scale, fmt, fp8_max):
         w = lim
     elif w < -lim:
         w = -lim
-    return np.uint8(encode_f32(w, fmt, True))
+    return np.uint8(encode_f32(w, fmt, np.bool_(True)))

@@ -60,11 +60,11 @@ def to_bits(x, dtype, *, saturate=False, packed=False, ml_dtypes=False):
     if packed:
         _checks.packed_length(shape[-1] if shape else 1)
         out = bk.empty((flat.size // 2,), np.uint8, x)
-        bk.encode(flat, fmt.code, bool(saturate), out)
+        bk.encode(flat, fmt.code, bool(saturate), True, out)
         out = out.reshape(shape[:-1] + (shape[-1] // 2,))
         return common.output(bk, out, x, None, False)
     out = bk.empty((flat.size,), np.uint8, x)
-    bk.encode(flat, fmt.code, bool(saturate), out)
+    bk.encode(flat, fmt.code, bool(saturate), False, out)
     return common.output(bk, out.reshape(shape), x, name, ml_dtypes)
 
 
@@ -101,15 +101,6 @@ def from_bits(codes, dtype, *, packed=False, output_dtype=np.float32):
     bk.decode(c.reshape(-1), FORMATS[name].code, bool(packed), out)
     out = common.widen(bk, out.reshape(shape), output_dtype)
     return bk.wrap(out, codes)
-
-
-def _fp8_groups(shape, per_layer_quantization, axis, block_size):
-    """``(mode, axis)``: "tensor", "channel" (OneFlow-style axis) or "block" (last axis)."""
-    if block_size is not None:
-        return "block", _checks.block_axis(-1, len(shape)), _checks.block_size(block_size)
-    if per_layer_quantization:
-        return "tensor", None, 0
-    return "channel", _checks.channel_axis(axis, len(shape), False), 0
 
 
 def to_float8(x, dtype="float8_e4m3fn", *, per_layer_quantization=True, axis=0,
@@ -158,44 +149,83 @@ def to_float8(x, dtype="float8_e4m3fn", *, per_layer_quantization=True, axis=0,
     propagate = _checks.format_nonfinite(nonfinite)
     bk = common.backend(x)
     a, shape = common.as_input(bk, x, allow_float64=False)
-    mode, ax, block = _fp8_groups(shape, per_layer_quantization, axis, block_size)
-    rows, inner, scales, sshape, bad = _fp8_amax(bk, a, shape, mode, ax, block, x)
+    groups = _Groups(bk, shape, per_layer_quantization, axis, block_size)
+    amax, bad = groups.abs_max(a)
     if bad and not propagate:
         raise _checks.nonfinite_blocks_error(bad, "element(s)")
-    amax = scales
-    scales = bk.empty(amax.shape, np.float32, x)
-    bk.fp8_scales(amax.reshape(-1), fmt.max, scales.reshape(-1))
-    codes = bk.empty(rows.shape, np.uint8, x)
-    unused = bk.empty((1, 1), np.float32, x)
-    bk.fp8_quantize(rows, scales, inner, block, fmt.code, fmt.max, codes, unused, True, False)
-    return (bk.wrap(codes.reshape(shape), x), bk.wrap(scales.reshape(sshape), x))
+    scale = bk.fp8_scales(amax, fmt.max)
+    codes = bk.empty(groups.rows_shape, np.uint8, x)
+    bk.quantize_blocks(KIND_FP8, a.reshape(groups.rows_shape), groups.run, fmt.code, 0, 0, 0,
+                       fmt.max, propagate, 1.0, common.unused(bk, np.uint8),
+                       groups.run_scales(scale), codes, common.unused(bk, np.float32), True,
+                       False)
+    return (bk.wrap(codes.reshape(shape), x),
+            bk.from_host(scale.reshape(groups.scale_shape), x))
 
 
-def _fp8_amax(bk, a, shape, mode, ax, block, like):
-    """The rows view, the inner length, the per-group maxima (2-D) and the scale shape."""
-    if mode == "block":
-        rows = common.as_rows(a)
-        nb = -(-rows.shape[1] // block)
-        amax = bk.empty((rows.shape[0], nb), np.float32, like)
-        bad = bk.group_abs_max(rows, block, amax)
-        return rows, 1, amax, shape[:-1] + (nb,), bad
-    if mode == "tensor":
-        m, bad = bk.abs_max(a.reshape(-1))
-        amax = _host_to(bk, np.array([[m]], np.float32), like)
-        return a.reshape(1, -1), a.size, amax, (1,), bad
-    outer = int(np.prod(shape[:ax], dtype=np.int64))
-    channels = shape[ax]
-    inner = int(np.prod(shape[ax + 1:], dtype=np.int64))
-    amax = bk.empty((1, channels), np.float32, like)
-    bad = bk.channel_abs_max(a.reshape(outer, channels, inner), amax.reshape(-1))
-    return a.reshape(outer * channels, inner), inner, amax, (channels,), bad
+KIND_FP8 = 2  # numba_quant._reference_float.FP8 (that module imports numba)
 
 
-def _host_to(bk, a, like):
-    if bk.__name__.endswith("_cpu_float"):
-        return a
-    from numba import cuda
-    return cuda.to_device(a)
+class _Groups:
+    """How elements share FP8 scales, and the block kernel's view of them.
+
+    The block kernel sees rows of ``rows_shape`` cut in runs of ``run`` elements with one
+    float scale per run (``run_scales``): per block, a run is a block; per tensor and per
+    channel, runs are short pieces of the tensor or of a channel's inner stretch, so that
+    the work splits into many tasks.
+    """
+
+    def __init__(self, bk, shape, per_layer_quantization, axis, block_size):
+        self.bk = bk
+        n = int(np.prod(shape, dtype=np.int64))
+        if block_size is not None:
+            _checks.block_axis(-1, len(shape))
+            self.mode = "block"
+            self.run = _checks.block_size(block_size)
+            k = shape[-1]
+            self.rows_shape = (n // k, k)
+            self.scale_shape = shape[:-1] + (-(-k // self.run),)
+        elif per_layer_quantization:
+            self.mode = "tensor"
+            self.rows_shape = (1, n)
+            self.run = max(1, min(n, bk.scale_run()))
+            self.scale_shape = (1,)
+        else:
+            self.mode = "channel"
+            ax = _checks.channel_axis(axis, len(shape), False)
+            self.outer = int(np.prod(shape[:ax], dtype=np.int64))
+            self.channels = shape[ax]
+            inner = int(np.prod(shape[ax + 1:], dtype=np.int64))
+            self.rows_shape = (self.outer * self.channels, inner)
+            self.run = max(1, min(inner, bk.scale_run()))
+            self.scale_shape = (self.channels,)
+        self.runs = -(-self.rows_shape[1] // self.run)
+
+    def abs_max(self, a):
+        """Each group's ``max |x|`` (float32, host, of ``scale_shape``), non-finite count."""
+        bk = self.bk
+        parts = bk.empty((self.rows_shape[0], self.runs), np.float32, None)
+        bad = bk.group_abs_max(a.reshape(self.rows_shape), self.run, parts)
+        parts = np.asarray(bk.to_host(parts))
+        if self.mode == "block":
+            return parts.reshape(self.scale_shape), bad
+        if self.mode == "tensor":
+            return np.array([np.max(parts)], np.float32), bad
+        parts = parts.reshape(self.outer, self.channels, self.runs)
+        return np.max(parts, axis=(0, 2)).astype(np.float32), bad
+
+    def run_scales(self, scale):
+        """The scale of every run, (rows, runs) float32, on the backend."""
+        scale = np.asarray(scale, np.float32)
+        if self.mode == "block":
+            runs = scale.reshape(self.rows_shape[0], self.runs)
+        elif self.mode == "tensor":
+            runs = np.full((1, self.runs), scale.reshape(-1)[0], np.float32)
+        else:
+            runs = np.broadcast_to(scale.reshape(1, self.channels, 1),
+                                   (self.outer, self.channels, self.runs))
+            runs = runs.reshape(self.rows_shape[0], self.runs)
+        return self.bk.from_host(np.array(runs, np.float32, order="C", copy=True), None)
 
 
 def from_float8(elements, scale, dtype="float8_e4m3fn", *, axis=0, block_size=None,
@@ -218,27 +248,21 @@ def from_float8(elements, scale, dtype="float8_e4m3fn", *, axis=0, block_size=No
     c = common.as_codes(bk, elements, name, "elements")
     shape = tuple(c.shape)
     _checks.not_empty_input(shape)
-    if bk.__name__.endswith("_cpu_float"):
-        s = np.ascontiguousarray(np.asarray(scale, np.float32))
-    else:
-        from numba_quant import _cuda
-        s = _cuda._device(scale)
-        if np.dtype(s.dtype) != np.float32:
-            raise TypeError(f"scale must be float32 on the GPU; got dtype {s.dtype}")
-        s = bk.contiguous(s)
+    if isinstance(scale, (int, float, list, tuple)):
+        scale = np.asarray(scale, np.float32)
+    s = np.asarray(bk.to_host(scale) if common.on_device(scale) else scale)
+    if s.dtype != np.float32:
+        raise TypeError(f"scale must be float32 (what to_float8 returns); got dtype {s.dtype}")
     if block_size is not None:
-        block = _checks.block_size(block_size)
-        rows = c.reshape(-1, shape[-1] if shape else 1)
-        nb = -(-rows.shape[1] // block)
-        _checks.scale_shape(s.shape, shape[:-1] + (nb,), "scale")
-        s2, inner = s.reshape(rows.shape[0], nb), 1
+        groups = _Groups(bk, shape, True, 0, block_size)
     elif s.size == 1:
-        block, rows, s2, inner = 0, c.reshape(1, -1), s.reshape(1, 1), c.size
+        groups = _Groups(bk, shape, True, 0, None)
     else:
         ax = _checks.parameter_axis(axis, shape, s.size, "scale")
-        outer = int(np.prod(shape[:ax], dtype=np.int64))
-        inner = int(np.prod(shape[ax + 1:], dtype=np.int64))
-        block, rows, s2 = 0, c.reshape(outer * shape[ax], inner), s.reshape(1, -1)
-    out = bk.empty(rows.shape, np.float32, elements)
-    bk.fp8_dequantize(rows, s2, inner, block, fmt.code, out)
+        groups = _Groups(bk, shape, False, ax, None)
+    _checks.scale_shape(s.shape if s.size != 1 or block_size is not None else (1,),
+                        groups.scale_shape, "scale")
+    out = bk.empty(groups.rows_shape, np.float32, elements)
+    bk.dequantize_blocks(KIND_FP8, common.unused(bk, np.uint8), groups.run_scales(s),
+                         c.reshape(groups.rows_shape), groups.run, fmt.code, 1.0, out)
     return bk.wrap(common.widen(bk, out.reshape(shape), output_dtype), elements)

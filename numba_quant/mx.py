@@ -13,6 +13,7 @@ from numba_quant import _float_common as common
 from numba_quant._float_formats import MX_FORMATS, by_name
 
 _MODES = {"floor": 0, "ceil": 1, "even": 2, "rceil": 3}
+KIND_MX = 0  # numba_quant._reference_float.MX (that module imports numba)
 
 
 def _settings(elem_dtype, block_size, scaling_mode, nonfinite="raise"):
@@ -31,11 +32,12 @@ def _quantize(x, elem_dtype, block_size, scaling_mode, axis, nonfinite, codes_wa
     nb = -(-rows.shape[1] // block)
     scales = bk.empty((rows.shape[0], nb), np.uint8, x)
     if codes_wanted:
-        codes, values = bk.empty(rows.shape, np.uint8, x), bk.empty((1, 1), np.float32, x)
+        codes, values = bk.empty(rows.shape, np.uint8, x), common.unused(bk, np.float32)
     else:
-        codes, values = bk.empty((1, 1), np.uint8, x), bk.empty(rows.shape, np.float32, x)
-    bad = bk.mx_quantize(rows, block, fmt.code, mode, fmt.emax, fmt.mbits, fmt.max,
-                         propagate, scales, codes, values, codes_wanted, not codes_wanted)
+        codes, values = common.unused(bk, np.uint8), bk.empty(rows.shape, np.float32, x)
+    bad = bk.quantize_blocks(KIND_MX, rows, block, fmt.code, mode, fmt.emax, fmt.mbits,
+                             fmt.max, propagate, 1.0, scales, common.unused(bk, np.float32),
+                             codes, values, codes_wanted, not codes_wanted)
     if bad and not propagate:
         raise _checks.nonfinite_blocks_error(bad, "block(s)")
     moved = tuple(shape[i] for i in range(len(shape)) if i != ax)
@@ -137,7 +139,8 @@ def from_mx(scale_e8m0, elements, elem_dtype, block_size=32, *, axis=-1,
     c = common.as_rows(common.move_last(bk, c, ax))
     s = common.as_rows(common.move_last(bk, s, ax))
     out = bk.empty(c.shape, np.float32, elements)
-    bk.mx_dequantize(s, c, block, fmt.code, out)
+    bk.dequantize_blocks(KIND_MX, s, common.unused(bk, np.float32), c, block, fmt.code, 1.0,
+                         out)
     moved = tuple(shape[i] for i in range(len(shape)) if i != ax)
     out = common.move_back(bk, out.reshape(moved + (shape[ax],)), ax)
     return bk.wrap(common.widen(bk, out, output_dtype), elements)

@@ -4,16 +4,19 @@ import numpy as np
 
 from numba_quant import _checks
 from numba_quant import _float_common as common
+from numba_quant._float_formats import E2M1FN
 
 BLOCK = 16
+KIND_NVFP4 = 1  # numba_quant._reference_float.NVFP4 (that module imports numba)
 # amax / (448 * 6): the largest E4M3 block scale times the largest FP4 value.
 _PER_TENSOR_DIVISOR = np.float32(448.0 * 6.0)
-# A per-tensor scale below this would overflow its float32 reciprocal.
-_SMALLEST_PER_TENSOR = np.float32(2.0 ** -126)
+# Below this, (1 / per_tensor_scale) / 2**-6 (the smallest block scale) would overflow
+# float32 and turn elements into infinities.
+_SMALLEST_PER_TENSOR = np.float32(2.0 ** -120)
 
 
 def per_tensor_scale_of(amax):
-    """``float32(amax) / 2688``; 1.0 for an all-zero tensor, at least 2**-126."""
+    """``float32(amax) / 2688``; 1.0 for an all-zero tensor, at least 2**-120."""
     amax = np.float32(amax)
     if amax == 0:
         return np.float32(1.0)
@@ -25,24 +28,25 @@ def _quantize(x, per_tensor_scale, nonfinite, codes_wanted):
     bk = common.backend(x)
     a, shape = common.as_input(bk, x, allow_float64=False)
     _checks.block_axis(-1, len(shape))
-    amax, bad = bk.abs_max(a.reshape(-1))
-    if bad and not propagate:
-        raise _checks.nonfinite_blocks_error(bad, "element(s)")
     if per_tensor_scale is None:
+        amax, bad = common.tensor_abs_max(bk, a)
+        if bad and not propagate:
+            raise _checks.nonfinite_blocks_error(bad, "element(s)")
         pts = per_tensor_scale_of(amax)
     else:
-        pts = np.float32(per_tensor_scale)
-        if not (np.isfinite(pts) and pts > 0):
-            raise ValueError(f"per_tensor_scale must be a finite positive number; got "
-                             f"{per_tensor_scale!r}")
+        pts = _checks.per_tensor_scale(per_tensor_scale, _SMALLEST_PER_TENSOR)
     rows = common.as_rows(a)
     nb = -(-rows.shape[1] // BLOCK)
     scales = bk.empty((rows.shape[0], nb), np.uint8, x)
     if codes_wanted:
-        codes, values = bk.empty(rows.shape, np.uint8, x), bk.empty((1, 1), np.float32, x)
+        codes, values = bk.empty(rows.shape, np.uint8, x), common.unused(bk, np.float32)
     else:
-        codes, values = bk.empty((1, 1), np.uint8, x), bk.empty(rows.shape, np.float32, x)
-    bk.nvfp4_quantize(rows, pts, scales, codes, values, codes_wanted, not codes_wanted)
+        codes, values = common.unused(bk, np.uint8), bk.empty(rows.shape, np.float32, x)
+    bad = bk.quantize_blocks(KIND_NVFP4, rows, BLOCK, E2M1FN, 0, 0, 0, 6.0, propagate, pts,
+                             scales, common.unused(bk, np.float32), codes, values,
+                             codes_wanted, not codes_wanted)
+    if bad and not propagate:
+        raise _checks.nonfinite_blocks_error(bad, "block(s)")
     return bk, shape, nb, scales, codes, values, pts
 
 
@@ -59,8 +63,9 @@ def to_nvfp4(x, per_tensor_scale=None, *, nonfinite="raise", ml_dtypes=False):
         shorter than 16.
     per_tensor_scale : float, optional
         The FP32 per-tensor scale.  None (default): ``float32(max|x|) / 2688`` (two-level
-        scaling); 1.0 for an all-zero tensor and at least 2**-126 (so that its reciprocal
-        is finite).  Pass 1.0 for single-level scaling.
+        scaling); 1.0 for an all-zero tensor and at least 2**-120 (so that the element
+        multiplier ``(1 / pts) / 2**-6`` stays finite).  Pass 1.0 for single-level
+        scaling.  A given scale must be finite and at least 2**-120.
     nonfinite : {"raise", "propagate"}, optional
         NaN or infinity: ValueError (default), or through the formulas (NaN block scale).
     ml_dtypes : bool, optional
@@ -120,5 +125,7 @@ def from_nvfp4(block_scale, elements, per_tensor_scale, *, output_dtype=np.float
     _checks.scale_shape(s.shape, shape[:-1] + (nb,), "block_scale")
     c = common.as_rows(c)
     out = bk.empty(c.shape, np.float32, elements)
-    bk.nvfp4_dequantize(s.reshape(c.shape[0], nb), c, np.float32(per_tensor_scale), out)
+    pts = _checks.per_tensor_scale(per_tensor_scale, _SMALLEST_PER_TENSOR)
+    bk.dequantize_blocks(KIND_NVFP4, s.reshape(c.shape[0], nb), common.unused(bk, np.float32),
+                         c, BLOCK, E2M1FN, pts, out)
     return bk.wrap(common.widen(bk, out.reshape(shape), output_dtype), elements)

@@ -153,7 +153,7 @@ def nvfp4_quantize(x, per_tensor_scale=None):
     x = np.asarray(x, F32)
     if per_tensor_scale is None:
         amax = np.abs(x).max()
-        pts = F32(1.0) if amax == 0 else max(F32(amax / F32(2688.0)), F32(2.0 ** -126))
+        pts = F32(1.0) if amax == 0 else max(F32(amax / F32(2688.0)), F32(2.0 ** -120))
     else:
         pts = F32(per_tensor_scale)
     xb, k = _blocks(x, 16)

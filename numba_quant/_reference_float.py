@@ -12,6 +12,8 @@ is shifted right to the target's precision and rounded to nearest, ties to even,
 bits shifted out, so no intermediate float rounding can intervene.  Format parameters
 come from :data:`numba_quant._float_formats.PARAMS` by format code.
 """
+import math
+
 import numpy as np
 from numba import njit
 
@@ -229,8 +231,8 @@ def mx_scale_byte(amax, mode, emax, mbits, elem_max):
         ratio = np.float32(amax / np.float32(elem_max))
         # log2 in float64, then rounded to float32: the float32 log2 of a correctly
         # rounding library, the same on every target (no libm log2f needed).
-        lg = np.float32(np.log2(np.float64(ratio)))
-        e = np.int64(np.ceil(lg))
+        lg = np.float32(math.log2(np.float64(ratio)))
+        e = np.int64(math.ceil(lg))
         if e < -127:
             e = -127
         elif e > 127:

@@ -8,18 +8,19 @@ contiguous elements, a grid-stride loop over blocks.  Maxima over a whole tensor
 per-thread maxima with one integer atomic max each on the float bits (magnitudes are
 non-negative, so their bits order like the values, NaN above infinity).
 
-Imported only when a GPU array arrives; importing :mod:`numba_quant._cuda` first
-registers its primitives, this module registers the bit casts.
+Imported only when a GPU array arrives; :mod:`numba_quant._cuda_primitives` registers
+the shared primitives, this module the bit casts.
 """
 import numpy as np
 from numba import cuda
 
-from numba_quant import _cuda as base
+from numba_quant import _cuda_arrays as arrays
+from numba_quant import _cuda_launch as launch
+from numba_quant import _cuda_primitives  # noqa: F401  (CUDA primitives before any kernel)
 from numba_quant import _primitives_float
 from numba_quant import _reference_float as ref
-from numba_quant import _tuning
 
-SIMULATOR = base.SIMULATOR
+SIMULATOR = arrays.SIMULATOR
 
 
 def _register_cuda_bit_casts():
@@ -189,16 +190,16 @@ def dequantize_blocks_kernel(kind, byte_scales, float_scales, codes, block, fmt,
 
 # --------------------------------------------------------------------------- launches
 def _blocks_grid(rows, k, block):
-    return base._grid(rows * (-(-k // block)))
+    return launch.grid(rows * (-(-k // block)))
 
 
 def encode(x, fmt, saturate, packed, out):
-    blocks, threads = base._grid(out.size)
+    blocks, threads = launch.grid(out.size)
     encode_kernel[blocks, threads](x, fmt, saturate, packed, out)
 
 
 def decode(codes, fmt, packed, out):
-    blocks, threads = base._grid(out.size)
+    blocks, threads = launch.grid(out.size)
     decode_kernel[blocks, threads](codes, fmt, packed, out)
 
 
@@ -236,30 +237,30 @@ def fp8_scales(amax, fp8_max):
 # --------------------------------------------------------------------------- arrays
 def contiguous(d, dtype=None, axes=None):
     """``d`` as a C-contiguous device array of ``dtype`` with axes ``axes`` (copy if needed)."""
-    info = base._info(d)
-    same = (dtype is None or np.dtype(dtype) == info.dtype) and (
-        axes is None or tuple(axes) == tuple(range(len(info.shape))))
-    if same and info.strides == base._c_strides(info.shape, info.dtype.itemsize):
+    d_info = arrays.info(d)
+    same = (dtype is None or np.dtype(dtype) == d_info.dtype) and (
+        axes is None or tuple(axes) == tuple(range(len(d_info.shape))))
+    if same and d_info.strides == arrays.c_strides(d_info.shape, d_info.dtype.itemsize):
         return d
-    return base._contiguous_copy(info, dtype, axes)
+    return arrays.contiguous_copy(d_info, dtype, axes)
 
 
 def empty(shape, dtype, like):
-    return base.empty(shape, dtype, like)
+    return arrays.empty(shape, dtype, like)
 
 
 def wrap(a, like):
-    return base.wrap(a, like)
+    return arrays.wrap(a, like)
 
 
 def to_host(a):
-    return base.to_host(a)
+    return arrays.to_host(a)
 
 
 def from_host(a, like):
     """A host array on the device, in ``like``'s array type (a Numba one for None)."""
     d = cuda.to_device(np.ascontiguousarray(a))
-    return d if like is None else base.wrap(d, like)
+    return d if like is None else arrays.wrap(d, like)
 
 
 # Elements sharing one materialised float scale in FP8 per-tensor and per-channel

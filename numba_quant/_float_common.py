@@ -18,9 +18,7 @@ def backend(x, *others):
         if other is None or isinstance(other, (int, float, list, tuple)):
             continue
         if on_device(other) != device:
-            where = "a GPU" if device else "a host"
-            raise ValueError(f"all arrays must be on the same device: the input is {where} "
-                             f"array but {type(other).__name__} is not")
+            _checks.same_device(device, other)
     if device:
         from numba_quant import _cuda_float
         return _cuda_float
@@ -39,8 +37,8 @@ def as_input(bk, x, allow_float64):
         if not x.dtype.isnative:
             x = x.astype(x.dtype.newbyteorder("="))
     else:
-        from numba_quant import _cuda
-        x = _cuda._device(x)
+        from numba_quant import _cuda_arrays
+        x = _cuda_arrays.device(x)
     dtype = _checks.float_input(_dtype(x), allow_float64)
     _checks.not_empty_input(x.shape)
     return bk.contiguous(x, dtype), tuple(x.shape)
@@ -51,9 +49,9 @@ def as_codes(bk, codes, fmt, what):
     if bk.__name__.endswith("_cpu_float"):
         codes = np.asarray(codes)
     else:
-        from numba_quant import _cuda
-        codes = _cuda._device(codes)
-    _checks.codes_dtype(_dtype(codes), fmt, what)
+        from numba_quant import _cuda_arrays
+        codes = _cuda_arrays.device(codes)
+    _checks.format_codes_dtype(_dtype(codes), fmt, what)
     codes = bk.contiguous(codes)
     if _dtype(codes) != np.uint8:
         codes = codes.view(np.uint8)

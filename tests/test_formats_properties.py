@@ -102,7 +102,7 @@ def both_devices(fn):
     module = sys.modules[fn.__module__]
     base = settings.default.max_examples
     name = fn.__name__[len("check_"):]
-    for dev_name, n in (("cpu", max(10, base // 2)), ("gpu", max(3, base // 10))):
+    for dev_name, n in (("cpu", max(10, base // 4)), ("gpu", max(3, base // 10))):
         def make(dev_name=dev_name):
             device = Device(dev_name)
 

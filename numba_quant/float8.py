@@ -181,7 +181,7 @@ class _Groups:
         if block_size is not None:
             _checks.block_axis(-1, len(shape))
             self.mode = "block"
-            self.run = _checks.block_size(block_size)
+            self.run = _checks.format_block_size(block_size)
             k = shape[-1]
             self.rows_shape = (n // k, k)
             self.scale_shape = shape[:-1] + (-(-k // self.run),)

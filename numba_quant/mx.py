@@ -18,7 +18,7 @@ KIND_MX = 0  # numba_quant._reference_float.MX (that module imports numba)
 
 def _settings(elem_dtype, block_size, scaling_mode, nonfinite="raise"):
     name = _checks.float_format(elem_dtype, MX_FORMATS, "elem_dtype")
-    return (name, by_name(name), _checks.block_size(block_size),
+    return (name, by_name(name), _checks.format_block_size(block_size),
             _MODES[_checks.scaling_mode(scaling_mode)], _checks.format_nonfinite(nonfinite))
 
 

@@ -33,7 +33,9 @@ def both_devices(fn):
     module = sys.modules[fn.__module__]
     base = settings.default.max_examples
     name = fn.__name__[len("check_"):]
-    for dev_name, n in (("cpu", base), ("gpu", max(4, base // 2))):
+    # The simulator costs milliseconds per simulated thread: a quarter of the examples.
+    gpu_examples = max(4, base // 4 if SIMULATOR else base)
+    for dev_name, n in (("cpu", base), ("gpu", gpu_examples)):
         def make(dev_name=dev_name):
             device = Device(dev_name)
 

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Line coverage of numba_quant, measured with the JIT disabled so that the kernels run as
+# Python (the CPU kernels as plain functions, the CUDA kernels in Numba's simulator).
+#
+#   bash tools/coverage.sh                 (the suite but the notebooks; a few minutes)
+#   bash tools/coverage.sh tests/test_errors.py      (part of it)
+#
+# Extra arguments go to pytest. The report lists the lines not run; docs/testing.md says
+# which of them cannot run with the JIT disabled and why.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export NUMBA_DISABLE_JIT=1 NUMBA_ENABLE_CUDASIM=1
+# The notebooks run in kernels of their own (not measured) on real-sized weights, which
+# pure-Python kernels would take many minutes over.
+args=("$@")
+if [ ${#args[@]} -eq 0 ]; then
+    args=(--ignore=tests/test_notebooks.py)
+fi
+python -m coverage erase
+python -m coverage run -m pytest -q -p no:cacheprovider -W ignore::RuntimeWarning "${args[@]}"
+python -m coverage report

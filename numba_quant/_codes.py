@@ -1,5 +1,7 @@
 """Integer codes shared by the public functions and the kernels of both backends.
 
+Imported as ``codes`` everywhere (``ref`` is :mod:`numba_quant._reference`).
+
 Kept free of numba so that ``import numba_quant`` does not import it: numba loads with
 the first computation.
 """
@@ -13,6 +15,7 @@ CAMBRICON = 2
 OK = 0
 HAS_NONFINITE = 1  # nonfinite="raise" and a NaN or infinity was seen
 EMPTY_CHANNEL = 2  # nonfinite="omit" and some channel has no finite element
+BAD_PARAMETERS = 3  # a scale or zero point that quantization does not take
 
 # What an element-wise quantization kernel writes.
 FAKE = 0  # the de-quantized value (fake quantization)

@@ -11,9 +11,10 @@ import numba
 import numpy as np
 
 from numba_quant import _checks
+from numba_quant import _codes as codes
 from numba_quant import _tuning
-from numba_quant import _reference as ref
 from numba_quant import _cpu_kernels as kernels
+from numba_quant._dispatch import to_host
 from numba_quant._layout import aligned_views, channel_view
 
 
@@ -50,15 +51,6 @@ def as_array(x):
     if x.dtype != dtype:  # float16, or a byte order other than the machine's
         x = x.astype(dtype)
     return x
-
-
-def as_params(values, dtype):
-    """Scale or zero point values as a 1-D array of ``dtype`` on this backend."""
-    return np.ascontiguousarray(np.asarray(values, dtype=dtype).reshape(-1))
-
-
-def to_host(a):
-    return np.asarray(a)
 
 
 def wrap(a, like):
@@ -131,7 +123,7 @@ def _channel_minmax(x3, parallel, most, omit):
     highs = np.empty(partial_shape, x3.dtype)
     with _one_at_a_time(parallel):
         status = reduce(*data, False, *tasks, lows, highs, lo, hi)
-        if omit and status == ref.HAS_NONFINITE:
+        if omit and status == codes.HAS_NONFINITE:
             status = reduce(*data, True, *tasks, lows, highs, lo, hi)
     return lo, hi, status
 
@@ -146,9 +138,9 @@ def observe(x, axis, omit, scheme, bits, like=None):
     x3, parallel, most = _plan(x, axis)
     if _one_call(x3, parallel):  # small inputs: the formulas in the same compiled call
         scale, zero_point, status = kernels.small_observe(x3, omit, scheme, bits)
-        return (scale, zero_point, status) if status == ref.OK else (None, None, status)
+        return (scale, zero_point, status) if status == codes.OK else (None, None, status)
     lo, hi, status = _channel_minmax(x3, parallel, most, omit)
-    if status != ref.OK:
+    if status != codes.OK:
         return None, None, status
     scale = np.empty_like(lo)
     zero_point = np.empty_like(lo)
@@ -175,24 +167,37 @@ def _overlaps_differently(x, out):
     return not same_place
 
 
-def quantize_map(x, scale, zero_point, scheme, bits, axis, what, out):
+def parameter_values(values):
+    """Scale or zero point values as a 1-D numpy array (GPU values are copied here)."""
+    return to_host(values).reshape(-1)
+
+
+def code_params(scale, zero_point, dtype, scheme, bits, checked=True, like=None):
+    """Per-channel ``(divisor, offset, lowest, highest)`` of quantization from ``scale``
+    and ``zero_point`` (host values the public layer has checked).  (``like``: for the
+    interface.)"""
+    scale = np.ascontiguousarray(scale, dtype)
+    zero_point = np.ascontiguousarray(zero_point, dtype)
+    return kernels.code_params(scale, zero_point, scheme, bits)
+
+
+def quantize_map(x, params, axis, what, out):
     """Write codes (``what=CODE``) or fake-quantized values (``FAKE``) of ``x`` to ``out``.
 
-    ``out`` has ``x``'s shape; it may be ``x`` itself.  ``scale`` and ``zero_point`` hold
-    one value (per-layer, ``axis`` None) or one per channel along ``axis``.
+    ``out`` has ``x``'s shape; it may be ``x`` itself.  ``params`` comes from
+    :func:`code_params`: one channel (per-layer, ``axis`` None) or one per channel along
+    ``axis``.
     """
-    divisor, offset, lowest, highest = kernels.code_params(scale, zero_point, scheme, bits)
+    divisor, offset, lowest, highest = params
     if _overlaps_differently(x, out):
         # As numpy's ufuncs do: the result is as if all of x were read first.
-        out[...] = quantize_map(x, scale, zero_point, scheme, bits, axis, what,
-                                np.empty(x.shape, out.dtype))
+        out[...] = quantize_map(x, params, axis, what, np.empty(x.shape, out.dtype))
         return out
     views = aligned_views((x, out), axis)
     if views is None:
         # No common strided view: compute into a contiguous buffer, then copy over.
         buffer = np.empty(x.shape, out.dtype)
-        quantize_map(np.ascontiguousarray(x), scale, zero_point, scheme, bits, axis, what,
-                     buffer)
+        quantize_map(np.ascontiguousarray(x), params, axis, what, buffer)
         out[...] = buffer
         return out
     x3, out3 = views
@@ -211,36 +216,25 @@ def quantize_map(x, scale, zero_point, scheme, bits, axis, what, out):
 
 def as_output(out):
     """A caller's ``out`` array, checked to be writable, as the kernels will see it."""
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy array for numpy input; got {type(out).__name__}")
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")
-    if not out.dtype.isnative:
-        raise TypeError(f"out must have the machine's byte order; got {out.dtype}")
+    _checks.numpy_array("out", out)
+    _checks.output_array(out.dtype, not out.flags.writeable)
     return out
 
 
 def as_codes(q, dtype):
     """Codes of any real type as an array of the float ``dtype``."""
     q = np.asarray(q)
-    if q.dtype.kind not in "fiu":
-        raise TypeError(f"codes must be integers or floats; got dtype {q.dtype}")
+    _checks.codes_dtype(q.dtype)
     return q.astype(dtype, copy=False)  # a copy for any other type or byte order
 
 
 def as_state(a, dtype, name):
     """A caller's state array (moving_max or moving_min), checked, as a 1-D view."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array for numpy input; got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype} like the computation; got {a.dtype}")
-    if not a.flags.writeable:
-        raise ValueError(f"{name} is read-only but is updated in place")
-    if a.size == 0:
-        raise ValueError(f"{name} is empty")
+    _checks.numpy_array(name, a)
+    _checks.state_array(name, a.dtype, dtype, not a.flags.writeable, a.size)
     flat = a.reshape(-1)
     if not np.shares_memory(flat, a):
-        raise ValueError(f"{name} must be contiguous: it is updated in place")
+        raise _checks.state_not_contiguous(name)
     return flat
 
 

@@ -12,6 +12,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from numba_quant import _codes as codes
 from numba_quant import _reference as ref
 from numba_quant._tuning import RUN_BLOCK, SHORT_ROW
 
@@ -118,14 +119,14 @@ def _status(lo, hi, omit):
     """The status of one channel's final (min, max)."""
     if omit:
         # Still (+inf, -inf): nothing finite in this channel.
-        return ref.EMPTY_CHANNEL if lo > hi else ref.OK
-    return ref.OK if lo - lo == 0 and hi - hi == 0 else ref.HAS_NONFINITE
+        return codes.EMPTY_CHANNEL if lo > hi else codes.OK
+    return codes.OK if lo - lo == 0 and hi - hi == 0 else codes.HAS_NONFINITE
 
 
 @njit(cache=True, inline="always")
 def _finish(lows, highs, omit, lo, hi):
     """Fold partials of shape (channels, pieces) into ``lo``/``hi``; return a status."""
-    status = ref.OK
+    status = codes.OK
     for c in range(lows.shape[0]):
         a = lows[c, 0]
         b = highs[c, 0]
@@ -340,7 +341,7 @@ def _reduce_short_runs_impl(flat, n_outer, n_channels, n_inner, tasks, lo, hi):
                         out_lo[c] = _min_finite(out_lo[c], _min_finite(w_lo[j], w_lo[j + last]))
                         out_hi[c] = _max_finite(out_hi[c], _max_finite(w_hi[j], w_hi[j + last]))
         seen[task] = found
-    return ref.HAS_NONFINITE if seen.any() else ref.OK
+    return codes.HAS_NONFINITE if seen.any() else codes.OK
 
 
 reduce_by_channel = _parallel_and_serial(_reduce_by_channel_impl)
@@ -364,7 +365,7 @@ def small_channel_minmax(x3, omit):
     hi = np.empty(n_channels, x3.dtype)
     unused = np.empty((1, 1), x3.dtype)  # one piece per channel: no partials
     status = _reduce_by_channel_serial(x3, False, 1, 1, unused, unused, lo, hi)
-    if omit and status == ref.HAS_NONFINITE:
+    if omit and status == codes.HAS_NONFINITE:
         status = _reduce_by_channel_serial(x3, True, 1, 1, unused, unused, lo, hi)
     return lo, hi, status
 
@@ -387,7 +388,7 @@ def small_observe(x3, omit, scheme, bits):
     lo, hi, status = small_channel_minmax(x3, omit)
     scale = np.empty_like(lo)
     zero_point = np.empty_like(lo)
-    if status == ref.OK:
+    if status == codes.OK:
         _qparams_serial(lo, hi, scheme, bits, scale, zero_point)
     return scale, zero_point, status
 
@@ -419,15 +420,15 @@ def _map_row(source, target, d, z, lowest, highest, what):
     if d == 0:
         for i in range(source.size):
             target[i] = ref.map_value(source[i], d, z, lowest, highest, what)
-    elif what == ref.FAKE:
+    elif what == codes.FAKE:
         for i in range(source.size):
-            target[i] = ref.map_value(source[i], d, z, lowest, highest, ref.FAKE)
-    elif what == ref.CODE:
+            target[i] = ref.map_value(source[i], d, z, lowest, highest, codes.FAKE)
+    elif what == codes.CODE:
         for i in range(source.size):
-            target[i] = ref.map_value(source[i], d, z, lowest, highest, ref.CODE)
+            target[i] = ref.map_value(source[i], d, z, lowest, highest, codes.CODE)
     else:
         for i in range(source.size):
-            target[i] = ref.map_value(source[i], d, z, lowest, highest, ref.DECODE)
+            target[i] = ref.map_value(source[i], d, z, lowest, highest, codes.DECODE)
 
 
 def _map_by_channel_impl(x, out, divisor, offset, lowest, highest, what, blocks, pieces):

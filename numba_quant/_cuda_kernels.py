@@ -23,6 +23,8 @@ reduces and settles each channel.
 import numpy as np
 from numba import cuda, int64
 
+from numba_quant import _codes as codes
+from numba_quant import _cuda_primitives  # noqa: F401  (CUDA primitives before any kernel)
 from numba_quant import _reference as ref
 from numba_quant._primitives import float_from_bits, narrow
 
@@ -132,9 +134,9 @@ QPARAMS = 1  # min_max_observer's scale and zero point
 @cuda.jit(device=True)
 def _settle(lo, hi, omit, mask, inf_bits, zero, what, scheme, n_bits, status):
     """A channel's final keys as ``what`` asks, in ``zero``'s float type; problems go to
-    ``status[0]`` (see ``ref.OK`` and the others)."""
+    ``status[0]`` (see ``codes.OK`` and the others)."""
     if lo > hi:  # no element was folded in: "omit" skipped them all
-        status[0] = ref.EMPTY_CHANNEL
+        status[0] = codes.EMPTY_CHANNEL
         lo = inf_bits  # +inf and -inf, which the error message reports
         hi = ~inf_bits
     if lo < 0:
@@ -142,7 +144,7 @@ def _settle(lo, hi, omit, mask, inf_bits, zero, what, scheme, n_bits, status):
     if hi < 0:
         hi = hi ^ mask
     if not omit and ((lo & mask) >= inf_bits or (hi & mask) >= inf_bits):
-        status[0] = ref.HAS_NONFINITE
+        status[0] = codes.HAS_NONFINITE
     lo_value = float_from_bits(lo, zero)
     hi_value = float_from_bits(hi, zero)
     if what == QPARAMS:
@@ -379,11 +381,33 @@ def moving_observe(lo, hi, moving_max, moving_min, update, momentum, scheme, bit
         zero_point[c] = z
 
 
+@cuda.jit
+def code_params(scale, zero_point, scheme, bits, check, params, status):
+    """Each channel's ``(divisor, offset)`` into ``params[:, c]`` (``ref.code_params``).
+
+    With ``check`` (values that were never on the host) each channel's scale and zero
+    point are checked first (``ref.valid_code_params``); a bad pair sets ``status[0]`` to
+    ``BAD_PARAMETERS`` and gets divisor and offset 0.
+    """
+    for c in range(cuda.grid(1), scale.size, cuda.gridsize(1)):
+        s = scale[c]
+        z = zero_point[c]
+        if check and not ref.valid_code_params(s, z, scheme):
+            status[0] = codes.BAD_PARAMETERS
+            params[0, c] = 0
+            params[1, c] = 0
+        else:
+            d, o, _, _ = ref.code_params(s, z, scheme, bits)
+            params[0, c] = d
+            params[1, c] = o
+
+
 # --------------------------------------------------------------------------- element-wise
 @cuda.jit
-def map_values(x3, out3, params, lowest, highest, what):
+def map_values(x3, out3, params, scheme, bits, what):
     """``out3[o, c, i] = ref.map_value(x3[o, c, i], ...)`` over ``(outer, channels, inner)``
-    with channel ``c``'s divisor and offset in ``params[0, c]`` and ``params[1, c]``.
+    with channel ``c``'s divisor and offset in ``params[0, c]`` and ``params[1, c]`` (see
+    ``code_params``) and the code range of ``scheme`` and ``bits``.
 
     A grid-stride loop over the elements in memory order (coalesced), 4-way unrolled;
     each thread keeps its ``(o, c, i)`` up to date with additions only.  ``out3`` may be
@@ -395,6 +419,7 @@ def map_values(x3, out3, params, lowest, highest, what):
     step = cuda.gridsize(1)
     if k >= n:
         return
+    lowest, highest = ref.code_range(params[0, 0], scheme, bits)
     o, c, i = _split3(k, n_channels, n_inner)
     do, dc, di = _split3(step, n_channels, n_inner)
     while k + 3 * step < n:

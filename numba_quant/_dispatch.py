@@ -8,6 +8,10 @@ through ``np.asarray`` to the CPU backend, :mod:`numba_quant._cpu`.
 """
 import sys
 
+import numpy as np
+
+from numba_quant import _checks
+
 
 def on_device(x):
     """True when ``x`` is a GPU array."""
@@ -25,9 +29,7 @@ def backend(x, *others):
     device = on_device(x)
     for other in others:
         if other is not None and not _is_plain_value(other) and on_device(other) != device:
-            where = "a GPU" if device else "a host"
-            raise ValueError(f"all arrays must be on the same device: the input is {where} "
-                             f"array but {type(other).__name__} is not")
+            _checks.same_device(device, other)
     # Imported here: numba loads with the first computation, not with numba_quant.
     if device:
         from numba_quant import _cuda
@@ -50,3 +52,11 @@ def _import_cpu():
 def _is_plain_value(value):
     """Python numbers and sequences of them may go with arrays on either side."""
     return isinstance(value, (int, float, list, tuple))
+
+
+def to_host(a):
+    """Any array (numpy, CuPy, Numba device array, torch CUDA tensor) or value as numpy."""
+    if on_device(a):
+        from numba_quant import _cuda_arrays
+        return _cuda_arrays.to_host(a)
+    return np.asarray(a)

@@ -13,17 +13,7 @@ import math
 import numpy as np
 from numba import njit
 
-from numba_quant._codes import (  # noqa: F401  (the kernels read them as ref.NAME)
-    AFFINE,
-    CAMBRICON,
-    CODE,
-    DECODE,
-    EMPTY_CHANNEL,
-    FAKE,
-    HAS_NONFINITE,
-    OK,
-    SYMMETRIC,
-)
+from numba_quant._codes import AFFINE, CAMBRICON, DECODE, FAKE
 from numba_quant._primitives import mantissa_bits, mul_rn, rint, trunc
 
 _LN2 = math.log(2.0)
@@ -142,6 +132,15 @@ def moving_qparams(moving_max, moving_min, scheme, bits):
 
 
 @njit(cache=True)
+def code_range(like, scheme, bits):
+    """``(lowest, highest)``: the smallest and largest code, in the type of ``like``."""
+    if scheme == AFFINE:
+        return type(like)(0), affine_levels(like, bits)
+    highest = symmetric_levels(like, bits)
+    return -highest - type(like)(1), highest
+
+
+@njit(cache=True)
 def code_params(scale, zero_point, scheme, bits):
     """Per-slice constants of quantization: ``(divisor, offset, lowest, highest)``.
 
@@ -150,14 +149,22 @@ def code_params(scale, zero_point, scheme, bits):
     no value: ``x / divisor + 0`` is exact.
     """
     zero = type(scale)(0)
+    lowest, highest = code_range(scale, scheme, bits)
     if scheme == AFFINE:
-        return scale, zero_point, zero, affine_levels(scale, bits)
-    highest = symmetric_levels(scale, bits)
-    lowest = -highest - type(scale)(1)
+        return scale, zero_point, lowest, highest
     if scheme == CAMBRICON:
         # The scale holds a shift; the step is 2**trunc(shift), exact in T.
         return math.ldexp(type(scale)(1), int(trunc(scale))), zero, lowest, highest
     return scale, zero, lowest, highest
+
+
+@njit(cache=True)
+def valid_code_params(scale, zero_point, scheme):
+    """Whether quantization takes a slice's scale and zero point: both finite, and the
+    scale not negative unless it is a cambricon shift (an exponent)."""
+    if not (math.isfinite(scale) and math.isfinite(zero_point)):
+        return False
+    return scheme == CAMBRICON or scale >= 0
 
 
 @njit(cache=True)

@@ -163,40 +163,29 @@ def collect_source(args) -> Source:
 
 # --------------------------------------------------------------------------- compute
 
-def _to_host(a) -> np.ndarray:
-    if hasattr(a, "copy_to_host"):   # Numba device array (real or simulated)
-        return a.copy_to_host()
-    if hasattr(a, "get"):            # CuPy array
-        return a.get()
-    return np.asarray(a)
-
-
-def _finite_min_max(x: np.ndarray, omit: bool):
-    if x.size == 0:
-        return None, None, 0
-    if x.dtype.kind != "f":
-        return float(np.min(x)), float(np.max(x)), 0
-    finite = np.isfinite(x)
-    n_nonfinite = int(x.size - np.count_nonzero(finite))
-    if n_nonfinite and omit:
-        values = x[finite]
-        if values.size == 0:
-            return None, None, n_nonfinite
-        return float(values.min()), float(values.max()), n_nonfinite
-    return float(np.min(x)), float(np.max(x)), n_nonfinite
+def _range(data, omit: bool):
+    """``(min, max, non-finite count)`` of a backend array, from the library's own
+    reduction (the observer has already raised for what it rejects)."""
+    from numba_quant._dispatch import backend, to_host
+    from numba_quant._minmax import observe_minmax
+    ops = backend(data)
+    lo, hi = observe_minmax(ops, data, None, omit)
+    n_nonfinite = ops.count_nonfinite(data) if omit else 0
+    return float(to_host(lo)[0]), float(to_host(hi)[0]), n_nonfinite
 
 
 def observe(name: str, array, observer, args) -> dict:
     """Observe one array; returns the record printed by the table or JSON output."""
+    from numba_quant._dispatch import backend, to_host
     x = np.asarray(array)
     arg = x
     if args.gpu:
         from numba import cuda
         arg = cuda.to_device(np.ascontiguousarray(x))
     scale, zero_point = observer(arg)
-    scale = _to_host(scale).reshape(-1)
-    zero_point = _to_host(zero_point).reshape(-1)
-    lo, hi, n_nonfinite = _finite_min_max(x, args.nonfinite == "omit")
+    scale = to_host(scale).reshape(-1)
+    zero_point = to_host(zero_point).reshape(-1)
+    lo, hi, n_nonfinite = _range(backend(arg).as_array(arg), args.nonfinite == "omit")
     record = {
         "name": name,
         "shape": list(x.shape),
@@ -227,23 +216,6 @@ def _num(v) -> str:
     if isinstance(v, float) and v.is_integer() and abs(v) < 1e6:
         return str(int(v))
     return f"{v:.6g}"
-
-
-def _json_text(doc: dict) -> str:
-    """JSON with one line per array record (the records can hold long lists)."""
-    lines = ["{"]
-    items = list(doc.items())
-    for i, (key, value) in enumerate(items):
-        comma = "," if i < len(items) - 1 else ""
-        if isinstance(value, list) and value:
-            lines.append(f"  {json.dumps(key)}: [")
-            lines += [f"    {json.dumps(v)}" + ("," if j < len(value) - 1 else "")
-                      for j, v in enumerate(value)]
-            lines.append(f"  ]{comma}")
-        else:
-            lines.append(f"  {json.dumps(key)}: {json.dumps(value)}{comma}")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
 
 
 def _settings_text(args) -> str:
@@ -356,7 +328,8 @@ def run(args, out=None, err=None) -> int:
             "arrays": records,
             "errors": [{"name": n, "message": m} for n, m in errors],
         }
-        out.write(_json_text(doc))
+        json.dump(doc, out, indent=2)
+        out.write("\n")
     else:
         if source.kind != "files":
             print(f"{PROG}: {source.description}", file=out)

@@ -2,37 +2,27 @@
 import numpy as np
 
 from numba_quant import _checks
-from numba_quant import _codes as ref
+from numba_quant import _codes as codes
 from numba_quant._dispatch import backend, on_device
 
 
-def _host_values(values):
-    """Scale or zero point values as a host array (from a GPU array, a list or a number)."""
-    if on_device(values):
-        return np.asarray(backend(values).to_host(values))
-    return np.asarray(values)
+def _parameters(ops, like, shape, scale, zero_point, scheme, bits, axis, dtype):
+    """The backend's quantization constants for ``scale`` and ``zero_point`` (checked),
+    and the channel axis (None: per layer).
 
-
-def _parameters(ops, x, scale, zero_point, scheme, axis, dtype):
-    """Checked parameters on ``ops``'s side, and the channel axis (None: per layer)."""
-    scale_values = _host_values(scale).reshape(-1)
-    zero_values = _host_values(zero_point).reshape(-1)
-    for name, values in (("scale", scale_values), ("zero_point", zero_values)):
-        if values.dtype.kind not in "fiu" or values.size == 0:
-            raise TypeError(f"{name} must hold real numbers; got {values.dtype} of size "
-                            f"{values.size}")
-    _checks.same_length(scale_values.size, zero_values.size, ("scale", "zero_point"))
-    axis = _checks.parameter_axis(axis, x.shape, scale_values.size, "scale")
-    scale_values = scale_values.astype(dtype)
-    zero_values = zero_values.astype(dtype)
-    if not np.isfinite(scale_values).all():
-        what = "shift (cambricon scale)" if scheme == ref.CAMBRICON else "scale"
-        raise ValueError(f"every {what} must be finite; got {scale_values}")
-    if scheme != ref.CAMBRICON and (scale_values < 0).any():
-        raise ValueError(f"scale must not be negative; got {scale_values}")
-    if not np.isfinite(zero_values).all():
-        raise ValueError(f"zero_point must be finite; got {zero_values}")
-    return ops.as_params(scale_values, dtype), ops.as_params(zero_values, dtype), axis
+    Host values are checked here; values that live on the GPU are checked there, by the
+    kernel that makes the constants (no copy to the host unless one is bad).
+    """
+    scale = ops.parameter_values(scale)
+    zero_point = ops.parameter_values(zero_point)
+    axis = _checks.parameter_arrays(scale, zero_point, shape, axis)
+    on_host = not (on_device(scale) or on_device(zero_point))
+    if on_host:
+        scale = scale.astype(dtype)
+        zero_point = zero_point.astype(dtype)
+        _checks.parameter_values(scale, zero_point, scheme)
+    return ops.code_params(scale, zero_point, dtype, scheme, bits, checked=on_host,
+                           like=like), axis
 
 
 def _output(ops, x, out, shape, dtype):
@@ -40,13 +30,9 @@ def _output(ops, x, out, shape, dtype):
     if out is None:
         fresh = ops.empty(shape, dtype, like=x)
         return fresh, fresh
-    if backend(out) is not ops:
-        raise ValueError("out must be on the same device as the input")
+    _checks.output_on_input_side(backend(out) is ops)
     view = ops.as_output(out)
-    if tuple(view.shape) != tuple(shape):
-        raise ValueError(f"out has shape {tuple(view.shape)}; expected {tuple(shape)}")
-    if view.dtype != dtype:
-        raise TypeError(f"out has dtype {view.dtype}; expected {np.dtype(dtype)}")
+    _checks.output_matches(view.shape, view.dtype, shape, dtype)
     return out, view
 
 
@@ -55,17 +41,14 @@ def _apply(x, scale, zero_point, formula, bits, scheme, axis, out, what, code_dt
     bits = _checks.bits(bits)
     ops = backend(x)
     data = ops.as_array(x)
-    scale, zero_point, axis = _parameters(ops, data, scale, zero_point, scheme, axis,
-                                          data.dtype)
+    params, axis = _parameters(ops, x, data.shape, scale, zero_point, scheme, bits, axis,
+                               data.dtype)
     if code_dtype is not None:
-        nan_count = ops.count_nonfinite(data, nan_only=True) if data.size else 0
-        if nan_count:
-            raise ValueError(f"input contains {nan_count} NaN value(s), which have no "
-                             "integer code")
+        _checks.no_nan_for_codes(ops.count_nonfinite(data, nan_only=True) if data.size else 0)
     result, view = _output(ops, x, out, data.shape,
                            data.dtype if code_dtype is None else code_dtype(scheme, bits))
     if data.size:
-        ops.quantize_map(data, scale, zero_point, scheme, bits, axis, what, view)
+        ops.quantize_map(data, params, axis, what, view)
     return result if out is not None else ops.wrap(result, x)
 
 
@@ -117,7 +100,7 @@ def fake_quantization(x, scale, zero_point, quantization_formula="google",
     array([-1.  , -0.25,  0.25,  0.75], dtype=float32)
     """
     return _apply(x, scale, zero_point, quantization_formula, quantization_bit,
-                  quantization_scheme, axis, out, ref.FAKE)
+                  quantization_scheme, axis, out, codes.FAKE)
 
 
 def quantization(x, scale, zero_point, quantization_formula="google", quantization_bit=8,
@@ -141,12 +124,12 @@ def quantization(x, scale, zero_point, quantization_formula="google", quantizati
     array([  0., 110., 150., 255.], dtype=float32)
     """
     return _apply(x, scale, zero_point, quantization_formula, quantization_bit,
-                  quantization_scheme, axis, out, ref.CODE)
+                  quantization_scheme, axis, out, codes.CODE)
 
 
 def code_dtype(scheme, bits):
     """The integer type of codes: signed for symmetric/cambricon, unsigned for affine."""
-    signed = scheme != ref.AFFINE
+    signed = scheme != codes.AFFINE
     if bits <= 8:
         return np.dtype(np.int8 if signed else np.uint8)
     return np.dtype(np.int16 if signed else np.uint16)
@@ -173,7 +156,7 @@ def quantize(x, scale, zero_point, quantization_formula="google", quantization_b
     array([-4, -1,  1,  3], dtype=int8)
     """
     return _apply(x, scale, zero_point, quantization_formula, quantization_bit,
-                  quantization_scheme, axis, out, ref.CODE, code_dtype)
+                  quantization_scheme, axis, out, codes.CODE, code_dtype)
 
 
 def dequantize(q, scale, zero_point, quantization_formula="google", quantization_bit=8,
@@ -205,18 +188,18 @@ def dequantize(q, scale, zero_point, quantization_formula="google", quantization
     array([-64. ,   0. ,  63.5], dtype=float32)
     """
     scheme = _checks.scheme_code(quantization_formula, quantization_scheme)
-    _checks.bits(quantization_bit)
+    bits = _checks.bits(quantization_bit)
+    ops = backend(q)
     if dtype is None:
-        scale_type = _host_values(scale).dtype
+        scale_type = np.dtype(ops.parameter_values(scale).dtype)
         dtype = scale_type if scale_type.kind == "f" else np.float64
     dtype = _checks.compute_dtype(dtype)
-    ops = backend(q)
-    codes = ops.as_codes(q, dtype)
-    scale, zero_point, axis = _parameters(ops, codes, scale, zero_point, scheme, axis, dtype)
-    result, view = _output(ops, q, out, codes.shape, dtype)
-    if codes.size:
-        ops.quantize_map(codes, scale, zero_point, scheme, quantization_bit, axis,
-                         ref.DECODE, view)
+    codes_array = ops.as_codes(q, dtype)
+    params, axis = _parameters(ops, q, codes_array.shape, scale, zero_point, scheme, bits, axis,
+                               dtype)
+    result, view = _output(ops, q, out, codes_array.shape, dtype)
+    if codes_array.size:
+        ops.quantize_map(codes_array, params, axis, codes.DECODE, view)
     return result if out is not None else ops.wrap(result, q)
 
 

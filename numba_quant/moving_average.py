@@ -1,31 +1,11 @@
 """The moving-average min-max observer (OneFlow's ``MovingAverageMinMaxObserver``)."""
-import math
 import operator
 
 import numpy as np
 
 from numba_quant import _checks
-from numba_quant._dispatch import backend, on_device
-from numba_quant.observer import observe_minmax
-
-
-def _step_value(current_train_step):
-    """The training step as an int (from an int or a one-element integer array)."""
-    if on_device(current_train_step):
-        current_train_step = backend(current_train_step).to_host(current_train_step)
-    value = np.asarray(current_train_step)
-    if value.dtype.kind not in "iu" or value.size != 1:
-        raise TypeError("current_train_step must be an int or a one-element integer array; "
-                        f"got {current_train_step!r}")
-    return int(value.reshape(-1)[0])
-
-
-def _momentum_value(momentum):
-    """Momentum as the float32 value the update uses."""
-    value = float(momentum)
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"momentum must be between 0 and 1; got {momentum!r}")
-    return np.float32(value)
+from numba_quant._dispatch import backend, on_device, to_host
+from numba_quant._minmax import observe_minmax
 
 
 def moving_average_min_max_observer(x, current_train_step, moving_max, moving_min, training,
@@ -90,8 +70,8 @@ def moving_average_min_max_observer(x, current_train_step, moving_max, moving_mi
     scheme = _checks.scheme_code(quantization_formula, quantization_scheme)
     bits = _checks.bits(quantization_bit)
     omit = _checks.nonfinite_policy(nonfinite)
-    momentum = _momentum_value(momentum)
-    step = _step_value(current_train_step)
+    momentum = _checks.momentum(momentum)
+    step = _checks.train_step(current_train_step, to_host(current_train_step))
     ops = backend(x, moving_max, moving_min)
     return _observe(ops, ops.as_array(x), x, step, moving_max, moving_min, training,
                     stop_update_after_iters, scheme, bits, momentum, axis, omit)
@@ -153,7 +133,7 @@ class MovingAverageMinMaxObserver:
         self.quantization_formula = quantization_formula
         self.quantization_bit = _checks.bits(quantization_bit)
         self.quantization_scheme = quantization_scheme
-        _momentum_value(momentum)  # checked here, used as float32 on each call
+        _checks.momentum(momentum)  # checked here, used as float32 on each call
         self.momentum = float(momentum)
         self.per_layer_quantization = bool(per_layer_quantization)
         self.axis = _checks.integer("axis", axis)
@@ -189,11 +169,9 @@ class MovingAverageMinMaxObserver:
             self.moving_max, self.moving_min = zeros, zeros.copy()
         if on_device(self.moving_max) != on_device(x):
             # Move the state to the data's side (its values are kept exactly).
-            state = [np.asarray(backend(a).to_host(a)) for a in (self.moving_max, self.moving_min)]
+            state = [to_host(a) for a in (self.moving_max, self.moving_min)]
             self.moving_max, self.moving_min = (ops.from_host(a, like=x) for a in state)
-        if np.dtype(self.moving_max.dtype) != data.dtype:
-            raise TypeError(f"this observer's state is {np.dtype(self.moving_max.dtype)} but "
-                            f"the input computes in {data.dtype}; call reset() first")
+        _checks.state_dtype(self.moving_max.dtype, data.dtype)
 
     def __call__(self, x):
         """Observe a batch: ``(scale, zero_point)``, updating the state when training."""
@@ -204,7 +182,7 @@ class MovingAverageMinMaxObserver:
             ops, data, x, self.current_train_step, self.moving_max, self.moving_min,
             self.training, self.stop_update_after_iters,
             _checks.scheme_code(self.quantization_formula, self.quantization_scheme),
-            self.quantization_bit, _momentum_value(self.momentum),
+            self.quantization_bit, _checks.momentum(self.momentum),
             None if self.per_layer_quantization else self.axis,
             _checks.nonfinite_policy(self.nonfinite))
         if self.training:
@@ -228,7 +206,7 @@ class MovingAverageMinMaxObserver:
             if value is None:
                 state[name] = np.zeros(0, np.float32)
             else:
-                state[name] = np.array(backend(value).to_host(value))
+                state[name] = np.array(to_host(value))
         return state
 
     def load_state_dict(self, state):

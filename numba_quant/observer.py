@@ -1,25 +1,7 @@
 """``min_max_observer``: scale and zero point from an array's range."""
 from numba_quant import _checks
-from numba_quant import _codes as ref
 from numba_quant._dispatch import backend
-
-
-def observe_minmax(ops, x, axis, omit):
-    """Checked per-channel (lo, hi) of a backend array; raises on non-finite trouble."""
-    _checks.not_empty(x.shape, axis)
-    lo, hi, status = ops.channel_minmax(x, axis, omit)
-    _raise_for(status, ops, x, axis, omit, lo, hi)
-    return lo, hi
-
-
-def _raise_for(status, ops, x, axis, omit, lo=None, hi=None):
-    """Raise the error that a reduction's status names (nothing for OK)."""
-    if status == ref.HAS_NONFINITE:
-        raise _checks.nonfinite_error(ops.count_nonfinite(x))
-    if status == ref.EMPTY_CHANNEL:
-        if lo is None:  # (the fused reduction returns no min/max to name the channels)
-            lo, hi, _ = ops.channel_minmax(x, axis, omit)
-        raise _checks.empty_channel_error(ops.to_host(lo), ops.to_host(hi), axis is None)
+from numba_quant._minmax import raise_for_status
 
 
 def min_max_observer(x, quantization_formula="google", quantization_bit=8,
@@ -86,7 +68,7 @@ def min_max_observer(x, quantization_formula="google", quantization_bit=8,
     axis = _checks.channel_axis(axis, data.ndim, per_layer_quantization)
     _checks.not_empty(data.shape, axis)
     scale, zero_point, status = ops.observe(data, axis, omit, scheme, bits, like=x)
-    _raise_for(status, ops, data, axis, omit)
+    raise_for_status(status, ops, data, axis, omit)
     return ops.wrap(scale, x), ops.wrap(zero_point, x)
 
 

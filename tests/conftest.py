@@ -322,21 +322,15 @@ from devices import DEVICES, Device  # noqa: E402
 
 @pytest.fixture(scope="session", autouse=True)
 def _small_gpu_launch():
-    """In the simulator, shrink numba_quant._cuda.LAUNCH (threads 16, max_blocks 2)."""
+    """In the simulator, shrink numba_quant._tuning.LAUNCH (threads 16, max_blocks 2)."""
     if not SIMULATOR:
         yield None
         return
-    try:
-        import numba_quant._cuda as nq_cuda
-    except Exception:  # noqa: BLE001 - the GPU tests report the import error themselves
-        yield None
-        return
+    from numba_quant import _tuning
     mp = pytest.MonkeyPatch()
-    launch = getattr(nq_cuda, "LAUNCH", None)
-    if isinstance(launch, dict):
-        for k, v in SIM_LAUNCH.items():
-            mp.setitem(launch, k, v)
-    yield launch
+    for k, v in SIM_LAUNCH.items():
+        mp.setitem(_tuning.LAUNCH, k, v)
+    yield _tuning.LAUNCH
     mp.undo()
 
 

@@ -44,14 +44,14 @@ def test_each_plan_matches_oracle(shape, axis, scheme):
 
 
 def test_plans_cover_every_kernel(monkeypatch):
-    import numba_quant._cuda as C
+    from numba_quant import _cuda_launch
     from numba_quant._layout import channel_view
-    monkeypatch.setitem(C.LAUNCH, "threads", 16)  # the simulator's sizes, on any device
-    monkeypatch.setitem(C.LAUNCH, "max_blocks", 2)
+    monkeypatch.setitem(_tuning.LAUNCH, "threads", 16)  # the simulator's sizes, on any device
+    monkeypatch.setitem(_tuning.LAUNCH, "max_blocks", 2)
     used = set()
     for shape, axis in PLANS:
         x3 = channel_view(np.empty(shape, np.float32), axis)
-        used.add(C._plan_minmax(*x3.shape, x3.strides[2] == 4)[0].py_func.__name__)
+        used.add(_cuda_launch.plan_minmax(*x3.shape, x3.strides[2] == 4)[0].py_func.__name__)
     assert used == {"minmax_flat", "minmax_rows", "minmax_cols", "minmax_each"}
 
 

@@ -37,8 +37,7 @@ _dispatcher.get_current_device = lambda: _fake_device
 
 from numba import cuda, types  # noqa: E402
 
-import numba_quant._cuda  # noqa: E402,F401  (registers the CUDA primitives)
-from numba_quant import _cuda_kernels as K  # noqa: E402
+from numba_quant import _cuda_kernels as K  # noqa: E402  (registers the CUDA primitives)
 from numba_quant import _reference as ref  # noqa: E402
 
 i64, b1, f32 = types.int64, types.boolean, types.float32
@@ -75,13 +74,14 @@ def signatures():
                    (vec, vec, state, state, b1, f32, i64, i64, vec, vec))
             yield (K.moving_observe, f"{T} no update, state {layout}",
                    (state, state, state, state, b1, f32, i64, i64, vec, vec))
+        yield (K.code_params, f"{T}", (vec, vec, i64, i64, b1, arr(T, 2), status))
         outs = (T, types.int8, types.uint8, types.int16, types.uint16)
         for in_layout in ("C", "A"):
             for out in outs:
                 for out_layout in ("C", "A"):
                     yield (K.map_values, f"{T} {in_layout} -> {out} {out_layout}",
-                           (arr(T, 3, in_layout), arr(out, 3, out_layout), arr(T, 2), T, T,
-                            i64))
+                           (arr(T, 3, in_layout), arr(out, 3, out_layout), arr(T, 2), i64,
+                            i64, i64))
     yield (K.fill_keys, "", (keys,))
     copies = [(types.float16, types.float32), (types.float32, types.float32),
               (types.float64, types.float64), (types.int8, types.float32),

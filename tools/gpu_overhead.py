@@ -15,7 +15,8 @@ import numpy as np
 from numba import cuda
 
 import numba_quant as nq
-import numba_quant._cuda as C
+from numba_quant import _cuda as C
+from numba_quant import _cuda_arrays
 
 
 def per_call(fn, reps=300):
@@ -41,9 +42,10 @@ rows = [
     ("cuda.device_array(64)", lambda: cuda.device_array(64, np.float32)),
     ("cupy.empty(64)", lambda: cp.empty(64, cp.float32)),
     ("cuda.as_cuda_array(cupy array)", lambda: cuda.as_cuda_array(x)),
-    ("C._device(cupy array)", lambda: C._device(x)),
-    ("C._info(numba array)", lambda: C._info(d)),
-    ("C._reduction_view(per layer)", lambda: C._reduction_view(d, None, np.int32)),
+    ("_cuda_arrays.device(cupy array)", lambda: _cuda_arrays.device(x)),
+    ("_cuda_arrays.info(numba array)", lambda: _cuda_arrays.info(d)),
+    ("_cuda_arrays.reduction_view(per layer)",
+     lambda: _cuda_arrays.reduction_view(d, None, np.int32)),
     ("cupy.asarray(numba array)", lambda: cp.asarray(small)),
     ("launch touch[1, 32](numba array)", lambda: touch[1, 32](small)),
     ("launch touch[1, 32](cupy array)", lambda: touch[1, 32](x)),

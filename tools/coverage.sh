@@ -10,15 +10,20 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export NUMBA_DISABLE_JIT=1 NUMBA_ENABLE_CUDASIM=1
-# Left out: the notebooks (kernels of their own, not measured) and the tests that run on
-# the full-size example weights or on 1 MB arrays from four threads, which pure-Python
-# kernels under coverage's tracer take many minutes over (the same code runs on smaller
-# inputs elsewhere in the suite).
+# Left out: the notebooks and the command line run as a subprocess (their own processes,
+# not measured, where the JIT-less stand-ins of conftest.py do not apply), and the tests
+# that run on the full-size example weights or on 1 MB arrays from four threads, which
+# pure-Python kernels under coverage's tracer take many minutes over (the same code runs
+# on smaller inputs elsewhere in the suite).
 args=("$@")
 if [ ${#args[@]} -eq 0 ]; then
     args=(--ignore=tests/test_notebooks.py --ignore=tests/test_threads.py
-          -k "not builtin and not minilm_example and not console_script")
+          -k "not builtin and not minilm_example and not console_script
+              and not python_m_numba_quant and not subprocess and not without_a_gpu")
 fi
 python -m coverage erase
-python -m coverage run -m pytest -q -p no:cacheprovider -W ignore::RuntimeWarning "${args[@]}"
+status=0
+python -m coverage run -m pytest -q -p no:cacheprovider -W ignore::RuntimeWarning \
+    "${args[@]}" || status=$?
 python -m coverage report
+exit "$status"

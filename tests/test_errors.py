@@ -486,3 +486,39 @@ def test_moving_average_state_on_another_device():
                                          "is a GPU array but ndarray is not"):
         nq.moving_average_min_max_observer(gpu.put(x), 0, np.zeros(1, F32), np.zeros(1, F32),
                                            True, 1)
+
+
+# --------------------------------------------------------------------------- arguments of
+# the moving average, codes and saved state (errors the coverage run found untested)
+@pytest.mark.parametrize("momentum", [1.5, -0.1])
+def test_momentum_outside_0_1(momentum):
+    match = re.escape(f"momentum must be between 0 and 1; got {momentum}")
+    with pytest.raises(ValueError, match=match):
+        nq.MovingAverageMinMaxObserver(momentum=momentum)
+    with pytest.raises(ValueError, match=match):
+        nq.moving_average_min_max_observer(_x(), 0, np.zeros(1, F32), np.zeros(1, F32), True,
+                                           1, momentum=momentum)
+
+
+def test_moving_average_state_and_step_types():
+    x = _x()
+    with pytest.raises(TypeError, match=re.escape(
+            "moving_max must have dtype float32 like the computation; got float64")):
+        nq.moving_average_min_max_observer(x, 0, np.zeros(1, np.float64),
+                                           np.zeros(1, np.float64), True, 1)
+    with pytest.raises(TypeError, match=re.escape(
+            "current_train_step must be an int or a one-element integer array; got 0.5")):
+        nq.moving_average_min_max_observer(x, 0.5, np.zeros(1, F32), np.zeros(1, F32), True, 1)
+
+
+def test_dequantize_complex_codes():
+    with pytest.raises(TypeError,
+                       match=re.escape("codes must be integers or floats; got dtype complex64")):
+        nq.dequantize(np.ones(3, np.complex64), np.full(1, 0.5, F32), np.zeros(1, F32))
+
+
+def test_state_dict_missing_key():
+    state = nq.MinMaxObserver().state_dict()
+    del state["quantization_bit"]
+    with pytest.raises(ValueError, match=re.escape("state is missing quantization_bit")):
+        nq.MinMaxObserver().load_state_dict(state)

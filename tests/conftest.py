@@ -299,7 +299,8 @@ def pytest_collection_finish(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if not _FULL_RUN.get("yes") or exitstatus != 0:
+    if (not _FULL_RUN.get("yes") or exitstatus != 0 or session.config.option.collectonly
+            or os.environ.get("NUMBA_DISABLE_JIT", "") not in ("", "0")):
         return
     missing = routes.missing(ROUTES.keys("shrunk"))
     if missing:

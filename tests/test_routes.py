@@ -39,6 +39,7 @@ CASES = [
     ((2, 3, 2), 1, "strided"),   # not contiguous: by channel, serial
     ((2, 20), 0, "c"),           # inner runs of 20: by channel, parallel; map by channel
     ((6, 4, 2), 1, "strided"),   # inner runs of 2, strided: by channel; map by outer
+    ((2, 5), None, "strided"),   # per-layer, not contiguous: the one-call routes
 ]
 
 
@@ -72,8 +73,10 @@ def _observe_both_policies(x, ref, formula, bit, scheme, per_layer, axis):
     assert_same(got[0], exp[0], "scale")
     assert_same(got[1], exp[1], "zero_point")
     # One NaN: "raise" counts it, "omit" runs the reduction's second, skipping pass.
-    bad = x.copy(order="K")   # the same layout (a strided view becomes contiguous)
+    bad = x.copy(order="K")
     bad[np.unravel_index(1, bad.shape)] = np.nan
+    if not (x.flags.c_contiguous or x.flags.f_contiguous):
+        bad = _layout(bad, "strided")   # keep the layout (and so the route) of x
     with pytest.raises(ValueError, match=r"\b1 non-finite value"):
         nq.min_max_observer(bad, formula, bit, scheme, per_layer, axis=axis)
     got = nq.min_max_observer(bad, formula, bit, scheme, per_layer, axis=axis,
@@ -91,8 +94,13 @@ def _maps(x, ref, s, zp, formula, bit, scheme, axis):
         assert_same(fn(x, s, zp, formula, bit, scheme, axis=axis),
                     ofn(ref, s, zp, formula, bit, scheme, axis=axis), fn.__name__)
     q = oracle.quantize(ref, s, zp, formula, bit, scheme, axis=axis)
-    assert_same(nq.dequantize(q, s, zp, formula, bit, scheme, axis=axis),
-                oracle.dequantize(q, s, zp, formula, bit, scheme, axis=axis), "dequantize")
+    expected = oracle.dequantize(q, s, zp, formula, bit, scheme, axis=axis)
+    assert_same(nq.dequantize(q, s, zp, formula, bit, scheme, axis=axis), expected,
+                "dequantize")
+    # Codes laid out like x (contiguous codes take the flat and row routes).
+    out = _layout(np.zeros_like(expected), "strided")
+    nq.dequantize(_layout(q, "strided"), s, zp, formula, bit, scheme, axis=axis, out=out)
+    assert_same(out, expected, "dequantize of strided codes into a strided out")
     bad = x.copy(order="K")
     bad[np.unravel_index(0, bad.shape)] = np.nan
     with pytest.raises(ValueError, match=r"\b1 NaN value"):

@@ -300,3 +300,28 @@ def device_parameter_error(scale, zero_point, scheme):
     ``scale``, ``zero_point``): the one :func:`parameter_values` names."""
     parameter_values(scale, zero_point, scheme)
     return RuntimeError("the GPU rejected a scale or zero point that the host check accepts")
+
+
+# --------------------------------------------------------------------------- Dask arrays
+def dask_known_shape(shape):
+    """A Dask array's graph is planned from its chunk sizes, which must be known."""
+    if any(math.isnan(n) for n in shape):
+        raise ValueError(f"Dask array has unknown chunk sizes (shape {tuple(shape)}); call "
+                         "compute_chunk_sizes() first")
+
+
+def dask_no_out(out):
+    """Dask arrays are not written in place: their operations return new (lazy) arrays."""
+    if out is not None:
+        raise TypeError("out= is not supported for Dask arrays: the result is a new "
+                        "Dask array")
+
+
+def dask_needs_dask():
+    return ImportError("numba_quant.open_dask needs Dask: pip install 'numba_quant[dask]'")
+
+
+def npy_path(path):
+    """``open_dask`` reads ``.npy`` files."""
+    if not str(path).endswith(".npy"):
+        raise ValueError(f"open_dask reads .npy files; got {str(path)!r}")

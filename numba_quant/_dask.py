@@ -187,33 +187,3 @@ def apply(function, x, scale, zero_point, scheme, axis, dtype, parameter_dtype, 
     kwargs = dict(kwargs, axis=0 if axis is None else axis)
     return da.blockwise(_apply_block, index, *args, function=function, kwargs=kwargs,
                         concatenate=True, dtype=dtype, meta=_meta(x, x.ndim, dtype))
-
-
-# --------------------------------------------------------------------------- files
-class _NpyFile:
-    """An ``.npy`` file as an array-like for ``dask.array.from_array``.
-
-    Pickles as its path (not its data), so that each worker maps the file itself and
-    reads only the chunks it is given.
-    """
-
-    def __init__(self, path):
-        self.path = str(path)
-        header = np.load(self.path, mmap_mode="r")
-        self.shape, self.dtype, self.ndim = header.shape, header.dtype, header.ndim
-
-    def __getitem__(self, key):
-        return np.array(np.load(self.path, mmap_mode="r")[key])  # copied: map released
-
-
-def open_dask(path, chunks="auto"):
-    """A tensor in a file as a lazy Dask array over a memory map (larger than memory
-    is fine: each task reads its own chunk)."""
-    try:
-        da = _dask_array()
-    except ImportError:
-        raise _checks.dask_needs_dask() from None
-    _checks.npy_path(path)
-    source = _NpyFile(path)
-    return da.from_array(source, chunks=chunks, meta=np.empty((0,) * source.ndim,
-                                                               source.dtype))

@@ -94,7 +94,7 @@ def channel_states(x, axis, omit):
     return merged.reshape(-1, 3).rechunk(-1)
 
 
-def _settled_range(state, dtype, per_layer):
+def settled_range(state, dtype, per_layer):
     """``(lo, hi)`` in ``dtype`` from merged states, or the error the in-memory call
     raises: the non-finite count (``raise``) or the channels with no finite value."""
     count = int(state[:, _NONFINITE].sum())
@@ -110,7 +110,7 @@ def _settled_range(state, dtype, per_layer):
 def _finish_observe(state, dtype, per_layer, scheme, bits, like):
     """Scale and zero point (``(channels, 2)``, in ``like``'s array type) from states."""
     from numba_quant import _cpu
-    lo, hi = _settled_range(state, dtype, per_layer)
+    lo, hi = settled_range(state, dtype, per_layer)
     scale, zero_point = _cpu.qparams(lo, hi, scheme, bits)
     return backend(like).from_host(np.stack([scale, zero_point], axis=-1), like=like)
 
@@ -134,7 +134,7 @@ def channel_minmax(x, axis, omit, ops):
     dtype = _checks.compute_dtype(x.dtype)
     _checks.not_empty(_checked(x).shape, axis)
     state = to_host(channel_states(x, axis, omit).compute())
-    lo, hi = _settled_range(state, dtype, axis is None)
+    lo, hi = settled_range(state, dtype, axis is None)
     return ops.from_host(lo, like=x._meta), ops.from_host(hi, like=x._meta)
 
 

@@ -16,7 +16,9 @@ command-line usage error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -97,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", action="store_true",
                    help="copy each array to the GPU and run the CUDA kernels "
                         "(needs numba-cuda and a GPU, or NUMBA_ENABLE_CUDASIM=1)")
+    p.add_argument("--dask", metavar="ADDRESS", default=None,
+                   help="run on a Dask cluster: a scheduler address (tcp://host:8786) or "
+                        "'local' for a LocalCluster on this machine; .npy files are read "
+                        "chunk by chunk by the workers, so files larger than memory work "
+                        "(needs the dask extra)")
     p.add_argument("--json", action="store_true",
                    help="print JSON with every scale and zero point instead of a table")
     p.add_argument("--version", action="version",
@@ -174,18 +181,43 @@ def _range(data, omit: bool):
     return float(to_host(lo)[0]), float(to_host(hi)[0]), n_nonfinite
 
 
-def observe(name: str, array, observer, args) -> dict:
+def _dask_observe(array, observer, omit, client):
+    """``(scale, zero_point, lo, hi, non-finite count)`` of an array on a Dask cluster:
+    an ``.npy`` file's memory map is opened there as chunks, never read here."""
+    import dask
+    import dask.array as da
+    from numba_quant import _checks, _dask
+    from numba_quant.dask_io import open_dask
+    if isinstance(array, np.memmap) and array.filename:
+        x = open_dask(array.filename)
+    else:
+        x = da.from_array(np.asarray(array))
+    scale, zero_point = observer(x)
+    states = _dask.channel_states(x, None, omit)  # the per-layer range, same graph kind
+    count = (~da.isfinite(x)).sum() if omit else da.zeros((), np.int64)
+    scale, zero_point, states, count = dask.compute(scale, zero_point, states, count,
+                                                    scheduler=client)
+    lo, hi = _dask.settled_range(states, _checks.compute_dtype(x.dtype), True)
+    return scale, zero_point, float(lo[0]), float(hi[0]), int(count)
+
+
+def observe(name: str, array, observer, args, client=None) -> dict:
     """Observe one array; returns the record printed by the table or JSON output."""
     from numba_quant._dispatch import backend, to_host
-    x = np.asarray(array)
-    arg = x
-    if args.gpu:
-        from numba import cuda
-        arg = cuda.to_device(np.ascontiguousarray(x))
-    scale, zero_point = observer(arg)
+    if client is not None:
+        scale, zero_point, lo, hi, n_nonfinite = _dask_observe(
+            array, observer, args.nonfinite == "omit", client)
+        x = array
+    else:
+        x = np.asarray(array)
+        arg = x
+        if args.gpu:
+            from numba import cuda
+            arg = cuda.to_device(np.ascontiguousarray(x))
+        scale, zero_point = observer(arg)
+        lo, hi, n_nonfinite = _range(backend(arg).as_array(arg), args.nonfinite == "omit")
     scale = to_host(scale).reshape(-1)
     zero_point = to_host(zero_point).reshape(-1)
-    lo, hi, n_nonfinite = _range(backend(arg).as_array(arg), args.nonfinite == "omit")
     record = {
         "name": name,
         "shape": list(x.shape),
@@ -294,6 +326,26 @@ def check_gpu() -> None:
             "NUMBA_ENABLE_CUDASIM=1 to run the kernels in Numba's CUDA simulator")
 
 
+@contextlib.contextmanager
+def _dask_client(address):
+    """A Dask client for ``--dask`` (a LocalCluster for 'local'), or None without it."""
+    if address is None:
+        yield None
+        return
+    try:
+        import distributed
+    except ImportError:
+        raise CliError("--dask needs Dask: pip install 'numba_quant[dask]'") from None
+    if address == "local":
+        with distributed.LocalCluster(dashboard_address=None,
+                                      silence_logs=logging.ERROR) as cluster, \
+                distributed.Client(cluster, set_as_default=False) as client:
+            yield client
+    else:
+        with distributed.Client(address, set_as_default=False) as client:
+            yield client
+
+
 def run(args, out=None, err=None) -> int:
     """Run the command for parsed ``args``, writing to ``out``/``err`` (default: the
     process's stdout and stderr); returns the exit status."""
@@ -301,15 +353,18 @@ def run(args, out=None, err=None) -> int:
     err = sys.stderr if err is None else err
     observer = make_observer(args)
     if args.gpu:
+        if args.dask:
+            raise CliError("give either --gpu or --dask, not both")
         check_gpu()
     source = collect_source(args)
     records = []
     errors = list(source.errors)
-    for name, array in source.arrays:
-        try:
-            records.append(observe(name, array, observer, args))
-        except _EXPECTED as exc:
-            errors.append((name, _one_line(exc)))
+    with _dask_client(args.dask) as client:
+        for name, array in source.arrays:
+            try:
+                records.append(observe(name, array, observer, args, client))
+            except _EXPECTED as exc:
+                errors.append((name, _one_line(exc)))
     for name, message in errors:
         print(f"{PROG}: error: {name}: {message}", file=err)
     if args.json:
@@ -324,6 +379,7 @@ def run(args, out=None, err=None) -> int:
                 "axis": args.axis,
                 "nonfinite": args.nonfinite,
                 "device": "gpu" if args.gpu else "cpu",
+                "dask": args.dask,
             },
             "arrays": records,
             "errors": [{"name": n, "message": m} for n, m in errors],

@@ -282,3 +282,37 @@ def test_import_does_not_import_dask():
             "assert not [m for m in sys.modules if m.split('.')[0] in ('dask', 'numba')]\n")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+@pytest.mark.cupy
+def test_cupy_chunks_stay_cupy():
+    cupy = pytest.importorskip("cupy")
+    x = data()
+    dx = da.from_array(cupy.asarray(x), chunks=CHUNKINGS["unaligned"])
+    scale, zero_point = nq.min_max_observer(dx, per_layer_quantization=False, axis=1)
+    fake = nq.fake_quantization(dx, scale, zero_point, axis=1)
+    codes = nq.quantize(dx, scale, zero_point, axis=1)
+    assert all(isinstance(a._meta, cupy.ndarray) for a in (scale, fake, codes))
+    got = synchronous(scale, zero_point, fake, codes)
+    assert all(isinstance(a, cupy.ndarray) for a in got)
+    s, z = nq.min_max_observer(x, per_layer_quantization=False, axis=1)
+    for g, e in zip(got, (s, z, nq.fake_quantization(x, s, z, axis=1),
+                          nq.quantize(x, s, z, axis=1))):
+        assert_same(g.get(), e)
+
+
+@pytest.mark.parametrize("nonfinite", ["raise", "omit"])
+def test_cli_on_a_cluster_gives_the_in_memory_record(tmp_path, cluster, nonfinite):
+    """``numba-quant --dask``: an .npy file opened on the cluster, the same record."""
+    from numba_quant import cli
+    x = data()
+    if nonfinite == "omit":
+        x[1, 2, 3] = np.nan
+    path = tmp_path / "w.npy"
+    np.save(path, x)
+    args = cli.build_parser().parse_args(
+        [str(path), "--per-channel", "--axis", "1", "--nonfinite", nonfinite])
+    observer = cli.make_observer(args)
+    mapped = np.load(path, mmap_mode="r")
+    assert cli.observe("w", mapped, observer, args, client=cluster) == \
+        cli.observe("w", mapped, observer, args)

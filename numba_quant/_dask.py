@@ -68,9 +68,18 @@ def _chunk_state(block, axis, omit):
 
 
 def _merge_states(state, axis, keepdims):
-    """Merge partial states along ``axis`` (the reduced axes): exact in any order."""
-    lo = state[..., _LO].min(axis=axis, keepdims=keepdims)
-    hi = state[..., _HI].max(axis=axis, keepdims=keepdims)
+    """Merge partial states along ``axis`` (the reduced axes): exact in any order.
+
+    -0.0 orders below +0.0, as in the kernels' reductions (numpy's min and max return
+    either zero, depending on the order).
+    """
+    lows, highs = state[..., _LO], state[..., _HI]
+    lo = lows.min(axis=axis, keepdims=keepdims)
+    negative_zero = ((lows == 0) & np.signbit(lows)).any(axis=axis, keepdims=keepdims)
+    lo = np.where((lo == 0) & negative_zero, -0.0, lo)
+    hi = highs.max(axis=axis, keepdims=keepdims)
+    positive_zero = ((highs == 0) & ~np.signbit(highs)).any(axis=axis, keepdims=keepdims)
+    hi = np.where((hi == 0) & positive_zero, 0.0, hi)
     count = state[..., _NONFINITE].sum(axis=axis, keepdims=keepdims)
     return np.stack([lo, hi, count], axis=-1)
 

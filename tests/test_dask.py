@@ -316,3 +316,16 @@ def test_cli_on_a_cluster_gives_the_in_memory_record(tmp_path, cluster, nonfinit
     mapped = np.load(path, mmap_mode="r")
     assert cli.observe("w", mapped, observer, args, client=cluster) == \
         cli.observe("w", mapped, observer, args)
+
+
+def test_signed_zeros_merge_as_the_kernels_order_them():
+    """-0.0 below +0.0 whichever chunk holds which (the affine zero point's sign shows)."""
+    from numba_quant import _dask
+    lows = np.array([[0.0, 2.0, 0], [-0.0, 3.0, 0], [0.0, 1.0, 0]])
+    for order in ([0, 1, 2], [1, 0, 2], [2, 0, 1]):
+        merged = _dask._merge_states(lows[order], 0, False)
+        assert np.signbit(merged[0]) and merged[1] == 3.0
+    highs = np.array([[-1.0, -0.0, 0], [-2.0, 0.0, 0]])
+    for order in ([0, 1], [1, 0]):
+        merged = _dask._merge_states(highs[order], 0, False)
+        assert merged[0] == -2.0 and not np.signbit(merged[1])

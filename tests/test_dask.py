@@ -2,9 +2,11 @@
 numpy oracle), under the synchronous scheduler and on a two-process LocalCluster.
 
 One cluster for the whole module (the ``cluster`` fixture: its start, a few seconds,
-and the workers' first kernel loads are the slow part); the tests that use it compute
-many arrays in one call.
+and the workers' first kernel loads are the slow part); the tests that use it are
+marked ``cluster`` (``-m "not cluster"`` leaves them out) and compute many arrays in
+one call.
 """
+import logging
 import os
 import subprocess
 import sys
@@ -52,7 +54,8 @@ def assert_same(got, expected):
 def cluster():
     """A LocalCluster of two worker processes (one thread each), and its client."""
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  dashboard_address=None) as local, \
+                                  dashboard_address=None, silence_logs=logging.ERROR,
+                                  env={"NUMBA_NUM_THREADS": "1"}) as local, \
             distributed.Client(local, set_as_default=False) as client:
         yield client
 
@@ -136,6 +139,7 @@ def test_everything_equals_in_memory(settings, axis):
 CLUSTER_CASES = [(CONFIGS[0], "rows"), (CONFIGS[3], "unaligned"), (CONFIGS[2], "single")]
 
 
+@pytest.mark.cluster
 def test_everything_equals_in_memory_on_a_cluster(cluster):
     """Configurations and chunkings in one computation on the two workers."""
     lazy, expected = [], []
@@ -155,7 +159,8 @@ def nonfinite_data():
 
 
 @pytest.mark.parametrize("axis,where", [(None, "synchronous"), (1, "synchronous"),
-                                        (1, "cluster")])
+                                        pytest.param(1, "cluster",
+                                                     marks=pytest.mark.cluster)])
 def test_nonfinite_raise_names_the_whole_count_at_compute(request, axis, where):
     compute = synchronous
     if where == "cluster":
@@ -215,6 +220,7 @@ def test_moving_average_observer_takes_dask_batches():
     assert moving_max[0] == 0  # the state is left alone
 
 
+@pytest.mark.cluster
 def test_open_dask_reads_an_npy_file_in_chunks(tmp_path, cluster):
     x = np.asfortranarray(data())
     path = tmp_path / "tensor.npy"
@@ -301,6 +307,7 @@ def test_cupy_chunks_stay_cupy():
         assert_same(g.get(), e)
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("nonfinite", ["raise", "omit"])
 def test_cli_on_a_cluster_gives_the_in_memory_record(tmp_path, cluster, nonfinite):
     """``numba-quant --dask``: an .npy file opened on the cluster, the same record."""

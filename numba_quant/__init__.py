@@ -7,6 +7,13 @@ CUDA tensors) run on CUDA kernels and the results stay on the GPU.  Dask arrays 
 CuPy chunks) give lazy Dask arrays whose tasks run the same kernels chunk by chunk;
 ``open_dask`` opens an ``.npy`` file as one.
 """
+from numba_quant.blocks import (
+    choose_qparams_affine,
+    choose_qparams_and_quantize_affine,
+    dequantize_affine,
+    quantize_affine,
+)
+from numba_quant.calibrate import HistogramObserver, compute_amax, exact_amax_percentile
 from numba_quant.fake_quant import (
     FakeQuantization,
     Quantization,
@@ -20,11 +27,23 @@ from numba_quant.moving_average import (
     MovingAverageMinMaxObserver,
     moving_average_min_max_observer,
 )
+from numba_quant.packing import pack_int4, unpack_int4
 from numba_quant.observer import MinMaxObserver, min_max_observer
+from numba_quant.model_report import Report, report
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "choose_qparams_affine",
+    "choose_qparams_and_quantize_affine",
+    "dequantize_affine",
+    "quantize_affine",
+    "pack_int4",
+    "unpack_int4",
+
+    "HistogramObserver",
+    "compute_amax",
+    "exact_amax_percentile",
     "FakeQuantization",
     "Quantization",
     "dequantize",
@@ -36,4 +55,6 @@ __all__ = [
     "moving_average_min_max_observer",
     "min_max_observer",
     "open_dask",
+    "Report",
+    "report",
 ]

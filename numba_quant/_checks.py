@@ -155,7 +155,6 @@ def same_length(first, second, names):
                          f"{first} and {second}")
 
 
-# --------------------------------------------------------------------------- arrays
 def same_device(input_on_device, other):
     """An array that goes with the input must live on the input's side."""
     where = "a GPU" if input_on_device else "a host"
@@ -325,3 +324,201 @@ def npy_path(path):
     """``open_dask`` reads ``.npy`` files."""
     if not str(path).endswith(".npy"):
         raise ValueError(f"open_dask reads .npy files; got {str(path)!r}")
+# --------------------------------------------------------------------------- block-wise
+# torchao's target dtypes and their code ranges; sub-byte ranges are stored in int8/uint8.
+_SUB_BYTE = {**{f"uint{b}": (0, (1 << b) - 1, "uint8") for b in range(1, 8)},
+             **{f"int{b}": (-(1 << (b - 1)), (1 << (b - 1)) - 1, "int8") for b in range(1, 8)}}
+
+
+def mapping_type(value):
+    """torchao's mapping type name (case-insensitive; MappingType members too) as a code."""
+    from numba_quant._blocks_plan import MAPPING_TYPES
+    name = getattr(value, "name", value)
+    if isinstance(name, str) and name.lower() in MAPPING_TYPES:
+        return MAPPING_TYPES[name.lower()]
+    listed = ", ".join(repr(v) for v in MAPPING_TYPES)
+    raise ValueError(f"mapping_type must be one of {listed}; got {value!r}")
+
+
+def target_dtype(value):
+    """``(codes dtype, lowest, highest)`` of a target dtype: a numpy integer dtype up to 32
+    bits, or a sub-byte name "uint1".."uint7", "int1".."int7"."""
+    if isinstance(value, str) and value in _SUB_BYTE:
+        lowest, highest, store = _SUB_BYTE[value]
+        return np.dtype(store), lowest, highest
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in "iu" or dtype.itemsize > 4:
+        raise TypeError(f"target_dtype must be an integer dtype of at most 32 bits or one of "
+                        f"'uint1'..'uint7', 'int1'..'int7'; got {value!r}")
+    info = np.iinfo(dtype)
+    return dtype, int(info.min), int(info.max)
+
+
+def quant_range(quant_min, quant_max, lowest, highest, what):
+    """``(quant_min, quant_max)`` defaulting to the target's range, checked inside it."""
+    qmin = lowest if quant_min is None else integer("quant_min", quant_min)
+    qmax = highest if quant_max is None else integer("quant_max", quant_max)
+    if not lowest <= qmin < qmax <= highest:
+        raise ValueError(f"quant_min {qmin} and quant_max {qmax} must satisfy "
+                         f"{lowest} <= quant_min < quant_max <= {highest} for {what}")
+    return qmin, qmax
+
+
+def block_input_kind(dtype, what="x"):
+    """The float kind of a block-wise input ("bfloat16", "float16", "float32", "float64")."""
+    from numba_quant._blocks_plan import float_kind
+    kind = float_kind(dtype)
+    if kind is None:
+        raise TypeError(f"{what} must be a float16, bfloat16 (ml_dtypes), float32 or float64 "
+                        f"array; got dtype {np.dtype(dtype)}")
+    return kind
+
+
+def float_dtype_arg(value, name):
+    """A float dtype argument (numpy or ml_dtypes.bfloat16) as its kind."""
+    from numba_quant._blocks_plan import float_kind
+    try:
+        kind = float_kind(np.dtype(value))
+    except TypeError:
+        kind = None
+    if kind is None:
+        raise TypeError(f"{name} must be float16, bfloat16 (ml_dtypes), float32 or float64; "
+                        f"got {value!r}")
+    return kind
+
+
+def block_size(block_size, shape):
+    """``block_size`` checked against ``shape``: a tuple of ints in [1, d]."""
+    try:
+        sizes = tuple(operator.index(b) for b in block_size)
+    except TypeError:
+        raise TypeError(f"block_size must be a sequence of integers; got {block_size!r}") \
+            from None
+    if len(sizes) != len(shape):
+        raise ValueError(f"block_size {sizes} has {len(sizes)} entries but the input has "
+                         f"shape {tuple(shape)} ({len(shape)} axes)")
+    for axis, (b, d) in enumerate(zip(sizes, shape)):
+        if b < 1:
+            raise ValueError(f"block_size {sizes}: entry {b} on axis {axis} must be positive")
+        if d == 0:
+            raise ValueError(f"the input of shape {tuple(shape)} is empty")
+        if b > d:
+            raise ValueError(f"block_size {sizes}: entry {b} on axis {axis} exceeds the "
+                             f"input's length {d} there (shape {tuple(shape)})")
+    return sizes
+
+
+def parameter_shape(name, shape, expected, also):
+    """A block parameter array must have ``expected`` (torchao's) or ``also`` (full rank)."""
+    if tuple(shape) not in (tuple(expected), tuple(also)):
+        raise ValueError(f"{name} has shape {tuple(shape)}; expected {tuple(expected)} (or "
+                         f"{tuple(also)}, one value per block on every axis)")
+
+
+def block_nonfinite_error(count, what="block(s)"):
+    return ValueError(f"input contains non-finite values (NaN or infinity) in {count} {what}; "
+                      "block-wise quantization needs finite input")
+
+# --------------------------------------------------------------------------- calibration
+AMAX_METHODS = ("percentile", "entropy", "mse")
+OBSERVER_METHODS = ("percentile", "entropy", "mse", "l2")
+
+
+def method(value, valid):
+    """A calibration method name among ``valid``."""
+    return _choice("method", value, valid)
+
+
+def percentile(value):
+    """A percentile in (0, 100] as a float."""
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"percentile must be a number in (0, 100]; got {value!r}") from None
+    if not 0.0 < p <= 100.0:
+        raise ValueError(f"percentile must be in (0, 100]; got {value!r}")
+    return p
+
+
+def bin_count(value):
+    """``bins`` as an int of at least 2 (and even: the histogram is split at zero)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"bins must be an integer; got {value!r}")
+    value = integer("bins", value)
+    if value < 2 or value % 2:
+        raise ValueError(f"bins must be an even integer of at least 2; got {value}")
+    return value
+
+
+def positive(name, value, smallest=1):
+    """An integer argument of at least ``smallest``."""
+    value = integer(name, value)
+    if value < smallest:
+        raise ValueError(f"{name} must be at least {smallest}; got {value}")
+    return value
+
+
+def histogram_rows(hist, edges):
+    """``(counts, edges)`` as 2-D int64 and float arrays, one row per channel, checked."""
+    hist = np.asarray(hist)
+    edges = np.asarray(edges)
+    if hist.ndim not in (1, 2) or edges.ndim != hist.ndim:
+        raise ValueError(f"hist and edges must both be 1-D (one histogram) or 2-D (one row "
+                         f"per channel); got shapes {hist.shape} and {edges.shape}")
+    if hist.shape[-1] < 2 or edges.shape != hist.shape[:-1] + (hist.shape[-1] + 1,):
+        raise ValueError(f"edges must have one more entry per row than hist (and hist at "
+                         f"least 2 bins); got shapes {hist.shape} and {edges.shape}")
+    if hist.dtype.kind not in "iuf" or edges.dtype.kind != "f":
+        raise TypeError(f"hist must hold numbers and edges floats; got {hist.dtype} and "
+                        f"{edges.dtype}")
+    if hist.dtype.kind == "f" and not np.all(np.isfinite(hist)):
+        raise ValueError("hist contains non-finite counts")
+    counts = hist.astype(np.int64)  # modelopt truncates its float counts to integers
+    if np.any(counts < 0):
+        raise ValueError("hist contains negative counts")
+    if np.any(counts.sum(axis=-1) == 0):
+        raise ValueError("a histogram row has no counts; its range is undefined")
+    return counts.reshape(-1, counts.shape[-1]), edges.reshape(-1, edges.shape[-1])
+
+
+def candidate_range(start_bin, bins, method):
+    """Entropy and MSE search from ``start_bin``; a histogram needs more bins than that."""
+    if start_bin >= bins + (method == "entropy"):
+        raise ValueError(f"method {method!r} searches bins from start_bin={start_bin} on, "
+                         f"but the histogram has only {bins} bins")
+
+
+def not_observed(what):
+    return ValueError(f"{what} needs data: call the observer on an array (or load a "
+                      "state) first")
+
+
+def merge_mismatch(names, mine, theirs):
+    return ValueError(f"cannot merge observers with different {names}: {mine} and {theirs}")
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def mergeable(other, cls):
+    if not isinstance(other, cls):
+        raise TypeError(f"can only merge a {cls.__name__}; got {type(other).__name__}")
+
+
+def state_counts(counts, bins):
+    """Saved histogram counts as a (channels, bins) int64 array of non-negative values."""
+    counts = np.asarray(counts)
+    if (counts.ndim != 2 or counts.shape[1] != bins or counts.dtype.kind not in "iu"
+            or np.any(counts < 0)):
+        raise ValueError(f"state counts must be (channels, {bins}) non-negative integers; "
+                         f"got shape {counts.shape} and dtype {counts.dtype}")
+    return counts.astype(np.int64)
+
+
+def state_per_channel(sizes, channels):
+    if any(size != channels for size in sizes):
+        raise ValueError("state exponent, min_val and max_val need one value per channel "
+                         f"of counts ({channels}); got {sizes}")

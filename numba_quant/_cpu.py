@@ -14,6 +14,7 @@ from numba_quant import _checks
 from numba_quant import _codes as codes
 from numba_quant import _tuning
 from numba_quant import _cpu_kernels as kernels
+from numba_quant import _torch
 from numba_quant._dispatch import to_host
 from numba_quant._layout import aligned_views, channel_view
 
@@ -45,8 +46,9 @@ def _split(n_channels, n_inner, most):
 
 
 def as_array(x):
-    """``x`` as a native-endian float32/float64 ndarray (float16 becomes float32)."""
-    x = np.asarray(x)
+    """``x`` as a native-endian float32/float64 ndarray (float16 and bfloat16 become
+    float32); a torch CPU tensor is read in place (its bfloat16 values are widened)."""
+    x = _torch.to_numpy(x) if _torch.is_tensor(x) else np.asarray(x)
     dtype = _checks.compute_dtype(x.dtype)
     if x.dtype != dtype:  # float16, or a byte order other than the machine's
         x = x.astype(dtype)
@@ -54,8 +56,8 @@ def as_array(x):
 
 
 def wrap(a, like):
-    """Results for the caller: numpy stays numpy."""
-    return a
+    """Results for the caller: numpy stays numpy, a torch CPU tensor gets tensors."""
+    return _torch.from_numpy(a) if _torch.is_tensor(like) else a
 
 
 def empty(shape, dtype, like):
@@ -222,6 +224,8 @@ def quantize_map(x, params, axis, what, out):
 
 def as_output(out):
     """A caller's ``out`` array, checked to be writable, as the kernels will see it."""
+    if _torch.is_tensor(out):
+        out = _torch.writable_numpy(out, "out")
     _checks.numpy_array("out", out)
     _checks.output_array(out.dtype, not out.flags.writeable)
     return out
@@ -229,13 +233,15 @@ def as_output(out):
 
 def as_codes(q, dtype):
     """Codes of any real type as an array of the float ``dtype``."""
-    q = np.asarray(q)
+    q = _torch.to_numpy(q, "codes") if _torch.is_tensor(q) else np.asarray(q)
     _checks.codes_dtype(q.dtype)
     return q.astype(dtype, copy=False)  # a copy for any other type or byte order
 
 
 def as_state(a, dtype, name):
     """A caller's state array (moving_max or moving_min), checked, as a 1-D view."""
+    if _torch.is_tensor(a):
+        a = _torch.writable_numpy(a, name)
     _checks.numpy_array(name, a)
     _checks.state_array(name, a.dtype, dtype, not a.flags.writeable, a.size)
     flat = a.reshape(-1)

@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from numba_quant import _checks
+from numba_quant import _checks, _torch
 
 
 def on_device(x):
@@ -76,4 +76,6 @@ def to_host(a):
     if on_device(a):
         from numba_quant import _cuda_arrays
         return _cuda_arrays.to_host(a)
+    if _torch.is_tensor(a):  # a CPU tensor (parameters too: read without grad)
+        return _torch.to_numpy(a)
     return np.asarray(a)

@@ -3,7 +3,7 @@
 Every function here is a scalar ``numba.njit`` function.  The CPU kernels in
 :mod:`numba_quant._cpu` call them from ``@njit(parallel=True)`` loops and the GPU
 kernels in :mod:`numba_quant._cuda` call them from ``@cuda.jit`` kernels, so each
-formula of the contract exists in exactly one place.
+formula of the contract (``docs/semantics.md``) exists in exactly one place.
 
 All arithmetic stays in the input's float type ``T``: constants are built with
 ``type(x)(...)`` because a Python float literal would promote float32 to float64.
@@ -85,20 +85,28 @@ def cambricon_shift(amax, bits):
 def _scale_and_zero_point(lo, hi, amax, scheme, bits, ties_away):
     """The scale formulas of every scheme, from a range and its largest magnitude.
 
-    A zero range gives a zero scale (cambricon: a zero shift) and a zero zero point,
-    never NaN or infinity.  The affine zero point rounds ties to even, or away from zero
-    with ``ties_away`` (the moving-average observer's rounding).
+    A zero range gives a zero scale (cambricon: a zero shift) and a zero zero point, both
+    +0.0, never NaN or infinity.  The affine zero point rounds ties to even, or away from
+    zero with ``ties_away`` (the moving-average observer's rounding).
     """
     zero = type(lo)(0)
-    if scheme == AFFINE:
-        scale = (hi - lo) / affine_levels(lo, bits)
-        if scale == 0:
-            return scale, zero
-        ratio = lo / scale
-        return scale, -(round_half_away(ratio) if ties_away else rint(ratio))
+    # A zero bound counts as +0.0 (adding +0.0 turns -0.0 into +0.0 and changes nothing
+    # else): which zero a reduction keeps from a slice holding both depends on its order,
+    # and the sign would reach the zero point as -rint(-0.0 / scale) = +0.0.
+    lo = lo + zero
+    hi = hi + zero
     if scheme == CAMBRICON:
         return cambricon_shift(amax, bits), zero
-    return amax / symmetric_levels(lo, bits), zero
+    if scheme == AFFINE:
+        scale = (hi - lo) / affine_levels(lo, bits)
+    else:
+        scale = amax / symmetric_levels(lo, bits)
+    if scale == 0:
+        return zero, zero
+    if scheme != AFFINE:
+        return scale, zero
+    ratio = lo / scale
+    return scale, -(round_half_away(ratio) if ties_away else rint(ratio))
 
 
 @njit(cache=True)
@@ -144,9 +152,9 @@ def code_range(like, scheme, bits):
 def code_params(scale, zero_point, scheme, bits):
     """Per-slice constants of quantization: ``(divisor, offset, lowest, highest)``.
 
-    A code is ``clamp(rint(x / divisor + offset), lowest, highest)`` and its value is
-    ``(code - offset) * divisor``.  Symmetric and cambricon use offset 0, which changes
-    no value: ``x / divisor + 0`` is exact.
+    An affine code is ``clamp(rint(x / divisor + offset), lowest, highest)``, a symmetric
+    or cambricon one ``clamp(rint(x / divisor), lowest, highest)`` (offset 0, not added);
+    a code's value is ``(code - offset) * divisor``, where subtracting +0.0 changes no bit.
     """
     zero = type(scale)(0)
     lowest, highest = code_range(scale, scheme, bits)
@@ -176,7 +184,13 @@ def quantize_value(x, divisor, offset, lowest, highest):
     """
     if divisor == 0:
         return x if x != x else type(x)(0)
-    q = rint(x / divisor + offset)
+    v = x / divisor
+    if lowest == 0:
+        # Affine, the only scheme whose codes start at 0, adds the zero point.  The others
+        # add nothing: adding an offset of +0.0 would turn a quotient of -0.0 into +0.0,
+        # where OneFlow's code keeps the sign.
+        v = v + offset
+    q = rint(v)
     q = highest if q > highest else q
     q = lowest if q < lowest else q
     return q
@@ -208,8 +222,10 @@ def moving_observe(lo, hi, moving_max, moving_min, update, momentum, scheme, bit
     """
     if update:
         if scheme == AFFINE:
-            moving_max = moving_update(moving_max, hi, momentum)
-            moving_min = moving_update(moving_min, lo, momentum)
+            # A zero bound enters the state as +0.0, whichever zero the reduction kept.
+            zero = type(lo)(0)
+            moving_max = moving_update(moving_max, hi + zero, momentum)
+            moving_min = moving_update(moving_min, lo + zero, momentum)
         else:
             moving_max = moving_update(moving_max, max(abs(hi), abs(lo)), momentum)
             moving_min = moving_max

@@ -25,9 +25,16 @@ MAX_PERIOD = 1 << 16
 SHORT_RUNS_PERIOD = 1 << 16
 # Per-channel formulas (scale and zero point) run in parallel from this many channels.
 PARALLEL_CHANNELS = 1 << 14
+# Range selection (compute_amax, HistogramObserver.range) runs rows on several threads
+# from this much work (rows x bins x candidates).
+SELECTION_WORK = 1 << 20
 # Up to this many elements (and for every serial per-layer reduction) a reduction is one
 # compiled call with its own small outputs, the formulas included.
 SMALL = 1 << 12
+
+# The model report reads, converts and quantizes large tensors this many elements at a
+# time (whole rows): memory stays near one tensor plus a few chunks.
+REPORT_CHUNK = 1 << 22
 
 # --------------------------------------------------------------------------- CPU, compiled in
 # Numba's on-disk cache is keyed on the file that defines a kernel, not on this one: after

@@ -1,24 +1,29 @@
-"""Command line: quantization parameters of the arrays in .npy/.npz files.
+"""Command line: what quantizing a model costs, recipe by recipe.
 
-``numba-quant weights.npz`` (or ``python -m numba_quant weights.npz``) prints, for
-every array, its shape, dtype, min, max, scale and zero point, computed with
-:func:`numba_quant.min_max_observer`. Per-channel results are summarised (number of
-channels, min/median/max of the scales, range of the zero points); ``--json``
-prints every value. Without a file it runs on the built-in example set
-(:func:`numba_quant.examples.example_weights`); ``--example minilm`` uses the
-real all-MiniLM-L6-v2 weights when the ``examples`` extra is installed.
+``numba-quant model.safetensors`` (or ``python -m numba_quant ...``) reads every float
+tensor of a checkpoint (``.safetensors`` files and sharded directories, ``.npy``/``.npz``,
+PyTorch ``.pt``/``.bin`` when torch is installed), quantizes it with each recipe of
+``--recipes`` (default: every built-in recipe this installation offers; see
+:mod:`numba_quant.recipes`) and prints a table of the quantization error (SQNR) per
+tensor and recipe, then a summary per recipe; ``--json`` prints every number, ``-o
+report.html`` (or ``.md``, ``.json``) writes the report to a file.  The OneFlow settings
+``--formula``/``--bits``/``--scheme``/``--per-channel``/``--axis`` add their own recipe,
+and ``--scales`` prints the scale and zero point of each tensor under those settings
+instead (computed with :func:`numba_quant.min_max_observer`; with ``--json`` when any of
+those settings is given, the JSON holds them too, under ``arrays``).  Without a file it
+runs on the built-in example set (:func:`numba_quant.examples.example_weights`);
+``--example minilm`` uses the real all-MiniLM-L6-v2 weights when the ``examples`` extra is
+installed.
 
-Exit status: 0 on success, 1 when an array or a file could not be processed (each
-failure is one line on stderr; the other arrays are still reported), 2 for a
-command-line usage error.
+Tensors that are not floating point are skipped with a note.  Exit status: 0 on
+success, 1 when a tensor or a file could not be processed (each failure is one line on
+stderr; the other tensors are still reported), 2 for a command-line usage error.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -41,10 +46,11 @@ class CliError(Exception):
 
 @dataclass
 class Source:
-    """Named arrays to observe, and where they came from."""
+    """Tensors to report on, and where they came from."""
     kind: str                 # "files", "builtin" or "minilm"
     description: str
-    arrays: list = field(default_factory=list)   # (name, array) pairs
+    tensors: list = field(default_factory=list)  # checkpoint.TensorEntry, not read yet
+    skipped: list = field(default_factory=list)  # (name, reason) pairs
     errors: list = field(default_factory=list)   # (name, message) pairs
 
 
@@ -63,109 +69,154 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+# Settings of the OneFlow observer: given on the command line, they add their recipe.
+ONEFLOW_FLAGS = ("formula", "bits", "scheme", "per_channel", "axis")
+_ONEFLOW_DEFAULTS = {"formula": "google", "bits": 8, "scheme": "symmetric",
+                     "per_channel": False, "axis": 0}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description=(
-            "Compute quantization parameters (scale and zero point, as OneFlow's "
-            "MinMaxObserver) of the arrays in .npy/.npz files. Without a file, runs on "
-            "the built-in example set of weight tensors."),
+            "Report what quantizing a model costs: every float tensor of a checkpoint "
+            "quantized with each recipe, its error (SQNR, MSE, max abs error, clipped "
+            "values) and size. Without a file, runs on the built-in example set of "
+            "weight tensors."),
         epilog=(
-            "examples: numba-quant;  numba-quant weights.npz --per-channel;  "
-            "numba-quant --example minilm --scheme affine --bits 4 --json"),
+            "examples: numba-quant;  numba-quant model.safetensors --recipes "
+            "int8,int4-g128 -o report.html;  numba-quant shards/ --include 'encoder.*' "
+            "--json;  numba-quant weights.npz --scales --per-channel;  numba-quant "
+            "--example minilm. 1-D tensors (biases, norms) are quantized per layer by "
+            "per-channel recipes."),
     )
     p.add_argument("files", nargs="*", metavar="FILE",
-                   help=".npy or .npz file(s); every array in an .npz is reported")
+                   help=".safetensors file, directory of safetensors shards (with "
+                        "model.safetensors.index.json), .npy/.npz file, or PyTorch "
+                        ".pt/.bin state dict (needs torch)")
     p.add_argument("--example", choices=("builtin", "minilm"), default=None,
                    help="run on an example set instead of files: 'builtin' (generated "
                         "weights, the default without files) or 'minilm' (real "
                         "all-MiniLM-L6-v2 weights; needs the 'examples' extra)")
-    p.add_argument("--formula", default="google", choices=("google", "cambricon"),
+    p.add_argument("--recipes", default=None, metavar="LIST",
+                   help="comma-separated recipes to compare (default: all built-in ones "
+                        "available here; 'all' also means that); see --list-recipes")
+    p.add_argument("--list-recipes", action="store_true",
+                   help="list the recipes and exit")
+    p.add_argument("--include", action="append", default=None, metavar="PATTERN",
+                   help="only tensors whose name matches this shell pattern (repeatable, "
+                        "or comma-separated), e.g. 'encoder.*.weight'")
+    p.add_argument("--exclude", action="append", default=None, metavar="PATTERN",
+                   help="leave out tensors whose name matches this shell pattern")
+    p.add_argument("-o", "--output", default=None, metavar="PATH",
+                   help="also write the report to PATH: .html (one self-contained page "
+                        "with plots), .md, .json, or text")
+    p.add_argument("--formula", default=None, choices=("google", "cambricon"),
                    help="quantization_formula (default: google); with cambricon the "
-                        "scale is a power-of-two shift exponent")
-    p.add_argument("--bits", type=int, default=8, metavar="N",
+                        "parameter is a power-of-two shift exponent")
+    p.add_argument("--bits", type=int, default=None, metavar="N",
                    help="quantization_bit, 2..16 (default: 8)")
-    p.add_argument("--scheme", default="symmetric", choices=("symmetric", "affine"),
+    p.add_argument("--scheme", default=None, choices=("symmetric", "affine"),
                    help="quantization_scheme (default: symmetric)")
-    p.add_argument("--per-channel", action="store_true",
+    p.add_argument("--per-channel", action="store_true", default=None,
                    help="one scale and zero point per channel along --axis "
                         "(per_layer_quantization=False)")
-    p.add_argument("--axis", type=int, default=0,
+    p.add_argument("--axis", type=int, default=None,
                    help="channel axis for --per-channel (default: 0; negative counts "
                         "from the end)")
     p.add_argument("--nonfinite", default="raise", choices=("raise", "omit"),
-                   help="NaN/inf in the input: 'raise' (default, an error) or 'omit' "
-                        "(ignore them)")
+                   help="NaN/inf in a tensor: 'raise' (default, an error for that "
+                        "tensor) or 'omit' (ignore them)")
+    p.add_argument("--scales", action="store_true",
+                   help="print the scale and zero point (cambricon: shift) of each "
+                        "tensor under the OneFlow settings instead of the report")
     p.add_argument("--gpu", action="store_true",
-                   help="copy each array to the GPU and run the CUDA kernels "
-                        "(needs numba-cuda and a GPU, or NUMBA_ENABLE_CUDASIM=1)")
-    p.add_argument("--dask", metavar="ADDRESS", default=None,
-                   help="run on a Dask cluster: a scheduler address (tcp://host:8786) or "
-                        "'local' for a LocalCluster on this machine; .npy files are read "
-                        "chunk by chunk by the workers, so files larger than memory work "
-                        "(needs the dask extra)")
+                   help="compute the scales and zero points (--scales, JSON 'arrays') "
+                        "with the CUDA kernels (needs numba-cuda and a GPU, or "
+                        "NUMBA_ENABLE_CUDASIM=1); the report's recipes run on the CPU")
     p.add_argument("--json", action="store_true",
-                   help="print JSON with every scale and zero point instead of a table")
+                   help="print JSON with every number instead of tables")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress on stderr (default: when stderr is a terminal)")
     p.add_argument("--version", action="version",
                    version=f"%(prog)s {_package_version()}")
     return p
 
 
+def _oneflow_given(args) -> bool:
+    """Whether any OneFlow setting was given on the command line."""
+    return any(getattr(args, name) is not None for name in ONEFLOW_FLAGS)
+
+
+def _fill_defaults(args):
+    for name, value in _ONEFLOW_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+
 # ----------------------------------------------------------------------------- input
 
-def _load_file(path: str, source: Source) -> None:
+def _load_file(path: str, source: Source, several: bool, include, exclude) -> None:
+    from numba_quant import checkpoint
     try:
-        with open(path, "rb") as f:
-            magic = f.read(6)
-    except OSError as exc:
-        source.errors.append((path, f"cannot read file: {exc.strerror or exc}"))
+        kind = checkpoint.detect_kind(path)
+        prefix = several or kind in ("npy", "npz")
+        ckpt = checkpoint.open_checkpoint(path, include, exclude, prefix_names=prefix)
+    except checkpoint.CheckpointError as exc:
+        source.errors.append((path, _without_path(str(exc), path)))
         return
-    try:
-        if magic.startswith(_NPY_MAGIC):
-            source.arrays.append((path, np.load(path, mmap_mode="r", allow_pickle=False)))
-        elif magic.startswith(_ZIP_MAGIC) or magic.startswith(_ZIP_EMPTY_MAGIC):
-            with np.load(path, allow_pickle=False) as npz:
-                names = list(npz.files)
-                if not names:
-                    source.errors.append((path, "the .npz file holds no arrays"))
-                for key in names:
-                    try:
-                        source.arrays.append((f"{path}:{key}", npz[key]))
-                    except _EXPECTED as exc:
-                        source.errors.append((f"{path}:{key}", _one_line(exc)))
-        else:
-            source.errors.append((path, "not a .npy or .npz file"))
     except _EXPECTED as exc:
         source.errors.append((path, f"cannot load: {_one_line(exc)}"))
+        return
     except Exception as exc:  # zipfile.BadZipFile, pickle errors and the like
         source.errors.append((path, f"cannot load: {type(exc).__name__}: {_one_line(exc)}"))
+        return
+    source.tensors += ckpt.tensors
+    source.skipped += ckpt.skipped
+
+
+def _without_path(message: str, path: str) -> str:
+    """A reader's message without its leading path (the error line names it)."""
+    lead = f"{path}: "
+    return message[len(lead):] if message.startswith(lead) else message
+
+
+def _patterns(values):
+    if not values:
+        return None
+    return [p for value in values for p in value.split(",") if p]
 
 
 def collect_source(args) -> Source:
+    from numba_quant import checkpoint
     if args.files and args.example:
         raise CliError("give either files or --example, not both")
+    include, exclude = _patterns(args.include), _patterns(args.exclude)
     if args.files:
         source = Source("files", f"{len(args.files)} file(s)")
         for path in args.files:
-            _load_file(path, source)
+            _load_file(path, source, len(args.files) > 1, include, exclude)
+        if len(args.files) == 1:
+            source.description = args.files[0]
         return source
     from numba_quant import examples
     if args.example == "minilm":
         try:
-            arrays = examples.minilm_weights()
+            path = examples.minilm_path()
         except examples.ExampleNotAvailable as exc:
             raise CliError(str(exc)) from None
-        return Source("minilm", f"the all-MiniLM-L6-v2 weights ({len(arrays)} float "
-                                f"tensors from {examples.minilm_path()})",
-                      list(arrays.items()))
+        ckpt = checkpoint.open_checkpoint(path, include, exclude)
+        return Source("minilm", f"the all-MiniLM-L6-v2 weights ({len(ckpt.tensors)} float "
+                                f"tensors from {path})", ckpt.tensors, ckpt.skipped)
     arrays = examples.example_weights()
     if args.example == "builtin":
         what = "the built-in example set"
     else:
         what = "no input files given; running on the built-in example set"
+    ckpt = checkpoint.open_checkpoint(arrays, include, exclude)
     return Source("builtin", f"{what} ({len(arrays)} weight tensors generated by "
                              f"numba_quant.examples.example_weights())",
-                  list(arrays.items()))
+                  ckpt.tensors, ckpt.skipped)
 
 
 # --------------------------------------------------------------------------- compute
@@ -181,43 +232,18 @@ def _range(data, omit: bool):
     return float(to_host(lo)[0]), float(to_host(hi)[0]), n_nonfinite
 
 
-def _dask_observe(array, observer, omit, client):
-    """``(scale, zero_point, lo, hi, non-finite count)`` of an array on a Dask cluster:
-    an ``.npy`` file's memory map is opened there as chunks, never read here."""
-    import dask
-    import dask.array as da
-    from numba_quant import _checks, _dask
-    from numba_quant.dask_io import open_dask
-    if isinstance(array, np.memmap) and array.filename:
-        x = open_dask(array.filename)
-    else:
-        x = da.from_array(np.asarray(array))
-    scale, zero_point = observer(x)
-    states = _dask.channel_states(x, None, omit)  # the per-layer range, same graph kind
-    count = (~da.isfinite(x)).sum() if omit else da.zeros((), np.int64)
-    scale, zero_point, states, count = dask.compute(scale, zero_point, states, count,
-                                                    scheduler=client)
-    lo, hi = _dask.settled_range(states, _checks.compute_dtype(x.dtype), True)
-    return scale, zero_point, float(lo[0]), float(hi[0]), int(count)
-
-
-def observe(name: str, array, observer, args, client=None) -> dict:
+def observe(name: str, array, observer, args) -> dict:
     """Observe one array; returns the record printed by the table or JSON output."""
     from numba_quant._dispatch import backend, to_host
-    if client is not None:
-        scale, zero_point, lo, hi, n_nonfinite = _dask_observe(
-            array, observer, args.nonfinite == "omit", client)
-        x = array
-    else:
-        x = np.asarray(array)
-        arg = x
-        if args.gpu:
-            from numba import cuda
-            arg = cuda.to_device(np.ascontiguousarray(x))
-        scale, zero_point = observer(arg)
-        lo, hi, n_nonfinite = _range(backend(arg).as_array(arg), args.nonfinite == "omit")
+    x = np.asarray(array)
+    arg = x
+    if args.gpu:
+        from numba import cuda
+        arg = cuda.to_device(np.ascontiguousarray(x))
+    scale, zero_point = observer(arg)
     scale = to_host(scale).reshape(-1)
     zero_point = to_host(zero_point).reshape(-1)
+    lo, hi, n_nonfinite = _range(backend(arg).as_array(arg), args.nonfinite == "omit")
     record = {
         "name": name,
         "shape": list(x.shape),
@@ -237,6 +263,10 @@ def observe(name: str, array, observer, args, client=None) -> dict:
         record["scale_max"] = float(scale.max())
         record["zero_point_min"] = float(zero_point.min())
         record["zero_point_max"] = float(zero_point.max())
+    if args.formula == "cambricon":
+        # The cambricon parameter is a shift exponent, not a scale: name it so.
+        record = {(k.replace("scale", "shift") if k.startswith("scale") else k): v
+                  for k, v in record.items()}
     return record
 
 
@@ -262,11 +292,12 @@ def _settings_text(args) -> str:
 
 
 def _table(records, per_channel: bool) -> list[str]:
+    param = "shift" if records and "shift" in records[0] else "scale"
     if per_channel:
         header = ["name", "shape", "dtype", "min", "max", "channels",
-                  "scale min / median / max", "zero_point"]
+                  f"{param} min / median / max", "zero_point"]
     else:
-        header = ["name", "shape", "dtype", "min", "max", "scale", "zero_point"]
+        header = ["name", "shape", "dtype", "min", "max", param, "zero_point"]
     rows = []
     for r in records:
         row = [r["name"], "(" + ", ".join(str(n) for n in r["shape"])
@@ -276,10 +307,10 @@ def _table(records, per_channel: bool) -> list[str]:
             zp = (_num(r["zero_point_min"]) if r["zero_point_min"] == r["zero_point_max"]
                   else f"{_num(r['zero_point_min'])}..{_num(r['zero_point_max'])}")
             row += [str(r["channels"]),
-                    f"{_num(r['scale_min'])} / {_num(r['scale_median'])} / "
-                    f"{_num(r['scale_max'])}", zp]
+                    f"{_num(r[param + '_min'])} / {_num(r[param + '_median'])} / "
+                    f"{_num(r[param + '_max'])}", zp]
         else:
-            row += [_num(r["scale"][0]), _num(r["zero_point"][0])]
+            row += [_num(r[param][0]), _num(r["zero_point"][0])]
         if r["nonfinite"]:
             row[0] += f" [{r['nonfinite']} non-finite omitted]"
         rows.append(row)
@@ -326,24 +357,67 @@ def check_gpu() -> None:
             "NUMBA_ENABLE_CUDASIM=1 to run the kernels in Numba's CUDA simulator")
 
 
-@contextlib.contextmanager
-def _dask_client(address):
-    """A Dask client for ``--dask`` (a LocalCluster for 'local'), or None without it."""
-    if address is None:
-        yield None
-        return
+def _recipes(args):
+    """The recipes to compare: --recipes (or the defaults), plus the OneFlow settings'
+    own recipe when any of them was given."""
+    from numba_quant import recipes
     try:
-        import distributed
-    except ImportError:
-        raise CliError("--dask needs Dask: pip install 'numba_quant[dask]'") from None
-    if address == "local":
-        with distributed.LocalCluster(dashboard_address=None,
-                                      silence_logs=logging.ERROR) as cluster, \
-                distributed.Client(cluster, set_as_default=False) as client:
-            yield client
-    else:
-        with distributed.Client(address, set_as_default=False) as client:
-            yield client
+        if args.recipes is None or args.recipes.strip() in ("", "all"):
+            chosen = [recipes.get_recipe(n) for n in recipes.default_recipes()]
+        else:
+            chosen = [recipes.get_recipe(n.strip())
+                      for n in args.recipes.split(",") if n.strip()]
+        if _oneflow_given(args):
+            own = recipes.oneflow_recipe(args.formula, args.bits, args.scheme,
+                                         per_channel=args.per_channel, axis=args.axis)
+            if own.name not in [r.name for r in chosen]:
+                chosen.append(own)
+    except (ValueError, TypeError) as exc:
+        raise CliError(_one_line(exc)) from None
+    unique = []
+    for r in chosen:
+        if r.name not in [u.name for u in unique]:
+            unique.append(r)
+    return unique
+
+
+def _list_recipes(out) -> int:
+    from numba_quant import recipes
+    for name in recipes.available_recipes():
+        print(f"{name:12s} {recipes.get_recipe(name).description}", file=out)
+    for name, reason in recipes.unavailable_recipes().items():
+        print(f"{name:12s} (not available: {reason})", file=out)
+    print("also any OneFlow setting: int<bits>[-affine][-layer|-axis<k>], "
+          "cambricon<bits>[-layer|-axis<k>] (e.g. int4-affine, cambricon8-layer)", file=out)
+    return 0
+
+
+def _settings_doc(args) -> dict:
+    return {
+        "quantization_formula": args.formula,
+        "quantization_bit": args.bits,
+        "quantization_scheme": args.scheme,
+        "per_layer_quantization": not args.per_channel,
+        "axis": args.axis,
+        "nonfinite": args.nonfinite,
+        "device": "gpu" if args.gpu else "cpu",
+    }
+
+
+def _observe_all(source, observer, args, errors):
+    records = []
+    for entry in source.tensors:
+        try:
+            # numpy's float types as stored (float16 computes in float32 in the
+            # observer); bfloat16 and FP8 widened to float32 here.
+            native = entry.dtype in ("float16", "float32", "float64")
+            record = observe(entry.name, entry.raw() if native else entry.numpy(),
+                             observer, args)
+            record["dtype"] = entry.dtype
+            records.append(record)
+        except _EXPECTED as exc:
+            errors.append((entry.name, _one_line(exc)))
+    return records
 
 
 def run(args, out=None, err=None) -> int:
@@ -351,42 +425,48 @@ def run(args, out=None, err=None) -> int:
     process's stdout and stderr); returns the exit status."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    if args.list_recipes:
+        return _list_recipes(out)
+    oneflow_given = _oneflow_given(args)
+    _fill_defaults(args)
     observer = make_observer(args)
     if args.gpu:
-        if args.dask:
-            raise CliError("give either --gpu or --dask, not both")
         check_gpu()
+    chosen = [] if args.scales else _recipes(args)
     source = collect_source(args)
-    records = []
     errors = list(source.errors)
-    with _dask_client(args.dask) as client:
-        for name, array in source.arrays:
-            try:
-                records.append(observe(name, array, observer, args, client))
-            except _EXPECTED as exc:
-                errors.append((name, _one_line(exc)))
+    records = None
+    if args.scales or (args.json and (oneflow_given or args.gpu)):
+        records = _observe_all(source, observer, args, errors)
+    rep = None
+    if not args.scales:
+        from numba_quant import checkpoint, model_report
+        progress = args.progress if args.progress is not None else err.isatty()
+        rep = model_report.report(
+            checkpoint.Checkpoint(source.description, source.tensors, source.skipped),
+            chosen, nonfinite=args.nonfinite, progress=err if progress else False)
+        errors += rep.errors
+    # One line per failing tensor (the JSON lists every error).
+    shown = set()
     for name, message in errors:
-        print(f"{PROG}: error: {name}: {message}", file=err)
+        if name not in shown:
+            shown.add(name)
+            print(f"{PROG}: error: {name}: {message}", file=err)
+    unique_errors = list(dict.fromkeys(errors))
     if args.json:
-        doc = {
-            "source": source.kind,
-            "description": source.description,
-            "settings": {
-                "quantization_formula": args.formula,
-                "quantization_bit": args.bits,
-                "quantization_scheme": args.scheme,
-                "per_layer_quantization": not args.per_channel,
-                "axis": args.axis,
-                "nonfinite": args.nonfinite,
-                "device": "gpu" if args.gpu else "cpu",
-                "dask": args.dask,
-            },
-            "arrays": records,
-            "errors": [{"name": n, "message": m} for n, m in errors],
-        }
+        doc = {"source": source.kind, "description": source.description,
+               "settings": _settings_doc(args)}
+        if rep is not None:
+            doc.update(rep.to_dict())
+            doc["description"] = source.description
+        else:
+            doc["skipped"] = [{"name": n, "reason": m} for n, m in source.skipped]
+        if records is not None:
+            doc["arrays"] = records
+        doc["errors"] = [{"name": n, "message": m} for n, m in unique_errors]
         json.dump(doc, out, indent=2)
         out.write("\n")
-    else:
+    elif args.scales:
         if source.kind != "files":
             print(f"{PROG}: {source.description}", file=out)
         print(f"settings: {_settings_text(args)}", file=out)
@@ -394,6 +474,15 @@ def run(args, out=None, err=None) -> int:
             print(file=out)
             for line in _table(records, args.per_channel):
                 print(line, file=out)
+        for name, reason in source.skipped:
+            print(f"skipped {name}: {reason}", file=out)
+    elif source.tensors or not errors:   # (nothing read at all: the errors say why)
+        print(f"{PROG}: {source.description}", file=out)
+        out.write(rep.to_text())
+    if rep is not None and args.output:
+        rep.save(args.output)
+        if not args.json:
+            print(f"report written to {args.output}", file=out)
     return 1 if errors else 0
 
 

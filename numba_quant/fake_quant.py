@@ -179,7 +179,9 @@ def dequantize(q, scale, zero_point, quantization_formula="google", quantization
     """The values that codes stand for: ``(q - zero_point) * scale``.
 
     ``dequantize(quantize(x, s, zp, ...), s, zp, ...)`` equals
-    ``fake_quantization(x, s, zp, ...)`` exactly when ``dtype`` is ``x``'s float type.
+    ``fake_quantization(x, s, zp, ...)`` when ``dtype`` is ``x``'s float type, bit for bit
+    except that a -0.0 of fake quantization comes back as +0.0 (an integer code has no
+    sign).
 
     Parameters
     ----------

@@ -47,17 +47,33 @@ def by_input(cases):
     return sorted(groups.items(), key=lambda kv: int(kv[0].split("/")[1]))
 
 
+def bits(a):
+    """The bit patterns of a float array as unsigned integers of the same width."""
+    a = np.ascontiguousarray(a)
+    return a.view(f"u{a.dtype.itemsize}")
+
+
 def assert_same(actual, expected, what=""):
-    """Equal by value (==), dtype and shape included; a readable message otherwise."""
+    """The same dtype, shape and bits; a readable message otherwise.
+
+    Floats are compared as their bit patterns, so the sign of a zero counts.  Where the
+    expected element is NaN the actual one must be a NaN too, of any sign and payload: the
+    contract defines NaN-ness only (docs/semantics.md §7.4, §10.3).  Other dtypes compare
+    with ``==``.
+    """
     actual = np.asarray(actual)
     expected = np.asarray(expected)
     assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype} != {expected.dtype}"
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    both_nan = np.isnan(actual) & np.isnan(expected) if actual.dtype.kind == "f" else False
-    eq = (actual == expected) | both_nan
+    if actual.dtype.kind == "f":
+        eq = (bits(actual) == bits(expected)) | (np.isnan(actual) & np.isnan(expected))
+    else:
+        eq = actual == expected
     if not np.all(eq):
         bad = np.argwhere(~np.asarray(eq))
         first = tuple(bad[0]) if bad.size else ()
-        raise AssertionError(
-            f"{what}: {len(bad)} of {actual.size} differ; first at {first}: "
-            f"{actual[first]!r} != {expected[first]!r}")
+        shown = (f"{actual[first]!r} != {expected[first]!r}" if actual.dtype.kind != "f" else
+                 f"{actual[first]!r} (0x{bits(actual)[first]:x}) != "
+                 f"{expected[first]!r} (0x{bits(expected)[first]:x})")
+        raise AssertionError(f"{what}: {len(bad)} of {actual.size} differ; first at {first}: "
+                             f"{shown}")

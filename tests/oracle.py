@@ -1,8 +1,8 @@
-"""A plain-numpy oracle of numba_quant's contract (shared/SEMANTICS.md and the team spec).
+"""A plain-numpy oracle of numba_quant's contract, ``docs/semantics.md``.
 
 This module shares no code with ``numba_quant`` and never imports it.  Every function
 works on numpy arrays only and does all arithmetic in the compute dtype ``T``
-(float32 for float16/float32 input, float64 for float64 input):
+(float32 for float16/float32 input, float64 for float64 input; semantics.md §2):
 
 * numpy scalars and arrays of dtype ``T`` only, never a Python float mixed in;
 * ``x / s``, never ``x * (1 / s)``;
@@ -10,9 +10,12 @@ works on numpy arrays only and does all arithmetic in the compute dtype ``T``
 * ``np.log2`` on a float32 array is float32 ``log2f`` (7.9999995f gives 3.0, so its floor
   is 3, as OneFlow's CPU kernel);
 * the clamps of OneFlow in OneFlow's order (upper bound first, then lower bound);
-* multiply and add as separate roundings (numpy never fuses them).
+* multiply and add as separate roundings (numpy never fuses them);
+* a zero min or max counts as +0.0, and a zero scale is +0.0 (semantics.md §7.1-7.2).
 
-It reproduces every case of ``tests/data/oneflow_cases.npz`` (see ``test_oracle.py``).
+Its results are meant to be compared bit for bit (semantics.md §10.3).  It reproduces
+every case of ``tests/data/oneflow_cases.npz`` that way (see ``test_oracle.py``).
+Section numbers in the docstrings below are those of semantics.md.
 """
 import numpy as np
 
@@ -62,8 +65,13 @@ def _rows(x, per_layer, axis):
     return np.moveaxis(x, ax, 0).reshape(x.shape[ax], -1)
 
 
+def _plus_zero(a, T):
+    """``a`` with every zero made +0.0 (§7.1): the sign of a zero bound is not defined."""
+    return np.where(a == T(0), T(0), a).astype(T)
+
+
 def _min_max_rows(rows, nonfinite):
-    """Per row (lo, hi) in T, after the non-finite policy."""
+    """Per row (lo, hi) in T, after the non-finite policy (§3.1, §6.2); zeros are +0.0."""
     if rows.size == 0:
         raise OracleError(f"empty input or channel, rows {rows.shape}")
     finite = np.isfinite(rows)
@@ -76,7 +84,7 @@ def _min_max_rows(rows, nonfinite):
     T = rows.dtype.type
     lo = np.where(finite, rows, T(np.inf)).min(axis=1)
     hi = np.where(finite, rows, T(-np.inf)).max(axis=1)
-    return lo.astype(T), hi.astype(T)
+    return _plus_zero(lo, T), _plus_zero(hi, T)
 
 
 def round_away(v):
@@ -103,7 +111,7 @@ def _qmax_aff(T, bit):
 
 
 def _qparams_from_range(lo, hi, formula, bit, scheme, T):
-    """min_max_observer formulas (SEMANTICS.md §2) from per-channel lo/hi arrays in T."""
+    """min_max_observer formulas (§3.2-3.5) from per-channel lo/hi arrays in T."""
     with np.errstate(all="ignore"):
         if formula == "cambricon":
             amax = np.maximum(np.abs(hi), np.abs(lo))
@@ -125,7 +133,7 @@ def _qparams_from_range(lo, hi, formula, bit, scheme, T):
 def min_max_observer(x, quantization_formula="google", quantization_bit=8,
                      quantization_scheme="symmetric", per_layer_quantization=True,
                      axis=0, nonfinite="raise"):
-    """(scale, zero_point) of OneFlow's min_max_observer, arrays of dtype T, shape (C,)."""
+    """(scale, zero_point) of OneFlow's min_max_observer (§3), arrays of dtype T, shape (C,)."""
     _check(quantization_formula, quantization_bit, quantization_scheme)
     if nonfinite not in NONFINITE:
         raise OracleError(f"nonfinite {nonfinite!r}")
@@ -141,7 +149,7 @@ def moving_average_min_max_observer(x, current_train_step, moving_max, moving_mi
                                     stop_update_after_iters, quantization_formula="google",
                                     quantization_bit=8, quantization_scheme="symmetric",
                                     momentum=0.95, axis=0, nonfinite="raise"):
-    """One call of the moving-average observer (SEMANTICS.md §3).
+    """One call of the moving-average observer (§4).
 
     Returns ``(scale, zero_point, new_moving_max, new_moving_min)``; the given state arrays
     are not modified.  Per-channel when ``moving_max`` has more than one element.
@@ -171,13 +179,18 @@ def moving_average_min_max_observer(x, current_train_step, moving_max, moving_mi
 
 
 def moving_qparams(mmax, mmin, formula, bit, scheme, T):
-    """Scale and zero point from a moving state (note: round half AWAY from zero)."""
+    """Scale and zero point from a moving state (§4.3; note: round half AWAY from zero).
+
+    A state holding -0.0 (a caller's) counts as +0.0 (§7.1); a zero scale is +0.0 (§7.2).
+    """
+    mmax = _plus_zero(np.asarray(mmax, dtype=T), T)
+    mmin = _plus_zero(np.asarray(mmin, dtype=T), T)
     with np.errstate(all="ignore"):
         if formula == "cambricon":
             scale = np.where(mmax == T(0), T(0), log2_floor(mmax) - T(bit - 2))
             zp = np.zeros_like(scale)
         elif scheme == "symmetric":
-            scale = mmax / _qmax_sym(T, bit)
+            scale = _plus_zero(mmax / _qmax_sym(T, bit), T)
             zp = np.zeros_like(scale)
         else:
             scale = (mmax - mmin) / _qmax_aff(T, bit)
@@ -198,7 +211,7 @@ def _broadcast_param(p, x, axis, T, n):
 
 def float_codes(x, scale, zero_point, quantization_formula="google", quantization_bit=8,
                 quantization_scheme="symmetric", axis=0):
-    """(codes q in T, effective scale in T broadcast, zero point in T broadcast, T)."""
+    """(codes q in T, effective scale in T broadcast, zero point in T broadcast, T) (§5)."""
     _check(quantization_formula, quantization_bit, quantization_scheme)
     x, T = as_compute(x)
     n = np.asarray(scale).size
@@ -218,7 +231,8 @@ def float_codes(x, scale, zero_point, quantization_formula="google", quantizatio
             s = np.ldexp(np.float64(1), e).astype(T)
             q = np.rint(x / s)
             lo, hi = T(-(2 ** (b - 1))), T(2 ** (b - 1) - 1)
-            scale_zero = np.zeros(s.shape, dtype=bool)
+            # A step that underflows to 0 in T acts as a zero scale (§5.8).
+            scale_zero = s == T(0)
         elif quantization_scheme == "symmetric":
             q = np.rint(x / s)
             lo, hi = T(-(2 ** (b - 1))), T(2 ** (b - 1) - 1)
@@ -227,16 +241,18 @@ def float_codes(x, scale, zero_point, quantization_formula="google", quantizatio
             q = np.rint((x / s) + zp)
             lo, hi = T(0), T(2 ** b - 1)
             scale_zero = s == T(0)
+        # Symmetric and cambricon add no zero point: rint(x / s) keeps a quotient's -0.0
+        # (§7.3).  The clamps in OneFlow's order: upper bound first.
         q = np.where(q > hi, hi, q)
         q = np.where(q < lo, lo, q)
-        # Scale 0: code 0 (NaN stays NaN).
+        # Scale 0: code +0.0 (NaN stays NaN) (§5.9).
         q = np.where(scale_zero, np.where(np.isnan(x), x, T(0)), q)
     return q.astype(T), s, zp, T
 
 
 def fake_quantization(x, scale, zero_point, quantization_formula="google", quantization_bit=8,
                       quantization_scheme="symmetric", axis=0):
-    """OneFlow's fake_quantization: dtype T, x's shape."""
+    """OneFlow's fake_quantization (§5.4): dtype T, x's shape."""
     q, s, zp, T = float_codes(x, scale, zero_point, quantization_formula, quantization_bit,
                               quantization_scheme, axis)
     with np.errstate(all="ignore"):
@@ -249,14 +265,14 @@ def fake_quantization(x, scale, zero_point, quantization_formula="google", quant
 
 def quantization(x, scale, zero_point, quantization_formula="google", quantization_bit=8,
                  quantization_scheme="symmetric", axis=0):
-    """OneFlow's quantization: the float codes (affine: zero point NOT subtracted)."""
+    """OneFlow's quantization (§5.5): the float codes (affine: zero point NOT subtracted)."""
     q = float_codes(x, scale, zero_point, quantization_formula, quantization_bit,
                     quantization_scheme, axis)[0]
     return q.reshape(np.shape(x))
 
 
 def code_dtype(quantization_formula, quantization_bit, quantization_scheme):
-    """int8/int16 for symmetric and cambricon, uint8/uint16 for affine."""
+    """int8/int16 for symmetric and cambricon, uint8/uint16 for affine (§2.4)."""
     affine = quantization_formula == "google" and quantization_scheme == "affine"
     if quantization_bit <= 8:
         return np.dtype(np.uint8 if affine else np.int8)
@@ -265,7 +281,7 @@ def code_dtype(quantization_formula, quantization_bit, quantization_scheme):
 
 def quantize(x, scale, zero_point, quantization_formula="google", quantization_bit=8,
              quantization_scheme="symmetric", axis=0):
-    """Integer codes; NaN input is an error."""
+    """Integer codes (§5.6); NaN input is an error."""
     if np.isnan(np.asarray(x, dtype=np.float64)).any():
         raise OracleError("NaN")
     q = quantization(x, scale, zero_point, quantization_formula, quantization_bit,
@@ -275,7 +291,10 @@ def quantize(x, scale, zero_point, quantization_formula="google", quantization_b
 
 def dequantize(q, scale, zero_point, quantization_formula="google", quantization_bit=8,
                quantization_scheme="symmetric", axis=0, dtype=None):
-    """Integer codes back to floats of ``dtype`` (default: scale's float dtype, f16 -> f32)."""
+    """Integer codes back to floats of ``dtype`` (§5.7).
+
+    The default ``dtype`` is the scale's float dtype (float16 gives float32).
+    """
     q = np.asarray(q)
     if dtype is None:
         T = compute_dtype(np.asarray(scale).dtype).type

@@ -119,7 +119,9 @@ def test_json_cambricon(tmp_path, capsys):
     np.save(path, x)
     rc, doc, _ = run_json([path, "--formula", "cambricon", "--bits", 8], capsys)
     assert rc == 0
-    assert doc["arrays"][0]["scale"] == [2.0 - 6.0]
+    # A shift exponent, named as such (no "scale" key).
+    assert doc["arrays"][0]["shift"] == [2.0 - 6.0]
+    assert "scale" not in doc["arrays"][0]
     assert doc["arrays"][0]["zero_point"] == [0.0]
 
 
@@ -171,7 +173,7 @@ def test_text_table_columns(tmp_path, capsys):
     x = np.array([[-1.5, 0.25], [3.0, 0.5]], dtype=np.float32)
     path = tmp_path / "small.npy"
     np.save(path, x)
-    rc, out, err = run_cli([path, "--scheme", "affine"], capsys)
+    rc, out, err = run_cli([path, "--scheme", "affine", "--scales"], capsys)
     assert rc == 0, err
     header = next(line for line in out.splitlines() if line.startswith("name"))
     assert header.split() == ["name", "shape", "dtype", "min", "max", "scale", "zero_point"]
@@ -185,7 +187,7 @@ def test_per_channel_summary(tmp_path, capsys):
     x = simple_array(np.float32)
     path = tmp_path / "w.npy"
     np.save(path, x)
-    rc, out, _ = run_cli([path, "--per-channel", "--axis", "2"], capsys)
+    rc, out, _ = run_cli([path, "--per-channel", "--axis", "2", "--scales"], capsys)
     assert rc == 0
     assert "channels" in out and "scale min / median / max" in out
     row = next(line for line in out.splitlines() if line.startswith(str(path)))
@@ -202,7 +204,7 @@ def test_nonfinite_raise_and_omit(tmp_path, capsys):
     rc, out, err = run_cli([path], capsys)
     assert rc == 1
     assert err.count("\n") == 1 and "2" in err and "Traceback" not in err
-    rc, doc, err = run_json([path, "--nonfinite", "omit"], capsys)
+    rc, doc, err = run_json([path, "--nonfinite", "omit", "--scales"], capsys)
     assert rc == 0, err
     finite = x[np.isfinite(x)]
     rec = doc["arrays"][0]
@@ -218,11 +220,13 @@ def test_nonfinite_raise_and_omit(tmp_path, capsys):
     (["--bits", "1"], "quantization_bit"),
     (["--bits", "17"], "quantization_bit"),
     (["{missing}"], "No such file"),
-    (["{text}"], "not a .npy or .npz file"),
-    (["{ints}"], "dtype int"),
+    (["{text}"], "not a .safetensors, .npy, .npz or PyTorch file"),
     (["{empty}"], "shape (0, 3)"),
-    (["{scalar}", "--per-channel"], "0-d"),
+    (["{empty}", "--scales"], "shape (0, 3)"),
+    (["{scalar}", "--per-channel", "--scales"], "0-d"),
     (["{small}", "--per-channel", "--axis", "3"], "axis 3"),
+    (["{small}", "--per-channel", "--axis", "3", "--scales"], "axis 3"),
+    (["{small}", "--recipes", "int8,nope"], "unknown recipe 'nope'"),
 ])
 def test_errors_are_one_line(tmp_path, capsys, argv, needle):
     files = {
@@ -247,13 +251,31 @@ def test_errors_are_one_line(tmp_path, capsys, argv, needle):
     assert needle in lines[0]
 
 
-def test_bad_array_does_not_stop_the_others(tmp_path, capsys):
+def test_integer_arrays_are_skipped_with_a_note(tmp_path, capsys):
     path = tmp_path / "mixed.npz"
     np.savez(path, ids=np.arange(4), w=np.ones((2, 2), np.float32))
     rc, doc, err = run_json([path], capsys)
+    assert rc == 0, err
+    assert err == ""
+    assert [t["name"] for t in doc["tensors"]] == [f"{path}:w"]
+    assert doc["skipped"] == [{"name": f"{path}:ids",
+                               "reason": "int64 tensor (not floating point)"}]
+    assert doc["errors"] == []
+    rc, out, err = run_cli([path, "--scales"], capsys)
+    assert rc == 0 and err == ""
+    assert f"skipped {path}:ids: int64 tensor" in out
+
+
+def test_bad_array_does_not_stop_the_others(tmp_path, capsys):
+    path = tmp_path / "mixed.npz"
+    bad = np.ones((2, 2), np.float32)
+    bad[0, 1] = np.nan
+    np.savez(path, bad=bad, w=np.ones((2, 2), np.float32))
+    rc, doc, err = run_json([path, "--bits", "8"], capsys)
     assert rc == 1
     assert [r["name"] for r in doc["arrays"]] == [f"{path}:w"]
-    assert [e["name"] for e in doc["errors"]] == [f"{path}:ids"]
+    assert [t["name"] for t in doc["tensors"]] == [f"{path}:w"]
+    assert {e["name"] for e in doc["errors"]} == {f"{path}:bad"}
     assert err.count("\n") == 1
 
 
@@ -279,7 +301,7 @@ def test_minilm_missing_gives_a_clear_error(monkeypatch, capsys):
 
 @pytest.mark.skipif(not examples.minilm_available(), reason="examples extra not installed")
 def test_minilm_example(capsys):
-    rc, doc, err = run_json(["--example", "minilm", "--per-channel"], capsys)
+    rc, doc, err = run_json(["--example", "minilm", "--per-channel", "--scales"], capsys)
     assert rc == 0, err
     assert doc["source"] == "minilm"
     names = [r["name"] for r in doc["arrays"]]

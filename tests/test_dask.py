@@ -308,23 +308,6 @@ def test_cupy_chunks_stay_cupy():
         assert_same(g.get(), e)
 
 
-@pytest.mark.cluster
-@pytest.mark.parametrize("nonfinite", ["raise", "omit"])
-def test_cli_on_a_cluster_gives_the_in_memory_record(tmp_path, cluster, nonfinite):
-    """``numba-quant --dask``: an .npy file opened on the cluster, the same record."""
-    from numba_quant import cli
-    x = data()
-    if nonfinite == "omit":
-        x[1, 2, 3] = np.nan
-    path = tmp_path / "w.npy"
-    np.save(path, x)
-    args = cli.build_parser().parse_args(
-        [str(path), "--per-channel", "--axis", "1", "--nonfinite", nonfinite])
-    observer = cli.make_observer(args)
-    mapped = np.load(path, mmap_mode="r")
-    assert cli.observe("w", mapped, observer, args, client=cluster) == \
-        cli.observe("w", mapped, observer, args)
-
 
 def test_signed_zeros_merge_as_the_kernels_order_them():
     """-0.0 below +0.0 whichever chunk holds which (the affine zero point's sign shows)."""

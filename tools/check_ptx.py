@@ -2,7 +2,7 @@
 """Compile every CUDA kernel of numba_quant to PTX for an H100 (cc 9.0), without a GPU.
 
 Catches typing and lowering errors that the CUDA simulator lets through (it runs kernels
-as Python).  Compiles each kernel of ``numba_quant._cuda_kernels`` for float32 and float64
+as Python).  Compiles each kernel of ``numba_quant._cuda_kernels`` and ``_cuda_hist`` for float32 and float64
 and for the array layouts the backend passes (contiguous "C" and strided "A" views, every
 output type of the element-wise kernel), prints one line per kernel and signature, and
 checks the PTX for:
@@ -38,6 +38,7 @@ _dispatcher.get_current_device = lambda: _fake_device
 from numba import cuda, types  # noqa: E402
 
 from numba_quant import _cuda_kernels as K  # noqa: E402  (registers the CUDA primitives)
+from numba_quant import _cuda_hist as H  # noqa: E402
 from numba_quant import _reference as ref  # noqa: E402
 
 i64, b1, f32 = types.int64, types.boolean, types.float32
@@ -83,6 +84,11 @@ def signatures():
                            (arr(T, 3, in_layout), arr(out, 3, out_layout), arr(T, 2), i64,
                             i64, i64))
     yield (K.fill_keys, "", (keys,))
+    for T in FLOATS:  # the histogram kernel (both grids: the grid is a run-time argument)
+        for layout in ("C", "A"):
+            yield (H.histogram, f"{T} {layout}",
+                   (arr(T, 3, layout), i64, arr(types.float64, 1), arr(types.float64, 1),
+                    i64, arr(i64, 2)))
     copies = [(types.float16, types.float32), (types.float32, types.float32),
               (types.float64, types.float64), (types.int8, types.float32),
               (types.uint16, types.float64), (types.int16, types.int16),

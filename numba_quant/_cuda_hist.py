@@ -1,0 +1,83 @@
+"""CUDA kernel of the histogram calibration: per-channel counts in one pass.
+
+Each block counts one piece of one channel into a shared-memory histogram (int32
+atomics, which stay on the chip) and then adds its non-zero bins to the channel's row in
+global memory with 64-bit atomics.  The bins come from
+:mod:`numba_quant._reference_hist`, the functions the CPU kernel calls, so the counts
+are the same on both devices.  Histograms wider than ``SHARED_BINS`` count straight
+into global memory.
+"""
+import math
+
+from numba import cuda, int32, int64
+
+from numba_quant import _cuda_primitives  # noqa: F401  (CUDA primitives before any kernel)
+from numba_quant import _reference_hist as hist_ref
+
+# Bins of the shared-memory histogram (16 KiB of int32).
+SHARED_BINS = 4096
+# The most elements one block counts per piece: its int32 bins cannot overflow.
+MAX_PIECE = 1 << 30
+
+
+@cuda.jit
+def histogram(x3, grid, a, b, pieces, counts):
+    """Counts of ``x3`` (outer, channels, inner) per channel into ``counts`` (int64, zeroed).
+
+    ``grid``, ``a`` and ``b`` as in :func:`numba_quant._cpu_hist.histogram`; block
+    ``t`` (grid-stride) counts piece ``t % pieces`` of channel ``t // pieces``.
+    """
+    n_outer, n_channels, n_inner = x3.shape
+    bins = counts.shape[1]
+    half = bins // 2
+    n = n_outer * n_inner
+    shared = cuda.shared.array(SHARED_BINS, int32)
+    in_shared = bins <= SHARED_BINS
+    tid = cuda.threadIdx.x
+    step = cuda.blockDim.x
+    task = cuda.blockIdx.x
+    while task < n_channels * pieces:
+        c = task // pieces
+        piece = task - c * pieces
+        if in_shared:
+            k = tid
+            while k < bins:
+                shared[k] = 0
+                k += step
+        cuda.syncthreads()
+        start = piece * n // pieces
+        stop = (piece + 1) * n // pieces
+        j = start + tid
+        while j < stop:
+            o = j // n_inner
+            v = x3[o, c, j - o * n_inner]
+            j += step
+            if not math.isfinite(v):
+                continue
+            if grid == hist_ref.POW2_GRID:
+                k = hist_ref.pow2_bin(v, a[c], half)
+            else:
+                k = hist_ref.linear_bin(v, type(v)(a[c]), type(v)(b[c]), bins)
+                if k < 0:
+                    continue
+            if in_shared:
+                cuda.atomic.add(shared, k, 1)
+            else:
+                cuda.atomic.add(counts, (c, k), int64(1))
+        cuda.syncthreads()
+        if in_shared:
+            k = tid
+            while k < bins:
+                if shared[k] != 0:
+                    cuda.atomic.add(counts, (c, k), int64(shared[k]))
+                k += step
+        cuda.syncthreads()
+        task += cuda.gridDim.x
+
+
+def pieces_for(n_channels, n_per_channel, threads, max_blocks, min_per_thread):
+    """Pieces per channel: enough blocks to fill the grid, none longer than MAX_PIECE."""
+    wanted = max(1, min(-(-max_blocks // n_channels), n_per_channel // (threads * min_per_thread)))
+    return max(wanted, -(-n_per_channel // MAX_PIECE))
+
+

@@ -1,0 +1,56 @@
+"""Per-channel histograms on either backend, returned to the host.
+
+The histograms (channels x bins counts) are small, so they always come back to the
+host, where merging and range selection run; only the pass over the data runs where
+the data lives.
+"""
+import numpy as np
+
+from numba_quant import _tuning
+
+
+def channel_histogram(ops, data, axis, grid, a, b, bins):
+    """``(channels, bins)`` int64 counts of ``data`` along ``axis`` (None: one row).
+
+    ``grid`` is ``POW2_GRID`` (``a``: per-channel bin factors) or ``LINEAR_GRID`` (``a``,
+    ``b``: per-channel lo and hi); see :mod:`numba_quant._reference_hist`.
+    """
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    b = np.ascontiguousarray(b, dtype=np.float64)
+    if ops.__name__.endswith("_cuda"):
+        return _gpu_histogram(ops, data, axis, grid, a, b, bins)
+    return _cpu_histogram(ops, data, axis, grid, a, b, bins)
+
+
+def _cpu_histogram(ops, data, axis, grid, a, b, bins):
+    from numba_quant import _cpu_hist
+    if axis is not None and data.shape[axis] == 1:
+        axis = None  # one channel: the per-layer view is the better one
+    x3 = ops.channel_view(data, axis)
+    parallel, most = ops._tasks(x3)
+    n_channels = x3.shape[1]
+    # (one compiled kernel: small inputs run it with one piece per channel)
+    pieces = max(1, -(-most // n_channels)) if parallel else 1
+    pieces = min(pieces, max(1, max(x3.shape[0], x3.shape[2])))
+    counts = np.zeros((n_channels, bins), np.int64)
+    partial = np.zeros((n_channels * pieces if pieces > 1 else 1, bins), np.int64)
+    with ops._one_at_a_time(parallel):
+        _cpu_hist.histogram(x3, grid, a, b, pieces, partial, counts)
+    return counts
+
+
+def _gpu_histogram(ops, data, axis, grid, a, b, bins):
+    from numba import cuda
+
+    from numba_quant import _cuda_arrays, _cuda_hist, _cuda_launch
+    x3 = _cuda_arrays.reduction_view(data, axis)
+    n_outer, n_channels, n_inner = x3.shape
+    threads = _cuda_launch.threads()
+    max_blocks = int(_tuning.LAUNCH["max_blocks"])
+    pieces = _cuda_hist.pieces_for(n_channels, n_outer * n_inner, threads, max_blocks,
+                                   _tuning.MIN_PER_THREAD)
+    counts = cuda.to_device(np.zeros((n_channels, bins), np.int64))
+    blocks = max(1, min(max_blocks, n_channels * pieces))
+    _cuda_hist.histogram[blocks, threads](x3, grid, cuda.to_device(a), cuda.to_device(b),
+                                          pieces, counts)
+    return counts.copy_to_host()

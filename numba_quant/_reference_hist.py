@@ -1,0 +1,93 @@
+"""Histogram bins, written once for the CPU and the GPU kernels.
+
+Two grids, both with ``bins = 2 * half`` bins per channel:
+
+* the power-of-two grid of exponent ``e`` covers ``[-2**e, 2**e)``; ``x`` falls in bin
+  ``floor(x * half / 2**e) + half``.  The product is exact (a power-of-two factor, in
+  float64), so the bin is exact too.  Doubling the range (``e + 1``) sends bin ``k`` to
+  ``(k + half) >> 1`` (:func:`coarser_bin`), which is where every value of bin ``k``
+  falls on the wider grid: counts made at any exponent move to a wider one without
+  loss, so partial histograms of any split of the data merge into exactly the counts
+  of the whole.  ``e`` is the smallest exponent with ``max|x| < 2**e``.
+* the linear grid ``[lo, hi]`` is ``torch.histc``'s: bin ``trunc((x - lo) * bins /
+  (hi - lo))`` in the input's float type, ``x == hi`` in the last bin, values outside
+  dropped.  It serves only PyTorch's L2 search on one batch.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from numba_quant._primitives import trunc
+
+# The exponent of a channel whose values are all zero: every value lies in bin ``half``
+# at any exponent, and merging keeps it there.
+ZERO_EXPONENT = -100000
+
+POW2_GRID = 0
+LINEAR_GRID = 1
+
+
+@njit(cache=True)
+def grid_exponent(amax):
+    """The smallest ``e`` with ``amax < 2**e`` (``ZERO_EXPONENT`` for 0)."""
+    if amax == 0:
+        return ZERO_EXPONENT
+    return math.frexp(amax)[1]
+
+
+@njit(cache=True)
+def grid_factor(exponent, half):
+    """``half / 2**exponent`` in float64: a value times it is its position in bins."""
+    if exponent == ZERO_EXPONENT:
+        return 0.0
+    return math.ldexp(np.float64(half), -exponent)
+
+
+@njit(cache=True)
+def pow2_bin(x, factor, half):
+    """Bin of a finite ``x`` inside a power-of-two grid (``factor`` from :func:`grid_factor`).
+
+    ``|x| < 2**e`` puts the bin in ``[0, 2 * half)``.  A negative ``x`` whose product
+    underflows to -0.0 (float64 data spanning more than ~2000 binades) still belongs
+    below zero, in bin ``half - 1``.
+    """
+    k = np.int64(math.floor(np.float64(x) * factor)) + half
+    if x < 0 and k == half:
+        k = half - 1
+    return k
+
+
+@njit(cache=True)
+def linear_bin(x, lo, hi, bins):
+    """``torch.histc``'s bin of ``x`` on ``[lo, hi]`` (-1 outside), in ``x``'s type."""
+    if x < lo or x > hi:
+        return -1
+    if x == hi:
+        return bins - 1
+    k = np.int64(trunc(((x - lo) * type(x)(bins)) / (hi - lo)))
+    if k > bins - 1:
+        k = bins - 1
+    return k
+
+
+@njit(cache=True)
+def coarser_bin(k, half):
+    """Where bin ``k`` lands when the power-of-two grid doubles its range."""
+    return (k + half) >> 1
+
+
+@njit(cache=True)
+def widen_row(row, steps, out):
+    """Counts of ``row`` on a grid ``steps`` doublings wider, added into ``out``."""
+    half = row.size // 2
+    steps = min(steps, 64)
+    for k in range(row.size):
+        if row[k] == 0:
+            continue
+        j = k
+        for _ in range(steps):
+            j = coarser_bin(j, half)
+            if j == half or j == half - 1:
+                break  # the two middle bins are fixed points
+        out[j] += row[k]

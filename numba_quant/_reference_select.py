@@ -1,0 +1,461 @@
+"""Range selection from one histogram row: percentile, entropy (KL), MSE and L2 search.
+
+Each function here is a serial ``numba.njit`` function over one row of counts; the
+parallel kernels of :mod:`numba_quant._cpu_hist` run them row by row.  The histograms
+are small (channels x bins) and live on the host, so the GPU path copies them there
+and uses the same functions.
+
+The arithmetic follows the calibrators it reproduces operation by operation, because
+their choices are arg-min searches in which one rounding can move the result:
+
+* percentile and entropy: NVIDIA modelopt 0.47 (``HistogramCalibrator.compute_amax``),
+  which runs in float64 numpy and scipy;  numpy's ``sum`` adds pairwise
+  (:func:`pairwise_sum`), ``cumsum`` left to right;
+* mse: modelopt's procedure with the quantizer called as intended (float32 torch);
+* l2: PyTorch's ``HistogramObserver._non_linear_param_search`` (float32 tensors mixed
+  with Python floats).
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+# numpy adds blocks of up to this many elements with eight accumulators.
+_PAIRWISE_BLOCK = 128
+
+
+@njit(cache=True)
+def pairwise_sum(a, start, n):
+    """numpy's ``np.sum`` of the float64 ``a[start:start+n]``, in numpy's order.
+
+    numpy adds fewer than 8 values left to right, up to 128 with eight interleaved
+    accumulators combined as a tree, and splits longer runs in two halves (the first a
+    multiple of 8 long).  ``np.sum`` starts from 0.0, so the result is ``0.0 + that``.
+    """
+    total = 0.0
+    # An explicit stack of (start, length) runs replaces numpy's recursion; runs are
+    # added in the order numpy's recursion returns them, combining as it does.
+    stack_start = np.empty(64, np.int64)
+    stack_len = np.empty(64, np.int64)
+    partial = np.empty(64, np.float64)
+    state = np.zeros(64, np.int64)  # 0: not split yet, 1: first half done
+    top = 0
+    stack_start[0] = start
+    stack_len[0] = n
+    state[0] = 0
+    result = 0.0
+    while top >= 0:
+        s = stack_start[top]
+        m = stack_len[top]
+        if m <= _PAIRWISE_BLOCK and state[top] == 0:
+            value = _block_sum(a, s, m)
+            top -= 1
+            result = value
+            # hand the value to the parent
+            while top >= 0:
+                if state[top] == 1:
+                    partial[top] = result
+                    state[top] = 2
+                    # descend into the second half
+                    half = stack_len[top] // 2
+                    half -= half % 8
+                    top += 1
+                    stack_start[top] = stack_start[top - 1] + half
+                    stack_len[top] = stack_len[top - 1] - half
+                    state[top] = 0
+                    break
+                # state 2: both halves done
+                result = partial[top] + result
+                top -= 1
+            continue
+        # split: first half
+        half = m // 2
+        half -= half % 8
+        state[top] = 1
+        top += 1
+        stack_start[top] = s
+        stack_len[top] = half
+        state[top] = 0
+    total = 0.0 + result
+    return total
+
+
+@njit(cache=True)
+def _block_sum(a, s, n):
+    if n < 8:
+        r = 0.0
+        for i in range(n):
+            r += a[s + i]
+        return r
+    r0 = a[s]
+    r1 = a[s + 1]
+    r2 = a[s + 2]
+    r3 = a[s + 3]
+    r4 = a[s + 4]
+    r5 = a[s + 5]
+    r6 = a[s + 6]
+    r7 = a[s + 7]
+    i = 8
+    last = n - n % 8
+    while i < last:
+        r0 += a[s + i]
+        r1 += a[s + i + 1]
+        r2 += a[s + i + 2]
+        r3 += a[s + i + 3]
+        r4 += a[s + i + 4]
+        r5 += a[s + i + 5]
+        r6 += a[s + i + 6]
+        r7 += a[s + i + 7]
+        i += 8
+    r = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        r += a[s + i]
+        i += 1
+    return r
+
+
+# --------------------------------------------------------------------------- percentile
+@njit(cache=True)
+def percentile_index(counts, fraction):
+    """Index of the first bin where the cumulative share reaches ``fraction``.
+
+    The cumulative share is ``cumsum(counts / total)`` in float64, added left to right;
+    when rounding keeps it below ``fraction`` everywhere the result is ``len(counts)``
+    (the right edge of the last bin).  Requires a positive total.
+    """
+    total = np.int64(0)
+    for k in range(counts.size):
+        total += counts[k]
+    denominator = np.float64(total)
+    cdf = 0.0
+    for k in range(counts.size):
+        cdf += np.float64(counts[k]) / denominator
+        if cdf >= fraction:
+            return k
+    return counts.size
+
+
+# --------------------------------------------------------------------------- entropy
+@njit(cache=True)
+def _kl_fast(c, i, quantized, prefix, nonzero, clogc, total, log_total):
+    """KL divergence of candidate ``i`` rearranged to O(quantized) work (rounding differs).
+
+    With p the reference distribution (the first ``i`` bins, the tail added to the last)
+    and q the quantized one (each group of source bins replaced by the mean of its
+    non-empty bins): KL = (sum c' log c' - sum_g G'_g log(G_g / n_g)) / T - log T + log P.
+    """
+    tail = total - prefix[i]
+    last = c[i - 1] + tail
+    if c[i - 1] == 0 and tail > 0:
+        return math.inf
+    part = clogc[i - 1]
+    if last > 0:
+        part += last * math.log(last)
+    cross = 0.0
+    for g in range(quantized):
+        lo = (g * i + quantized - 1) // quantized
+        hi = ((g + 1) * i + quantized - 1) // quantized
+        group = prefix[hi] - prefix[lo]
+        if group == 0:
+            continue
+        n = nonzero[hi] - nonzero[lo]
+        weight = group + tail if hi == i else group
+        cross += weight * math.log(group / n)
+    kept = prefix[i]
+    return (part - cross) / total - log_total + math.log(kept)
+
+
+@njit(cache=True)
+def rel_entr(x, y):
+    """scipy's ``special.rel_entr(x, y)`` = ``x * log(x / y)`` as scipy 1.17 rounds it.
+
+    Near ``x == y`` it uses ``log1p``, and ``log(x) - log(y)`` where the ratio would
+    underflow or overflow.  0 for ``x == 0 <= y``, infinity for other non-positives.
+    """
+    if x != x or y != y:
+        return math.nan
+    if x <= 0.0 or y <= 0.0:
+        if x == 0.0 and y >= 0.0:
+            return 0.0
+        return math.inf
+    ratio = x / y
+    if 0.5 < ratio < 2.0:
+        return x * math.log1p((x - y) / y)
+    if 2.2250738585072014e-308 < ratio < math.inf:
+        return x * math.log(ratio)
+    return x * (math.log(x) - math.log(y))
+
+
+@njit(cache=True)
+def _kl_exact(c, i, quantized, total, p, q):
+    """KL divergence of candidate ``i`` exactly as modelopt 0.47 with scipy computes it.
+
+    The quantized density is built as modelopt builds it (group means of the non-empty
+    bins, float64); scipy's ``entropy`` then normalises both with numpy sums and adds
+    :func:`rel_entr` with numpy's pairwise sum.
+    """
+    group_sum = np.zeros(quantized, np.float64)
+    group_n = np.zeros(quantized, np.int64)
+    for k in range(i):
+        if c[k] != 0:
+            g = (k * quantized) // i
+            group_sum[g] += c[k]
+            group_n[g] += 1
+    for k in range(i):
+        if c[k] != 0:
+            g = (k * quantized) // i
+            q[k] = group_sum[g] / group_n[g]
+        else:
+            q[k] = 0.0
+        p[k] = np.float64(c[k])
+    tail = total - np.sum(c[:i])
+    p[i - 1] += tail
+    p_total = pairwise_sum(p, 0, i)
+    q_total = pairwise_sum(q, 0, i)
+    for k in range(i):
+        pk = p[k] / p_total
+        qk = q[k] / q_total
+        p[k] = rel_entr(pk, qk)
+    return pairwise_sum(p, 0, i)
+
+
+@njit(cache=True)
+def entropy_index(row, quantized, start_bin, stride, tolerance):
+    """The edge index that modelopt's entropy (TensorRT KL) calibration picks.
+
+    ``row`` holds integer counts (int64).  Bin 0 takes bin 1's count first (modelopt
+    does so to ignore a spike of zeros).  Every candidate ``i`` in ``start_bin, ...,
+    len(row)`` (step ``stride``) is scored by the KL divergence between the clipped
+    histogram and its ``quantized``-level version; the last minimum wins.  A fast
+    rearranged formula scores all candidates; those within ``tolerance`` of the
+    smallest score are re-scored exactly as modelopt does, so the choice is modelopt's.
+    Returns -1 when there is no candidate (fewer than ``start_bin`` bins).
+    """
+    n = row.size
+    if n < start_bin or start_bin < 1:
+        return -1
+    c = row.copy()
+    c[0] = c[1]
+    prefix = np.zeros(n + 1, np.int64)
+    nonzero = np.zeros(n + 1, np.int64)
+    clogc = np.zeros(n + 1, np.float64)
+    for k in range(n):
+        prefix[k + 1] = prefix[k] + c[k]
+        nonzero[k + 1] = nonzero[k] + (1 if c[k] != 0 else 0)
+        clogc[k + 1] = clogc[k] + (c[k] * math.log(c[k]) if c[k] > 0 else 0.0)
+    total = prefix[n]
+    count = (n - start_bin) // stride + 1
+    if total == 0:
+        # modelopt divides 0 by 0: every divergence is NaN and numpy's argmin picks the
+        # first, which its reversed search turns into the last candidate.
+        return start_bin + (count - 1) * stride
+    log_total = math.log(total)
+    scores = np.empty(count, np.float64)
+    best = math.inf
+    for j in range(count):
+        i = start_bin + j * stride
+        s = _kl_fast(c, i, quantized, prefix, nonzero, clogc, total, log_total)
+        scores[j] = s
+        if s < best:
+            best = s
+    if best == math.inf:
+        return start_bin + (count - 1) * stride  # all infinite: numpy picks the last
+    p = np.empty(n, np.float64)
+    q = np.empty(n, np.float64)
+    chosen = -1
+    chosen_score = math.inf
+    limit = best + tolerance * (1.0 + abs(best))
+    for j in range(count - 1, -1, -1):  # the last minimum wins: scan from the end
+        if scores[j] <= limit:
+            i = start_bin + j * stride
+            s = _kl_exact(c, i, quantized, total, p, q)
+            if chosen < 0 or s < chosen_score:
+                chosen = i
+                chosen_score = s
+    return chosen
+
+
+# --------------------------------------------------------------------------- mse
+@njit(cache=True)
+def mse_index(counts, edges, num_bits, unsigned, start_bin, stride):
+    """Index of the bin centre that minimises the histogram's quantization error.
+
+    modelopt 0.47's MSE procedure with its quantizer called as intended: centres
+    ``(edges[k] + edges[k+1]) / 2`` (float32); for each candidate centre ``a`` (from
+    ``start_bin``, step ``stride``) the centres are fake-quantized with
+    ``scale = bound / a`` (bound ``2**(bits-1) - 1`` narrow range, or ``2**bits - 1``
+    unsigned), ``clamp(rint(c * scale), -bound or 0, bound) / scale`` in float32, and
+    scored by ``mean((q - c)**2 * count)`` (float32 terms added in float64, then rounded
+    to float32); the first minimum wins.
+    Returns -1 when there is no candidate.
+    """
+    n = counts.size
+    if start_bin >= n:
+        return -1
+    two = np.float32(2)
+    centers = np.empty(n, np.float32)
+    for k in range(n):
+        centers[k] = (edges[k] + edges[k + 1]) / two
+    weights = counts.astype(np.float32)
+    bound = np.float32(2.0 ** (num_bits - 1 + (1 if unsigned else 0)) - 1.0)
+    lowest = np.float32(0) if unsigned else -bound
+    tiny = np.float32(1.0 / (1 << 24))
+    size = np.float32(n)
+    best = -1
+    best_score = np.float32(np.inf)
+    # Centres in ascending order from 0 let the loop split: up to the candidate no clamp
+    # can bite (c * scale <= amax * scale, which rounds to ``bound`` at most), beyond it
+    # every centre clamps to ``bound``.  Both halves are then branch-free.
+    sorted_from_zero = centers[0] >= 0
+    for k in range(1, n):
+        if centers[k] < centers[k - 1]:
+            sorted_from_zero = False
+    terms = np.empty(n, np.float64)
+    for i in range(start_bin, n, stride):
+        amax = centers[i]
+        if amax <= tiny:
+            # modelopt quantizes everything to 0 for a zero-like amax
+            for k in range(n):
+                d = np.float32(0) - centers[k]
+                terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
+        elif sorted_from_zero:
+            scale = bound / amax
+            for k in range(i + 1):
+                d = np.float32(np.rint(centers[k] * scale) / scale) - centers[k]
+                terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
+            top = np.float32(bound / scale)
+            for k in range(i + 1, n):
+                d = top - centers[k]
+                terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
+        else:
+            scale = bound / amax
+            for k in range(n):
+                v = np.rint(centers[k] * scale)
+                if v > bound:
+                    v = bound
+                if v < lowest:
+                    v = lowest
+                d = np.float32(v / scale) - centers[k]
+                terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
+        mean = np.float32(np.float32(pairwise_sum(terms, 0, n)) / size)
+        if best < 0 or mean < best_score:
+            best = i
+            best_score = mean
+    return best
+
+
+# --------------------------------------------------------------------------- l2
+@njit(cache=True)
+def _floor_divide32(a, b):
+    """``torch.div(a, b, rounding_mode="floor")`` for float32 ``a`` and ``b``."""
+    mod = np.float32(np.fmod(np.float64(a), np.float64(b)))  # exact in either type
+    div = np.float32(np.float32(a - mod) / b)
+    if mod != 0 and (b < 0) != (mod < 0):
+        div = np.float32(div - np.float32(1))
+    if div != 0:
+        result = np.float32(math.floor(div))
+        if np.float32(div - result) > np.float32(0.5):
+            result = np.float32(result + np.float32(1))
+        return result
+    return np.float32(0.0)
+
+
+@njit(cache=True)
+def _cube_difference(end, begin):
+    """``(end**3 - begin**3) / 3`` as PyTorch's ``_get_norm`` rounds it (float32)."""
+    three = np.float32(3)
+    return np.float32(np.float32(np.float32(end * end) * end)
+                      - np.float32(np.float32(begin * begin) * begin)) / three
+
+
+@njit(cache=True)
+def l2_error(hist, min_val, max_val, start, end, dst_bins):
+    """PyTorch's ``_compute_quantization_error`` for clipping to bins [start, end].
+
+    The L2 error of quantizing the histogram (values uniform inside each bin) to
+    ``dst_bins`` levels spread over the clipped range.  Widths are Python floats
+    (float64) that the float32 tensor arithmetic rounds to float32; the final sum is
+    accumulated in float64 and rounded to float32.
+    """
+    bins = hist.size
+    width = (np.float64(max_val) - np.float64(min_val)) / bins
+    dst_width = width * (end - start + 1) / dst_bins
+    if dst_width == 0.0:
+        return 0.0
+    w = np.float32(width)
+    dw = np.float32(dst_width)
+    half = np.float32(dst_width / 2)
+    minus_half = np.float32(-dst_width / 2)
+    middle = _cube_difference(half, minus_half)
+    top = np.float32(dst_bins - 1)
+    zero = np.float32(0)
+    total = 0.0
+    for k in range(bins):
+        begin = np.float32(np.float32(k - start) * w)
+        stop = np.float32(begin + w)
+        first = min(max(_floor_divide32(begin, dw), zero), top)
+        last = min(max(_floor_divide32(stop, dw), zero), top)
+        first_center = np.float32(np.float32(first + np.float32(0.5)) * dw)
+        density = np.float32(hist[k] / w)
+        norm = np.float32(density * _cube_difference(half, np.float32(begin - first_center)))
+        inner = np.float32(np.float32(last - first) - np.float32(1))
+        norm = np.float32(norm + np.float32(inner * np.float32(density * middle)))
+        last_center = np.float32(np.float32(last * dw) + half)
+        tail = _cube_difference(np.float32(stop - last_center), minus_half)
+        norm = np.float32(norm + np.float32(density * tail))
+        total += norm
+    return np.float64(np.float32(total))
+
+
+@njit(cache=True)
+def l2_search(hist, min_val, max_val, dst_bins):
+    """PyTorch's ``HistogramObserver._non_linear_param_search``: ``(new_min, new_max)``.
+
+    ``hist`` (float32 counts over ``[min_val, max_val]``, float32 bounds) is clipped
+    greedily from either end in steps of 1e-5 of the total count while the L2
+    quantization error (:func:`l2_error`) does not grow.
+    """
+    bins = hist.size
+    width = np.float32(np.float32(max_val - min_val) / np.float32(bins))
+    cumulative = np.empty(bins, np.float32)
+    running = 0.0
+    for k in range(bins):
+        running += np.float64(hist[k])  # (torch's CPU cumsum adds in double)
+        cumulative[k] = np.float32(running)
+    total = np.float64(np.float32(running))
+    step = 1e-5
+    alpha = 0.0
+    beta = 1.0
+    start = 0
+    end = bins - 1
+    norm_min = math.inf
+    while alpha < beta:
+        next_alpha = alpha + step
+        next_beta = beta - step
+        low_bound = np.float32(next_alpha * total)
+        high_bound = np.float32(next_beta * total)
+        left = start
+        right = end
+        while left < end and cumulative[left] < low_bound:
+            left += 1
+        while right > start and cumulative[right] > high_bound:
+            right -= 1
+        next_start = start
+        next_end = end
+        if (left - start) > (end - right):
+            next_start = left
+            alpha = next_alpha
+        else:
+            next_end = right
+            beta = next_beta
+        if next_start == start and next_end == end:
+            continue
+        norm = l2_error(hist, min_val, max_val, next_start, next_end, dst_bins)
+        if norm > norm_min:
+            break
+        norm_min = norm
+        start = next_start
+        end = next_end
+    new_min = np.float32(min_val + np.float32(width * np.float32(start)))
+    new_max = np.float32(min_val + np.float32(width * np.float32(end + 1)))
+    return new_min, new_max

@@ -1,0 +1,54 @@
+"""PyTorch CPU tensors on the host backend, without importing torch until one arrives.
+
+A CPU tensor is read through a numpy array over its memory (``detach()`` first, so that
+parameters with ``requires_grad`` need no copy); results go back as tensors over the
+result arrays (``torch.from_numpy``, no copy).  bfloat16 has no numpy dtype: its bits are
+widened to float32 (a conversion, as for float16).  CUDA tensors never come here: they
+carry ``__cuda_array_interface__`` and go to the GPU backend.
+"""
+import sys
+
+import numpy as np
+
+from numba_quant._storage import bfloat16_to_float32
+
+
+def is_tensor(x):
+    """True for a ``torch.Tensor`` (parameters included); never imports torch."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _cpu(tensor, what):
+    tensor = tensor.detach()
+    if tensor.device.type != "cpu":
+        raise TypeError(f"{what} is a torch tensor on {tensor.device}; numba_quant reads "
+                        "CPU tensors and CUDA tensors (through __cuda_array_interface__)")
+    return tensor
+
+
+def to_numpy(tensor, what="input"):
+    """A numpy array over a CPU tensor's memory (bfloat16: its float32 values)."""
+    import torch
+    tensor = _cpu(tensor, what)
+    if tensor.dtype == torch.bfloat16:
+        return bfloat16_to_float32(tensor.view(torch.int16).numpy().view(np.uint16))
+    if tensor.is_conj() or tensor.is_neg():
+        tensor = tensor.resolve_conj().resolve_neg()
+    return tensor.numpy()
+
+
+def writable_numpy(tensor, what):
+    """A numpy array sharing a CPU tensor's memory, for results written in place."""
+    import torch
+    tensor = _cpu(tensor, what)
+    if tensor.dtype == torch.bfloat16:
+        raise TypeError(f"{what} is a bfloat16 tensor; results are written as float32 "
+                        "(or the input's float type)")
+    return tensor.numpy()
+
+
+def from_numpy(a):
+    """A CPU tensor over the memory of a result array."""
+    import torch
+    return torch.from_numpy(a)

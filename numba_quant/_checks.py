@@ -321,9 +321,15 @@ def dask_needs_dask():
 
 
 def npy_path(path):
-    """``open_dask`` reads ``.npy`` files."""
+    """``open_dask`` without a tensor name reads ``.npy`` files."""
     if not str(path).endswith(".npy"):
-        raise ValueError(f"open_dask reads .npy files; got {str(path)!r}")
+        raise ValueError(f"open_dask reads .npy files, or a checkpoint's tensor=; got "
+                         f"{str(path)!r}")
+
+
+def dask_tensor_not_found(path, name, names):
+    shown = ", ".join(repr(n) for n in names[:8]) + (", ..." if len(names) > 8 else "")
+    return ValueError(f"{path} has no float tensor named {name!r} (it has {shown})")
 # --------------------------------------------------------------------------- block-wise
 # torchao's target dtypes and their code ranges; sub-byte ranges are stored in int8/uint8.
 _SUB_BYTE = {**{f"uint{b}": (0, (1 << b) - 1, "uint8") for b in range(1, 8)},

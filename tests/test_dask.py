@@ -234,7 +234,8 @@ def test_open_dask_reads_an_npy_file_in_chunks(tmp_path, cluster):
     s, z = nq.min_max_observer(x, per_layer_quantization=False, axis=0)
     assert_same(got[0], s)
     assert_same(got[1], nq.fake_quantization(x, s, z, axis=0))
-    with pytest.raises(ValueError, match=r"open_dask reads \.npy files; got 'w\.npz'"):
+    with pytest.raises(ValueError, match=r"open_dask reads \.npy files, or a checkpoint's "
+                                         r"tensor=; got 'w\.npz'"):
         nq.open_dask("w.npz")
 
 
@@ -320,3 +321,24 @@ def test_signed_zeros_merge_as_the_kernels_order_them():
     for order in ([0, 1], [1, 0]):
         merged = _dask._merge_states(highs[order], 0, False)
         assert merged[0] == -2.0 and not np.signbit(merged[1])
+
+
+def test_open_dask_reads_a_safetensors_tensor(tmp_path):
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    x = data()
+    path = tmp_path / "model.safetensors"
+    safetensors_numpy.save_file({"a.weight": x, "b.half": x.astype(np.float16)}, str(path))
+    for name, values in (("a.weight", x), ("b.half", x.astype(np.float16))):
+        dx = nq.open_dask(path, chunks=(5, 4, 6), tensor=name)
+        # decoded as the checkpoint reader does: float16 (and bfloat16, FP8) as float32
+        assert dx.dtype == np.float32 and dx.shape == SHAPE
+        scale, zero_point = nq.min_max_observer(dx, per_layer_quantization=False, axis=1)
+        s, z = nq.min_max_observer(values, per_layer_quantization=False, axis=1)
+        got = synchronous(scale, zero_point,
+                          nq.fake_quantization(dx, scale, zero_point, axis=1))
+        assert_same(got[0], s)
+        assert_same(got[1], z)
+        assert_same(got[2], nq.fake_quantization(values, s, z, axis=1))
+    with pytest.raises(ValueError, match=r"has no float tensor named 'c' \(it has "
+                                         r"'a\.weight', 'b\.half'\)"):
+        nq.open_dask(path, tensor="c")

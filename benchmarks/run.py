@@ -300,7 +300,10 @@ def layer_cases(data, sizes, settings):
 def channel_specs(quick):
     """(name, shape, axis) of the per-channel cases; C is always the number of channels."""
     n7 = 10**6 if quick else 10**7
-    specs = [("C=64 ax0", (64, (10**7 if quick else 10**8) // 64), 0)]
+    largest = 10**7 if quick else 10**8
+    # Channels first at the largest size, and rows of 4 (C = N/4 channels along axis 0).
+    specs = [("C=64 ax0", (64, largest // 64), 0),
+             (f"C={largest // 4} ax0", (largest // 4, 4), 0)]
     for axis in (0, 1, -1):
         specs.append((f"conv ax{axis}", (256, 128, 3, 3), axis))
     if not quick:  # conv-shaped at ~1e7 elements, where the data no longer fits in cache
@@ -340,7 +343,7 @@ def fake_specs(quick):
     for n in sizes:
         specs.append(("layer", (n,), None))
         specs.append(("C=64 ax0", (64, n // 64), 0))
-        if n == 10**7:
+        if n >= 10**7:  # channels last
             specs.append(("C=64 ax-1", (n // 64, 64), -1))
     return specs
 
@@ -618,125 +621,6 @@ def machine():
 
 
 # ----------------------------------------------------------------------------------------
-# Targets of issue 4
-
-def evaluate_targets(rows, startup):
-    """(target, status, detail) tuples from the measured rows."""
-    found = []
-
-    def get(group, case=None, size=None):
-        return [r for r in rows if r["group"] == group and (case is None or r["case"] == case)
-                and (size is None or r["size"] == size)]
-
-    def ratio(row, a, b):
-        t = row["times"]
-        return t[a] / t[b] if t.get(a) and t.get(b) else None
-
-    def verdict(ok):
-        return "met" if ok else "MISSED"
-
-    for r in get("layer", size=10**8):
-        bw = ratio(r, "nq", "BW")
-        ta = ratio(r, "nq", "torch.aminmax")
-        found.append(("layer 1e8: nq <= 1.1x BW", verdict(bw <= 1.1), f"nq/BW = {bw:.2f}"))
-        if ta is not None:
-            found.append(("layer 1e8: nq no slower than torch.aminmax", verdict(ta <= 1.0),
-                          f"nq/torch.aminmax = {ta:.2f}"))
-    mid = [r for r in get("layer") if r["size"] in (10**6, 10**7)]
-    if mid:
-        worst = min(ratio(r, "np min+max", "nq") for r in mid)
-        found.append(("layer 1e6-1e7: >= 2x faster than numpy min+max", verdict(worst >= 2),
-                      ", ".join(f"{fmt_size(r['size'])}: {ratio(r, 'np min+max', 'nq'):.2f}x"
-                                for r in mid)))
-    small = [r for r in get("layer") if r["size"] <= 10**4]
-    if small:
-        over = [(r["times"]["nq"] - r["times"]["np min+max"]) * 1e6 for r in small]
-        found.append(("layer 1e2-1e4: within 5 us of numpy x.min(), x.max()",
-                      verdict(max(over) <= 5),
-                      ", ".join(f"{fmt_size(r['size'])}: {o:+.1f} us"
-                                for r, o in zip(small, over))))
-        obs = [ratio(r, "torch observer", "nq") for r in small]
-        if all(o is not None for o in obs):
-            found.append(("layer 1e2-1e4: 10x faster than torch MinMaxObserver",
-                          verdict(min(obs) >= 10),
-                          ", ".join(f"{fmt_size(r['size'])}: {o:.1f}x"
-                                    for r, o in zip(small, obs))))
-    for r in get("channel", case="observer C=64 ax0"):
-        if r["size"] == 10**8:
-            bw = ratio(r, "nq", "BW")
-            found.append(("channel C=64 1e8: nq <= 1.1x BW", verdict(bw <= 1.1),
-                          f"nq/BW = {bw:.2f}"))
-    family = [r for r in get("channel") if r["case"] != "observer C=64 ax0"
-              and not r["case"].startswith("observer conv ")]
-    if family:
-        worst = max(family, key=lambda r: ratio(r, "nq", "BW"))
-        sizes = sorted({fmt_size(r["size"]) for r in family})
-        found.append((f"channel conv8x + (N/C,C)/(C,N/C), any axis, at {'/'.join(sizes)}: "
-                      "no case worse than 3x BW",
-                      verdict(ratio(worst, "nq", "BW") <= 3),
-                      f"worst {worst['case']}: {ratio(worst, 'nq', 'BW'):.2f}x BW; over 3x: "
-                      + (", ".join(f"{r['case']} {ratio(r, 'nq', 'BW'):.1f}x" for r in family
-                                   if ratio(r, "nq", "BW") > 3) or "none")))
-    conv = get("channel")
-    conv = [r for r in conv if r["case"].startswith("observer conv ")]
-    if conv:
-        found.append(("channel conv (256,128,3,3), 1.2 MB, cache-resident (info)", "info",
-                      ", ".join(f"{r['case'].split()[-1]}: {ratio(r, 'nq', 'BW'):.1f}x BW, "
-                                f"{fmt_time(r['times']['nq'])}" for r in conv)))
-    slow = [r for r in get("channel") if (ratio(r, "torch.aminmax", "BW") or 0) >= 5]
-    if slow:
-        worst = min(slow, key=lambda r: ratio(r, "torch.aminmax", "nq"))
-        below = [r for r in slow if ratio(r, "torch.aminmax", "nq") < 5]
-        found.append(("channel: >= 5x faster than torch.aminmax where torch is slow "
-                      "(torch >= 5x BW)",
-                      verdict(not below),
-                      f"{len(slow)} such cases; below 5x: " +
-                      (", ".join(f"{r['case']} {ratio(r, 'torch.aminmax', 'nq'):.1f}x"
-                                 for r in below) or "none")))
-    copies = [r for r in get("channel") if r.get("extra_memory", 0) >= 1.0]
-    if get("channel"):
-        found.append(("channel: without copying (numpy allocations during the call beyond "
-                      "the returned arrays < 1x the input)", verdict(not copies),
-                      ", ".join(f"{r['case']}: {r['extra_memory']:.2f}x" for r in copies)
-                      or "no case allocates"))
-    for case in ("fake layer out=", "fake C=64 ax0 out="):
-        for r in get("fake", case=case, size=10**8):
-            bw = ratio(r, "nq", "BW")
-            found.append((f"{case} 1e8: <= 2.5x BW", verdict(bw <= 2.5), f"nq/BW = {bw:.2f}"))
-    for r in get("fake", case="fake C=64 ax0 out="):
-        if ratio(r, "torch", "nq"):
-            found.append((f"fake C=64 ax0 out= {fmt_size(r['size'])}: vs "
-                          "torch.fake_quantize_per_channel_affine (info)", "info",
-                          f"{ratio(r, 'torch', 'nq'):.1f}x faster"))
-    fq = get("fake", case="fake layer out=")
-    if fq and all(ratio(r, "torch", "nq") for r in fq):
-        worst = min(ratio(r, "torch", "nq") for r in fq)
-        found.append(("fake layer out=: >= 5x faster than torch.fake_quantize_per_tensor",
-                      verdict(worst >= 5),
-                      ", ".join(f"{fmt_size(r['size'])}: {ratio(r, 'torch', 'nq'):.1f}x"
-                                for r in fq)))
-    for r in get("fake", case="fake layer", size=10**8):
-        with_out = get("fake", case="fake layer out=", size=10**8)
-        if with_out:
-            found.append(("fake layer 1e8 without out= (allocation cost, info)", "info",
-                          f"{ratio(r, 'nq', 'BW'):.2f}x BW, "
-                          f"{r['times']['nq'] / with_out[0]['times']['nq']:.2f}x the out= time"))
-    if startup:
-        imp = startup.get("import", {}).get("numba_quant")
-        if imp:
-            found.append(("import numba_quant < 0.5 s", verdict(imp["median"] < 0.5),
-                          f"{imp['median']:.3f} s (numba alone "
-                          f"{startup['import']['numba']['median']:.3f} s)"))
-        warm = {f: max(v["warm"].get("small", 0), v["warm"].get("large", 0))
-                for f, v in startup.get("first_call", {}).items() if "small" in v["warm"]}
-        if warm:
-            worst = max(warm, key=warm.get)
-            found.append(("first call with a warm cache < 0.3 s", verdict(warm[worst] < 0.3),
-                          f"worst {worst}: {warm[worst]:.3f} s"))
-    return found
-
-
-# ----------------------------------------------------------------------------------------
 
 SECTIONS = (
     ("layer", "Per-layer min_max_observer (float32)",
@@ -816,15 +700,6 @@ def print_overhead(result):
               f"{r['calls_per_call']:6.1f}  {r['function']}")
 
 
-def print_targets(results):
-    targets = evaluate_targets(results["rows"], results.get("startup"))
-    results["targets"] = [{"target": t, "status": s, "detail": d} for t, s, d in targets]
-    if targets:
-        print(f"\n## Issue 4 targets (from the {results['stat']}s)\n")
-        for target_name, status, detail in targets:
-            print(f"[{status}] {target_name}: {detail}")
-
-
 def render(results):
     """Print a saved run again (``--from-json``), with the statistic in results["stat"]."""
     print_header(results["machine"], results)
@@ -836,7 +711,6 @@ def render(results):
         print_startup(results["startup"])
     if results.get("overhead"):
         print_overhead(results["overhead"])
-    print_targets(results)
 
 
 def main(argv=None):
@@ -944,7 +818,6 @@ def main(argv=None):
         results["overhead"] = overhead(repeats)
         print_overhead(results["overhead"])
 
-    print_targets(results)
     elapsed = time.perf_counter() - started
     results["elapsed_s"] = elapsed
     print(f"\ntotal time {elapsed:.0f} s")

@@ -29,6 +29,9 @@ from numba_quant.moving_average import (
 )
 from numba_quant.packing import pack_int4, unpack_int4
 from numba_quant.observer import MinMaxObserver, min_max_observer
+from numba_quant.float8 import from_bits, from_float8, to_bits, to_float8
+from numba_quant.mx import from_mx, mx_fake_quantize, to_mx
+from numba_quant.nvfp4 import from_nvfp4, nvfp4_fake_quantize, to_nvfp4
 from numba_quant.model_report import Report, report
 
 __version__ = "0.1.0"
@@ -55,6 +58,16 @@ __all__ = [
     "moving_average_min_max_observer",
     "min_max_observer",
     "open_dask",
+    "to_bits",
+    "from_bits",
+    "to_float8",
+    "from_float8",
+    "to_mx",
+    "from_mx",
+    "mx_fake_quantize",
+    "to_nvfp4",
+    "from_nvfp4",
+    "nvfp4_fake_quantize",
     "Report",
     "report",
 ]

@@ -528,3 +528,139 @@ def state_per_channel(sizes, channels):
     if any(size != channels for size in sizes):
         raise ValueError("state exponent, min_val and max_val need one value per channel "
                          f"of counts ({channels}); got {sizes}")
+
+
+# --------------------------------------------------------------------------- float formats
+FORMAT_NONFINITE_POLICIES = ("raise", "propagate")
+SCALING_MODES = ("floor", "ceil", "even", "rceil")
+FLOAT_OUTPUT_DTYPES = ("float32", "float64")
+
+
+def float_format(value, allowed, what):
+    """A format name (str, or an ml_dtypes dtype/type of that name) among ``allowed``."""
+    name = value
+    if not isinstance(value, str):
+        try:
+            name = np.dtype(value).name
+        except TypeError:
+            name = None
+    if name not in allowed:
+        listed = ", ".join(repr(v) for v in allowed)
+        raise ValueError(f"{what} must be one of {listed}; got {value!r}")
+    return name
+
+
+def format_nonfinite(value):
+    """``nonfinite`` of the scaled formats: True to propagate NaN/inf (OCP's NaN scale)."""
+    return _choice("nonfinite", value, FORMAT_NONFINITE_POLICIES) == "propagate"
+
+
+def scaling_mode(value):
+    """An MX scaling mode name (any case) as its lower-case name."""
+    if isinstance(value, str) and value.lower() in SCALING_MODES:
+        return value.lower()
+    raise ValueError(f"scaling_mode must be one of {', '.join(map(repr, SCALING_MODES))} "
+                     f"(any case); got {value!r}")
+
+
+def format_block_size(value):
+    """A block size of the float formats: a positive integer."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"block_size must be a positive integer; got {value!r}")
+    value = integer("block_size", value)
+    if value < 1:
+        raise ValueError(f"block_size must be a positive integer; got {value}")
+    return value
+
+
+def float_input(dtype, allow_float64):
+    """The compute dtype of a low-precision format input of ``dtype``.
+
+    float16 and bfloat16 become float32 (exactly); float64 is accepted only by the
+    element conversions, which round it once (scaled formats compute in float32, and a
+    float64 input would be rounded twice).
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" and dtype.itemsize in (2, 4):
+        return np.dtype(np.float32)
+    if dtype.name == "bfloat16":
+        return np.dtype(np.float32)
+    if dtype.kind == "f" and dtype.itemsize == 8:
+        if allow_float64:
+            return np.dtype(np.float64)
+        raise TypeError("this format computes in float32 and takes float16, bfloat16 or "
+                        "float32 input; got float64 (convert it explicitly with "
+                        ".astype(np.float32) if that rounding is intended)")
+    raise TypeError(f"input must be a float16, bfloat16, float32 or float64 array; got "
+                    f"dtype {dtype}")
+
+
+def float_output(value):
+    """``output_dtype`` of the decoders: float32 or float64."""
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.name not in FLOAT_OUTPUT_DTYPES:
+        raise ValueError(f"output_dtype must be float32 or float64; got {value!r}")
+    return dtype
+
+
+def not_empty_input(shape):
+    if 0 in tuple(shape):
+        raise ValueError(f"cannot quantize an empty array of shape {tuple(shape)}")
+
+
+def block_axis(axis, ndim):
+    """The axis the blocks run along, normalised; 0-d input has none."""
+    if ndim == 0:
+        raise ValueError("block formats need an array with at least one axis; got a 0-d "
+                         "array")
+    return channel_axis(axis, ndim, per_layer=False)
+
+
+def format_codes_dtype(dtype, fmt, what):
+    """Codes must be uint8 (or int8 for MXINT8, or the format's own ml_dtypes dtype)."""
+    dtype = np.dtype(dtype)
+    ok = dtype == np.uint8 or dtype.name == fmt or (fmt == "int8" and dtype == np.int8)
+    if not ok:
+        expect = "int8 or uint8" if fmt == "int8" else f"uint8 or {fmt}"
+        raise TypeError(f"{what} must be {expect} codes; got dtype {dtype}")
+
+
+def nonfinite_blocks_error(count, unit):
+    return ValueError(f"input contains NaN or infinity ({count} {unit}); pass "
+                      "nonfinite='propagate' to give such blocks a NaN scale")
+
+
+def scale_shape(actual, expected, what):
+    if tuple(actual) != tuple(expected):
+        raise ValueError(f"{what} has shape {tuple(actual)} but the elements need "
+                         f"{tuple(expected)}")
+
+
+def packed_length(n):
+    if n % 2:
+        raise ValueError(f"packed FP4 needs an even number of elements along the last axis; "
+                         f"got {n}")
+
+
+def ml_dtypes_view():
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise ImportError("ml_dtypes=True needs the ml_dtypes package "
+                          "(pip install ml_dtypes)") from None
+    return ml_dtypes
+
+
+def per_tensor_scale(value, smallest):
+    """An NVFP4 per-tensor scale: a finite float32 of at least ``smallest``."""
+    try:
+        pts = np.float32(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"per_tensor_scale must be a number; got {value!r}") from None
+    if not (np.isfinite(pts) and pts >= smallest):
+        raise ValueError(f"per_tensor_scale must be finite and at least {float(smallest)!r} "
+                         f"(2**-120); got {value!r}")
+    return pts

@@ -11,13 +11,18 @@ import numba
 import numpy as np
 
 from numba_quant import _checks
+from numba_quant import _compile_notice
 from numba_quant import _codes as codes
 from numba_quant import _tuning
 from numba_quant import _cpu_kernels as kernels
+from numba_quant import _cpu_layer as layer
+from numba_quant import _cpu_rows as rows
 from numba_quant import _torch
 from numba_quant._dispatch import to_host
 from numba_quant._layout import aligned_views, channel_view
 
+
+_compile_notice.install()
 
 # Numba's fallback threading layer (workqueue, used when neither OpenMP nor TBB is
 # available) aborts the process when two Python threads enter parallel code at once, so
@@ -45,9 +50,14 @@ def _split(n_channels, n_inner, most):
     return n_channels, max(1, min(n_inner, -(-most // n_channels)))
 
 
+_NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def as_array(x):
     """``x`` as a native-endian float32/float64 ndarray (float16 and bfloat16 become
     float32); a torch CPU tensor is read in place (its bfloat16 values are widened)."""
+    if type(x) is np.ndarray and x.dtype in _NATIVE_FLOATS:
+        return x  # the common case, quickly
     x = _torch.to_numpy(x) if _torch.is_tensor(x) else np.asarray(x)
     dtype = _checks.compute_dtype(x.dtype)
     if x.dtype != dtype:  # float16, or a byte order other than the machine's
@@ -72,6 +82,42 @@ def _plan(x, axis):
     return (x3,) + _tasks(x3)
 
 
+def _flat(x, axis):
+    """``x`` as one flat view for per-layer work (``axis`` None, or a channel axis of
+    length 1) when it is contiguous; None otherwise."""
+    if axis is not None and x.shape[axis] != 1:
+        return None
+    if _tuning.PARALLEL_THRESHOLD <= x.size < _tuning.LONG_INNER:
+        return None  # (reached only with shrunk thresholds: the general route's periodic
+        # reduction, whose fold order gives zeros their sign, as before)
+    flags = x.flags
+    if flags.c_contiguous:
+        if x.ndim == 1:
+            return x
+        return x.reshape(-1)
+    if flags.f_contiguous:
+        return x.T.reshape(-1)
+    return None
+
+
+def _reduce_layer(flat, omit, scheme, bits):
+    """``(lo, hi, status)`` (``scheme`` -1) or ``(scale, zero_point, status)`` of a flat
+    array: one serial compiled call below the parallel threshold, else parallel pieces."""
+    first = np.empty(1, flat.dtype)
+    second = np.empty(1, flat.dtype)
+    parallel, most = _tasks(flat)
+    if not parallel:
+        return first, second, layer.reduce_small(flat, omit, scheme, bits, first, second)
+    pieces = _split(1, flat.size, most)[1]
+    lows = np.empty(pieces, flat.dtype)
+    highs = np.empty(pieces, flat.dtype)
+    with _PARALLEL_LOCK:
+        status = layer.reduce[False](flat, lows, highs, scheme, bits, first, second)
+        if omit and status == codes.HAS_NONFINITE:
+            status = layer.reduce[True](flat, lows, highs, scheme, bits, first, second)
+    return first, second, status
+
+
 def _one_call(x3, parallel):
     """Whether a reduction is one compiled call with its own small outputs.
 
@@ -87,7 +133,28 @@ def channel_minmax(x, axis, omit):
     The first pass propagates NaN and vectorises; only when it meets a non-finite value
     and ``omit`` is set does a second, slower pass skip them.
     """
+    flat = _flat(x, axis)
+    if flat is not None:
+        return _reduce_layer(flat, omit, -1, 0)
     return _channel_minmax(*_plan(x, axis), omit)
+
+
+def _short_runs(x3, omit):
+    """Whether a planned view goes to the short-run reduction: many channels of short
+    contiguous runs, reduced by windows over blocks of channels."""
+    n_outer, n_channels, n_inner = x3.shape
+    return (n_inner < _tuning.SHORT_ROW and x3.flags.c_contiguous and not omit
+            and n_channels * n_inner > _tuning.SHORT_RUNS_PERIOD)
+
+
+def _reduce_short_runs(x3, parallel, most, first, second, scheme, bits):
+    """The short-run reduction into ``first``/``second``: min and max (``scheme`` -1), or
+    scale and zero point; returns the status."""
+    n_outer, n_channels, n_inner = x3.shape
+    with _one_at_a_time(parallel):
+        return kernels.reduce_short_runs[parallel](
+            x3.reshape(-1), n_outer, n_channels, n_inner, max(1, min(most, n_channels)),
+            first, second, scheme, bits)
 
 
 def _channel_minmax(x3, parallel, most, omit):
@@ -97,16 +164,10 @@ def _channel_minmax(x3, parallel, most, omit):
     n_outer, n_channels, n_inner = x3.shape
     lo = np.empty(n_channels, x3.dtype)
     hi = np.empty(n_channels, x3.dtype)
-    if (n_inner < _tuning.SHORT_ROW and x3.flags.c_contiguous and not omit
-            and n_channels * n_inner > _tuning.SHORT_RUNS_PERIOD):
-        # Many channels of short contiguous runs: windows over blocks of channels.  (On
-        # HAS_NONFINITE its lo/hi are not NaN-propagated; under "raise" only the status
-        # is used.)
-        with _one_at_a_time(parallel):
-            status = kernels.reduce_short_runs[parallel](
-                x3.reshape(-1), n_outer, n_channels, n_inner, max(1, min(most, n_channels)),
-                lo, hi)
-        return lo, hi, status
+    if _short_runs(x3, omit):
+        # (On HAS_NONFINITE its lo/hi are not NaN-propagated; under "raise" only the
+        # status is used.)
+        return lo, hi, _reduce_short_runs(x3, parallel, most, lo, hi, -1, 0)
     if (n_inner < _tuning.LONG_INNER and n_channels * n_inner <= _tuning.MAX_PERIOD
             and x3.flags.c_contiguous):
         # Short inner runs: lanes of whole periods (see reduce_periodic).
@@ -137,9 +198,18 @@ def count_nonfinite(x, nan_only=False):
 def observe(x, axis, omit, scheme, bits, like=None):
     """``min_max_observer``'s per-channel ``(scale, zero_point, status)``; on a status
     other than OK the scale and zero point are None.  (``like``: for the interface.)"""
+    flat = _flat(x, axis)
+    if flat is not None:
+        scale, zero_point, status = _reduce_layer(flat, omit, scheme, bits)
+        return (scale, zero_point, status) if status == codes.OK else (None, None, status)
     x3, parallel, most = _plan(x, axis)
     if _one_call(x3, parallel):  # small inputs: the formulas in the same compiled call
         scale, zero_point, status = kernels.small_observe(x3, omit, scheme, bits)
+        return (scale, zero_point, status) if status == codes.OK else (None, None, status)
+    if _short_runs(x3, omit):  # the formulas inside the reduction
+        scale = np.empty(x3.shape[1], x3.dtype)
+        zero_point = np.empty(x3.shape[1], x3.dtype)
+        status = _reduce_short_runs(x3, parallel, most, scale, zero_point, scheme, bits)
         return (scale, zero_point, status) if status == codes.OK else (None, None, status)
     lo, hi, status = _channel_minmax(x3, parallel, most, omit)
     if status != codes.OK:
@@ -175,6 +245,13 @@ def _overlaps_differently(x, out):
     return not same_place
 
 
+def _same_order(x, out):
+    """True when ``x`` and ``out`` are both C-contiguous or both Fortran-contiguous."""
+    if x.flags.c_contiguous:
+        return out.flags.c_contiguous
+    return x.flags.f_contiguous and out.flags.f_contiguous
+
+
 def parameter_values(values):
     """Scale or zero point values as a 1-D numpy array (GPU values are copied here)."""
     return to_host(values).reshape(-1)
@@ -201,6 +278,14 @@ def quantize_map(x, params, axis, what, out):
         # As numpy's ufuncs do: the result is as if all of x were read first.
         out[...] = quantize_map(x, params, axis, what, np.empty(x.shape, out.dtype))
         return out
+    flat = _flat(x, None) if axis is None and _same_order(x, out) else None
+    if flat is not None:
+        flat_out = _flat(out, None)
+        parallel, most = _tasks(flat)
+        with _one_at_a_time(parallel):
+            layer.map_values[what][parallel](flat, flat_out, divisor[0], offset[0], lowest,
+                                             highest, _split(1, flat.size, most)[1])
+        return out
     views = aligned_views((x, out), axis)
     if views is None:
         # No common strided view: compute into a contiguous buffer, then copy over.
@@ -216,6 +301,14 @@ def quantize_map(x, params, axis, what, out):
             blocks, pieces = _split(n_channels, n_inner, most)
             kernels.map_by_channel[parallel](x3, out3, divisor, offset, lowest, highest,
                                              what, blocks, pieces)
+        elif (x3.flags.c_contiguous and out3.flags.c_contiguous
+              and n_channels * n_inner <= _tuning.MAX_PERIOD):
+            # Rows of whole periods, with the constants spread over their lanes.
+            width = n_channels * n_inner
+            rows.map_rows[what][parallel](
+                x3.reshape(n_outer, width), out3.reshape(n_outer, width),
+                np.repeat(divisor, n_inner), np.repeat(offset, n_inner), lowest, highest,
+                max(1, min(most, n_outer)))
         else:
             kernels.map_by_outer[parallel](x3, out3, divisor, offset, lowest, highest, what,
                                            max(1, min(most, n_outer)))

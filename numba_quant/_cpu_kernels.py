@@ -272,9 +272,15 @@ def _wider_windows(lo_out, hi_out, lo_in, hi_in, n, width):
         hi_out[j] = _max_finite(hi_in[j], hi_in[j + s])
 
 
-def _reduce_short_runs_impl(flat, n_outer, n_channels, n_inner, tasks, lo, hi):
+def _reduce_short_runs_impl(flat, n_outer, n_channels, n_inner, tasks, first, second,
+                            scheme, bits):
     """Per-channel min and max of a contiguous (outer, channels, inner) array with short
     inner runs and many channels; returns a status (OK or HAS_NONFINITE).
+
+    With ``scheme < 0`` the min and max go to ``first`` and ``second``.  Otherwise those
+    receive the scale and zero point (``ref.qparams``), computed block by block while a
+    block's min and max are in cache: no per-channel min/max arrays are written and read
+    back.  (On HAS_NONFINITE the outputs are not used.)
 
     A run of ``k`` elements is not worth a loop of its own.  For a block of channels the
     kernel computes the min/max of every window of ``p`` consecutive elements (``p`` the
@@ -292,13 +298,17 @@ def _reduce_short_runs_impl(flat, n_outer, n_channels, n_inner, tasks, lo, hi):
     n_blocks = (n_channels + block - 1) // block
     seen = np.zeros(tasks, np.bool_)
     for task in prange(tasks):
-        buffers = np.empty((4, block * k), flat.dtype)
+        buffers = np.empty((4 if scheme < 0 else 6, block * k), flat.dtype)
         found = False
         for b in range(task * n_blocks // tasks, (task + 1) * n_blocks // tasks):
             c0 = b * block
             m = min(block, n_channels - c0)
-            out_lo = lo[c0:c0 + m]
-            out_hi = hi[c0:c0 + m]
+            if scheme < 0:
+                out_lo = first[c0:c0 + m]
+                out_hi = second[c0:c0 + m]
+            else:  # the block's min and max stay in this task's buffers
+                out_lo = buffers[4, :m]
+                out_hi = buffers[5, :m]
             for o in range(n_outer):
                 row = flat[(o * n_channels + c0) * k:(o * n_channels + c0 + m) * k]
                 if k == 1:
@@ -340,6 +350,10 @@ def _reduce_short_runs_impl(flat, n_outer, n_channels, n_inner, tasks, lo, hi):
                         j = c * step
                         out_lo[c] = _min_finite(out_lo[c], _min_finite(w_lo[j], w_lo[j + last]))
                         out_hi[c] = _max_finite(out_hi[c], _max_finite(w_hi[j], w_hi[j + last]))
+            if scheme >= 0 and not found:
+                for c in range(_index(0), _index(m)):
+                    first[c0 + c], second[c0 + c] = ref.qparams(out_lo[c], out_hi[c], scheme,
+                                                                bits)
         seen[task] = found
     return codes.HAS_NONFINITE if seen.any() else codes.OK
 

@@ -149,7 +149,8 @@ def _reduce(x, axis, omit, what, scheme=0, bits=0, like=None):
                 kernel[blocks, threads](x3, *settle, scratch.status)
             else:
                 keys = scratch.keys
-                if n_channels > _tuning.KEPT_KEYS:
+                # (the kept array's own length: KEPT_KEYS may have changed since)
+                if n_channels > min(_tuning.KEPT_KEYS, keys.shape[1]):
                     keys = cuda.device_array((2, n_channels), np.int64)
                     kernels.fill_keys[launch.small_grid(n_channels)](keys)
                 kernel[blocks, threads](x3, bool(omit), mask, inf_bits, keys, *plan)

@@ -59,3 +59,9 @@ UNROLL = 4
 # Reductions into at most this many channels use a key array kept between calls
 # (1 MiB); more channels get a fresh one, filled first.
 KEPT_KEYS = 1 << 16
+
+# --------------------------------------------------------------------------- float formats
+# CPU: elements per parallel task of the low-precision format kernels (_cpu_float);
+# block kernels give each task whole blocks, about this many elements.  The GPU kernels
+# use LAUNCH above.
+FLOAT_TASK = 1 << 14

@@ -82,6 +82,18 @@ def _patch_simulator_shared_arrays():
     kernelapi.FakeCUDAShared.array = array
 
 
+if os.environ.get("NUMBA_DISABLE_JIT", "") not in ("", "0"):
+    # With the JIT disabled (the coverage run, tools/coverage.sh) the kernels run as
+    # Python; the CPU kernels' LLVM intrinsics (llvm.minimum/maximum) have no Python form,
+    # so numpy's NaN-propagating minimum and maximum stand in for them.
+    import numpy as np
+
+    from numba_quant import _cpu_kernels
+
+    for _name, _stand_in in (("minimum", np.minimum), ("maximum", np.maximum)):
+        if type(getattr(_cpu_kernels, _name, None)).__name__ == "_Intrinsic":
+            setattr(_cpu_kernels, _name, _stand_in)
+
 if SIMULATOR:
     # The simulator runs each GPU thread as a Python thread that waits on the others at
     # every barrier; with the default 5 ms GIL switch interval most of the wall time is
@@ -97,7 +109,10 @@ _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
 settings.register_profile("ci", max_examples=40, derandomize=True, print_blob=True, **_common)
 settings.register_profile("dev", max_examples=15, **_common)
 settings.register_profile("thorough", max_examples=400, **_common)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(PROFILE)
+# The thorough profile also runs what the default run thins out (see docs/testing.md).
+THOROUGH = PROFILE == "thorough"
 
 
 # --------------------------------------------------------------------------- CuPy
@@ -133,6 +148,12 @@ def cupy_usable():
     return _CUPY
 
 
+def _runs_on_gpu(item):
+    callspec = getattr(item, "callspec", None)
+    return ((callspec is not None and callspec.params.get("device") == "gpu")
+            or item.get_closest_marker("gpu") is not None)
+
+
 def pytest_collection_modifyitems(config, items):
     skip_cupy = pytest.mark.skip(reason="CuPy not usable: no GPU (cupy.cuda.is_available() "
                                         "is False, or allocation fails)")
@@ -145,6 +166,157 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_cupy)
         if "real_gpu" in item.keywords and SIMULATOR:
             item.add_marker(skip_real)
+    kept, dropped = [], []
+    for item in items:
+        (dropped if _thinned_out(item) else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+# --------------------------------------------------------------------------- kernel routes
+# The property, layout, golden and error suites run twice: with the tuned thresholds of
+# numba_quant._tuning, and with routes.SHRUNK ones, under which their small inputs take
+# every CPU kernel route (tests/routes.py).  A recorder notes which kernel each call ran;
+# after a full run the shrunk suites must have reached every route (pytest_sessionfinish).
+import routes  # noqa: E402
+
+SHRUNK_SUITES = ("test_properties.py", "test_layouts.py", "test_golden.py", "test_errors.py")
+# On the GPU path the shrunk profile only changes KEPT_KEYS (fresh key arrays for more
+# channels than that); these suites run it there too, the others only on the CPU path.
+SHRUNK_ON_GPU = ("test_layouts.py", "test_errors.py")
+ROUTES = routes.Recorder()
+_FULL_RUN = {}
+
+
+def _suite(item_or_module):
+    return os.path.basename(str(getattr(item_or_module, "__file__", None)
+                                or item_or_module.fspath))
+
+
+def pytest_generate_tests(metafunc):
+    if _suite(metafunc.module) in SHRUNK_SUITES:
+        if "tuning" not in metafunc.fixturenames:
+            metafunc.fixturenames.append("tuning")
+        metafunc.parametrize("tuning", ["tuned", "shrunk"], scope="module")
+
+
+def _tuning_profile(item):
+    callspec = getattr(item, "callspec", None)
+    return "tuned" if callspec is None else callspec.params.get("tuning", "tuned")
+
+
+def _thinned_out(item):
+    """Items the default run leaves out.
+
+    Always: the shrunk profile of the GPU path outside SHRUNK_ON_GPU (its thresholds are
+    CPU ones).  Unless HYPOTHESIS_PROFILE=thorough: the min_max_observer golden cases
+    outside a covering subset (see :func:`_golden_subset`) in the CUDA simulator and in
+    the shrunk profile, which both change how the kernels walk an input, not the formulas.
+    """
+    shrunk = _tuning_profile(item) == "shrunk"
+    gpu = _runs_on_gpu(item)
+    if shrunk and gpu:
+        return _suite(item) not in SHRUNK_ON_GPU
+    if THOROUGH or _suite(item) != "test_golden.py" or not (shrunk or (gpu and SIMULATOR)):
+        return False
+    case = getattr(item, "callspec", None) and item.callspec.params.get("case")
+    return (isinstance(case, dict) and case.get("op") == "min_max_observer"
+            and case["id"] not in _golden_subset())
+
+
+_SIM_GOLDEN = None
+
+
+def _golden_subset():
+    """The min_max_observer golden cases run in the simulator and with shrunk thresholds.
+
+    The simulator runs the kernels with the CPU's arithmetic, one Python thread per GPU
+    thread (about 60 ms a case); what it can show beyond the CPU path is the kernel plan
+    for a shape and the GPU's own code for each formula.  Shrunk thresholds change the
+    CPU kernel that walks an input, by its shape and layout.  The subset keeps every
+    input with both per-layer settings, and every (formula, scheme, dtype, per-layer)
+    with every input kind and every bit width (about 250 of the 1977 cases).
+    """
+    global _SIM_GOLDEN
+    if _SIM_GOLDEN is None:
+        import golden
+        facets = (("input", "per_layer"),
+                  ("formula", "scheme", "dtype", "per_layer", "input_kind"),
+                  ("formula", "scheme", "dtype", "per_layer", "bit"))
+
+        def keys(case):
+            return {(k, tuple(case[n] for n in f)) for k, f in enumerate(facets)}
+
+        left = set().union(*(keys(c) for c in golden.MIN_MAX))
+        chosen = set()
+        while left:  # greedy cover, deterministic (first best case in file order)
+            best = max(golden.MIN_MAX, key=lambda c: len(keys(c) & left))
+            chosen.add(best["id"])
+            left -= keys(best)
+        _SIM_GOLDEN = chosen
+    return _SIM_GOLDEN
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _route_recorder():
+    """Record which CPU kernel every call runs (see tests/routes.py)."""
+    mp = pytest.MonkeyPatch()
+    routes.install(mp, ROUTES)
+    yield ROUTES
+    mp.undo()
+
+
+@pytest.fixture
+def route_recorder():
+    return ROUTES
+
+
+@pytest.fixture(autouse=True)
+def _tuning_thresholds(request):
+    """Apply the thresholds of the test's profile (``tuning`` parameter) for its duration."""
+    profile = _tuning_profile(request.node)
+    if profile == "tuned":
+        yield profile
+        return
+    from numba_quant import _tuning
+    mp = pytest.MonkeyPatch()
+    for name, value in routes.SHRUNK.items():
+        mp.setattr(_tuning, name, value)
+    ROUTES.profile = profile
+    try:
+        yield profile
+    finally:
+        ROUTES.profile = "tuned"
+        mp.undo()
+
+
+def pytest_collection_finish(session):
+    """Note whether this run holds the shrunk suites whole (no -k, -m or --deselect)."""
+    opt = session.config.option
+    unfiltered = not (getattr(opt, "keyword", "") or getattr(opt, "markexpr", "")
+                      or getattr(opt, "deselect", None) or getattr(opt, "lf", False))
+    suites = {_suite(i) for i in session.items if _tuning_profile(i) == "shrunk"}
+    _FULL_RUN["yes"] = unfiltered and set(SHRUNK_SUITES) <= suites
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if (not _FULL_RUN.get("yes") or exitstatus != 0 or session.config.option.collectonly
+            or os.environ.get("NUMBA_DISABLE_JIT", "") not in ("", "0")):
+        return
+    missing = routes.missing(ROUTES.keys("shrunk"))
+    if missing:
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
+            "kernel routes not reached by the shrunk suites: " + ", ".join(missing), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    reached = ROUTES.routes("shrunk")
+    if reached:
+        terminalreporter.write_line(
+            f"kernel routes reached with shrunk thresholds: {len(reached)} of "
+            f"{len(routes.all_routes())}")
 
 
 # --------------------------------------------------------------------------- devices

@@ -1,7 +1,7 @@
 """The numba-quant command line, in-process and as a subprocess.
 
-Expected values are computed here with numpy from the formulas of SEMANTICS.md
-(section 2), independently of the package.
+Expected values come from the numpy oracle (tests/oracle.py), which shares no code with
+the package.
 """
 import importlib.util
 import json
@@ -14,36 +14,16 @@ import numpy as np
 import pytest
 
 import numba_quant
+import oracle
 from numba_quant import cli, examples
 
 # ----------------------------------------------------------------------- the oracle
 
 
-def oracle_qparams(x, bits, scheme, formula="google", axis=None):
-    """Scale and zero point of SEMANTICS.md section 2, in the input's float type."""
-    t = np.float64 if x.dtype == np.float64 else np.float32
-    x = np.asarray(x, dtype=t)
-    if axis is None:
-        slices = [x.reshape(-1)]
-    else:
-        moved = np.moveaxis(x, axis, 0)
-        slices = [moved[i].reshape(-1) for i in range(moved.shape[0])]
-    scales, zps = [], []
-    for s in slices:
-        lo, hi = s.min(), s.max()
-        amax = max(abs(hi), abs(lo))
-        if formula == "cambricon":
-            scale = t(np.floor(np.log2(amax)) - (bits - 2))
-            zp = t(0)
-        elif scheme == "symmetric":
-            scale = t(amax) / t(2 ** (bits - 1) - 1)
-            zp = t(0)
-        else:
-            scale = (hi - lo) / t(2 ** bits - 1)
-            zp = -np.rint(lo / scale) if scale != 0 else t(0)
-        scales.append(t(scale))
-        zps.append(t(zp))
-    return np.array(scales, dtype=t), np.array(zps, dtype=t)
+def oracle_qparams(x, bits, scheme, formula="google", axis=None, nonfinite="raise"):
+    """Scale and zero point from tests/oracle.py (per layer when ``axis`` is None)."""
+    return oracle.min_max_observer(x, formula, bits, scheme, axis is None,
+                                   axis=0 if axis is None else axis, nonfinite=nonfinite)
 
 
 def simple_array(dtype=np.float32, shape=(4, 6, 5), seed=7):
@@ -144,14 +124,13 @@ def test_npz_reports_every_array(tmp_path, capsys):
     assert by_name[f"{path}:h"]["scale_dtype"] == "float32"
 
 
-def test_json_matches_the_api_on_the_builtin_set(capsys):
+def test_json_matches_the_oracle_on_the_builtin_set(capsys):
     rc, doc, _ = run_json(["--per-channel"], capsys)
     assert rc == 0
     weights = examples.example_weights()
     assert [r["name"] for r in doc["arrays"]] == list(weights)
     for rec in doc["arrays"]:
-        scale, zp = numba_quant.min_max_observer(weights[rec["name"]],
-                                                 per_layer_quantization=False)
+        scale, zp = oracle_qparams(weights[rec["name"]], 8, "symmetric", axis=0)
         assert rec["scale"] == scale.tolist()
         assert rec["zero_point"] == zp.tolist()
 
@@ -210,7 +189,7 @@ def test_nonfinite_raise_and_omit(tmp_path, capsys):
     rec = doc["arrays"][0]
     assert rec["nonfinite"] == 2
     assert rec["min"] == float(finite.min()) and rec["max"] == float(finite.max())
-    assert rec["scale"] == [float(oracle_qparams(finite, 8, "symmetric")[0][0])]
+    assert rec["scale"] == [float(oracle_qparams(x, 8, "symmetric", nonfinite="omit")[0][0])]
 
 
 # ------------------------------------------------------------------ errors
@@ -280,7 +259,7 @@ def test_bad_array_does_not_stop_the_others(tmp_path, capsys):
 
 
 def test_usage_error_exits_2(capsys):
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(SystemExit, match="^2$") as info:
         cli.main(["--scheme", "nonsense"])
     assert info.value.code == 2
 
@@ -429,8 +408,10 @@ def test_gpu_option_matches_cpu(tmp_path, capsys, per_channel):
     rc, gpu, err = run_json([path, "--scheme", "affine", "--gpu"] + extra, capsys)
     assert rc == 0, err
     assert gpu["settings"]["device"] == "gpu"
-    assert gpu["arrays"][0]["scale"] == cpu["arrays"][0]["scale"]
-    assert gpu["arrays"][0]["zero_point"] == cpu["arrays"][0]["zero_point"]
+    scale, zp = oracle_qparams(x, 8, "affine", axis=0 if per_channel else None)
+    for doc in (cpu, gpu):
+        assert doc["arrays"][0]["scale"] == scale.tolist()
+        assert doc["arrays"][0]["zero_point"] == zp.tolist()
 
 
 def test_gpu_option_without_a_gpu_is_one_line(tmp_path):

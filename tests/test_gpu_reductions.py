@@ -109,12 +109,12 @@ def test_reduction_cut_short_leaves_no_stale_keys(monkeypatch):
     class FailingKernel:  # stands in for the settling kernel: raises when launched
         def __getitem__(self, launch_config):
             def launch(*args):
-                raise Interrupted
+                raise Interrupted("settle_keys launched")
             return launch
 
     real_settle = C.kernels.settle_keys
     monkeypatch.setattr(C.kernels, "settle_keys", FailingKernel())
-    with pytest.raises(Interrupted):
+    with pytest.raises(Interrupted, match="settle_keys launched"):
         _observe(gpu.put(big), 1, "affine")
     monkeypatch.setattr(C.kernels, "settle_keys", real_settle)
     expected = oracle.min_max_observer(small, "google", 8, "affine", False, axis=1)

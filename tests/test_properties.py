@@ -33,7 +33,9 @@ def both_devices(fn):
     module = sys.modules[fn.__module__]
     base = settings.default.max_examples
     name = fn.__name__[len("check_"):]
-    for dev_name, n in (("cpu", base), ("gpu", max(4, base // 2))):
+    # The simulator costs milliseconds per simulated thread: a quarter of the examples.
+    gpu_examples = max(4, base // 4 if SIMULATOR else base)
+    for dev_name, n in (("cpu", base), ("gpu", gpu_examples)):
         def make(dev_name=dev_name):
             device = Device(dev_name)
 
@@ -85,7 +87,49 @@ def _fill(draw, dtype, shape):
         x = np.full(shape, draw(st.sampled_from([0.0, bound, -bound / 3])))
     with np.errstate(over="ignore", under="ignore"):
         x = np.asarray(x, dtype=np.float64).astype(dtype)
+    if x.size and draw(st.booleans(), label="signed zeros"):
+        # -0.0 and +0.0 among the values (one may be the minimum or the maximum)
+        x = np.array(x)
+        flat = x.reshape(-1)
+        for p in draw(st.lists(st.integers(0, x.size - 1), min_size=1, max_size=4)):
+            flat[p] = dtype(draw(st.sampled_from([-0.0, 0.0])))
     assert np.isfinite(x).all()
+    return x
+
+
+LAYOUTS = ("c", "fortran", "strided", "negative", "byteswapped", "byteswapped_strided")
+
+
+def laid_out(data, device, x):
+    """``x``'s values in a drawn memory layout (numpy input only: a device array is
+    copied contiguous by ``device.put``).
+
+    Strided: a view of every second element along one axis of a larger array; negative:
+    a reversed view along one axis; byteswapped: the non-native byte order.
+    """
+    x = np.asarray(x)
+    if device.gpu or x.ndim == 0:
+        return x
+    layout = data.draw(st.sampled_from(LAYOUTS), label="layout")
+    if layout.startswith("byteswapped"):
+        x = x.astype(x.dtype.newbyteorder())
+    if layout == "fortran":
+        x = np.asfortranarray(x)
+    elif layout.endswith("strided"):
+        k = data.draw(st.integers(0, x.ndim - 1), label="strided axis")
+        shape = list(x.shape)
+        shape[k] *= 2
+        base = np.zeros(shape, x.dtype)
+        idx = [slice(None)] * x.ndim
+        idx[k] = slice(None, None, 2)
+        base[tuple(idx)] = x
+        x = base[tuple(idx)]
+    elif layout == "negative":
+        k = data.draw(st.integers(0, x.ndim - 1), label="reversed axis")
+        idx = [slice(None)] * x.ndim
+        idx[k] = slice(None, None, -1)
+        x = np.ascontiguousarray(x[tuple(idx)])[tuple(idx)]
+    note(f"layout {layout}: strides {x.strides}, dtype {x.dtype.str}")
     return x
 
 
@@ -139,6 +183,7 @@ def check_min_max_observer(device, data):
     per_layer = x.ndim == 0 or data.draw(st.booleans())
     axis = _axis(data.draw, x.ndim)
     x = constant_channel(data.draw, x, axis)
+    x = laid_out(data, device, x)
     note(f"x={x!r} {formula} {bit} {scheme} per_layer={per_layer} axis={axis}")
     exp = oracle.min_max_observer(x, formula, bit, scheme, per_layer, axis=axis)
     got = nq.min_max_observer(device.put(x), formula, bit, scheme, per_layer, axis=axis)
@@ -154,6 +199,7 @@ def check_min_max_observer_class(device, data):
     formula, bit, scheme = data.draw(qconfig())
     per_layer = data.draw(st.booleans())
     axis = _axis(data.draw, x.ndim)
+    x = laid_out(data, device, x)
     obs = nq.MinMaxObserver(formula, bit, scheme, per_layer, axis=axis)
     exp = oracle.min_max_observer(x, formula, bit, scheme, per_layer, axis=axis)
     got = obs(device.put(x))
@@ -193,13 +239,14 @@ def check_nonfinite(device, data):
     for p in positions:
         flat[p] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
     count = len(positions)
+    x = laid_out(data, device, x)
     xd = device.put(x)
     with pytest.raises(ValueError, match=rf"\b{count}\b"):
         nq.min_max_observer(xd, formula, bit, scheme, per_layer, axis=axis)
     exp, err = _oracle_or_error(oracle.min_max_observer, x, formula, bit, scheme, per_layer,
                                 axis=axis, nonfinite="omit")
     if err is not None:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="no finite value"):
             nq.min_max_observer(xd, formula, bit, scheme, per_layer, axis=axis,
                                 nonfinite="omit")
         return
@@ -271,6 +318,7 @@ def _draw_fake_case(device, data, nonfinite=False):
         # 2^trunc(shift) is 0 or inf in T: outside the contract's defined cases. Use the
         # nearest defined shift instead of dropping the example.
         s = np.zeros_like(s)
+    x = laid_out(data, device, x)
     note(f"x={x!r} s={s!r} zp={zp!r} {formula} {bit} {scheme} axis={axis}")
     return x, s, zp, formula, bit, scheme, axis
 
@@ -395,7 +443,7 @@ def check_moving_average(device, data):
     step = data.draw(st.integers(0, 3))
     for i in range(data.draw(st.integers(1, 4))):
         x = data.draw(arrays(device, dtype=dtype, shape=shape))
-        x = constant_channel(data.draw, x, axis)
+        x = laid_out(data, device, constant_channel(data.draw, x, axis))
         training = data.draw(st.booleans())
         note(f"step {step} training={training} x={x!r}")
         exp = oracle.moving_average_min_max_observer(
@@ -444,6 +492,7 @@ def check_moving_average_nonfinite(device, data):
                                    unique=True))
     for p in positions:
         flat[p] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    x = laid_out(data, device, x)
     T = oracle.compute_dtype(dtype)
     z = np.zeros(1, T)
     with pytest.raises(ValueError, match=rf"\b{len(positions)}\b"):
@@ -454,7 +503,7 @@ def check_moving_average_nonfinite(device, data):
                                 formula, bit, scheme, 0.9, nonfinite="omit")
     mmax_d, mmin_d = device.put(z.copy()), device.put(z.copy())   # two distinct arrays
     if err is not None:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="no finite value"):
             nq.moving_average_min_max_observer(device.put(x), 0, mmax_d, mmin_d, True, 1,
                                                formula, bit, scheme, 0.9, nonfinite="omit")
         return

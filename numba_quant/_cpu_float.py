@@ -1,0 +1,281 @@
+"""CPU kernels of the low-precision float formats, and their launches.
+
+Every kernel works on C-contiguous arrays that the public layer prepares and calls the
+shared scalar reference :mod:`numba_quant._reference_float` per element and per block.
+Each kernel is a thin ``@njit(parallel=True)`` loop over tasks (``_tuning.FLOAT_TASK``
+elements, or whole blocks of about that many) that calls a serial task function: every
+thread walks contiguous memory, and the parallel part stays small, which keeps the
+first-call compile time of the parallel kernels down.  One block kernel serves MX, NVFP4
+and FP8 with per-group scales (``kind``), so few kernels are compiled at all.
+"""
+import numpy as np
+from numba import njit, prange
+
+from numba_quant import _reference_float as ref
+from numba_quant import _tuning
+
+
+# --------------------------------------------------------------------------- elements
+@njit(cache=True)
+def _encode_task(x, fmt, saturate, packed, out, lo, hi):
+    for i in range(lo, hi):
+        if packed:
+            out[i] = (ref.encode(x[2 * i], fmt, saturate)
+                      | (ref.encode(x[2 * i + 1], fmt, saturate) << 4))
+        else:
+            out[i] = ref.encode(x[i], fmt, saturate)
+
+
+@njit(cache=True, parallel=True)
+def encode_kernel(x, fmt, saturate, packed, out, task):
+    """``out[i]`` = code of ``x[i]`` (1-D); ``packed``: codes of ``x[2i]`` (low nibble)
+    and ``x[2i + 1]`` (high nibble)."""
+    n = out.size
+    for u in prange((n + task - 1) // task):
+        t = np.int64(u)  # prange's index is unsigned in the parallel body
+        _encode_task(x, fmt, saturate, packed, out, t * task, min(n, (t + 1) * task))
+
+
+@njit(cache=True)
+def _decode_task(codes, fmt, packed, out, lo, hi):
+    for i in range(lo, hi):
+        if packed:
+            c = (codes[i >> 1] >> (4 * (i & 1))) & 0xF
+        else:
+            c = codes[i]
+        out[i] = ref.decode_f32(np.int64(c), fmt)
+
+
+@njit(cache=True, parallel=True)
+def decode_kernel(codes, fmt, packed, out, task):
+    """``out[i]`` = float32 value of code ``i`` (``packed``: two codes per byte)."""
+    n = out.size
+    for u in prange((n + task - 1) // task):
+        t = np.int64(u)
+        _decode_task(codes, fmt, packed, out, t * task, min(n, (t + 1) * task))
+
+
+# --------------------------------------------------------------------------- blocks
+@njit(cache=True)
+def _abs_max_task(x, block, out, t, task_blocks):
+    rows, k = x.shape
+    nb = (k + block - 1) // block
+    bad = 0
+    for b in range(t * task_blocks, min(rows * nb, (t + 1) * task_blocks)):
+        r = b // nb
+        lo = (b - r * nb) * block
+        m = np.float32(0)
+        for j in range(lo, min(k, lo + block)):
+            v = x[r, j]
+            m = ref.nan_max_abs(m, v)
+            if not np.isfinite(v):
+                bad += 1
+        out[r, b - r * nb] = m
+    return bad
+
+
+@njit(cache=True, parallel=True)
+def group_abs_max_kernel(x, block, out, task_blocks, bad):
+    """Per (row, block) ``max |x|`` of ``x`` (rows, K), NaN winning; ``bad[t]``: the
+    non-finite elements task ``t`` saw."""
+    for u in prange(bad.size):
+        t = np.int64(u)
+        bad[t] = _abs_max_task(x, block, out, t, task_blocks)
+
+
+@njit(cache=True)
+def _quantize_task(kind, x, block, fmt, mode, emax, mbits, elem_max, propagate, pts,
+                   byte_scales, float_scales, codes, values, write_codes, write_values, t,
+                   task_blocks):
+    rows, k = x.shape
+    nb = (k + block - 1) // block
+    inv_pts = np.float32(np.float32(1) / pts)
+    bad = 0
+    for b in range(t * task_blocks, min(rows * nb, (t + 1) * task_blocks)):
+        r = b // nb
+        col = b - r * nb
+        lo = col * block
+        hi = min(k, lo + block)
+        byte = 0
+        divisor = np.float32(1)
+        factor = np.float32(1)
+        if kind != ref.FP8:
+            amax = np.float32(0)
+            for j in range(lo, hi):
+                amax = ref.nan_max_abs(amax, x[r, j])
+            if kind == ref.MX:
+                if np.isfinite(amax):
+                    byte = ref.mx_scale_byte(amax, mode, emax, mbits, elem_max)
+                else:
+                    bad += 1
+                    byte = ref.E8M0_NAN if propagate else 0
+                divisor = ref.mx_divisor(byte, mode)
+            else:
+                if not np.isfinite(amax):
+                    bad += 1
+                byte = ref.nvfp4_scale_code(amax, pts)
+                divisor = ref.nvfp4_multiplier(byte, inv_pts)
+                factor = ref.nvfp4_block_factor(byte, pts)
+            byte_scales[r, col] = byte
+        else:
+            divisor = float_scales[r, col]
+        for j in range(lo, hi):
+            v = x[r, j]
+            if kind == ref.MX:
+                if byte == ref.E8M0_NAN:
+                    c = np.uint8(0) if fmt == ref.INT8 else np.uint8(ref.encode(v, fmt, np.bool_(True)))
+                else:
+                    c = ref.mx_element(v, fmt, divisor, mode, elem_max)
+                if write_values:
+                    values[r, j] = ref.mx_value(np.int64(c), fmt, np.int64(byte))
+            elif kind == ref.NVFP4:
+                c = ref.nvfp4_element(v, divisor)
+                if write_values:
+                    values[r, j] = ref.decode_f32(np.int64(c), np.int64(ref.E2M1FN)) * factor
+            else:
+                c = ref.fp8_element(v, divisor, fmt, elem_max)
+                if write_values:
+                    values[r, j] = ref.decode_f32(np.int64(c), fmt) / divisor
+            if write_codes:
+                codes[r, j] = c
+    return bad
+
+
+@njit(cache=True, parallel=True)
+def quantize_blocks_kernel(kind, x, block, fmt, mode, emax, mbits, elem_max, propagate, pts,
+                           byte_scales, float_scales, codes, values, write_codes, write_values,
+                           task_blocks, bad):
+    """Blocks of ``block`` elements along each row of ``x`` (rows, K), float32; the last
+    block of a row may be shorter.
+
+    ``kind`` MX: E8M0 bytes into ``byte_scales`` (rows, nb), ``bad[t]`` counts the blocks
+    holding NaN or infinity (NaN scale 255 with ``propagate``); NVFP4: E4M3 block scale
+    codes into ``byte_scales`` with the per-tensor scale ``pts``; FP8: the float32 scales
+    ``float_scales`` (rows, nb) are given.  Element codes go to ``codes`` and/or the
+    dequantized values to ``values`` (rows, K).
+    """
+    for u in prange(bad.size):
+        t = np.int64(u)
+        bad[t] = _quantize_task(kind, x, block, fmt, mode, emax, mbits, elem_max, propagate,
+                                pts, byte_scales, float_scales, codes, values, write_codes,
+                                write_values, t, task_blocks)
+
+
+@njit(cache=True)
+def _dequantize_task(kind, byte_scales, float_scales, codes, block, fmt, pts, out, t,
+                     task_blocks):
+    rows, k = codes.shape
+    nb = (k + block - 1) // block
+    for b in range(t * task_blocks, min(rows * nb, (t + 1) * task_blocks)):
+        r = b // nb
+        col = b - r * nb
+        lo = col * block
+        if kind == ref.MX:
+            byte = np.int64(byte_scales[r, col])
+            for j in range(lo, min(k, lo + block)):
+                out[r, j] = ref.mx_value(np.int64(codes[r, j]), fmt, byte)
+        elif kind == ref.NVFP4:
+            factor = ref.nvfp4_block_factor(np.int64(byte_scales[r, col]), pts)
+            for j in range(lo, min(k, lo + block)):
+                out[r, j] = ref.decode_f32(np.int64(codes[r, j]), np.int64(ref.E2M1FN)) * factor
+        else:
+            s = float_scales[r, col]
+            for j in range(lo, min(k, lo + block)):
+                out[r, j] = ref.decode_f32(np.int64(codes[r, j]), fmt) / s
+
+
+@njit(cache=True, parallel=True)
+def dequantize_blocks_kernel(kind, byte_scales, float_scales, codes, block, fmt, pts, out,
+                             task_blocks, ntasks):
+    """Values of blocks (the inverse of :func:`quantize_blocks_kernel`): MX
+    ``decode * 2**(byte - 127)``, NVFP4 ``fp4 * float32(pts * e4m3)``, FP8
+    ``decode / scale``."""
+    for u in prange(ntasks):
+        t = np.int64(u)
+        _dequantize_task(kind, byte_scales, float_scales, codes, block, fmt, pts, out, t,
+                         task_blocks)
+
+
+@njit(cache=True)
+def fp8_scales_kernel(amax, fp8_max, out):
+    """Current scaling's scales of the maxima ``amax`` (serial: one value per group)."""
+    for i in range(amax.size):
+        out[i] = ref.fp8_scale(amax[i], fp8_max)
+
+
+# --------------------------------------------------------------------------- launches
+# The same interface as numba_quant._cuda_float's launches, for numpy arrays.
+def _tasks(rows, k, block):
+    """``(blocks per task, tasks)`` for blocks of ``block`` over (rows, k)."""
+    per = max(1, _tuning.FLOAT_TASK // block)
+    total = rows * (-(-k // block))
+    return per, -(-total // per)
+
+
+def encode(x, fmt, saturate, packed, out):
+    encode_kernel(x, fmt, saturate, packed, out, _tuning.FLOAT_TASK)
+
+
+def decode(codes, fmt, packed, out):
+    decode_kernel(codes, fmt, packed, out, _tuning.FLOAT_TASK)
+
+
+def group_abs_max(x, block, out):
+    """Per-block maxima into ``out`` (rows, nb); the number of non-finite elements."""
+    per, ntasks = _tasks(*x.shape, block)
+    bad = np.empty(ntasks, np.int64)
+    group_abs_max_kernel(x, block, out, per, bad)
+    return int(bad.sum())
+
+
+def quantize_blocks(kind, x, block, fmt, mode, emax, mbits, elem_max, propagate, pts,
+                    byte_scales, float_scales, codes, values, write_codes, write_values):
+    per, ntasks = _tasks(*x.shape, block)
+    bad = np.empty(ntasks, np.int64)
+    quantize_blocks_kernel(kind, x, block, fmt, mode, emax, mbits, float(elem_max), propagate,
+                           np.float32(pts), byte_scales, float_scales, codes, values,
+                           write_codes, write_values, per, bad)
+    return int(bad.sum())
+
+
+def dequantize_blocks(kind, byte_scales, float_scales, codes, block, fmt, pts, out):
+    per, ntasks = _tasks(*codes.shape, block)
+    dequantize_blocks_kernel(kind, byte_scales, float_scales, codes, block, fmt,
+                             np.float32(pts), out, per, ntasks)
+
+
+def fp8_scales(amax, fp8_max):
+    """Scales (float32, host) of the maxima ``amax`` (float32, host)."""
+    out = np.empty(amax.shape, np.float32)
+    fp8_scales_kernel(amax.reshape(-1), float(fp8_max), out.reshape(-1))
+    return out
+
+
+# --------------------------------------------------------------------------- arrays
+def contiguous(a, dtype=None, axes=None):
+    """``a`` as a C-contiguous array of ``dtype`` with axes ``axes`` (copy if needed)."""
+    if axes is not None:
+        a = np.transpose(a, axes)
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def empty(shape, dtype, like):
+    return np.empty(shape, dtype)
+
+
+def wrap(a, like):
+    return a
+
+
+def to_host(a):
+    return a
+
+
+def from_host(a, like):
+    return a
+
+
+def scale_run():
+    """Elements sharing one materialised float scale in FP8 per-tensor and per-channel
+    scaling (a task of the block kernel)."""
+    return _tuning.FLOAT_TASK

@@ -184,7 +184,7 @@ def test_nonfinite_omit_equals_in_memory():
         assert_same(got[1], expected[1])
 
 
-def test_omit_with_a_channel_without_finite_values_raises_at_synchronous():
+def test_omit_with_a_channel_without_finite_values_raises_at_compute():
     x = data()
     x[:, 4, :] = np.nan  # channel 4 of axis 1, spread over every chunk
     dx = da.from_array(x, chunks=CHUNKINGS["unaligned"])

@@ -3,7 +3,9 @@
 The functions follow OneFlow's quantization operators (``MinMaxObserver``,
 ``MovingAverageMinMaxObserver``, ``fake_quantization``, ``quantization``) value for value.
 numpy arrays run on parallel CPU kernels; GPU arrays (CuPy, Numba device arrays, PyTorch
-CUDA tensors) run on CUDA kernels and the results stay on the GPU.
+CUDA tensors) run on CUDA kernels and the results stay on the GPU.  Dask arrays (numpy or
+CuPy chunks) give lazy Dask arrays whose tasks run the same kernels chunk by chunk;
+``open_dask`` opens an ``.npy`` file as one.
 """
 from numba_quant.blocks import (
     choose_qparams_affine,
@@ -20,6 +22,7 @@ from numba_quant.fake_quant import (
     quantization,
     quantize,
 )
+from numba_quant.dask_io import open_dask
 from numba_quant.moving_average import (
     MovingAverageMinMaxObserver,
     moving_average_min_max_observer,
@@ -54,6 +57,7 @@ __all__ = [
     "MovingAverageMinMaxObserver",
     "moving_average_min_max_observer",
     "min_max_observer",
+    "open_dask",
     "to_bits",
     "from_bits",
     "to_float8",

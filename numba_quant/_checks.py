@@ -301,6 +301,35 @@ def device_parameter_error(scale, zero_point, scheme):
     return RuntimeError("the GPU rejected a scale or zero point that the host check accepts")
 
 
+# --------------------------------------------------------------------------- Dask arrays
+def dask_known_shape(shape):
+    """A Dask array's graph is planned from its chunk sizes, which must be known."""
+    if any(math.isnan(n) for n in shape):
+        raise ValueError(f"Dask array has unknown chunk sizes (shape {tuple(shape)}); call "
+                         "compute_chunk_sizes() first")
+
+
+def dask_no_out(out):
+    """Dask arrays are not written in place: their operations return new (lazy) arrays."""
+    if out is not None:
+        raise TypeError("out= is not supported for Dask arrays: the result is a new "
+                        "Dask array")
+
+
+def dask_needs_dask():
+    return ImportError("numba_quant.open_dask needs Dask: pip install 'numba_quant[dask]'")
+
+
+def npy_path(path):
+    """``open_dask`` without a tensor name reads ``.npy`` files."""
+    if not str(path).endswith(".npy"):
+        raise ValueError(f"open_dask reads .npy files, or a checkpoint's tensor=; got "
+                         f"{str(path)!r}")
+
+
+def dask_tensor_not_found(path, name, names):
+    shown = ", ".join(repr(n) for n in names[:8]) + (", ..." if len(names) > 8 else "")
+    return ValueError(f"{path} has no float tensor named {name!r} (it has {shown})")
 # --------------------------------------------------------------------------- block-wise
 # torchao's target dtypes and their code ranges; sub-byte ranges are stored in int8/uint8.
 _SUB_BYTE = {**{f"uint{b}": (0, (1 << b) - 1, "uint8") for b in range(1, 8)},

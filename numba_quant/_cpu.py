@@ -214,12 +214,18 @@ def observe(x, axis, omit, scheme, bits, like=None):
     lo, hi, status = _channel_minmax(x3, parallel, most, omit)
     if status != codes.OK:
         return None, None, status
+    return qparams(lo, hi, scheme, bits) + (status,)
+
+
+def qparams(lo, hi, scheme, bits):
+    """Per-channel ``(scale, zero_point)`` from per-channel ``(lo, hi)`` (1-D arrays of
+    the compute dtype, every lo <= hi)."""
     scale = np.empty_like(lo)
     zero_point = np.empty_like(lo)
     parallel = lo.size >= _tuning.PARALLEL_CHANNELS and numba.get_num_threads() > 1
     with _one_at_a_time(parallel):
         kernels.qparams[parallel](lo, hi, scheme, bits, scale, zero_point)
-    return scale, zero_point, status
+    return scale, zero_point
 
 
 def moving_observe(lo, hi, moving_max, moving_min, update, momentum, scheme, bits):

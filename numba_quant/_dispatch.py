@@ -5,6 +5,10 @@ PyTorch CUDA tensors), and the simulator's device arrays, runs on the GPU backen
 :mod:`numba_quant._cuda`, which is imported only when such an array first arrives so
 that ``import numba_quant`` stays fast and works without CUDA.  Everything else goes
 through ``np.asarray`` to the CPU backend, :mod:`numba_quant._cpu`.
+
+Dask arrays (:func:`is_dask`) are recognised before that: the public functions hand
+them to :mod:`numba_quant._dask`, which builds a graph whose tasks call the public
+functions (and so this dispatcher) on each chunk, a numpy or CuPy array.
 """
 import sys
 
@@ -22,6 +26,19 @@ def on_device(x):
     # (getattr: a module in sys.modules may still be importing in another thread.)
     devicearray = getattr(sys.modules.get("numba.cuda"), "devicearray", None)
     return devicearray is not None and devicearray.is_cuda_ndarray(x)
+
+
+def is_dask(x):
+    """True when ``x`` is a ``dask.array.Array``.
+
+    Dask is never imported here: a Dask array can only exist once ``dask.array`` has
+    been imported, so a type from another module, or no ``dask.array`` in
+    ``sys.modules``, answers False at once.
+    """
+    if not type(x).__module__.startswith("dask."):
+        return False
+    array_module = sys.modules.get("dask.array")
+    return array_module is not None and isinstance(x, array_module.Array)
 
 
 def backend(x, *others):

@@ -5,11 +5,18 @@ either backend (``ops``).
 """
 from numba_quant import _checks
 from numba_quant import _codes as codes
-from numba_quant._dispatch import to_host
+from numba_quant._dispatch import is_dask, to_host
 
 
 def observe_minmax(ops, x, axis, omit):
-    """Checked per-channel (lo, hi) of a backend array; raises on non-finite trouble."""
+    """Checked per-channel (lo, hi) of a backend array; raises on non-finite trouble.
+
+    A Dask array (lazy input of the moving-average observer) is reduced by its graph
+    and computed here: the state update needs the values.
+    """
+    if is_dask(x):
+        from numba_quant import _dask
+        return _dask.channel_minmax(x, axis, omit, ops)
     _checks.not_empty(x.shape, axis)
     lo, hi, status = ops.channel_minmax(x, axis, omit)
     raise_for_status(status, ops, x, axis, omit, lo, hi)

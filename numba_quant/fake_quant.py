@@ -3,7 +3,7 @@ import numpy as np
 
 from numba_quant import _checks
 from numba_quant import _codes as codes
-from numba_quant._dispatch import backend, on_device
+from numba_quant._dispatch import backend, is_dask, on_device
 
 
 def _parameters(ops, like, shape, scale, zero_point, scheme, bits, axis, dtype):
@@ -36,9 +36,19 @@ def _output(ops, x, out, shape, dtype):
     return out, view
 
 
-def _apply(x, scale, zero_point, formula, bits, scheme, axis, out, what, code_dtype=None):
-    scheme = _checks.scheme_code(formula, scheme)
+def _apply(x, scale, zero_point, formula, bits, scheme, axis, out, what, code_dtype=None,
+           function=None):
+    scheme_code = _checks.scheme_code(formula, scheme)
     bits = _checks.bits(bits)
+    if is_dask(x):
+        from numba_quant import _dask
+        _checks.dask_no_out(out)
+        dtype = _checks.compute_dtype(x.dtype)
+        return _dask.apply(function, x, scale, zero_point, scheme_code, axis,
+                           dtype if code_dtype is None else code_dtype(scheme_code, bits),
+                           dtype, dict(quantization_formula=formula, quantization_bit=bits,
+                                       quantization_scheme=scheme))
+    scheme = scheme_code
     ops = backend(x)
     data = ops.as_array(x)
     params, axis = _parameters(ops, x, data.shape, scale, zero_point, scheme, bits, axis,
@@ -55,8 +65,12 @@ def _apply(x, scale, zero_point, formula, bits, scheme, axis, out, what, code_dt
 _PARAMETERS_DOC = """
     Parameters
     ----------
-    x : array_like or GPU array
-        float16, float32 or float64 data (float16 is computed in float32).
+    x : array_like, GPU array or Dask array
+        float16, float32 or float64 data (float16 is computed in float32).  A Dask array
+        (numpy or CuPy chunks) gives a lazy Dask array: each chunk is mapped with the
+        parameters of its slice of channels, values equal to the in-memory call's; the
+        errors that depend on the data (``quantize`` and NaN) are raised by
+        ``.compute()``, naming the first failing chunk's count.
     scale : array_like
         One value (per layer) or one per slice along ``axis`` (per channel).  Google
         formula: the non-negative scale; cambricon: the shift exponent (truncated toward
@@ -73,6 +87,7 @@ _PARAMETERS_DOC = """
         The channel axis when ``scale`` has more than one value (default 0).
     out : array, optional
         Where to write the result (same shape, the dtype returned); may be ``x`` itself.
+        Not for Dask arrays.
 """
 
 
@@ -100,7 +115,7 @@ def fake_quantization(x, scale, zero_point, quantization_formula="google",
     array([-1.  , -0.25,  0.25,  0.75], dtype=float32)
     """
     return _apply(x, scale, zero_point, quantization_formula, quantization_bit,
-                  quantization_scheme, axis, out, codes.FAKE)
+                  quantization_scheme, axis, out, codes.FAKE, function=fake_quantization)
 
 
 def quantization(x, scale, zero_point, quantization_formula="google", quantization_bit=8,
@@ -124,7 +139,7 @@ def quantization(x, scale, zero_point, quantization_formula="google", quantizati
     array([  0., 110., 150., 255.], dtype=float32)
     """
     return _apply(x, scale, zero_point, quantization_formula, quantization_bit,
-                  quantization_scheme, axis, out, codes.CODE)
+                  quantization_scheme, axis, out, codes.CODE, function=quantization)
 
 
 def code_dtype(scheme, bits):
@@ -156,7 +171,7 @@ def quantize(x, scale, zero_point, quantization_formula="google", quantization_b
     array([-4, -1,  1,  3], dtype=int8)
     """
     return _apply(x, scale, zero_point, quantization_formula, quantization_bit,
-                  quantization_scheme, axis, out, codes.CODE, code_dtype)
+                  quantization_scheme, axis, out, codes.CODE, code_dtype, function=quantize)
 
 
 def dequantize(q, scale, zero_point, quantization_formula="google", quantization_bit=8,
@@ -170,8 +185,8 @@ def dequantize(q, scale, zero_point, quantization_formula="google", quantization
 
     Parameters
     ----------
-    q : array_like or GPU array
-        Codes (any integer or float type).
+    q : array_like, GPU array or Dask array
+        Codes (any integer or float type); a Dask array gives a lazy Dask array.
     scale, zero_point, quantization_formula, quantization_bit, quantization_scheme, axis
         As for :func:`quantize`.
     dtype : {None, float32, float64}
@@ -191,11 +206,20 @@ def dequantize(q, scale, zero_point, quantization_formula="google", quantization
     """
     scheme = _checks.scheme_code(quantization_formula, quantization_scheme)
     bits = _checks.bits(quantization_bit)
-    ops = backend(q)
+    ops = backend(q._meta if is_dask(q) else q)
     if dtype is None:
-        scale_type = np.dtype(ops.parameter_values(scale).dtype)
+        scale_type = np.dtype(scale.dtype if is_dask(scale)
+                              else ops.parameter_values(scale).dtype)
         dtype = scale_type if scale_type.kind == "f" else np.float64
     dtype = _checks.compute_dtype(dtype)
+    if is_dask(q):
+        from numba_quant import _dask
+        _checks.dask_no_out(out)
+        _checks.codes_dtype(q.dtype)
+        return _dask.apply(dequantize, q, scale, zero_point, scheme, axis, dtype, dtype,
+                           dict(quantization_formula=quantization_formula,
+                                quantization_bit=bits,
+                                quantization_scheme=quantization_scheme, dtype=dtype))
     codes_array = ops.as_codes(q, dtype)
     params, axis = _parameters(ops, q, codes_array.shape, scale, zero_point, scheme, bits, axis,
                                dtype)

@@ -4,8 +4,18 @@ import operator
 import numpy as np
 
 from numba_quant import _checks
-from numba_quant._dispatch import backend, on_device, to_host
+from numba_quant._dispatch import backend, is_dask, on_device, to_host
 from numba_quant._minmax import observe_minmax
+
+
+def _backend_data(x, *others):
+    """``(ops, data, like)``: the backend, ``x`` as its array (a Dask array stays lazy,
+    in its compute dtype), and the array whose type the results take."""
+    if is_dask(x):
+        from numba_quant import _dask
+        return _dask.host_side(x, *others)
+    ops = backend(x, *others)
+    return ops, ops.as_array(x), x
 
 
 def moving_average_min_max_observer(x, current_train_step, moving_max, moving_min, training,
@@ -30,8 +40,11 @@ def moving_average_min_max_observer(x, current_train_step, moving_max, moving_mi
 
     Parameters
     ----------
-    x : array_like or GPU array
-        float16, float32 or float64 batch.
+    x : array_like, GPU array or Dask array
+        float16, float32 or float64 batch.  A Dask batch's range is computed at once
+        (through the same tree of partial results as :func:`min_max_observer`), because
+        the state is updated in place; the results are then computed arrays of the
+        chunks' type (numpy or CuPy), not lazy ones.
     current_train_step : int or one-element integer array
     moving_max, moving_min : arrays
         The state, in the input's float type (float32 for float16) and on its device:
@@ -72,8 +85,8 @@ def moving_average_min_max_observer(x, current_train_step, moving_max, moving_mi
     omit = _checks.nonfinite_policy(nonfinite)
     momentum = _checks.momentum(momentum)
     step = _checks.train_step(current_train_step, to_host(current_train_step))
-    ops = backend(x, moving_max, moving_min)
-    return _observe(ops, ops.as_array(x), x, step, moving_max, moving_min, training,
+    ops, data, like = _backend_data(x, moving_max, moving_min)
+    return _observe(ops, data, like, step, moving_max, moving_min, training,
                     stop_update_after_iters, scheme, bits, momentum, axis, omit)
 
 
@@ -175,11 +188,11 @@ class MovingAverageMinMaxObserver:
 
     def __call__(self, x):
         """Observe a batch: ``(scale, zero_point)``, updating the state when training."""
-        ops = backend(x)
-        data = ops.as_array(x)  # converted once (float16 -> float32), for both steps
-        self._prepare_state(ops, data, x)
+        # converted once (float16 -> float32), for both steps
+        ops, data, like = _backend_data(x)
+        self._prepare_state(ops, data, like)
         result = _observe(
-            ops, data, x, self.current_train_step, self.moving_max, self.moving_min,
+            ops, data, like, self.current_train_step, self.moving_max, self.moving_min,
             self.training, self.stop_update_after_iters,
             _checks.scheme_code(self.quantization_formula, self.quantization_scheme),
             self.quantization_bit, _checks.momentum(self.momentum),

@@ -1,6 +1,6 @@
 """``min_max_observer``: scale and zero point from an array's range."""
 from numba_quant import _checks
-from numba_quant._dispatch import backend
+from numba_quant._dispatch import backend, is_dask
 from numba_quant._minmax import raise_for_status
 
 
@@ -39,7 +39,12 @@ def min_max_observer(x, quantization_formula="google", quantization_bit=8,
     scale, zero_point : arrays
         Shape ``(1,)`` per layer or ``(channels,)`` per channel, in the input's float type
         (float32 for float16 input).  The zero point holds integer values.  A zero range
-        gives scale 0 and zero point 0 (cambricon: shift 0).
+        gives scale 0 and zero point 0 (cambricon: shift 0).  For a Dask array, lazy
+        Dask arrays (one chunk, of the input's chunk type): each chunk is reduced to
+        per-channel (min, max, non-finite count), the partial results are merged in a
+        tree and finished into the same values as the in-memory call.  The errors that
+        depend on the values (non-finite input, a channel with no finite value) are then
+        raised by ``.compute()``.
 
     Raises
     ------
@@ -63,6 +68,10 @@ def min_max_observer(x, quantization_formula="google", quantization_bit=8,
     scheme = _checks.scheme_code(quantization_formula, quantization_scheme)
     bits = _checks.bits(quantization_bit)
     omit = _checks.nonfinite_policy(nonfinite)
+    if is_dask(x):
+        from numba_quant import _dask
+        axis = _checks.channel_axis(axis, x.ndim, per_layer_quantization)
+        return _dask.min_max_observer(x, axis, omit, scheme, bits)
     ops = backend(x)
     data = ops.as_array(x)
     axis = _checks.channel_axis(axis, data.ndim, per_layer_quantization)

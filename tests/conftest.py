@@ -134,6 +134,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "cupy: needs CuPy with a usable GPU")
     config.addinivalue_line("markers", "real_gpu: needs a real GPU (not the CUDA simulator)")
     config.addinivalue_line("markers", "gpu: runs the CUDA kernels (real GPU or simulator)")
+    config.addinivalue_line("markers", "cluster: uses a Dask LocalCluster of worker "
+                                       "processes (started once per module; slow)")
 
 
 _CUPY = None

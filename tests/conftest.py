@@ -175,13 +175,18 @@ def pytest_collection_modifyitems(config, items):
 
 
 # --------------------------------------------------------------------------- kernel routes
-# The property, layout, golden and error suites run twice: with the tuned thresholds of
+# The property and error suites (and, under the thorough profile, the layout and golden
+# suites) run twice: with the tuned thresholds of
 # numba_quant._tuning, and with routes.SHRUNK ones, under which their small inputs take
 # every CPU kernel route (tests/routes.py).  A recorder notes which kernel each call ran;
 # after a full run the shrunk suites must have reached every route (pytest_sessionfinish).
 import routes  # noqa: E402
 
-SHRUNK_SUITES = ("test_properties.py", "test_layouts.py", "test_golden.py", "test_errors.py")
+# The default run shrinks the property and error suites (together they reach every route,
+# and tests/test_routes.py checks each route's results); the thorough profile shrinks the
+# layout and golden suites too, which compile many more layout signatures (minutes).
+SHRUNK_SUITES = ("test_properties.py", "test_errors.py") + (
+    ("test_layouts.py", "test_golden.py") if THOROUGH else ())
 # On the GPU path the shrunk profile only changes KEPT_KEYS (fresh key arrays for more
 # channels than that); these suites run it there too, the others only on the CPU path.
 SHRUNK_ON_GPU = ("test_layouts.py", "test_errors.py")
@@ -304,19 +309,22 @@ def pytest_sessionfinish(session, exitstatus):
     if (not _FULL_RUN.get("yes") or exitstatus != 0 or session.config.option.collectonly
             or os.environ.get("NUMBA_DISABLE_JIT", "") not in ("", "0")):
         return
-    missing = routes.missing(ROUTES.keys("shrunk"))
+    # The shrunk suites and tests/test_routes.py together (each checks results).
+    missing = routes.missing(ROUTES.keys("shrunk") | ROUTES.keys("route-test"))
     if missing:
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
-            "kernel routes not reached by the shrunk suites: " + ", ".join(missing), red=True)
+            "kernel routes not reached by the shrunk suites and test_routes.py: " + ", ".join(missing), red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter):
     reached = ROUTES.routes("shrunk")
     if reached:
+        both = reached | ROUTES.routes("route-test")
         terminalreporter.write_line(
             f"kernel routes reached with shrunk thresholds: {len(reached)} of "
-            f"{len(routes.all_routes())}")
+            f"{len(routes.all_routes())} by the shrunk suites, {len(both)} with "
+            "test_routes.py")
 
 
 # --------------------------------------------------------------------------- devices

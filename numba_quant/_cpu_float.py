@@ -93,51 +93,9 @@ def _quantize_task(kind, x, block, fmt, mode, emax, mbits, elem_max, propagate, 
     bad = 0
     for b in range(t * task_blocks, min(rows * nb, (t + 1) * task_blocks)):
         r = b // nb
-        col = b - r * nb
-        lo = col * block
-        hi = min(k, lo + block)
-        byte = 0
-        divisor = np.float32(1)
-        factor = np.float32(1)
-        if kind != ref.FP8:
-            amax = np.float32(0)
-            for j in range(lo, hi):
-                amax = ref.nan_max_abs(amax, x[r, j])
-            if kind == ref.MX:
-                if np.isfinite(amax):
-                    byte = ref.mx_scale_byte(amax, mode, emax, mbits, elem_max)
-                else:
-                    bad += 1
-                    byte = ref.E8M0_NAN if propagate else 0
-                divisor = ref.mx_divisor(byte, mode)
-            else:
-                if not np.isfinite(amax):
-                    bad += 1
-                byte = ref.nvfp4_scale_code(amax, pts)
-                divisor = ref.nvfp4_multiplier(byte, inv_pts)
-                factor = ref.nvfp4_block_factor(byte, pts)
-            byte_scales[r, col] = byte
-        else:
-            divisor = float_scales[r, col]
-        for j in range(lo, hi):
-            v = x[r, j]
-            if kind == ref.MX:
-                if byte == ref.E8M0_NAN:
-                    c = np.uint8(0) if fmt == ref.INT8 else np.uint8(ref.encode(v, fmt, np.bool_(True)))
-                else:
-                    c = ref.mx_element(v, fmt, divisor, mode, elem_max)
-                if write_values:
-                    values[r, j] = ref.mx_value(np.int64(c), fmt, np.int64(byte))
-            elif kind == ref.NVFP4:
-                c = ref.nvfp4_element(v, divisor)
-                if write_values:
-                    values[r, j] = ref.decode_f32(np.int64(c), np.int64(ref.E2M1FN)) * factor
-            else:
-                c = ref.fp8_element(v, divisor, fmt, elem_max)
-                if write_values:
-                    values[r, j] = ref.decode_f32(np.int64(c), fmt) / divisor
-            if write_codes:
-                codes[r, j] = c
+        bad += ref.quantize_block(kind, x, r, b - r * nb, block, fmt, mode, emax, mbits,
+                                  elem_max, propagate, pts, inv_pts, byte_scales,
+                                  float_scales, codes, values, write_codes, write_values)
     return bad
 
 
@@ -168,20 +126,8 @@ def _dequantize_task(kind, byte_scales, float_scales, codes, block, fmt, pts, ou
     nb = (k + block - 1) // block
     for b in range(t * task_blocks, min(rows * nb, (t + 1) * task_blocks)):
         r = b // nb
-        col = b - r * nb
-        lo = col * block
-        if kind == ref.MX:
-            byte = np.int64(byte_scales[r, col])
-            for j in range(lo, min(k, lo + block)):
-                out[r, j] = ref.mx_value(np.int64(codes[r, j]), fmt, byte)
-        elif kind == ref.NVFP4:
-            factor = ref.nvfp4_block_factor(np.int64(byte_scales[r, col]), pts)
-            for j in range(lo, min(k, lo + block)):
-                out[r, j] = ref.decode_f32(np.int64(codes[r, j]), np.int64(ref.E2M1FN)) * factor
-        else:
-            s = float_scales[r, col]
-            for j in range(lo, min(k, lo + block)):
-                out[r, j] = ref.decode_f32(np.int64(codes[r, j]), fmt) / s
+        ref.dequantize_block(kind, byte_scales, float_scales, codes, r, b - r * nb, block,
+                             fmt, pts, out)
 
 
 @njit(cache=True, parallel=True)

@@ -50,9 +50,15 @@ if not SIMULATOR:
 
 
 # --------------------------------------------------------------------------- kernels
-_FLT_MAX = 3.4028234663852886e38
-
-
+# The per-block steps shared with the CPU kernels take arrays.  A real GPU compiles them
+# as device functions; the simulator passes its own array objects, which compiled CPU
+# code cannot take, so there the kernels call their Python bodies.
+if SIMULATOR:
+    _quantize_block = ref.quantize_block.py_func
+    _dequantize_block = ref.dequantize_block.py_func
+else:
+    _quantize_block = ref.quantize_block
+    _dequantize_block = ref.dequantize_block
 @cuda.jit
 def encode_kernel(x, fmt, saturate, packed, out):
     i = cuda.grid(1)
@@ -93,7 +99,7 @@ def group_abs_max_kernel(x, block, out, bad):
         for j in range(lo, min(k, lo + block)):
             v = x[r, j]
             m = ref.nan_max_abs(m, v)
-            if not (abs(v) <= np.float32(_FLT_MAX)):
+            if not (abs(v) <= np.float32(ref.FLT_MAX)):
                 count += 1
         out[r, b - r * nb] = m
         if count:
@@ -105,7 +111,7 @@ def group_abs_max_kernel(x, block, out, bad):
 def quantize_blocks_kernel(kind, x, block, fmt, mode, emax, mbits, elem_max, propagate, pts,
                            byte_scales, float_scales, codes, values, write_codes, write_values,
                            bad):
-    """One thread per block (grid-stride); the same steps as the CPU task function."""
+    """One thread per block (grid-stride), each running ``ref.quantize_block``."""
     rows, k = x.shape
     nb = (k + block - 1) // block
     inv_pts = np.float32(np.float32(1) / pts)
@@ -113,53 +119,10 @@ def quantize_blocks_kernel(kind, x, block, fmt, mode, emax, mbits, elem_max, pro
     stride = cuda.gridsize(1)
     while b < rows * nb:
         r = b // nb
-        col = b - r * nb
-        lo = col * block
-        hi = min(k, lo + block)
-        byte = 0
-        divisor = np.float32(1)
-        factor = np.float32(1)
-        if kind != ref.FP8:
-            amax = np.float32(0)
-            for j in range(lo, hi):
-                amax = ref.nan_max_abs(amax, x[r, j])
-            if kind == ref.MX:
-                if amax <= np.float32(_FLT_MAX):
-                    byte = ref.mx_scale_byte(amax, mode, emax, mbits, elem_max)
-                else:
-                    cuda.atomic.add(bad, 0, 1)
-                    byte = ref.E8M0_NAN if propagate else 0
-                divisor = ref.mx_divisor(byte, mode)
-            else:
-                if not (amax <= np.float32(_FLT_MAX)):
-                    cuda.atomic.add(bad, 0, 1)
-                byte = ref.nvfp4_scale_code(amax, pts)
-                divisor = ref.nvfp4_multiplier(byte, inv_pts)
-                factor = ref.nvfp4_block_factor(byte, pts)
-            byte_scales[r, col] = byte
-        else:
-            divisor = float_scales[r, col]
-        for j in range(lo, hi):
-            v = x[r, j]
-            if kind == ref.MX:
-                if byte == ref.E8M0_NAN:
-                    c = np.uint8(0)
-                    if fmt != ref.INT8:
-                        c = np.uint8(ref.encode(v, fmt, np.bool_(True)))
-                else:
-                    c = ref.mx_element(v, fmt, divisor, mode, elem_max)
-                if write_values:
-                    values[r, j] = ref.mx_value(np.int64(c), fmt, np.int64(byte))
-            elif kind == ref.NVFP4:
-                c = ref.nvfp4_element(v, divisor)
-                if write_values:
-                    values[r, j] = ref.decode_f32(np.int64(c), np.int64(ref.E2M1FN)) * factor
-            else:
-                c = ref.fp8_element(v, divisor, fmt, elem_max)
-                if write_values:
-                    values[r, j] = ref.decode_f32(np.int64(c), fmt) / divisor
-            if write_codes:
-                codes[r, j] = c
+        if _quantize_block(kind, x, r, b - r * nb, block, fmt, mode, emax, mbits, elem_max,
+                           propagate, pts, inv_pts, byte_scales, float_scales, codes,
+                           values, write_codes, write_values):
+            cuda.atomic.add(bad, 0, 1)
         b += stride
 
 
@@ -171,20 +134,8 @@ def dequantize_blocks_kernel(kind, byte_scales, float_scales, codes, block, fmt,
     stride = cuda.gridsize(1)
     while b < rows * nb:
         r = b // nb
-        col = b - r * nb
-        lo = col * block
-        if kind == ref.MX:
-            byte = np.int64(byte_scales[r, col])
-            for j in range(lo, min(k, lo + block)):
-                out[r, j] = ref.mx_value(np.int64(codes[r, j]), fmt, byte)
-        elif kind == ref.NVFP4:
-            factor = ref.nvfp4_block_factor(np.int64(byte_scales[r, col]), pts)
-            for j in range(lo, min(k, lo + block)):
-                out[r, j] = ref.decode_f32(np.int64(codes[r, j]), np.int64(ref.E2M1FN)) * factor
-        else:
-            s = float_scales[r, col]
-            for j in range(lo, min(k, lo + block)):
-                out[r, j] = ref.decode_f32(np.int64(codes[r, j]), fmt) / s
+        _dequantize_block(kind, byte_scales, float_scales, codes, r, b - r * nb, block, fmt,
+                          pts, out)
         b += stride
 
 

@@ -371,3 +371,88 @@ def fp8_element(v, scale, fmt, fp8_max):
     elif w < -lim:
         w = -lim
     return np.uint8(encode_f32(w, fmt, np.bool_(True)))
+
+
+# --------------------------------------------------------------------------- one block
+# Both backends' block kernels call these per block (the CPU from task loops, the GPU
+# from a grid-stride loop over blocks), so a block's steps are written once.
+@njit(cache=True)
+def quantize_block(kind, x, r, col, block, fmt, mode, emax, mbits, elem_max, propagate,
+                   pts, inv_pts, byte_scales, float_scales, codes, values, write_codes,
+                   write_values):
+    """Quantize block ``col`` of row ``r`` of ``x`` (rows, K); returns 1 when its
+    largest magnitude is not finite (MX and NVFP4), else 0.
+
+    MX and NVFP4 write the block's scale byte to ``byte_scales[r, col]``; FP8 reads its
+    float scale from ``float_scales[r, col]``.  Element codes go to ``codes`` and/or the
+    dequantized values to ``values`` (``write_codes``, ``write_values``).
+    """
+    k = x.shape[1]
+    lo = col * block
+    hi = min(k, lo + block)
+    byte = 0
+    divisor = np.float32(1)
+    factor = np.float32(1)
+    bad = 0
+    if kind != FP8:
+        amax = np.float32(0)
+        for j in range(lo, hi):
+            amax = nan_max_abs(amax, x[r, j])
+        finite = amax <= np.float32(FLT_MAX)   # amax is a magnitude or NaN
+        if not finite:
+            bad = 1
+        if kind == MX:
+            if finite:
+                byte = mx_scale_byte(amax, mode, emax, mbits, elem_max)
+            else:
+                byte = E8M0_NAN if propagate else 0
+            divisor = mx_divisor(byte, mode)
+        else:
+            byte = nvfp4_scale_code(amax, pts)
+            divisor = nvfp4_multiplier(byte, inv_pts)
+            factor = nvfp4_block_factor(byte, pts)
+        byte_scales[r, col] = byte
+    else:
+        divisor = float_scales[r, col]
+    for j in range(lo, hi):
+        v = x[r, j]
+        if kind == MX:
+            if byte == E8M0_NAN:
+                c = np.uint8(0)
+                if fmt != INT8:
+                    c = np.uint8(encode(v, fmt, np.bool_(True)))
+            else:
+                c = mx_element(v, fmt, divisor, mode, elem_max)
+            if write_values:
+                values[r, j] = mx_value(np.int64(c), fmt, np.int64(byte))
+        elif kind == NVFP4:
+            c = nvfp4_element(v, divisor)
+            if write_values:
+                values[r, j] = decode_f32(np.int64(c), np.int64(E2M1FN)) * factor
+        else:
+            c = fp8_element(v, divisor, fmt, elem_max)
+            if write_values:
+                values[r, j] = decode_f32(np.int64(c), fmt) / divisor
+        if write_codes:
+            codes[r, j] = c
+    return bad
+
+
+@njit(cache=True)
+def dequantize_block(kind, byte_scales, float_scales, codes, r, col, block, fmt, pts, out):
+    """Values of block ``col`` of row ``r`` of ``codes`` into ``out`` (the inverse of
+    :func:`quantize_block`)."""
+    k = codes.shape[1]
+    lo = col * block
+    if kind == MX:
+        byte = np.int64(byte_scales[r, col])
+        for j in range(lo, min(k, lo + block)):
+            out[r, j] = mx_value(np.int64(codes[r, j]), fmt, byte)
+    elif kind == NVFP4:
+        factor = nvfp4_block_factor(np.int64(byte_scales[r, col]), pts)
+        for j in range(lo, min(k, lo + block)):
+            out[r, j] = decode_f32(np.int64(codes[r, j]), np.int64(E2M1FN)) * factor
+    else:
+        s = float_scales[r, col]
+        for j in range(lo, min(k, lo + block)):
+            out[r, j] = decode_f32(np.int64(codes[r, j]), fmt) / s

@@ -160,6 +160,19 @@ def _fold_partials(lows, highs):
     return lo, hi
 
 
+@njit(cache=True, inline="always")
+def _settle(lo, hi, omit, scheme, bits, first, second):
+    """A reduction's end: its status, and min and max into ``first[0]``/``second[0]``
+    (``scheme`` -1), else the scale and zero point (only when the status is OK)."""
+    status = _status(lo, hi, omit)
+    if scheme < 0:
+        first[0] = lo
+        second[0] = hi
+    elif status == codes.OK:
+        first[0], second[0] = ref.qparams(lo, hi, scheme, bits)
+    return status
+
+
 @njit(cache=True)
 def reduce_small(flat, omit, scheme, bits, first, second):
     """One serial compiled call: the min and max of the whole of ``flat`` into ``first[0]``
@@ -171,13 +184,7 @@ def reduce_small(flat, omit, scheme, bits, first, second):
     lo, hi = _minmax(flat, 0, flat.size)
     if omit and _status(lo, hi, False) == codes.HAS_NONFINITE:
         lo, hi = _omit_minmax(flat, 0, flat.size)
-    status = _status(lo, hi, omit)
-    if scheme < 0:
-        first[0] = lo
-        second[0] = hi
-    elif status == codes.OK:
-        first[0], second[0] = ref.qparams(lo, hi, scheme, bits)
-    return status
+    return _settle(lo, hi, omit, scheme, bits, first, second)
 
 
 def _reduce_impl(flat, lows, highs, scheme, bits, first, second):
@@ -195,13 +202,7 @@ def _reduce_impl(flat, lows, highs, scheme, bits, first, second):
         else:
             lows[k], highs[k] = _minmax(flat, start, stop)
     lo, hi = _fold_partials(lows, highs)
-    status = _status(lo, hi, OMIT)
-    if scheme < 0:
-        first[0] = lo
-        second[0] = hi
-    elif status == codes.OK:
-        first[0], second[0] = ref.qparams(lo, hi, scheme, bits)
-    return status
+    return _settle(lo, hi, OMIT, scheme, bits, first, second)
 
 
 # reduce[omit]: the parallel reduction, each pass compiled on first use.

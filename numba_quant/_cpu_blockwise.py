@@ -9,8 +9,7 @@ per element are OneFlow's, from :mod:`numba_quant._reference` (``qparams``,
 ``map_value``), as in the per-layer and per-channel kernels.
 """
 import numpy as np
-from numba import njit, types
-from numba.core.extending import overload
+from numba import njit
 
 from numba_quant import _codes as codes
 from numba_quant import _cpu_blocks as cb
@@ -78,27 +77,13 @@ def observe_blocks(x, off, st, shape, block, k_start, k_stop, omit, scheme, bits
     return bad
 
 
-def _put(v, like):
-    """``v`` (a float) as a value of the type of ``like``, an element of the output (stub)."""
-    return v
-
-
-@overload(_put)
-def _put_cpu(v, like):
-    if isinstance(like, types.Float):
-        return lambda v, like: v
-    # Integer codes (written through an unsigned view of their bytes): through int32,
-    # whose conversion vectorises; storing truncates to the codes' width and keeps a
-    # signed code's bits.
-    return lambda v, like: np.int32(v)
-
-
 @njit(cache=True, nogil=True)
 def map_blocks(x, off, st, shape, block, k_start, k_stop, divisor, offset, lowest, highest,
                what, out, ooff, ost):
     """Codes, fake-quantized values or decoded codes (``what``) of blocks
     ``k_start..k_stop``, each with its own ``divisor[k]`` and ``offset[k]``
-    (``_reference.code_params``).  Returns 0 (the launcher sums task results)."""
+    (``_reference.code_params``), into ``out`` of ``x``'s float type.  Returns 0 (the
+    launcher sums task results)."""
     d0, d1, d2, d3 = shape
     b0, b1, b2, b3 = block
     g1 = -(-d1 // b1)
@@ -121,8 +106,8 @@ def map_blocks(x, off, st, shape, block, k_start, k_stop, divisor, offset, lowes
                     obase = ooff + i0 * o0 + i1 * o1 + i2 * o2
                     for i3 in range(a3, e3):
                         o = _index(obase + i3 * o3)
-                        out[o] = _put(ref.map_value(x[_index(base + i3 * s3)], d, z, lowest,
-                                                    highest, what), out[o])
+                        out[o] = ref.map_value(x[_index(base + i3 * s3)], d, z, lowest,
+                                               highest, what)
     return 0
 
 
@@ -155,10 +140,16 @@ def run_observe(x4, block4, omit, scheme, bits, n_blocks, like=None):
 
 def run_map(x4, block4, params, what, out4):
     """Write the map ``what`` of the 4-D view ``x4`` into ``out4`` with the per-block
-    constants ``params`` (from the host backend's ``code_params``)."""
+    constants ``params`` (from the host backend's ``code_params``).
+
+    Integer codes are computed as floats in a buffer, then stored: one compiled kernel
+    per float type instead of one per float type and code width (compile time).
+    """
     divisor, offset, lowest, highest = params
     x, off, st = cb.flat(x4)
-    target = out4 if out4.dtype.kind == "f" else cb._unsigned(out4)
+    target = out4 if out4.dtype == x4.dtype else np.empty(out4.shape, x4.dtype)
     out, ooff, ost = cb.flat(target)
     cb._run(map_blocks, divisor.size, x4.size, (x, off, st, x4.shape, block4),
             (divisor, offset, lowest, highest, int(what), out, ooff, ost))
+    if target is not out4:
+        out4[...] = target

@@ -12,6 +12,8 @@ only when a GPU array arrives.
   constants from ``_reference.code_params`` (made by the GPU backend's ``code_params``
   kernel) and the element formula ``_reference.map_value``.
 """
+import math
+
 import numpy as np
 from numba import cuda
 
@@ -67,7 +69,7 @@ def observe_blocks(x, block, omit, scheme, bits, zero, scale, zero_point, state,
         for t in range(tid, count, nthreads):
             i0, i1, i2, i3 = _split4(t, w1, w2, w3)
             v = np.float64(x[a0 + i0, a1 + i1, a2 + i2, a3 + i3])
-            if v - v == 0:
+            if math.isfinite(v):
                 lo = min(lo, v)
                 hi = max(hi, v)
             else:

@@ -216,6 +216,13 @@ def quantize(x, scale, zero_point, quantization_formula="google", quantization_b
     >>> x = np.array([-1.0, -0.3, 0.26, 0.9], dtype=np.float32)
     >>> nq.quantize(x, 0.25, 0, quantization_bit=3)
     array([-4, -1,  1,  3], dtype=int8)
+
+    One scale per block of four values along the row (the second block is ragged):
+
+    >>> w = np.array([[-1.0, -0.3, 0.26, 0.9, 2.0]], dtype=np.float32)
+    >>> scale = np.array([[0.25, 1.0]], dtype=np.float32)
+    >>> nq.quantize(w, scale, np.zeros((1, 2)), quantization_bit=3, block_size=(1, 4))
+    array([[-4, -1,  1,  3,  2]], dtype=int8)
     """
     return _apply(x, scale, zero_point, quantization_formula, quantization_bit,
                   quantization_scheme, axis, out, codes.CODE, code_dtype, function=quantize,
@@ -254,6 +261,10 @@ def dequantize(q, scale, zero_point, quantization_formula="google", quantization
     >>> scale = np.float32(0.5)
     >>> nq.dequantize(q, scale, 128, quantization_scheme="affine")
     array([-64. ,   0. ,  63.5], dtype=float32)
+    >>> codes = np.array([[-4, -1, 1, 3, 2]], dtype=np.int8)
+    >>> nq.dequantize(codes, np.array([[0.25, 1.0]], np.float32), np.zeros((1, 2)),
+    ...               quantization_bit=3, block_size=(1, 4))
+    array([[-1.  , -0.25,  0.25,  0.75,  2.  ]], dtype=float32)
     """
     scheme = _checks.scheme_code(quantization_formula, quantization_scheme)
     bits = _checks.bits(quantization_bit)

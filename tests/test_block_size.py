@@ -257,7 +257,7 @@ def test_min_max_observer_class(device):
     assert other.block_size is None
 
 
-def test_readme_example():
+def test_int4_groups_with_a_ragged_last_group():
     """int4 with one scale per group of 4 along the rows, ragged last group."""
     w = np.arange(-5, 5, dtype=np.float32).reshape(2, 5)
     scale, zp = nq.min_max_observer(w, quantization_bit=4, quantization_scheme="affine",

@@ -121,7 +121,7 @@ class MinMaxObserver:
     >>> import numba_quant as nq
     >>> observer = nq.MinMaxObserver(quantization_bit=4, per_layer_quantization=False)
     >>> observer
-    MinMaxObserver(quantization_formula='google', quantization_bit=4, quantization_scheme='symmetric', per_layer_quantization=False, axis=0, nonfinite='raise', block_size=None)
+    MinMaxObserver(quantization_formula='google', quantization_bit=4, quantization_scheme='symmetric', per_layer_quantization=False, axis=0, nonfinite='raise')
     >>> scale, zero_point = observer(np.array([[1.0, -7.0], [0.5, 3.5]]))
     >>> scale
     array([1. , 0.5])
@@ -153,16 +153,22 @@ class MinMaxObserver:
                                 block_size=self.block_size)
 
     def __repr__(self):
-        return _checks.settings_repr(self)
+        text = _checks.settings_repr(self)
+        # block_size shown only when set: the observers of before print as they did.
+        return text.replace(", block_size=None)", ")")
 
     def state_dict(self):
-        """The settings as a dict of plain Python values (the observer keeps no data)."""
-        return {name: getattr(self, name) for name in self._settings}
+        """The settings as a dict of plain Python values (the observer keeps no data).
+
+        ``block_size`` is left out when None, so that the state saves with ``np.savez``
+        (no object arrays) as before it existed."""
+        return {name: getattr(self, name) for name in self._settings
+                if not (name == "block_size" and self.block_size is None)}
 
     def load_state_dict(self, state):
         """Restore settings saved by :meth:`state_dict` (checked as in the constructor).
 
-        A state saved before ``block_size`` existed (no such entry) means None."""
+        A state without a ``block_size`` entry means None."""
         state = dict(state)
         state.setdefault("block_size", None)
         self.__init__(**_checks.settings_from(state, self._settings))

@@ -125,7 +125,8 @@ class MinMaxObserver:
     >>> scale, zero_point = observer(np.array([[1.0, -7.0], [0.5, 3.5]]))
     >>> scale
     array([1. , 0.5])
-    >>> nq.MinMaxObserver(quantization_bit=4, block_size=(1, 2))(np.array([[1.0, -7.0, 0.5, 3.5]]))[0]
+    >>> blocks = nq.MinMaxObserver(quantization_bit=4, block_size=(1, 2))
+    >>> blocks(np.array([[1.0, -7.0, 0.5, 3.5]]))[0]
     array([[1. , 0.5]])
     """
 

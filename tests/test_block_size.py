@@ -344,6 +344,20 @@ def test_observer_setting_and_dask_errors():
         nq.quantize(lazy, np.ones((3, 2)), np.zeros((3, 2)), block_size=(1, 2))
 
 
+def test_five_axes_merged_to_four(device):
+    """Neighbouring axes merge where memory and blocks allow (a whole inner axis here)."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, 3, 2, 5, 2)).astype(np.float32)
+    block = (1, 2, 2, 3, 2)
+    kw = dict(quantization_scheme="affine", quantization_bit=5)
+    scale, zp = oracle.block_min_max_observer(x, block_size=block, **kw)
+    got = nq.min_max_observer(device.put(x), block_size=block, **kw)
+    assert_bits(device.get(got[0]), scale)
+    assert_bits(device.get(nq.fake_quantization(device.put(x), device.put(scale),
+                                                device.put(zp), block_size=block, **kw)),
+                oracle.block_apply(oracle.fake_quantization, x, scale, zp, block, **kw))
+
+
 def test_too_many_axes():
     x = np.zeros((2, 3, 2, 3, 2), np.float32)
     with pytest.raises(ValueError, match=r"needs more than 4 axes after merging"):

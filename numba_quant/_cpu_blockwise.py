@@ -11,6 +11,7 @@ per element are OneFlow's, from :mod:`numba_quant._reference` (``qparams``,
 import numpy as np
 from numba import njit
 
+from numba_quant import _cache  # noqa: F401  (cache keys cover every kernel source)
 from numba_quant import _codes as codes
 from numba_quant import _cpu_blocks as cb
 from numba_quant import _reference as ref

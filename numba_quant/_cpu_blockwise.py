@@ -17,6 +17,7 @@ from numba_quant import _cpu_blocks as cb
 from numba_quant import _reference as ref
 from numba_quant._blocks_plan import NATIVE
 from numba_quant._cpu_kernels import _index
+from numba_quant._signatures import Kernel
 
 
 @njit(cache=True)
@@ -113,6 +114,12 @@ def map_blocks(x, off, st, shape, block, k_start, k_stop, divisor, offset, lowes
 
 
 # --------------------------------------------------------------------------- host side
+# Called through _signatures.Kernel: a read-only input (typed as writable; never written)
+# shares the compiled code of a writable one.
+_OBSERVE = Kernel(observe_blocks)
+_MAP = Kernel(map_blocks)
+
+
 def native(a):
     """The array the kernels take (numpy arrays as they are)."""
     return a
@@ -134,7 +141,7 @@ def run_observe(x4, block4, omit, scheme, bits, n_blocks, like=None):
     scale = np.empty(n_blocks, x4.dtype)
     zero_point = np.empty(n_blocks, x4.dtype)
     state = np.empty(n_blocks, np.uint8)
-    bad = cb._run(observe_blocks, n_blocks, x4.size, (x, off, st, x4.shape, block4),
+    bad = cb._run(_OBSERVE, n_blocks, x4.size, (x, off, st, x4.shape, block4),
                   (bool(omit), int(scheme), int(bits), scale, zero_point, state))
     return scale, zero_point, (state if bad else None)
 
@@ -150,7 +157,7 @@ def run_map(x4, block4, params, what, out4):
     x, off, st = cb.flat(x4)
     target = out4 if out4.dtype == x4.dtype else np.empty(out4.shape, x4.dtype)
     out, ooff, ost = cb.flat(target)
-    cb._run(map_blocks, divisor.size, x4.size, (x, off, st, x4.shape, block4),
+    cb._run(_MAP, divisor.size, x4.size, (x, off, st, x4.shape, block4),
             (divisor, offset, lowest, highest, int(what), out, ooff, ost))
     if target is not out4:
         out4[...] = target

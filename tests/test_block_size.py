@@ -196,7 +196,8 @@ def test_block_size_read_from_the_scale_shape(device):
 def test_strided_input_out_and_in_place(device):
     rng = np.random.default_rng(5)
     base = rng.standard_normal((6, 14)).astype(np.float64)
-    x = base[::2, 1::3].T  # (5, 3), strided and transposed
+    x = base[::2, 1::3].T  # (5, 3), strided, transposed and read-only
+    x.setflags(write=False)
     block = (2, 2)
     kw = dict(quantization_bit=6)
     scale, zp = oracle.block_min_max_observer(x, block_size=block, **kw)

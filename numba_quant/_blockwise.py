@@ -19,6 +19,8 @@ from numba_quant import _blocks_plan as plan
 from numba_quant import _checks
 from numba_quant import _codes as codes
 from numba_quant._minmax import raise_for_status
+# The 4-D views of the torchao-named functions (same planner, same drivers).
+from numba_quant.blocks import _views, _write_back
 
 
 def _drivers(ops):
@@ -79,9 +81,8 @@ def observe(ops, x, data, sizes, omit, scheme, bits):
         scale, zero_point, status = ops.observe(data, axis, omit, scheme, bits, like=x)
         raise_for_status(status, ops, data, axis, omit)
         return _grid_shaped(scale, grid), _grid_shaped(zero_point, grid)
-    from numba_quant import blocks
     views, kernels = _drivers(ops)
-    block4, x4, _, _ = blocks._views(views, data.shape, sizes, data, data)
+    block4, x4, _, _ = _views(views, data.shape, sizes, data, data)
     n_blocks = math.prod(grid)
     scale, zero_point, state = kernels.run_observe(x4, block4, omit, scheme, bits, n_blocks,
                                                    x)
@@ -96,7 +97,6 @@ def apply(ops, data, params, sizes, what, out):
     """Write the map ``what`` (FAKE, CODE, DECODE) of ``data`` into ``out`` (a backend
     array of ``data``'s shape; may be ``data`` itself), block by block, with the
     constants of ``ops.code_params`` (one per block, in C order over the grid)."""
-    from numba_quant import blocks
     views, kernels = _drivers(ops)
     target = kernels.native(out)
     if target is not data and kernels.overlaps_differently(data, target):
@@ -105,7 +105,6 @@ def apply(ops, data, params, sizes, what, out):
         apply(ops, data, params, sizes, what, buffer)
         views.copy_into(target, buffer)
         return
-    block4, x4, out4, temp = blocks._views(views, data.shape, sizes, kernels.native(data),
-                                           target)
+    block4, x4, out4, temp = _views(views, data.shape, sizes, kernels.native(data), target)
     kernels.run_map(x4, block4, params, what, out4)
-    blocks._write_back(views, temp, target)
+    _write_back(views, temp, target)

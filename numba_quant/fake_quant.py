@@ -301,12 +301,14 @@ class _Applier:
     _function = None
 
     def __init__(self, quantization_formula="google", quantization_bit=8,
-                 quantization_scheme="symmetric", *, axis=0):
+                 quantization_scheme="symmetric", *, axis=None):
         _checks.scheme_code(quantization_formula, quantization_scheme)
         self.quantization_formula = quantization_formula
         self.quantization_bit = _checks.bits(quantization_bit)
         self.quantization_scheme = quantization_scheme
-        self.axis = _checks.integer("axis", axis)
+        # None, as for the functions: axis 0 per channel, and a scale with x's number of
+        # axes read per block.
+        self.axis = None if axis is None else _checks.integer("axis", axis)
 
     def __call__(self, x, scale, zero_point, *, out=None):
         return type(self)._function(x, scale, zero_point, self.quantization_formula,

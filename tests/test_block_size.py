@@ -185,6 +185,8 @@ def test_block_size_read_from_the_scale_shape(device):
         want = oracle.block_apply(oracle.fake_quantization, x, scale, zp, block, **kw)
         got = nq.fake_quantization(device.put(x), device.put(scale), device.put(zp), **kw)
         assert_bits(device.get(got), want, f"inferred {block}")
+        got = nq.FakeQuantization(**kw)(device.put(x), device.put(scale), device.put(zp))
+        assert_bits(device.get(got), want, f"inferred {block}, class")
     # A scale of shape (C,) given with block_size for blocks (C, 1) stands for (C, 1).
     scale, zp = oracle.block_min_max_observer(x, block_size=(1, 10), **kw)
     got = nq.fake_quantization(device.put(x), device.put(scale.reshape(-1)),

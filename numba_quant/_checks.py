@@ -266,14 +266,20 @@ def train_step(value, host_value):
 
 
 # --------------------------------------------------------------------------- scale, zero point
-def parameter_arrays(scale, zero_point, shape, axis):
-    """The channel axis (None: per layer) for ``scale`` and ``zero_point``, after checking
-    their types and lengths (any objects with ``dtype`` and ``size``: host or device)."""
+def parameter_types(scale, zero_point):
+    """``scale`` and ``zero_point`` hold real numbers, as many of one as of the other
+    (any objects with ``dtype`` and ``size``: host or device)."""
     for name, values in (("scale", scale), ("zero_point", zero_point)):
         if np.dtype(values.dtype).kind not in "fiu" or values.size == 0:
             raise TypeError(f"{name} must hold real numbers; got {values.dtype} of size "
                             f"{values.size}")
     same_length(scale.size, zero_point.size, ("scale", "zero_point"))
+
+
+def parameter_arrays(scale, zero_point, shape, axis):
+    """The channel axis (None: per layer) for ``scale`` and ``zero_point``, after checking
+    their types and lengths."""
+    parameter_types(scale, zero_point)
     return parameter_axis(axis, shape, scale.size, "scale")
 
 
@@ -429,6 +435,110 @@ def parameter_shape(name, shape, expected, also):
     if tuple(shape) not in (tuple(expected), tuple(also)):
         raise ValueError(f"{name} has shape {tuple(shape)}; expected {tuple(expected)} (or "
                          f"{tuple(also)}, one value per block on every axis)")
+
+
+# --------------------------------------------------------------------------- block_size= on the
+# OneFlow functions (min_max_observer, fake_quantization, quantization, quantize, dequantize)
+def block_size_setting(value):
+    """A block size kept by an observer before any input is seen: None, or a tuple of
+    positive ints (checked against the input's shape at each call)."""
+    if value is None:
+        return None
+    try:
+        sizes = tuple(operator.index(b) for b in value)
+    except TypeError:
+        raise TypeError(f"block_size must be a sequence of integers; got {value!r}") from None
+    if any(b < 1 for b in sizes):
+        raise ValueError(f"block_size {sizes}: every entry must be positive")
+    return sizes
+
+
+def per_channel_block(shape, axis):
+    """The block size of per-channel quantization along ``axis``: 1 there, whole elsewhere."""
+    return tuple(1 if i == axis else d for i, d in enumerate(shape))
+
+
+def _grid(shape, sizes):
+    return tuple(-(-d // b) for d, b in zip(shape, sizes))
+
+
+def block_size_with_axis(sizes, shape, axis, what):
+    """A block size (``what``: "block_size", or the parameters' shape it was read from)
+    given together with a channel ``axis`` must be that axis's per-channel block."""
+    axis = channel_axis(axis, len(shape), per_layer=False)
+    expected = per_channel_block(shape, axis)
+    if _grid(shape, sizes) != _grid(shape, expected):
+        raise ValueError(f"{what} gives block size {tuple(sizes)} on the input of shape "
+                         f"{tuple(shape)}, not the per-channel block {expected} of axis "
+                         f"{axis}; leave out axis (or block_size)")
+    return sizes
+
+
+def observer_block_size(block_size_value, shape, per_layer, axis):
+    """``min_max_observer``'s ``block_size`` checked against ``shape``; with
+    ``per_layer_quantization=False`` it must be the per-channel block of ``axis``."""
+    sizes = block_size(block_size_value, shape)
+    if not per_layer:
+        axis = channel_axis(axis, len(shape), per_layer=False)
+        expected = per_channel_block(shape, axis)
+        if _grid(shape, sizes) != _grid(shape, expected):
+            raise ValueError(f"block_size {sizes} on the input of shape {tuple(shape)} "
+                             f"disagrees with per_layer_quantization=False, axis={axis} "
+                             f"(block {expected}); pass one or the other")
+    return sizes
+
+
+def _without_ones(shape):
+    return tuple(n for n in shape if n != 1)
+
+
+def block_parameter_shape(name, shape, grid, sizes, x_shape):
+    """A parameter array for ``block_size``: one value per block, in the grid's shape
+    (axes of length one may be missing or added: ``(C,)`` stands for ``(C, 1)``)."""
+    if tuple(shape) != tuple(grid) and _without_ones(shape) != _without_ones(grid):
+        raise ValueError(f"{name} has shape {tuple(shape)}; block_size {tuple(sizes)} on the "
+                         f"input of shape {tuple(x_shape)} needs one value per block, shape "
+                         f"{tuple(grid)}")
+
+
+def inferred_block_size(x_shape, scale_shape):
+    """The block size whose grid ``ceil(x_shape / block_size)`` is ``scale_shape``.
+
+    Per axis with ``g`` blocks over length ``d``: an even split ``d / g`` when ``g``
+    divides ``d``; else the one block size ``b`` with ``ceil(d / b) == g``, where only one
+    exists.  Anything else (no such ``b``, or several) raises ``ValueError``.
+    """
+    sizes = []
+    for axis, (d, g) in enumerate(zip(x_shape, scale_shape)):
+        where = (f"scale of shape {tuple(scale_shape)} on the input of shape "
+                 f"{tuple(x_shape)}: axis {axis}")
+        if g < 1 or g > d:
+            raise ValueError(f"{where} of length {d} cannot hold {g} block(s)")
+        if d % g == 0:
+            sizes.append(d // g)
+            continue
+        fits = [b for b in range(-(-d // g), d + 1) if -(-d // b) == g]
+        if not fits:
+            raise ValueError(f"{where}: no block size splits length {d} into {g} blocks; "
+                             "pass block_size")
+        if len(fits) > 1:
+            raise ValueError(f"{where}: block sizes {fits[0]} to {fits[-1]} all split length "
+                             f"{d} into {g} blocks; pass block_size")
+        sizes.append(fits[0])
+    return tuple(sizes)
+
+
+def block_size_for_dask():
+    return ValueError("block_size is not supported for Dask arrays; compute the array first "
+                      "or use per-layer or per-channel parameters")
+
+
+def empty_block_error(indices, grid):
+    """``nonfinite="omit"`` and some blocks have no finite value (``indices``: flat)."""
+    shown = ", ".join(str(tuple(int(i) for i in np.unravel_index(k, grid)))
+                      for k in indices[:8]) + (", ..." if len(indices) > 8 else "")
+    return ValueError(f"{len(indices)} block(s) have no finite value (block index {shown} "
+                      f"of the grid {tuple(grid)}); nonfinite='omit' ignored them all")
 
 
 def block_nonfinite_error(count, what="block(s)"):

@@ -1,21 +1,27 @@
 """Applying quantization parameters: fake quantization, codes, and back."""
 import numpy as np
 
-from numba_quant import _checks
+from numba_quant import _blockwise, _checks
 from numba_quant import _codes as codes
 from numba_quant._dispatch import backend, is_dask, on_device
 
 
-def _parameters(ops, like, shape, scale, zero_point, scheme, bits, axis, dtype):
+def _parameters(ops, like, shape, scale, zero_point, scheme, bits, axis, dtype,
+                blocks=False):
     """The backend's quantization constants for ``scale`` and ``zero_point`` (checked),
-    and the channel axis (None: per layer).
+    and the channel axis (None: per layer).  With ``blocks`` the parameters are one per
+    block (their shapes checked already) and the axis returned is None.
 
     Host values are checked here; values that live on the GPU are checked there, by the
     kernel that makes the constants (no copy to the host unless one is bad).
     """
     scale = ops.parameter_values(scale)
     zero_point = ops.parameter_values(zero_point)
-    axis = _checks.parameter_arrays(scale, zero_point, shape, axis)
+    if blocks:
+        _checks.parameter_types(scale, zero_point)
+        axis = None
+    else:
+        axis = _checks.parameter_arrays(scale, zero_point, shape, axis)
     on_host = not (on_device(scale) or on_device(zero_point))
     if on_host:
         scale = scale.astype(dtype)
@@ -23,6 +29,28 @@ def _parameters(ops, like, shape, scale, zero_point, scheme, bits, axis, dtype):
         _checks.parameter_values(scale, zero_point, scheme)
     return ops.code_params(scale, zero_point, dtype, scheme, bits, checked=on_host,
                            like=like), axis
+
+
+def _layout(shape, scale, zero_point, block_size, axis):
+    """``(axis, sizes)``: the channel axis (None: per layer) and, for block-wise work, the
+    block size (None otherwise).  A block size that is per layer or per channel goes to
+    that layout's kernels."""
+    sizes = _blockwise.resolve(shape, np.shape(scale), np.shape(zero_point), block_size, axis)
+    if sizes is None:
+        return (0 if axis is None else axis), None
+    kind, axis = _blockwise.layout(shape, sizes)
+    return (axis if axis is not None else 0), (sizes if kind == "blocks" else None)
+
+
+def _write(ops, data, params, axis, sizes, what, view):
+    """The map ``what`` of ``data`` into ``view``: per block with ``sizes``, else per
+    layer or per channel along ``axis``."""
+    if not data.size:
+        return
+    if sizes is not None:
+        _blockwise.apply(ops, data, params, sizes, what, view)
+    else:
+        ops.quantize_map(data, params, axis, what, view)
 
 
 def _output(ops, x, out, shape, dtype):
@@ -37,28 +65,31 @@ def _output(ops, x, out, shape, dtype):
 
 
 def _apply(x, scale, zero_point, formula, bits, scheme, axis, out, what, code_dtype=None,
-           function=None):
+           function=None, block_size=None):
     scheme_code = _checks.scheme_code(formula, scheme)
     bits = _checks.bits(bits)
     if is_dask(x):
         from numba_quant import _dask
+        if block_size is not None:
+            raise _checks.block_size_for_dask()
         _checks.dask_no_out(out)
         dtype = _checks.compute_dtype(x.dtype)
-        return _dask.apply(function, x, scale, zero_point, scheme_code, axis,
+        return _dask.apply(function, x, scale, zero_point, scheme_code,
+                           0 if axis is None else axis,
                            dtype if code_dtype is None else code_dtype(scheme_code, bits),
                            dtype, dict(quantization_formula=formula, quantization_bit=bits,
                                        quantization_scheme=scheme))
     scheme = scheme_code
     ops = backend(x)
     data = ops.as_array(x)
+    axis, sizes = _layout(data.shape, scale, zero_point, block_size, axis)
     params, axis = _parameters(ops, x, data.shape, scale, zero_point, scheme, bits, axis,
-                               data.dtype)
+                               data.dtype, sizes is not None)
     if code_dtype is not None:
         _checks.no_nan_for_codes(ops.count_nonfinite(data, nan_only=True) if data.size else 0)
     result, view = _output(ops, x, out, data.shape,
                            data.dtype if code_dtype is None else code_dtype(scheme, bits))
-    if data.size:
-        ops.quantize_map(data, params, axis, what, view)
+    _write(ops, data, params, axis, sizes, what, view)
     return result if out is not None else ops.wrap(result, x)
 
 
@@ -72,9 +103,14 @@ _PARAMETERS_DOC = """
         errors that depend on the data (``quantize`` and NaN) are raised by
         ``.compute()``, naming the first failing chunk's count.
     scale : array_like
-        One value (per layer) or one per slice along ``axis`` (per channel).  Google
-        formula: the non-negative scale; cambricon: the shift exponent (truncated toward
-        zero, the step is ``2**trunc(shift)``).  A scale of 0 maps every value to 0.
+        One value (per layer), one per slice along ``axis`` (per channel), or one per
+        block (see ``block_size``).  Google formula: the non-negative scale; cambricon:
+        the shift exponent (truncated toward zero, the step is ``2**trunc(shift)``).  A
+        scale of 0 maps every value to 0.  A scale with as many axes as ``x`` and more
+        than one value is read as one value per block, its block size inferred from the
+        shapes: per axis, ``d / g`` for ``g`` values on an axis of length ``d`` when
+        ``g`` divides ``d``, else the one block size ``b`` with ``ceil(d / b) == g``
+        (several, or none, raise ``ValueError``: pass ``block_size``).
     zero_point : array_like
         As many values as ``scale``; used by the affine scheme only.
     quantization_formula : {"google", "cambricon"}
@@ -84,16 +120,25 @@ _PARAMETERS_DOC = """
         Codes in ``[-2**(b-1), 2**(b-1) - 1]`` (symmetric, cambricon) or ``[0, 2**b - 1]``
         (affine).
     axis : int, optional
-        The channel axis when ``scale`` has more than one value (default 0).
+        The channel axis when ``scale`` has more than one value (default None: axis 0).
+        Given together with a block size (``block_size`` or a scale with ``x``'s number
+        of axes), the blocks must be that axis's channels.
     out : array, optional
         Where to write the result (same shape, the dtype returned); may be ``x`` itself.
         Not for Dask arrays.
+    block_size : tuple of int, optional
+        One scale and zero point per block of ``x``: one entry per axis, each in ``[1,
+        x.shape[axis]]`` (the axis length: the whole axis); the last block along an axis
+        may be shorter.  ``scale`` and ``zero_point`` then have shape
+        ``ceil(x.shape / block_size)`` (axes of length one may be left out: ``(C,)``
+        stands for ``(C, 1)``), and each block is mapped with its own.  Not for Dask
+        arrays.
 """
 
 
 def fake_quantization(x, scale, zero_point, quantization_formula="google",
-                      quantization_bit=8, quantization_scheme="symmetric", *, axis=0,
-                      out=None):
+                      quantization_bit=8, quantization_scheme="symmetric", *, axis=None,
+                      out=None, block_size=None):
     """Quantize and de-quantize: each value replaced by the value of its code.
 
     Per element, in the input's float type: ``q = clamp(rint(x / scale + zp), lo, hi)``
@@ -115,11 +160,12 @@ def fake_quantization(x, scale, zero_point, quantization_formula="google",
     array([-1.  , -0.25,  0.25,  0.75], dtype=float32)
     """
     return _apply(x, scale, zero_point, quantization_formula, quantization_bit,
-                  quantization_scheme, axis, out, codes.FAKE, function=fake_quantization)
+                  quantization_scheme, axis, out, codes.FAKE, function=fake_quantization,
+                  block_size=block_size)
 
 
 def quantization(x, scale, zero_point, quantization_formula="google", quantization_bit=8,
-                 quantization_scheme="symmetric", *, axis=0, out=None):
+                 quantization_scheme="symmetric", *, axis=None, out=None, block_size=None):
     """The codes of ``x`` as floats, as OneFlow's ``quantization`` returns them.
 
     Per element ``clamp(rint(x / scale + zp), lo, hi)``; the affine zero point is not
@@ -139,7 +185,8 @@ def quantization(x, scale, zero_point, quantization_formula="google", quantizati
     array([  0., 110., 150., 255.], dtype=float32)
     """
     return _apply(x, scale, zero_point, quantization_formula, quantization_bit,
-                  quantization_scheme, axis, out, codes.CODE, function=quantization)
+                  quantization_scheme, axis, out, codes.CODE, function=quantization,
+                  block_size=block_size)
 
 
 def code_dtype(scheme, bits):
@@ -151,7 +198,7 @@ def code_dtype(scheme, bits):
 
 
 def quantize(x, scale, zero_point, quantization_formula="google", quantization_bit=8,
-             quantization_scheme="symmetric", *, axis=0, out=None):
+             quantization_scheme="symmetric", *, axis=None, out=None, block_size=None):
     """Integer codes of ``x``: int8/int16 (symmetric, cambricon) or uint8/uint16 (affine).
 
     The same codes as :func:`quantization`, stored in the smallest integer type that
@@ -169,13 +216,22 @@ def quantize(x, scale, zero_point, quantization_formula="google", quantization_b
     >>> x = np.array([-1.0, -0.3, 0.26, 0.9], dtype=np.float32)
     >>> nq.quantize(x, 0.25, 0, quantization_bit=3)
     array([-4, -1,  1,  3], dtype=int8)
+
+    One scale per block of four values along the row (the second block is ragged):
+
+    >>> w = np.array([[-1.0, -0.3, 0.26, 0.9, 2.0]], dtype=np.float32)
+    >>> scale = np.array([[0.25, 1.0]], dtype=np.float32)
+    >>> nq.quantize(w, scale, np.zeros((1, 2)), quantization_bit=3, block_size=(1, 4))
+    array([[-4, -1,  1,  3,  2]], dtype=int8)
     """
     return _apply(x, scale, zero_point, quantization_formula, quantization_bit,
-                  quantization_scheme, axis, out, codes.CODE, code_dtype, function=quantize)
+                  quantization_scheme, axis, out, codes.CODE, code_dtype, function=quantize,
+                  block_size=block_size)
 
 
 def dequantize(q, scale, zero_point, quantization_formula="google", quantization_bit=8,
-               quantization_scheme="symmetric", *, axis=0, dtype=None, out=None):
+               quantization_scheme="symmetric", *, axis=None, dtype=None, out=None,
+               block_size=None):
     """The values that codes stand for: ``(q - zero_point) * scale``.
 
     ``dequantize(quantize(x, s, zp, ...), s, zp, ...)`` equals
@@ -189,6 +245,8 @@ def dequantize(q, scale, zero_point, quantization_formula="google", quantization
         Codes (any integer or float type); a Dask array gives a lazy Dask array.
     scale, zero_point, quantization_formula, quantization_bit, quantization_scheme, axis
         As for :func:`quantize`.
+    block_size : tuple of int, optional
+        As for :func:`quantize`: one scale and zero point per block of ``q``.
     dtype : {None, float32, float64}
         The result's type; None takes the float type of ``scale`` (float64 for Python
         numbers, float32 for float16).
@@ -203,6 +261,10 @@ def dequantize(q, scale, zero_point, quantization_formula="google", quantization
     >>> scale = np.float32(0.5)
     >>> nq.dequantize(q, scale, 128, quantization_scheme="affine")
     array([-64. ,   0. ,  63.5], dtype=float32)
+    >>> codes = np.array([[-4, -1, 1, 3, 2]], dtype=np.int8)
+    >>> nq.dequantize(codes, np.array([[0.25, 1.0]], np.float32), np.zeros((1, 2)),
+    ...               quantization_bit=3, block_size=(1, 4))
+    array([[-1.  , -0.25,  0.25,  0.75,  2.  ]], dtype=float32)
     """
     scheme = _checks.scheme_code(quantization_formula, quantization_scheme)
     bits = _checks.bits(quantization_bit)
@@ -214,18 +276,21 @@ def dequantize(q, scale, zero_point, quantization_formula="google", quantization
     dtype = _checks.compute_dtype(dtype)
     if is_dask(q):
         from numba_quant import _dask
+        if block_size is not None:
+            raise _checks.block_size_for_dask()
         _checks.dask_no_out(out)
         _checks.codes_dtype(q.dtype)
-        return _dask.apply(dequantize, q, scale, zero_point, scheme, axis, dtype, dtype,
+        return _dask.apply(dequantize, q, scale, zero_point, scheme,
+                           0 if axis is None else axis, dtype, dtype,
                            dict(quantization_formula=quantization_formula,
                                 quantization_bit=bits,
                                 quantization_scheme=quantization_scheme, dtype=dtype))
     codes_array = ops.as_codes(q, dtype)
+    axis, sizes = _layout(codes_array.shape, scale, zero_point, block_size, axis)
     params, axis = _parameters(ops, q, codes_array.shape, scale, zero_point, scheme, bits, axis,
-                               dtype)
+                               dtype, sizes is not None)
     result, view = _output(ops, q, out, codes_array.shape, dtype)
-    if codes_array.size:
-        ops.quantize_map(codes_array, params, axis, codes.DECODE, view)
+    _write(ops, codes_array, params, axis, sizes, codes.DECODE, view)
     return result if out is not None else ops.wrap(result, q)
 
 
@@ -236,12 +301,14 @@ class _Applier:
     _function = None
 
     def __init__(self, quantization_formula="google", quantization_bit=8,
-                 quantization_scheme="symmetric", *, axis=0):
+                 quantization_scheme="symmetric", *, axis=None):
         _checks.scheme_code(quantization_formula, quantization_scheme)
         self.quantization_formula = quantization_formula
         self.quantization_bit = _checks.bits(quantization_bit)
         self.quantization_scheme = quantization_scheme
-        self.axis = _checks.integer("axis", axis)
+        # None, as for the functions: axis 0 per channel, and a scale with x's number of
+        # axes read per block.
+        self.axis = None if axis is None else _checks.integer("axis", axis)
 
     def __call__(self, x, scale, zero_point, *, out=None):
         return type(self)._function(x, scale, zero_point, self.quantization_formula,

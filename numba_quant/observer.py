@@ -1,12 +1,12 @@
 """``min_max_observer``: scale and zero point from an array's range."""
-from numba_quant import _checks
+from numba_quant import _blockwise, _checks
 from numba_quant._dispatch import backend, is_dask
 from numba_quant._minmax import raise_for_status
 
 
 def min_max_observer(x, quantization_formula="google", quantization_bit=8,
                      quantization_scheme="symmetric", per_layer_quantization=True, *,
-                     axis=0, nonfinite="raise"):
+                     axis=0, nonfinite="raise", block_size=None):
     """Scale and zero point from the minimum and maximum of an array.
 
     The formulas are OneFlow's ``nn.MinMaxObserver``; results equal OneFlow's by value.
@@ -33,11 +33,20 @@ def min_max_observer(x, quantization_formula="google", quantization_bit=8,
         the end).
     nonfinite : {"raise", "omit"}
         What to do with NaN and infinities: raise ``ValueError`` (default) or ignore them.
+    block_size : tuple of int, optional
+        One scale and zero point per block: one entry per axis of ``x``, each in
+        ``[1, x.shape[axis]]``; an entry equal to the axis length takes the whole axis,
+        one that does not divide it leaves a shorter last block.  The formulas are
+        applied to each block's minimum and maximum.  Takes the place of
+        ``per_layer_quantization`` (the default True gives way); with
+        ``per_layer_quantization=False`` it must be the per-channel block of ``axis``
+        (1 there, whole elsewhere).  Not for Dask arrays.
 
     Returns
     -------
     scale, zero_point : arrays
-        Shape ``(1,)`` per layer or ``(channels,)`` per channel, in the input's float type
+        With ``block_size``: shape ``ceil(x.shape / block_size)``, one value per block.
+        Otherwise shape ``(1,)`` per layer or ``(channels,)`` per channel, in the input's float type
         (float32 for float16 input).  The zero point holds integer values.  A zero range
         gives scale 0 and zero point 0 (cambricon: shift 0).  For a Dask array, lazy
         Dask arrays (one chunk, of the input's chunk type): each chunk is reduced to
@@ -50,7 +59,10 @@ def min_max_observer(x, quantization_formula="google", quantization_bit=8,
     ------
     ValueError
         Unknown formula, scheme or policy; bits outside 2..16; an empty array or channel;
-        non-finite values under ``nonfinite="raise"``; per-channel on a 0-d array.
+        non-finite values under ``nonfinite="raise"``; per-channel on a 0-d array; a
+        block size of the wrong length, with entries outside ``[1, length]`` or against
+        ``per_layer_quantization=False``; under ``nonfinite="omit"``, a block with no
+        finite value (named by its index in the grid).
     TypeError
         Input that is not float16/32/64 (integers, bools, complex numbers).
 
@@ -64,10 +76,26 @@ def min_max_observer(x, quantization_formula="google", quantization_bit=8,
     array([2.], dtype=float32)
     >>> nq.min_max_observer(w, per_layer_quantization=False, quantization_scheme="affine")
     (array([0.00588235, 0.00882353], dtype=float32), array([170.,  28.], dtype=float32))
+
+    One scale per block of two columns (the last block, one column, is ragged):
+
+    >>> x = np.array([[1.0, -2.0, 4.0], [0.5, 0.25, -8.0]], dtype=np.float32)
+    >>> scale, zero_point = nq.min_max_observer(x, quantization_bit=4, block_size=(2, 2))
+    >>> scale * 7
+    array([[2., 8.]], dtype=float32)
     """
     scheme = _checks.scheme_code(quantization_formula, quantization_scheme)
     bits = _checks.bits(quantization_bit)
     omit = _checks.nonfinite_policy(nonfinite)
+    if block_size is not None:
+        if is_dask(x):
+            raise _checks.block_size_for_dask()
+        ops = backend(x)
+        data = ops.as_array(x)
+        sizes = _checks.observer_block_size(block_size, data.shape, per_layer_quantization,
+                                            axis)
+        scale, zero_point = _blockwise.observe(ops, x, data, sizes, omit, scheme, bits)
+        return ops.wrap(scale, x), ops.wrap(zero_point, x)
     if is_dask(x):
         from numba_quant import _dask
         axis = _checks.channel_axis(axis, x.ndim, per_layer_quantization)
@@ -97,14 +125,17 @@ class MinMaxObserver:
     >>> scale, zero_point = observer(np.array([[1.0, -7.0], [0.5, 3.5]]))
     >>> scale
     array([1. , 0.5])
+    >>> blocks = nq.MinMaxObserver(quantization_bit=4, block_size=(1, 2))
+    >>> blocks(np.array([[1.0, -7.0, 0.5, 3.5]]))[0]
+    array([[1. , 0.5]])
     """
 
     _settings = ("quantization_formula", "quantization_bit", "quantization_scheme",
-                 "per_layer_quantization", "axis", "nonfinite")
+                 "per_layer_quantization", "axis", "nonfinite", "block_size")
 
     def __init__(self, quantization_formula="google", quantization_bit=8,
                  quantization_scheme="symmetric", per_layer_quantization=True, *, axis=0,
-                 nonfinite="raise"):
+                 nonfinite="raise", block_size=None):
         _checks.scheme_code(quantization_formula, quantization_scheme)
         self.quantization_formula = quantization_formula
         self.quantization_bit = _checks.bits(quantization_bit)
@@ -113,20 +144,32 @@ class MinMaxObserver:
         self.axis = _checks.integer("axis", axis)
         _checks.nonfinite_policy(nonfinite)
         self.nonfinite = nonfinite
+        self.block_size = _checks.block_size_setting(block_size)
 
     def __call__(self, x):
         """Scale and zero point of ``x`` (see :func:`min_max_observer`)."""
         return min_max_observer(x, self.quantization_formula, self.quantization_bit,
                                 self.quantization_scheme, self.per_layer_quantization,
-                                axis=self.axis, nonfinite=self.nonfinite)
+                                axis=self.axis, nonfinite=self.nonfinite,
+                                block_size=self.block_size)
 
     def __repr__(self):
-        return _checks.settings_repr(self)
+        text = _checks.settings_repr(self)
+        # block_size shown only when set: the observers of before print as they did.
+        return text.replace(", block_size=None)", ")")
 
     def state_dict(self):
-        """The settings as a dict of plain Python values (the observer keeps no data)."""
-        return {name: getattr(self, name) for name in self._settings}
+        """The settings as a dict of plain Python values (the observer keeps no data).
+
+        ``block_size`` is left out when None, so that the state saves with ``np.savez``
+        (no object arrays) as before it existed."""
+        return {name: getattr(self, name) for name in self._settings
+                if not (name == "block_size" and self.block_size is None)}
 
     def load_state_dict(self, state):
-        """Restore settings saved by :meth:`state_dict` (checked as in the constructor)."""
+        """Restore settings saved by :meth:`state_dict` (checked as in the constructor).
+
+        A state without a ``block_size`` entry means None."""
+        state = dict(state)
+        state.setdefault("block_size", None)
         self.__init__(**_checks.settings_from(state, self._settings))

@@ -315,3 +315,61 @@ def dequantize(q, scale, zero_point, quantization_formula="google", quantization
         else:
             out = (qf - zp) * s
     return np.asarray(out, dtype=T).reshape(q.shape)
+
+
+# --------------------------------------------------------------------------- block_size=
+def block_grid(shape, block_size):
+    """The parameters' shape of a block size: ``ceil(d / b)`` per axis."""
+    if len(block_size) != len(shape) or any(not 1 <= b <= d for b, d in zip(block_size, shape)):
+        raise OracleError(f"block_size {block_size} on shape {shape}")
+    return tuple(-(-d // b) for d, b in zip(shape, block_size))
+
+
+def _blocks(shape, block_size):
+    """``(index, slices)`` of every block in C order over the grid; the last block along
+    an axis may be shorter."""
+    for index in np.ndindex(*block_grid(shape, block_size)):
+        yield index, tuple(slice(j * b, min((j + 1) * b, d))
+                           for j, b, d in zip(index, block_size, shape))
+
+
+def block_min_max_observer(x, quantization_formula="google", quantization_bit=8,
+                           quantization_scheme="symmetric", block_size=None, nonfinite="raise"):
+    """``min_max_observer`` per block: each block observed per layer, by the formulas
+    above; ``(scale, zero_point)`` of shape ``block_grid``.
+
+    Under ``nonfinite="raise"`` any non-finite value anywhere is an error (as per layer);
+    under ``"omit"`` a block with no finite value is.
+    """
+    x, T = as_compute(x)
+    if x.size == 0:
+        raise OracleError(f"empty input {x.shape}")
+    if nonfinite == "raise" and not np.isfinite(x).all():
+        raise OracleError("non-finite")
+    grid = block_grid(x.shape, block_size)
+    scale = np.empty(grid, T)
+    zero_point = np.empty(grid, T)
+    for index, where in _blocks(x.shape, block_size):
+        s, z = min_max_observer(x[where], quantization_formula, quantization_bit,
+                                quantization_scheme, True, nonfinite=nonfinite)
+        scale[index] = s[0]
+        zero_point[index] = z[0]
+    return scale, zero_point
+
+
+def block_apply(function, x, scale, zero_point, block_size, **settings):
+    """``function`` (fake_quantization, quantization, quantize or dequantize above) per
+    block of ``x``, with that block's scale and zero point (``scale[index]``)."""
+    x = np.asarray(x)
+    scale = np.asarray(scale)
+    zero_point = np.asarray(zero_point)
+    grid = block_grid(x.shape, block_size)
+    if scale.shape != grid or zero_point.shape != grid:
+        raise OracleError(f"parameters {scale.shape}, {zero_point.shape} for grid {grid}")
+    out = None
+    for index, where in _blocks(x.shape, block_size):
+        part = function(x[where], scale[index], zero_point[index], **settings)
+        if out is None:
+            out = np.empty(x.shape, part.dtype)
+        out[where] = part
+    return out

@@ -2,10 +2,10 @@
 """Compile every CUDA kernel of numba_quant to PTX for an H100 (cc 9.0), without a GPU.
 
 Catches typing and lowering errors that the CUDA simulator lets through (it runs kernels
-as Python).  Compiles each kernel of ``numba_quant._cuda_kernels`` and ``_cuda_hist`` for float32 and float64
-and for the array layouts the backend passes (contiguous "C" and strided "A" views, every
-output type of the element-wise kernel), prints one line per kernel and signature, and
-checks the PTX for:
+as Python).  Compiles each kernel of ``numba_quant._cuda_kernels``, ``_cuda_hist`` and
+``_cuda_blockwise`` for float32 and float64 and for the array layouts the backend passes
+(contiguous "C" and strided "A" views, every output type of the element-wise kernels),
+prints one line per kernel and signature, and checks the PTX for:
 
 * the moving-average update (``ref.moving_update``): products rounded on their own
   (``mul.rn``) and no fused multiply-add, so that GPU and CPU round alike;
@@ -39,6 +39,7 @@ from numba import cuda, types  # noqa: E402
 
 from numba_quant import _cuda_kernels as K  # noqa: E402  (registers the CUDA primitives)
 from numba_quant import _cuda_hist as H  # noqa: E402
+from numba_quant import _cuda_blockwise as BW  # noqa: E402
 from numba_quant import _reference as ref  # noqa: E402
 
 i64, b1, f32 = types.int64, types.boolean, types.float32
@@ -84,6 +85,14 @@ def signatures():
                            (arr(T, 3, in_layout), arr(out, 3, out_layout), arr(T, 2), i64,
                             i64, i64))
     yield (K.fill_keys, "", (keys,))
+    block4 = types.UniTuple(i64, 4)
+    for T in FLOATS:  # block_size= on the OneFlow functions (4-D strided views)
+        yield (BW.observe_blocks, f"{T} A",
+               (arr(T, 4, "A"), block4, b1, i64, i64, T, arr(T, 1), arr(T, 1),
+                arr(types.uint8, 1), count))
+        for out in (T, types.int8, types.uint8, types.int16, types.uint16):
+            yield (BW.map_blocks, f"{T} A -> {out} A",
+                   (arr(T, 4, "A"), arr(out, 4, "A"), block4, arr(T, 2), i64, i64, i64))
     for T in FLOATS:  # the histogram kernel (both grids: the grid is a run-time argument)
         for layout in ("C", "A"):
             yield (H.histogram, f"{T} {layout}",

@@ -1,0 +1,166 @@
+"""CUDA kernels of the OneFlow functions with ``block_size=``, and their launches.
+
+The same host interface as :mod:`numba_quant._cpu_blockwise` (``run_observe``,
+``run_map``), for the 4-D device views of :mod:`numba_quant._cuda_blocks`.  Imported
+only when a GPU array arrives.
+
+* ``observe_blocks``: one thread block per parameter block at a time (grid-stride over
+  blocks); its threads walk the block's elements in C order (neighbouring threads read
+  neighbouring addresses along a contiguous innermost axis), reduce min and max in
+  shared memory, and thread 0 applies OneFlow's formulas (``_reference.qparams``).
+* ``map_blocks``: one element per thread (grid-stride, coalesced), with its block's
+  constants from ``_reference.code_params`` (made by the GPU backend's ``code_params``
+  kernel) and the element formula ``_reference.map_value``.
+"""
+import math
+
+import numpy as np
+from numba import cuda
+
+from numba_quant import _codes as codes
+from numba_quant import _cuda  # noqa: F401  (registers the CUDA primitives first)
+from numba_quant import _cuda_arrays as arrays
+from numba_quant import _cuda_launch as launch
+from numba_quant import _reference as ref
+from numba_quant import _tuning
+
+# Threads per block of the block reduction (shared arrays of this many float64 pairs).
+SHARED = 1024
+
+
+@cuda.jit(device=True, inline=True)
+def _split4(k, n1, n2, n3):
+    """C-order index ``k`` of a 4-D shape (., n1, n2, n3) as four indices."""
+    i3 = k % n3
+    t = k // n3
+    i2 = t % n2
+    t = t // n2
+    return t // n1, t % n1, i2, i3
+
+
+@cuda.jit
+def observe_blocks(x, block, omit, scheme, bits, zero, scale, zero_point, state, bad):
+    """Scale, zero point and status (OK, HAS_NONFINITE, EMPTY_CHANNEL) of every block of
+    the 4-D view ``x``; ``bad[0]`` counts the blocks whose status is not OK.  ``zero`` is
+    0 in the compute type (results are cast to its type)."""
+    lo_sh = cuda.shared.array(SHARED, np.float64)
+    hi_sh = cuda.shared.array(SHARED, np.float64)
+    tid = cuda.threadIdx.x
+    nthreads = cuda.blockDim.x
+    d0, d1, d2, d3 = x.shape
+    b0, b1, b2, b3 = block
+    g1 = -(-d1 // b1)
+    g2 = -(-d2 // b2)
+    g3 = -(-d3 // b3)
+    n = scale.size
+    for k in range(cuda.blockIdx.x, n, cuda.gridDim.x):
+        j0, j1, j2, j3 = _split4(k, g1, g2, g3)
+        a0 = j0 * b0
+        a1 = j1 * b1
+        a2 = j2 * b2
+        a3 = j3 * b3
+        w1 = min(a1 + b1, d1) - a1
+        w2 = min(a2 + b2, d2) - a2
+        w3 = min(a3 + b3, d3) - a3
+        count = (min(a0 + b0, d0) - a0) * w1 * w2 * w3
+        lo = np.float64(np.inf)
+        hi = np.float64(-np.inf)
+        poisoned = False
+        for t in range(tid, count, nthreads):
+            i0, i1, i2, i3 = _split4(t, w1, w2, w3)
+            v = np.float64(x[a0 + i0, a1 + i1, a2 + i2, a3 + i3])
+            if math.isfinite(v):
+                lo = min(lo, v)
+                hi = max(hi, v)
+            else:
+                poisoned = True
+        # A non-finite value under "raise" poisons the block: a NaN minimum, which the
+        # merges below keep.
+        lo_sh[tid] = np.float64(np.nan) if poisoned and not omit else lo
+        hi_sh[tid] = hi
+        cuda.syncthreads()
+        step = nthreads // 2
+        while step > 0:
+            if tid < step:
+                a = lo_sh[tid]
+                b = lo_sh[tid + step]
+                lo_sh[tid] = a if (a < b or a != a) else b
+                hi_sh[tid] = max(hi_sh[tid], hi_sh[tid + step])
+            cuda.syncthreads()
+            step //= 2
+        if tid == 0:
+            blo = lo_sh[0]
+            bhi = hi_sh[0]
+            if blo != blo:
+                state[k] = codes.HAS_NONFINITE
+                cuda.atomic.add(bad, 0, 1)
+            elif blo > bhi:
+                state[k] = codes.EMPTY_CHANNEL
+                cuda.atomic.add(bad, 0, 1)
+            else:
+                state[k] = codes.OK
+                s, z = ref.qparams(type(zero)(blo), type(zero)(bhi), scheme, bits)
+                scale[k] = type(zero)(s)
+                zero_point[k] = type(zero)(z)
+        cuda.syncthreads()
+
+
+@cuda.jit
+def map_blocks(x, out, block, params, scheme, bits, what):
+    """``out[i] = ref.map_value(x[i], divisor, offset, ...)`` over the 4-D view ``x``,
+    with the divisor and offset of element ``i``'s block in ``params[0, k]`` and
+    ``params[1, k]`` (blocks numbered in C order over the grid)."""
+    d0, d1, d2, d3 = x.shape
+    b0, b1, b2, b3 = block
+    g1 = -(-d1 // b1)
+    g2 = -(-d2 // b2)
+    g3 = -(-d3 // b3)
+    n = d0 * d1 * d2 * d3
+    lowest, highest = ref.code_range(params[0, 0], scheme, bits)
+    for t in range(cuda.grid(1), n, cuda.gridsize(1)):
+        i0, i1, i2, i3 = _split4(t, d1, d2, d3)
+        k = ((i0 // b0 * g1 + i1 // b1) * g2 + i2 // b2) * g3 + i3 // b3
+        out[i0, i1, i2, i3] = ref.map_value(x[i0, i1, i2, i3], params[0, k], params[1, k],
+                                            lowest, highest, what)
+
+
+# --------------------------------------------------------------------------- host side
+def native(a):
+    """A device array of any library as a Numba device array over the same memory."""
+    return arrays.device(a)
+
+
+def _threads():
+    t = max(1, min(int(_tuning.LAUNCH["threads"]), SHARED))
+    return 1 << (t.bit_length() - 1)
+
+
+def run_observe(x4, block4, omit, scheme, bits, n_blocks, like):
+    """``(scale, zero_point, state)``: flat arrays of ``n_blocks`` values in ``like``'s
+    array type (state: a host array, None when every block is OK)."""
+    dtype = np.dtype(x4.dtype)
+    scale = arrays.empty((n_blocks,), dtype, like)
+    zero_point = arrays.empty((n_blocks,), dtype, like)
+    state = cuda.device_array(n_blocks, np.uint8)
+    bad = cuda.to_device(np.zeros(1, np.int64))
+    blocks = max(1, min(int(_tuning.LAUNCH["max_blocks"]), n_blocks))
+    observe_blocks[blocks, _threads()](x4, block4, bool(omit), int(scheme), int(bits),
+                                       dtype.type(0), native(scale), native(zero_point),
+                                       state, bad)
+    return scale, zero_point, (state.copy_to_host() if bad.copy_to_host()[0] else None)
+
+
+def run_map(x4, block4, params, what, out4):
+    """Write the map ``what`` of the 4-D view ``x4`` into ``out4`` with the per-block
+    constants ``params`` (the GPU backend's ``CodeParams``)."""
+    blocks, threads = launch.grid(x4.size, _tuning.UNROLL)
+    map_blocks[blocks, threads](x4, out4, block4, params.params, params.scheme, params.bits,
+                                int(what))
+
+
+def overlaps_differently(x, out):
+    return arrays.overlaps_differently(arrays.info(native(x)), arrays.info(native(out)))
+
+
+def scratch(shape, dtype):
+    return cuda.device_array(tuple(shape), dtype)

@@ -281,8 +281,8 @@ def parameter_values(scale, zero_point, scheme):
     """Raise for scale or zero point values that quantization does not take.
 
     ``scale`` and ``zero_point`` are host arrays in the compute dtype.  The scale (a
-    shift for cambricon) must be finite, and not negative unless it is a shift; the zero
-    point must be finite.  (The GPU checks device values with the same rule,
+    shift for cambricon) must be finite, and not negative unless it is a shift, and a
+    shift must be below the dtype's largest exponent + 1; the zero point must be finite.  (The GPU checks device values with the same rule,
     ``_reference.valid_code_params``, and calls this to name the problem.)
     """
     if not np.isfinite(scale).all():
@@ -290,6 +290,13 @@ def parameter_values(scale, zero_point, scheme):
         raise ValueError(f"every {what} must be finite; got {scale}")
     if scheme != codes.CAMBRICON and (scale < 0).any():
         raise ValueError(f"scale must not be negative; got {scale}")
+    if scheme == codes.CAMBRICON:
+        # The step 2**trunc(shift) must be finite in the compute dtype.
+        limit = np.finfo(scale.dtype).maxexp
+        if (scale >= limit).any():
+            raise ValueError(f"every shift (cambricon scale) must be below {limit} in "
+                             f"{scale.dtype} (the step 2**trunc(shift) overflows); "
+                             f"got {scale}")
     if not np.isfinite(zero_point).all():
         raise ValueError(f"zero_point must be finite; got {zero_point}")
 

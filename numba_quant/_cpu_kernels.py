@@ -14,6 +14,7 @@ from numba.extending import intrinsic
 
 from numba_quant import _codes as codes
 from numba_quant import _reference as ref
+from numba_quant._signatures import Kernel as _Kernel
 from numba_quant._tuning import RUN_BLOCK, SHORT_ROW
 
 def _llvm_binary(name):
@@ -53,7 +54,8 @@ def _index(i):
 
 
 def _parallel_and_serial(impl):
-    """``{True: parallel kernel, False: serial kernel}`` compiled from one body.
+    """``{True: parallel kernel, False: serial kernel}`` compiled from one body, each a
+    :class:`~numba_quant._signatures.Kernel` (one signature per layout class).
 
     The serial kernel is compiled from a renamed copy of the function: Numba's on-disk
     cache is keyed on the function's name and line, not on ``parallel``, so two builds of
@@ -63,7 +65,8 @@ def _parallel_and_serial(impl):
                           impl.__defaults__, impl.__closure__)
     serial.__qualname__ = impl.__qualname__ + "_serial"
     serial.__doc__ = impl.__doc__
-    return {True: njit(parallel=True, cache=True)(impl), False: njit(cache=True)(serial)}
+    return {True: _Kernel(njit(parallel=True, cache=True)(impl)),
+            False: _Kernel(njit(cache=True)(serial))}
 
 
 
@@ -363,11 +366,12 @@ reduce_periodic = _parallel_and_serial(_reduce_periodic_impl)
 reduce_short_runs = _parallel_and_serial(_reduce_short_runs_impl)
 
 
-_reduce_by_channel_serial = reduce_by_channel[False]
+# The compiled serial kernels that other compiled kernels call.
+_reduce_by_channel_serial = reduce_by_channel[False].dispatcher
 
 
 @njit(cache=True)
-def small_channel_minmax(x3, omit):
+def _small_channel_minmax(x3, omit):
     """``(lo, hi, status)`` of a small input in one compiled call (serial, by channel).
 
     For inputs below the parallel threshold the per-call cost is what counts: the
@@ -391,20 +395,24 @@ def _qparams_impl(lo, hi, scheme, bits, scale, zero_point):
 
 
 qparams = _parallel_and_serial(_qparams_impl)
-_qparams_serial = qparams[False]
+_qparams_serial = qparams[False].dispatcher
+small_channel_minmax = _Kernel(_small_channel_minmax)
 
 
 @njit(cache=True)
-def small_observe(x3, omit, scheme, bits):
+def _small_observe(x3, omit, scheme, bits):
     """``(scale, zero_point, status)`` of a small input in one compiled call: the
     reduction of :func:`small_channel_minmax`, then the formulas per channel (not run
     unless the status is OK)."""
-    lo, hi, status = small_channel_minmax(x3, omit)
+    lo, hi, status = _small_channel_minmax(x3, omit)
     scale = np.empty_like(lo)
     zero_point = np.empty_like(lo)
     if status == codes.OK:
         _qparams_serial(lo, hi, scheme, bits, scale, zero_point)
     return scale, zero_point, status
+
+
+small_observe = _Kernel(_small_observe)
 
 
 @njit(cache=True)
@@ -487,6 +495,7 @@ map_by_channel = _parallel_and_serial(_map_by_channel_impl)
 map_by_outer = _parallel_and_serial(_map_by_outer_impl)
 
 
+@_Kernel
 @njit(cache=True)
 def count_nonfinite(x3, nan_only):
     """Number of NaN (and, unless ``nan_only``, infinite) elements, for error messages."""

@@ -20,6 +20,8 @@ import numpy as np
 from numba import types
 from numba.core.extending import overload
 
+from numba_quant import _cache  # noqa: F401  (cache keys cover every kernel source)
+
 
 def rint(v):
     """Round to the nearest integer, ties to even, in ``v``'s own float type."""

@@ -11,6 +11,8 @@ from llvmlite import ir
 from numba import types
 from numba.core.extending import intrinsic, overload
 
+from numba_quant import _cache  # noqa: F401  (cache keys cover every kernel source)
+
 
 def f32_bits(v):
     """The bit pattern of the float32 ``v`` as a non-negative int64."""

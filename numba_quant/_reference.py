@@ -161,18 +161,24 @@ def code_params(scale, zero_point, scheme, bits):
     if scheme == AFFINE:
         return scale, zero_point, lowest, highest
     if scheme == CAMBRICON:
-        # The scale holds a shift; the step is 2**trunc(shift), exact in T.
-        return math.ldexp(type(scale)(1), int(trunc(scale))), zero, lowest, highest
+        # The scale holds a shift; the step is 2**trunc(shift), exact in T.  Shifts far
+        # below T's smallest exponent give 0 as any of them would; the clamp keeps the
+        # conversion to an integer in range.
+        shift = max(trunc(scale), type(scale)(-2048))
+        return math.ldexp(type(scale)(1), int(shift)), zero, lowest, highest
     return scale, zero, lowest, highest
 
 
 @njit(cache=True)
 def valid_code_params(scale, zero_point, scheme):
     """Whether quantization takes a slice's scale and zero point: both finite, and the
-    scale not negative unless it is a cambricon shift (an exponent)."""
+    scale not negative unless it is a cambricon shift (an exponent), which must give a
+    finite step ``2**trunc(shift)``: below 128 in float32, 1024 in float64."""
     if not (math.isfinite(scale) and math.isfinite(zero_point)):
         return False
-    return scheme == CAMBRICON or scale >= 0
+    if scheme == CAMBRICON:
+        return scale < (128 if mantissa_bits(scale) == 24 else 1024)
+    return scale >= 0
 
 
 @njit(cache=True)

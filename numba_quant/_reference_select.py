@@ -20,6 +20,8 @@ import math
 import numpy as np
 from numba import njit
 
+from numba_quant import _cache  # noqa: F401  (cache keys cover every kernel source)
+
 # numpy adds blocks of up to this many elements with eight accumulators.
 _PAIRWISE_BLOCK = 128
 

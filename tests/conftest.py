@@ -172,6 +172,28 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+    _group_for_workers(items)
+
+
+# --------------------------------------------------------------------------- worker groups
+# With pytest-xdist (pyproject.toml: -n auto --dist loadgroup) every test module is one
+# unit of work, except that the suites that compile the CPU kernels for every route,
+# dtype and layout form one unit together: each compiled signature is then compiled by
+# one process (and cached) rather than by two at the same time.  That unit is the longest,
+# so it comes first.
+CPU_KERNEL_SUITES = ("test_routes.py", "test_properties.py", "test_errors.py",
+                     "test_layouts.py", "test_exactness.py", "test_short_runs.py",
+                     "test_state.py", "test_threads.py")
+
+
+def _group_for_workers(items):
+    first, rest = [], []
+    for item in items:
+        suite = _suite(item)
+        cpu = suite in CPU_KERNEL_SUITES
+        item.add_marker(pytest.mark.xdist_group("cpu-kernels" if cpu else suite))
+        (first if cpu else rest).append(item)
+    items[:] = first + rest
 
 
 # --------------------------------------------------------------------------- kernel routes
@@ -306,6 +328,14 @@ def pytest_collection_finish(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        # A pytest-xdist worker ran part of the tests: its routes go to the controller,
+        # which checks the union (pytest_testnodedown).
+        workeroutput["routes"] = [[profile, route, dtype, [list(b) for b in branches]]
+                                  for (profile, (route, dtype, branches)) in ROUTES.hits]
+        workeroutput["full_run"] = bool(_FULL_RUN.get("yes"))
+        return
     if (not _FULL_RUN.get("yes") or exitstatus != 0 or session.config.option.collectonly
             or os.environ.get("NUMBA_DISABLE_JIT", "") not in ("", "0")):
         return
@@ -315,6 +345,16 @@ def pytest_sessionfinish(session, exitstatus):
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
             "kernel routes not reached by the shrunk suites and test_routes.py: " + ", ".join(missing), red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist controller: add a finished worker's routes to this process's."""
+    output = getattr(node, "workeroutput", None) or {}
+    for profile, route, dtype, branches in output.get("routes", ()):
+        ROUTES.hits[(profile, (route, dtype, tuple(tuple(b) for b in branches)))] += 1
+    if output.get("full_run"):
+        _FULL_RUN["yes"] = True
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -407,6 +407,25 @@ def test_bad_shift_cambricon(device, bad):
             fn(x, s, zp, "cambricon")
 
 
+@pytest.mark.parametrize("dtype, limit", [(np.float32, 128.0), (np.float64, 1024.0)])
+def test_shift_with_an_infinite_step_cambricon(device, dtype, limit):
+    # 2**trunc(shift) overflows the dtype from its largest exponent + 1 on (semantics
+    # §5.8): refused rather than NaN results; the largest finite step still works.
+    x = device.put(np.array([[1.0, -2.0], [0.5, 3.0]], dtype))
+    zp = device.put(np.zeros(2, dtype))
+    for shift in (limit, limit + 0.5, 1e30):
+        s = device.put(np.array([-3.0, shift], dtype))
+        for fn in _fake_fns():
+            with pytest.raises(ValueError, match=f"shift .* must be below {int(limit)}"):
+                fn(x, s, zp, "cambricon")
+    s = device.put(np.array([limit - 1, limit - 0.5], dtype))
+    f = device.get(nq.fake_quantization(x, s, zp, "cambricon"))
+    # steps 2**(limit-1): every |x| here is below half a step, so every code is a zero of
+    # x's sign, and so is its value
+    expected = np.array([[0.0, -0.0], [0.0, 0.0]], dtype)
+    assert np.array_equal(f.view(np.uint8), expected.view(np.uint8))
+
+
 def test_negative_shift_cambricon_is_fine(device):
     # a cambricon shift is an exponent: negative is normal (2^-3 = 0.125 here)
     x = np.array([0.3, -0.05, 1.0], F32)

@@ -304,3 +304,23 @@ def test_gpu_out_strided_and_in_place():
     nq.quantize(gpu.put(ref), gpu.put(s), gpu.put(zp), "google", 6, "affine", axis=1, out=q)
     assert_same(q.copy_to_host(), oracle.quantize(ref, s, zp, "google", 6, "affine", axis=1),
                 "codes out")
+
+
+def test_layouts_share_compiled_kernels(tmp_path):
+    """Every host layout runs one compiled kernel per layout class: C-contiguous, or any
+    strides (read-only, Fortran, strided, memmap, ... share them), so a cold cache
+    compiles two signatures per kernel and dtype, not one per array flavour."""
+    from numba_quant import _cpu_kernels as kernels
+
+    dtype = np.float64   # a dtype the other tests reach through few layouts
+    ref, layouts = _host_layouts(tmp_path, dtype)
+    for name, x in layouts:
+        for axis in (0, -1):
+            scale, zp = nq.min_max_observer(x, "google", 8, "affine", False, axis=axis)
+            expected = oracle.min_max_observer(ref, "google", 8, "affine", False, axis)
+            assert_same(scale, expected[0], f"{name} scale axis {axis}")
+            assert_same(zp, expected[1], f"{name} zero point axis {axis}")
+    compiled = [sig for sig in kernels.small_observe.dispatcher.signatures
+                if str(sig[0].dtype) == "float64"]
+    assert sorted(sig[0].layout for sig in compiled) in (["C"], ["A"], ["A", "C"])
+    assert all(sig[0].mutable for sig in compiled)

@@ -16,14 +16,21 @@ from numba_quant import _tuning
 
 
 # --------------------------------------------------------------------------- elements
+# Task loops run over slices indexed from 0 with the format's parameters read once, so
+# that the element loops vectorise.
 @njit(cache=True)
 def _encode_task(x, fmt, saturate, packed, out, lo, hi):
-    for i in range(lo, hi):
-        if packed:
-            out[i] = (ref.encode(x[2 * i], fmt, saturate)
-                      | (ref.encode(x[2 * i + 1], fmt, saturate) << 4))
-        else:
-            out[i] = ref.encode(x[i], fmt, saturate)
+    p = ref.params(fmt)
+    os = out[lo:hi]
+    if packed:
+        xs = x[2 * lo:2 * hi]
+        for i in range(hi - lo):
+            os[i] = (ref.encode_p(xs[2 * i], p, saturate)
+                     | (ref.encode_p(xs[2 * i + 1], p, saturate) << 4))
+    else:
+        xs = x[lo:hi]
+        for i in range(hi - lo):
+            os[i] = ref.encode_p(xs[i], p, saturate)
 
 
 @njit(cache=True, parallel=True)
@@ -38,12 +45,18 @@ def encode_kernel(x, fmt, saturate, packed, out, task):
 
 @njit(cache=True)
 def _decode_task(codes, fmt, packed, out, lo, hi):
-    for i in range(lo, hi):
-        if packed:
-            c = (codes[i >> 1] >> (4 * (i & 1))) & 0xF
-        else:
-            c = codes[i]
-        out[i] = ref.decode_f32(np.int64(c), fmt)
+    p = ref.params(fmt)
+    os = out[lo:hi]
+    if packed:
+        # Element lo + i is nibble (lo + i) & 1 of byte (lo + i) >> 1.
+        cs = codes[lo >> 1:(hi + 1) >> 1]
+        o = lo & 1
+        for i in range(hi - lo):
+            os[i] = ref.decode_p((cs[(i + o) >> 1] >> (4 * ((i + o) & 1))) & 0xF, p)
+    else:
+        cs = codes[lo:hi]
+        for i in range(hi - lo):
+            os[i] = ref.decode_p(cs[i], p)
 
 
 @njit(cache=True, parallel=True)
@@ -64,13 +77,21 @@ def _abs_max_task(x, block, out, t, task_blocks):
     for b in range(t * task_blocks, min(rows * nb, (t + 1) * task_blocks)):
         r = b // nb
         lo = (b - r * nb) * block
-        m = np.float32(0)
-        for j in range(lo, min(k, lo + block)):
-            v = x[r, j]
-            m = ref.nan_max_abs(m, v)
-            if not np.isfinite(v):
-                bad += 1
-        out[r, b - r * nb] = m
+        xs = x[r, lo:min(k, lo + block)]
+        # Integer maximum of the magnitudes' bit patterns (ordered like the values, NaN
+        # above infinity), and the count of non-finite ones.
+        m = np.int64(0)
+        for j in range(xs.size):
+            a = ref.f32_bits(xs[j]) & 0x7FFFFFFF
+            m = max(m, a)
+            bad += np.int64(a >= 0x7F800000)
+        if m > 0x7F800000:  # a NaN: the one the running maximum keeps
+            amax = np.float32(0)
+            for j in range(xs.size):
+                amax = ref.nan_max_abs(amax, xs[j])
+            out[r, b - r * nb] = amax
+        else:
+            out[r, b - r * nb] = ref.f32_from_bits(m)
     return bad
 
 
@@ -91,11 +112,17 @@ def _quantize_task(kind, x, block, fmt, mode, emax, mbits, elem_max, propagate, 
     nb = (k + block - 1) // block
     inv_pts = np.float32(np.float32(1) / pts)
     bad = 0
-    for b in range(t * task_blocks, min(rows * nb, (t + 1) * task_blocks)):
+    b = t * task_blocks
+    end = min(rows * nb, (t + 1) * task_blocks)
+    while b < end:  # the task's blocks, a stretch of a row at a time
         r = b // nb
-        bad += ref.quantize_block(kind, x, r, b - r * nb, block, fmt, mode, emax, mbits,
-                                  elem_max, propagate, pts, inv_pts, byte_scales,
-                                  float_scales, codes, values, write_codes, write_values)
+        c0 = b - r * nb
+        c1 = min(nb, c0 + end - b)
+        bad += ref.quantize_blocks_of_row(kind, x, r, c0, c1, block, fmt, mode, emax, mbits,
+                                          elem_max, propagate, pts, inv_pts, byte_scales,
+                                          float_scales, codes, values, write_codes,
+                                          write_values)
+        b += c1 - c0
     return bad
 
 
@@ -124,10 +151,15 @@ def _dequantize_task(kind, byte_scales, float_scales, codes, block, fmt, pts, ou
                      task_blocks):
     rows, k = codes.shape
     nb = (k + block - 1) // block
-    for b in range(t * task_blocks, min(rows * nb, (t + 1) * task_blocks)):
+    b = t * task_blocks
+    end = min(rows * nb, (t + 1) * task_blocks)
+    while b < end:
         r = b // nb
-        ref.dequantize_block(kind, byte_scales, float_scales, codes, r, b - r * nb, block,
-                             fmt, pts, out)
+        c0 = b - r * nb
+        c1 = min(nb, c0 + end - b)
+        ref.dequantize_blocks_of_row(kind, byte_scales, float_scales, codes, r, c0, c1, block,
+                                     fmt, pts, out)
+        b += c1 - c0
 
 
 @njit(cache=True, parallel=True)
@@ -176,6 +208,8 @@ def group_abs_max(x, block, out):
 
 def quantize_blocks(kind, x, block, fmt, mode, emax, mbits, elem_max, propagate, pts,
                     byte_scales, float_scales, codes, values, write_codes, write_values):
+    # FP8 (given scales) writes codes only: there is no fused FP8 fake quantization.
+    assert not (kind == ref.FP8 and write_values)
     per, ntasks = _tasks(*x.shape, block)
     bad = np.empty(ntasks, np.int64)
     quantize_blocks_kernel(kind, x, block, fmt, mode, emax, mbits, float(elem_max), propagate,

@@ -54,11 +54,11 @@ if not SIMULATOR:
 # as device functions; the simulator passes its own array objects, which compiled CPU
 # code cannot take, so there the kernels call their Python bodies.
 if SIMULATOR:
-    _quantize_block = ref.quantize_block.py_func
-    _dequantize_block = ref.dequantize_block.py_func
+    _quantize_blocks = ref.quantize_blocks_of_row.py_func
+    _dequantize_blocks = ref.dequantize_blocks_of_row.py_func
 else:
-    _quantize_block = ref.quantize_block
-    _dequantize_block = ref.dequantize_block
+    _quantize_blocks = ref.quantize_blocks_of_row
+    _dequantize_blocks = ref.dequantize_blocks_of_row
 @cuda.jit
 def encode_kernel(x, fmt, saturate, packed, out):
     i = cuda.grid(1)
@@ -111,7 +111,8 @@ def group_abs_max_kernel(x, block, out, bad):
 def quantize_blocks_kernel(kind, x, block, fmt, mode, emax, mbits, elem_max, propagate, pts,
                            byte_scales, float_scales, codes, values, write_codes, write_values,
                            bad):
-    """One thread per block (grid-stride), each running ``ref.quantize_block``."""
+    """One thread per block (grid-stride), each running ``ref.quantize_blocks_of_row``
+    on its block."""
     rows, k = x.shape
     nb = (k + block - 1) // block
     inv_pts = np.float32(np.float32(1) / pts)
@@ -119,9 +120,10 @@ def quantize_blocks_kernel(kind, x, block, fmt, mode, emax, mbits, elem_max, pro
     stride = cuda.gridsize(1)
     while b < rows * nb:
         r = b // nb
-        if _quantize_block(kind, x, r, b - r * nb, block, fmt, mode, emax, mbits, elem_max,
-                           propagate, pts, inv_pts, byte_scales, float_scales, codes,
-                           values, write_codes, write_values):
+        c = b - r * nb
+        if _quantize_blocks(kind, x, r, c, c + 1, block, fmt, mode, emax, mbits, elem_max,
+                            propagate, pts, inv_pts, byte_scales, float_scales, codes,
+                            values, write_codes, write_values):
             cuda.atomic.add(bad, 0, 1)
         b += stride
 
@@ -134,8 +136,9 @@ def dequantize_blocks_kernel(kind, byte_scales, float_scales, codes, block, fmt,
     stride = cuda.gridsize(1)
     while b < rows * nb:
         r = b // nb
-        _dequantize_block(kind, byte_scales, float_scales, codes, r, b - r * nb, block, fmt,
-                          pts, out)
+        c = b - r * nb
+        _dequantize_blocks(kind, byte_scales, float_scales, codes, r, c, c + 1, block, fmt,
+                           pts, out)
         b += stride
 
 
@@ -163,6 +166,8 @@ def group_abs_max(x, block, out):
 
 def quantize_blocks(kind, x, block, fmt, mode, emax, mbits, elem_max, propagate, pts,
                     byte_scales, float_scales, codes, values, write_codes, write_values):
+    # FP8 (given scales) writes codes only: there is no fused FP8 fake quantization.
+    assert not (kind == ref.FP8 and write_values)
     bad = cuda.to_device(np.zeros(1, np.int64))
     blocks, threads = _blocks_grid(*x.shape, block)
     quantize_blocks_kernel[blocks, threads](kind, x, block, fmt, mode, emax, mbits,

@@ -38,9 +38,10 @@ MX_FORMATS = ("float8_e4m3fn", "float8_e5m2", "float6_e3m2fn", "float6_e2m3fn",
               "float4_e2m1fn", "int8")
 
 # Everything the kernels need about a format, by code, as a tuple of ints:
-# (ebits, mbits, bias, max_code, nan_code, inf_code, signed).
+# (ebits, mbits, bias, max_code, nan_code, inf_code, signed).  MXINT8's row only keeps
+# the table indexable by every code (its elements are not float codes).
 PARAMS = tuple((f.ebits, f.mbits, f.bias, f.max_code, f.nan_code, f.inf_code, int(f.signed))
-               for f in sorted(FORMATS.values(), key=lambda f: f.code))
+               for f in sorted(list(FORMATS.values()) + [MXINT8], key=lambda f: f.code))
 
 
 def by_name(name):

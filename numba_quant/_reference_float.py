@@ -49,9 +49,13 @@ def params(fmt):
 
 
 # --------------------------------------------------------------------------- elements
+# The conversions are straight-line integer arithmetic with selects (no data-dependent
+# branches and no loops), so that the CPU kernels' element loops vectorise; the format
+# parameters ``p`` (see :func:`params`) are loop invariants the kernels read once.
 @njit(cache=True)
-def encode_bits(u, src_mbits, src_ebits, fmt, saturate):
-    """The code of format ``fmt`` nearest (ties to even) to the float with bits ``u``.
+def encode_with(u, src_mbits, src_ebits, p, saturate):
+    """The code of the format with parameters ``p`` nearest (ties to even) to the float
+    with bits ``u``.
 
     ``u`` is the source's bit pattern as an int64 (float32: 23 mantissa and 8 exponent
     bits; float64: 52 and 11).  Overflow (a magnitude that rounds above the largest
@@ -60,116 +64,109 @@ def encode_bits(u, src_mbits, src_ebits, fmt, saturate):
     Infinities follow the same rule.  NaN gives the format's NaN with the input's sign;
     formats without NaN give a zero whose sign is the opposite of the NaN's (what
     ml_dtypes does).  E8M0 (no sign, no zero) gives NaN for zero and negative input.
+
+    The significand (implicit bit included) is shifted right to the target's precision
+    at the larger of its own exponent and the target's smallest normal exponent (which
+    makes subnormal results), rounding to nearest even by adding ``half - 1`` plus the
+    lowest kept bit before the shift; the exponent difference then adds on as the code's
+    exponent field, so a carry out of the significand moves the exponent up.
     """
-    ebits, mbits, bias, max_code, nan_code, inf_code, signed = params(fmt)
+    ebits, mbits, bias, max_code, nan_code, inf_code, signed = p
+    one = np.int64(1)
+    width = ebits + mbits
     sign = (u >> (src_mbits + src_ebits)) & 1
-    exp_field = (u >> src_mbits) & ((1 << src_ebits) - 1)
-    frac = u & ((np.int64(1) << src_mbits) - 1)
-    sign_bit = sign << (ebits + mbits)
-    src_emax = (1 << src_ebits) - 1
-    if exp_field == src_emax:
-        if frac != 0:  # NaN
-            if nan_code < 0:
-                return (1 - sign) << (ebits + mbits)
-            return nan_code | (sign_bit if signed else 0)
-        # infinity
-        if signed == 0 and sign == 1:
-            return nan_code
-        if saturate or (inf_code < 0 and nan_code < 0):
-            return max_code | sign_bit
-        if inf_code >= 0:
-            return inf_code | sign_bit
-        return nan_code | (sign_bit if signed else 0)
-    if signed == 0 and (sign == 1 or (exp_field == 0 and frac == 0)):
-        return nan_code  # E8M0: no zero, no negative values
-    src_bias = (1 << (src_ebits - 1)) - 1
-    if exp_field == 0:
-        if frac == 0:
-            return sign_bit
-        e = 1 - src_bias
-        sig = frac
-    else:
-        e = exp_field - src_bias
-        sig = frac | (np.int64(1) << src_mbits)
+    src_emax = (one << src_ebits) - 1
+    exp_field = (u >> src_mbits) & src_emax
+    frac = u & ((one << src_mbits) - 1)
+    normal = np.int64(exp_field != 0)
+    e = max(exp_field, one) - ((one << (src_ebits - 1)) - 1)
+    sig = frac | (normal << src_mbits)
     emin = 1 - bias
-    top = e if e > emin else emin
-    shift = (top - mbits) - (e - src_mbits)
-    if shift > src_mbits + 2:  # below half the smallest subnormal: rounds to zero
-        shift = src_mbits + 2
-    q = sig >> shift
-    rest = sig & ((np.int64(1) << shift) - 1)
-    half = np.int64(1) << (shift - 1)
-    if rest > half or (rest == half and (q & 1) == 1):
-        q += 1
+    top = max(e, emin)
+    # Below half the smallest subnormal everything rounds to zero: cap the shift there.
+    shift = min((top - mbits) - (e - src_mbits), src_mbits + 2)
+    q = (sig + ((one << (shift - 1)) - 1) + ((sig >> shift) & 1)) >> shift
     code = ((top - emin) << mbits) + q
-    if code > max_code:
-        if saturate or (nan_code < 0 and inf_code < 0):
-            return max_code | sign_bit
-        if inf_code >= 0:
-            return inf_code | sign_bit
-        return nan_code | (sign_bit if signed else 0)
-    return code | sign_bit
+    if saturate or (inf_code < 0 and nan_code < 0):
+        over_code = max_code
+    elif inf_code >= 0:
+        over_code = inf_code
+    else:
+        over_code = nan_code
+    sign_bit = sign << width
+    inf_or_nan = exp_field == src_emax
+    res = (over_code if (inf_or_nan or code > max_code) else code) | sign_bit
+    if nan_code < 0:
+        nan_res = (1 - sign) << width
+    else:
+        nan_res = nan_code | (sign_bit if signed else 0)
+    res = nan_res if (inf_or_nan and frac != 0) else res
+    if signed == 0:  # E8M0: no zero, no negative values
+        magnitude = u & ((one << (src_mbits + src_ebits)) - 1)
+        res = nan_code if (sign == 1 or magnitude == 0) else res
+    return res
+
+
+@njit(cache=True)
+def encode_bits(u, src_mbits, src_ebits, fmt, saturate):
+    """The code of format ``fmt`` nearest to the float with bits ``u`` (see
+    :func:`encode_with`)."""
+    return encode_with(u, src_mbits, src_ebits, params(fmt), saturate)
+
+
+@njit(cache=True)
+def encode_p(v, p, saturate):
+    """The code of the format with parameters ``p`` nearest to ``v`` (float32/float64)."""
+    if mantissa_bits(v) == 24:
+        return encode_with(f32_bits(v), np.int64(23), np.int64(8), p, saturate)
+    return encode_with(f64_bits(v), np.int64(52), np.int64(11), p, saturate)
 
 
 @njit(cache=True)
 def encode_f32(v, fmt, saturate):
-    """The code of ``fmt`` nearest to the float32 ``v`` (see :func:`encode_bits`)."""
-    return encode_bits(f32_bits(v), np.int64(23), np.int64(8), fmt, saturate)
-
-
-@njit(cache=True)
-def encode_f64(v, fmt, saturate):
-    """The code of ``fmt`` nearest to the float64 ``v`` (see :func:`encode_bits`)."""
-    return encode_bits(f64_bits(v), np.int64(52), np.int64(11), fmt, saturate)
+    """The code of ``fmt`` nearest to the float32 ``v`` (see :func:`encode_with`)."""
+    return encode_with(f32_bits(v), np.int64(23), np.int64(8), params(fmt), saturate)
 
 
 @njit(cache=True)
 def encode(v, fmt, saturate):
     """The code of ``fmt`` nearest to ``v`` (float32 or float64)."""
-    if mantissa_bits(v) == 24:
-        return encode_bits(f32_bits(v), np.int64(23), np.int64(8), fmt, saturate)
-    return encode_bits(f64_bits(v), np.int64(52), np.int64(11), fmt, saturate)
+    return encode_p(v, params(fmt), saturate)
 
 
 @njit(cache=True)
-def decode_f32_bits(code, fmt):
-    """The float32 bit pattern (int64) of the value of ``code`` in format ``fmt``.
+def decode_p(code, p):
+    """The value (float32) of ``code`` in the format with parameters ``p``.
 
-    Every value of these formats is a float32; NaN codes give the quiet NaN with the
-    code's sign.
+    Every value of these formats is a float32: a normal code moves its fields into
+    float32's, a subnormal one is its mantissa field times the format's smallest
+    subnormal (a power of two: exact).  NaN codes give the quiet NaN with the code's
+    sign; E8M0 code 0 is 2**-127 (a float32 subnormal).
     """
-    ebits, mbits, bias, max_code, nan_code, inf_code, signed = params(fmt)
-    if signed == 0:  # E8M0
-        if code == E8M0_NAN:
-            return F32_QNAN
-        if code == 0:
-            return np.int64(1) << 22  # 2**-127, a float32 subnormal
-        return np.int64(code) << 23
+    ebits, mbits, bias, max_code, nan_code, inf_code, signed = p
     width = ebits + mbits
-    sign32 = np.int64((code >> width) & 1) << 31
-    mag = np.int64(code) & ((1 << width) - 1)
-    if nan_code >= 0 and mag == nan_code:
-        return sign32 | F32_QNAN
-    if inf_code >= 0 and mag > max_code:
-        return sign32 | (F32_QNAN if mag != inf_code else 0x7F800000)
+    c = np.int64(code)
+    sign32 = ((c >> width) & 1) << 31
+    mag = c & ((np.int64(1) << width) - 1)
     exp_field = mag >> mbits
-    frac = mag & ((1 << mbits) - 1)
-    if exp_field == 0:
-        if frac == 0:
-            return sign32
-        # Subnormal: normalise the fraction's leading bit p into float32's implicit bit.
-        p = 0
-        while (frac >> (p + 1)) != 0:
-            p += 1
-        e32 = p + (1 - bias) - mbits + 127
-        return sign32 | (e32 << 23) | ((frac - (np.int64(1) << p)) << (23 - p))
-    return sign32 | ((exp_field - bias + 127) << 23) | (frac << (23 - mbits))
+    frac = mag & ((np.int64(1) << mbits) - 1)
+    normal = sign32 | ((exp_field - bias + 127) << 23) | (frac << (23 - mbits))
+    subnormal = sign32 | f32_bits(np.float32(frac) * pow2_f32(1 - bias - mbits))
+    bits = normal if exp_field != 0 else subnormal
+    if inf_code >= 0:
+        bits = (sign32 | (F32_QNAN if mag != inf_code else 0x7F800000)
+                if mag > max_code else bits)
+    if nan_code >= 0:
+        bits = (sign32 | F32_QNAN) if mag == nan_code else bits
+    if signed == 0:  # E8M0
+        bits = (np.int64(1) << 22) if c == 0 else bits
+    return f32_from_bits(bits)
 
 
 @njit(cache=True)
 def decode_f32(code, fmt):
-    """The value of ``code`` in format ``fmt`` as a float32."""
-    return f32_from_bits(decode_f32_bits(code, fmt))
+    """The value of ``code`` in format ``fmt`` as a float32 (see :func:`decode_p`)."""
+    return decode_p(code, params(fmt))
 
 
 # --------------------------------------------------------------------------- MXINT8
@@ -252,12 +249,14 @@ def mx_scale_byte(amax, mode, emax, mbits, elem_max):
 
 
 @njit(cache=True)
-def mx_divisor(byte, mode):
-    """What the elements of a block with scale ``byte`` are divided by (FLOOR/CEIL/EVEN)
-    or multiplied by (RCEIL), as torchao computes it.
+def mx_multiplier(byte, mode):
+    """What the elements of a block with scale ``byte`` are multiplied by before rounding,
+    as torchao computes it.
 
     FLOOR/CEIL/EVEN divide by ``max(2**e, 2**-126)`` (so byte 0 divides by 2**-126 but
-    dequantizes with 2**-127); RCEIL multiplies by ``2**-e``, by 1.0 for byte 0.
+    dequantizes with 2**-127; byte 255, e = 128, divides by infinity): the product with
+    the reciprocal, a power of two from 2**-127 to 2**126 (or 0), rounds to the same
+    float32 as the quotient.  RCEIL multiplies by ``2**-e``, by 1.0 for byte 0.
     """
     e = np.int64(byte) - 127
     if mode == RCEIL:
@@ -265,39 +264,44 @@ def mx_divisor(byte, mode):
             return np.float32(1.0)
         return pow2_f32(-e)
     if e > 127:
-        return np.float32(np.inf)
+        return np.float32(0.0)
     if e < -126:
         e = -126
-    return pow2_f32(e)
+    return pow2_f32(-e)
 
 
 @njit(cache=True)
-def mx_element(v, fmt, divisor, mode, elem_max):
-    """The element code of ``v`` (float32) in a block scaled by ``divisor``."""
-    if mode == RCEIL:
-        w = v * divisor
-    else:
-        w = v / divisor
-    lim = np.float32(elem_max)
+def element_code(v, s, lim, p):
+    """The code (format parameters ``p``) of ``v * s`` (float32) clamped to [-lim, lim],
+    rounded to nearest even: an element of a scaled block.  An infinite ``lim`` gives
+    the saturating cast of ``v`` itself (unscaled, so that a NaN keeps its sign on every
+    target): MX's blocks with the NaN scale."""
+    w = v * s
     if w > lim:
         w = lim
     elif w < -lim:
         w = -lim
-    if fmt == INT8:
-        return np.uint8(encode_int8(w) & 0xFF)
-    return np.uint8(encode_f32(w, fmt, np.bool_(True)))
+    w = v if lim == np.float32(np.inf) else w
+    return encode_with(f32_bits(w), np.int64(23), np.int64(8), p, np.bool_(True))
 
 
 @njit(cache=True)
-def mx_value(code, fmt, byte):
-    """The float32 value of element ``code`` in a block with E8M0 scale ``byte``."""
-    if byte == E8M0_NAN:
-        return np.float32(np.nan)
-    if fmt == INT8:
-        d = decode_int8(np.int8(code))
-    else:
-        d = decode_f32(np.int64(code), fmt)
-    return d * pow2_f32(np.int64(byte) - 127)
+def int8_element(v, s, lim):
+    """The MXINT8 code (int8) of ``v * s`` (float32) clamped to [-lim, lim]."""
+    w = v * s
+    if w > lim:
+        w = lim
+    elif w < -lim:
+        w = -lim
+    return encode_int8(w)
+
+
+@njit(cache=True)
+def element_value(code, p, f, divide):
+    """The float32 value of element ``code`` (format parameters ``p``) in a block whose
+    values are ``decode / f`` (``divide``) or ``decode * f``."""
+    d = decode_p(code, p)
+    return d / f if divide else d * f
 
 
 # --------------------------------------------------------------------------- NVFP4
@@ -328,18 +332,6 @@ def nvfp4_multiplier(scale_code, inv_per_tensor):
 
 
 @njit(cache=True)
-def nvfp4_element(v, multiplier):
-    """FP4 code of ``v * multiplier`` clamped to [-6, 6] (float32 product)."""
-    w = v * multiplier
-    lim = np.float32(NVFP4_ELEM_MAX)
-    if w > lim:
-        w = lim
-    elif w < -lim:
-        w = -lim
-    return np.uint8(encode_f32(w, np.int64(E2M1FN), np.bool_(True)))
-
-
-@njit(cache=True)
 def nvfp4_block_factor(scale_code, per_tensor_scale):
     """A block's dequantization factor ``float32(pts * e4m3(scale))``."""
     return np.float32(per_tensor_scale * decode_f32(np.int64(scale_code), np.int64(E4M3FN)))
@@ -361,98 +353,119 @@ def fp8_scale(amax, fp8_max):
     return s
 
 
+# --------------------------------------------------------------------------- blocks
+# Both backends' block kernels call these, so a block's steps are written once: the CPU
+# for a task's stretch of a row (many blocks per call, so that the call's own costs, the
+# reference counts of its array arguments among them, are paid rarely), the GPU for one
+# block per thread.  Each step is its own loop over a block's contiguous elements, with
+# every choice (kind, format, outputs) made per block, so that the CPU compiler
+# vectorises the loops; no array views are made (each would count references).
 @njit(cache=True)
-def fp8_element(v, scale, fmt, fp8_max):
-    """FP8 code of ``clamp(v * scale, -fp8_max, fp8_max)`` (float32 product)."""
-    w = v * scale
-    lim = np.float32(fp8_max)
-    if w > lim:
-        w = lim
-    elif w < -lim:
-        w = -lim
-    return np.uint8(encode_f32(w, fmt, np.bool_(True)))
+def block_factors(kind, m, mode, emax, mbits, elem_max, propagate, pts, inv_pts):
+    """``(byte, s, f)`` of an MX or NVFP4 block whose largest magnitude has the float32
+    bits ``m`` (NaN bits when it holds a NaN): its scale byte, what its elements are
+    multiplied by before rounding, what their decoded values are multiplied by."""
+    amax = f32_from_bits(m)
+    if kind == MX:
+        if m < 0x7F800000:
+            byte = np.int64(mx_scale_byte(amax, mode, emax, mbits, elem_max))
+        else:
+            byte = np.int64(E8M0_NAN if propagate else 0)
+        return byte, mx_multiplier(byte, mode), pow2_f32(byte - 127)
+    byte = np.int64(nvfp4_scale_code(amax, pts))
+    return byte, nvfp4_multiplier(byte, inv_pts), nvfp4_block_factor(byte, pts)
 
 
-# --------------------------------------------------------------------------- one block
-# Both backends' block kernels call these per block (the CPU from task loops, the GPU
-# from a grid-stride loop over blocks), so a block's steps are written once.
 @njit(cache=True)
-def quantize_block(kind, x, r, col, block, fmt, mode, emax, mbits, elem_max, propagate,
-                   pts, inv_pts, byte_scales, float_scales, codes, values, write_codes,
-                   write_values):
-    """Quantize block ``col`` of row ``r`` of ``x`` (rows, K); returns 1 when its
-    largest magnitude is not finite (MX and NVFP4), else 0.
+def quantize_blocks_of_row(kind, x, r, c0, c1, block, fmt, mode, emax, mbits, elem_max,
+                           propagate, pts, inv_pts, byte_scales, float_scales, codes,
+                           values, write_codes, write_values):
+    """Quantize blocks ``c0`` to ``c1 - 1`` of row ``r`` of ``x`` (rows, K); returns how
+    many of them have a largest magnitude that is not finite (MX and NVFP4).
 
-    MX and NVFP4 write the block's scale byte to ``byte_scales[r, col]``; FP8 reads its
-    float scale from ``float_scales[r, col]``.  Element codes go to ``codes`` and/or the
-    dequantized values to ``values`` (``write_codes``, ``write_values``).
+    MX and NVFP4 write a block's scale byte to ``byte_scales[r, col]``; FP8 reads its
+    float scale from ``float_scales[r, col]``.  Element codes go to ``codes`` and/or, MX
+    and NVFP4 only (the fused fake quantizations), the dequantized values to ``values``
+    (``write_codes``, ``write_values``).
     """
     k = x.shape[1]
-    lo = col * block
-    hi = min(k, lo + block)
-    byte = 0
-    divisor = np.float32(1)
-    factor = np.float32(1)
+    p = params(fmt)
     bad = 0
-    if kind != FP8:
-        amax = np.float32(0)
-        for j in range(lo, hi):
-            amax = nan_max_abs(amax, x[r, j])
-        finite = amax <= np.float32(FLT_MAX)   # amax is a magnitude or NaN
-        if not finite:
-            bad = 1
-        if kind == MX:
-            if finite:
-                byte = mx_scale_byte(amax, mode, emax, mbits, elem_max)
-            else:
-                byte = E8M0_NAN if propagate else 0
-            divisor = mx_divisor(byte, mode)
+    for col in range(c0, c1):
+        lo = col * block
+        hi = min(k, lo + block)
+        byte = np.int64(0)
+        if kind == FP8:
+            s = float_scales[r, col]
+            f = np.float32(1)
         else:
-            byte = nvfp4_scale_code(amax, pts)
-            divisor = nvfp4_multiplier(byte, inv_pts)
-            factor = nvfp4_block_factor(byte, pts)
-        byte_scales[r, col] = byte
-    else:
-        divisor = float_scales[r, col]
-    for j in range(lo, hi):
-        v = x[r, j]
-        if kind == MX:
-            if byte == E8M0_NAN:
-                c = np.uint8(0)
-                if fmt != INT8:
-                    c = np.uint8(encode(v, fmt, np.bool_(True)))
-            else:
-                c = mx_element(v, fmt, divisor, mode, elem_max)
-            if write_values:
-                values[r, j] = mx_value(np.int64(c), fmt, np.int64(byte))
-        elif kind == NVFP4:
-            c = nvfp4_element(v, divisor)
-            if write_values:
-                values[r, j] = decode_f32(np.int64(c), np.int64(E2M1FN)) * factor
+            # The largest magnitude as the integer maximum of the magnitudes' bit
+            # patterns: they order like the values, and a NaN's lie above infinity's.
+            m = np.int64(0)
+            for j in range(lo, hi):
+                m = max(m, f32_bits(x[r, j]) & 0x7FFFFFFF)
+            if m >= 0x7F800000:
+                bad += 1
+            byte, s, f = block_factors(kind, m, mode, emax, mbits, elem_max, propagate, pts,
+                                       inv_pts)
+            byte_scales[r, col] = byte
+        nan_block = kind == MX and byte == E8M0_NAN
+        lim = np.float32(elem_max)
+        if nan_block:
+            # OCP: every value of the block is NaN; its codes are the saturating casts of
+            # the raw values (an infinite lim), 0 for MXINT8 (x * 0 is 0 or NaN: code 0).
+            lim = np.float32(np.inf)
+            s = np.float32(0)
+        if fmt == INT8:
+            if write_codes:
+                for j in range(lo, hi):
+                    codes[r, j] = np.uint8(int8_element(x[r, j], s, lim) & 0xFF)
+            if write_values and not nan_block:
+                for j in range(lo, hi):
+                    values[r, j] = decode_int8(int8_element(x[r, j], s, lim)) * f
         else:
-            c = fp8_element(v, divisor, fmt, elem_max)
-            if write_values:
-                values[r, j] = decode_f32(np.int64(c), fmt) / divisor
-        if write_codes:
-            codes[r, j] = c
+            if write_codes:
+                for j in range(lo, hi):
+                    codes[r, j] = element_code(x[r, j], s, lim, p)
+            if write_values and not nan_block:
+                for j in range(lo, hi):
+                    values[r, j] = element_value(element_code(x[r, j], s, lim, p), p, f,
+                                                 np.bool_(False))
+        if write_values and nan_block:
+            for j in range(lo, hi):
+                values[r, j] = np.float32(np.nan)
     return bad
 
 
 @njit(cache=True)
-def dequantize_block(kind, byte_scales, float_scales, codes, r, col, block, fmt, pts, out):
-    """Values of block ``col`` of row ``r`` of ``codes`` into ``out`` (the inverse of
-    :func:`quantize_block`)."""
+def dequantize_blocks_of_row(kind, byte_scales, float_scales, codes, r, c0, c1, block, fmt,
+                             pts, out):
+    """Values of blocks ``c0`` to ``c1 - 1`` of row ``r`` of ``codes`` into ``out`` (the
+    inverse of :func:`quantize_blocks_of_row`): MX ``decode * 2**(byte - 127)`` (NaN for
+    byte 255), NVFP4 ``fp4 * float32(pts * e4m3)``, FP8 ``decode / scale``."""
     k = codes.shape[1]
-    lo = col * block
-    if kind == MX:
-        byte = np.int64(byte_scales[r, col])
-        for j in range(lo, min(k, lo + block)):
-            out[r, j] = mx_value(np.int64(codes[r, j]), fmt, byte)
-    elif kind == NVFP4:
-        factor = nvfp4_block_factor(np.int64(byte_scales[r, col]), pts)
-        for j in range(lo, min(k, lo + block)):
-            out[r, j] = decode_f32(np.int64(codes[r, j]), np.int64(E2M1FN)) * factor
-    else:
-        s = float_scales[r, col]
-        for j in range(lo, min(k, lo + block)):
-            out[r, j] = decode_f32(np.int64(codes[r, j]), fmt) / s
+    p = params(fmt)
+    for col in range(c0, c1):
+        lo = col * block
+        hi = min(k, lo + block)
+        if kind == MX:
+            byte = np.int64(byte_scales[r, col])
+            f = pow2_f32(byte - 127)
+        elif kind == NVFP4:
+            byte = np.int64(0)
+            f = nvfp4_block_factor(np.int64(byte_scales[r, col]), pts)
+        else:
+            byte = np.int64(0)
+            f = float_scales[r, col]
+        if kind == MX and byte == E8M0_NAN:
+            for j in range(lo, hi):
+                out[r, j] = np.float32(np.nan)
+        elif kind == MX and fmt == INT8:
+            for j in range(lo, hi):
+                out[r, j] = decode_int8(np.int8(codes[r, j])) * f
+        elif kind == FP8:
+            for j in range(lo, hi):
+                out[r, j] = element_value(codes[r, j], p, f, np.bool_(True))
+        else:
+            for j in range(lo, hi):
+                out[r, j] = element_value(codes[r, j], p, f, np.bool_(False))

@@ -16,9 +16,10 @@ or float64 input), and the chunks' results are combined exactly:
 * counts of non-finite values: their sum;
 * element-wise maps: each chunk is written to its own part of the output.
 
-Chunks are boxes of the input in its memory order (leading axes one index at a time, one
-axis cut into runs, the trailing axes whole), converted into a C-contiguous buffer, so
-the kernels always see C-contiguous chunks.  Since the combinations are exact and the
+Chunks are boxes of the input (leading axes one index at a time, one axis cut into runs,
+the trailing axes whole) taken in the memory order of the input (reductions) or of the
+output (maps), converted into a C-contiguous buffer, so the kernels always see
+C-contiguous chunks.  Since the combinations are exact and the
 per-element maps do not depend on the chunk, results are those of the whole input
 converted at once.
 
@@ -132,12 +133,13 @@ def _boxes(shape, limit):
 
 
 class _Chunks:
-    """The chunks of a :class:`ChunkedInput`: boxes of its raw data in memory order, each
-    converted in one reused C-contiguous buffer."""
+    """The chunks of a :class:`ChunkedInput`: boxes of its raw data in the memory order
+    of ``like`` (the raw data itself, or the output being written), each converted in
+    one reused C-contiguous buffer."""
 
-    def __init__(self, x, raw=None):
+    def __init__(self, x, raw=None, like=None):
         raw = x.raw if raw is None else raw
-        self.order = _memory_order(raw)
+        self.order = _memory_order(raw if like is None else like)
         self.raw = raw.transpose(self.order)
         self.bfloat16 = x.bfloat16
         self.limit = max(1, int(_tuning.WIDEN_CHUNK))
@@ -208,7 +210,9 @@ def quantize_map(x, params, axis, what, out, map_chunk):
         # input instead (element for element in place, each chunk is read before it is
         # written).
         raw = raw.copy(order="K")
-    chunks = _Chunks(x, raw)
+    # Chunks in the output's memory order: each part of it written is C-contiguous like
+    # the chunk, as when a float32 input and its output share a layout.
+    chunks = _Chunks(x, raw, like=out)
     along = chunks.axis(axis)
     target = chunks.transposed(out)
     divisor, offset, lowest, highest = params

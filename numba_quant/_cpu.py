@@ -35,6 +35,22 @@ def _one_at_a_time(parallel):
     return _PARALLEL_LOCK if parallel else nullcontext()
 
 
+class _one_thread:
+    """Run the compiled kernels called inside on this thread only (numba's thread count
+    is per calling thread): for the chunks of a ChunkedInput, converted one after the
+    other by numpy, where starting a parallel region per chunk costs more than it saves
+    (milliseconds each when the other cores are busy)."""
+
+    def __enter__(self):
+        self.threads = numba.get_num_threads()
+        if self.threads > 1:
+            numba.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        if self.threads > 1:
+            numba.set_num_threads(self.threads)
+
+
 def _tasks(x3):
     """``(parallel, most)``: whether to run in parallel, and how many tasks at most."""
     parallel = x3.size >= _tuning.PARALLEL_THRESHOLD and numba.get_num_threads() > 1
@@ -147,7 +163,8 @@ def channel_minmax(x, axis, omit):
     and ``omit`` is set does a second, slower pass skip them.
     """
     if type(x) is chunks.ChunkedInput:
-        return chunks.channel_minmax(x, axis, omit, channel_minmax)
+        with _one_thread():
+            return chunks.channel_minmax(x, axis, omit, channel_minmax)
     flat = _flat(x, axis)
     if flat is not None:
         return _reduce_layer(flat, omit, -1, 0)
@@ -208,7 +225,8 @@ def _channel_minmax(x3, parallel, most, omit):
 
 def count_nonfinite(x, nan_only=False):
     if type(x) is chunks.ChunkedInput:
-        return chunks.count_nonfinite(x, nan_only, count_nonfinite)
+        with _one_thread():
+            return chunks.count_nonfinite(x, nan_only, count_nonfinite)
     return int(kernels.count_nonfinite(channel_view(x, None), nan_only))
 
 
@@ -296,7 +314,8 @@ def quantize_map(x, params, axis, what, out):
     ``axis``.
     """
     if type(x) is chunks.ChunkedInput:
-        return chunks.quantize_map(x, params, axis, what, out, quantize_map)
+        with _one_thread():
+            return chunks.quantize_map(x, params, axis, what, out, quantize_map)
     divisor, offset, lowest, highest = params
     if _overlaps_differently(x, out):
         # As numpy's ufuncs do: the result is as if all of x were read first.

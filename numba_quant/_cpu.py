@@ -72,22 +72,23 @@ _NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 def as_array(x):
     """``x`` as a native-endian float32/float64 ndarray; a torch CPU tensor is read in
-    place.  float16 and bfloat16 (``ml_dtypes`` arrays, torch tensors) stay in their
-    storage as a :class:`~numba_quant._cpu_chunks.ChunkedInput`, whose float32 values
-    the functions below read chunk by chunk."""
+    place.  float16 and bfloat16 (``ml_dtypes`` arrays, torch tensors) become float32:
+    a copy up to ``_tuning.WIDEN_CHUNK`` elements, else a
+    :class:`~numba_quant._cpu_chunks.ChunkedInput` over their storage, whose values the
+    functions below read chunk by chunk."""
     if type(x) is np.ndarray and x.dtype in _NATIVE_FLOATS:
         return x  # the common case, quickly
     if type(x) is chunks.ChunkedInput:
         return x
     if _torch.is_tensor(x):
         if _torch.is_bfloat16(x):
-            return chunks.ChunkedInput(_torch.bfloat16_bits(x), np.float32, bfloat16=True)
+            return chunks.converted(_torch.bfloat16_bits(x), np.float32, bfloat16=True)
         x = _torch.to_numpy(x)
     else:
         x = np.asarray(x)
-    chunked = chunks.as_chunked(x)
-    if chunked is not None:
-        return chunked
+    values = chunks.float32_values(x)
+    if values is not None:
+        return values
     dtype = _checks.compute_dtype(x.dtype)
     if x.dtype != dtype:  # a byte order other than the machine's
         x = x.astype(dtype)
@@ -368,16 +369,16 @@ def as_output(out):
 
 
 def as_codes(q, dtype):
-    """Codes of any real type as an array of the float ``dtype``: ``q`` itself when it
-    has that type, else a :class:`~numba_quant._cpu_chunks.ChunkedInput` converted chunk
-    by chunk (no converted copy of the whole)."""
+    """Codes of any real type as values of the float ``dtype``: ``q`` itself when it has
+    that type, else converted (:func:`~numba_quant._cpu_chunks.converted`: in chunks
+    when large, no converted copy of the whole)."""
     if _torch.is_tensor(q) and _torch.is_bfloat16(q) and dtype == np.float32:
-        return chunks.ChunkedInput(_torch.bfloat16_bits(q, "codes"), dtype, bfloat16=True)
+        return chunks.converted(_torch.bfloat16_bits(q, "codes"), dtype, bfloat16=True)
     q = _torch.to_numpy(q, "codes") if _torch.is_tensor(q) else np.asarray(q)
     _checks.codes_dtype(q.dtype)
     if q.dtype == dtype:
         return q
-    return chunks.ChunkedInput(q, dtype)
+    return chunks.converted(q, dtype)
 
 
 def as_state(a, dtype, name):

@@ -4,8 +4,9 @@ The OneFlow functions compute float16 and bfloat16 input in float32 (exactly: ev
 value is a float32 value), and ``dequantize`` computes its codes (integers, or floats of
 another type) in the float type of the result.  Rather than converting the whole input
 first, which for a 16-bit input costs a float32 copy twice its size, the host backend
-keeps such an input in its own storage (:class:`ChunkedInput`) and converts it
-``_tuning.WIDEN_CHUNK`` elements at a time into one reused buffer; each chunk goes
+keeps such an input, when it has more than ``_tuning.WIDEN_CHUNK`` elements, in its own
+storage (:class:`ChunkedInput`) and converts it that many elements at a time into one
+reused buffer (smaller inputs are converted whole, as before); each chunk goes
 through the functions of :mod:`numba_quant._cpu` (the same compiled kernels as a float32
 or float64 input), and the chunks' results are combined exactly:
 
@@ -92,14 +93,26 @@ def _convert(raw, bfloat16, out):
         np.copyto(out, raw, casting="unsafe")
 
 
-def as_chunked(x):
-    """``x`` (a numpy array) as a :class:`ChunkedInput` of float32 values when it is
-    float16 or ``ml_dtypes.bfloat16``; None for any other dtype."""
+def converted(raw, dtype, bfloat16=False):
+    """The values of ``raw`` (``bfloat16``: its bit patterns) as ``dtype``: converted
+    whole, in its memory order, when it has at most ``_tuning.WIDEN_CHUNK`` elements (no
+    more memory than one chunk's buffer, and the kernels see the whole array as before);
+    a :class:`ChunkedInput` otherwise."""
+    if raw.size <= _tuning.WIDEN_CHUNK:
+        out = np.empty_like(raw, dtype=dtype)
+        _convert(raw, bfloat16, out)
+        return out
+    return ChunkedInput(raw, dtype, bfloat16)
+
+
+def float32_values(x):
+    """The float32 values of ``x`` (a numpy array) when it is float16 or
+    ``ml_dtypes.bfloat16`` (see :func:`converted`); None for any other dtype."""
     dtype = x.dtype
     if dtype.kind == "f" and dtype.itemsize == 2:
-        return ChunkedInput(x, np.float32)
+        return converted(x, np.float32)
     if dtype.kind == "V" and dtype.name == "bfloat16" and dtype.itemsize == 2:
-        return ChunkedInput(x.view(np.uint16), np.float32, bfloat16=True)
+        return converted(x.view(np.uint16), np.float32, bfloat16=True)
     return None
 
 
@@ -120,7 +133,7 @@ def _boxes(shape, limit):
         tail *= shape[cut]
     whole = (slice(None),) * (n - cut)
     if cut == 0:
-        yield whole
+        yield whole or (Ellipsis,)   # (of a 0-d array, ``a[()]`` is a scalar, not a view)
         return
     cut -= 1  # the axis cut into runs
     length = shape[cut]

@@ -188,6 +188,14 @@ def test_codes(small_chunks, case):
                 oracle.dequantize(codes, *args, axis=1), "dequantize")
 
 
+def test_zero_dimensional(small_chunks):
+    x = np.array(-0.75, np.float16)
+    s, z = oracle.min_max_observer(_wide(x))
+    assert_same(nq.min_max_observer(x)[0], s, "scale")
+    assert_same(nq.fake_quantization(x, s, z), oracle.fake_quantization(_wide(x), s, z),
+                "fake_quantization")
+
+
 def test_maps_nonfinite(small_chunks):
     x = _with_nonfinite(np.float16, "fortran")
     s, z = oracle.min_max_observer(_wide(x), nonfinite="omit")
@@ -212,12 +220,13 @@ def test_out_arrays(small_chunks):
     assert_same(shifted_out, expected, "overlapping out")
 
 
-def test_other_uses_see_the_float32_values():
+def test_other_uses_see_the_float32_values(small_chunks):
     """Code that needs one array (np.asarray, ndarray attributes) gets the values whole."""
     from numba_quant import _cpu
     for dtype in DTYPES:
         x = np.asfortranarray(_values(dtype))
         data = _cpu.as_array(x)
+        assert type(data).__name__ == "ChunkedInput"
         assert data.dtype == np.float32 and data.shape == SHAPE
         assert_same(np.asarray(data), _wide(x), dtype.name)
         assert data.strides == np.asfortranarray(_wide(x)).strides

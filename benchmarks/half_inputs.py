@@ -79,7 +79,7 @@ def main():
     print(f"input: {args.input} {tuple(x.shape)}, {np.prod(x.shape):.3g} values; "
           f"peak RSS with the input made and the kernels compiled {rss_input / 2**20:.0f} MiB")
     for name, one in calls.items():
-        def call():
+        def call(one=one):
             return one(x)
         median, best = _time(call, args.repeats)
         traced = _traced_peak(call)

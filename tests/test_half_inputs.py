@@ -10,14 +10,13 @@ import re
 import tracemalloc
 
 import numpy as np
-import pytest
-
 import oracle
+import pytest
 from golden import assert_same
 
 nq = pytest.importorskip("numba_quant")
 ml_dtypes = pytest.importorskip("ml_dtypes")
-from numba_quant import _tuning  # noqa: E402
+from numba_quant import _tuning
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 DTYPES = [np.dtype(np.float16), BF16]
@@ -82,9 +81,9 @@ def test_min_max_observer(small_chunks, case, axis):
     x = _case(*case)
     per_layer = axis is None
     for formula, bits, scheme in CONFIGS:
-        kw = dict(quantization_formula=formula, quantization_bit=bits,
-                  quantization_scheme=scheme, per_layer_quantization=per_layer,
-                  axis=0 if per_layer else axis)
+        kw = {"quantization_formula": formula, "quantization_bit": bits,
+              "quantization_scheme": scheme, "per_layer_quantization": per_layer,
+              "axis": 0 if per_layer else axis}
         scale, zero_point = nq.min_max_observer(x, **kw)
         s, z = oracle.min_max_observer(_wide(x), **kw)
         assert_same(scale, s, f"scale {kw}")
@@ -104,8 +103,8 @@ def _with_nonfinite(dtype, layout):
 @pytest.mark.parametrize("axis", [None, 0, 2])
 def test_nonfinite_policies(small_chunks, case, axis):
     x = _with_nonfinite(*case)
-    kw = dict(quantization_scheme="affine", per_layer_quantization=axis is None,
-              axis=axis or 0)
+    kw = {"quantization_scheme": "affine", "per_layer_quantization": axis is None,
+          "axis": axis or 0}
     # "raise": the count is the sum over the chunks
     with pytest.raises(ValueError, match=re.escape("input contains 4 non-finite value(s)")):
         nq.min_max_observer(x, **kw)
@@ -241,8 +240,8 @@ def test_torch_bfloat16_tensors(small_chunks):
     p = torch.nn.Parameter(t, requires_grad=True)
     values = _wide(w.astype(BF16).transpose(2, 0, 1))
     for axis in (None, 1):
-        kw = dict(per_layer_quantization=axis is None, axis=axis or 0,
-                  quantization_scheme="affine")
+        kw = {"per_layer_quantization": axis is None, "axis": axis or 0,
+              "quantization_scheme": "affine"}
         scale, zero_point = nq.min_max_observer(p, **kw)
         s, z = oracle.min_max_observer(values, **kw)
         assert isinstance(scale, torch.Tensor)
@@ -303,7 +302,7 @@ def test_memory_bounded(monkeypatch, big_inputs, name):
     }
     for what, call in calls.items():
         call(small)   # compiled before the measurement
-        peak = _peak(lambda: call(x))
+        peak = _peak(lambda call=call: call(x))
         assert peak < BOUND, f"{what}: {peak} bytes traced"
     # Element-wise: the float32 result itself, and a few chunk buffers.
     result = 4 * np.prod(BIG)

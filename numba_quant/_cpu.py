@@ -12,6 +12,7 @@ import numpy as np
 
 from numba_quant import _checks
 from numba_quant import _compile_notice
+from numba_quant import _cpu_chunks as chunks
 from numba_quant import _codes as codes
 from numba_quant import _tuning
 from numba_quant import _cpu_kernels as kernels
@@ -34,6 +35,22 @@ def _one_at_a_time(parallel):
     return _PARALLEL_LOCK if parallel else nullcontext()
 
 
+class _one_thread:
+    """Run the compiled kernels called inside on this thread only (numba's thread count
+    is per calling thread): for the chunks of a ChunkedInput, converted one after the
+    other by numpy, where starting a parallel region per chunk costs more than it saves
+    (milliseconds each when the other cores are busy)."""
+
+    def __enter__(self):
+        self.threads = numba.get_num_threads()
+        if self.threads > 1:
+            numba.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        if self.threads > 1:
+            numba.set_num_threads(self.threads)
+
+
 def _tasks(x3):
     """``(parallel, most)``: whether to run in parallel, and how many tasks at most."""
     parallel = x3.size >= _tuning.PARALLEL_THRESHOLD and numba.get_num_threads() > 1
@@ -54,13 +71,26 @@ _NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def as_array(x):
-    """``x`` as a native-endian float32/float64 ndarray (float16 and bfloat16 become
-    float32); a torch CPU tensor is read in place (its bfloat16 values are widened)."""
+    """``x`` as a native-endian float32/float64 ndarray; a torch CPU tensor is read in
+    place.  float16 and bfloat16 (``ml_dtypes`` arrays, torch tensors) become float32:
+    a copy up to ``_tuning.WIDEN_CHUNK`` elements, else a
+    :class:`~numba_quant._cpu_chunks.ChunkedInput` over their storage, whose values the
+    functions below read chunk by chunk."""
     if type(x) is np.ndarray and x.dtype in _NATIVE_FLOATS:
         return x  # the common case, quickly
-    x = _torch.to_numpy(x) if _torch.is_tensor(x) else np.asarray(x)
+    if type(x) is chunks.ChunkedInput:
+        return x
+    if _torch.is_tensor(x):
+        if _torch.is_bfloat16(x):
+            return chunks.converted(_torch.bfloat16_bits(x), np.float32, bfloat16=True)
+        x = _torch.to_numpy(x)
+    else:
+        x = np.asarray(x)
+    values = chunks.float32_values(x)
+    if values is not None:
+        return values
     dtype = _checks.compute_dtype(x.dtype)
-    if x.dtype != dtype:  # float16, or a byte order other than the machine's
+    if x.dtype != dtype:  # a byte order other than the machine's
         x = x.astype(dtype)
     return x
 
@@ -133,6 +163,9 @@ def channel_minmax(x, axis, omit):
     The first pass propagates NaN and vectorises; only when it meets a non-finite value
     and ``omit`` is set does a second, slower pass skip them.
     """
+    if type(x) is chunks.ChunkedInput:
+        with _one_thread():
+            return chunks.channel_minmax(x, axis, omit, channel_minmax)
     flat = _flat(x, axis)
     if flat is not None:
         return _reduce_layer(flat, omit, -1, 0)
@@ -192,12 +225,20 @@ def _channel_minmax(x3, parallel, most, omit):
 
 
 def count_nonfinite(x, nan_only=False):
+    if type(x) is chunks.ChunkedInput:
+        with _one_thread():
+            return chunks.count_nonfinite(x, nan_only, count_nonfinite)
     return int(kernels.count_nonfinite(channel_view(x, None), nan_only))
 
 
 def observe(x, axis, omit, scheme, bits, like=None):
     """``min_max_observer``'s per-channel ``(scale, zero_point, status)``; on a status
     other than OK the scale and zero point are None.  (``like``: for the interface.)"""
+    if type(x) is chunks.ChunkedInput:  # the (min, max) of the chunks, then the formulas
+        lo, hi, status = channel_minmax(x, axis, omit)
+        if status != codes.OK:
+            return None, None, status
+        return qparams(lo, hi, scheme, bits) + (status,)
     flat = _flat(x, axis)
     if flat is not None:
         scale, zero_point, status = _reduce_layer(flat, omit, scheme, bits)
@@ -273,6 +314,9 @@ def quantize_map(x, params, axis, what, out):
     :func:`code_params`: one channel (per-layer, ``axis`` None) or one per channel along
     ``axis``.
     """
+    if type(x) is chunks.ChunkedInput:
+        with _one_thread():
+            return chunks.quantize_map(x, params, axis, what, out, quantize_map)
     divisor, offset, lowest, highest = params
     if _overlaps_differently(x, out):
         # As numpy's ufuncs do: the result is as if all of x were read first.
@@ -325,10 +369,16 @@ def as_output(out):
 
 
 def as_codes(q, dtype):
-    """Codes of any real type as an array of the float ``dtype``."""
+    """Codes of any real type as values of the float ``dtype``: ``q`` itself when it has
+    that type, else converted (:func:`~numba_quant._cpu_chunks.converted`: in chunks
+    when large, no converted copy of the whole)."""
+    if _torch.is_tensor(q) and _torch.is_bfloat16(q) and dtype == np.float32:
+        return chunks.converted(_torch.bfloat16_bits(q, "codes"), dtype, bfloat16=True)
     q = _torch.to_numpy(q, "codes") if _torch.is_tensor(q) else np.asarray(q)
     _checks.codes_dtype(q.dtype)
-    return q.astype(dtype, copy=False)  # a copy for any other type or byte order
+    if q.dtype == dtype:
+        return q
+    return chunks.converted(q, dtype)
 
 
 def as_state(a, dtype, name):

@@ -2,9 +2,11 @@
 
 A CPU tensor is read through a numpy array over its memory (``detach()`` first, so that
 parameters with ``requires_grad`` need no copy); results go back as tensors over the
-result arrays (``torch.from_numpy``, no copy).  bfloat16 has no numpy dtype: its bits are
-widened to float32 (a conversion, as for float16).  CUDA tensors never come here: they
-carry ``__cuda_array_interface__`` and go to the GPU backend.
+result arrays (``torch.from_numpy``, no copy).  bfloat16 has no numpy dtype: the host
+backend reads its bit patterns as ``uint16`` over the tensor's memory
+(:func:`bfloat16_bits`) and converts them to float32 a chunk at a time
+(:mod:`numba_quant._cpu_chunks`); :func:`to_numpy` widens them whole.  CUDA tensors never
+come here: they carry ``__cuda_array_interface__`` and go to the GPU backend.
 """
 import sys
 
@@ -27,12 +29,27 @@ def _cpu(tensor, what):
     return tensor
 
 
-def to_numpy(tensor, what="input"):
-    """A numpy array over a CPU tensor's memory (bfloat16: its float32 values)."""
+def is_bfloat16(tensor):
+    """True for a bfloat16 tensor."""
+    import torch
+    return tensor.dtype == torch.bfloat16
+
+
+def bfloat16_bits(tensor, what="input"):
+    """The ``uint16`` bit patterns of a bfloat16 CPU tensor, over its memory (no copy)."""
     import torch
     tensor = _cpu(tensor, what)
+    if tensor.is_neg():  # a lazily negated view: its stored bits are not its values
+        tensor = tensor.resolve_neg()
+    return tensor.view(torch.int16).numpy().view(np.uint16)
+
+
+def to_numpy(tensor, what="input"):
+    """A numpy array over a CPU tensor's memory (bfloat16: its float32 values, a copy)."""
+    import torch
     if tensor.dtype == torch.bfloat16:
-        return bfloat16_to_float32(tensor.view(torch.int16).numpy().view(np.uint16))
+        return bfloat16_to_float32(bfloat16_bits(tensor, what))
+    tensor = _cpu(tensor, what)
     if tensor.is_conj() or tensor.is_neg():
         tensor = tensor.resolve_conj().resolve_neg()
     return tensor.numpy()

@@ -32,6 +32,12 @@ SELECTION_WORK = 1 << 20
 # compiled call with its own small outputs, the formulas included.
 SMALL = 1 << 12
 
+# float16 and bfloat16 inputs (and dequantize's codes of another type than the result)
+# are converted this many elements at a time into one reused buffer, each piece going
+# through the kernels of float32 (or float64) input: memory stays at one buffer instead
+# of a converted copy of the whole input (_cpu_chunks).
+WIDEN_CHUNK = 1 << 20
+
 # The model report reads, converts and quantizes large tensors this many elements at a
 # time (whole rows): memory stays near one tensor plus a few chunks.
 REPORT_CHUNK = 1 << 22

@@ -182,8 +182,9 @@ def pytest_collection_modifyitems(config, items):
 # one process (and cached) rather than by two at the same time.  That unit is the longest,
 # so it comes first.
 CPU_KERNEL_SUITES = ("test_routes.py", "test_properties.py", "test_errors.py",
-                     "test_exactness.py", "test_short_runs.py", "test_state.py",
-                     "test_threads.py")
+                     "test_layouts.py", "test_exactness.py", "test_short_runs.py",
+                     "test_state.py", "test_threads.py", "test_block_size.py",
+                     "test_half_inputs.py")
 
 
 def _group_for_workers(items):

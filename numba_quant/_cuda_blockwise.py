@@ -23,19 +23,10 @@ from numba_quant import _cuda_arrays as arrays
 from numba_quant import _cuda_launch as launch
 from numba_quant import _reference as ref
 from numba_quant import _tuning
+from numba_quant._cuda_blocks import _split4  # the C-order split of the block kernels
 
 # Threads per block of the block reduction (shared arrays of this many float64 pairs).
 SHARED = 1024
-
-
-@cuda.jit(device=True, inline=True)
-def _split4(k, n1, n2, n3):
-    """C-order index ``k`` of a 4-D shape (., n1, n2, n3) as four indices."""
-    i3 = k % n3
-    t = k // n3
-    i2 = t % n2
-    t = t // n2
-    return t // n1, t % n1, i2, i3
 
 
 @cuda.jit

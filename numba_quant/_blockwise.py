@@ -72,6 +72,20 @@ def _grid_shaped(a, grid):
     return a.reshape(tuple(grid))
 
 
+# Per-block states of :func:`observe_blocks`.
+NONFINITE, EMPTY = codes.HAS_NONFINITE, codes.EMPTY_CHANNEL
+
+
+def observe_blocks(ops, x, data, sizes, omit, scheme, bits):
+    """``(scale, zero_point, state)`` of every block of ``data`` by the block kernels:
+    flat arrays in the grid's C order, and the per-block status (None when every block
+    is OK; then :data:`NONFINITE` or :data:`EMPTY` mark the blocks in trouble)."""
+    views, kernels = _drivers(ops)
+    block4, x4, _, _ = _views(views, data.shape, sizes, data, data)
+    n_blocks = math.prod(plan.grid_shape(data.shape, sizes))
+    return kernels.run_observe(x4, block4, omit, scheme, bits, n_blocks, x)
+
+
 def observe(ops, x, data, sizes, omit, scheme, bits):
     """``min_max_observer``'s ``(scale, zero_point)`` per block of ``data`` (a backend
     array of the compute type), in the grid's shape and ``x``'s array type."""
@@ -81,15 +95,11 @@ def observe(ops, x, data, sizes, omit, scheme, bits):
         scale, zero_point, status = ops.observe(data, axis, omit, scheme, bits, like=x)
         raise_for_status(status, ops, data, axis, omit)
         return _grid_shaped(scale, grid), _grid_shaped(zero_point, grid)
-    views, kernels = _drivers(ops)
-    block4, x4, _, _ = _views(views, data.shape, sizes, data, data)
-    n_blocks = math.prod(grid)
-    scale, zero_point, state = kernels.run_observe(x4, block4, omit, scheme, bits, n_blocks,
-                                                   x)
+    scale, zero_point, state = observe_blocks(ops, x, data, sizes, omit, scheme, bits)
     if state is not None:
-        if (state == codes.HAS_NONFINITE).any():
+        if (state == NONFINITE).any():
             raise _checks.nonfinite_error(ops.count_nonfinite(data))
-        raise _checks.empty_block_error(np.flatnonzero(state == codes.EMPTY_CHANNEL), grid)
+        raise _checks.empty_block_error(np.flatnonzero(state == EMPTY), grid)
     return _grid_shaped(scale, grid), _grid_shaped(zero_point, grid)
 
 

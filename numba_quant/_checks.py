@@ -528,16 +528,13 @@ def inferred_block_size(x_shape, scale_shape):
     return tuple(sizes)
 
 
-def block_size_for_dask():
-    return ValueError("block_size is not supported for Dask arrays; compute the array first "
-                      "or use per-layer or per-channel parameters")
-
-
-def empty_block_error(indices, grid):
-    """``nonfinite="omit"`` and some blocks have no finite value (``indices``: flat)."""
+def empty_block_error(indices, grid, count=None):
+    """``nonfinite="omit"`` and some blocks have no finite value (``indices``: flat; the
+    first of them when ``count``, their number, is given)."""
+    count = len(indices) if count is None else count
     shown = ", ".join(str(tuple(int(i) for i in np.unravel_index(k, grid)))
-                      for k in indices[:8]) + (", ..." if len(indices) > 8 else "")
-    return ValueError(f"{len(indices)} block(s) have no finite value (block index {shown} "
+                      for k in indices[:8]) + (", ..." if count > 8 else "")
+    return ValueError(f"{count} block(s) have no finite value (block index {shown} "
                       f"of the grid {tuple(grid)}); nonfinite='omit' ignored them all")
 
 

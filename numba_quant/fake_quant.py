@@ -64,18 +64,34 @@ def _output(ops, x, out, shape, dtype):
     return out, view
 
 
+def _dask_apply(function, x, scale, zero_point, scheme, axis, block_size, dtype,
+                parameter_dtype, kwargs):
+    """``function`` on a Dask array: per layer or per channel as ``_dask.apply``; per
+    block (a block size given or read from the scale's shape) on chunks moved to block
+    boundaries (``_dask_blocks.apply``)."""
+    from numba_quant import _dask
+    _checks.dask_known_shape(x.shape)
+    sizes = _blockwise.resolve(x.shape, np.shape(scale), np.shape(zero_point), block_size,
+                               axis)
+    if sizes is not None:
+        kind, block_axis = _blockwise.layout(x.shape, sizes)
+        if kind == "blocks":
+            from numba_quant import _dask_blocks
+            return _dask_blocks.apply(function, x, scale, zero_point, sizes,
+                                      parameter_dtype, scheme, dtype, kwargs)
+        axis = block_axis  # the per-layer or per-channel reading of the grid
+    return _dask.apply(function, x, scale, zero_point, scheme, 0 if axis is None else axis,
+                       dtype, parameter_dtype, kwargs)
+
+
 def _apply(x, scale, zero_point, formula, bits, scheme, axis, out, what, code_dtype=None,
            function=None, block_size=None):
     scheme_code = _checks.scheme_code(formula, scheme)
     bits = _checks.bits(bits)
     if is_dask(x):
-        from numba_quant import _dask
-        if block_size is not None:
-            raise _checks.block_size_for_dask()
         _checks.dask_no_out(out)
         dtype = _checks.compute_dtype(x.dtype)
-        return _dask.apply(function, x, scale, zero_point, scheme_code,
-                           0 if axis is None else axis,
+        return _dask_apply(function, x, scale, zero_point, scheme_code, axis, block_size,
                            dtype if code_dtype is None else code_dtype(scheme_code, bits),
                            dtype, dict(quantization_formula=formula, quantization_bit=bits,
                                        quantization_scheme=scheme))
@@ -131,8 +147,9 @@ _PARAMETERS_DOC = """
         x.shape[axis]]`` (the axis length: the whole axis); the last block along an axis
         may be shorter.  ``scale`` and ``zero_point`` then have shape
         ``ceil(x.shape / block_size)`` (axes of length one may be left out: ``(C,)``
-        stands for ``(C, 1)``), and each block is mapped with its own.  Not for Dask
-        arrays.
+        stands for ``(C, 1)``), and each block is mapped with its own.  A Dask array
+        is first rechunked so that no chunk boundary cuts a block (each boundary moved
+        up to the next multiple of the block size along its axis).
 """
 
 
@@ -275,16 +292,13 @@ def dequantize(q, scale, zero_point, quantization_formula="google", quantization
         dtype = scale_type if scale_type.kind == "f" else np.float64
     dtype = _checks.compute_dtype(dtype)
     if is_dask(q):
-        from numba_quant import _dask
-        if block_size is not None:
-            raise _checks.block_size_for_dask()
         _checks.dask_no_out(out)
         _checks.codes_dtype(q.dtype)
-        return _dask.apply(dequantize, q, scale, zero_point, scheme,
-                           0 if axis is None else axis, dtype, dtype,
-                           dict(quantization_formula=quantization_formula,
-                                quantization_bit=bits,
-                                quantization_scheme=quantization_scheme, dtype=dtype))
+        return _dask_apply(dequantize, q, scale, zero_point, scheme, axis, block_size,
+                           dtype, dtype, dict(quantization_formula=quantization_formula,
+                                              quantization_bit=bits,
+                                              quantization_scheme=quantization_scheme,
+                                              dtype=dtype))
     codes_array = ops.as_codes(q, dtype)
     axis, sizes = _layout(codes_array.shape, scale, zero_point, block_size, axis)
     params, axis = _parameters(ops, q, codes_array.shape, scale, zero_point, scheme, bits, axis,

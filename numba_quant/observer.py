@@ -40,7 +40,9 @@ def min_max_observer(x, quantization_formula="google", quantization_bit=8,
         applied to each block's minimum and maximum.  Takes the place of
         ``per_layer_quantization`` (the default True gives way); with
         ``per_layer_quantization=False`` it must be the per-channel block of ``axis``
-        (1 there, whole elsewhere).  Not for Dask arrays.
+        (1 there, whole elsewhere).  A Dask array is rechunked so that no chunk
+        boundary cuts a block (each boundary moved up to the next multiple of the
+        block size along its axis), then observed chunk by chunk.
 
     Returns
     -------
@@ -87,9 +89,13 @@ def min_max_observer(x, quantization_formula="google", quantization_bit=8,
     scheme = _checks.scheme_code(quantization_formula, quantization_scheme)
     bits = _checks.bits(quantization_bit)
     omit = _checks.nonfinite_policy(nonfinite)
+    if block_size is not None and is_dask(x):
+        from numba_quant import _dask_blocks
+        sizes = _checks.observer_block_size(block_size, x.shape, per_layer_quantization,
+                                            axis)
+        _checks.compute_dtype(x.dtype)
+        return _dask_blocks.min_max_observer(x, sizes, omit, scheme, bits)
     if block_size is not None:
-        if is_dask(x):
-            raise _checks.block_size_for_dask()
         ops = backend(x)
         data = ops.as_array(x)
         sizes = _checks.observer_block_size(block_size, data.shape, per_layer_quantization,

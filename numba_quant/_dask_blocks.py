@@ -69,6 +69,13 @@ def on_grid(values, grid, chunks):
     return da.from_array(values.reshape(grid), chunks=chunks)
 
 
+class Scalar:
+    """A value that every chunk's call takes whole (a number, or a 0-d Dask array)."""
+
+    def __init__(self, value):
+        self.value = value
+
+
 def _call_on_chunk(*blocks, function, sizes, kwargs, size_name, wrap):
     """``function`` on one chunk (the first of ``blocks``) with the chunk's block size;
     a single result is wrapped in a tuple when ``wrap``."""
@@ -85,15 +92,20 @@ def map_aligned(function, x, sizes, params, outputs, kwargs, *, size_name="block
     ``x`` must be aligned to ``sizes`` already; ``params`` are Dask arrays on the grid
     (:func:`on_grid`) or None (passed as None).  ``outputs``: per result of ``function``
     (a tuple, or one array when there is one output), ``(kind, dtype)`` with kind
-    "elements" (the chunk's shape) or "grid" (one value per block).  Each chunk is one
+    "elements" (the chunk's shape), "grid" (one value per block) or "one" (one value
+    per chunk).  A :class:`Scalar` in ``params`` goes to every chunk whole.  Each chunk is one
     task; the outputs are taken from its tuple.
     """
     da = _dask_array()
     index = tuple(range(x.ndim))
     args = [x, index]
     for p in params:
-        args += [p, index] if p is not None else [None, None]
-    chunk_sets = {"elements": x.chunks, "grid": grid_chunks(x.chunks, sizes)}
+        if isinstance(p, Scalar):
+            args += [p.value, ()] if is_dask(p.value) else [p.value, None]
+        else:
+            args += [p, index] if p is not None else [None, None]
+    chunk_sets = {"elements": x.chunks, "grid": grid_chunks(x.chunks, sizes),
+                  "one": tuple((1,) * len(c) for c in x.chunks)}
     wrap = len(outputs) == 1
     results = da.blockwise(
         _call_on_chunk, index, *args, function=function, sizes=tuple(sizes),

@@ -8,7 +8,8 @@ ml_dtypes views).  Imports neither numba nor CUDA until a backend is asked for.
 import numpy as np
 
 from numba_quant import _checks
-from numba_quant._dispatch import on_device  # noqa: F401  (also used by the public modules)
+# (also used by the public modules)
+from numba_quant._dispatch import is_dask, on_device  # noqa: F401
 
 
 def backend(x, *others):

@@ -12,7 +12,7 @@ import numpy as np
 
 from numba_quant import _blocks_plan as plan
 from numba_quant import _checks
-from numba_quant._dispatch import backend, on_device
+from numba_quant._dispatch import backend, is_dask, on_device
 
 
 def _ops(x, *others):
@@ -152,7 +152,10 @@ def _finish_qparams(ops, x, data, sizes, scale, zp, skind, zdtype):
 
 
 def _observe(x, mapping_type, block_size, target_dtype, quant_min, quant_max, eps,
-             scale_dtype, zero_point_dtype, codes, out):
+             scale_dtype, zero_point_dtype, codes, out, checked=True):
+    """``(codes or None, scale, zero_point)``; with ``checked`` False, the number of
+    blocks holding NaN or infinity follows instead of raising (their values are then
+    meaningless)."""
     ops, data, sizes, codes_dtype, skind, zdtype, T, s = _qparams_setup(
         x, mapping_type, block_size, target_dtype, quant_min, quant_max, eps, scale_dtype,
         zero_point_dtype)
@@ -170,10 +173,10 @@ def _observe(x, mapping_type, block_size, target_dtype, quant_min, quant_max, ep
                           codes4 if codes else None)
     if codes:
         _write_back(ops, temp, target)
-    if bad:
+    if bad and checked:
         raise _checks.block_nonfinite_error(bad)
     scale, zp = _finish_qparams(ops, x, data, sizes, scale, zp, skind, zdtype)
-    return result, scale, zp
+    return (result, scale, zp) if checked else (result, scale, zp, bad)
 
 
 def choose_qparams_affine(x, mapping_type, block_size, target_dtype, quant_min=None,
@@ -231,6 +234,11 @@ def choose_qparams_affine(x, mapping_type, block_size, target_dtype, quant_min=N
     array([[10,  0],
            [ 0,  5]], dtype=int32)
     """
+    if is_dask(x):
+        from numba_quant import _dask_formats
+        return _dask_formats.choose_qparams_affine(
+            x, mapping_type, block_size, target_dtype, quant_min, quant_max, eps,
+            scale_dtype, zero_point_dtype, codes=False)
     _, scale, zp = _observe(x, mapping_type, block_size, target_dtype, quant_min, quant_max,
                             eps, scale_dtype, zero_point_dtype, False, None)
     return scale, zp
@@ -261,6 +269,12 @@ def choose_qparams_and_quantize_affine(x, mapping_type, block_size, target_dtype
     >>> scale, zp
     (array([0.4], dtype=float32), array([0], dtype=int32))
     """
+    if is_dask(x):
+        from numba_quant import _dask_formats
+        _checks.dask_no_out(out)
+        return _dask_formats.choose_qparams_affine(
+            x, mapping_type, block_size, target_dtype, quant_min, quant_max, eps,
+            scale_dtype, zero_point_dtype, codes=True)
     return _observe(x, mapping_type, block_size, target_dtype, quant_min, quant_max, eps,
                     scale_dtype, zero_point_dtype, True, out)
 
@@ -285,6 +299,11 @@ def quantize_affine(x, block_size, scale, zero_point, output_dtype, quant_min=No
     ...                    np.array([[8, 8]], np.int32), "uint4")
     array([[9, 5, 8, 9]], dtype=uint8)
     """
+    if is_dask(x):
+        from numba_quant import _dask_formats
+        _checks.dask_no_out(out)
+        return _dask_formats.quantize_affine(x, block_size, scale, zero_point, output_dtype,
+                                             quant_min, quant_max)
     codes_dtype, lowest, highest = _checks.target_dtype(output_dtype)
     qmin, qmax = _checks.quant_range(quant_min, quant_max, lowest, highest,
                                      f"output_dtype {output_dtype!r}")
@@ -331,6 +350,12 @@ def dequantize_affine(codes, block_size, scale, zero_point, input_dtype, quant_m
     ...                      np.array([[8, 8]], np.int32), "uint4")
     array([[ 0.1, -0.3,  0. ,  0.5]], dtype=float32)
     """
+    if is_dask(codes):
+        from numba_quant import _dask_formats
+        _checks.dask_no_out(out)
+        return _dask_formats.dequantize_affine(codes, block_size, scale, zero_point,
+                                               input_dtype, quant_min, quant_max,
+                                               output_dtype)
     codes_dtype, lowest, highest = _checks.target_dtype(input_dtype)
     qmin, qmax = _checks.quant_range(quant_min, quant_max, lowest, highest,
                                      f"input_dtype {input_dtype!r}")

@@ -147,6 +147,10 @@ def to_float8(x, dtype="float8_e4m3fn", *, per_layer_quantization=True, axis=0,
     name = _checks.float_format(dtype, FP8_FORMATS, "dtype")
     fmt = FORMATS[name]
     propagate = _checks.format_nonfinite(nonfinite)
+    if common.is_dask(x):
+        from numba_quant import _dask_formats
+        return _dask_formats.to_float8(x, name, per_layer_quantization, axis, block_size,
+                                       nonfinite)
     bk = common.backend(x)
     a, shape = common.as_input(bk, x, allow_float64=False)
     groups = _Groups(bk, shape, per_layer_quantization, axis, block_size)
@@ -154,13 +158,37 @@ def to_float8(x, dtype="float8_e4m3fn", *, per_layer_quantization=True, axis=0,
     if bad and not propagate:
         raise _checks.nonfinite_blocks_error(bad, "element(s)")
     scale = bk.fp8_scales(amax, fmt.max)
+    return (_encode(bk, x, a, shape, groups, scale, fmt, propagate),
+            bk.from_host(scale.reshape(groups.scale_shape), x))
+
+
+def _encode(bk, x, a, shape, groups, scale, fmt, propagate):
+    """The FP8 codes of ``a`` (``x`` as the kernels read it) with the groups' float32
+    scales ``scale`` (host), in ``x``'s array type."""
     codes = bk.empty(groups.rows_shape, np.uint8, x)
     bk.quantize_blocks(KIND_FP8, a.reshape(groups.rows_shape), groups.run, fmt.code, 0, 0, 0,
                        fmt.max, propagate, 1.0, common.unused(bk, np.uint8),
                        groups.run_scales(scale), codes, common.unused(bk, np.float32), True,
                        False)
-    return (bk.wrap(codes.reshape(shape), x),
-            bk.from_host(scale.reshape(groups.scale_shape), x))
+    return bk.wrap(codes.reshape(shape), x)
+
+
+def amax_of_chunk(x, per_layer_quantization, axis):
+    """``(max |x| per group, non-finite count)`` of a per-tensor or per-channel chunk
+    (for Dask: maxima merge exactly in any order)."""
+    bk = common.backend(x)
+    a, shape = common.as_input(bk, x, allow_float64=False)
+    return _Groups(bk, shape, per_layer_quantization, axis, None).abs_max(a)
+
+
+def encode_chunk(x, scale, fmt_name, per_layer_quantization, axis, nonfinite):
+    """The FP8 codes of a chunk with given per-tensor or per-channel scales (host
+    float32, the chunk's channels)."""
+    bk = common.backend(x)
+    a, shape = common.as_input(bk, x, allow_float64=False)
+    groups = _Groups(bk, shape, per_layer_quantization, axis, None)
+    return _encode(bk, x, a, shape, groups, np.asarray(scale, np.float32), FORMATS[fmt_name],
+                   _checks.format_nonfinite(nonfinite))
 
 
 KIND_FP8 = 2  # numba_quant._reference_float.FP8 (that module imports numba)
@@ -244,6 +272,10 @@ def from_float8(elements, scale, dtype="float8_e4m3fn", *, axis=0, block_size=No
     name = _checks.float_format(dtype, FP8_FORMATS, "dtype")
     fmt = FORMATS[name]
     output_dtype = _checks.float_output(output_dtype)
+    if common.is_dask(elements):
+        from numba_quant import _dask_formats
+        return _dask_formats.from_float8(elements, scale, name, axis, block_size,
+                                         output_dtype)
     bk = common.backend(elements, scale)
     c = common.as_codes(bk, elements, name, "elements")
     shape = tuple(c.shape)

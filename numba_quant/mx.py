@@ -87,6 +87,14 @@ def to_mx(x, elem_dtype, block_size=32, scaling_mode="floor", *, axis=-1, nonfin
     >>> nq.from_mx(scale, el, "float4_e2m1fn")[:4]
     array([-1.  , -1.  , -0.75, -0.75], dtype=float32)
     """
+    if common.is_dask(x):
+        from numba_quant import _dask_formats
+        _settings(elem_dtype, block_size, scaling_mode, nonfinite)
+        return _dask_formats.along_axis(
+            to_mx, x, block_size, axis, ("grid", "elements"),
+            settings=dict(elem_dtype=elem_dtype, block_size=block_size,
+                          scaling_mode=scaling_mode, axis=axis, nonfinite=nonfinite,
+                          ml_dtypes=ml_dtypes))
     bk, name, ax, moved, nb, scales, codes, _, k = _quantize(
         x, elem_dtype, block_size, scaling_mode, axis, nonfinite, True)
     scales = common.move_back(bk, scales.reshape(moved + (nb,)), ax)
@@ -107,6 +115,13 @@ def mx_fake_quantize(x, elem_dtype, block_size=32, scaling_mode="floor", *, axis
     >>> nq.mx_fake_quantize(np.array([0.1, 0.2, 0.3, 3.0], np.float32), "float4_e2m1fn")
     array([0.  , 0.25, 0.25, 3.  ], dtype=float32)
     """
+    if common.is_dask(x):
+        from numba_quant import _dask_formats
+        _settings(elem_dtype, block_size, scaling_mode, nonfinite)
+        return _dask_formats.along_axis(
+            mx_fake_quantize, x, block_size, axis, ("elements",),
+            settings=dict(elem_dtype=elem_dtype, block_size=block_size,
+                          scaling_mode=scaling_mode, axis=axis, nonfinite=nonfinite))
     bk, name, ax, moved, nb, scales, codes, values, k = _quantize(
         x, elem_dtype, block_size, scaling_mode, axis, nonfinite, False)
     values = common.move_back(bk, values.reshape(moved + (k,)), ax)
@@ -128,6 +143,12 @@ def from_mx(scale_e8m0, elements, elem_dtype, block_size=32, *, axis=-1,
     """
     name, fmt, block, _, _ = _settings(elem_dtype, block_size, "floor")
     output_dtype = _checks.float_output(output_dtype)
+    if common.is_dask(elements):
+        from numba_quant import _dask_formats
+        return _dask_formats.along_axis(
+            _from_mx_first, elements, block_size, axis, ("elements",), scale_grid=scale_e8m0,
+            settings=dict(elem_dtype=elem_dtype, block_size=block_size, axis=axis,
+                          output_dtype=output_dtype))
     bk = common.backend(elements, scale_e8m0)
     c = common.as_codes(bk, elements, name, "elements")
     s = common.as_codes(bk, scale_e8m0, "float8_e8m0fnu", "scale_e8m0")
@@ -144,3 +165,8 @@ def from_mx(scale_e8m0, elements, elem_dtype, block_size=32, *, axis=-1,
     moved = tuple(shape[i] for i in range(len(shape)) if i != ax)
     out = common.move_back(bk, out.reshape(moved + (shape[ax],)), ax)
     return bk.wrap(common.widen(bk, out, output_dtype), elements)
+
+
+def _from_mx_first(elements, scale_e8m0, **settings):
+    """:func:`from_mx` with the elements first (the order of the Dask chunk calls)."""
+    return from_mx(scale_e8m0, elements, **settings)

@@ -23,12 +23,16 @@ def per_tensor_scale_of(amax):
     return max(np.float32(amax / _PER_TENSOR_DIVISOR), _SMALLEST_PER_TENSOR)
 
 
-def _quantize(x, per_tensor_scale, nonfinite, codes_wanted):
+def _quantize(x, per_tensor_scale, nonfinite, codes_wanted, resolved=False):
+    """The kernels' work; ``resolved``: ``per_tensor_scale`` is the value to use as is
+    (the whole tensor's, found by a Dask graph)."""
     propagate = _checks.format_nonfinite(nonfinite)
     bk = common.backend(x)
     a, shape = common.as_input(bk, x, allow_float64=False)
     _checks.block_axis(-1, len(shape))
-    if per_tensor_scale is None:
+    if resolved:
+        pts = np.float32(per_tensor_scale)
+    elif per_tensor_scale is None:
         amax, bad = common.tensor_abs_max(bk, a)
         if bad and not propagate:
             raise _checks.nonfinite_blocks_error(bad, "element(s)")
@@ -84,7 +88,15 @@ def to_nvfp4(x, per_tensor_scale=None, *, nonfinite="raise", ml_dtypes=False):
     >>> bs, el[:4], pts
     (array([66], dtype=uint8), array([0, 1, 2, 2], dtype=uint8), np.float32(1.0))
     """
-    bk, shape, nb, scales, codes, _, pts = _quantize(x, per_tensor_scale, nonfinite, True)
+    if common.is_dask(x):
+        from numba_quant import _dask_formats
+        return _dask_formats.to_nvfp4(x, per_tensor_scale, nonfinite, ml_dtypes)
+    return _to_nvfp4(x, per_tensor_scale, nonfinite, ml_dtypes)
+
+
+def _to_nvfp4(x, per_tensor_scale, nonfinite, ml_dtypes, resolved=False):
+    bk, shape, nb, scales, codes, _, pts = _quantize(x, per_tensor_scale, nonfinite, True,
+                                                     resolved)
     return (common.output(bk, scales.reshape(shape[:-1] + (nb,)), x, "float8_e4m3fn",
                           ml_dtypes),
             common.output(bk, codes.reshape(shape), x, "float4_e2m1fn", ml_dtypes),
@@ -100,9 +112,38 @@ def nvfp4_fake_quantize(x, per_tensor_scale=None, *, nonfinite="raise"):
     >>> nq.nvfp4_fake_quantize(np.array([0.1, 0.2, 0.3, 3.0], np.float32), 1.0)
     array([0.  , 0.25, 0.25, 3.  ], dtype=float32)
     """
+    if common.is_dask(x):
+        from numba_quant import _dask_formats
+        return _dask_formats.nvfp4_fake_quantize(x, per_tensor_scale, nonfinite)
+    return _fake_quantize(x, per_tensor_scale, nonfinite)
+
+
+def _fake_quantize(x, per_tensor_scale, nonfinite, resolved=False):
     bk, shape, nb, scales, codes, values, pts = _quantize(x, per_tensor_scale, nonfinite,
-                                                          False)
+                                                          False, resolved)
     return bk.wrap(values.reshape(shape), x)
+
+
+def to_nvfp4_chunk(x, per_tensor_scale, *, nonfinite, ml_dtypes):
+    """One Dask chunk of :func:`to_nvfp4` with the whole tensor's per-tensor scale."""
+    return _to_nvfp4(x, per_tensor_scale, nonfinite, ml_dtypes, resolved=True)[:2]
+
+
+def fake_quantize_chunk(x, per_tensor_scale, *, nonfinite):
+    """One Dask chunk of :func:`nvfp4_fake_quantize` with the whole tensor's scale."""
+    return _fake_quantize(x, per_tensor_scale, nonfinite, resolved=True)
+
+
+def abs_max_of_chunk(x):
+    """``(max |x|, non-finite count)`` of a chunk (maxima merge exactly, NaN winning)."""
+    bk = common.backend(x)
+    a, _ = common.as_input(bk, x, allow_float64=False)
+    return common.tensor_abs_max(bk, a)
+
+
+def _from_nvfp4_first(elements, block_scale, per_tensor_scale, **settings):
+    """:func:`from_nvfp4` with the elements first (the order of the Dask chunk calls)."""
+    return from_nvfp4(block_scale, elements, per_tensor_scale, **settings)
 
 
 def from_nvfp4(block_scale, elements, per_tensor_scale, *, output_dtype=np.float32):
@@ -115,6 +156,14 @@ def from_nvfp4(block_scale, elements, per_tensor_scale, *, output_dtype=np.float
     array([ 1. , -1.5], dtype=float32)
     """
     output_dtype = _checks.float_output(output_dtype)
+    if common.is_dask(elements):
+        from numba_quant import _dask_formats
+        if not common.is_dask(per_tensor_scale):
+            per_tensor_scale = _checks.per_tensor_scale(per_tensor_scale,
+                                                        _SMALLEST_PER_TENSOR)
+        return _dask_formats.along_axis(
+            _from_nvfp4_first, elements, BLOCK, -1, ("elements",), scale_grid=block_scale,
+            scalar=per_tensor_scale, settings=dict(output_dtype=output_dtype))
     bk = common.backend(elements, block_scale)
     c = common.as_codes(bk, elements, "float4_e2m1fn", "elements")
     s = common.as_codes(bk, block_scale, "float8_e4m3fn", "block_scale")

@@ -7,7 +7,7 @@ import numpy as np
 from numba_quant import _checks
 from numba_quant import _codes as codes
 from numba_quant import _tuning
-from numba_quant._dispatch import backend, to_host
+from numba_quant._dispatch import backend, is_dask, to_host
 
 # Scores within this relative distance of the best fast entropy score are recomputed
 # exactly (the fast and exact scores differ by rounding only: about 1e-13).
@@ -278,7 +278,14 @@ class HistogramObserver:
         return self.calculate_qparams()
 
     def observe(self, x):
-        """Add ``x`` to the histograms (the work of a call, without the qparams)."""
+        """Add ``x`` to the histograms (the work of a call, without the qparams).
+
+        A Dask array is one batch, counted chunk by chunk (:mod:`numba_quant._dask_hist`).
+        """
+        if is_dask(x):
+            from numba_quant import _dask_hist
+            _dask_hist.observe(self, x)
+            return
         from numba_quant import _reference_hist as hist_ref
         from numba_quant._hist_backend import channel_histogram
         from numba_quant._minmax import observe_minmax

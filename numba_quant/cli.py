@@ -134,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compute the scales and zero points (--scales, JSON 'arrays') "
                         "with the CUDA kernels (needs numba-cuda and a GPU, or "
                         "NUMBA_ENABLE_CUDASIM=1); the report's recipes run on the CPU")
+    p.add_argument("--dask", default=None, metavar="SCHEDULER",
+                   help="run the report on a Dask cluster, one task per tensor read from "
+                        "its memory-mapped file by the worker: a scheduler address "
+                        "(tcp://host:8786) or 'local' for a LocalCluster of "
+                        "--dask-workers processes (needs the 'dask' extra)")
+    p.add_argument("--dask-workers", type=int, default=2, metavar="N",
+                   help="worker processes of --dask local (default: 2, one thread each)")
     p.add_argument("--json", action="store_true",
                    help="print JSON with every number instead of tables")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -420,6 +427,57 @@ def _observe_all(source, observer, args, errors):
     return records
 
 
+def _dask_locators(args, source):
+    """Where each tensor of ``source`` is found again in a Dask worker (in order)."""
+    from numba_quant import _dask_report, checkpoint
+    if source.kind == "builtin":
+        return [_dask_report.ArrayTensor(e.name, e.shape, e.dtype, e.raw())
+                for e in source.tensors]
+    if source.kind == "minilm":
+        from numba_quant import examples
+        paths, prefix = [examples.minilm_path()], False
+    else:
+        paths, prefix = args.files, len(args.files) > 1
+    include, exclude = _patterns(args.include), _patterns(args.exclude)
+    locators = []
+    for path in paths:
+        try:  # named as _load_file names them
+            named = prefix or checkpoint.detect_kind(path) in ("npy", "npz")
+            names = [e.name for e in checkpoint.open_checkpoint(
+                path, include, exclude, prefix_names=named).tensors]
+        except Exception:  # (its error is in source.errors already)
+            continue
+        locators += [_dask_report.FileTensor(path, name, named) for name in names]
+    return locators
+
+
+def _dask_report_run(args, source, chosen):
+    """The report of ``source`` computed on the cluster of ``--dask``."""
+    import contextlib
+    try:
+        import distributed
+    except ImportError:
+        raise CliError("--dask needs Dask and distributed: pip install "
+                       "'numba_quant[dask]'") from None
+    from numba_quant import _dask_report
+    if args.dask_workers < 1:
+        raise CliError(f"--dask-workers must be at least 1; got {args.dask_workers}")
+    with contextlib.ExitStack() as stack:
+        if args.dask == "local":
+            cluster = stack.enter_context(distributed.LocalCluster(
+                n_workers=args.dask_workers, threads_per_worker=1, processes=True,
+                dashboard_address=None))
+            client = stack.enter_context(distributed.Client(cluster))
+        else:
+            try:
+                client = stack.enter_context(distributed.Client(args.dask, timeout=30))
+            except OSError as exc:
+                raise CliError(f"--dask {args.dask}: cannot reach the scheduler "
+                               f"({_one_line(exc)})") from None
+        return _dask_report.report(_dask_locators(args, source), source.description,
+                                   source.skipped, chosen, args.nonfinite, client)
+
+
 def run(args, out=None, err=None) -> int:
     """Run the command for parsed ``args``, writing to ``out``/``err`` (default: the
     process's stdout and stderr); returns the exit status."""
@@ -439,7 +497,12 @@ def run(args, out=None, err=None) -> int:
     if args.scales or (args.json and (oneflow_given or args.gpu)):
         records = _observe_all(source, observer, args, errors)
     rep = None
-    if not args.scales:
+    if args.dask is not None and args.scales:
+        raise CliError("--dask runs the report; it does not apply to --scales")
+    if args.dask is not None:
+        rep = _dask_report_run(args, source, chosen)
+        errors += rep.errors
+    elif not args.scales:
         from numba_quant import checkpoint, model_report
         progress = args.progress if args.progress is not None else err.isatty()
         rep = model_report.report(

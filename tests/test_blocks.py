@@ -362,3 +362,33 @@ def test_pack_int4_errors():
         nq.unpack_int4(np.zeros(2, np.uint8), 5)
     with pytest.raises(TypeError, match="packed codes must be uint8"):
         nq.unpack_int4(np.zeros(2, np.int8), 4)
+
+
+# --------------------------------------------------------------------------- Dask
+def test_dask_arrays_equal_in_memory():
+    """torchao's functions on Dask arrays whose chunks cut blocks: moved to block
+    boundaries, values, shapes and dtypes equal to the in-memory call's."""
+    from dask_checks import CHUNKINGS, compare, dask_modules
+    _, da = dask_modules()
+    x = (np.random.default_rng(6).standard_normal((13, 66)) * 3).astype(np.float32)
+    block = (4, 16)  # ragged on both axes
+    lazy, expected = [], []
+    for chunking in CHUNKINGS:
+        dx = da.from_array(x, chunks=chunking)
+        s, z = nq.choose_qparams_affine(x, "asymmetric", block, "uint4")
+        codes = nq.quantize_affine(x, block, s, z, "uint4")
+        ds, dz = nq.choose_qparams_affine(dx, "asymmetric", block, "uint4")
+        lazy += [ds, dz, nq.quantize_affine(dx, block, s, z, "uint4"),
+                 nq.dequantize_affine(da.from_array(codes, chunks=chunking), block, ds, dz,
+                                      "uint4"),
+                 *nq.choose_qparams_and_quantize_affine(dx, "symmetric", (1, 66), "int8")]
+        expected += [s, z, codes, nq.dequantize_affine(codes, block, s, z, "uint4"),
+                     *nq.choose_qparams_and_quantize_affine(x, "symmetric", (1, 66), "int8")]
+    compare(lazy, expected)
+    bad = x.copy()
+    bad[0, 0] = bad[12, 65] = np.nan
+    scale, _ = nq.choose_qparams_affine(da.from_array(bad, chunks=(5, 7)), "asymmetric",
+                                        block, "uint4")
+    with pytest.raises(ValueError, match=r"non-finite values \(NaN or infinity\) in 2 "
+                                         r"block\(s\)"):
+        compare([scale], [scale])  # the whole array's count of blocks

@@ -258,3 +258,30 @@ def test_merge_errors():
         a.merge(b)
     with pytest.raises(TypeError, match="can only merge a HistogramObserver"):
         a.merge(nq.MinMaxObserver())
+
+
+def test_histogram_observer_takes_dask_batches():
+    """A Dask batch: per-chunk histograms on the batch's grid, merged exactly; the state
+    (counts, grid, range, torch.histc's first counts) equals the in-memory observer's."""
+    from dask_checks import CHUNKINGS, compare, dask_modules
+    dask, da = dask_modules()
+    rng = np.random.default_rng(8)
+    for settings in (dict(bins=64), dict(bins=32, method="l2", per_layer_quantization=False,
+                                         axis=1, quantization_scheme="affine")):
+        lazy, in_memory = (nq.HistogramObserver(**settings) for _ in range(2))
+        for step, chunking in enumerate(CHUNKINGS):
+            x = (rng.standard_normal((13, 66)) * (step + 1)).astype(np.float32)
+            with dask.config.set(scheduler="synchronous"):
+                got = lazy(da.from_array(x, chunks=chunking))
+            expected = in_memory(x)
+            state, reference = lazy.state_dict(), in_memory.state_dict()
+            assert state.keys() == reference.keys()
+            arrays = [k for k, v in reference.items() if isinstance(v, np.ndarray)]
+            compare(list(got) + [state[k] for k in arrays],
+                    list(expected) + [reference[k] for k in arrays])
+            assert {k: v for k, v in state.items() if k not in arrays} == \
+                {k: v for k, v in reference.items() if k not in arrays}
+    x = rng.standard_normal((13, 66)).astype(np.float32)
+    x[2, 3] = x[11, 60] = np.nan
+    with pytest.raises(ValueError, match=r"input contains 2 non-finite value"):
+        nq.HistogramObserver(bins=64).observe(da.from_array(x, chunks=(5, 7)))

@@ -6,6 +6,7 @@ and the workers' first kernel loads are the slow part); the tests that use it ar
 marked ``cluster`` (``-m "not cluster"`` leaves them out) and compute many arrays in
 one call.
 """
+import json
 import logging
 import os
 import subprocess
@@ -141,14 +142,31 @@ CLUSTER_CASES = [(CONFIGS[0], "rows"), (CONFIGS[1], "unaligned"), (CONFIGS[2], "
 
 
 @pytest.mark.cluster
-def test_everything_equals_in_memory_on_a_cluster(cluster):
-    """Configurations and chunkings in one computation on the two workers."""
+def test_everything_equals_in_memory_on_a_cluster(cluster, tmp_path, capsys):
+    """Configurations and chunkings (and blocks, moved to chunk boundaries) in one
+    computation on the two workers; then the command line's report on the cluster."""
     lazy, expected = [], []
     for (settings, axis), chunking in CLUSTER_CASES:
         more_lazy, more_expected = cases(settings, axis, chunking)
         lazy += more_lazy
         expected += more_expected
-    check(dask.compute(*lazy, scheduler=cluster), lazy, expected)
+    more_lazy, more_expected = block_cases(CHUNKINGS["unaligned"])
+    check(dask.compute(*lazy, *more_lazy, scheduler=cluster), lazy + more_lazy,
+          expected + more_expected)
+    # numba-quant --dask ADDRESS: one task per tensor, read in the workers from the
+    # file; the same report as in this process
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    from numba_quant import cli
+    path = tmp_path / "model.safetensors"
+    safetensors_numpy.save_file({"a.weight": data().reshape(13, 66),
+                                 "b.bias": data()[0, :, 0].astype(np.float16)}, str(path))
+    reports = []
+    for extra in ([], ["--dask", cluster.scheduler.address]):
+        assert cli.main([str(path), "--recipes", "int8", "--json"] + extra) == 0
+        report = json.loads(capsys.readouterr().out)
+        report.pop("seconds", None)
+        reports.append(report)
+    assert reports[0] == reports[1] and len(reports[0]["tensors"]) == 2
 
 
 def nonfinite_data():
@@ -342,3 +360,65 @@ def test_open_dask_reads_a_safetensors_tensor(tmp_path):
     with pytest.raises(ValueError, match=r"has no float tensor named 'c' \(it has "
                                          r"'a\.weight', 'b\.half'\)"):
         nq.open_dask(path, tensor="c")
+
+
+# --------------------------------------------------------------------------- blocks
+# Chunkings that cut blocks: rows of one, and chunks aligned to nothing; each is moved
+# to block boundaries before the chunks are computed.
+BLOCK_CHUNKINGS = [CHUNKINGS["rows"], CHUNKINGS["unaligned"]]
+BLOCK = (4, 3, 6)  # ragged along both split axes: 13 = 3*4 + 1, 11 = 3*3 + 2
+
+
+def block_cases(chunking):
+    """OneFlow's functions with block_size= on a Dask array, and the in-memory calls."""
+    x = data()
+    dx = da.from_array(x, chunks=chunking)
+    kw = dict(quantization_scheme="affine", quantization_bit=5, block_size=BLOCK)
+    scale, zero_point = nq.min_max_observer(dx, **kw)
+    s, z = nq.min_max_observer(x, **kw)
+    q = nq.quantize(x, s, z, **kw)
+    lazy = [scale, zero_point, nq.fake_quantization(dx, scale, zero_point, **kw),
+            nq.quantize(dx, s, z, **kw),
+            nq.dequantize(da.from_array(q, chunks=chunking), scale, zero_point, **kw)]
+    expected = [s, z, nq.fake_quantization(x, s, z, **kw), q, nq.dequantize(q, s, z, **kw)]
+    return lazy, expected
+
+
+def test_blocks_equal_in_memory():
+    x = data()
+    lazy, expected = [], []
+    for chunking in BLOCK_CHUNKINGS:
+        more_lazy, more_expected = block_cases(chunking)
+        lazy += more_lazy
+        expected += more_expected
+    # a block size that is per channel goes through the per-channel graph
+    dx = da.from_array(x, chunks=CHUNKINGS["unaligned"])
+    lazy += list(nq.min_max_observer(dx, block_size=(13, 1, 6)))
+    expected += list(nq.min_max_observer(x, block_size=(13, 1, 6)))
+    check(synchronous(*lazy), lazy, expected)
+    os_, oz = oracle.block_min_max_observer(x, quantization_scheme="affine",
+                                            quantization_bit=5, block_size=BLOCK)
+    assert_same(expected[0], os_)
+    assert_same(expected[1], oz)
+    # chunk boundaries moved up to block boundaries (the last chunk: the ragged block)
+    assert lazy[2].chunks == ((4, 4, 4, 1), (11,), (6,))
+    assert lazy[7].chunks == ((8, 4, 1), (6, 3, 2), (6,))
+
+
+def test_block_errors_are_the_whole_arrays():
+    x = nonfinite_data()
+    dx = da.from_array(x, chunks=CHUNKINGS["unaligned"])
+    scale, _ = nq.min_max_observer(dx, block_size=BLOCK)
+    with pytest.raises(ValueError, match=r"input contains 8 non-finite value\(s\)"):
+        synchronous(scale)
+    x = data()
+    x[0:4, 0:3] = np.nan
+    x[12, 9:] = np.nan
+    scale, _ = nq.min_max_observer(da.from_array(x, chunks=CHUNKINGS["rows"]),
+                                   block_size=BLOCK, nonfinite="omit")
+    with pytest.raises(ValueError, match=r"2 block\(s\) have no finite value \(block index "
+                                         r"\(0, 0, 0\), \(3, 3, 0\) of the grid "
+                                         r"\(4, 4, 1\)\)"):
+        synchronous(scale)
+    with pytest.raises(ValueError, match="scale must not be negative"):
+        nq.fake_quantization(dx, -np.ones((4, 4, 1)), np.zeros((4, 4, 1)), block_size=BLOCK)

@@ -334,17 +334,12 @@ def test_nonfinite_blocks(device):
                     device.put(np.zeros((2, 2), np.float32)), block_size=(2, 2))
 
 
-def test_observer_setting_and_dask_errors():
+def test_observer_setting_errors():
+    """(Dask arrays with block_size: tests/test_dask.py.)"""
     with pytest.raises(ValueError, match=r"block_size \(0, 2\): every entry must be positive"):
         nq.MinMaxObserver(block_size=(0, 2))
     with pytest.raises(TypeError, match=r"block_size must be a sequence of integers"):
         nq.MinMaxObserver(block_size=3)
-    da = pytest.importorskip("dask.array")
-    lazy = da.from_array(X, chunks=2)
-    with pytest.raises(ValueError, match=r"block_size is not supported for Dask arrays"):
-        nq.min_max_observer(lazy, block_size=(1, 2))
-    with pytest.raises(ValueError, match=r"block_size is not supported for Dask arrays"):
-        nq.quantize(lazy, np.ones((3, 2)), np.zeros((3, 2)), block_size=(1, 2))
 
 
 def test_five_axes_merged_to_four(device):

@@ -426,3 +426,48 @@ def test_gpu_option_without_a_gpu_is_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1
     assert "--gpu needs a CUDA GPU" in proc.stderr
+
+
+def test_dask_option_gives_the_same_report(tmp_path, capsys, monkeypatch):
+    """--dask ADDRESS: the report's tensors as Dask tasks, each read again from its file
+    by a locator that pickles as the path and the name.  The client is replaced by one on
+    the synchronous scheduler (tests/test_dask.py starts the only real cluster)."""
+    import pickle
+    distributed = pytest.importorskip("distributed")
+    from numba_quant import _dask_report
+    x = simple_array(shape=(6, 40))
+    first, second = tmp_path / "a.npy", tmp_path / "b.npz"
+    np.save(first, x)
+    np.savez(second, w=x[:, :8].astype(np.float16), b=x[0])
+    addresses = []
+
+    class Synchronous:
+        def __init__(self, address, timeout):
+            addresses.append(address)
+
+        def __enter__(self):
+            return "synchronous"  # what dask.compute takes as the scheduler
+
+        def __exit__(self, *exc):
+            return False
+
+        @staticmethod
+        def current(*args, **kwargs):  # as distributed.Client without a client
+            raise ValueError("no client")
+
+    monkeypatch.setattr(distributed, "Client", Synchronous)
+    reports = []
+    for extra in ([], ["--dask", "tcp://scheduler:8786"]):
+        rc, out, err = run_cli([first, second, "--recipes", "int8,int4-g128", "--json"]
+                               + extra, capsys)
+        assert rc == 0, err
+        report = json.loads(out)
+        report.pop("seconds")
+        reports.append(report)
+    assert addresses == ["tcp://scheduler:8786"]
+    assert reports[0] == reports[1] and len(reports[0]["tensors"]) == 3
+    locator = _dask_report.FileTensor(second, f"{second}:w", True)
+    entry = pickle.loads(pickle.dumps(locator)).entry()
+    assert entry.shape == (6, 8) and entry.dtype == "float16"
+    rc, _, err = run_cli([first, "--scales", "--dask", "local"], capsys)
+    assert rc == 1 and "--dask runs the report; it does not apply to --scales" in err

@@ -7,6 +7,12 @@ the names ``"uint1"``..``"uint7"``, ``"int1"``..``"int7"`` for the codes, and
 ``ml_dtypes.bfloat16`` arrays for bfloat16.  ``choose_qparams_and_quantize_affine`` does
 both steps in one pass over the data.  Unlike torchao, a block size need not divide its
 axis: the last block along that axis is shorter (a "ragged" block).
+
+A Dask array gives lazy results: it is rechunked so that no chunk boundary cuts a block
+(each boundary moved up to the next multiple of the block size along its axis), and each
+chunk is computed by these functions.  A NaN in ``choose_qparams_affine``'s input raises
+the whole array's count of blocks at ``.compute()``; the codes' errors count the failing
+chunk.
 """
 import numpy as np
 

@@ -5,6 +5,10 @@
   FP4 optionally two per byte), rounding to nearest, ties to even;
 * :func:`to_float8` / :func:`from_float8`: FP8 with a float32 scale per tensor, per
   channel or per block, Transformer Engine's "current scaling".
+
+``to_float8``/``from_float8`` take Dask arrays: per tensor and per channel, the scales
+come from the maximum of the chunks' maxima (two passes, the whole tensor's errors); per
+block, the array is rechunked so that no chunk boundary cuts a block along the last axis.
 """
 import numpy as np
 

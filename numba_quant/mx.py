@@ -5,6 +5,10 @@ power-of-two scale stored as an E8M0 byte; each element is stored in FP8 E4M3/E5
 FP6 E3M2/E2M3, FP4 E2M1 or INT8.  The scale rules and element arithmetic are torchao
 0.18's ``to_mx``/``to_dtype``, bit for bit (see docs/semantics.md, "Low-precision float
 formats", for its corner cases, kept on purpose).
+
+A Dask array gives lazy results, rechunked so that no chunk boundary cuts a block along
+``axis`` (each boundary moved up to the next multiple of ``block_size``); a failing chunk
+raises with its own count at ``.compute()``.
 """
 import numpy as np
 

@@ -1,5 +1,10 @@
 """NVIDIA's NVFP4: FP4 E2M1 elements in blocks of 16, an FP8 E4M3 scale per block and an
-FP32 scale per tensor, as torchao 0.18's ``NVFP4Tensor`` computes them, bit for bit."""
+FP32 scale per tensor, as torchao 0.18's ``NVFP4Tensor`` computes them, bit for bit.
+
+A Dask array gives lazy results, rechunked so that no chunk boundary cuts a block of 16
+along the last axis; without ``per_tensor_scale`` the scale is a lazy 0-d Dask array from
+the maximum of the chunks' maxima (two passes over the data).
+"""
 import numpy as np
 
 from numba_quant import _checks

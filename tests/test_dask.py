@@ -285,6 +285,13 @@ def test_chunk_tasks_on_either_backend(device):
     params = on.get(params)
     assert_same(params[:, 0], s)
     assert_same(params[:, 1], z)
+    # a chunk's blocks (OneFlow's block_size) by the block kernels of its side
+    from numba_quant import _dask_blocks
+    states = _dask_blocks._observe_chunk(on.put(x), BLOCK, False, 0, 8)
+    s, z = nq.min_max_observer(x, block_size=BLOCK)
+    assert states.shape == s.shape + (4,) and not states[..., 2:].any()
+    assert_same(states[..., 0].astype(np.float32), s)
+    assert_same(states[..., 1].astype(np.float32), z)
 
 
 def test_import_does_not_import_dask():

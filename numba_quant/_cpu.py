@@ -97,6 +97,8 @@ def as_array(x):
 
 def wrap(a, like):
     """Results for the caller: numpy stays numpy, a torch CPU tensor gets tensors."""
+    if type(like) is np.ndarray:
+        return a
     return _torch.from_numpy(a) if _torch.is_tensor(like) else a
 
 

@@ -447,6 +447,23 @@ def test_cli_builtin_example_shows_the_report(capsys):
     assert "x" in summary          # the compression column
 
 
+def test_cli_prints_the_compile_notice_as_one_line(monkeypatch, capsys):
+    import warnings
+    from numba_quant._compile_notice import CompileNotice
+
+    def run(args):
+        warnings.warn("numba_quant: compiling CPU kernels for float32 (first call)",
+                      CompileNotice)
+        return 0
+
+    monkeypatch.setattr(cli, "run", run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert cli.main([]) == 0
+    assert capsys.readouterr().err == \
+        "numba-quant: compiling CPU kernels for float32 (first call)\n"
+
+
 def test_cli_list_recipes(capsys):
     rc, out, _ = run_cli(["--list-recipes"], capsys)
     assert rc == 0

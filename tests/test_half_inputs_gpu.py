@@ -28,9 +28,9 @@ AFFINE = ("google", 5, "affine")
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    """Chunks of 24 elements: a (3, 10, 4) input in 6 to 8 chunks, the channel axis 1
-    cut into runs of 5 (C order) or 8 (Fortran order)."""
-    monkeypatch.setattr(_tuning, "DEVICE_WIDEN_CHUNK", 24)
+    """Chunks of 40 elements: a (3, 10, 4) input in 3 (C order: slabs along axis 0) or
+    4 chunks (Fortran order: slabs along axis 2)."""
+    monkeypatch.setattr(_tuning, "DEVICE_WIDEN_CHUNK", 40)
 
 
 def _values(dtype, seed=0):
@@ -50,14 +50,17 @@ def _host(a):
     return a.copy_to_host()
 
 
-@pytest.mark.parametrize("dtype, order", [(np.dtype(np.float16), "C"), (BF16, "F")],
+@pytest.mark.parametrize("dtype, order, cut", [(np.dtype(np.float16), "C", 0), (BF16, "F", 2)],
                          ids=["float16-C", "bfloat16-F"])
-def test_observe_and_maps_by_chunks(small_chunks, dtype, order):
+def test_observe_and_maps_by_chunks(small_chunks, dtype, order, cut):
+    """Per layer, and per channel along the axis the chunks cut (each chunk's min and
+    max go to its own channels; each chunk is mapped with its channels' constants)."""
+    from numba_quant import _cuda
     x = np.asarray(_values(dtype), order=order)
     wide = _wide(x)
     d = cuda.to_device(x)
-    # per layer and per channel (axis 1: parameters cut to each chunk's channels)
-    for axis in (None, 1):
+    assert type(_cuda.as_array(d)).__name__ == "DeviceChunkedInput"
+    for axis in (None, cut):
         kw = {"quantization_formula": "google", "quantization_bit": 5,
               "quantization_scheme": "affine", "per_layer_quantization": axis is None,
               "axis": axis or 0}
@@ -65,22 +68,25 @@ def test_observe_and_maps_by_chunks(small_chunks, dtype, order):
         s, z = oracle.min_max_observer(wide, **kw)
         assert_same(_host(scale), s, f"scale, axis {axis}")
         assert_same(_host(zero_point), z, f"zero point, axis {axis}")
-    fq = nq.fake_quantization(d, s, z, *AFFINE, axis=1)
-    assert_same(_host(fq), oracle.fake_quantization(wide, s, z, *AFFINE, axis=1), "fake")
-    codes = oracle.quantize(wide, s, z, *AFFINE, axis=1)
-    assert_same(_host(nq.quantize(d, s, z, *AFFINE, axis=1)), codes, "codes")
-    # integer codes decoded chunk by chunk too
-    decoded = nq.dequantize(cuda.to_device(np.asarray(codes, order=order)), s, z, *AFFINE,
-                            axis=1, dtype=np.float32)
-    assert_same(_host(decoded), oracle.dequantize(codes, s, z, *AFFINE, axis=1,
-                                                  dtype=np.float32), "dequantize")
+    fq = nq.fake_quantization(d, s, z, *AFFINE, axis=cut)
+    assert_same(_host(fq), oracle.fake_quantization(wide, s, z, *AFFINE, axis=cut), "fake")
+    codes = oracle.quantize(wide, s, z, *AFFINE, axis=cut)
+    assert_same(_host(nq.quantize(d, s, z, *AFFINE, axis=cut)), codes, "codes")
+    if dtype == BF16:
+        # integer codes decoded chunk by chunk too
+        decoded = nq.dequantize(cuda.to_device(np.asarray(codes, order=order)), s, z,
+                                *AFFINE, axis=cut, dtype=np.float32)
+        assert_same(_host(decoded), oracle.dequantize(codes, s, z, *AFFINE, axis=cut,
+                                                      dtype=np.float32), "dequantize")
+        return
     # the moving-average observer reads the chunks' min and max as device arrays
-    state = cuda.to_device(np.zeros(10, np.float32)), cuda.to_device(np.zeros(10, np.float32))
+    n = SHAPE[cut]
+    state = cuda.to_device(np.zeros(n, np.float32)), cuda.to_device(np.zeros(n, np.float32))
     got = nq.moving_average_min_max_observer(d, 0, *state, True, 5, "google", 8,
-                                             "symmetric", momentum=0.9, axis=1)
+                                             "symmetric", momentum=0.9, axis=cut)
     expected = oracle.moving_average_min_max_observer(
-        wide, 0, np.zeros(10, np.float32), np.zeros(10, np.float32), True, 5, "google", 8,
-        "symmetric", momentum=0.9, axis=1)
+        wide, 0, np.zeros(n, np.float32), np.zeros(n, np.float32), True, 5, "google", 8,
+        "symmetric", momentum=0.9, axis=cut)
     assert_same(_host(got[0]), expected[0], "moving scale")
     assert_same(_host(state[0]), expected[2], "moving_max")
     assert_same(_host(state[1]), expected[3], "moving_min")
@@ -90,7 +96,7 @@ def test_nonfinite_and_block_sizes(small_chunks):
     x = _values(np.float32)
     x[0, 0, 0] = np.nan
     x[2, 9, 3] = np.inf
-    x[1, 4, :] = np.nan            # channel 4 of axis 1 is NaN in one chunk ...
+    x[1, 4, :] = np.nan            # channel 4 of axis 1 is NaN in one chunk (of 3) ...
     x = x.astype(BF16)
     d = cuda.to_device(x)
     with pytest.raises(ValueError, match=re.escape("input contains 6 non-finite value(s)")):

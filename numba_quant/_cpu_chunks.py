@@ -24,6 +24,11 @@ C-contiguous chunks.  Since the combinations are exact and the
 per-element maps do not depend on the chunk, results are those of the whole input
 converted at once.
 
+The GPU backend reads large 16-bit device arrays the same way: its
+:class:`~numba_quant._cuda_chunks.DeviceChunkedInput` subclasses :class:`ChunkedInput` and
+gives the loops below device storage (planned on host stand-ins), so the planning and the
+combinations are this module's on both sides.
+
 Kept free of numba: the caller passes the functions to apply to each chunk.
 """
 import numpy as np

@@ -6,7 +6,8 @@ CUDA simulator's device arrays.  :mod:`numba_quant._dispatch` imports this modul
 when such an array first arrives.
 
 This module only computes: it turns arguments into device arrays
-(:mod:`numba_quant._cuda_arrays`), plans launches (:mod:`numba_quant._cuda_launch`) and
+(:mod:`numba_quant._cuda_arrays`; large float16/bfloat16 inputs into the chunked inputs of
+:mod:`numba_quant._cuda_chunks`, which run the functions here chunk by chunk), plans launches (:mod:`numba_quant._cuda_launch`) and
 runs the kernels of :mod:`numba_quant._cuda_kernels` on the default stream.  Problems the
 kernels find (non-finite values, empty channels, bad scales) come back as a status word
 in host-mapped memory, read after the call's one synchronisation, and are raised by the
@@ -56,7 +57,9 @@ def as_output(out):
 
 
 def as_codes(q, dtype):
-    """Codes of any real type as a device array of the float ``dtype``."""
+    """Codes of any real type as values of the float ``dtype``: ``q`` itself when it has
+    that type, else converted (:func:`~numba_quant._cuda_chunks.converted`: in chunks
+    when large)."""
     d = arrays.device(q)
     _checks.codes_dtype(d.dtype)
     _checks.device_array_dtype(d.dtype)

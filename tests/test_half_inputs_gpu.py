@@ -59,7 +59,12 @@ def test_observe_and_maps_by_chunks(small_chunks, dtype, order, cut):
     x = np.asarray(_values(dtype), order=order)
     wide = _wide(x)
     d = cuda.to_device(x)
-    assert type(_cuda.as_array(d)).__name__ == "DeviceChunkedInput"
+    data = _cuda.as_array(d)
+    assert type(data).__name__ == "DeviceChunkedInput"
+    # other uses get the values whole (converted once): on the host, for example
+    from numba_quant._dispatch import on_device, to_host
+    assert on_device(data) and to_host(data).flags.c_contiguous
+    assert_same(to_host(data), np.ascontiguousarray(wide), "values whole")
     for axis in (None, cut):
         kw = {"quantization_formula": "google", "quantization_bit": 5,
               "quantization_scheme": "affine", "per_layer_quantization": axis is None,

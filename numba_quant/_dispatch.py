@@ -19,6 +19,8 @@ from numba_quant import _checks, _torch
 
 def on_device(x):
     """True when ``x`` is a GPU array."""
+    if type(x) is np.ndarray:  # the common case, without a failing attribute lookup
+        return False
     if hasattr(x, "__cuda_array_interface__"):
         return True
     if type(x).__module__ == "numba_quant._cuda_chunks":

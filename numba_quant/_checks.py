@@ -641,6 +641,13 @@ def state_counts(counts, bins):
     return counts.astype(np.int64)
 
 
+def state_grid(grid, channels):
+    """A saved block grid must have one block per row of the counts."""
+    if int(np.prod(grid)) != channels:
+        raise ValueError(f"state grid {tuple(grid)} has {int(np.prod(grid))} blocks but "
+                         f"counts has {channels} rows")
+
+
 def state_per_channel(sizes, channels):
     if any(size != channels for size in sizes):
         raise ValueError("state exponent, min_val and max_val need one value per channel "

@@ -375,13 +375,13 @@ class HistogramObserver:
         if self.counts is None:
             self.load_state_dict({**other.state_dict(), **self._settings_dict()})
             return self
+        if other.grid != self.grid:
+            raise _checks.merge_mismatch("block grids", self.grid, other.grid)
         if other.counts.shape != self.counts.shape:
             raise _checks.merge_mismatch("channel counts", self.counts.shape[0],
                                          other.counts.shape[0])
         if other.min_val.dtype != self.min_val.dtype:
             raise _checks.merge_mismatch("dtypes", self.min_val.dtype, other.min_val.dtype)
-        if other.grid != self.grid:
-            raise _checks.merge_mismatch("block grids", self.grid, other.grid)
         exponent = np.maximum(self.exponent, other.exponent)
         self.counts = (_widened(self.counts, self.exponent, exponent)
                        + _widened(other.counts, other.exponent, exponent))

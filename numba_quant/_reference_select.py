@@ -22,6 +22,9 @@ from numba import njit
 
 from numba_quant import _cache  # noqa: F401  (cache keys cover every kernel source)
 
+# The entropy search keeps the logarithms of group counts below this.
+_LOG_CACHE = 1 << 15
+
 # numpy adds blocks of up to this many elements with eight accumulators.
 _PAIRWISE_BLOCK = 128
 
@@ -139,12 +142,47 @@ def percentile_index(counts, fraction):
 
 # --------------------------------------------------------------------------- entropy
 @njit(cache=True)
-def _kl_fast(c, i, quantized, prefix, nonzero, clogc, total, log_total):
+def _group_terms(prefix, nonzero, quantized, smallest, largest, n):
+    """``G * log(G / m)`` of every run of bins that can be a group, as a table.
+
+    A group of candidate ``i`` starts at bin ``ceil(g * i / quantized)`` and is
+    ``floor(i / quantized)`` or one more bins wide; row ``w - smallest`` of the table
+    holds, for each start ``lo``, the term of the run ``[lo, lo + w)`` (``G`` its count,
+    ``m`` its non-empty bins; 0 when empty), for the widths ``smallest..largest``.  The
+    candidates then add table entries (no logarithm, no division) and the logarithms
+    are taken once per run, not once per candidate and group.
+    """
+    table = np.zeros((largest - smallest + 1, n + 1), np.float64)
+    log_count = np.zeros(largest + 2, np.float64)  # log m for m non-empty bins
+    for m in range(1, largest + 2):
+        log_count[m] = math.log(m)
+    # Groups repeat the same few counts: their logarithms are kept (NaN: not yet).
+    log_group = np.full(min(prefix[n], _LOG_CACHE) + 1, np.nan)
+    for w in range(max(smallest, 1), largest + 1):
+        row = table[w - smallest]
+        # width w serves the candidates i < (w + 1) * quantized only
+        for lo in range(min(n - w, (w + 1) * quantized) + 1):
+            group = prefix[lo + w] - prefix[lo]
+            if group != 0:
+                if group < log_group.size:
+                    log = log_group[group]
+                    if log != log:
+                        log = math.log(group)
+                        log_group[group] = log
+                else:
+                    log = math.log(group)
+                row[lo] = group * (log - log_count[nonzero[lo + w] - nonzero[lo]])
+    return table
+
+
+@njit(cache=True)
+def _kl_fast(c, i, quantized, prefix, nonzero, clogc, total, log_total, table, smallest):
     """KL divergence of candidate ``i`` rearranged to O(quantized) work (rounding differs).
 
     With p the reference distribution (the first ``i`` bins, the tail added to the last)
     and q the quantized one (each group of source bins replaced by the mean of its
-    non-empty bins): KL = (sum c' log c' - sum_g G'_g log(G_g / n_g)) / T - log T + log P.
+    non-empty bins): KL = (sum c' log c' - sum_g G'_g log(G_g / n_g)) / T - log T + log P,
+    the group terms ``G_g log(G_g / n_g)`` read from :func:`_group_terms`'s table.
     """
     tail = total - prefix[i]
     last = c[i - 1] + tail
@@ -153,16 +191,34 @@ def _kl_fast(c, i, quantized, prefix, nonzero, clogc, total, log_total):
     part = clogc[i - 1]
     if last > 0:
         part += last * math.log(last)
-    cross = 0.0
-    for g in range(quantized):
-        lo = (g * i + quantized - 1) // quantized
-        hi = ((g + 1) * i + quantized - 1) // quantized
-        group = prefix[hi] - prefix[lo]
-        if group == 0:
-            continue
-        n = nonzero[hi] - nonzero[lo]
-        weight = group + tail if hi == i else group
-        cross += weight * math.log(group / n)
+    # Group g is [b_g, b_{g+1}) with b_g = ceil(g i / L) = g * width + ceil(g r / L)
+    # (i = width * L + r), so its width is ``width`` or one more: table row 0 or 1.
+    # L is a power of two (2**k levels), so the bounds need no division and do not
+    # depend on each other: the loop pipelines.
+    width = i // quantized
+    r = i - width * quantized
+    flat = table.reshape(-1)
+    stride = table.shape[1]
+    base = (width - smallest) * stride  # (row 0 holds zeros when width 0 is possible)
+    shift = 0
+    while (1 << shift) < quantized:
+        shift += 1
+    even = 0.0  # two partial sums: one would wait for each addition to finish
+    odd = 0.0
+    lo = 0
+    for g in range(1, quantized + 1, 2):
+        mid = g * width + ((g * r + quantized - 1) >> shift)
+        even += flat[base + (mid - lo - width) * stride + lo]
+        hi = (g + 1) * width + (((g + 1) * r + quantized - 1) >> shift)
+        odd += flat[base + (hi - mid - width) * stride + mid]
+        lo = hi
+    cross = even + odd
+    if tail > 0:
+        # the tail joins the reference weight of the group of bin i - 1 (its mean is
+        # unchanged; it is not empty, as c[i - 1] is not: checked above)
+        first = ((i - 1) * quantized // i * i + quantized - 1) // quantized
+        group = prefix[i] - prefix[first]
+        cross += tail * math.log(group / (nonzero[i] - nonzero[first]))
     kept = prefix[i]
     return (part - cross) / total - log_total + math.log(kept)
 
@@ -225,7 +281,8 @@ def _kl_exact(c, i, quantized, total, p, q):
 def entropy_index(row, quantized, start_bin, stride, tolerance):
     """The edge index that modelopt's entropy (TensorRT KL) calibration picks.
 
-    ``row`` holds integer counts (int64).  Bin 0 takes bin 1's count first (modelopt
+    ``row`` holds integer counts (int64); ``quantized`` (the levels) is a power of two,
+    at least 2.  Bin 0 takes bin 1's count first (modelopt
     does so to ignore a spike of zeros).  Every candidate ``i`` in ``start_bin, ...,
     len(row)`` (step ``stride``) is scored by the KL divergence between the clipped
     histogram and its ``quantized``-level version; the last minimum wins.  A fast
@@ -252,11 +309,14 @@ def entropy_index(row, quantized, start_bin, stride, tolerance):
         # first, which its reversed search turns into the last candidate.
         return start_bin + (count - 1) * stride
     log_total = math.log(total)
+    smallest = start_bin // quantized
+    table = _group_terms(prefix, nonzero, quantized, smallest, -(-n // quantized), n)
     scores = np.empty(count, np.float64)
     best = math.inf
     for j in range(count):
         i = start_bin + j * stride
-        s = _kl_fast(c, i, quantized, prefix, nonzero, clogc, total, log_total)
+        s = _kl_fast(c, i, quantized, prefix, nonzero, clogc, total, log_total, table,
+                     smallest)
         scores[j] = s
         if s < best:
             best = s

@@ -339,6 +339,163 @@ def entropy_index(row, quantized, start_bin, stride, tolerance):
 
 # --------------------------------------------------------------------------- mse
 @njit(cache=True)
+def _mse_score(centers, weights, i, bound, lowest, sorted_from_zero, terms):
+    """The float32 score of candidate ``i`` exactly as :func:`mse_index` defines it."""
+    n = centers.size
+    amax = centers[i]
+    if amax <= np.float32(1.0 / (1 << 24)):
+        # modelopt quantizes everything to 0 for a zero-like amax
+        for k in range(n):
+            d = np.float32(0) - centers[k]
+            terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
+    elif sorted_from_zero:
+        # Up to the candidate no clamp can bite (c * scale <= amax * scale, which rounds
+        # to ``bound`` at most), beyond it every centre clamps to ``bound``: both halves
+        # are branch-free.
+        scale = bound / amax
+        for k in range(i + 1):
+            d = np.float32(np.rint(centers[k] * scale) / scale) - centers[k]
+            terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
+        top = np.float32(bound / scale)
+        for k in range(i + 1, n):
+            d = top - centers[k]
+            terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
+    else:
+        scale = bound / amax
+        for k in range(n):
+            v = np.rint(centers[k] * scale)
+            if v > bound:
+                v = bound
+            if v < lowest:
+                v = lowest
+            d = np.float32(v / scale) - centers[k]
+            terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
+    return np.float32(np.float32(pairwise_sum(terms, 0, n)) / np.float32(n))
+
+
+@njit(cache=True)
+def _range_moments(p0, p1, p2, a, b):
+    """``(sum W, sum W (k - a), sum W (k - a)**2)`` over bins ``a..b-1``, from the prefix
+    sums of ``W``, ``W k`` and ``W k**2`` (exact integers)."""
+    q0 = p0[b] - p0[a]
+    r1 = p1[b] - p1[a]
+    q1 = r1 - a * q0
+    q2 = (p2[b] - p2[a]) - 2 * a * r1 + a * a * q0
+    return np.float64(q0), np.float64(q1), np.float64(q2)
+
+
+@njit(cache=True)
+def _mse_estimates(centers, weights, bound, start_bin, stride, estimate, margin):
+    """Each candidate's score estimated in O(levels), with a bound on its distance from
+    the exact score; False where the estimate does not apply (then none is made).
+
+    It applies to centres that ascend from 0 and lie within ``eps`` of a uniform grid
+    ``c0 + k h`` (``h > 4 eps``).  On that grid the centres that round to one level form
+    a run of bins, whose squared distances to the level add up from prefix sums of
+    ``W``, ``W k`` and ``W k**2`` (the float32 weights as exact integers): O(1) per level
+    instead of per bin.  ``margin`` bounds everything the estimate leaves out: the
+    distance of the centres from the grid, float32 rounding of the products, the
+    division and the level choice near ties, the float32 sums and the mean (see
+    docs/semantics.md §13.1).
+    """
+    n = centers.size
+    c0 = np.float64(centers[0])
+    top_center = np.float64(centers[n - 1])
+    if n < 4 or c0 < 0 or top_center <= c0 or top_center > 1e18 or 4 * (bound + 1) > n:
+        return False
+    h = (top_center - c0) / (n - 1)
+    eps = 0.0
+    for k in range(n):
+        if k > 0 and centers[k] < centers[k - 1]:
+            return False
+        eps = max(eps, abs(np.float64(centers[k]) - (c0 + k * h)))
+    eps = eps * (1 + 1e-9) + 1e-300
+    if eps * 4 > h:
+        return False
+    p0 = np.zeros(n + 1, np.int64)
+    p1 = np.zeros(n + 1, np.int64)
+    p2 = np.zeros(n + 1, np.int64)
+    for k in range(n):
+        w = np.int64(weights[k])  # float32 counts are whole numbers
+        p0[k + 1] = p0[k] + w
+        p1[k + 1] = p1[k] + w * k
+        p2[k + 1] = p2[k] + w * k * k
+    total = p0[n]
+    if np.float64(total) * n * n > 2.0 ** 60:
+        return False  # (the prefix sums would leave int64)
+    u32 = 2.0 ** -24
+    count = estimate.size
+    # First the clamped part of each candidate (O(1)) and the bounds it gives: the part
+    # below the candidate is at least 0 and at most (step / 2 + e)**2 per count.  Only
+    # the candidates whose lower bound is under the least upper bound are estimated.
+    clamped = np.empty(count, np.float64)
+    clamped_error = np.empty(count, np.float64)
+    lower = np.empty(count, np.float64)
+    least_upper = np.inf
+    for j in range(count):
+        i = start_bin + j * stride
+        amax = centers[i]
+        if amax <= np.float32(1.0 / (1 << 24)):
+            lower[j] = -np.inf  # (always scored exactly)
+            continue
+        scale = bound / amax
+        step = 1.0 / np.float64(scale)
+        top = np.float64(np.float32(bound / scale))
+        q0, q1, q2 = _range_moments(p0, p1, p2, i + 1, n)
+        u = (top - c0) / h - (i + 1)
+        part = max(0.0, (q2 - 2 * u * q1 + u * u * q0) * h * h)
+        above = np.float64(total - p0[i + 1])
+        e_top = eps + 2 * u32 * max(top, top_center)
+        slop = 1e-9 * (part + np.float64(total) * (step + h) ** 2) + 2.0 ** -148 * (total + n)
+        error = (4 * u32 * part + 3 * e_top * math.sqrt(above * part)
+                 + 2 * e_top * e_top * above + slop)
+        clamped[j] = part
+        clamped_error[j] = error
+        e = 3 * eps + 4 * u32 * (np.float64(amax) + step)
+        inner_most = np.float64(p0[i + 1]) * (step / 2 + e) ** 2 * (1 + 4 * u32)
+        lower[j] = (part - error) * (1 - 4 * u32) / n
+        least_upper = min(least_upper, (part + error + inner_most) * (1 + 4 * u32) / n)
+    for j in range(count):
+        i = start_bin + j * stride
+        amax = centers[i]
+        if lower[j] == -np.inf:
+            estimate[j] = 0.0
+            margin[j] = np.inf
+            continue
+        if lower[j] > least_upper:
+            estimate[j] = np.inf  # (its exact score is above another's)
+            margin[j] = 0.0
+            continue
+        scale = bound / amax
+        step = 1.0 / np.float64(scale)
+        # levels 0, 1, ...: the bins whose grid centre is nearest to level * step
+        inner = 0.0
+        first = 0
+        level = 0
+        while first <= i:
+            last = min(i + 1, max(first, np.int64(math.ceil(((level + 0.5) * step - c0) / h))))
+            if last > first:
+                q0, q1, q2 = _range_moments(p0, p1, p2, first, last)
+                u = (level * step - c0) / h - first
+                inner += q2 - 2 * u * q1 + u * u * q0
+            first = last
+            level += 1
+        inner *= h * h
+        approx = inner + clamped[j]
+        below = np.float64(p0[i + 1])
+        # |computed - grid difference| for a centre below the candidate: its distance
+        # from the grid, the float32 level value and difference, and a level chosen on
+        # the other side of a near-tie (both then lie about step / 2 away)
+        e = 3 * eps + 4 * u32 * (np.float64(amax) + step)
+        bound_inner = below * ((step + e) * e + 2 * u32 * (step / 2 + e) ** 2)
+        slop = 1e-9 * (inner + below * (step + h) ** 2)
+        error = bound_inner + clamped_error[j] + slop + 4 * u32 * approx
+        estimate[j] = approx / n
+        margin[j] = (error + 4 * u32 * (approx + error)) / n
+    return True
+
+
+@njit(cache=True)
 def mse_index(counts, edges, num_bits, unsigned, start_bin, stride):
     """Index of the bin centre that minimises the histogram's quantization error.
 
@@ -348,7 +505,8 @@ def mse_index(counts, edges, num_bits, unsigned, start_bin, stride):
     ``scale = bound / a`` (bound ``2**(bits-1) - 1`` narrow range, or ``2**bits - 1``
     unsigned), ``clamp(rint(c * scale), -bound or 0, bound) / scale`` in float32, and
     scored by ``mean((q - c)**2 * count)`` (float32 terms added in float64, then rounded
-    to float32); the first minimum wins.
+    to float32); the first minimum wins.  Where :func:`_mse_estimates` applies, only the
+    candidates whose estimate could be the minimum are scored exactly.
     Returns -1 when there is no candidate.
     """
     n = counts.size
@@ -361,45 +519,27 @@ def mse_index(counts, edges, num_bits, unsigned, start_bin, stride):
     weights = counts.astype(np.float32)
     bound = np.float32(2.0 ** (num_bits - 1 + (1 if unsigned else 0)) - 1.0)
     lowest = np.float32(0) if unsigned else -bound
-    tiny = np.float32(1.0 / (1 << 24))
-    size = np.float32(n)
-    best = -1
-    best_score = np.float32(np.inf)
-    # Centres in ascending order from 0 let the loop split: up to the candidate no clamp
-    # can bite (c * scale <= amax * scale, which rounds to ``bound`` at most), beyond it
-    # every centre clamps to ``bound``.  Both halves are then branch-free.
     sorted_from_zero = centers[0] >= 0
     for k in range(1, n):
         if centers[k] < centers[k - 1]:
             sorted_from_zero = False
     terms = np.empty(n, np.float64)
-    for i in range(start_bin, n, stride):
-        amax = centers[i]
-        if amax <= tiny:
-            # modelopt quantizes everything to 0 for a zero-like amax
-            for k in range(n):
-                d = np.float32(0) - centers[k]
-                terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
-        elif sorted_from_zero:
-            scale = bound / amax
-            for k in range(i + 1):
-                d = np.float32(np.rint(centers[k] * scale) / scale) - centers[k]
-                terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
-            top = np.float32(bound / scale)
-            for k in range(i + 1, n):
-                d = top - centers[k]
-                terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
-        else:
-            scale = bound / amax
-            for k in range(n):
-                v = np.rint(centers[k] * scale)
-                if v > bound:
-                    v = bound
-                if v < lowest:
-                    v = lowest
-                d = np.float32(v / scale) - centers[k]
-                terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
-        mean = np.float32(np.float32(pairwise_sum(terms, 0, n)) / size)
+    count = (n - 1 - start_bin) // stride + 1
+    estimate = np.empty(count, np.float64)
+    margin = np.empty(count, np.float64)
+    screened = _mse_estimates(centers, weights, bound, start_bin, stride, estimate, margin)
+    threshold = np.inf
+    if screened:
+        for j in range(count):
+            if estimate[j] < np.inf:
+                threshold = min(threshold, estimate[j] + margin[j])
+    best = -1
+    best_score = np.float32(np.inf)
+    for j in range(count):
+        if screened and estimate[j] - margin[j] > threshold:
+            continue  # its exact score is above another candidate's
+        i = start_bin + j * stride
+        mean = _mse_score(centers, weights, i, bound, lowest, sorted_from_zero, terms)
         if best < 0 or mean < best_score:
             best = i
             best_score = mean

@@ -176,13 +176,16 @@ def _group_terms(prefix, nonzero, quantized, smallest, largest, n):
 
 
 @njit(cache=True)
-def _kl_fast(c, i, quantized, prefix, nonzero, clogc, total, log_total, table, smallest):
+def _kl_fast(c, i, quantized, shift, prefix, nonzero, clogc, total, log_total, flat, stride,
+             smallest):
     """KL divergence of candidate ``i`` rearranged to O(quantized) work (rounding differs).
 
     With p the reference distribution (the first ``i`` bins, the tail added to the last)
     and q the quantized one (each group of source bins replaced by the mean of its
     non-empty bins): KL = (sum c' log c' - sum_g G'_g log(G_g / n_g)) / T - log T + log P,
-    the group terms ``G_g log(G_g / n_g)`` read from :func:`_group_terms`'s table.
+    the group terms ``G_g log(G_g / n_g)`` read from :func:`_group_terms`'s table
+    (``flat``: its rows one after the other, ``stride`` apart; ``quantized`` is
+    ``1 << shift``).
     """
     tail = total - prefix[i]
     last = c[i - 1] + tail
@@ -195,14 +198,9 @@ def _kl_fast(c, i, quantized, prefix, nonzero, clogc, total, log_total, table, s
     # (i = width * L + r), so its width is ``width`` or one more: table row 0 or 1.
     # L is a power of two (2**k levels), so the bounds need no division and do not
     # depend on each other: the loop pipelines.
-    width = i // quantized
+    width = i >> shift
     r = i - width * quantized
-    flat = table.reshape(-1)
-    stride = table.shape[1]
     base = (width - smallest) * stride  # (row 0 holds zeros when width 0 is possible)
-    shift = 0
-    while (1 << shift) < quantized:
-        shift += 1
     even = 0.0  # two partial sums: one would wait for each addition to finish
     odd = 0.0
     lo = 0
@@ -216,7 +214,7 @@ def _kl_fast(c, i, quantized, prefix, nonzero, clogc, total, log_total, table, s
     if tail > 0:
         # the tail joins the reference weight of the group of bin i - 1 (its mean is
         # unchanged; it is not empty, as c[i - 1] is not: checked above)
-        first = ((i - 1) * quantized // i * i + quantized - 1) // quantized
+        first = ((i - 1) * quantized // i * i + quantized - 1) >> shift
         group = prefix[i] - prefix[first]
         cross += tail * math.log(group / (nonzero[i] - nonzero[first]))
     kept = prefix[i]
@@ -311,12 +309,16 @@ def entropy_index(row, quantized, start_bin, stride, tolerance):
     log_total = math.log(total)
     smallest = start_bin // quantized
     table = _group_terms(prefix, nonzero, quantized, smallest, -(-n // quantized), n)
+    flat = table.reshape(-1)
+    shift = 0
+    while (1 << shift) < quantized:
+        shift += 1
     scores = np.empty(count, np.float64)
     best = math.inf
     for j in range(count):
         i = start_bin + j * stride
-        s = _kl_fast(c, i, quantized, prefix, nonzero, clogc, total, log_total, table,
-                     smallest)
+        s = _kl_fast(c, i, quantized, shift, prefix, nonzero, clogc, total, log_total, flat,
+                     table.shape[1], smallest)
         scores[j] = s
         if s < best:
             best = s

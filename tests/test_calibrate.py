@@ -305,6 +305,18 @@ def test_block_histograms_match_oracle(device, monkeypatch):
     assert observer.grid is None and "grid" not in observer.state_dict()
 
 
+def test_block_histograms_l2_first_batch(device):
+    """l2 keeps torch.histc's [min, max] counts of one batch, per block too."""
+    x = np.random.default_rng(4).standard_normal((5, 6)).astype(np.float32)
+    x[4, 4:] = 2.0  # a constant ragged block: histc widens it to [1, 3]
+    observer = nq.HistogramObserver(bins=16, method="l2", block_size=(2, 4))
+    observer.observe(device.put(x))
+    rows, grid = oracle.block_rows(x, (2, 4))
+    np.testing.assert_array_equal(observer.first_counts,
+                                  [oracle.histc(r, 16, r.min(), r.max()) for r in rows])
+    assert observer.range()[0].shape == grid == (3, 2)
+
+
 def _saved(state):
     import io
     buffer = io.BytesIO()

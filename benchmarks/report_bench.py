@@ -6,6 +6,7 @@ Usage::
     python benchmarks/report_bench.py                  # MiniLM + a 1.1e8-value bf16 file
     python benchmarks/report_bench.py --values 1.1e9   # the full-size synthetic file
     python benchmarks/report_bench.py --skip-large     # MiniLM only
+    python benchmarks/report_bench.py --recipes int8,fp8,nvfp4   # other recipes (large part)
 
 Two parts:
 
@@ -148,6 +149,8 @@ def main():
     p.add_argument("--values", type=float, default=1.1e8)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--skip-large", action="store_true")
+    p.add_argument("--recipes", default=",".join(FIVE),
+                   help="comma-separated recipes of the large part (default: %(default)s)")
     p.add_argument("--json", default=None, help="write the numbers to this file")
     args = p.parse_args()
     import numba
@@ -156,7 +159,7 @@ def main():
     out = {"minilm": minilm(args.repeats)}
     if not args.skip_large:
         with tempfile.TemporaryDirectory(prefix="nq-report-bench-") as folder:
-            out["large"] = large(args.values, FIVE, folder)
+            out["large"] = large(args.values, args.recipes.split(","), folder)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
 

@@ -97,6 +97,8 @@ def as_array(x):
 
 def wrap(a, like):
     """Results for the caller: numpy stays numpy, a torch CPU tensor gets tensors."""
+    if type(like) is np.ndarray:
+        return a
     return _torch.from_numpy(a) if _torch.is_tensor(like) else a
 
 
@@ -293,6 +295,17 @@ def _same_order(x, out):
     return x.flags.f_contiguous and out.flags.f_contiguous
 
 
+# Signed codes are written through an unsigned view of the same width (see
+# numba_quant._primitives.stored): one compiled map per code width.
+_UNSIGNED_VIEW = {np.dtype(np.int8): np.uint8, np.dtype(np.int16): np.uint16}
+
+
+def _unsigned_codes(out):
+    """``out`` as the kernels write it: int8/int16 (native order) viewed as unsigned."""
+    unsigned = _UNSIGNED_VIEW.get(out.dtype)
+    return out if unsigned is None else out.view(unsigned)
+
+
 def parameter_values(values):
     """Scale or zero point values as a 1-D numpy array (GPU values are copied here)."""
     return to_host(values).reshape(-1)
@@ -322,15 +335,16 @@ def quantize_map(x, params, axis, what, out):
         # As numpy's ufuncs do: the result is as if all of x were read first.
         out[...] = quantize_map(x, params, axis, what, np.empty(x.shape, out.dtype))
         return out
+    target = _unsigned_codes(out)
     flat = _flat(x, None) if axis is None and _same_order(x, out) else None
     if flat is not None:
-        flat_out = _flat(out, None)
+        flat_out = _flat(target, None)
         parallel, most = _tasks(flat)
         with _one_at_a_time(parallel):
             layer.map_values[what][parallel](flat, flat_out, divisor[0], offset[0], lowest,
                                              highest, _split(1, flat.size, most)[1])
         return out
-    views = aligned_views((x, out), axis)
+    views = aligned_views((x, target), axis)
     if views is None:
         # No common strided view: compute into a contiguous buffer, then copy over.
         buffer = np.empty(x.shape, out.dtype)

@@ -24,6 +24,11 @@ C-contiguous chunks.  Since the combinations are exact and the
 per-element maps do not depend on the chunk, results are those of the whole input
 converted at once.
 
+The GPU backend reads large 16-bit device arrays the same way: its
+:class:`~numba_quant._cuda_chunks.DeviceChunkedInput` subclasses :class:`ChunkedInput` and
+gives the loops below device storage (planned on host stand-ins), so the planning and the
+combinations are this module's on both sides.
+
 Kept free of numba: the caller passes the functions to apply to each chunk.
 """
 import numpy as np
@@ -81,7 +86,44 @@ class ChunkedInput:
 
     def __repr__(self):
         stored = "bfloat16" if self.bfloat16 else self.raw.dtype.name
-        return f"ChunkedInput({stored} as {self.dtype.name}, shape={self.shape})"
+        return f"{type(self).__name__}({stored} as {self.dtype.name}, shape={self.shape})"
+
+    # What the chunk loops below need from the storage; the GPU backend's subclass
+    # (:mod:`numba_quant._cuda_chunks`) gives the same for device memory, so both sides
+    # share the planning and the combinations.
+    def chunk_limit(self):
+        """Elements per chunk."""
+        return _tuning.WIDEN_CHUNK
+
+    def planned(self, a):
+        """The array that chunks of ``a`` (the raw data or an output) are planned on,
+        by numpy's view operations (here ``a`` itself)."""
+        return a
+
+    def storage(self, view, of):
+        """The array over the memory that the planned ``view`` of ``of`` describes."""
+        return view
+
+    def new_buffer(self, n):
+        """The buffer that chunks are converted into (reused)."""
+        return np.empty(n, self.dtype)
+
+    def convert(self, part, values):
+        """The values of ``part`` (a planned box of the raw data) into ``values``."""
+        _convert(part, self.bfloat16, values)
+
+    def readable(self, out):
+        """The raw data, or a copy of it when writing ``out`` could change input not yet
+        read (it shares memory with the input other than element for element)."""
+        raw = self.raw
+        if np.may_share_memory(raw, out) and not _same_place(raw, out):
+            return raw.copy(order="K")
+        return raw
+
+    def channel_params(self, params, channels):
+        """The constants of :func:`quantize_map` for the channels ``channels`` (a slice)."""
+        divisor, offset, lowest, highest = params
+        return divisor[channels], offset[channels], lowest, highest
 
 
 def _convert(raw, bfloat16, out):
@@ -148,15 +190,16 @@ def _boxes(shape, limit):
 class _Chunks:
     """The chunks of a :class:`ChunkedInput`: boxes of its raw data in the memory order
     of ``like`` (the raw data itself, or the output being written), each converted in
-    one reused C-contiguous buffer."""
+    one reused C-contiguous buffer.  (Planned on ``x.planned`` arrays: for device
+    memory, host stand-ins with the same shape and strides.)"""
 
     def __init__(self, x, raw=None, like=None):
-        raw = x.raw if raw is None else raw
-        self.order = _memory_order(raw if like is None else like)
+        raw = x.planned(x.raw if raw is None else raw)
+        self.x = x
+        self.order = _memory_order(raw if like is None else x.planned(like))
         self.raw = raw.transpose(self.order)
-        self.bfloat16 = x.bfloat16
-        self.limit = max(1, int(_tuning.WIDEN_CHUNK))
-        self.buffer = np.empty(min(raw.size, self.limit), x.dtype)
+        self.limit = max(1, int(x.chunk_limit()))
+        self.buffer = x.new_buffer(min(raw.size, self.limit))
 
     def axis(self, axis):
         """Where the input's ``axis`` is in the chunks (None stays None)."""
@@ -172,13 +215,27 @@ class _Chunks:
         for box in _boxes(self.raw.shape, self.limit):
             part = self.raw[box]
             values = self.buffer[:part.size].reshape(part.shape)
-            _convert(part, self.bfloat16, values)
+            self.x.convert(part, values)
             yield box, values
+
+
+def _fold_min(lo, part):
+    """``lo`` lowered to ``part`` where that is smaller, -0.0 below +0.0 (as the
+    kernels order them; ``np.minimum`` keeps either zero)."""
+    lower = (part < lo) | ((part == lo) & np.signbit(part))
+    np.copyto(lo, part, where=lower)
+
+
+def _fold_max(hi, part):
+    """``hi`` raised to ``part`` where that is larger, +0.0 above -0.0."""
+    higher = (part > hi) | ((part == hi) & ~np.signbit(part))
+    np.copyto(hi, part, where=higher)
 
 
 def channel_minmax(x, axis, omit, reduce):
     """Per-channel ``(lo, hi, status)`` of ``x`` along ``axis`` (None: the whole array),
-    ``reduce(chunk, axis, omit)`` being the reduction of one chunk.
+    ``reduce(chunk, axis, omit)`` being the reduction of one chunk (host arrays: the
+    combination runs here, on the host, for the GPU backend's chunks too).
 
     Under ``omit`` a channel without finite values keeps (+inf, -inf), as in the
     kernels; without it, the first chunk with a non-finite value ends the pass (its
@@ -194,8 +251,8 @@ def channel_minmax(x, axis, omit, reduce):
         if status == codes.HAS_NONFINITE and not omit:
             return lo, hi, status
         where = slice(None) if n_channels == 1 else box[along]
-        np.minimum(lo[where], part_lo, out=lo[where])
-        np.maximum(hi[where], part_hi, out=hi[where])
+        _fold_min(lo[where], part_lo)
+        _fold_max(hi[where], part_hi)
     if omit and (lo > hi).any():
         return lo, hi, codes.EMPTY_CHANNEL
     return lo, hi, codes.OK
@@ -217,23 +274,15 @@ def quantize_map(x, params, axis, what, out, map_chunk):
     """Write the map ``what`` of ``x`` into ``out`` (an array of its shape), chunk by
     chunk: ``map_chunk(chunk, params, axis, what, out_part)`` maps one chunk of values with
     ``params`` cut to the chunk's channels (per channel along ``axis``)."""
-    raw = x.raw
-    if np.may_share_memory(raw, out) and not _same_place(raw, out):
-        # Writing a chunk could change input not yet read: read a copy of the 16-bit
-        # input instead (element for element in place, each chunk is read before it is
-        # written).
-        raw = raw.copy(order="K")
+    # (Writing a chunk must not change input not yet read: see ChunkedInput.readable.
+    # Element for element in place, each chunk is read before it is written.)
+    raw = x.readable(out)
     # Chunks in the output's memory order: each part of it written is C-contiguous like
     # the chunk, as when a float32 input and its output share a layout.
     chunks = _Chunks(x, raw, like=out)
     along = chunks.axis(axis)
-    target = chunks.transposed(out)
-    divisor, offset, lowest, highest = params
+    target = chunks.transposed(x.planned(out))
     for box, values in chunks:
-        if along is None:
-            part = params
-        else:
-            channels = box[along]
-            part = (divisor[channels], offset[channels], lowest, highest)
-        map_chunk(values, part, along, what, target[box])
+        part = params if along is None else x.channel_params(params, box[along])
+        map_chunk(values, part, along, what, x.storage(target[box], out))
     return out

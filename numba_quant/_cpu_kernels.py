@@ -14,6 +14,7 @@ from numba.extending import intrinsic
 
 from numba_quant import _codes as codes
 from numba_quant import _reference as ref
+from numba_quant._primitives import stored
 from numba_quant._signatures import Kernel as _Kernel
 from numba_quant._tuning import RUN_BLOCK, SHORT_ROW
 
@@ -53,9 +54,10 @@ def _index(i):
     return np.uint64(i)
 
 
-def _parallel_and_serial(impl):
+def _parallel_and_serial(impl, joint=()):
     """``{True: parallel kernel, False: serial kernel}`` compiled from one body, each a
-    :class:`~numba_quant._signatures.Kernel` (one signature per layout class).
+    :class:`~numba_quant._signatures.Kernel` (one signature per layout class; ``joint``
+    as there).
 
     The serial kernel is compiled from a renamed copy of the function: Numba's on-disk
     cache is keyed on the function's name and line, not on ``parallel``, so two builds of
@@ -65,8 +67,8 @@ def _parallel_and_serial(impl):
                           impl.__defaults__, impl.__closure__)
     serial.__qualname__ = impl.__qualname__ + "_serial"
     serial.__doc__ = impl.__doc__
-    return {True: _Kernel(njit(parallel=True, cache=True)(impl)),
-            False: _Kernel(njit(cache=True)(serial))}
+    return {True: _Kernel(njit(parallel=True, cache=True)(impl), joint),
+            False: _Kernel(njit(cache=True)(serial), joint)}
 
 
 
@@ -438,19 +440,24 @@ def code_params(scale, zero_point, scheme, bits):
 
 @njit(cache=True, inline="always")
 def _map_row(source, target, d, z, lowest, highest, what):
-    """``target[i] = ref.map_value(source[i], ...)`` with the loop-invariant tests hoisted."""
+    """``target[i] = ref.map_value(source[i], ...)`` with the loop-invariant tests hoisted
+    (written through ``stored``: see :func:`numba_quant._primitives.stored`)."""
     if d == 0:
         for i in range(source.size):
-            target[i] = ref.map_value(source[i], d, z, lowest, highest, what)
+            v = ref.map_value(source[i], d, z, lowest, highest, what)
+            target[i] = stored(v, target)
     elif what == codes.FAKE:
         for i in range(source.size):
-            target[i] = ref.map_value(source[i], d, z, lowest, highest, codes.FAKE)
+            v = ref.map_value(source[i], d, z, lowest, highest, codes.FAKE)
+            target[i] = stored(v, target)
     elif what == codes.CODE:
         for i in range(source.size):
-            target[i] = ref.map_value(source[i], d, z, lowest, highest, codes.CODE)
+            v = ref.map_value(source[i], d, z, lowest, highest, codes.CODE)
+            target[i] = stored(v, target)
     else:
         for i in range(source.size):
-            target[i] = ref.map_value(source[i], d, z, lowest, highest, codes.DECODE)
+            v = ref.map_value(source[i], d, z, lowest, highest, codes.DECODE)
+            target[i] = stored(v, target)
 
 
 def _map_by_channel_impl(x, out, divisor, offset, lowest, highest, what, blocks, pieces):
@@ -475,7 +482,8 @@ def _map_by_channel_impl(x, out, divisor, offset, lowest, highest, what, blocks,
             else:
                 for o in range(n_outer):
                     for i in range(_index(start), _index(stop)):
-                        out[o, c, i] = ref.map_value(x[o, c, i], d, z, lowest, highest, what)
+                        v = ref.map_value(x[o, c, i], d, z, lowest, highest, what)
+                        out[o, c, i] = stored(v, out)
 
 
 def _map_by_outer_impl(x, out, divisor, offset, lowest, highest, what, pieces):
@@ -488,11 +496,14 @@ def _map_by_outer_impl(x, out, divisor, offset, lowest, highest, what, pieces):
                 d = divisor[c]
                 z = offset[c]
                 for i in range(n_inner):
-                    out[o, c, i] = ref.map_value(x[o, c, i], d, z, lowest, highest, what)
+                    v = ref.map_value(x[o, c, i], d, z, lowest, highest, what)
+                    out[o, c, i] = stored(v, out)
 
 
-map_by_channel = _parallel_and_serial(_map_by_channel_impl)
-map_by_outer = _parallel_and_serial(_map_by_outer_impl)
+# Input and output share a layout class: a strided input with a fresh contiguous output
+# runs the any-layout code, which is as fast there (the input's strides decide).
+map_by_channel = _parallel_and_serial(_map_by_channel_impl, joint=(0, 1))
+map_by_outer = _parallel_and_serial(_map_by_outer_impl, joint=(0, 1))
 
 
 @_Kernel

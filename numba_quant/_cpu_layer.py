@@ -25,6 +25,7 @@ from numba.extending import intrinsic, overload
 from numba_quant import _codes as codes
 from numba_quant import _reference as ref
 from numba_quant._cpu_kernels import _fold, _fold_scalar, _index, _status
+from numba_quant._primitives import stored
 from numba_quant._tuning import SHORT_ROW
 
 # Compile-time switches of the variants (see _variant); these defaults are never compiled.
@@ -219,10 +220,12 @@ def _map_impl(flat, out, divisor, offset, lowest, highest, pieces):
         stop = _index(min(k * step + step, n))
         if divisor == 0:
             for i in range(start, stop):
-                out[i] = ref.map_value(flat[i], divisor, offset, lowest, highest, WHAT)
+                out[i] = stored(ref.map_value(flat[i], divisor, offset, lowest, highest, WHAT),
+                                out)
         else:
             for i in range(start, stop):
-                out[i] = ref.map_value(flat[i], divisor, offset, lowest, highest, WHAT)
+                out[i] = stored(ref.map_value(flat[i], divisor, offset, lowest, highest, WHAT),
+                                out)
 
 
 # map_values[what][parallel], each compiled on first use.

@@ -13,6 +13,7 @@ from numba_quant import _codes as codes
 from numba_quant import _reference as ref
 from numba_quant._cpu_kernels import _index
 from numba_quant._cpu_layer import _variant
+from numba_quant._primitives import stored
 
 WHAT = codes.FAKE  # what to write; replaced in the compiled variants (see _variant)
 
@@ -27,8 +28,8 @@ def _map_rows_impl(rows, out, divisors, offsets, lowest, highest, pieces):
             source = rows[o]
             target = out[o]
             for j in range(width):
-                target[j] = ref.map_value(source[j], divisors[j], offsets[j], lowest,
-                                          highest, WHAT)
+                v = ref.map_value(source[j], divisors[j], offsets[j], lowest, highest, WHAT)
+                target[j] = stored(v, target)
 
 
 # map_rows[what][parallel], each compiled on first use.

@@ -6,7 +6,8 @@ CUDA simulator's device arrays.  :mod:`numba_quant._dispatch` imports this modul
 when such an array first arrives.
 
 This module only computes: it turns arguments into device arrays
-(:mod:`numba_quant._cuda_arrays`), plans launches (:mod:`numba_quant._cuda_launch`) and
+(:mod:`numba_quant._cuda_arrays`; large float16/bfloat16 inputs into the chunked inputs of
+:mod:`numba_quant._cuda_chunks`, which run the functions here chunk by chunk), plans launches (:mod:`numba_quant._cuda_launch`) and
 runs the kernels of :mod:`numba_quant._cuda_kernels` on the default stream.  Problems the
 kernels find (non-finite values, empty channels, bad scales) come back as a status word
 in host-mapped memory, read after the call's one synchronisation, and are raised by the
@@ -31,12 +32,20 @@ from numba_quant._layout import aligned_views
 
 # --------------------------------------------------------------------------- arguments
 def as_array(x):
-    """``x`` as a float32/float64 device array (float16 becomes a float32 copy)."""
+    """``x`` as a float32/float64 device array.  float16 and bfloat16 become float32: a
+    copy up to ``_tuning.DEVICE_WIDEN_CHUNK`` elements, else a
+    :class:`~numba_quant._cuda_chunks.DeviceChunkedInput` over their memory, whose values
+    the functions below read chunk by chunk."""
+    if type(x) is chunked.DeviceChunkedInput:
+        return x
     d = arrays.device(x)
+    bits = chunked.bfloat16_bits(x, d)
+    if bits is not None:
+        return chunked.converted(bits, np.float32, bfloat16=True)
     dtype = _checks.compute_dtype(d.dtype)
     _checks.device_array_dtype(d.dtype)
     if d.dtype != dtype:
-        d = arrays.contiguous_copy(arrays.info(d), dtype)
+        return chunked.converted(d, dtype)
     return d
 
 
@@ -48,13 +57,15 @@ def as_output(out):
 
 
 def as_codes(q, dtype):
-    """Codes of any real type as a device array of the float ``dtype``."""
+    """Codes of any real type as values of the float ``dtype``: ``q`` itself when it has
+    that type, else converted (:func:`~numba_quant._cuda_chunks.converted`: in chunks
+    when large)."""
     d = arrays.device(q)
     _checks.codes_dtype(d.dtype)
     _checks.device_array_dtype(d.dtype)
     if d.dtype == dtype:
         return d
-    return arrays.contiguous_copy(arrays.info(d), dtype)
+    return chunked.converted(d, dtype)
 
 
 def as_state(a, dtype, name):
@@ -166,6 +177,8 @@ def _reduce(x, axis, omit, what, scheme=0, bits=0, like=None):
 
 def channel_minmax(x, axis, omit):
     """Per-channel ``(lo, hi, status)`` of ``x`` along ``axis`` (None: the whole array)."""
+    if type(x) is chunked.DeviceChunkedInput:
+        return chunked.channel_minmax(x, axis, omit)
     out, status = _reduce(x, axis, omit, kernels.MINMAX)
     return out[0], out[1], status
 
@@ -174,12 +187,16 @@ def observe(x, axis, omit, scheme, bits, like=None):
     """``min_max_observer``'s per-channel ``(scale, zero_point, status)``, the scale and
     zero point computed where the reduction ends (no extra launch), in ``like``'s array
     type."""
+    if type(x) is chunked.DeviceChunkedInput:
+        return chunked.observe(x, axis, omit, scheme, bits, like)
     out, status = _reduce(x, axis, omit, kernels.QPARAMS, scheme, bits, like)
     return out[0], out[1], status
 
 
 def count_nonfinite(x, nan_only=False):
     """Number of NaN (and, unless ``nan_only``, infinite) elements of ``x``."""
+    if type(x) is chunked.DeviceChunkedInput:
+        return chunked.count_nonfinite(x, nan_only)
     x3 = arrays.reduction_view(x, None, _int_type(x.dtype))
     mask, inf_bits = _key_constants(np.dtype(x.dtype))
     count = cuda.to_device(np.zeros(1, np.int64))
@@ -256,6 +273,8 @@ def quantize_map(x, params, axis, what, out):
     """Write codes (``CODE``), fake-quantized values (``FAKE``) or decoded codes
     (``DECODE``) of ``x`` to ``out`` (same shape; may be ``x`` itself), with the
     constants of :func:`code_params`."""
+    if type(x) is chunked.DeviceChunkedInput:
+        return chunked.quantize_map(x, params, axis, what, out)
     _map(x, out, params, int(what), axis)
     return out
 
@@ -281,3 +300,7 @@ def _map(x, out, params, what, axis):
     blocks, threads = launch.grid(x3.size, _tuning.UNROLL)
     kernels.map_values[blocks, threads](x3, out3, params.params, params.scheme, params.bits,
                                         what)
+
+
+# (At the end: the chunked inputs run the functions above on each chunk.)
+from numba_quant import _cuda_chunks as chunked  # noqa: E402

@@ -15,6 +15,7 @@ from numba import config, cuda
 from numba_quant import _checks
 from numba_quant import _cuda_kernels as kernels
 from numba_quant import _cuda_launch as launch
+from numba_quant._cpu_chunks import ChunkedInput
 from numba_quant._layout import aligned_views
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
@@ -70,9 +71,12 @@ def kind(a):
 
 
 def device(x):
-    """``x`` as a Numba device array over the same memory (no copy)."""
+    """``x`` as a Numba device array over the same memory (no copy); a 16-bit input
+    kept for conversion by chunks (``_cuda_chunks``) converted whole, once."""
     if _is_numba_array(x):
         return x
+    if isinstance(x, ChunkedInput):
+        return x.dense()
     if SIMULATOR:
         _checks.simulator_array(x)
     if getattr(x, "requires_grad", False) and hasattr(x, "detach"):

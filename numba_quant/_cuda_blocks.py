@@ -57,6 +57,22 @@ def _split4(k, n1, n2, n3):
     return t // n1, t % n1, i2, i3
 
 
+@cuda.jit(device=True, inline=True)
+def _span(j, size, length):
+    """Start and length, along an axis of ``length``, of block ``j`` of ``size`` (the
+    last block of an axis may be shorter)."""
+    start = j * size
+    return start, min(start + size, length) - start
+
+
+@cuda.jit(device=True, inline=True)
+def _element_and_block(k, shape, block):
+    """Element ``k`` (C order) of a 4-D ``shape``: its four indices, then the four grid
+    indices of its ``block``."""
+    i0, i1, i2, i3 = _split4(k, shape[1], shape[2], shape[3])
+    return i0, i1, i2, i3, i0 // block[0], i1 // block[1], i2 // block[2], i3 // block[3]
+
+
 @cuda.jit
 def observe(x, xfmt, block, mapping, quant_min, quant_max, sym_zero_point, eps, afmt, sfmt,
             pfmt, scale, zero_point, codes, fused, bad):
@@ -71,14 +87,10 @@ def observe(x, xfmt, block, mapping, quant_min, quant_max, sym_zero_point, eps, 
     n = g0 * g1 * g2 * g3
     for k in range(cuda.blockIdx.x, n, cuda.gridDim.x):
         j0, j1, j2, j3 = _split4(k, g1, g2, g3)
-        a0 = j0 * b0
-        a1 = j1 * b1
-        a2 = j2 * b2
-        a3 = j3 * b3
-        w0 = min(a0 + b0, d0) - a0
-        w1 = min(a1 + b1, d1) - a1
-        w2 = min(a2 + b2, d2) - a2
-        w3 = min(a3 + b3, d3) - a3
+        a0, w0 = _span(j0, b0, d0)
+        a1, w1 = _span(j1, b1, d1)
+        a2, w2 = _span(j2, b2, d2)
+        a3, w3 = _span(j3, b3, d3)
         count = w0 * w1 * w2 * w3
         lo = np.float64(np.inf)
         hi = np.float64(-np.inf)
@@ -129,17 +141,8 @@ def observe(x, xfmt, block, mapping, quant_min, quant_max, sym_zero_point, eps, 
 @cuda.jit
 def quantize(x, xfmt, block, scale, sfmt, zero_point, quant_min, quant_max, pfmt, codes,
              nan):
-    d0, d1, d2, d3 = x.shape
-    b0, b1, b2, b3 = block
-    n = d0 * d1 * d2 * d3
-    start = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    for k in range(start, n, stride):
-        i0, i1, i2, i3 = _split4(k, d1, d2, d3)
-        j0 = i0 // b0
-        j1 = i1 // b1
-        j2 = i2 // b2
-        j3 = i3 // b3
+    for k in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        i0, i1, i2, i3, j0, j1, j2, j3 = _element_and_block(k, x.shape, block)
         s = scale[j0, j1, j2, j3]
         recip = type(s)(rb.reciprocal(s, sfmt))
         z = type(s)(zero_point[j0, j1, j2, j3])
@@ -152,17 +155,8 @@ def quantize(x, xfmt, block, scale, sfmt, zero_point, quant_min, quant_max, pfmt
 @cuda.jit
 def dequantize(codes, block, scale, zero_point, quant_min, quant_max, ofmt, pfmt, out,
                outside):
-    d0, d1, d2, d3 = codes.shape
-    b0, b1, b2, b3 = block
-    n = d0 * d1 * d2 * d3
-    start = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    for k in range(start, n, stride):
-        i0, i1, i2, i3 = _split4(k, d1, d2, d3)
-        j0 = i0 // b0
-        j1 = i1 // b1
-        j2 = i2 // b2
-        j3 = i3 // b3
+    for k in range(cuda.grid(1), codes.size, cuda.gridsize(1)):
+        i0, i1, i2, i3, j0, j1, j2, j3 = _element_and_block(k, codes.shape, block)
         c = codes[i0, i1, i2, i3]
         if c < quant_min or c > quant_max:
             cuda.atomic.add(outside, 0, 1)

@@ -23,7 +23,8 @@ from numba_quant import _cuda_arrays as arrays
 from numba_quant import _cuda_launch as launch
 from numba_quant import _reference as ref
 from numba_quant import _tuning
-from numba_quant._cuda_blocks import _split4  # the C-order split of the block kernels
+# The C-order index arithmetic of the block kernels.
+from numba_quant._cuda_blocks import _element_and_block, _span, _split4
 
 # Threads per block of the block reduction (shared arrays of this many float64 pairs).
 SHARED = 1024
@@ -44,14 +45,11 @@ def _block_range(x, k, block, omit, lo_sh, hi_sh):
     g2 = -(-d2 // b2)
     g3 = -(-d3 // b3)
     j0, j1, j2, j3 = _split4(k, g1, g2, g3)
-    a0 = j0 * b0
-    a1 = j1 * b1
-    a2 = j2 * b2
-    a3 = j3 * b3
-    w1 = min(a1 + b1, d1) - a1
-    w2 = min(a2 + b2, d2) - a2
-    w3 = min(a3 + b3, d3) - a3
-    count = (min(a0 + b0, d0) - a0) * w1 * w2 * w3
+    a0, w0 = _span(j0, b0, d0)
+    a1, w1 = _span(j1, b1, d1)
+    a2, w2 = _span(j2, b2, d2)
+    a3, w3 = _span(j3, b3, d3)
+    count = w0 * w1 * w2 * w3
     lo = np.float64(np.inf)
     hi = np.float64(-np.inf)
     poisoned = False
@@ -131,15 +129,13 @@ def map_blocks(x, out, block, params, scheme, bits, what):
     with the divisor and offset of element ``i``'s block in ``params[0, k]`` and
     ``params[1, k]`` (blocks numbered in C order over the grid)."""
     d0, d1, d2, d3 = x.shape
-    b0, b1, b2, b3 = block
-    g1 = -(-d1 // b1)
-    g2 = -(-d2 // b2)
-    g3 = -(-d3 // b3)
-    n = d0 * d1 * d2 * d3
+    g1 = -(-d1 // block[1])
+    g2 = -(-d2 // block[2])
+    g3 = -(-d3 // block[3])
     lowest, highest = ref.code_range(params[0, 0], scheme, bits)
-    for t in range(cuda.grid(1), n, cuda.gridsize(1)):
-        i0, i1, i2, i3 = _split4(t, d1, d2, d3)
-        k = ((i0 // b0 * g1 + i1 // b1) * g2 + i2 // b2) * g3 + i3 // b3
+    for t in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        i0, i1, i2, i3, j0, j1, j2, j3 = _element_and_block(t, x.shape, block)
+        k = ((j0 * g1 + j1) * g2 + j2) * g3 + j3
         out[i0, i1, i2, i3] = ref.map_value(x[i0, i1, i2, i3], params[0, k], params[1, k],
                                             lowest, highest, what)
 

@@ -13,7 +13,8 @@ from numba import cuda, int32, int64
 
 from numba_quant import _cuda_primitives  # noqa: F401  (CUDA primitives before any kernel)
 from numba_quant import _reference_hist as hist_ref
-from numba_quant._cuda_blocks import _split4  # the C-order split of the block kernels
+# the C-order index arithmetic of the block kernels
+from numba_quant._cuda_blocks import _span, _split4
 
 # Bins of the shared-memory histogram (16 KiB of int32).
 SHARED_BINS = 4096
@@ -101,14 +102,11 @@ def histogram_blocks(x, block, grid, a, b, pieces, counts):
         k = task // pieces
         piece = task - k * pieces
         j0, j1, j2, j3 = _split4(k, g1, g2, g3)
-        a0 = j0 * b0
-        a1 = j1 * b1
-        a2 = j2 * b2
-        a3 = j3 * b3
-        w1 = min(a1 + b1, d1) - a1
-        w2 = min(a2 + b2, d2) - a2
-        w3 = min(a3 + b3, d3) - a3
-        n = (min(a0 + b0, d0) - a0) * w1 * w2 * w3
+        a0, w0 = _span(j0, b0, d0)
+        a1, w1 = _span(j1, b1, d1)
+        a2, w2 = _span(j2, b2, d2)
+        a3, w3 = _span(j3, b3, d3)
+        n = w0 * w1 * w2 * w3
         if in_shared:
             j = tid
             while j < bins:

@@ -19,8 +19,12 @@ from numba_quant import _checks, _torch
 
 def on_device(x):
     """True when ``x`` is a GPU array."""
+    if type(x) is np.ndarray:  # the common case, without a failing attribute lookup
+        return False
     if hasattr(x, "__cuda_array_interface__"):
         return True
+    if type(x).__module__ == "numba_quant._cuda_chunks":
+        return True   # a 16-bit device input read by chunks (the GPU backend's as_array)
     # The simulator's device arrays carry no interface; they exist only once
     # numba.cuda has been imported, so this costs nothing otherwise.
     # (getattr: a module in sys.modules may still be importing in another thread.)

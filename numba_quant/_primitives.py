@@ -74,3 +74,24 @@ def mantissa_bits(v):
 def _mantissa_bits_any(v):
     bits = 24 if v == types.float32 else 53
     return lambda v: bits
+
+
+def stored(value, out):
+    """``value`` as it is written into the array ``out``.
+
+    Float results are written as they are.  Integer codes (already rounded and clamped
+    into their range) go through int32, whose conversion to the narrower element type
+    keeps the low bits: the two's-complement code.  So one unsigned array type per width
+    holds the codes of both signednesses, and the host passes int8/int16 outputs viewed
+    as uint8/uint16 (one compiled map per width instead of two).  A float converted
+    straight to an integer type it does not fit is undefined in LLVM.
+    """
+    return np.asarray(value).astype(np.int32)[()] if np.asarray(out).dtype.kind in "iu" \
+        else value
+
+
+@overload(stored, target="generic", inline="always")
+def _stored_any(value, out):
+    if isinstance(out, types.Array) and isinstance(out.dtype, types.Integer):
+        return lambda value, out: np.int32(value)
+    return lambda value, out: value

@@ -65,6 +65,11 @@ UNROLL = 4
 # Reductions into at most this many channels use a key array kept between calls
 # (1 MiB); more channels get a fresh one, filled first.
 KEPT_KEYS = 1 << 16
+# float16 and bfloat16 device arrays (and dequantize's codes of another type than the
+# result) larger than this are converted this many elements at a time into one reused
+# float32 buffer (64 MiB) on the device, each piece going through the kernels of float32
+# input, rather than into a float32 copy of the whole (_cuda_chunks).
+DEVICE_WIDEN_CHUNK = 1 << 24
 
 # --------------------------------------------------------------------------- float formats
 # CPU: elements per parallel task of the low-precision format kernels (_cpu_float);

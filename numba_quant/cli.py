@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -486,13 +487,28 @@ def run(args, out=None, err=None) -> int:
     return 1 if errors else 0
 
 
+def _notices_as_lines(show):
+    """``warnings.showwarning`` that prints the kernels' first-compile notice as one line
+    of this program on stderr (a warning would also show the library's source line);
+    other warnings go to ``show``."""
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        if category.__name__ == "CompileNotice":
+            text = str(message).removeprefix("numba_quant: ")
+            print(f"{PROG}: {text}", file=sys.stderr)
+            return
+        show(message, category, filename, lineno, file, line)
+    return show_warning
+
+
 def main(argv=None) -> int:
     """Entry point of ``numba-quant`` and ``python -m numba_quant``; returns the exit
     status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return run(args)
+        with warnings.catch_warnings():   # (restores showwarning afterwards)
+            warnings.showwarning = _notices_as_lines(warnings.showwarning)
+            return run(args)
     except BrokenPipeError:
         # Output piped into a command that stopped reading (e.g. `| head`): stop
         # quietly, and keep Python from complaining when it flushes stdout at exit.

@@ -13,7 +13,10 @@ Built in, always:
     int8 codes, symmetric, one scale for the whole tensor.
 ``int4-g128``
     4-bit codes, affine (a zero point per group), one scale per group of 128 consecutive
-    values along the input dimension (the last one of the 2-D view, below).
+    values along the input dimension (the last one of the 2-D view, below): OneFlow's
+    google affine formulas applied to each group, i.e. ``min_max_observer`` and
+    ``fake_quantization`` with ``block_size=(1, 128)`` (``(1, columns)`` for rows shorter
+    than 128).
 
 and every setting of OneFlow's observers by name: ``int<bits>[-affine][-layer]`` (google
 formula) and ``cambricon<bits>[-layer]`` (power-of-two steps), e.g. ``int4``,
@@ -295,7 +298,8 @@ def _half_step_factor(bits):
 # ------------------------------------------------------------------ block-wise int
 
 def _groupwise_recipe(name, bits, group, scheme="affine"):
-    """Codes with one scale (and zero point) per group of ``group`` values of a row."""
+    """Codes with one scale (and zero point) per group of ``group`` values of a row, by
+    the block-wise OneFlow functions (``block_size=(1, group)``)."""
     has_zero_point = scheme == "affine"
 
     def nbytes(rows, columns, shape=None):
@@ -305,27 +309,16 @@ def _groupwise_recipe(name, bits, group, scheme="affine"):
 
     def fake_quantize(x, context):
         import numba_quant as nq
-        rows, columns = x.shape
-        full = columns // group * group
-        xq = np.empty_like(x)
-        steps = np.empty((rows, -(-columns // group)), np.float64)
-        if full:
-            # Groups of whole rows as channels: (rows * columns / group, group).
-            body = x[:, :full] if full < columns else x
-            grouped = np.ascontiguousarray(body).reshape(-1, group)
-            scale, zero_point = nq.min_max_observer(grouped, "google", bits, scheme, False,
-                                                    nonfinite=context.nonfinite)
-            xq[:, :full] = nq.fake_quantization(grouped, scale, zero_point, "google", bits,
-                                                scheme).reshape(rows, full)
-            steps[:, :full // group] = scale.reshape(rows, full // group)
-        if full < columns:  # the shorter last group of each row
-            tail = np.ascontiguousarray(x[:, full:])
-            scale, zero_point = nq.min_max_observer(tail, "google", bits, scheme, False,
-                                                    nonfinite=context.nonfinite)
-            xq[:, full:] = nq.fake_quantization(tail, scale, zero_point, "google", bits,
-                                                scheme)
-            steps[:, -1] = scale
-        return xq, ClipSteps(steps, group, bits)
+        # One block of ``group`` values along each row (the whole row when it is
+        # shorter, a shorter last block when the row length is not a multiple): the
+        # block-wise OneFlow observer and map, the formulas of a per-layer call applied
+        # to each block.
+        block = (1, min(group, x.shape[1]))
+        scale, zero_point = nq.min_max_observer(x, "google", bits, scheme, block_size=block,
+                                                nonfinite=context.nonfinite)
+        xq = nq.fake_quantization(x, scale, zero_point, "google", bits, scheme,
+                                  block_size=block)
+        return xq, ClipSteps(np.asarray(scale, np.float64), group, bits)
 
     return Recipe(name, f"{bits}-bit {scheme} codes, one scale"
                         f"{' and zero point' if has_zero_point else ''} per group of "

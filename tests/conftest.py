@@ -176,25 +176,42 @@ def pytest_collection_modifyitems(config, items):
 
 
 # --------------------------------------------------------------------------- worker groups
-# With pytest-xdist (pyproject.toml: -n auto --dist loadgroup) every test module is one
-# unit of work, except that the suites that compile the CPU kernels for every route,
-# dtype and layout form one unit together: each compiled signature is then compiled by
-# one process (and cached) rather than by two at the same time.  That unit is the longest,
-# so it comes first.
-CPU_KERNEL_SUITES = ("test_routes.py", "test_properties.py", "test_errors.py",
-                     "test_layouts.py", "test_exactness.py", "test_short_runs.py",
-                     "test_state.py", "test_threads.py", "test_block_size.py",
-                     "test_half_inputs.py")
+# With pytest-xdist (pyproject.toml: -n auto --dist loadgroup --no-loadscope-reorder)
+# every test module is one unit of work, handed out in the order below; most of the time
+# of a run from an empty Numba cache is compiling kernels, so the order decides how
+# often a kernel is compiled twice (by two workers at once) rather than compiled once and
+# loaded from the on-disk cache by the other.
+# 1. The suites that compile the CPU kernels for every route, dtype and formula form one
+#    unit (each signature compiled by one process), the longest, so it starts first.
+# 2. Every other module, in collection order.
+# 3. Suites that call the same CPU kernels as unit 1 with more layouts, input types and
+#    error cases: by the time they start, unit 1 has cached most of what they need.
+# 4. Suites that start fresh Python processes (console script, ``python -m``, notebook
+#    kernels, Dask workers): each process compiles everything it calls unless the cache
+#    already holds it, so they run last.
+CPU_KERNEL_SUITES = ("test_routes.py", "test_properties.py", "test_short_runs.py",
+                     "test_state.py", "test_threads.py")
+AFTER_CPU_KERNELS = ("test_errors.py", "test_layouts.py", "test_exactness.py",
+                     "test_block_size.py", "test_half_inputs.py")
+NEW_PROCESS_SUITES = ("test_report.py", "test_dask.py", "test_cli.py", "test_notebooks.py")
+
+
+def _unit_rank(suite):
+    if suite in CPU_KERNEL_SUITES:
+        return 0
+    if suite in AFTER_CPU_KERNELS:
+        return 2
+    if suite in NEW_PROCESS_SUITES:
+        return 3 + NEW_PROCESS_SUITES.index(suite)
+    return 1
 
 
 def _group_for_workers(items):
-    first, rest = [], []
     for item in items:
         suite = _suite(item)
-        cpu = suite in CPU_KERNEL_SUITES
-        item.add_marker(pytest.mark.xdist_group("cpu-kernels" if cpu else suite))
-        (first if cpu else rest).append(item)
-    items[:] = first + rest
+        item.add_marker(pytest.mark.xdist_group(
+            "cpu-kernels" if suite in CPU_KERNEL_SUITES else suite))
+    items.sort(key=lambda item: _unit_rank(_suite(item)))  # stable: keeps module order
 
 
 # --------------------------------------------------------------------------- kernel routes

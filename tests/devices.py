@@ -57,3 +57,30 @@ class Device:
             return np.empty(shape, dtype)
         from numba import cuda
         return cuda.device_array(shape, dtype)
+
+
+def hypothesis_on_both_devices(cpu_examples, gpu_examples):
+    """A decorator for ``check_<name>(device, data)`` functions: it registers, in the
+    function's module, ``test_<name>_cpu`` and ``test_<name>_gpu`` (marked ``gpu``), each
+    a Hypothesis test drawing ``data`` with its number of examples."""
+    import sys
+
+    import pytest
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    def register(fn):
+        module = sys.modules[fn.__module__]
+        name = fn.__name__[len("check_"):]
+        for dev_name, n in (("cpu", cpu_examples), ("gpu", gpu_examples)):
+            def make(device=Device(dev_name)):
+                def test(data):
+                    fn(device, data)
+                return test
+            t = settings(max_examples=n)(given(data=st.data())(make()))
+            t.__name__ = t.__qualname__ = f"test_{name}_{dev_name}"
+            if dev_name == "gpu":
+                t = pytest.mark.gpu(t)
+            setattr(module, t.__name__, t)
+        return fn
+    return register

@@ -1,29 +1,33 @@
-"""Access to the golden file tests/data/oneflow_cases.npz (real OneFlow 0.9.0 output)."""
+"""Access to the golden files of tests/data; the OneFlow 0.9.0 cases (oneflow_cases.npz)
+by name."""
 import json
 import os
 
 import numpy as np
 
-PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "oneflow_cases.npz")
-
-_DATA = None
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
 
-def data():
-    """All arrays of the golden file, loaded once, as a dict name -> array."""
-    global _DATA
-    if _DATA is None:
-        with np.load(PATH) as f:
-            _DATA = {k: f[k] for k in f.files}
-    return _DATA
+class GoldenFile:
+    """One golden file of tests/data: its ``manifest`` (the list of cases, read at once)
+    and its arrays (:meth:`data`, loaded on first use, as a dict name -> array)."""
+
+    def __init__(self, name):
+        self.path = os.path.join(DATA_DIR, name)
+        with np.load(self.path) as f:
+            self.cases = json.loads(str(f["manifest"]))
+        self._data = None
+
+    def data(self):
+        if self._data is None:
+            with np.load(self.path) as f:
+                self._data = {k: f[k] for k in f.files}
+        return self._data
 
 
-def manifest():
-    with np.load(PATH) as f:
-        return json.loads(str(f["manifest"]))
-
-
-CASES = manifest()
+ONEFLOW = GoldenFile("oneflow_cases.npz")
+data = ONEFLOW.data
+CASES = ONEFLOW.cases
 MIN_MAX = [c for c in CASES if c["op"] == "min_max_observer"]
 USER_SHIFT = [c for c in CASES if c["op"] == "cambricon_user_shift"]
 MOVING = [c for c in CASES if c["op"] == "moving_average_min_max_observer"]

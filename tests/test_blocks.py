@@ -5,8 +5,6 @@ CPU path; the GPU (simulator) path runs a subset here (one case per combination 
 dtypes and mapping type; ``tools/check_blocks_golden.py`` runs all of them).
 """
 import contextlib
-import json
-import os
 
 import numpy as np
 import pytest
@@ -14,13 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import oracle_blocks as ob
+from golden import GoldenFile
 
 nq = pytest.importorskip("numba_quant")
 
-PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "blocks_torchao.npz")
-with np.load(PATH) as _f:
-    DATA = {k: _f[k] for k in _f.files}
-CASES = json.loads(str(DATA["manifest"]))
+TORCHAO = GoldenFile("blocks_torchao.npz")
+DATA = TORCHAO.data()
+CASES = TORCHAO.cases
 assert len(CASES) == 161
 
 

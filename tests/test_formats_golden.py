@@ -4,28 +4,17 @@ bit, through the public functions on the CPU and GPU paths.
 In the CUDA simulator every case runs too, with a small launch (each simulated thread
 costs milliseconds), so the test groups the cases of one input into one test.
 """
-import json
-import os
 
 import numpy as np
 import pytest
 
 import numba_quant as nq
 from devices import SIMULATOR
+from golden import GoldenFile
 
-PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "mx_formats.npz")
-
-with np.load(PATH) as _f:
-    CASES = json.loads(str(_f["manifest"]))
-_DATA = None
-
-
-def data():
-    global _DATA
-    if _DATA is None:
-        with np.load(PATH) as f:
-            _DATA = {k: f[k] for k in f.files}
-    return _DATA
+MX = GoldenFile("mx_formats.npz")
+CASES = MX.cases
+data = MX.data
 
 
 def case_input(case):

@@ -3,15 +3,14 @@ and GPU paths: exhaustive 16-bit element conversions, Hypothesis for the block f
 
 GPU examples are small and fewer (milliseconds per simulated thread in the simulator).
 """
-import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, note, settings
+from hypothesis import note, settings
 from hypothesis import strategies as st
 
 import oracle_formats as orc
-from devices import SIMULATOR, Device
+from devices import SIMULATOR, Device, hypothesis_on_both_devices
 from test_formats_golden import assert_bits
 
 nq = pytest.importorskip("numba_quant")
@@ -97,24 +96,9 @@ def test_packed_fp4(device):
 
 
 # --------------------------------------------------------------------------- strategies
-def both_devices(fn):
-    """Register ``test_<name>_cpu`` and ``test_<name>_gpu`` running ``fn(device, data)``."""
-    module = sys.modules[fn.__module__]
-    base = settings.default.max_examples
-    name = fn.__name__[len("check_"):]
-    for dev_name, n in (("cpu", max(10, base // 4)), ("gpu", max(3, base // 10))):
-        def make(dev_name=dev_name):
-            device = Device(dev_name)
-
-            def test(data):
-                fn(device, data)
-            return test
-        t = settings(max_examples=n)(given(data=st.data())(make()))
-        t.__name__ = t.__qualname__ = f"test_{name}_{dev_name}"
-        if dev_name == "gpu":
-            t = pytest.mark.gpu(t)
-        setattr(module, t.__name__, t)
-    return fn
+both_devices = hypothesis_on_both_devices(
+    cpu_examples=max(10, settings.default.max_examples // 4),
+    gpu_examples=max(3, settings.default.max_examples // 10))
 
 
 @st.composite

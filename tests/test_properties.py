@@ -4,16 +4,15 @@ Each property is one function ``check_*(device, data)``; ``both_devices`` turns 
 ``test_*_cpu`` and ``test_*_gpu``. The GPU variant (CUDA simulator on a machine without a
 GPU: milliseconds per simulated thread) draws tiny arrays and fewer examples.
 """
-import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, note, settings
+from hypothesis import note, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import oracle
-from devices import SIMULATOR, Device
+from devices import SIMULATOR, hypothesis_on_both_devices
 from golden import assert_same
 
 nq = pytest.importorskip("numba_quant")
@@ -28,26 +27,11 @@ MAX_SIZE = {"cpu": 240, "gpu": 12 if SIMULATOR else 240}
 EXP_RANGE = {np.float16: (-24, 14), np.float32: (-149, 125), np.float64: (-1074, 1021)}
 
 
-def both_devices(fn):
-    """Register ``test_<name>_cpu`` and ``test_<name>_gpu`` running ``fn(device, data)``."""
-    module = sys.modules[fn.__module__]
-    base = settings.default.max_examples
-    name = fn.__name__[len("check_"):]
-    # The simulator costs milliseconds per simulated thread: a quarter of the examples.
-    gpu_examples = max(4, base // 4 if SIMULATOR else base)
-    for dev_name, n in (("cpu", base), ("gpu", gpu_examples)):
-        def make(dev_name=dev_name):
-            device = Device(dev_name)
-
-            def test(data):
-                fn(device, data)
-            return test
-        t = settings(max_examples=n)(given(data=st.data())(make()))
-        t.__name__ = t.__qualname__ = f"test_{name}_{dev_name}"
-        if dev_name == "gpu":
-            t = pytest.mark.gpu(t)
-        setattr(module, t.__name__, t)
-    return fn
+# The simulator costs milliseconds per simulated thread: a quarter of the examples there.
+both_devices = hypothesis_on_both_devices(
+    cpu_examples=settings.default.max_examples,
+    gpu_examples=max(4, settings.default.max_examples // 4 if SIMULATOR
+                     else settings.default.max_examples))
 
 
 # --------------------------------------------------------------------------- strategies

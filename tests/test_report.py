@@ -78,16 +78,15 @@ def oracle_int(x2d, bits=8, scheme="symmetric", per_row=True):
     return oracle.fake_quantization(x2d, scale, zp, "google", bits, scheme, axis=0)
 
 
-def oracle_groups(x2d, group=128, bits=4, scheme="affine"):
-    rows, cols = x2d.shape
-    out = np.empty_like(x2d)
-    full = cols // group * group
-    if full:
-        g = np.ascontiguousarray(x2d[:, :full]).reshape(-1, group)
-        out[:, :full] = oracle_int(g, bits, scheme).reshape(rows, full)
-    if full < cols:
-        out[:, full:] = oracle_int(np.ascontiguousarray(x2d[:, full:]), bits, scheme)
-    return out
+def oracle_groups(x2d, group=128, bits=4, scheme="affine", nonfinite="raise"):
+    """The int4-g128 recipe's values: the per-block oracle, blocks of ``group`` values
+    along each row (the whole row when shorter; a shorter last block)."""
+    block = (1, min(group, x2d.shape[1]))
+    scale, zp = oracle.block_min_max_observer(x2d, "google", bits, scheme, block,
+                                              nonfinite=nonfinite)
+    return oracle.block_apply(oracle.fake_quantization, x2d, scale, zp, block,
+                              quantization_formula="google", quantization_bit=bits,
+                              quantization_scheme=scheme)
 
 
 def check(result, x, xq):
@@ -235,6 +234,31 @@ def test_bf16_safetensors_report_matches_the_oracle(tmp_path, monkeypatch):
     assert summary["worst"][0] == min(sq, key=sq.get)
     assert summary["bytes"] == sum(t.results["int8"].bytes for t in rep.tensors)
     assert summary["original_bytes"] == w.size * 2 + bias.size * 4 + conv.size * 2
+
+
+def test_int4_g128_on_the_example_matches_the_block_oracle():
+    """The recipe's fake-quantized values, bit for bit, on the built-in example's tensors
+    of each kind of row: a ragged last block (147 columns), rows shorter than a block (9),
+    a 1-D tensor (one row of 1000); and under nonfinite="omit" with NaN and inf."""
+    from golden import assert_same
+    weights = examples.example_weights()
+    recipe = recipes.get_recipe("int4-g128")
+    for name in ("conv1.weight", "layer4.1.depthwise.weight", "classifier.bias"):
+        x = weights[name]
+        x2d = x.reshape(x.shape[0], -1) if x.ndim >= 2 else x.reshape(1, -1)
+        context = recipes.TensorContext(name, x.shape, float(x.min()), float(x.max()))
+        xq, clip = recipe.fake_quantize(np.ascontiguousarray(x2d), context)
+        assert_same(xq, oracle_groups(x2d), name)
+        assert clip.group == 128 and clip.steps.shape == (x2d.shape[0], -(-x2d.shape[1] // 128))
+    x2d = weights["conv1.weight"].reshape(64, -1).copy()
+    x2d[3, 5], x2d[7, 140], x2d[9, :] = np.nan, -np.inf, np.nan
+    x2d[9, 130] = 1.5     # row 9: its first block has no finite value
+    context = recipes.TensorContext("w", x2d.shape, -1.0, 1.0, nonfinite="omit")
+    rows = [r for r in range(64) if r != 9]
+    xq, _ = recipe.fake_quantize(x2d[rows], context)
+    assert_same(xq, oracle_groups(x2d[rows], nonfinite="omit"), "omit")
+    with pytest.raises(ValueError, match=r"no finite value"):
+        recipe.fake_quantize(x2d, context)
 
 
 def test_cambricon_and_other_axis(tmp_path):
@@ -421,6 +445,23 @@ def test_cli_builtin_example_shows_the_report(capsys):
     assert "SQNR" in out and "int8-layer" in out and "int4-g128" in out
     summary = next(line for line in out.splitlines() if line.startswith("int8 "))
     assert "x" in summary          # the compression column
+
+
+def test_cli_prints_the_compile_notice_as_one_line(monkeypatch, capsys):
+    import warnings
+    from numba_quant._compile_notice import CompileNotice
+
+    def run(args):
+        warnings.warn("numba_quant: compiling CPU kernels for float32 (first call)",
+                      CompileNotice)
+        return 0
+
+    monkeypatch.setattr(cli, "run", run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert cli.main([]) == 0
+    assert capsys.readouterr().err == \
+        "numba-quant: compiling CPU kernels for float32 (first call)\n"
 
 
 def test_cli_list_recipes(capsys):

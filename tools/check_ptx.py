@@ -2,8 +2,9 @@
 """Compile every CUDA kernel of numba_quant to PTX for an H100 (cc 9.0), without a GPU.
 
 Catches typing and lowering errors that the CUDA simulator lets through (it runs kernels
-as Python).  Compiles each kernel of ``numba_quant._cuda_kernels``, ``_cuda_hist`` and
-``_cuda_blockwise`` (the block-wise histograms included) for float32 and float64 and for the array layouts the backend passes
+as Python).  Compiles each kernel of ``numba_quant._cuda_kernels``, ``_cuda_hist``,
+``_cuda_blockwise`` and ``_cuda_chunks`` (the block-wise histograms included) for float32
+and float64 and for the array layouts the backend passes
 (contiguous "C" and strided "A" views, every output type of the element-wise kernels),
 prints one line per kernel and signature, and checks the PTX for:
 
@@ -40,6 +41,7 @@ from numba import cuda, types  # noqa: E402
 from numba_quant import _cuda_kernels as K  # noqa: E402  (registers the CUDA primitives)
 from numba_quant import _cuda_hist as H  # noqa: E402
 from numba_quant import _cuda_blockwise as BW  # noqa: E402
+from numba_quant import _cuda_chunks as CH  # noqa: E402
 from numba_quant import _reference as ref  # noqa: E402
 
 i64, b1, f32 = types.int64, types.boolean, types.float32
@@ -114,6 +116,10 @@ def signatures():
             tup = types.UniTuple(i64, ndim)
             yield (K.copy_strided, f"{src} -> {dst} ndim {ndim}",
                    (arr(src, 1), i64, tup, arr(dst, 1), i64, tup, tup))
+    for ndim in (1, 2, 5):  # bfloat16 bits widened into a chunk's float32 buffer
+        tup = types.UniTuple(i64, ndim)
+        yield (CH.widen_bfloat16, f"uint16 -> float32 ndim {ndim}",
+               (arr(types.uint16, 1), i64, tup, arr(f32, 1), tup))
 
 
 def _update_probe(moving, new, momentum, out):

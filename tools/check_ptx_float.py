@@ -20,20 +20,11 @@ import os
 import re
 import sys
 import time
-import types as pytypes
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM", "") not in ("", "0"):
-    sys.exit("check_ptx_float.py compiles real PTX: unset NUMBA_ENABLE_CUDASIM")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-
-CC = (9, 0)
-
-import numba.cuda.dispatcher as _dispatcher  # noqa: E402
-
-_fake_device = pytypes.SimpleNamespace(compute_capability=CC, name="check_ptx (cc 9.0)")
-_dispatcher.get_current_device = lambda: _fake_device
-
+from check_ptx import CC  # noqa: E402  (patches the device lookup; refuses the simulator)
 from numba import cuda, types  # noqa: E402
 
 from numba_quant import _cuda_float as K  # noqa: E402  (registers the bit casts)

@@ -4,9 +4,10 @@
     python benchmarks/calibrate.py [--sizes 1e7,1e8] [--repeats 5]
 
 Rows: the histogram pass of ``HistogramObserver.observe`` (per-channel min/max pass plus
-the counting pass) against BW, a parallel read-only numba sum over the same bytes; a
+the counting pass; per channel, and per block with ``block_size``) against BW, a parallel read-only numba sum over the same bytes; a
 per-tensor pass against PyTorch's ``HistogramObserver`` forward (when importable); and
-range selection on 64 channels x 2048 bins per method.  Times are medians; the
+range selection on 64 channels x 2048 bins per method (wall time, and the CPU time of
+all threads, which a loaded machine changes less).  Times are medians; the
 implementations of a row alternate within each repeat.
 """
 import argparse
@@ -30,15 +31,15 @@ def _parallel_sum(a):
     return s
 
 
-def measure(impls, repeats):
+def measure(impls, repeats, clock=time.perf_counter):
     times = {k: [] for k in impls}
     for fn in impls.values():
         fn()  # warm up (compile)
     for _ in range(repeats):
         for name, fn in impls.items():
-            t = time.perf_counter()
+            t = clock()
             fn()
-            times[name].append(time.perf_counter() - t)
+            times[name].append(clock() - t)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -65,6 +66,15 @@ def main():
             obs.observe(x)
         t = measure({"nq": ours, "BW": lambda: _parallel_sum(flat)}, args.repeats)
         row(f"histogram 64ch x 2048 bins, n={size:.0e}", t, "BW")
+        # the same data as 8 x 8 blocks of a 2-D array: 64 block histograms
+        x2 = x.reshape(1000, size // 1000)
+        blocks = nq.HistogramObserver(bins=2048, block_size=(125, size // 8000))
+
+        def ours_blocks():
+            blocks.reset()
+            blocks.observe(x2)
+        t = measure({"nq": ours_blocks, "BW": lambda: _parallel_sum(flat)}, args.repeats)
+        row(f"  64 blocks (8 x 8) x 2048 bins", t, "BW")
     try:
         import torch
         from torch.ao.quantization import HistogramObserver
@@ -92,6 +102,10 @@ def main():
     for method in ("percentile", "entropy", "mse"):
         t = measure({"nq": lambda m=method: nq.compute_amax(hist, edges, m)}, args.repeats)
         row(f"compute_amax {method} 64 x 2048", t, "nq")
+        # CPU time of all threads: the work, whatever else the machine runs
+        t = measure({"nq": lambda m=method: nq.compute_amax(hist, edges, m)}, args.repeats,
+                    time.process_time)
+        row(f"  (CPU time, all threads)", t, "nq")
     ours_obs.observe(x)
     t = measure({"nq": ours_obs.range}, args.repeats)
     row("l2 search (one batch, 2048 bins)", t, "nq")

@@ -528,6 +528,12 @@ def inferred_block_size(x_shape, scale_shape):
     return tuple(sizes)
 
 
+def histogram_blocks_for_dask():
+    return ValueError("HistogramObserver with block_size does not take Dask arrays; "
+                      "compute the batch first (x.compute()) or observe it without "
+                      "block_size")
+
+
 def empty_block_error(indices, grid, count=None):
     """``nonfinite="omit"`` and some blocks have no finite value (``indices``: flat; the
     first of them when ``count``, their number, is given)."""
@@ -636,6 +642,13 @@ def state_counts(counts, bins):
         raise ValueError(f"state counts must be (channels, {bins}) non-negative integers; "
                          f"got shape {counts.shape} and dtype {counts.dtype}")
     return counts.astype(np.int64)
+
+
+def state_grid(grid, channels):
+    """A saved block grid must have one block per row of the counts."""
+    if int(np.prod(grid)) != channels:
+        raise ValueError(f"state grid {tuple(grid)} has {int(np.prod(grid))} blocks but "
+                         f"counts has {channels} rows")
 
 
 def state_per_channel(sizes, channels):

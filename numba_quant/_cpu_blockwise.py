@@ -38,6 +38,24 @@ def _finite_minmax(x, off, st, a0, e0, a1, e1, a2, e2, a3, e3):
     return lo, hi
 
 
+@njit(cache=True)
+def _block_range(x, off, st, a0, e0, a1, e1, a2, e2, a3, e3, omit):
+    """``(lo, hi, status)`` of one block: its (min, max) and OK, HAS_NONFINITE or
+    EMPTY_CHANNEL.
+
+    The NaN-propagating reduction runs first (it vectorises); a block with a non-finite
+    value is reduced again over its finite values only under ``omit``.
+    """
+    lo, hi = cb._block_minmax(x, off, st, NATIVE, a0, e0, a1, e1, a2, e2, a3, e3)
+    if lo - lo != 0 or hi - hi != 0:
+        if not omit:
+            return lo, hi, codes.HAS_NONFINITE
+        lo, hi = _finite_minmax(x, off, st, a0, e0, a1, e1, a2, e2, a3, e3)
+        if lo > hi:
+            return lo, hi, codes.EMPTY_CHANNEL
+    return lo, hi, codes.OK
+
+
 @njit(cache=True, nogil=True)
 def observe_blocks(x, off, st, shape, block, k_start, k_stop, omit, scheme, bits, scale,
                    zero_point, state):
@@ -45,9 +63,6 @@ def observe_blocks(x, off, st, shape, block, k_start, k_stop, omit, scheme, bits
     4-D view ``(x, off, st)`` of ``shape``: scale and zero point per block, and the
     block's status (OK, HAS_NONFINITE, EMPTY_CHANNEL) in ``state``.  Returns the number
     of blocks whose status is not OK.
-
-    The NaN-propagating reduction runs first (it vectorises); a block with a non-finite
-    value is reduced again over its finite values only under ``omit``.
     """
     d0, d1, d2, d3 = shape
     b0, b1, b2, b3 = block
@@ -61,21 +76,38 @@ def observe_blocks(x, off, st, shape, block, k_start, k_stop, omit, scheme, bits
         a1, e1 = cb._bounds(j1, b1, d1)
         a2, e2 = cb._bounds(j2, b2, d2)
         a3, e3 = cb._bounds(j3, b3, d3)
-        lo, hi = cb._block_minmax(x, off, st, NATIVE, a0, e0, a1, e1, a2, e2, a3, e3)
-        state[k] = codes.OK
-        if lo - lo != 0 or hi - hi != 0:
-            if not omit:
-                state[k] = codes.HAS_NONFINITE
-                bad += 1
-                continue
-            lo, hi = _finite_minmax(x, off, st, a0, e0, a1, e1, a2, e2, a3, e3)
-            if lo > hi:
-                state[k] = codes.EMPTY_CHANNEL
-                bad += 1
-                continue
+        lo, hi, status = _block_range(x, off, st, a0, e0, a1, e1, a2, e2, a3, e3, omit)
+        state[k] = status
+        if status != codes.OK:
+            bad += 1
+            continue
         s, z = ref.qparams(lo, hi, scheme, bits)
         scale[k] = s
         zero_point[k] = z
+    return bad
+
+
+@njit(cache=True, nogil=True)
+def minmax_blocks(x, off, st, shape, block, k_start, k_stop, omit, lo, hi, state):
+    """Each block's (min, max) into ``lo`` and ``hi`` and its status into ``state``, for
+    blocks ``k_start..k_stop`` (as :func:`observe_blocks`, without the formulas).
+    Returns the number of blocks whose status is not OK."""
+    d0, d1, d2, d3 = shape
+    b0, b1, b2, b3 = block
+    g1 = -(-d1 // b1)
+    g2 = -(-d2 // b2)
+    g3 = -(-d3 // b3)
+    bad = 0
+    for k in range(k_start, k_stop):
+        j0, j1, j2, j3 = cb._split4(k, g1, g2, g3)
+        a0, e0 = cb._bounds(j0, b0, d0)
+        a1, e1 = cb._bounds(j1, b1, d1)
+        a2, e2 = cb._bounds(j2, b2, d2)
+        a3, e3 = cb._bounds(j3, b3, d3)
+        lo[k], hi[k], state[k] = _block_range(x, off, st, a0, e0, a1, e1, a2, e2, a3, e3,
+                                              omit)
+        if state[k] != codes.OK:
+            bad += 1
     return bad
 
 
@@ -118,6 +150,7 @@ def map_blocks(x, off, st, shape, block, k_start, k_stop, divisor, offset, lowes
 # shares the compiled code of a writable one.
 _OBSERVE = Kernel(observe_blocks)
 _MAP = Kernel(map_blocks)
+_MINMAX = Kernel(minmax_blocks)
 
 
 def native(a):
@@ -144,6 +177,18 @@ def run_observe(x4, block4, omit, scheme, bits, n_blocks, like=None):
     bad = cb._run(_OBSERVE, n_blocks, x4.size, (x, off, st, x4.shape, block4),
                   (bool(omit), int(scheme), int(bits), scale, zero_point, state))
     return scale, zero_point, (state if bad else None)
+
+
+def run_minmax(x4, block4, omit, n_blocks):
+    """``(lo, hi, state)`` of the blocks of the 4-D view ``x4``: flat host arrays of the
+    blocks' min and max, and the per-block status (None when every block is OK)."""
+    x, off, st = cb.flat(x4)
+    lo = np.empty(n_blocks, x4.dtype)
+    hi = np.empty(n_blocks, x4.dtype)
+    state = np.empty(n_blocks, np.uint8)
+    bad = cb._run(_MINMAX, n_blocks, x4.size, (x, off, st, x4.shape, block4),
+                  (bool(omit), lo, hi, state))
+    return lo, hi, (state if bad else None)
 
 
 def run_map(x4, block4, params, what, out4):

@@ -7,8 +7,10 @@ import math
 
 from numba import njit, prange
 
+from numba_quant import _cpu_blocks as cb
 from numba_quant import _reference_hist as hist_ref
 from numba_quant import _reference_select as select_ref
+from numba_quant._cpu_kernels import _index
 
 
 @njit(cache=True, parallel=True)
@@ -54,6 +56,49 @@ def histogram(x3, grid, a, b, pieces, partial, counts):
             for piece in range(pieces):
                 counts[c] += partial[c * pieces + piece]
 
+
+
+@njit(cache=True)
+def _bin(v, grid, a, b, half, bins):
+    """The bin of a finite ``v`` on the grid ``grid`` (-1: outside a linear grid)."""
+    if grid == hist_ref.POW2_GRID:
+        return hist_ref.pow2_bin(v, a, half)
+    return hist_ref.linear_bin(v, type(v)(a), type(v)(b), bins)
+
+
+@njit(cache=True, nogil=True)
+def histogram_blocks(x, off, st, shape, block, k_start, k_stop, grid, a, b, counts):
+    """Counts of blocks ``k_start..k_stop`` (C order over the grid) of the 4-D view
+    ``(x, off, st)`` of ``shape`` into rows ``k`` of ``counts``; non-finite values are
+    skipped.  The blocks are those of :mod:`numba_quant._cpu_blockwise` (same split,
+    same ragged last blocks); ``grid``, ``a[k]`` and ``b[k]`` as in :func:`histogram`.
+    Returns 0 (the launcher sums task results)."""
+    d0, d1, d2, d3 = shape
+    b0, b1, b2, b3 = block
+    g1 = -(-d1 // b1)
+    g2 = -(-d2 // b2)
+    g3 = -(-d3 // b3)
+    s0, s1, s2, s3 = st
+    bins = counts.shape[1]
+    half = bins // 2
+    for k in range(k_start, k_stop):
+        j0, j1, j2, j3 = cb._split4(k, g1, g2, g3)
+        a0, e0 = cb._bounds(j0, b0, d0)
+        a1, e1 = cb._bounds(j1, b1, d1)
+        a2, e2 = cb._bounds(j2, b2, d2)
+        a3, e3 = cb._bounds(j3, b3, d3)
+        row = counts[k]
+        for i0 in range(a0, e0):
+            for i1 in range(a1, e1):
+                for i2 in range(a2, e2):
+                    base = off + i0 * s0 + i1 * s1 + i2 * s2
+                    for i3 in range(a3, e3):
+                        v = x[_index(base + i3 * s3)]
+                        if math.isfinite(v):
+                            j = _bin(v, grid, a[k], b[k], half, bins)
+                            if j >= 0:
+                                row[j] += 1
+    return 0
 
 
 PERCENTILE = 0

@@ -30,13 +30,13 @@ from numba_quant._cuda_blocks import _element_and_block, _span, _split4
 SHARED = 1024
 
 
-@cuda.jit
-def observe_blocks(x, block, omit, scheme, bits, zero, scale, zero_point, state, bad):
-    """Scale, zero point and status (OK, HAS_NONFINITE, EMPTY_CHANNEL) of every block of
-    the 4-D view ``x``; ``bad[0]`` counts the blocks whose status is not OK.  ``zero`` is
-    0 in the compute type (results are cast to its type)."""
-    lo_sh = cuda.shared.array(SHARED, np.float64)
-    hi_sh = cuda.shared.array(SHARED, np.float64)
+@cuda.jit(device=True)
+def _block_range(x, k, block, omit, lo_sh, hi_sh):
+    """``(lo, hi)`` of block ``k`` of the 4-D view ``x``, for every thread of the thread
+    block (all of which must call it): the min and max of its finite values, a NaN
+    ``lo`` when it holds a non-finite value and ``omit`` is False, ``lo > hi`` when it
+    has no finite value.  The threads walk the block's elements in C order and reduce
+    in the shared arrays ``lo_sh`` and ``hi_sh`` (one pair per thread)."""
     tid = cuda.threadIdx.x
     nthreads = cuda.blockDim.x
     d0, d1, d2, d3 = x.shape
@@ -44,54 +44,83 @@ def observe_blocks(x, block, omit, scheme, bits, zero, scale, zero_point, state,
     g1 = -(-d1 // b1)
     g2 = -(-d2 // b2)
     g3 = -(-d3 // b3)
-    n = scale.size
-    for k in range(cuda.blockIdx.x, n, cuda.gridDim.x):
-        j0, j1, j2, j3 = _split4(k, g1, g2, g3)
-        a0, w0 = _span(j0, b0, d0)
-        a1, w1 = _span(j1, b1, d1)
-        a2, w2 = _span(j2, b2, d2)
-        a3, w3 = _span(j3, b3, d3)
-        count = w0 * w1 * w2 * w3
-        lo = np.float64(np.inf)
-        hi = np.float64(-np.inf)
-        poisoned = False
-        for t in range(tid, count, nthreads):
-            i0, i1, i2, i3 = _split4(t, w1, w2, w3)
-            v = np.float64(x[a0 + i0, a1 + i1, a2 + i2, a3 + i3])
-            if math.isfinite(v):
-                lo = min(lo, v)
-                hi = max(hi, v)
-            else:
-                poisoned = True
-        # A non-finite value under "raise" poisons the block: a NaN minimum, which the
-        # merges below keep.
-        lo_sh[tid] = np.float64(np.nan) if poisoned and not omit else lo
-        hi_sh[tid] = hi
+    j0, j1, j2, j3 = _split4(k, g1, g2, g3)
+    a0, w0 = _span(j0, b0, d0)
+    a1, w1 = _span(j1, b1, d1)
+    a2, w2 = _span(j2, b2, d2)
+    a3, w3 = _span(j3, b3, d3)
+    count = w0 * w1 * w2 * w3
+    lo = np.float64(np.inf)
+    hi = np.float64(-np.inf)
+    poisoned = False
+    for t in range(tid, count, nthreads):
+        i0, i1, i2, i3 = _split4(t, w1, w2, w3)
+        v = np.float64(x[a0 + i0, a1 + i1, a2 + i2, a3 + i3])
+        if math.isfinite(v):
+            lo = min(lo, v)
+            hi = max(hi, v)
+        else:
+            poisoned = True
+    # A non-finite value under "raise" poisons the block: a NaN minimum, which the
+    # merges below keep.
+    lo_sh[tid] = np.float64(np.nan) if poisoned and not omit else lo
+    hi_sh[tid] = hi
+    cuda.syncthreads()
+    step = nthreads // 2
+    while step > 0:
+        if tid < step:
+            a = lo_sh[tid]
+            b = lo_sh[tid + step]
+            lo_sh[tid] = a if (a < b or a != a) else b
+            hi_sh[tid] = max(hi_sh[tid], hi_sh[tid + step])
         cuda.syncthreads()
-        step = nthreads // 2
-        while step > 0:
-            if tid < step:
-                a = lo_sh[tid]
-                b = lo_sh[tid + step]
-                lo_sh[tid] = a if (a < b or a != a) else b
-                hi_sh[tid] = max(hi_sh[tid], hi_sh[tid + step])
-            cuda.syncthreads()
-            step //= 2
-        if tid == 0:
-            blo = lo_sh[0]
-            bhi = hi_sh[0]
-            if blo != blo:
-                state[k] = codes.HAS_NONFINITE
-                cuda.atomic.add(bad, 0, 1)
-            elif blo > bhi:
-                state[k] = codes.EMPTY_CHANNEL
-                cuda.atomic.add(bad, 0, 1)
-            else:
-                state[k] = codes.OK
-                s, z = ref.qparams(type(zero)(blo), type(zero)(bhi), scheme, bits)
-                scale[k] = type(zero)(s)
-                zero_point[k] = type(zero)(z)
-        cuda.syncthreads()
+        step //= 2
+    blo = lo_sh[0]
+    bhi = hi_sh[0]
+    cuda.syncthreads()  # (read by every thread before the next block's writes)
+    return blo, bhi
+
+
+@cuda.jit(device=True)
+def _status(blo, bhi, k, state, bad):
+    """Block ``k``'s status from its :func:`_block_range`; True when OK."""
+    if blo != blo:
+        state[k] = codes.HAS_NONFINITE
+    elif blo > bhi:
+        state[k] = codes.EMPTY_CHANNEL
+    else:
+        state[k] = codes.OK
+        return True
+    cuda.atomic.add(bad, 0, 1)
+    return False
+
+
+@cuda.jit
+def observe_blocks(x, block, omit, scheme, bits, zero, scale, zero_point, state, bad):
+    """Scale, zero point and status (OK, HAS_NONFINITE, EMPTY_CHANNEL) of every block of
+    the 4-D view ``x``; ``bad[0]`` counts the blocks whose status is not OK.  ``zero`` is
+    0 in the compute type (results are cast to its type)."""
+    lo_sh = cuda.shared.array(SHARED, np.float64)
+    hi_sh = cuda.shared.array(SHARED, np.float64)
+    for k in range(cuda.blockIdx.x, scale.size, cuda.gridDim.x):
+        blo, bhi = _block_range(x, k, block, omit, lo_sh, hi_sh)
+        if cuda.threadIdx.x == 0 and _status(blo, bhi, k, state, bad):
+            s, z = ref.qparams(type(zero)(blo), type(zero)(bhi), scheme, bits)
+            scale[k] = type(zero)(s)
+            zero_point[k] = type(zero)(z)
+
+
+@cuda.jit
+def minmax_blocks(x, block, omit, lo, hi, state, bad):
+    """Each block's (min, max) into ``lo`` and ``hi`` (the compute type) and its status
+    into ``state``, as :func:`observe_blocks` without the formulas."""
+    lo_sh = cuda.shared.array(SHARED, np.float64)
+    hi_sh = cuda.shared.array(SHARED, np.float64)
+    for k in range(cuda.blockIdx.x, lo.size, cuda.gridDim.x):
+        blo, bhi = _block_range(x, k, block, omit, lo_sh, hi_sh)
+        if cuda.threadIdx.x == 0 and _status(blo, bhi, k, state, bad):
+            lo[k] = type(lo[k])(blo)
+            hi[k] = type(hi[k])(bhi)
 
 
 @cuda.jit
@@ -135,6 +164,20 @@ def run_observe(x4, block4, omit, scheme, bits, n_blocks, like):
                                        dtype.type(0), native(scale), native(zero_point),
                                        state, bad)
     return scale, zero_point, (state.copy_to_host() if bad.copy_to_host()[0] else None)
+
+
+def run_minmax(x4, block4, omit, n_blocks):
+    """``(lo, hi, state)``: flat host arrays of the blocks' min and max (compute type),
+    and the per-block status (None when every block is OK)."""
+    dtype = np.dtype(x4.dtype)
+    lo = cuda.device_array(n_blocks, dtype)
+    hi = cuda.device_array(n_blocks, dtype)
+    state = cuda.device_array(n_blocks, np.uint8)
+    bad = cuda.to_device(np.zeros(1, np.int64))
+    blocks = max(1, min(int(_tuning.LAUNCH["max_blocks"]), n_blocks))
+    minmax_blocks[blocks, _threads()](x4, block4, bool(omit), lo, hi, state, bad)
+    return (lo.copy_to_host(), hi.copy_to_host(),
+            state.copy_to_host() if bad.copy_to_host()[0] else None)
 
 
 def run_map(x4, block4, params, what, out4):

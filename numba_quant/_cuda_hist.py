@@ -13,6 +13,8 @@ from numba import cuda, int32, int64
 
 from numba_quant import _cuda_primitives  # noqa: F401  (CUDA primitives before any kernel)
 from numba_quant import _reference_hist as hist_ref
+# the C-order index arithmetic of the block kernels
+from numba_quant._cuda_blocks import _span, _split4
 
 # Bins of the shared-memory histogram (16 KiB of int32).
 SHARED_BINS = 4096
@@ -71,6 +73,71 @@ def histogram(x3, grid, a, b, pieces, counts):
                 if shared[k] != 0:
                     cuda.atomic.add(counts, (c, k), int64(shared[k]))
                 k += step
+        cuda.syncthreads()
+        task += cuda.gridDim.x
+
+
+@cuda.jit
+def histogram_blocks(x, block, grid, a, b, pieces, counts):
+    """Counts of every block of the 4-D view ``x`` into row ``k`` of ``counts`` (int64,
+    zeroed); the blocks are those of :mod:`numba_quant._cuda_blockwise` (C order over
+    the grid, ragged last blocks).  Thread block ``t`` (grid-stride) counts piece
+    ``t % pieces`` of block ``t // pieces``: a range of the block's elements in C
+    order, walked by neighbouring threads at neighbouring positions, into a
+    shared-memory histogram as :func:`histogram` does.  ``grid``, ``a[k]``, ``b[k]`` as
+    there."""
+    d0, d1, d2, d3 = x.shape
+    b0, b1, b2, b3 = block
+    g1 = -(-d1 // b1)
+    g2 = -(-d2 // b2)
+    g3 = -(-d3 // b3)
+    bins = counts.shape[1]
+    half = bins // 2
+    shared = cuda.shared.array(SHARED_BINS, int32)
+    in_shared = bins <= SHARED_BINS
+    tid = cuda.threadIdx.x
+    step = cuda.blockDim.x
+    task = cuda.blockIdx.x
+    while task < counts.shape[0] * pieces:
+        k = task // pieces
+        piece = task - k * pieces
+        j0, j1, j2, j3 = _split4(k, g1, g2, g3)
+        a0, w0 = _span(j0, b0, d0)
+        a1, w1 = _span(j1, b1, d1)
+        a2, w2 = _span(j2, b2, d2)
+        a3, w3 = _span(j3, b3, d3)
+        n = w0 * w1 * w2 * w3
+        if in_shared:
+            j = tid
+            while j < bins:
+                shared[j] = 0
+                j += step
+        cuda.syncthreads()
+        t = piece * n // pieces + tid
+        stop = (piece + 1) * n // pieces
+        while t < stop:
+            i0, i1, i2, i3 = _split4(t, w1, w2, w3)
+            v = x[a0 + i0, a1 + i1, a2 + i2, a3 + i3]
+            t += step
+            if not math.isfinite(v):
+                continue
+            if grid == hist_ref.POW2_GRID:
+                j = hist_ref.pow2_bin(v, a[k], half)
+            else:
+                j = hist_ref.linear_bin(v, type(v)(a[k]), type(v)(b[k]), bins)
+                if j < 0:
+                    continue
+            if in_shared:
+                cuda.atomic.add(shared, j, 1)
+            else:
+                cuda.atomic.add(counts, (k, j), int64(1))
+        cuda.syncthreads()
+        if in_shared:
+            j = tid
+            while j < bins:
+                if shared[j] != 0:
+                    cuda.atomic.add(counts, (k, j), int64(shared[j]))
+                j += step
         cuda.syncthreads()
         task += cuda.gridDim.x
 

@@ -54,3 +54,66 @@ def _gpu_histogram(ops, data, axis, grid, a, b, bins):
     _cuda_hist.histogram[blocks, threads](x3, grid, cuda.to_device(a), cuda.to_device(b),
                                           pieces, counts)
     return counts.copy_to_host()
+
+
+# --------------------------------------------------------------------------- blocks
+def _block_view(ops, data, sizes):
+    """``(kernels, x4, block4, n_blocks)``: the 4-D view that the block-wise quantizing
+    functions plan (:func:`numba_quant.blocks._views`), and the block kernels' module."""
+    import math
+
+    from numba_quant import _blocks_plan as plan
+    from numba_quant._blockwise import _drivers
+    from numba_quant.blocks import _views
+    views, kernels = _drivers(ops)
+    block4, x4, _, _ = _views(views, data.shape, sizes, data, data)
+    return kernels, x4, block4, math.prod(plan.grid_shape(data.shape, sizes))
+
+
+def block_minmax(ops, data, sizes, omit):
+    """``(lo, hi)`` host arrays of each block's min and max (blocks in C order over the
+    grid), checked as ``min_max_observer(..., block_size=sizes)`` checks them."""
+    from numba_quant import _checks
+    from numba_quant import _codes as codes
+    from numba_quant import _blocks_plan as plan
+    kernels, x4, block4, n_blocks = _block_view(ops, data, sizes)
+    lo, hi, state = kernels.run_minmax(x4, block4, omit, n_blocks)
+    if state is not None:
+        if (state == codes.HAS_NONFINITE).any():
+            raise _checks.nonfinite_error(ops.count_nonfinite(data))
+        raise _checks.empty_block_error(np.flatnonzero(state == codes.EMPTY_CHANNEL),
+                                        plan.grid_shape(data.shape, sizes))
+    return lo, hi
+
+
+def block_histogram(ops, data, sizes, grid, a, b, bins):
+    """``(blocks, bins)`` int64 counts of each block of ``data`` (C order over the grid);
+    ``grid``, ``a`` and ``b`` (one per block) as in :func:`channel_histogram`."""
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    b = np.ascontiguousarray(b, dtype=np.float64)
+    kernels, x4, block4, n_blocks = _block_view(ops, data, sizes)
+    if ops.__name__.endswith("_cuda"):
+        from numba import cuda
+
+        from numba_quant import _cuda_hist, _cuda_launch
+        threads = _cuda_launch.threads()
+        max_blocks = int(_tuning.LAUNCH["max_blocks"])
+        pieces = _cuda_hist.pieces_for(n_blocks, int(np.prod(block4)), threads,
+                                       max_blocks, _tuning.MIN_PER_THREAD)
+        counts = cuda.to_device(np.zeros((n_blocks, bins), np.int64))
+        _cuda_hist.histogram_blocks[max(1, min(max_blocks, n_blocks * pieces)), threads](
+            x4, block4, grid, cuda.to_device(a), cuda.to_device(b), pieces, counts)
+        return counts.copy_to_host()
+    from numba_quant import _cpu_blocks, _cpu_hist
+    from numba_quant._signatures import Kernel
+    global _HISTOGRAM_BLOCKS
+    if _HISTOGRAM_BLOCKS is None:
+        _HISTOGRAM_BLOCKS = Kernel(_cpu_hist.histogram_blocks)
+    x, off, st = _cpu_blocks.flat(x4)
+    counts = np.zeros((n_blocks, bins), np.int64)
+    _cpu_blocks._run(_HISTOGRAM_BLOCKS, n_blocks, x4.size, (x, off, st, x4.shape, block4),
+                     (grid, a, b, counts))
+    return counts
+
+
+_HISTOGRAM_BLOCKS = None

@@ -22,6 +22,9 @@ from numba import njit
 
 from numba_quant import _cache  # noqa: F401  (cache keys cover every kernel source)
 
+# The entropy search keeps the logarithms of group counts below this.
+_LOG_CACHE = 1 << 15
+
 # numpy adds blocks of up to this many elements with eight accumulators.
 _PAIRWISE_BLOCK = 128
 
@@ -139,12 +142,50 @@ def percentile_index(counts, fraction):
 
 # --------------------------------------------------------------------------- entropy
 @njit(cache=True)
-def _kl_fast(c, i, quantized, prefix, nonzero, clogc, total, log_total):
+def _group_terms(prefix, nonzero, quantized, smallest, largest, n):
+    """``G * log(G / m)`` of every run of bins that can be a group, as a table.
+
+    A group of candidate ``i`` starts at bin ``ceil(g * i / quantized)`` and is
+    ``floor(i / quantized)`` or one more bins wide; row ``w - smallest`` of the table
+    holds, for each start ``lo``, the term of the run ``[lo, lo + w)`` (``G`` its count,
+    ``m`` its non-empty bins; 0 when empty), for the widths ``smallest..largest``.  The
+    candidates then add table entries (no logarithm, no division) and the logarithms
+    are taken once per run, not once per candidate and group.
+    """
+    table = np.zeros((largest - smallest + 1, n + 1), np.float64)
+    log_count = np.zeros(largest + 2, np.float64)  # log m for m non-empty bins
+    for m in range(1, largest + 2):
+        log_count[m] = math.log(m)
+    # Groups repeat the same few counts: their logarithms are kept (NaN: not yet).
+    log_group = np.full(min(prefix[n], _LOG_CACHE) + 1, np.nan)
+    for w in range(max(smallest, 1), largest + 1):
+        row = table[w - smallest]
+        # width w serves the candidates i < (w + 1) * quantized only
+        for lo in range(min(n - w, (w + 1) * quantized) + 1):
+            group = prefix[lo + w] - prefix[lo]
+            if group != 0:
+                if group < log_group.size:
+                    log = log_group[group]
+                    if log != log:
+                        log = math.log(group)
+                        log_group[group] = log
+                else:
+                    log = math.log(group)
+                row[lo] = group * (log - log_count[nonzero[lo + w] - nonzero[lo]])
+    return table
+
+
+@njit(cache=True)
+def _kl_fast(c, i, quantized, shift, prefix, nonzero, clogc, total, log_total, flat, stride,
+             smallest):
     """KL divergence of candidate ``i`` rearranged to O(quantized) work (rounding differs).
 
     With p the reference distribution (the first ``i`` bins, the tail added to the last)
     and q the quantized one (each group of source bins replaced by the mean of its
-    non-empty bins): KL = (sum c' log c' - sum_g G'_g log(G_g / n_g)) / T - log T + log P.
+    non-empty bins): KL = (sum c' log c' - sum_g G'_g log(G_g / n_g)) / T - log T + log P,
+    the group terms ``G_g log(G_g / n_g)`` read from :func:`_group_terms`'s table
+    (``flat``: its rows one after the other, ``stride`` apart; ``quantized`` is
+    ``1 << shift``).
     """
     tail = total - prefix[i]
     last = c[i - 1] + tail
@@ -153,16 +194,29 @@ def _kl_fast(c, i, quantized, prefix, nonzero, clogc, total, log_total):
     part = clogc[i - 1]
     if last > 0:
         part += last * math.log(last)
-    cross = 0.0
-    for g in range(quantized):
-        lo = (g * i + quantized - 1) // quantized
-        hi = ((g + 1) * i + quantized - 1) // quantized
-        group = prefix[hi] - prefix[lo]
-        if group == 0:
-            continue
-        n = nonzero[hi] - nonzero[lo]
-        weight = group + tail if hi == i else group
-        cross += weight * math.log(group / n)
+    # Group g is [b_g, b_{g+1}) with b_g = ceil(g i / L) = g * width + ceil(g r / L)
+    # (i = width * L + r), so its width is ``width`` or one more: table row 0 or 1.
+    # L is a power of two (2**k levels), so the bounds need no division and do not
+    # depend on each other: the loop pipelines.
+    width = i >> shift
+    r = i - width * quantized
+    base = (width - smallest) * stride  # (row 0 holds zeros when width 0 is possible)
+    even = 0.0  # two partial sums: one would wait for each addition to finish
+    odd = 0.0
+    lo = 0
+    for g in range(1, quantized + 1, 2):
+        mid = g * width + ((g * r + quantized - 1) >> shift)
+        even += flat[base + (mid - lo - width) * stride + lo]
+        hi = (g + 1) * width + (((g + 1) * r + quantized - 1) >> shift)
+        odd += flat[base + (hi - mid - width) * stride + mid]
+        lo = hi
+    cross = even + odd
+    if tail > 0:
+        # the tail joins the reference weight of the group of bin i - 1 (its mean is
+        # unchanged; it is not empty, as c[i - 1] is not: checked above)
+        first = ((i - 1) * quantized // i * i + quantized - 1) >> shift
+        group = prefix[i] - prefix[first]
+        cross += tail * math.log(group / (nonzero[i] - nonzero[first]))
     kept = prefix[i]
     return (part - cross) / total - log_total + math.log(kept)
 
@@ -225,7 +279,8 @@ def _kl_exact(c, i, quantized, total, p, q):
 def entropy_index(row, quantized, start_bin, stride, tolerance):
     """The edge index that modelopt's entropy (TensorRT KL) calibration picks.
 
-    ``row`` holds integer counts (int64).  Bin 0 takes bin 1's count first (modelopt
+    ``row`` holds integer counts (int64); ``quantized`` (the levels) is a power of two,
+    at least 2.  Bin 0 takes bin 1's count first (modelopt
     does so to ignore a spike of zeros).  Every candidate ``i`` in ``start_bin, ...,
     len(row)`` (step ``stride``) is scored by the KL divergence between the clipped
     histogram and its ``quantized``-level version; the last minimum wins.  A fast
@@ -252,11 +307,18 @@ def entropy_index(row, quantized, start_bin, stride, tolerance):
         # first, which its reversed search turns into the last candidate.
         return start_bin + (count - 1) * stride
     log_total = math.log(total)
+    smallest = start_bin // quantized
+    table = _group_terms(prefix, nonzero, quantized, smallest, -(-n // quantized), n)
+    flat = table.reshape(-1)
+    shift = 0
+    while (1 << shift) < quantized:
+        shift += 1
     scores = np.empty(count, np.float64)
     best = math.inf
     for j in range(count):
         i = start_bin + j * stride
-        s = _kl_fast(c, i, quantized, prefix, nonzero, clogc, total, log_total)
+        s = _kl_fast(c, i, quantized, shift, prefix, nonzero, clogc, total, log_total, flat,
+                     table.shape[1], smallest)
         scores[j] = s
         if s < best:
             best = s
@@ -279,6 +341,163 @@ def entropy_index(row, quantized, start_bin, stride, tolerance):
 
 # --------------------------------------------------------------------------- mse
 @njit(cache=True)
+def _mse_score(centers, weights, i, bound, lowest, sorted_from_zero, terms):
+    """The float32 score of candidate ``i`` exactly as :func:`mse_index` defines it."""
+    n = centers.size
+    amax = centers[i]
+    if amax <= np.float32(1.0 / (1 << 24)):
+        # modelopt quantizes everything to 0 for a zero-like amax
+        for k in range(n):
+            d = np.float32(0) - centers[k]
+            terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
+    elif sorted_from_zero:
+        # Up to the candidate no clamp can bite (c * scale <= amax * scale, which rounds
+        # to ``bound`` at most), beyond it every centre clamps to ``bound``: both halves
+        # are branch-free.
+        scale = bound / amax
+        for k in range(i + 1):
+            d = np.float32(np.rint(centers[k] * scale) / scale) - centers[k]
+            terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
+        top = np.float32(bound / scale)
+        for k in range(i + 1, n):
+            d = top - centers[k]
+            terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
+    else:
+        scale = bound / amax
+        for k in range(n):
+            v = np.rint(centers[k] * scale)
+            if v > bound:
+                v = bound
+            if v < lowest:
+                v = lowest
+            d = np.float32(v / scale) - centers[k]
+            terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
+    return np.float32(np.float32(pairwise_sum(terms, 0, n)) / np.float32(n))
+
+
+@njit(cache=True)
+def _range_moments(p0, p1, p2, a, b):
+    """``(sum W, sum W (k - a), sum W (k - a)**2)`` over bins ``a..b-1``, from the prefix
+    sums of ``W``, ``W k`` and ``W k**2`` (exact integers)."""
+    q0 = p0[b] - p0[a]
+    r1 = p1[b] - p1[a]
+    q1 = r1 - a * q0
+    q2 = (p2[b] - p2[a]) - 2 * a * r1 + a * a * q0
+    return np.float64(q0), np.float64(q1), np.float64(q2)
+
+
+@njit(cache=True)
+def _mse_estimates(centers, weights, bound, start_bin, stride, estimate, margin):
+    """Each candidate's score estimated in O(levels), with a bound on its distance from
+    the exact score; False where the estimate does not apply (then none is made).
+
+    It applies to centres that ascend from 0 and lie within ``eps`` of a uniform grid
+    ``c0 + k h`` (``h > 4 eps``).  On that grid the centres that round to one level form
+    a run of bins, whose squared distances to the level add up from prefix sums of
+    ``W``, ``W k`` and ``W k**2`` (the float32 weights as exact integers): O(1) per level
+    instead of per bin.  ``margin`` bounds everything the estimate leaves out: the
+    distance of the centres from the grid, float32 rounding of the products, the
+    division and the level choice near ties, the float32 sums and the mean (see
+    docs/semantics.md §13.1).
+    """
+    n = centers.size
+    c0 = np.float64(centers[0])
+    top_center = np.float64(centers[n - 1])
+    if n < 4 or c0 < 0 or top_center <= c0 or top_center > 1e18 or 4 * (bound + 1) > n:
+        return False
+    h = (top_center - c0) / (n - 1)
+    eps = 0.0
+    for k in range(n):
+        if k > 0 and centers[k] < centers[k - 1]:
+            return False
+        eps = max(eps, abs(np.float64(centers[k]) - (c0 + k * h)))
+    eps = eps * (1 + 1e-9) + 1e-300
+    if eps * 4 > h:
+        return False
+    p0 = np.zeros(n + 1, np.int64)
+    p1 = np.zeros(n + 1, np.int64)
+    p2 = np.zeros(n + 1, np.int64)
+    for k in range(n):
+        w = np.int64(weights[k])  # float32 counts are whole numbers
+        p0[k + 1] = p0[k] + w
+        p1[k + 1] = p1[k] + w * k
+        p2[k + 1] = p2[k] + w * k * k
+    total = p0[n]
+    if np.float64(total) * n * n > 2.0 ** 60:
+        return False  # (the prefix sums would leave int64)
+    u32 = 2.0 ** -24
+    count = estimate.size
+    # First the clamped part of each candidate (O(1)) and the bounds it gives: the part
+    # below the candidate is at least 0 and at most (step / 2 + e)**2 per count.  Only
+    # the candidates whose lower bound is under the least upper bound are estimated.
+    clamped = np.empty(count, np.float64)
+    clamped_error = np.empty(count, np.float64)
+    lower = np.empty(count, np.float64)
+    least_upper = np.inf
+    for j in range(count):
+        i = start_bin + j * stride
+        amax = centers[i]
+        if amax <= np.float32(1.0 / (1 << 24)):
+            lower[j] = -np.inf  # (always scored exactly)
+            continue
+        scale = bound / amax
+        step = 1.0 / np.float64(scale)
+        top = np.float64(np.float32(bound / scale))
+        q0, q1, q2 = _range_moments(p0, p1, p2, i + 1, n)
+        u = (top - c0) / h - (i + 1)
+        part = max(0.0, (q2 - 2 * u * q1 + u * u * q0) * h * h)
+        above = np.float64(total - p0[i + 1])
+        e_top = eps + 2 * u32 * max(top, top_center)
+        slop = 1e-9 * (part + np.float64(total) * (step + h) ** 2) + 2.0 ** -148 * (total + n)
+        error = (4 * u32 * part + 3 * e_top * math.sqrt(above * part)
+                 + 2 * e_top * e_top * above + slop)
+        clamped[j] = part
+        clamped_error[j] = error
+        e = 3 * eps + 4 * u32 * (np.float64(amax) + step)
+        inner_most = np.float64(p0[i + 1]) * (step / 2 + e) ** 2 * (1 + 4 * u32)
+        lower[j] = (part - error) * (1 - 4 * u32) / n
+        least_upper = min(least_upper, (part + error + inner_most) * (1 + 4 * u32) / n)
+    for j in range(count):
+        i = start_bin + j * stride
+        amax = centers[i]
+        if lower[j] == -np.inf:
+            estimate[j] = 0.0
+            margin[j] = np.inf
+            continue
+        if lower[j] > least_upper:
+            estimate[j] = np.inf  # (its exact score is above another's)
+            margin[j] = 0.0
+            continue
+        scale = bound / amax
+        step = 1.0 / np.float64(scale)
+        # levels 0, 1, ...: the bins whose grid centre is nearest to level * step
+        inner = 0.0
+        first = 0
+        level = 0
+        while first <= i:
+            last = min(i + 1, max(first, np.int64(math.ceil(((level + 0.5) * step - c0) / h))))
+            if last > first:
+                q0, q1, q2 = _range_moments(p0, p1, p2, first, last)
+                u = (level * step - c0) / h - first
+                inner += q2 - 2 * u * q1 + u * u * q0
+            first = last
+            level += 1
+        inner *= h * h
+        approx = inner + clamped[j]
+        below = np.float64(p0[i + 1])
+        # |computed - grid difference| for a centre below the candidate: its distance
+        # from the grid, the float32 level value and difference, and a level chosen on
+        # the other side of a near-tie (both then lie about step / 2 away)
+        e = 3 * eps + 4 * u32 * (np.float64(amax) + step)
+        bound_inner = below * ((step + e) * e + 2 * u32 * (step / 2 + e) ** 2)
+        slop = 1e-9 * (inner + below * (step + h) ** 2)
+        error = bound_inner + clamped_error[j] + slop + 4 * u32 * approx
+        estimate[j] = approx / n
+        margin[j] = (error + 4 * u32 * (approx + error)) / n
+    return True
+
+
+@njit(cache=True)
 def mse_index(counts, edges, num_bits, unsigned, start_bin, stride):
     """Index of the bin centre that minimises the histogram's quantization error.
 
@@ -288,7 +507,8 @@ def mse_index(counts, edges, num_bits, unsigned, start_bin, stride):
     ``scale = bound / a`` (bound ``2**(bits-1) - 1`` narrow range, or ``2**bits - 1``
     unsigned), ``clamp(rint(c * scale), -bound or 0, bound) / scale`` in float32, and
     scored by ``mean((q - c)**2 * count)`` (float32 terms added in float64, then rounded
-    to float32); the first minimum wins.
+    to float32); the first minimum wins.  Where :func:`_mse_estimates` applies, only the
+    candidates whose estimate could be the minimum are scored exactly.
     Returns -1 when there is no candidate.
     """
     n = counts.size
@@ -301,45 +521,27 @@ def mse_index(counts, edges, num_bits, unsigned, start_bin, stride):
     weights = counts.astype(np.float32)
     bound = np.float32(2.0 ** (num_bits - 1 + (1 if unsigned else 0)) - 1.0)
     lowest = np.float32(0) if unsigned else -bound
-    tiny = np.float32(1.0 / (1 << 24))
-    size = np.float32(n)
-    best = -1
-    best_score = np.float32(np.inf)
-    # Centres in ascending order from 0 let the loop split: up to the candidate no clamp
-    # can bite (c * scale <= amax * scale, which rounds to ``bound`` at most), beyond it
-    # every centre clamps to ``bound``.  Both halves are then branch-free.
     sorted_from_zero = centers[0] >= 0
     for k in range(1, n):
         if centers[k] < centers[k - 1]:
             sorted_from_zero = False
     terms = np.empty(n, np.float64)
-    for i in range(start_bin, n, stride):
-        amax = centers[i]
-        if amax <= tiny:
-            # modelopt quantizes everything to 0 for a zero-like amax
-            for k in range(n):
-                d = np.float32(0) - centers[k]
-                terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
-        elif sorted_from_zero:
-            scale = bound / amax
-            for k in range(i + 1):
-                d = np.float32(np.rint(centers[k] * scale) / scale) - centers[k]
-                terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
-            top = np.float32(bound / scale)
-            for k in range(i + 1, n):
-                d = top - centers[k]
-                terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
-        else:
-            scale = bound / amax
-            for k in range(n):
-                v = np.rint(centers[k] * scale)
-                if v > bound:
-                    v = bound
-                if v < lowest:
-                    v = lowest
-                d = np.float32(v / scale) - centers[k]
-                terms[k] = np.float64(np.float32(np.float32(d * d) * weights[k]))
-        mean = np.float32(np.float32(pairwise_sum(terms, 0, n)) / size)
+    count = (n - 1 - start_bin) // stride + 1
+    estimate = np.empty(count, np.float64)
+    margin = np.empty(count, np.float64)
+    screened = _mse_estimates(centers, weights, bound, start_bin, stride, estimate, margin)
+    threshold = np.inf
+    if screened:
+        for j in range(count):
+            if estimate[j] < np.inf:
+                threshold = min(threshold, estimate[j] + margin[j])
+    best = -1
+    best_score = np.float32(np.inf)
+    for j in range(count):
+        if screened and estimate[j] - margin[j] > threshold:
+            continue  # its exact score is above another candidate's
+        i = start_bin + j * stride
+        mean = _mse_score(centers, weights, i, bound, lowest, sorted_from_zero, terms)
         if best < 0 or mean < best_score:
             best = i
             best_score = mean

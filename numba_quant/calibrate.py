@@ -208,6 +208,15 @@ class HistogramObserver:
         the chosen range.
     axis : int
         The channel axis when ``per_layer_quantization`` is False.
+    block_size : tuple of int, optional
+        One histogram per block, as :func:`min_max_observer`'s ``block_size``: one entry
+        per axis of the input, each in ``[1, length]``; a size that does not divide its
+        axis leaves a shorter last block.  Blocks are numbered in C order over the grid
+        ``ceil(x.shape / block_size)``, which every batch must share; :meth:`range` and
+        :meth:`calculate_qparams` return arrays of the grid's shape.  It takes the place
+        of ``per_layer_quantization`` (with False it must be the per-channel block of
+        ``axis``).  A grid of one block, or split along one axis in blocks of one
+        element, gives the per-layer or per-channel histograms (same counts).
     nonfinite : {"raise", "omit"}
         NaN and infinities: an error, or left out of the min/max and the counts.
     start_bin, stride : int
@@ -216,8 +225,9 @@ class HistogramObserver:
     Notes
     -----
     The ``|x|`` histogram folds the signed one: a negative value exactly on a bin edge
-    counts in the bin below the one its absolute value would enter.  Block-wise
-    histograms (``block_size``) are not supported yet.
+    counts in the bin below the one its absolute value would enter.  With
+    ``block_size`` every block is a slice of its own: ``counts`` has one row per block
+    (C order over the grid) and the merge rule applies per block.
 
     Examples
     --------
@@ -230,16 +240,27 @@ class HistogramObserver:
     (array([-1.], dtype=float32), array([1.], dtype=float32))
     >>> nq.MinMaxObserver()(x)[0] * 127  # the outlier would set min/max's range
     array([50.], dtype=float32)
+
+    Per block of 2 x 3 (the last column of blocks is ragged, one column wide):
+
+    >>> w = np.arange(28, dtype=np.float32).reshape(4, 7)
+    >>> blocks = nq.HistogramObserver(bins=64, percentile=99, block_size=(2, 3))
+    >>> scale, zero_point = blocks(w)
+    >>> scale.shape
+    (2, 3)
+    >>> blocks.range()[1]  # each block's largest value starts its bin here
+    array([[ 9., 12., 13.],
+           [23., 26., 27.]], dtype=float32)
     """
 
     _settings = ("bins", "method", "percentile", "quantization_formula", "quantization_bit",
                  "quantization_scheme", "per_layer_quantization", "axis", "nonfinite",
-                 "start_bin", "stride")
+                 "start_bin", "stride", "block_size")
 
     def __init__(self, bins=2048, method="percentile", percentile=99.99,
                  quantization_formula="google", quantization_bit=8,
                  quantization_scheme="symmetric", per_layer_quantization=True, *, axis=0,
-                 nonfinite="raise", start_bin=128, stride=1):
+                 nonfinite="raise", start_bin=128, stride=1, block_size=None):
         self.bins = _checks.bin_count(bins)
         self.method = _checks.method(method, _checks.OBSERVER_METHODS)
         self.percentile = _checks.percentile(percentile)
@@ -253,6 +274,7 @@ class HistogramObserver:
         self.nonfinite = nonfinite
         self.start_bin = _checks.positive("start_bin", start_bin)
         self.stride = _checks.positive("stride", stride)
+        self.block_size = _checks.block_size_setting(block_size)
         if self.method in ("entropy", "mse"):  # they search the |x| histogram's bins / 2
             _checks.candidate_range(self.start_bin, self.bins // 2, self.method)
         self.reset()
@@ -264,12 +286,14 @@ class HistogramObserver:
         self.min_val = None       # (channels,) running min and max
         self.max_val = None
         self.batches = 0
+        self.grid = None          # with block_size: the grid's shape (one row per block)
         # After exactly one call with method "l2": torch.histc's counts over each
         # channel's [min, max] (float32 lo/hi kept in min_val/max_val).
         self.first_counts = None
 
     def __repr__(self):
-        return _checks.settings_repr(self)
+        # block_size shown only when set, as MinMaxObserver does
+        return _checks.settings_repr(self).replace(", block_size=None)", ")")
 
     # ----------------------------------------------------------------- collecting
     def __call__(self, x):
@@ -283,20 +307,21 @@ class HistogramObserver:
         A Dask array is one batch, counted chunk by chunk (:mod:`numba_quant._dask_hist`).
         """
         if is_dask(x):
+            if self.block_size is not None:
+                raise _checks.histogram_blocks_for_dask()
             from numba_quant import _dask_hist
             _dask_hist.observe(self, x)
             return
         from numba_quant import _reference_hist as hist_ref
-        from numba_quant._hist_backend import channel_histogram
-        from numba_quant._minmax import observe_minmax
         omit = _checks.nonfinite_policy(self.nonfinite)
         ops = backend(x)
         data = ops.as_array(x)
-        axis = _checks.channel_axis(self.axis, data.ndim, self.per_layer_quantization)
-        lo, hi = observe_minmax(ops, data, axis, omit)
+        lo, hi, histogram, grid = self._slices(ops, data, omit)
         lo = np.asarray(to_host(lo)).reshape(-1)
         hi = np.asarray(to_host(hi)).reshape(-1)
         if self.counts is not None:
+            if grid != self.grid:
+                raise _checks.merge_mismatch("block grids", self.grid, grid)
             if lo.size != self.counts.shape[0]:
                 raise _checks.merge_mismatch("channel counts", self.counts.shape[0], lo.size)
             if lo.dtype != self.min_val.dtype:
@@ -306,11 +331,9 @@ class HistogramObserver:
         if self.counts is not None:
             exponent = np.maximum(exponent, self.exponent)
         factor = np.array([hist_ref.grid_factor(e, self.bins // 2) for e in exponent.tolist()])
-        counts = channel_histogram(ops, data, axis, hist_ref.POW2_GRID, factor, factor,
-                                   self.bins)
+        counts = histogram(hist_ref.POW2_GRID, factor, factor)
         if self.method == "l2" and self.counts is None:
-            self.first_counts = channel_histogram(ops, data, axis, hist_ref.LINEAR_GRID,
-                                                  *_histc_bounds(lo, hi), self.bins)
+            self.first_counts = histogram(hist_ref.LINEAR_GRID, *_histc_bounds(lo, hi))
         else:
             self.first_counts = None
         if self.counts is None:
@@ -320,7 +343,34 @@ class HistogramObserver:
             self.exponent = exponent
             self.min_val = np.minimum(self.min_val, lo)
             self.max_val = np.maximum(self.max_val, hi)
+        self.grid = grid
         self.batches += 1
+
+    def _slices(self, ops, data, omit):
+        """``(lo, hi, histogram, grid)`` of ``data``'s slices: their min and max, a
+        function ``histogram(grid, a, b)`` that counts them, and the block grid (None
+        without ``block_size``)."""
+        from numba_quant import _blockwise
+        from numba_quant import _blocks_plan as plan
+        from numba_quant import _hist_backend
+        from numba_quant._minmax import observe_minmax
+        grid = None
+        if self.block_size is None:
+            axis = _checks.channel_axis(self.axis, data.ndim, self.per_layer_quantization)
+        else:
+            sizes = _checks.observer_block_size(self.block_size, data.shape,
+                                                self.per_layer_quantization, self.axis)
+            grid = plan.grid_shape(data.shape, sizes)
+            kind, axis = _blockwise.layout(data.shape, sizes)
+            if kind == "blocks":
+                lo, hi = _hist_backend.block_minmax(ops, data, sizes, omit)
+                return lo, hi, (lambda g, a, b: _hist_backend.block_histogram(
+                    ops, data, sizes, g, a, b, self.bins)), grid
+            # One block, or one block per channel: the per-layer or per-channel slices
+            # (the grid's C order is the channels' order).
+        lo, hi = observe_minmax(ops, data, axis, omit)
+        return lo, hi, (lambda g, a, b: _hist_backend.channel_histogram(
+            ops, data, axis, g, a, b, self.bins)), grid
 
     def merge(self, other):
         """Add another observer's data to this one (exact: as if it had seen it too)."""
@@ -332,6 +382,8 @@ class HistogramObserver:
         if self.counts is None:
             self.load_state_dict({**other.state_dict(), **self._settings_dict()})
             return self
+        if other.grid != self.grid:
+            raise _checks.merge_mismatch("block grids", self.grid, other.grid)
         if other.counts.shape != self.counts.shape:
             raise _checks.merge_mismatch("channel counts", self.counts.shape[0],
                                          other.counts.shape[0])
@@ -356,8 +408,17 @@ class HistogramObserver:
         return np.stack([_bin_width(e, half) * steps for e in self.exponent.tolist()])
 
     def range(self):
-        """The chosen ``(lo, hi)`` per channel, in the data's float type (shape (channels,))."""
+        """The chosen ``(lo, hi)`` per channel, in the data's float type.
+
+        Shape ``(channels,)``; with ``block_size``, the grid's shape.
+        """
         self._need_data("range")
+        lo, hi = self._row_range()
+        if self.grid is not None:
+            return lo.reshape(self.grid), hi.reshape(self.grid)
+        return lo, hi
+
+    def _row_range(self):
         half = self.bins // 2
         dtype = self.min_val.dtype
         channels = self.counts.shape[0]
@@ -417,25 +478,39 @@ class HistogramObserver:
     def calculate_qparams(self):
         """Scale and zero point of :meth:`range` with :func:`min_max_observer`'s formulas.
 
-        Returns numpy arrays of shape ``(1,)`` per layer or ``(channels,)``.
+        Returns numpy arrays of shape ``(1,)`` per layer or ``(channels,)``; with
+        ``block_size``, the grid's shape.
         """
         from numba_quant.observer import min_max_observer
-        lo, hi = self.range()
+        self._need_data("calculate_qparams")
+        lo, hi = self._row_range()
         lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
         pair = np.stack([lo, hi])  # each channel's min and max are its range
-        per_layer = self.per_layer_quantization
-        return min_max_observer(pair.reshape(2) if per_layer else pair,
-                                self.quantization_formula, self.quantization_bit,
-                                self.quantization_scheme, per_layer, axis=1)
+        per_layer = self.per_layer_quantization and self.grid is None
+        scale, zero_point = min_max_observer(pair.reshape(2) if per_layer else pair,
+                                             self.quantization_formula,
+                                             self.quantization_bit,
+                                             self.quantization_scheme, per_layer, axis=1)
+        if self.grid is not None:
+            return scale.reshape(self.grid), zero_point.reshape(self.grid)
+        return scale, zero_point
 
     # ----------------------------------------------------------------- state
     def _settings_dict(self):
         return {name: getattr(self, name) for name in self._settings}
 
     def state_dict(self):
-        """Settings (plain Python values) and data (numpy arrays; absent before any data)."""
+        """Settings (plain Python values) and data (numpy arrays; absent before any data).
+
+        ``block_size`` is left out when None (so that the state of an observer without
+        it is as before); with it, ``grid`` (the block grid's shape) joins the data.
+        """
         state = self._settings_dict()
+        if self.block_size is None:
+            del state["block_size"]
         state["batches"] = self.batches
+        if self.grid is not None:
+            state["grid"] = self.grid
         if self.counts is not None:
             state.update(counts=self.counts.copy(), exponent=self.exponent.copy(),
                          min_val=self.min_val.copy(), max_val=self.max_val.copy())
@@ -444,14 +519,20 @@ class HistogramObserver:
         return state
 
     def load_state_dict(self, state):
-        """Restore what :meth:`state_dict` saved (checked)."""
+        """Restore what :meth:`state_dict` saved (checked; no ``block_size``: None)."""
+        state = dict(state)
+        state.setdefault("block_size", None)
         self.__init__(**_checks.settings_from(state, self._settings))
+        if state.get("grid") is not None:
+            self.grid = tuple(int(g) for g in np.asarray(state["grid"]).reshape(-1))
         self.batches = int(_checks.settings_from(state, ("batches",))["batches"])
         if "counts" in state:
             counts = _checks.state_counts(state["counts"], self.bins)
             parts = [np.asarray(state[k]).reshape(-1) for k in ("exponent", "min_val",
                                                                 "max_val")]
             _checks.state_per_channel([p.size for p in parts], counts.shape[0])
+            if self.grid is not None:
+                _checks.state_grid(self.grid, counts.shape[0])
             self.counts = counts.copy()
             self.exponent = parts[0].astype(np.int64)
             self.min_val = parts[1].copy()

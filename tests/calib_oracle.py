@@ -101,3 +101,20 @@ def torch_qparams(lo, hi, affine, eps=np.float32(1.1920928955078125e-07)):
         scale = np.float32(max(np.float32(hi - lo) / np.float32(255), eps))
         return scale, int(np.clip(-np.round(lo / scale), 0, 255))
     return np.float32(max(max(-lo, hi) / np.float32(127.5), eps)), 0
+
+
+def block_rows(x, block_size):
+    """The blocks of ``x`` (shorter last blocks included), raveled, in C order over the
+    grid ``ceil(x.shape / block_size)``; and that grid."""
+    import itertools
+    grid = tuple(-(-d // b) for d, b in zip(x.shape, block_size))
+    rows = [x[tuple(slice(j * b, (j + 1) * b) for j, b in zip(index, block_size))].ravel()
+            for index in itertools.product(*(range(g) for g in grid))]
+    return rows, grid
+
+
+def folded(counts, exponent, bins):
+    """The |x| histogram of a power-of-two row and its float32 edges."""
+    half = bins // 2
+    fold = counts[half:] + counts[half - 1::-1]
+    return fold, (np.arange(half + 1) * (2.0 ** exponent / half)).astype(np.float32)

@@ -285,3 +285,110 @@ def test_histogram_observer_takes_dask_batches():
     x[2, 3] = x[11, 60] = np.nan
     with pytest.raises(ValueError, match=r"input contains 2 non-finite value"):
         nq.HistogramObserver(bins=64).observe(da.from_array(x, chunks=(5, 25)))
+    blocks = nq.HistogramObserver(bins=64, block_size=(13, 33))
+    with pytest.raises(ValueError, match=r"with block_size does not take Dask arrays"):
+        blocks.observe(da.from_array(x, chunks=(5, 25)))
+    assert blocks.counts is None  # nothing was added
+
+
+# --------------------------------------------------------------------------- blocks
+def test_block_histograms_match_oracle(device, monkeypatch):
+    """Ragged blocks of a strided view, two batches (the grids widen per block), "omit"
+    with a NaN; counts, min/max, percentile ranges and scales per block; merge, state
+    and reset per block."""
+    monkeypatch.setattr(_tuning, "PARALLEL_THRESHOLD", 0)  # CPU: several block ranges
+    monkeypatch.setattr(_tuning, "MIN_TASK_ELEMENTS", 16)
+    rng = np.random.default_rng(11)
+    shape, block = (7, 5, 6), (3, 2, 6)  # grid (3, 3, 1): ragged along axes 0 and 1
+    batches = [(rng.standard_normal((6, 5, 7)) * 10.0 ** rng.uniform(-2, 2, (6, 5, 7)))
+               .astype(np.float32).transpose(2, 1, 0) for _ in range(2)]  # strided views
+    batches[1][:, :2] *= 40  # later batches widen some blocks' grids
+    batches[0][0, 0, 0] = np.nan
+    settings = dict(bins=64, percentile=99, nonfinite="omit", block_size=block)
+    observer = nq.HistogramObserver(**settings)
+    merged = nq.HistogramObserver(**settings)
+    for x in batches:
+        observer.observe(device.put(x))
+        part = nq.HistogramObserver(**settings)
+        part.observe(device.put(x))
+        merged.merge(part)
+    rows, grid = oracle.block_rows(np.concatenate(batches, axis=2), (3, 2, 12))
+    # (two batches side by side along the last axis: each block holds both batches' share)
+    expected, exps = oracle.pow2_histogram(rows, 64)
+    np.testing.assert_array_equal(observer.counts, expected)
+    np.testing.assert_array_equal(merged.counts, expected)
+    np.testing.assert_array_equal(observer.min_val, [np.nanmin(r) for r in rows])
+    np.testing.assert_array_equal(observer.max_val, [np.nanmax(r) for r in rows])
+    amax = [oracle.percentile_amax(*oracle.folded(c, e, 64), 99) for c, e in zip(expected, exps)]
+    lo, hi = observer.range()
+    assert hi.shape == grid == (3, 3, 1)
+    same(hi.reshape(-1), amax)
+    scale, zero_point = observer.calculate_qparams()
+    same(scale.reshape(-1), np.float32(amax) / np.float32(127))
+    assert zero_point.shape == grid and not zero_point.any()
+    copy = nq.HistogramObserver()
+    copy.load_state_dict(dict(np.load(_saved(merged.state_dict()))))
+    for a, b in zip(copy.calculate_qparams(), (scale, zero_point)):
+        same(a, b)
+    with pytest.raises(ValueError, match="different block grids"):
+        observer.observe(device.put(batches[0][:4]))
+    observer.reset()
+    assert observer.grid is None and "grid" not in observer.state_dict()
+
+
+def test_block_histograms_l2_first_batch(device):
+    """l2 keeps torch.histc's [min, max] counts of one batch, per block too."""
+    x = np.random.default_rng(4).standard_normal((5, 6)).astype(np.float32)
+    x[4, 4:] = 2.0  # a constant ragged block: histc widens it to [1, 3]
+    observer = nq.HistogramObserver(bins=16, method="l2", block_size=(2, 4))
+    observer.observe(device.put(x))
+    rows, grid = oracle.block_rows(x, (2, 4))
+    np.testing.assert_array_equal(observer.first_counts,
+                                  [oracle.histc(r, 16, r.min(), r.max()) for r in rows])
+    assert observer.range()[0].shape == grid == (3, 2)
+
+
+def _saved(state):
+    import io
+    buffer = io.BytesIO()
+    np.savez(buffer, **state)
+    buffer.seek(0)
+    return buffer
+
+
+def test_block_size_layer_and_channel_are_the_old_slices():
+    """A grid of one block, or of blocks one channel wide, is the per-layer or
+    per-channel observer (same counts, results in the grid's shape)."""
+    x = np.random.default_rng(2).standard_normal((40, 3)).astype(np.float32)
+    channel = nq.HistogramObserver(bins=64, per_layer_quantization=False, axis=1)
+    channel.observe(x)
+    blocks = nq.HistogramObserver(bins=64, block_size=(40, 1))
+    blocks.observe(x)
+    np.testing.assert_array_equal(blocks.counts, channel.counts)
+    same(blocks.calculate_qparams()[0], channel.calculate_qparams()[0].reshape(1, 3))
+    layer = nq.HistogramObserver(bins=64, block_size=(40, 3))
+    layer.observe(x)
+    assert layer.range()[1].shape == (1, 1)
+    assert "block_size=(40, 3)" in repr(layer) and "block_size" not in repr(channel)
+
+
+def test_block_size_errors(device):
+    with pytest.raises(ValueError, match="has 1 entries but the input has shape"):
+        nq.HistogramObserver(block_size=(2,)).observe(device.put(np.ones((2, 2), np.float32)))
+    with pytest.raises(ValueError, match="disagrees with per_layer_quantization=False"):
+        nq.HistogramObserver(block_size=(1, 2), per_layer_quantization=False).observe(
+            np.ones((2, 4), np.float32))
+    x = np.ones(8, np.float32)  # (1-D: the non-finite count compiles nothing new)
+    x[2:4] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        nq.HistogramObserver(bins=16, block_size=(2,)).observe(device.put(x))
+    with pytest.raises(ValueError, match=r"1 block\(s\) have no finite value \(block index "
+                                         r"\(1,\)"):
+        nq.HistogramObserver(bins=16, block_size=(2,), nonfinite="omit").observe(
+            device.put(x))
+    a = nq.HistogramObserver(bins=16, block_size=(2, 2))
+    a.observe(np.ones((4, 4), np.float32))
+    b = nq.HistogramObserver(bins=16, block_size=(2, 2))
+    b.observe(np.ones((4, 2), np.float32))  # grid (2, 1)
+    with pytest.raises(ValueError, match="different block grids"):
+        a.merge(b)

@@ -3,7 +3,8 @@
 
 Catches typing and lowering errors that the CUDA simulator lets through (it runs kernels
 as Python).  Compiles each kernel of ``numba_quant._cuda_kernels``, ``_cuda_hist``,
-``_cuda_blockwise`` and ``_cuda_chunks`` for float32 and float64 and for the array layouts the backend passes
+``_cuda_blockwise`` and ``_cuda_chunks`` (the block-wise histograms included) for float32
+and float64 and for the array layouts the backend passes
 (contiguous "C" and strided "A" views, every output type of the element-wise kernels),
 prints one line per kernel and signature, and checks the PTX for:
 
@@ -91,6 +92,12 @@ def signatures():
         yield (BW.observe_blocks, f"{T} A",
                (arr(T, 4, "A"), block4, b1, i64, i64, T, arr(T, 1), arr(T, 1),
                 arr(types.uint8, 1), count))
+        yield (BW.minmax_blocks, f"{T} A",
+               (arr(T, 4, "A"), block4, b1, arr(T, 1), arr(T, 1), arr(types.uint8, 1),
+                count))
+        yield (H.histogram_blocks, f"{T} A",
+               (arr(T, 4, "A"), block4, i64, arr(types.float64, 1), arr(types.float64, 1),
+                i64, arr(i64, 2)))
         for out in (T, types.int8, types.uint8, types.int16, types.uint16):
             yield (BW.map_blocks, f"{T} A -> {out} A",
                    (arr(T, 4, "A"), arr(out, 4, "A"), block4, arr(T, 2), i64, i64, i64))

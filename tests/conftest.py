@@ -181,22 +181,28 @@ def pytest_collection_modifyitems(config, items):
 # of a run from an empty Numba cache is compiling kernels, so the order decides how
 # often a kernel is compiled twice (by two workers at once) rather than compiled once and
 # loaded from the on-disk cache by the other.
-# 1. The suites that compile the CPU kernels for every route, dtype and formula form one
-#    unit (each signature compiled by one process), the longest, so it starts first.
+# 0. The route test of each compute dtype, a unit of its own: float32 and float64 kernels
+#    are separate signatures, so the two workers compile every CPU kernel route at the
+#    same time, with no signature compiled twice.
+# 1. The other suites that compile the CPU kernels for every route, dtype and formula
+#    (with more output types and the moving average) form one unit.
 # 2. Every other module, in collection order.
 # 3. Suites that call the same CPU kernels as unit 1 with more layouts, input types and
 #    error cases: by the time they start, unit 1 has cached most of what they need.
 # 4. Suites that start fresh Python processes (console script, ``python -m``, notebook
 #    kernels, Dask workers): each process compiles everything it calls unless the cache
 #    already holds it, so they run last.
-CPU_KERNEL_SUITES = ("test_routes.py", "test_properties.py", "test_short_runs.py",
-                     "test_state.py", "test_threads.py")
+ROUTE_SUITE = "test_routes.py"
+CPU_KERNEL_SUITES = ("test_properties.py", "test_short_runs.py", "test_state.py",
+                     "test_threads.py")
 AFTER_CPU_KERNELS = ("test_errors.py", "test_layouts.py", "test_exactness.py",
                      "test_block_size.py", "test_half_inputs.py")
 NEW_PROCESS_SUITES = ("test_report.py", "test_dask.py", "test_cli.py", "test_notebooks.py")
 
 
 def _unit_rank(suite):
+    if suite == ROUTE_SUITE:
+        return -1
     if suite in CPU_KERNEL_SUITES:
         return 0
     if suite in AFTER_CPU_KERNELS:
@@ -209,8 +215,13 @@ def _unit_rank(suite):
 def _group_for_workers(items):
     for item in items:
         suite = _suite(item)
-        item.add_marker(pytest.mark.xdist_group(
-            "cpu-kernels" if suite in CPU_KERNEL_SUITES else suite))
+        if suite == ROUTE_SUITE:
+            group = item.name   # one unit per dtype
+        elif suite in CPU_KERNEL_SUITES:
+            group = "cpu-kernels"
+        else:
+            group = suite
+        item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=lambda item: _unit_rank(_suite(item)))  # stable: keeps module order
 
 

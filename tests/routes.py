@@ -146,9 +146,11 @@ DTYPES = ("float32", "float64")   # float16 input computes in float32
 BRANCH_VALUES = {"omit": (0, 1), "scheme": (0, 1, 2), "what": (0, 1, 2), "nan_only": (0, 1)}
 
 
-def missing(keys):
+def missing(keys, dtypes=None):
     """What ``keys`` (from :meth:`Recorder.keys`) lack: every route, with each compute
-    dtype and each value of each of its branch arguments (one at a time)."""
+    dtype (of ``dtypes``, default all) and each value of each of its branch arguments
+    (one at a time)."""
+    dtypes = DTYPES if dtypes is None else dtypes
     seen = {}
     for route, dtype, branches in keys:
         entry = seen.setdefault(route, set())
@@ -160,7 +162,7 @@ def missing(keys):
         if not got:
             out.append(route)
             continue
-        out += [f"{route} {d}" for d in DTYPES if ("dtype", d) not in got]
+        out += [f"{route} {d}" for d in dtypes if ("dtype", d) not in got]
         names = {name for name, _ in got if name != "dtype"}
         out += [f"{route} {name}={v}" for name in sorted(names)
                 for v in BRANCH_VALUES.get(name, ()) if (name, v) not in got]

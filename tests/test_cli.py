@@ -374,8 +374,11 @@ def _console_script():
 @pytest.mark.skipif(_console_script() is None,
                     reason="numba-quant console script not installed next to this Python")
 def test_console_script_runs_builtin_example(tmp_path):
+    # The installed entry point, running the numba_quant under test (as the other
+    # subprocesses do): the same source files, so the compiled kernels come from the
+    # cache that the in-process tests filled.
     proc = subprocess.run([str(_console_script())], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=300)
+                          env=_subprocess_env(), cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "built-in example set" in proc.stdout
     assert "conv1.weight" in proc.stdout

@@ -191,7 +191,8 @@ def pytest_collection_modifyitems(config, items):
 #    error cases: by the time they start, unit 1 has cached most of what they need.
 # 4. Suites that start fresh Python processes (console script, ``python -m``, notebook
 #    kernels, Dask workers): each process compiles everything it calls unless the cache
-#    already holds it, so they run last.
+#    already holds it, so they run last, each test a unit of its own (the two workers
+#    share the end of the run).
 ROUTE_SUITE = "test_routes.py"
 CPU_KERNEL_SUITES = ("test_properties.py", "test_short_runs.py", "test_state.py",
                      "test_threads.py")
@@ -215,8 +216,8 @@ def _unit_rank(suite):
 def _group_for_workers(items):
     for item in items:
         suite = _suite(item)
-        if suite == ROUTE_SUITE:
-            group = item.name   # one unit per dtype
+        if suite == ROUTE_SUITE or suite in NEW_PROCESS_SUITES:
+            group = item.nodeid   # one unit per dtype; one per test
         elif suite in CPU_KERNEL_SUITES:
             group = "cpu-kernels"
         else:

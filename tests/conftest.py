@@ -154,6 +154,9 @@ def _runs_on_gpu(item):
             or item.get_closest_marker("gpu") is not None)
 
 
+# tryfirst: pytest-xdist's worker reads the xdist_group marks in its own
+# pytest_collection_modifyitems, which pluggy would otherwise call before this one.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     skip_cupy = pytest.mark.skip(reason="CuPy not usable: no GPU (cupy.cuda.is_available() "
                                         "is False, or allocation fails)")
@@ -217,7 +220,9 @@ def _group_for_workers(items):
     for item in items:
         suite = _suite(item)
         if suite == ROUTE_SUITE or suite in NEW_PROCESS_SUITES:
-            group = item.nodeid   # one unit per dtype; one per test
+            # One unit per dtype; one per test.  (No "]" in a group name: pytest-xdist
+            # looks for the group after the last "@" only when no "]" follows it.)
+            group = item.nodeid.replace("[", "(").replace("]", ")")
         elif suite in CPU_KERNEL_SUITES:
             group = "cpu-kernels"
         else:

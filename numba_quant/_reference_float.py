@@ -103,6 +103,15 @@ def encode_with(u, src_mbits, src_ebits, p, saturate):
     res = nan_res if (inf_or_nan and frac != 0) else res
     if signed == 0:  # E8M0: no zero, no negative values
         magnitude = u & ((one << (src_mbits + src_ebits)) - 1)
+        # Below 2**-126 the nearest codes are 0 (2**-127, not zero as the general rule
+        # has it) and 1 (2**-126): code 1 from their midpoint 1.5 * 2**-127 up (ties up,
+        # as everywhere in E8M0).  Source bits of 2**-126 and of the midpoint:
+        if src_mbits == 23:
+            smallest_normal, midpoint = np.int64(0x800000), np.int64(0x600000)
+        else:
+            smallest_normal = np.int64(897) << 52
+            midpoint = (np.int64(896) << 52) | (one << 51)
+        res = np.int64(magnitude >= midpoint) if magnitude < smallest_normal else res
         res = nan_code if (sign == 1 or magnitude == 0) else res
     return res
 

@@ -56,6 +56,28 @@ def nonfinite_policy(value):
     return _choice("nonfinite", value, NONFINITE_POLICIES) == "omit"
 
 
+_CHECKED_SETTINGS = {}
+
+
+def observer_settings(formula, scheme, quantization_bit, nonfinite):
+    """``(scheme code, bits, omit)`` after :func:`scheme_code`, :func:`bits` and
+    :func:`nonfinite_policy`; settings that passed once are remembered (a per-call cost
+    of small observer calls).  The type of ``quantization_bit`` is part of the key: 8.0
+    equals 8 but is refused."""
+    key = (formula, scheme, quantization_bit, type(quantization_bit), nonfinite)
+    try:
+        return _CHECKED_SETTINGS[key]
+    except (KeyError, TypeError):  # not seen yet, or unhashable (checked below)
+        pass
+    settings = (scheme_code(formula, scheme), bits(quantization_bit),
+                nonfinite_policy(nonfinite))
+    try:
+        _CHECKED_SETTINGS[key] = settings
+    except TypeError:
+        pass
+    return settings
+
+
 def compute_dtype(dtype):
     """The float type the arithmetic runs in for an input of ``dtype``.
 

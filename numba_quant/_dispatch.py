@@ -39,7 +39,7 @@ def is_dask(x):
     been imported, so a type from another module, or no ``dask.array`` in
     ``sys.modules``, answers False at once.
     """
-    if not type(x).__module__.startswith("dask."):
+    if type(x) is np.ndarray or not type(x).__module__.startswith("dask."):
         return False
     array_module = sys.modules.get("dask.array")
     return array_module is not None and isinstance(x, array_module.Array)

@@ -86,9 +86,8 @@ def min_max_observer(x, quantization_formula="google", quantization_bit=8,
     >>> scale * 7
     array([[2., 8.]], dtype=float32)
     """
-    scheme = _checks.scheme_code(quantization_formula, quantization_scheme)
-    bits = _checks.bits(quantization_bit)
-    omit = _checks.nonfinite_policy(nonfinite)
+    scheme, bits, omit = _checks.observer_settings(quantization_formula, quantization_scheme,
+                                                   quantization_bit, nonfinite)
     if block_size is not None and is_dask(x):
         from numba_quant import _dask_blocks
         sizes = _checks.observer_block_size(block_size, x.shape, per_layer_quantization,

@@ -61,6 +61,25 @@ def _bounds(j, b, d):
     return s, min(s + b, d)
 
 
+@njit(cache=True, inline="always")
+def _grid(shape, block):
+    """Blocks along axes 1-3 of the 4-D ``shape`` cut into ``block`` (a shorter last
+    block where a size does not divide); C order over the grid needs no count along 0."""
+    return -(-shape[1] // block[1]), -(-shape[2] // block[2]), -(-shape[3] // block[3])
+
+
+@njit(cache=True, inline="always")
+def _block_box(k, shape, block, grid):
+    """``(a0, e0, a1, e1, a2, e2, a3, e3)``: where block ``k`` (C order over ``grid``, from
+    :func:`_grid`) starts and ends along each axis of ``shape``."""
+    j0, j1, j2, j3 = _split4(k, grid[0], grid[1], grid[2])
+    a0, e0 = _bounds(j0, block[0], shape[0])
+    a1, e1 = _bounds(j1, block[1], shape[1])
+    a2, e2 = _bounds(j2, block[2], shape[2])
+    a3, e3 = _bounds(j3, block[3], shape[3])
+    return a0, e0, a1, e1, a2, e2, a3, e3
+
+
 @njit(cache=True)
 def _block_minmax(x, off, st, xfmt, a0, e0, a1, e1, a2, e2, a3, e3):
     """(min, max) of one block, NaN-propagating (LLVM minimum/maximum vectorise)."""
@@ -142,18 +161,10 @@ def blocks(x, off, st, xfmt, shape, block, k_start, k_stop, mode, mapping, quant
     Returns the number of blocks holding NaN or ±inf (observing: their parameters are
     meaningless and the caller raises), or of NaN inputs (QUANTIZE).
     """
-    d0, d1, d2, d3 = shape
-    b0, b1, b2, b3 = block
-    g1 = -(-d1 // b1)
-    g2 = -(-d2 // b2)
-    g3 = -(-d3 // b3)
+    grid = _grid(shape, block)
     bad = 0
     for k in range(k_start, k_stop):
-        j0, j1, j2, j3 = _split4(k, g1, g2, g3)
-        a0, e0 = _bounds(j0, b0, d0)
-        a1, e1 = _bounds(j1, b1, d1)
-        a2, e2 = _bounds(j2, b2, d2)
-        a3, e3 = _bounds(j3, b3, d3)
+        a0, e0, a1, e1, a2, e2, a3, e3 = _block_box(k, shape, block, grid)
         if mode == QUANTIZE:
             recip = rb.reciprocal(scale[k], sfmt)
             bad += _quantize_block(x, off, st, xfmt, codes, coff, cst, a0, e0, a1, e1, a2,
@@ -185,20 +196,12 @@ def dequantize_blocks(codes, coff, cst, signed, nbits, shape, block, k_start, k_
     """Values of the codes of blocks ``k_start..k_stop``; codes are read through an
     unsigned view (``signed``: sign-extended from ``nbits``).  Returns the count of codes
     outside [quant_min, quant_max] (their values are computed all the same)."""
-    d0, d1, d2, d3 = shape
-    b0, b1, b2, b3 = block
-    g1 = -(-d1 // b1)
-    g2 = -(-d2 // b2)
-    g3 = -(-d3 // b3)
+    grid = _grid(shape, block)
     c0, c1, c2, c3 = cst
     o0, o1, o2, o3 = ost
     outside = 0
     for k in range(k_start, k_stop):
-        j0, j1, j2, j3 = _split4(k, g1, g2, g3)
-        a0, e0 = _bounds(j0, b0, d0)
-        a1, e1 = _bounds(j1, b1, d1)
-        a2, e2 = _bounds(j2, b2, d2)
-        a3, e3 = _bounds(j3, b3, d3)
+        a0, e0, a1, e1, a2, e2, a3, e3 = _block_box(k, shape, block, grid)
         s = scale[k]
         z = zero_point[k]
         for i0 in range(a0, e0):

@@ -64,18 +64,10 @@ def observe_blocks(x, off, st, shape, block, k_start, k_stop, omit, scheme, bits
     block's status (OK, HAS_NONFINITE, EMPTY_CHANNEL) in ``state``.  Returns the number
     of blocks whose status is not OK.
     """
-    d0, d1, d2, d3 = shape
-    b0, b1, b2, b3 = block
-    g1 = -(-d1 // b1)
-    g2 = -(-d2 // b2)
-    g3 = -(-d3 // b3)
+    grid = cb._grid(shape, block)
     bad = 0
     for k in range(k_start, k_stop):
-        j0, j1, j2, j3 = cb._split4(k, g1, g2, g3)
-        a0, e0 = cb._bounds(j0, b0, d0)
-        a1, e1 = cb._bounds(j1, b1, d1)
-        a2, e2 = cb._bounds(j2, b2, d2)
-        a3, e3 = cb._bounds(j3, b3, d3)
+        a0, e0, a1, e1, a2, e2, a3, e3 = cb._block_box(k, shape, block, grid)
         lo, hi, status = _block_range(x, off, st, a0, e0, a1, e1, a2, e2, a3, e3, omit)
         state[k] = status
         if status != codes.OK:
@@ -92,18 +84,10 @@ def minmax_blocks(x, off, st, shape, block, k_start, k_stop, omit, lo, hi, state
     """Each block's (min, max) into ``lo`` and ``hi`` and its status into ``state``, for
     blocks ``k_start..k_stop`` (as :func:`observe_blocks`, without the formulas).
     Returns the number of blocks whose status is not OK."""
-    d0, d1, d2, d3 = shape
-    b0, b1, b2, b3 = block
-    g1 = -(-d1 // b1)
-    g2 = -(-d2 // b2)
-    g3 = -(-d3 // b3)
+    grid = cb._grid(shape, block)
     bad = 0
     for k in range(k_start, k_stop):
-        j0, j1, j2, j3 = cb._split4(k, g1, g2, g3)
-        a0, e0 = cb._bounds(j0, b0, d0)
-        a1, e1 = cb._bounds(j1, b1, d1)
-        a2, e2 = cb._bounds(j2, b2, d2)
-        a3, e3 = cb._bounds(j3, b3, d3)
+        a0, e0, a1, e1, a2, e2, a3, e3 = cb._block_box(k, shape, block, grid)
         lo[k], hi[k], state[k] = _block_range(x, off, st, a0, e0, a1, e1, a2, e2, a3, e3,
                                               omit)
         if state[k] != codes.OK:
@@ -118,19 +102,11 @@ def map_blocks(x, off, st, shape, block, k_start, k_stop, divisor, offset, lowes
     ``k_start..k_stop``, each with its own ``divisor[k]`` and ``offset[k]``
     (``_reference.code_params``), into ``out`` of ``x``'s float type.  Returns 0 (the
     launcher sums task results)."""
-    d0, d1, d2, d3 = shape
-    b0, b1, b2, b3 = block
-    g1 = -(-d1 // b1)
-    g2 = -(-d2 // b2)
-    g3 = -(-d3 // b3)
+    grid = cb._grid(shape, block)
     s0, s1, s2, s3 = st
     o0, o1, o2, o3 = ost
     for k in range(k_start, k_stop):
-        j0, j1, j2, j3 = cb._split4(k, g1, g2, g3)
-        a0, e0 = cb._bounds(j0, b0, d0)
-        a1, e1 = cb._bounds(j1, b1, d1)
-        a2, e2 = cb._bounds(j2, b2, d2)
-        a3, e3 = cb._bounds(j3, b3, d3)
+        a0, e0, a1, e1, a2, e2, a3, e3 = cb._block_box(k, shape, block, grid)
         d = divisor[k]
         z = offset[k]
         for i0 in range(a0, e0):

@@ -73,20 +73,12 @@ def histogram_blocks(x, off, st, shape, block, k_start, k_stop, grid, a, b, coun
     skipped.  The blocks are those of :mod:`numba_quant._cpu_blockwise` (same split,
     same ragged last blocks); ``grid``, ``a[k]`` and ``b[k]`` as in :func:`histogram`.
     Returns 0 (the launcher sums task results)."""
-    d0, d1, d2, d3 = shape
-    b0, b1, b2, b3 = block
-    g1 = -(-d1 // b1)
-    g2 = -(-d2 // b2)
-    g3 = -(-d3 // b3)
+    blocks = cb._grid(shape, block)
     s0, s1, s2, s3 = st
     bins = counts.shape[1]
     half = bins // 2
     for k in range(k_start, k_stop):
-        j0, j1, j2, j3 = cb._split4(k, g1, g2, g3)
-        a0, e0 = cb._bounds(j0, b0, d0)
-        a1, e1 = cb._bounds(j1, b1, d1)
-        a2, e2 = cb._bounds(j2, b2, d2)
-        a3, e3 = cb._bounds(j3, b3, d3)
+        a0, e0, a1, e1, a2, e2, a3, e3 = cb._block_box(k, shape, block, blocks)
         row = counts[k]
         for i0 in range(a0, e0):
             for i1 in range(a1, e1):

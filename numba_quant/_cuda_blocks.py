@@ -66,6 +66,18 @@ def _span(j, size, length):
 
 
 @cuda.jit(device=True, inline=True)
+def _block_spans(k, shape, block, g1, g2, g3):
+    """``(a0, w0, a1, w1, a2, w2, a3, w3)``: start and width along each axis of ``shape``
+    of block ``k`` (C order over a grid of ``(., g1, g2, g3)`` blocks of ``block``)."""
+    j0, j1, j2, j3 = _split4(k, g1, g2, g3)
+    a0, w0 = _span(j0, block[0], shape[0])
+    a1, w1 = _span(j1, block[1], shape[1])
+    a2, w2 = _span(j2, block[2], shape[2])
+    a3, w3 = _span(j3, block[3], shape[3])
+    return a0, w0, a1, w1, a2, w2, a3, w3
+
+
+@cuda.jit(device=True, inline=True)
 def _element_and_block(k, shape, block):
     """Element ``k`` (C order) of a 4-D ``shape``: its four indices, then the four grid
     indices of its ``block``."""
@@ -86,7 +98,7 @@ def observe(x, xfmt, block, mapping, quant_min, quant_max, sym_zero_point, eps, 
     g0, g1, g2, g3 = scale.shape
     n = g0 * g1 * g2 * g3
     for k in range(cuda.blockIdx.x, n, cuda.gridDim.x):
-        j0, j1, j2, j3 = _split4(k, g1, g2, g3)
+        j0, j1, j2, j3 = _split4(k, g1, g2, g3)   # (the parameters' indices, below)
         a0, w0 = _span(j0, b0, d0)
         a1, w1 = _span(j1, b1, d1)
         a2, w2 = _span(j2, b2, d2)

@@ -24,7 +24,7 @@ from numba_quant import _cuda_launch as launch
 from numba_quant import _reference as ref
 from numba_quant import _tuning
 # The C-order index arithmetic of the block kernels.
-from numba_quant._cuda_blocks import _element_and_block, _span, _split4
+from numba_quant._cuda_blocks import _block_spans, _element_and_block, _split4
 
 # Threads per block of the block reduction (shared arrays of this many float64 pairs).
 SHARED = 1024
@@ -39,16 +39,10 @@ def _block_range(x, k, block, omit, lo_sh, hi_sh):
     in the shared arrays ``lo_sh`` and ``hi_sh`` (one pair per thread)."""
     tid = cuda.threadIdx.x
     nthreads = cuda.blockDim.x
-    d0, d1, d2, d3 = x.shape
-    b0, b1, b2, b3 = block
-    g1 = -(-d1 // b1)
-    g2 = -(-d2 // b2)
-    g3 = -(-d3 // b3)
-    j0, j1, j2, j3 = _split4(k, g1, g2, g3)
-    a0, w0 = _span(j0, b0, d0)
-    a1, w1 = _span(j1, b1, d1)
-    a2, w2 = _span(j2, b2, d2)
-    a3, w3 = _span(j3, b3, d3)
+    g1 = -(-x.shape[1] // block[1])
+    g2 = -(-x.shape[2] // block[2])
+    g3 = -(-x.shape[3] // block[3])
+    a0, w0, a1, w1, a2, w2, a3, w3 = _block_spans(k, x.shape, block, g1, g2, g3)
     count = w0 * w1 * w2 * w3
     lo = np.float64(np.inf)
     hi = np.float64(-np.inf)

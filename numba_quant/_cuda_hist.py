@@ -14,7 +14,7 @@ from numba import cuda, int32, int64
 from numba_quant import _cuda_primitives  # noqa: F401  (CUDA primitives before any kernel)
 from numba_quant import _reference_hist as hist_ref
 # the C-order index arithmetic of the block kernels
-from numba_quant._cuda_blocks import _span, _split4
+from numba_quant._cuda_blocks import _block_spans, _split4
 
 # Bins of the shared-memory histogram (16 KiB of int32).
 SHARED_BINS = 4096
@@ -86,11 +86,9 @@ def histogram_blocks(x, block, grid, a, b, pieces, counts):
     order, walked by neighbouring threads at neighbouring positions, into a
     shared-memory histogram as :func:`histogram` does.  ``grid``, ``a[k]``, ``b[k]`` as
     there."""
-    d0, d1, d2, d3 = x.shape
-    b0, b1, b2, b3 = block
-    g1 = -(-d1 // b1)
-    g2 = -(-d2 // b2)
-    g3 = -(-d3 // b3)
+    g1 = -(-x.shape[1] // block[1])
+    g2 = -(-x.shape[2] // block[2])
+    g3 = -(-x.shape[3] // block[3])
     bins = counts.shape[1]
     half = bins // 2
     shared = cuda.shared.array(SHARED_BINS, int32)
@@ -101,11 +99,7 @@ def histogram_blocks(x, block, grid, a, b, pieces, counts):
     while task < counts.shape[0] * pieces:
         k = task // pieces
         piece = task - k * pieces
-        j0, j1, j2, j3 = _split4(k, g1, g2, g3)
-        a0, w0 = _span(j0, b0, d0)
-        a1, w1 = _span(j1, b1, d1)
-        a2, w2 = _span(j2, b2, d2)
-        a3, w3 = _span(j3, b3, d3)
+        a0, w0, a1, w1, a2, w2, a3, w3 = _block_spans(k, x.shape, block, g1, g2, g3)
         n = w0 * w1 * w2 * w3
         if in_shared:
             j = tid

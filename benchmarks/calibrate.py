@@ -1,14 +1,17 @@
 #!/usr/bin/env python
 """Benchmark of the histogram calibration (numba_quant.HistogramObserver, compute_amax).
 
-    python benchmarks/calibrate.py [--sizes 1e7,1e8] [--repeats 5]
+    python benchmarks/calibrate.py [--sizes 1e7,1e8] [--repeats 5] [--stat min]
+                                   [--rows histogram,tensor,select]
 
 Rows: the histogram pass of ``HistogramObserver.observe`` (per-channel min/max pass plus
 the counting pass; per channel, and per block with ``block_size``) against BW, a parallel read-only numba sum over the same bytes; a
 per-tensor pass against PyTorch's ``HistogramObserver`` forward (when importable); and
 range selection on 64 channels x 2048 bins per method (wall time, and the CPU time of
-all threads, which a loaded machine changes less).  Times are medians; the
-implementations of a row alternate within each repeat.
+all threads, which a loaded machine changes less).  Times are the median (or with
+``--stat min``, the least) of ``--repeats`` runs; the implementations of a row alternate
+within each repeat, and each run's wall and CPU time (``time.process_time``, all threads)
+are taken together.
 """
 import argparse
 import os
@@ -31,20 +34,28 @@ def _parallel_sum(a):
     return s
 
 
-def measure(impls, repeats, clock=time.perf_counter):
-    times = {k: [] for k in impls}
+STAT = statistics.median
+
+
+def measure(impls, repeats):
+    """``({name: wall}, {name: cpu})`` seconds: ``STAT`` of ``repeats`` runs each."""
+    wall = {k: [] for k in impls}
+    cpu = {k: [] for k in impls}
     for fn in impls.values():
         fn()  # warm up (compile)
     for _ in range(repeats):
         for name, fn in impls.items():
-            t = clock()
+            c = time.process_time()
+            t = time.perf_counter()
             fn()
-            times[name].append(clock() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+            wall[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
+    return ({k: STAT(v) for k, v in wall.items()}, {k: STAT(v) for k, v in cpu.items()})
 
 
-def row(title, t, base):
-    parts = "  ".join(f"{k} {v * 1e3:9.2f} ms" for k, v in t.items())
+def row(title, times, base):
+    t, cpu = times
+    parts = "  ".join(f"{k} {v * 1e3:9.2f} ms (CPU {cpu[k] * 1e3:8.2f})" for k, v in t.items())
     ratios = "  ".join(f"{k}/{base} {v / t[base]:6.2f}" for k, v in t.items() if k != base)
     print(f"{title:38s} {parts}  |  {ratios}")
 
@@ -53,10 +64,15 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1e7,1e8")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--stat", choices=("median", "min"), default="median")
+    parser.add_argument("--rows", default="histogram,tensor,select")
     args = parser.parse_args()
+    global STAT
+    STAT = min if args.stat == "min" else statistics.median
+    rows = args.rows.split(",")
     rng = np.random.default_rng(0)
     print(f"threads {get_num_threads()}, numpy {np.__version__}")
-    for size in (int(float(s)) for s in args.sizes.split(",")):
+    for size in (int(float(s)) for s in args.sizes.split(",") if "histogram" in rows):
         x = rng.standard_normal((64, size // 64), dtype=np.float32)
         flat = x.reshape(-1)
         obs = nq.HistogramObserver(bins=2048, per_layer_quantization=False, axis=0)
@@ -75,13 +91,20 @@ def main():
             blocks.observe(x2)
         t = measure({"nq": ours_blocks, "BW": lambda: _parallel_sum(flat)}, args.repeats)
         row(f"  64 blocks (8 x 8) x 2048 bins", t, "BW")
+    if "tensor" in rows:
+        per_tensor(args)
+    if "select" in rows:
+        selection(args)
+
+
+def per_tensor(args):
     try:
         import torch
         from torch.ao.quantization import HistogramObserver
     except ImportError:
         torch = None
     n = int(float(args.sizes.split(",")[0]))
-    x = rng.standard_normal(n, dtype=np.float32)
+    x = np.random.default_rng(1).standard_normal(n, dtype=np.float32)
     ours_obs = nq.HistogramObserver(bins=2048, method="l2")
 
     def ours_tensor():
@@ -97,18 +120,24 @@ def main():
         impls["torch"] = theirs
     t = measure(impls, args.repeats)
     row(f"per-tensor forward n={n:.0e}", t, "nq")
+    for method in ("percentile", "entropy"):
+        other = nq.HistogramObserver(bins=2048, method=method)
+
+        def observe(o=other):
+            o.reset()
+            o.observe(x)
+        row(f"  observe, method={method}", measure({"nq": observe}, args.repeats), "nq")
+    ours_obs.observe(x)
+    row("l2 search (one batch, 2048 bins)", measure({"nq": ours_obs.range}, args.repeats), "nq")
+
+
+def selection(args):
+    rng = np.random.default_rng(2)
     hist = rng.poisson(rng.exponential(100, (64, 2048))).astype(np.int64)
     edges = np.tile(np.linspace(0, 1, 2049, dtype=np.float32), (64, 1))
     for method in ("percentile", "entropy", "mse"):
         t = measure({"nq": lambda m=method: nq.compute_amax(hist, edges, m)}, args.repeats)
         row(f"compute_amax {method} 64 x 2048", t, "nq")
-        # CPU time of all threads: the work, whatever else the machine runs
-        t = measure({"nq": lambda m=method: nq.compute_amax(hist, edges, m)}, args.repeats,
-                    time.process_time)
-        row(f"  (CPU time, all threads)", t, "nq")
-    ours_obs.observe(x)
-    t = measure({"nq": ours_obs.range}, args.repeats)
-    row("l2 search (one batch, 2048 bins)", t, "nq")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ from numba_quant import _cache  # noqa: F401  (cache keys cover every kernel sou
 # The entropy search keeps the logarithms of group counts below this.
 _LOG_CACHE = 1 << 15
 
+# The entropy search keeps the table offsets of at most this many groups at once.
+_OFFSET_ENTRIES = 1 << 14
+
 # numpy adds blocks of up to this many elements with eight accumulators.
 _PAIRWISE_BLOCK = 128
 
@@ -176,8 +179,27 @@ def _group_terms(prefix, nonzero, quantized, smallest, largest, n):
 
 
 @njit(cache=True)
+def _group_offsets(r, quantized, shift, stride, offsets):
+    """Where the groups of a candidate ``i = width * quantized + r`` read the table.
+
+    Group ``g`` is ``[b_g, b_{g+1})`` with ``b_g = g * width + ceil(g r / quantized)``,
+    so its width is ``width`` or one more (table row ``base`` or ``base + 1``) and its
+    entry is ``base * stride + g * width + offsets[g]`` with
+    ``offsets[g] = (b_{g+1} - b_g - width) * stride + ceil(g r / quantized)``: the part
+    that depends on ``r`` alone, computed once for every candidate sharing ``r``.
+    ``quantized`` is ``1 << shift`` (a power of two: no division).
+    """
+    up = quantized - 1
+    ceil_lo = 0
+    for g in range(quantized):
+        ceil_hi = ((g + 1) * r + up) >> shift
+        offsets[g] = np.uint32((ceil_hi - ceil_lo) * stride + ceil_lo)
+        ceil_lo = ceil_hi
+
+
+@njit(cache=True)
 def _kl_fast(c, i, quantized, shift, prefix, nonzero, clogc, total, log_total, flat, stride,
-             smallest):
+             smallest, offsets, row):
     """KL divergence of candidate ``i`` rearranged to O(quantized) work (rounding differs).
 
     With p the reference distribution (the first ``i`` bins, the tail added to the last)
@@ -185,7 +207,8 @@ def _kl_fast(c, i, quantized, shift, prefix, nonzero, clogc, total, log_total, f
     non-empty bins): KL = (sum c' log c' - sum_g G'_g log(G_g / n_g)) / T - log T + log P,
     the group terms ``G_g log(G_g / n_g)`` read from :func:`_group_terms`'s table
     (``flat``: its rows one after the other, ``stride`` apart; ``quantized`` is
-    ``1 << shift``).
+    ``1 << shift``) at the places :func:`_group_offsets` gives (``offsets[row:row +
+    quantized]``, for ``i``'s remainder modulo ``quantized``).
     """
     tail = total - prefix[i]
     last = c[i - 1] + tail
@@ -194,27 +217,40 @@ def _kl_fast(c, i, quantized, shift, prefix, nonzero, clogc, total, log_total, f
     part = clogc[i - 1]
     if last > 0:
         part += last * math.log(last)
-    # Group g is [b_g, b_{g+1}) with b_g = ceil(g i / L) = g * width + ceil(g r / L)
-    # (i = width * L + r), so its width is ``width`` or one more: table row 0 or 1.
-    # L is a power of two (2**k levels), so the bounds need no division and do not
-    # depend on each other: the loop pipelines.
     width = i >> shift
-    r = i - width * quantized
     base = (width - smallest) * stride  # (row 0 holds zeros when width 0 is possible)
-    even = 0.0  # two partial sums: one would wait for each addition to finish
-    odd = 0.0
-    lo = 0
-    for g in range(1, quantized + 1, 2):
-        mid = g * width + ((g * r + quantized - 1) >> shift)
-        even += flat[base + (mid - lo - width) * stride + lo]
-        hi = (g + 1) * width + (((g + 1) * r + quantized - 1) >> shift)
-        odd += flat[base + (hi - mid - width) * stride + mid]
-        lo = hi
-    cross = even + odd
+    # Four partial sums (one would wait for each addition to finish); ``quantized`` is
+    # 2 or a multiple of 4.  Unsigned indices: a signed one costs a wrap-around test
+    # per read (Python's negative indices), about as much as the rest of the loop.
+    at = np.uint64(base)
+    step = np.uint64(width)
+    g = np.uint64(row)
+    if quantized == 2:
+        cross = flat[at + offsets[g]] + flat[at + step + offsets[g + np.uint64(1)]]
+    else:
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        one = np.uint64(1)
+        two = np.uint64(2)
+        three = np.uint64(3)
+        end = g + np.uint64(quantized)
+        while g < end:
+            s0 += flat[at + offsets[g]]
+            s1 += flat[at + step + offsets[g + one]]
+            s2 += flat[at + two * step + offsets[g + two]]
+            s3 += flat[at + three * step + offsets[g + three]]
+            at += np.uint64(4) * step
+            g += np.uint64(4)
+        cross = (s0 + s1) + (s2 + s3)
     if tail > 0:
         # the tail joins the reference weight of the group of bin i - 1 (its mean is
         # unchanged; it is not empty, as c[i - 1] is not: checked above)
-        first = ((i - 1) * quantized // i * i + quantized - 1) >> shift
+        # bin i - 1 is in group floor((i - 1) * quantized / i): quantized - 1 when
+        # i >= quantized (no division), and that group starts at ceil(group * i / quantized)
+        last_group = quantized - 1 if i >= quantized else (i - 1) * quantized // i
+        first = (last_group * i + quantized - 1) >> shift
         group = prefix[i] - prefix[first]
         cross += tail * math.log(group / (nonzero[i] - nonzero[first]))
     kept = prefix[i]
@@ -252,14 +288,19 @@ def _kl_exact(c, i, quantized, total, p, q):
     """
     group_sum = np.zeros(quantized, np.float64)
     group_n = np.zeros(quantized, np.int64)
+    # bin k is in group floor(k * quantized / i): followed step by step, no division
+    g = 0
     for k in range(i):
+        while (g + 1) * i <= k * quantized:
+            g += 1
         if c[k] != 0:
-            g = (k * quantized) // i
             group_sum[g] += c[k]
             group_n[g] += 1
+    g = 0
     for k in range(i):
+        while (g + 1) * i <= k * quantized:
+            g += 1
         if c[k] != 0:
-            g = (k * quantized) // i
             q[k] = group_sum[g] / group_n[g]
         else:
             q[k] = 0.0
@@ -314,14 +355,29 @@ def entropy_index(row, quantized, start_bin, stride, tolerance):
     while (1 << shift) < quantized:
         shift += 1
     scores = np.empty(count, np.float64)
+    # Candidates j and j + period have the same remainder modulo ``quantized``, and so
+    # the same table offsets (:func:`_group_offsets`); the first ``period`` candidates
+    # have different ones.  The offsets of a block of remainders are made first, then
+    # the block's candidates are scored in ascending order (width by width), so that
+    # neighbouring candidates read neighbouring table entries.
+    period = quantized // math.gcd(stride % quantized, quantized)
+    block = max(1, min(period, _OFFSET_ENTRIES // quantized))
+    offsets = np.empty(block * quantized, np.uint32)
+    for first in range(0, min(count, period), block):
+        last = min(first + block, count, period)
+        for b in range(last - first):
+            _group_offsets((start_bin + (first + b) * stride) & (quantized - 1), quantized,
+                           shift, table.shape[1], offsets[b * quantized:(b + 1) * quantized])
+        for j0 in range(first, count, period):
+            for b in range(min(last - first, count - j0)):
+                scores[j0 + b] = _kl_fast(c, start_bin + (j0 + b) * stride, quantized,
+                                          shift, prefix, nonzero, clogc, total, log_total,
+                                          flat, table.shape[1], smallest, offsets,
+                                          b * quantized)
     best = math.inf
     for j in range(count):
-        i = start_bin + j * stride
-        s = _kl_fast(c, i, quantized, shift, prefix, nonzero, clogc, total, log_total, flat,
-                     table.shape[1], smallest)
-        scores[j] = s
-        if s < best:
-            best = s
+        if scores[j] < best:
+            best = scores[j]
     if best == math.inf:
         return start_bin + (count - 1) * stride  # all infinite: numpy picks the last
     p = np.empty(n, np.float64)
@@ -329,6 +385,14 @@ def entropy_index(row, quantized, start_bin, stride, tolerance):
     chosen = -1
     chosen_score = math.inf
     limit = best + tolerance * (1.0 + abs(best))
+    close = 0
+    for j in range(count):
+        if scores[j] <= limit:
+            close += 1
+            chosen = start_bin + j * stride
+    if close == 1:
+        return chosen  # (the only candidate near the minimum: no exact score needed)
+    chosen = -1
     for j in range(count - 1, -1, -1):  # the last minimum wins: scan from the end
         if scores[j] <= limit:
             i = start_bin + j * stride

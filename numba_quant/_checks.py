@@ -592,12 +592,15 @@ def percentile(value):
 
 
 def bin_count(value):
-    """``bins`` as an int of at least 2 (and even: the histogram is split at zero)."""
+    """``bins`` as an int of at least 2 (and even: the histogram is split at zero), at
+    most 2**30 (the kernels compute bins through int32)."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"bins must be an integer; got {value!r}")
     value = integer("bins", value)
     if value < 2 or value % 2:
         raise ValueError(f"bins must be an even integer of at least 2; got {value}")
+    if value > 1 << 30:
+        raise ValueError(f"bins must be at most 2**30; got {value}")
     return value
 
 

@@ -5,6 +5,8 @@ The bins come from :mod:`numba_quant._reference_hist` and the per-row selections
 """
 import math
 
+import numpy as np
+
 from numba import njit, prange
 
 from numba_quant import _cpu_blocks as cb
@@ -13,49 +15,114 @@ from numba_quant import _reference_select as select_ref
 from numba_quant._cpu_kernels import _index
 
 
+# Elements binned at once (a loop without branches, in vector registers) before they
+# are counted; inner runs shorter than SHORT_RUN are counted element by element.
+CHUNK = 256
+SHORT_RUN = 16
+
+
+@njit(cache=True)
+def _pow2_slot(v, factor, half, bins):
+    """:func:`~numba_quant._reference_hist.pow2_bin` of a finite ``v``, ``bins`` (the
+    slot of dropped values) for NaN and infinities."""
+    k = hist_ref.pow2_bin(v, factor, half)
+    return k if math.isfinite(v) else np.int32(bins)
+
+
+@njit(cache=True)
+def _linear_slot(v, lo, hi, bins):
+    """:func:`~numba_quant._reference_hist.linear_bin` of a finite ``v`` inside
+    ``[lo, hi]`` (float64, taken in ``v``'s type), else ``bins``."""
+    k = hist_ref.linear_bin(v, type(v)(lo), type(v)(hi), bins)
+    return k if math.isfinite(v) & (k >= 0) else np.int32(bins)
+
+
+@njit(cache=True)
+def _count_piece(x3, c, o0, o1, i0, i1, pow2, linear, factor, lo, hi, local):
+    """Counts of ``x3[o0:o1, c, i0:i1]`` added into ``local``: the power-of-two grid
+    (``factor``) in slots ``0..bins`` when ``pow2``, the linear one (``lo``, ``hi``) in
+    the next ``bins + 1`` when ``linear`` (or the first, alone); slot ``bins`` of each
+    takes the dropped values."""
+    bins = local.size // 2 - 1
+    half = bins // 2
+    second = np.uint64(bins + 1) if pow2 else np.uint64(0)
+    if i1 - i0 < SHORT_RUN:
+        for o in range(o0, o1):
+            for i in range(i0, i1):
+                v = x3[o, c, i]
+                if pow2:
+                    local[np.uint64(_pow2_slot(v, factor, half, bins))] += 1
+                if linear:
+                    local[second + np.uint64(_linear_slot(v, lo, hi, bins))] += 1
+        return
+    chunk_p = np.empty(CHUNK, np.int32)  # (bins <= 2**30)
+    chunk_l = np.empty(CHUNK, np.int32)
+    for o in range(o0, o1):
+        for s in range(i0, i1, CHUNK):
+            m = min(CHUNK, i1 - s)
+            run = x3[o, c, s:s + m]
+            if pow2:
+                for j in range(m):
+                    chunk_p[j] = _pow2_slot(run[j], factor, half, bins)
+            if linear:
+                for j in range(m):
+                    chunk_l[j] = _linear_slot(run[j], lo, hi, bins)
+            if pow2:
+                for j in range(m):
+                    local[np.uint64(chunk_p[j])] += 1
+            if linear:
+                for j in range(m):
+                    local[second + np.uint64(chunk_l[j])] += 1
+
+
 @njit(cache=True, parallel=True)
-def histogram(x3, grid, a, b, pieces, partial, counts):
+def histogram(x3, grid, factor, lo, hi, pieces, partial, counts):
     """Counts of ``x3`` (outer, channels, inner) per channel; non-finite values skipped.
 
-    ``grid`` is POW2_GRID (``a[c]``: the channel's bin factor) or LINEAR_GRID (``a[c]``,
-    ``b[c]``: the channel's lo and hi).  Task ``t`` covers piece ``t % pieces`` of
-    channel ``t // pieces`` (a range of outer rows, or of inner positions when there are
-    fewer rows than pieces) and counts into row ``t`` of ``partial`` (``counts`` itself
-    when there is one piece per channel).
+    ``grid`` is POW2_GRID (``factor[c]``: the channel's bin factor; counts in
+    ``counts[0]``), LINEAR_GRID (``lo[c]``, ``hi[c]``: the channel's range; counts in
+    ``counts[0]``) or BOTH_GRIDS (both in one pass over the data, each element read
+    once: power-of-two counts in ``counts[0]``, linear ones in ``counts[1]``).
+    Task ``t`` covers piece ``t % pieces`` of channel ``t // pieces`` (a range of outer
+    rows, or of inner positions when there are fewer rows than pieces) and counts into
+    row ``t`` of ``partial[g]`` (``counts[g]`` itself when there is one piece per
+    channel).
+
+    Each task counts into its own histograms with one more slot, where dropped values
+    go (no branch per element), and bins runs of ``CHUNK`` elements first: the binning
+    loop has no branches and stores, so it runs in vector registers; the counting loop
+    is left with a load and an increment per element.
     """
     n_outer, n_channels, n_inner = x3.shape
-    bins = counts.shape[1]
-    half = bins // 2
+    bins = counts.shape[2]
+    pow2 = grid != hist_ref.LINEAR_GRID
+    linear = grid != hist_ref.POW2_GRID
     for task in prange(n_channels * pieces):
         c = task // pieces
         piece = task % pieces
-        row = counts[c] if pieces == 1 else partial[task]
         # a piece is a range of outer rows, or of the inner run when there are few rows
         o0, o1, i0, i1 = 0, n_outer, 0, n_inner
         if n_outer >= pieces:
             o0, o1 = piece * n_outer // pieces, (piece + 1) * n_outer // pieces
         else:
             i0, i1 = piece * n_inner // pieces, (piece + 1) * n_inner // pieces
-        if grid == hist_ref.POW2_GRID:
-            factor = a[c]
-            for o in range(o0, o1):
-                for i in range(i0, i1):
-                    v = x3[o, c, i]
-                    if math.isfinite(v):
-                        row[hist_ref.pow2_bin(v, factor, half)] += 1
-        else:
-            for o in range(o0, o1):
-                for i in range(i0, i1):
-                    v = x3[o, c, i]
-                    if math.isfinite(v):
-                        k = hist_ref.linear_bin(v, type(v)(a[c]), type(v)(b[c]), bins)
-                        if k >= 0:
-                            row[k] += 1
+        local = np.zeros(2 * (bins + 1), np.int64)
+        _count_piece(x3, c, o0, o1, i0, i1, pow2, linear, factor[c], lo[c], hi[c], local)
+        g = 0
+        for used in (pow2, linear):
+            if used:
+                start = g * (bins + 1)
+                if pieces == 1:
+                    counts[g, c, :] = local[start:start + bins]
+                else:
+                    partial[g, task, :] = local[start:start + bins]
+                g += 1
     if pieces > 1:
-        for c in prange(n_channels):
+        for gc in prange(counts.shape[0] * n_channels):
+            g = gc // n_channels
+            c = gc % n_channels
             for piece in range(pieces):
-                counts[c] += partial[c * pieces + piece]
-
+                counts[g, c] += partial[g, c * pieces + piece]
 
 
 @njit(cache=True)

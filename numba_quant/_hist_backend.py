@@ -19,11 +19,31 @@ def channel_histogram(ops, data, axis, grid, a, b, bins):
     b = np.ascontiguousarray(b, dtype=np.float64)
     if ops.__name__.endswith("_cuda"):
         return _gpu_histogram(ops, data, axis, grid, a, b, bins)
-    return _cpu_histogram(ops, data, axis, grid, a, b, bins)
+    from numba_quant import _reference_hist as hist_ref
+    if grid == hist_ref.POW2_GRID:
+        return _cpu_histogram(ops, data, axis, grid, a, a, a, bins)[0]
+    return _cpu_histogram(ops, data, axis, grid, a, a, b, bins)[0]
 
 
-def _cpu_histogram(ops, data, axis, grid, a, b, bins):
+def channel_histogram_pair(ops, data, axis, factor, lo, hi, bins):
+    """``(power-of-two counts, linear counts)``, each ``(channels, bins)`` int64: the
+    two grids of :func:`channel_histogram` (``factor``; ``lo`` and ``hi``), on the CPU
+    in one pass over the data."""
+    from numba_quant import _reference_hist as hist_ref
+    factor = np.ascontiguousarray(factor, dtype=np.float64)
+    lo = np.ascontiguousarray(lo, dtype=np.float64)
+    hi = np.ascontiguousarray(hi, dtype=np.float64)
+    if ops.__name__.endswith("_cuda"):
+        return (_gpu_histogram(ops, data, axis, hist_ref.POW2_GRID, factor, factor, bins),
+                _gpu_histogram(ops, data, axis, hist_ref.LINEAR_GRID, lo, hi, bins))
+    counts = _cpu_histogram(ops, data, axis, hist_ref.BOTH_GRIDS, factor, lo, hi, bins)
+    return counts[0], counts[1]
+
+
+def _cpu_histogram(ops, data, axis, grid, factor, lo, hi, bins):
+    """``(grids, channels, bins)`` counts from :func:`numba_quant._cpu_hist.histogram`."""
     from numba_quant import _cpu_hist
+    from numba_quant import _reference_hist as hist_ref
     if axis is not None and data.shape[axis] == 1:
         axis = None  # one channel: the per-layer view is the better one
     x3 = ops.channel_view(data, axis)
@@ -32,10 +52,11 @@ def _cpu_histogram(ops, data, axis, grid, a, b, bins):
     # (one compiled kernel: small inputs run it with one piece per channel)
     pieces = max(1, -(-most // n_channels)) if parallel else 1
     pieces = min(pieces, max(1, max(x3.shape[0], x3.shape[2])))
-    counts = np.zeros((n_channels, bins), np.int64)
-    partial = np.zeros((n_channels * pieces if pieces > 1 else 1, bins), np.int64)
+    grids = 2 if grid == hist_ref.BOTH_GRIDS else 1
+    counts = np.zeros((grids, n_channels, bins), np.int64)
+    partial = np.zeros((grids, n_channels * pieces if pieces > 1 else 1, bins), np.int64)
     with ops._one_at_a_time(parallel):
-        _cpu_hist.histogram(x3, grid, a, b, pieces, partial, counts)
+        _cpu_hist.histogram(x3, grid, factor, lo, hi, pieces, partial, counts)
     return counts
 
 

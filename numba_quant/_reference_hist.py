@@ -26,6 +26,8 @@ ZERO_EXPONENT = -100000
 
 POW2_GRID = 0
 LINEAR_GRID = 1
+# both grids in one pass (the CPU kernel; counts[0] power-of-two, counts[1] linear)
+BOTH_GRIDS = 2
 
 
 @njit(cache=True)
@@ -50,25 +52,33 @@ def pow2_bin(x, factor, half):
 
     ``|x| < 2**e`` puts the bin in ``[0, 2 * half)``.  A negative ``x`` whose product
     underflows to -0.0 (float64 data spanning more than ~2000 binades) still belongs
-    below zero, in bin ``half - 1``.
+    below zero, in bin ``half - 1``.  The floor is taken as ``trunc`` minus one below
+    a negative non-integer and the bin is an int32 (``|x * factor| < half``, and bins
+    stay under 2**31): without branches or 64-bit integers, so the CPU kernels bin whole
+    runs of elements in vector registers.
     """
-    k = np.int64(math.floor(np.float64(x) * factor)) + half
-    if x < 0 and k == half:
-        k = half - 1
-    return k
+    p = np.float64(x) * factor
+    t = trunc(p)
+    k = np.int32((t - 1.0 if p < t else t) + half)  # (exact: integers below 2**31)
+    middle = np.int32(half)
+    return middle - np.int32(1) if (x < 0) & (k == middle) else k
 
 
 @njit(cache=True)
 def linear_bin(x, lo, hi, bins):
-    """``torch.histc``'s bin of ``x`` on ``[lo, hi]`` (-1 outside), in ``x``'s type."""
-    if x < lo or x > hi:
-        return -1
-    if x == hi:
-        return bins - 1
-    k = np.int64(trunc(((x - lo) * type(x)(bins)) / (hi - lo)))
-    if k > bins - 1:
-        k = bins - 1
-    return k
+    """``torch.histc``'s bin of ``x`` on ``[lo, hi]`` (-1 outside), in ``x``'s type.
+
+    Bin ``trunc((x - lo) * bins / (hi - lo))``, ``x == hi`` in the last bin.  Where that
+    position (of another ``x``) is not a number below 2**31 (a range wider than the type's largest value
+    divided by ``bins`` makes it infinite or NaN) the value is dropped (-1), on every
+    device.  Branch-free, an int32 (see :func:`pow2_bin`).
+    """
+    q = trunc(((x - lo) * type(x)(bins)) / (hi - lo))
+    top = x == hi
+    inside = (x >= lo) & (x <= hi) & (top | ((q >= 0) & (q < type(x)(2.0 ** 31))))
+    last = np.int32(bins - 1)
+    k = last if top else min(np.int32(q), last)
+    return k if inside else np.int32(-1)
 
 
 @njit(cache=True)

@@ -316,7 +316,7 @@ class HistogramObserver:
         omit = _checks.nonfinite_policy(self.nonfinite)
         ops = backend(x)
         data = ops.as_array(x)
-        lo, hi, histogram, grid = self._slices(ops, data, omit)
+        lo, hi, histogram, pair, grid = self._slices(ops, data, omit)
         lo = np.asarray(to_host(lo)).reshape(-1)
         hi = np.asarray(to_host(hi)).reshape(-1)
         if self.counts is not None:
@@ -331,10 +331,11 @@ class HistogramObserver:
         if self.counts is not None:
             exponent = np.maximum(exponent, self.exponent)
         factor = np.array([hist_ref.grid_factor(e, self.bins // 2) for e in exponent.tolist()])
-        counts = histogram(hist_ref.POW2_GRID, factor, factor)
         if self.method == "l2" and self.counts is None:
-            self.first_counts = histogram(hist_ref.LINEAR_GRID, *_histc_bounds(lo, hi))
+            # both grids in one pass where the backend can
+            counts, self.first_counts = pair(factor, *_histc_bounds(lo, hi))
         else:
+            counts = histogram(hist_ref.POW2_GRID, factor, factor)
             self.first_counts = None
         if self.counts is None:
             self.counts, self.exponent, self.min_val, self.max_val = counts, exponent, lo, hi
@@ -347,9 +348,10 @@ class HistogramObserver:
         self.batches += 1
 
     def _slices(self, ops, data, omit):
-        """``(lo, hi, histogram, grid)`` of ``data``'s slices: their min and max, a
-        function ``histogram(grid, a, b)`` that counts them, and the block grid (None
-        without ``block_size``)."""
+        """``(lo, hi, histogram, pair, grid)`` of ``data``'s slices: their min and max, a
+        function ``histogram(grid, a, b)`` that counts them, a function
+        ``pair(factor, lo, hi)`` that counts them on both grids (power-of-two, linear),
+        and the block grid (None without ``block_size``)."""
         from numba_quant import _blockwise
         from numba_quant import _blocks_plan as plan
         from numba_quant import _hist_backend
@@ -364,13 +366,17 @@ class HistogramObserver:
             kind, axis = _blockwise.layout(data.shape, sizes)
             if kind == "blocks":
                 lo, hi = _hist_backend.block_minmax(ops, data, sizes, omit)
-                return lo, hi, (lambda g, a, b: _hist_backend.block_histogram(
-                    ops, data, sizes, g, a, b, self.bins)), grid
+
+                def blocks(g, a, b):
+                    return _hist_backend.block_histogram(ops, data, sizes, g, a, b, self.bins)
+                return lo, hi, blocks, _two_passes(blocks), grid
             # One block, or one block per channel: the per-layer or per-channel slices
             # (the grid's C order is the channels' order).
         lo, hi = observe_minmax(ops, data, axis, omit)
         return lo, hi, (lambda g, a, b: _hist_backend.channel_histogram(
-            ops, data, axis, g, a, b, self.bins)), grid
+            ops, data, axis, g, a, b, self.bins)), (
+            lambda factor, a, b: _hist_backend.channel_histogram_pair(
+                ops, data, axis, factor, a, b, self.bins)), grid
 
     def merge(self, other):
         """Add another observer's data to this one (exact: as if it had seen it too)."""
@@ -550,6 +556,16 @@ def _bin_width(exponent, half):
     if exponent == ZERO_EXPONENT:
         return 0.0
     return math.ldexp(1.0, int(exponent)) / half
+
+
+def _two_passes(histogram):
+    """``pair(factor, lo, hi)`` from a one-grid ``histogram(grid, a, b)``."""
+    from numba_quant import _reference_hist as hist_ref
+
+    def pair(factor, lo, hi):
+        return (histogram(hist_ref.POW2_GRID, factor, factor),
+                histogram(hist_ref.LINEAR_GRID, lo, hi))
+    return pair
 
 
 def _histc_bounds(lo, hi):

@@ -125,10 +125,14 @@ def test_histogram_counts_match_oracle_on_both_devices(device, shape, axis, monk
     rng = np.random.default_rng(sum(shape))
     x = (rng.standard_normal(shape) * 10.0 ** rng.uniform(-3, 3, shape)).astype(np.float32)
     x[0] = 0  # exact zeros, and one all-zero channel when axis is 0
-    observer = nq.HistogramObserver(bins=64, per_layer_quantization=False, axis=axis)
+    # l2: the first batch is counted on both grids (on the CPU in one pass)
+    observer = nq.HistogramObserver(bins=64, method="l2", per_layer_quantization=False,
+                                    axis=axis)
     observer.observe(device.put(x))
     expected, _ = oracle.pow2_histogram(_rows(x, axis), 64)
     np.testing.assert_array_equal(observer.counts, expected)
+    np.testing.assert_array_equal(observer.first_counts,
+                                  [oracle.histc(r, 64, r.min(), r.max()) for r in _rows(x, axis)])
 
 
 def test_histogram_wide_rows_on_gpu(device):
@@ -211,6 +215,7 @@ def test_zero_channel_and_constant():
     (dict(percentile=100.5), ValueError, r"percentile must be in \(0, 100\]"),
     (dict(bins=1), ValueError, "bins must be an even integer of at least 2"),
     (dict(bins=3), ValueError, "bins must be an even integer of at least 2"),
+    (dict(bins=2**30 + 2), ValueError, r"bins must be at most 2\*\*30"),
     (dict(method="kl"), ValueError, "method must be one of"),
     (dict(start_bin=0), ValueError, "start_bin must be at least 1"),
     (dict(bins=200, method="mse"), ValueError, "only 100 bins"),
@@ -231,6 +236,15 @@ def test_data_errors(device):
         omit.observe(device.put(np.full(4, np.nan, np.float32)))
     omit.observe(device.put(np.array([1.0, np.nan, -np.inf, 0.5], np.float32)))
     assert omit.counts.sum() == 2
+    # a run long enough to be binned in chunks, on both grids
+    x = np.linspace(-1, 2, 40, dtype=np.float32)
+    x[[3, 17, 30]] = np.nan, np.inf, -np.inf
+    l2 = nq.HistogramObserver(bins=16, method="l2", nonfinite="omit")
+    l2.observe(device.put(x))
+    finite = x[np.isfinite(x)]
+    np.testing.assert_array_equal(l2.counts[0], oracle.pow2_histogram([finite], 16)[0][0])
+    np.testing.assert_array_equal(l2.first_counts[0],
+                                  oracle.histc(finite, 16, finite.min(), finite.max()))
 
 
 def test_compute_amax_errors():

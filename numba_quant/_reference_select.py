@@ -498,6 +498,7 @@ def _mse_estimates(centers, weights, bound, start_bin, stride, estimate, margin)
     clamped_error = np.empty(count, np.float64)
     lower = np.empty(count, np.float64)
     least_upper = np.inf
+    first = -1
     for j in range(count):
         i = start_bin + j * stride
         amax = centers[i]
@@ -520,15 +521,27 @@ def _mse_estimates(centers, weights, bound, start_bin, stride, estimate, margin)
         e = 3 * eps + 4 * u32 * (np.float64(amax) + step)
         inner_most = np.float64(p0[i + 1]) * (step / 2 + e) ** 2 * (1 + 4 * u32)
         lower[j] = (part - error) * (1 - 4 * u32) / n
-        least_upper = min(least_upper, (part + error + inner_most) * (1 + 4 * u32) / n)
-    for j in range(count):
+        upper = (part + error + inner_most) * (1 + 4 * u32) / n
+        if upper < least_upper:
+            least_upper = upper
+            first = j
+    # The candidate of the least upper bound first: its estimate (plus margin) bounds
+    # the least exact score much more tightly than any upper bound, and every candidate
+    # whose lower bound is above the least such bound so far is left out unestimated.
+    ceiling = least_upper
+    for visit in range(-1, count):
+        if visit == first:
+            continue  # (estimated first)
+        j = first if visit < 0 else visit
+        if j < 0:
+            continue  # (no candidate with an upper bound)
         i = start_bin + j * stride
         amax = centers[i]
         if lower[j] == -np.inf:
             estimate[j] = 0.0
             margin[j] = np.inf
             continue
-        if lower[j] > least_upper:
+        if lower[j] > ceiling:
             estimate[j] = np.inf  # (its exact score is above another's)
             margin[j] = 0.0
             continue
@@ -558,6 +571,7 @@ def _mse_estimates(centers, weights, bound, start_bin, stride, estimate, margin)
         error = bound_inner + clamped_error[j] + slop + 4 * u32 * approx
         estimate[j] = approx / n
         margin[j] = (error + 4 * u32 * (approx + error)) / n
+        ceiling = min(ceiling, estimate[j] + margin[j])
     return True
 
 

@@ -2,7 +2,7 @@
 """Benchmark of the histogram calibration (numba_quant.HistogramObserver, compute_amax).
 
     python benchmarks/calibrate.py [--sizes 1e7,1e8] [--repeats 5] [--stat min]
-                                   [--rows histogram,tensor,select]
+                                   [--rows histogram,tensor,select] [--threads N]
 
 Rows: the histogram pass of ``HistogramObserver.observe`` (per-channel min/max pass plus
 the counting pass; per channel, and per block with ``block_size``) against BW, a parallel read-only numba sum over the same bytes; a
@@ -20,7 +20,7 @@ import sys
 import time
 
 import numpy as np
-from numba import njit, prange, get_num_threads
+from numba import get_num_threads, njit, prange, set_num_threads
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numba_quant as nq  # noqa: E402
@@ -66,7 +66,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--stat", choices=("median", "min"), default="median")
     parser.add_argument("--rows", default="histogram,tensor,select")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="numba (and torch) threads; 0: numba's default")
     args = parser.parse_args()
+    if args.threads:
+        set_num_threads(args.threads)
     global STAT
     STAT = min if args.stat == "min" else statistics.median
     rows = args.rows.split(",")

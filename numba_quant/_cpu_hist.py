@@ -67,12 +67,17 @@ def _count_piece(x3, c, o0, o1, i0, i1, pow2, linear, factor, lo, hi, local):
             if linear:
                 for j in range(m):
                     chunk_l[j] = _linear_slot(run[j], lo, hi, bins)
-            if pow2:
+            # (two grids: one loop over the chunk)
+            if pow2 and linear:
                 for j in range(m):
                     local[np.uint64(chunk_p[j])] += 1
-            if linear:
-                for j in range(m):
                     local[second + np.uint64(chunk_l[j])] += 1
+            elif pow2:
+                for j in range(m):
+                    local[np.uint64(chunk_p[j])] += 1
+            else:
+                for j in range(m):
+                    local[np.uint64(chunk_l[j])] += 1
 
 
 @njit(cache=True, parallel=True)

@@ -161,20 +161,29 @@ def _group_terms(prefix, nonzero, quantized, smallest, largest, n):
         log_count[m] = math.log(m)
     # Groups repeat the same few counts: their logarithms are kept (NaN: not yet).
     log_group = np.full(min(prefix[n], _LOG_CACHE) + 1, np.nan)
+    cached = log_group.size
+    flat = table.reshape(-1)
+    one = np.uint64(1)
     for w in range(max(smallest, 1), largest + 1):
-        row = table[w - smallest]
+        # (unsigned indices: no wrap-around test for negative ones)
+        row = np.uint64((w - smallest) * (n + 1))
+        width = np.uint64(w)
         # width w serves the candidates i < (w + 1) * quantized only
-        for lo in range(min(n - w, (w + 1) * quantized) + 1):
-            group = prefix[lo + w] - prefix[lo]
+        stop = np.uint64(min(n - w, (w + 1) * quantized) + 1)
+        lo = np.uint64(0)
+        while lo < stop:
+            group = prefix[lo + width] - prefix[lo]
             if group != 0:
-                if group < log_group.size:
-                    log = log_group[group]
+                if group < cached:
+                    log = log_group[np.uint64(group)]
                     if log != log:
                         log = math.log(group)
-                        log_group[group] = log
+                        log_group[np.uint64(group)] = log
                 else:
                     log = math.log(group)
-                row[lo] = group * (log - log_count[nonzero[lo + w] - nonzero[lo]])
+                used = np.uint64(nonzero[lo + width] - nonzero[lo])
+                flat[row + lo] = group * (log - log_count[used])
+            lo += one
     return table
 
 

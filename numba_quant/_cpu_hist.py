@@ -55,13 +55,20 @@ def _count_piece(x3, c, o0, o1, i0, i1, pow2, linear, factor, lo, hi, local):
                 if linear:
                     local[second + np.uint64(_linear_slot(v, lo, hi, bins))] += 1
         return
+    single = hist_ref.single_factor(factor, half)
+    factor32 = np.float32(factor)
     chunk_p = np.empty(CHUNK, np.int32)  # (bins <= 2**30)
     chunk_l = np.empty(CHUNK, np.int32)
     for o in range(o0, o1):
         for s in range(i0, i1, CHUNK):
             m = min(CHUNK, i1 - s)
             run = x3[o, c, s:s + m]
-            if pow2:
+            if pow2 and single:
+                # (a float32 factor: float32 data is binned in float32, twice as many
+                # elements per vector register; float64 data stays float64)
+                for j in range(m):
+                    chunk_p[j] = _pow2_slot(run[j], factor32, half, bins)
+            elif pow2:
                 for j in range(m):
                     chunk_p[j] = _pow2_slot(run[j], factor, half, bins)
             if linear:

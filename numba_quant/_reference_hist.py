@@ -47,19 +47,32 @@ def grid_factor(exponent, half):
 
 
 @njit(cache=True)
+def single_factor(factor, half):
+    """Whether float32 arithmetic bins as float64 does: ``factor`` (from
+    :func:`grid_factor`) a power of two in float32's normal range (``half`` a power of
+    two), so that a float32 ``x`` times it is exact unless it underflows."""
+    return ((half & (half - 1)) == 0) & (factor >= 2.0 ** -126) & (factor <= 2.0 ** 127)
+
+
+@njit(cache=True)
 def pow2_bin(x, factor, half):
     """Bin of a finite ``x`` inside a power-of-two grid (``factor`` from :func:`grid_factor`).
 
-    ``|x| < 2**e`` puts the bin in ``[0, 2 * half)``.  A negative ``x`` whose product
-    underflows to -0.0 (float64 data spanning more than ~2000 binades) still belongs
-    below zero, in bin ``half - 1``.  The floor is taken as ``trunc`` minus one below
+    ``|x| < 2**e`` puts the bin in ``[0, 2 * half)``.  ``factor`` is float64, whose
+    product with a float32 or float64 ``x`` is exact, or float32 where
+    :func:`single_factor` says that the float32 product is exact too (it is computed in
+    the wider of the two types).  A negative ``x`` whose product underflows to -0.0
+    (float64 data spanning more than ~2000 binades) still belongs below zero, in bin
+    ``half - 1``; a product that underflows otherwise is below 1 in magnitude, and its
+    sign alone decides the bin.  The floor is taken as ``trunc`` minus one below
     a negative non-integer and the bin is an int32 (``|x * factor| < half``, and bins
     stay under 2**31): without branches or 64-bit integers, so the CPU kernels bin whole
     runs of elements in vector registers.
     """
-    p = np.float64(x) * factor
+    p = x * factor
     t = trunc(p)
-    k = np.int32((t - 1.0 if p < t else t) + half)  # (exact: integers below 2**31)
+    one = type(p)(1)
+    k = np.int32((t - one if p < t else t) + type(p)(half))  # (exact: integers < 2**31)
     middle = np.int32(half)
     return middle - np.int32(1) if (x < 0) & (k == middle) else k
 

@@ -245,6 +245,13 @@ def test_data_errors(device):
     np.testing.assert_array_equal(l2.counts[0], oracle.pow2_histogram([finite], 16)[0][0])
     np.testing.assert_array_equal(l2.first_counts[0],
                                   oracle.histc(finite, 16, finite.min(), finite.max()))
+    # bins in float64: half not a power of two, or a bin factor beyond float32's range
+    for bins, scale in ((12, 1.0), (16, 1e-39)):
+        y = (x * np.float32(scale)).astype(np.float32)
+        other = nq.HistogramObserver(bins=bins, nonfinite="omit")
+        other.observe(device.put(y))
+        np.testing.assert_array_equal(other.counts,
+                                      oracle.pow2_histogram([y[np.isfinite(y)]], bins)[0])
 
 
 def test_compute_amax_errors():

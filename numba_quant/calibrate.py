@@ -185,7 +185,7 @@ class HistogramObserver:
     Parameters
     ----------
     bins : int
-        Bins per channel (even, at least 2; half for negative values, half for the rest).
+        Bins per channel (even, 2 to 2**30; half for negative values, half for the rest).
     method : {"percentile", "entropy", "mse", "l2"}
         How :meth:`range` picks each channel's range:
 

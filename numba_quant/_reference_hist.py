@@ -71,10 +71,10 @@ def pow2_bin(x, factor, half):
     """
     p = x * factor
     t = trunc(p)
-    one = type(p)(1)
-    k = np.int32((t - one if p < t else t) + type(p)(half))  # (exact: integers < 2**31)
-    middle = np.int32(half)
-    return middle - np.int32(1) if (x < 0) & (k == middle) else k
+    # floor(p) is t - 1 below a negative non-integer, and for a negative x whose
+    # product is zero (-0.0 after an underflow): the bin below zero
+    below = (p < t) | ((x < 0) & (p == 0))
+    return np.int32((t - type(p)(1) if below else t) + type(p)(half))  # (< 2**31: exact)
 
 
 @njit(cache=True)

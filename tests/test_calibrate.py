@@ -254,6 +254,18 @@ def test_data_errors(device):
                                       oracle.pow2_histogram([y[np.isfinite(y)]], bins)[0])
 
 
+def test_pow2_bin_below_zero_after_underflow():
+    """float64 data spanning more binades than the product keeps: a negative value whose
+    product underflows to -0.0 still counts below zero (the scalar bin function, without
+    compiling the float64 kernels)."""
+    from numba_quant import _reference_hist as hist_ref
+    factor = hist_ref.grid_factor(hist_ref.grid_exponent(1e300), 8)  # 8 / 2**997
+    assert hist_ref.pow2_bin(-1e-320, factor, 8) == 7
+    assert hist_ref.pow2_bin(-0.0, factor, 8) == 8
+    assert hist_ref.pow2_bin(1e300, factor, 8) == 13  # 1e300 / 2**997 = 0.75
+    assert hist_ref.pow2_bin(-1e300, factor, 8) == 2
+
+
 def test_compute_amax_errors():
     edges = np.linspace(0, 1, 6, dtype=np.float32)
     with pytest.raises(ValueError, match="one more entry per row"):

@@ -86,9 +86,10 @@ def linear_bin(x, lo, hi, bins):
     """``torch.histc``'s bin of ``x`` on ``[lo, hi]`` (-1 outside), in ``x``'s type.
 
     Bin ``trunc((x - lo) * bins / (hi - lo))``, ``x == hi`` in the last bin.  Where that
-    position (of another ``x``) is not a number below 2**31 (a range wider than the type's largest value
-    divided by ``bins`` makes it infinite or NaN) the value is dropped (-1), on every
-    device.  Branch-free, an int32 (see :func:`pow2_bin`).
+    position (of another ``x``) is not a number below 2**31 (a range wider than the
+    type's largest value divided by ``bins`` makes it infinite or NaN) the value is
+    dropped (-1), on every device.  An int32, without branches in the CPU kernels'
+    binning loops (see :func:`pow2_bin`).
     """
     q = trunc(((x - lo) * type(x)(bins)) / (hi - lo))
     top = x == hi

@@ -92,11 +92,10 @@ def linear_bin(x, lo, hi, bins):
     binning loops (see :func:`pow2_bin`).
     """
     q = trunc(((x - lo) * type(x)(bins)) / (hi - lo))
-    top = x == hi
-    inside = (x >= lo) & (x <= hi) & (top | ((q >= 0) & (q < type(x)(2.0 ** 31))))
     last = np.int32(bins - 1)
-    k = last if top else min(np.int32(q), last)
-    return k if inside else np.int32(-1)
+    k = min(np.int32(q), last) if (q >= 0) & (q < type(x)(2.0 ** 31)) else np.int32(-1)
+    k = last if x == hi else k
+    return k if (x >= lo) & (x <= hi) else np.int32(-1)
 
 
 @njit(cache=True)

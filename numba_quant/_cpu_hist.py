@@ -38,11 +38,48 @@ def _linear_slot(v, lo, hi, bins):
 
 
 @njit(cache=True)
-def _count_piece(x3, c, o0, o1, i0, i1, pow2, linear, factor, lo, hi, local):
-    """Counts of ``x3[o0:o1, c, i0:i1]`` added into ``local``: the power-of-two grid
+def _count_run(run, pow2, linear, single, factor, lo, hi, local, chunk_p, chunk_l):
+    """Counts of the 1-D ``run`` added into ``local``: the power-of-two grid
     (``factor``) in slots ``0..bins`` when ``pow2``, the linear one (``lo``, ``hi``) in
     the next ``bins + 1`` when ``linear`` (or the first, alone); slot ``bins`` of each
-    takes the dropped values."""
+    takes the dropped values.  Runs of ``CHUNK`` elements are binned into ``chunk_p``
+    and ``chunk_l`` (int32, ``bins <= 2**30``) first.  ``single``: ``factor`` passes
+    :func:`~numba_quant._reference_hist.single_factor`."""
+    bins = local.size // 2 - 1
+    half = bins // 2
+    second = np.uint64(bins + 1) if pow2 else np.uint64(0)
+    factor32 = np.float32(factor)
+    for s in range(0, run.size, CHUNK):
+        m = min(CHUNK, run.size - s)
+        part = run[s:s + m]
+        if pow2 and single:
+            # (a float32 factor: float32 data is binned in float32, twice as many
+            # elements per vector register; float64 data stays float64)
+            for j in range(m):
+                chunk_p[j] = _pow2_slot(part[j], factor32, half, bins)
+        elif pow2:
+            for j in range(m):
+                chunk_p[j] = _pow2_slot(part[j], factor, half, bins)
+        if linear:
+            for j in range(m):
+                chunk_l[j] = _linear_slot(part[j], lo, hi, bins)
+        # (two grids: one loop over the chunk)
+        if pow2 and linear:
+            for j in range(m):
+                local[np.uint64(chunk_p[j])] += 1
+                local[second + np.uint64(chunk_l[j])] += 1
+        elif pow2:
+            for j in range(m):
+                local[np.uint64(chunk_p[j])] += 1
+        else:
+            for j in range(m):
+                local[np.uint64(chunk_l[j])] += 1
+
+
+@njit(cache=True)
+def _count_piece(x3, c, o0, o1, i0, i1, pow2, linear, factor, lo, hi, local):
+    """Counts of ``x3[o0:o1, c, i0:i1]`` added into ``local`` (slots as in
+    :func:`_count_run`)."""
     bins = local.size // 2 - 1
     half = bins // 2
     second = np.uint64(bins + 1) if pow2 else np.uint64(0)
@@ -56,35 +93,11 @@ def _count_piece(x3, c, o0, o1, i0, i1, pow2, linear, factor, lo, hi, local):
                     local[second + np.uint64(_linear_slot(v, lo, hi, bins))] += 1
         return
     single = hist_ref.single_factor(factor, half)
-    factor32 = np.float32(factor)
-    chunk_p = np.empty(CHUNK, np.int32)  # (bins <= 2**30)
+    chunk_p = np.empty(CHUNK, np.int32)
     chunk_l = np.empty(CHUNK, np.int32)
     for o in range(o0, o1):
-        for s in range(i0, i1, CHUNK):
-            m = min(CHUNK, i1 - s)
-            run = x3[o, c, s:s + m]
-            if pow2 and single:
-                # (a float32 factor: float32 data is binned in float32, twice as many
-                # elements per vector register; float64 data stays float64)
-                for j in range(m):
-                    chunk_p[j] = _pow2_slot(run[j], factor32, half, bins)
-            elif pow2:
-                for j in range(m):
-                    chunk_p[j] = _pow2_slot(run[j], factor, half, bins)
-            if linear:
-                for j in range(m):
-                    chunk_l[j] = _linear_slot(run[j], lo, hi, bins)
-            # (two grids: one loop over the chunk)
-            if pow2 and linear:
-                for j in range(m):
-                    local[np.uint64(chunk_p[j])] += 1
-                    local[second + np.uint64(chunk_l[j])] += 1
-            elif pow2:
-                for j in range(m):
-                    local[np.uint64(chunk_p[j])] += 1
-            else:
-                for j in range(m):
-                    local[np.uint64(chunk_l[j])] += 1
+        _count_run(x3[o, c, i0:i1], pow2, linear, single, factor, lo, hi, local, chunk_p,
+                   chunk_l)
 
 
 @njit(cache=True, parallel=True)
@@ -137,38 +150,42 @@ def histogram(x3, grid, factor, lo, hi, pieces, partial, counts):
                 counts[g, c] += partial[g, c * pieces + piece]
 
 
-@njit(cache=True)
-def _bin(v, grid, a, b, half, bins):
-    """The bin of a finite ``v`` on the grid ``grid`` (-1: outside a linear grid)."""
-    if grid == hist_ref.POW2_GRID:
-        return hist_ref.pow2_bin(v, a, half)
-    return hist_ref.linear_bin(v, type(v)(a), type(v)(b), bins)
-
-
 @njit(cache=True, nogil=True)
 def histogram_blocks(x, off, st, shape, block, k_start, k_stop, grid, a, b, counts):
     """Counts of blocks ``k_start..k_stop`` (C order over the grid) of the 4-D view
     ``(x, off, st)`` of ``shape`` into rows ``k`` of ``counts``; non-finite values are
     skipped.  The blocks are those of :mod:`numba_quant._cpu_blockwise` (same split,
-    same ragged last blocks); ``grid``, ``a[k]`` and ``b[k]`` as in :func:`histogram`.
+    same ragged last blocks); ``grid`` (POW2_GRID or LINEAR_GRID), ``a[k]`` and ``b[k]``
+    as ``factor`` or ``lo`` and ``hi`` in :func:`histogram`.  Contiguous runs of at
+    least ``SHORT_RUN`` elements are binned in chunks (:func:`_count_run`).
     Returns 0 (the launcher sums task results)."""
     blocks = cb._grid(shape, block)
     s0, s1, s2, s3 = st
     bins = counts.shape[1]
     half = bins // 2
+    pow2 = grid == hist_ref.POW2_GRID
+    local = np.zeros(2 * (bins + 1), np.int64)  # (the second half stays unused)
+    chunk = np.empty(CHUNK, np.int32)
     for k in range(k_start, k_stop):
         a0, e0, a1, e1, a2, e2, a3, e3 = cb._block_box(k, shape, block, blocks)
-        row = counts[k]
+        single = hist_ref.single_factor(a[k], half)
+        local[:] = 0
         for i0 in range(a0, e0):
             for i1 in range(a1, e1):
                 for i2 in range(a2, e2):
                     base = off + i0 * s0 + i1 * s1 + i2 * s2
+                    if s3 == 1 and e3 - a3 >= SHORT_RUN:
+                        start = _index(base + a3)
+                        _count_run(x[start:start + _index(e3 - a3)], pow2, not pow2, single,
+                                   a[k], a[k], b[k], local, chunk, chunk)
+                        continue
                     for i3 in range(a3, e3):
                         v = x[_index(base + i3 * s3)]
-                        if math.isfinite(v):
-                            j = _bin(v, grid, a[k], b[k], half, bins)
-                            if j >= 0:
-                                row[j] += 1
+                        if pow2:
+                            local[np.uint64(_pow2_slot(v, a[k], half, bins))] += 1
+                        else:
+                            local[np.uint64(_linear_slot(v, a[k], b[k], bins))] += 1
+        counts[k] += local[:bins]
     return 0
 
 

@@ -379,6 +379,15 @@ def test_block_histograms_l2_first_batch(device):
     np.testing.assert_array_equal(observer.first_counts,
                                   [oracle.histc(r, 16, r.min(), r.max()) for r in rows])
     assert observer.range()[0].shape == grid == (3, 2)
+    # rows of blocks long enough to be binned in chunks on the CPU, a NaN omitted
+    y = np.random.default_rng(5).standard_normal((4, 45)).astype(np.float32)
+    y[1, 7] = np.nan
+    observer = nq.HistogramObserver(bins=16, method="l2", block_size=(2, 20), nonfinite="omit")
+    observer.observe(device.put(y))
+    rows = [r[np.isfinite(r)] for r in oracle.block_rows(y, (2, 20))[0]]
+    np.testing.assert_array_equal(observer.counts, oracle.pow2_histogram(rows, 16)[0])
+    np.testing.assert_array_equal(observer.first_counts,
+                                  [oracle.histc(r, 16, r.min(), r.max()) for r in rows])
 
 
 def _saved(state):

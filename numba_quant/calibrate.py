@@ -106,12 +106,15 @@ def _select(method, counts, edges32, fraction, bits, unsigned, start_bin, stride
     if threads == 1:
         _cpu_hist.select_rows(*args, 0, rows, index)
         return index
-    from concurrent.futures import ThreadPoolExecutor
+    from numba_quant._cpu_blocks import _pool
     bounds = [rows * k // threads for k in range(threads + 1)]
-    with ThreadPoolExecutor(threads) as pool:
-        for job in [pool.submit(_cpu_hist.select_rows, *args, bounds[k], bounds[k + 1], index)
-                    for k in range(threads)]:
-            job.result()
+    # the package's kept thread pool (no threads started per call); this thread takes
+    # the first share itself
+    jobs = [_pool(threads).submit(_cpu_hist.select_rows, *args, bounds[k], bounds[k + 1],
+                                  index) for k in range(1, threads)]
+    _cpu_hist.select_rows(*args, bounds[0], bounds[1], index)
+    for job in jobs:
+        job.result()
     return index
 
 

@@ -38,42 +38,31 @@ def _linear_slot(v, lo, hi, bins):
 
 
 @njit(cache=True)
-def _count_run(run, pow2, linear, single, factor, lo, hi, local, chunk_p, chunk_l):
+def _count_run(run, pow2, linear, factor32, lo, hi, local, chunk_p, chunk_l):
     """Counts of the 1-D ``run`` added into ``local``: the power-of-two grid
-    (``factor``) in slots ``0..bins`` when ``pow2``, the linear one (``lo``, ``hi``) in
-    the next ``bins + 1`` when ``linear`` (or the first, alone); slot ``bins`` of each
-    takes the dropped values.  Runs of ``CHUNK`` elements are binned into ``chunk_p``
-    and ``chunk_l`` (int32, ``bins <= 2**30``) first.  ``single``: ``factor`` passes
-    :func:`~numba_quant._reference_hist.single_factor`."""
+    (``factor32``, a factor that passes
+    :func:`~numba_quant._reference_hist.single_factor`, as float32) in slots
+    ``0..bins`` when ``pow2``, the linear one (``lo``, ``hi``) in the next ``bins + 1``
+    when ``linear`` (or the first, alone); slot ``bins`` of each takes the dropped
+    values.  Runs of ``CHUNK`` elements are binned into ``chunk_p`` and ``chunk_l``
+    (int32, ``bins <= 2**30``) first; float32 data is binned in float32, eight elements
+    per vector register."""
     bins = local.size // 2 - 1
     half = bins // 2
     second = np.uint64(bins + 1) if pow2 else np.uint64(0)
-    factor32 = np.float32(factor)
     for s in range(0, run.size, CHUNK):
         m = min(CHUNK, run.size - s)
         part = run[s:s + m]
-        if pow2 and single:
-            # (a float32 factor: float32 data is binned in float32, twice as many
-            # elements per vector register; float64 data stays float64)
+        if pow2:
             for j in range(m):
                 chunk_p[j] = _pow2_slot(part[j], factor32, half, bins)
-        elif pow2:
             for j in range(m):
-                chunk_p[j] = _pow2_slot(part[j], factor, half, bins)
+                local[np.uint64(chunk_p[j])] += 1
         if linear:
             for j in range(m):
                 chunk_l[j] = _linear_slot(part[j], lo, hi, bins)
-        # (two grids: one loop over the chunk)
-        if pow2 and linear:
             for j in range(m):
-                local[np.uint64(chunk_p[j])] += 1
                 local[second + np.uint64(chunk_l[j])] += 1
-        elif pow2:
-            for j in range(m):
-                local[np.uint64(chunk_p[j])] += 1
-        else:
-            for j in range(m):
-                local[np.uint64(chunk_l[j])] += 1
 
 
 @njit(cache=True)
@@ -83,7 +72,8 @@ def _count_piece(x3, c, o0, o1, i0, i1, pow2, linear, factor, lo, hi, local):
     bins = local.size // 2 - 1
     half = bins // 2
     second = np.uint64(bins + 1) if pow2 else np.uint64(0)
-    if i1 - i0 < SHORT_RUN:
+    # (short runs, and power-of-two factors that float32 cannot take: element by element)
+    if i1 - i0 < SHORT_RUN or (pow2 and not hist_ref.single_factor(factor, half)):
         for o in range(o0, o1):
             for i in range(i0, i1):
                 v = x3[o, c, i]
@@ -92,12 +82,11 @@ def _count_piece(x3, c, o0, o1, i0, i1, pow2, linear, factor, lo, hi, local):
                 if linear:
                     local[second + np.uint64(_linear_slot(v, lo, hi, bins))] += 1
         return
-    single = hist_ref.single_factor(factor, half)
     chunk_p = np.empty(CHUNK, np.int32)
     chunk_l = np.empty(CHUNK, np.int32)
     for o in range(o0, o1):
-        _count_run(x3[o, c, i0:i1], pow2, linear, single, factor, lo, hi, local, chunk_p,
-                   chunk_l)
+        _count_run(x3[o, c, i0:i1], pow2, linear, np.float32(factor), lo, hi, local,
+                   chunk_p, chunk_l)
 
 
 @njit(cache=True, parallel=True)
@@ -168,16 +157,16 @@ def histogram_blocks(x, off, st, shape, block, k_start, k_stop, grid, a, b, coun
     chunk = np.empty(CHUNK, np.int32)
     for k in range(k_start, k_stop):
         a0, e0, a1, e1, a2, e2, a3, e3 = cb._block_box(k, shape, block, blocks)
-        single = hist_ref.single_factor(a[k], half)
+        chunked = not pow2 or hist_ref.single_factor(a[k], half)
         local[:] = 0
         for i0 in range(a0, e0):
             for i1 in range(a1, e1):
                 for i2 in range(a2, e2):
                     base = off + i0 * s0 + i1 * s1 + i2 * s2
-                    if s3 == 1 and e3 - a3 >= SHORT_RUN:
+                    if chunked and s3 == 1 and e3 - a3 >= SHORT_RUN:
                         start = _index(base + a3)
-                        _count_run(x[start:start + _index(e3 - a3)], pow2, not pow2, single,
-                                   a[k], a[k], b[k], local, chunk, chunk)
+                        _count_run(x[start:start + _index(e3 - a3)], pow2, not pow2,
+                                   np.float32(a[k]), a[k], b[k], local, chunk, chunk)
                         continue
                     for i3 in range(a3, e3):
                         v = x[_index(base + i3 * s3)]

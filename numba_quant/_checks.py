@@ -424,26 +424,32 @@ def quant_range(quant_min, quant_max, lowest, highest, what):
     return qmin, qmax
 
 
+_FLOAT_KINDS = "float16, bfloat16 (ml_dtypes), float32 or float64"
+
+
+def _float_kind(value):
+    """The float kind ("bfloat16", "float16", "float32", "float64") of a dtype-like
+    ``value``, or None."""
+    from numba_quant._blocks_plan import float_kind
+    try:
+        return float_kind(np.dtype(value))
+    except TypeError:
+        return None
+
+
 def block_input_kind(dtype, what="x"):
     """The float kind of a block-wise input ("bfloat16", "float16", "float32", "float64")."""
-    from numba_quant._blocks_plan import float_kind
-    kind = float_kind(dtype)
+    kind = _float_kind(dtype)
     if kind is None:
-        raise TypeError(f"{what} must be a float16, bfloat16 (ml_dtypes), float32 or float64 "
-                        f"array; got dtype {np.dtype(dtype)}")
+        raise TypeError(f"{what} must be a {_FLOAT_KINDS} array; got dtype {np.dtype(dtype)}")
     return kind
 
 
 def float_dtype_arg(value, name):
     """A float dtype argument (numpy or ml_dtypes.bfloat16) as its kind."""
-    from numba_quant._blocks_plan import float_kind
-    try:
-        kind = float_kind(np.dtype(value))
-    except TypeError:
-        kind = None
+    kind = _float_kind(value)
     if kind is None:
-        raise TypeError(f"{name} must be float16, bfloat16 (ml_dtypes), float32 or float64; "
-                        f"got {value!r}")
+        raise TypeError(f"{name} must be {_FLOAT_KINDS}; got {value!r}")
     return kind
 
 

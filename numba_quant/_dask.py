@@ -84,23 +84,32 @@ def _merge_states(state, axis, keepdims):
     return np.stack([lo, hi, count], axis=-1)
 
 
+def per_channel(x, chunk_state, args, axis, width, merge):
+    """Lazy per-channel states of the Dask array ``x``: ``chunk_state(block, *args)``
+    gives each chunk's ``(channels of the chunk, width)`` float64 states (the chunk's
+    other axes kept with length 1), ``merge(states, axis, keepdims)`` combines states
+    along ``axis``.  Shape ``(channels, width)`` (one channel per layer, ``axis``
+    None), one chunk."""
+    da = _dask_array()
+    partial = x.map_blocks(
+        chunk_state, *args, new_axis=x.ndim, dtype=np.float64,
+        chunks=tuple(x.chunks[i] if i == axis else (1,) * len(x.chunks[i])
+                     for i in range(x.ndim)) + ((width,),),
+        meta=np.empty((0,) * (x.ndim + 1), np.float64))
+    reduced = tuple(i for i in range(x.ndim) if i != axis)
+    merged = da.reduction(partial, merge, merge, axis=reduced, combine=merge,
+                          dtype=np.float64,
+                          meta=np.empty((0,) * (x.ndim + 1 - len(reduced)), np.float64))
+    return merged.reshape(-1, width).rechunk(-1)
+
+
 def channel_states(x, axis, omit):
     """Lazy merged states of a Dask array: shape ``(channels, 3)`` (``(1, 3)`` per layer,
     ``axis`` None), one chunk along the channels."""
-    da = _dask_array()
     x = _checked(x)
     if x.ndim == 0:
         x = x.reshape(1)
-    partial = x.map_blocks(
-        _chunk_state, axis, omit, new_axis=x.ndim, dtype=np.float64,
-        chunks=tuple(x.chunks[i] if i == axis else (1,) * len(x.chunks[i])
-                     for i in range(x.ndim)) + ((3,),),
-        meta=np.empty((0,) * (x.ndim + 1), np.float64))
-    reduced = tuple(i for i in range(x.ndim) if i != axis)
-    merged = da.reduction(partial, _merge_states, _merge_states, axis=reduced,
-                          combine=_merge_states, dtype=np.float64,
-                          meta=np.empty((0,) * (x.ndim + 1 - len(reduced)), np.float64))
-    return merged.reshape(-1, 3).rechunk(-1)
+    return per_channel(x, _chunk_state, (axis, omit), axis, 3, _merge_states)
 
 
 def settled_range(state, dtype, per_layer):

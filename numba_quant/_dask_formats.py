@@ -20,7 +20,7 @@ import numpy as np
 
 from numba_quant import _checks
 from numba_quant import _blocks_plan as plan
-from numba_quant._dask import _checked, _dask_array, _meta
+from numba_quant._dask import _checked, _dask_array, _meta, per_channel
 from numba_quant._dask_blocks import (
     Scalar,
     align,
@@ -91,17 +91,7 @@ def _merge_maxima(state, axis, keepdims):
 def _maxima(x, chunk_maxima, axis):
     """Lazy merged ``(max |x|, non-finite count)`` per channel: shape ``(channels, 2)``,
     one chunk."""
-    da = _dask_array()
-    partial = x.map_blocks(
-        _maxima_of_chunk, chunk_maxima, axis, new_axis=x.ndim, dtype=np.float64,
-        chunks=tuple(x.chunks[i] if i == axis else (1,) * len(x.chunks[i])
-                     for i in range(x.ndim)) + ((2,),),
-        meta=np.empty((0,) * (x.ndim + 1), np.float64))
-    reduced = tuple(i for i in range(x.ndim) if i != axis)
-    merged = da.reduction(partial, _merge_maxima, _merge_maxima, axis=reduced,
-                          combine=_merge_maxima, dtype=np.float64,
-                          meta=np.empty((0,) * (x.ndim + 1 - len(reduced)), np.float64))
-    return merged.reshape(-1, 2).rechunk(-1)
+    return per_channel(x, _maxima_of_chunk, (chunk_maxima, axis), axis, 2, _merge_maxima)
 
 
 def _raise_nonfinite(state, propagate):

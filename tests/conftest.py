@@ -7,6 +7,7 @@ import ctypes
 import os
 import sys
 
+import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -195,7 +196,9 @@ def pytest_collection_modifyitems(config, items):
 # 4. Suites that start fresh Python processes (console script, ``python -m``, notebook
 #    kernels, Dask workers): each process compiles everything it calls unless the cache
 #    already holds it, so they run last, each test a unit of its own (the two workers
-#    share the end of the run).
+#    share the end of the run).  The tests on a Dask LocalCluster (marked ``cluster``)
+#    are the exception: one unit, after the module's in-process tests, so that one
+#    worker starts one cluster whose processes load the kernels those tests cached.
 ROUTE_SUITE = "test_routes.py"
 CPU_KERNEL_SUITES = ("test_properties.py", "test_short_runs.py", "test_state.py",
                      "test_threads.py")
@@ -205,6 +208,7 @@ NEW_PROCESS_SUITES = ("test_report.py", "test_dask.py", "test_cli.py", "test_not
 
 
 def _unit_rank(suite):
+    """A unit's place in the order above, for a test of module ``suite``."""
     if suite == ROUTE_SUITE:
         return -1
     if suite in CPU_KERNEL_SUITES:
@@ -219,7 +223,9 @@ def _unit_rank(suite):
 def _group_for_workers(items):
     for item in items:
         suite = _suite(item)
-        if suite == ROUTE_SUITE or suite in NEW_PROCESS_SUITES:
+        if item.get_closest_marker("cluster") is not None:
+            group = "dask-cluster"
+        elif suite == ROUTE_SUITE or suite in NEW_PROCESS_SUITES:
             # One unit per dtype; one per test.  (No "]" in a group name: pytest-xdist
             # looks for the group after the last "@" only when no "]" follows it.)
             group = item.nodeid.replace("[", "(").replace("]", ")")
@@ -228,7 +234,9 @@ def _group_for_workers(items):
         else:
             group = suite
         item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: _unit_rank(_suite(item)))  # stable: keeps module order
+    # Stable: keeps module order within a rank.
+    items.sort(key=lambda item: (_unit_rank(_suite(item)),
+                                 item.get_closest_marker("cluster") is not None))
 
 
 # --------------------------------------------------------------------------- kernel routes
@@ -294,28 +302,35 @@ def _golden_subset():
     """The min_max_observer golden cases run in the simulator and with shrunk thresholds.
 
     The simulator runs the kernels with the CPU's arithmetic, one Python thread per GPU
-    thread (about 60 ms a case); what it can show beyond the CPU path is the kernel plan
+    thread (about 140 ms a case); what it can show beyond the CPU path is the kernel plan
     for a shape and the GPU's own code for each formula.  Shrunk thresholds change the
     CPU kernel that walks an input, by its shape and layout.  The subset keeps every
-    input with both per-layer settings, and every (formula, scheme, dtype, per-layer)
-    with every input kind and every bit width (about 250 of the 1977 cases).
+    (input shape, per-layer, dtype), and every (formula, scheme, dtype, per-layer) with
+    every input kind and every bit width (80 of the 1977 cases).  The CPU path,
+    and a real GPU, run them all.
     """
     global _SIM_GOLDEN
     if _SIM_GOLDEN is None:
         import golden
-        facets = (("input", "per_layer"),
+        facets = (("shape", "per_layer", "dtype"),
                   ("formula", "scheme", "dtype", "per_layer", "input_kind"),
                   ("formula", "scheme", "dtype", "per_layer", "bit"))
 
+        # Only the inputs' shapes: loading every array of the file takes seconds.
+        with np.load(golden.ONEFLOW.path) as f:
+            shapes = {name: f[name].shape for name in {c["input"] for c in golden.MIN_MAX}}
+
         def keys(case):
+            case = dict(case, shape=shapes[case["input"]])
             return {(k, tuple(case[n] for n in f)) for k, f in enumerate(facets)}
 
-        left = set().union(*(keys(c) for c in golden.MIN_MAX))
+        case_keys = [(c["id"], keys(c)) for c in golden.MIN_MAX]
+        left = set().union(*(k for _, k in case_keys))
         chosen = set()
         while left:  # greedy cover, deterministic (first best case in file order)
-            best = max(golden.MIN_MAX, key=lambda c: len(keys(c) & left))
-            chosen.add(best["id"])
-            left -= keys(best)
+            best, best_keys = max(case_keys, key=lambda c: len(c[1] & left))
+            chosen.add(best)
+            left -= best_keys
         _SIM_GOLDEN = chosen
     return _SIM_GOLDEN
 

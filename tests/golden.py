@@ -16,6 +16,7 @@ class GoldenFile:
         self.path = os.path.join(DATA_DIR, name)
         with np.load(self.path) as f:
             self.cases = json.loads(str(f["manifest"]))
+            self.names = frozenset(f.files)  # without loading the arrays (seconds)
         self._data = None
 
     def data(self):
@@ -37,6 +38,11 @@ assert len(MIN_MAX) + len(USER_SHIFT) + len(MOVING) == len(CASES)
 def get(case, name):
     """Output ``name`` of ``case`` or None where the case has none."""
     return data().get(f"{case['id']}/{name}")
+
+
+def has(case, name):
+    """Whether ``case`` has an output ``name`` (without loading the file's arrays)."""
+    return f"{case['id']}/{name}" in ONEFLOW.names
 
 
 def inp(case):

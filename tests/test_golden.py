@@ -162,7 +162,7 @@ def _check_codes(device, case):
     given.check()
 
 
-CODE_CASES = [c for c in golden.MIN_MAX if golden.get(c, "scale_tight_used") is not None]
+CODE_CASES = [c for c in golden.MIN_MAX if golden.has(c, "scale_tight_used")]
 
 
 def _one_case_per_kind(*settings):

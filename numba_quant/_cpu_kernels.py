@@ -277,38 +277,14 @@ def _wider_windows(lo_out, hi_out, lo_in, hi_in, n, width):
         hi_out[j] = _max_finite(hi_in[j], hi_in[j + s])
 
 
-@njit(cache=True, inline="always")
-def _runs_of_four(row, m, lo, hi, first_row):
-    """Runs of 4 elements (``k == p == 4``): the min and max of the windows below,
-    ``(row[j], row[j + 1])`` then pairs of those, computed for the first window of each
-    run only, in the same order (so the same zero is kept); folded into ``lo``/``hi``
-    unless ``first_row``.  True if any element is not finite."""
-    seen = False
-    for c in range(_index(0), _index(m)):
-        j = _index(4) * c
-        a = row[j]
-        b = row[j + 1]
-        d = row[j + 2]
-        e = row[j + 3]
-        run_lo = _min_finite(_min_finite(a, b), _min_finite(d, e))
-        run_hi = _max_finite(_max_finite(a, b), _max_finite(d, e))
-        if first_row:
-            lo[c] = run_lo
-            hi[c] = run_hi
-        else:
-            lo[c] = _min_finite(lo[c], run_lo)
-            hi[c] = _max_finite(hi[c], run_hi)
-        seen |= _nonfinite(a) | _nonfinite(b) | _nonfinite(d) | _nonfinite(e)
-    return seen
-
-
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _block_qparams(lo, hi, m, scheme, bits, scale, zero_point):
     """``scale[c], zero_point[c] = ref.qparams(lo[c], hi[c], scheme, bits)`` for ``c < m``.
 
     One loop per scheme: inside each, ``scheme`` is known to equal a constant, so once
     the formulas are inlined their branches on it fold away and the loop vectorises
-    (25 million channels: 44 ms of scalar formula calls on 2 threads otherwise)."""
+    (25 million channels: about 86 ms CPU of scalar formula calls otherwise).  Not
+    inlined into the kernels: compiled once for the serial and the parallel kernel."""
     if scheme == codes.SYMMETRIC:
         for c in range(_index(0), _index(m)):
             scale[c], zero_point[c] = ref.qparams(lo[c], hi[c], scheme, bits)
@@ -372,9 +348,6 @@ def _reduce_short_runs_impl(flat, n_outer, n_channels, n_inner, tasks, first, se
                             out_lo[c] = _min_finite(out_lo[c], v)
                             out_hi[c] = _max_finite(out_hi[c], v)
                             found |= _nonfinite(v)
-                    continue
-                if k == 4:  # rows of 4: each run's tree of windows directly
-                    found |= _runs_of_four(row, m, out_lo, out_hi, o == 0)
                     continue
                 # windows of 2, 4, ..., p elements, alternating between two buffer pairs
                 n = m * k - 1

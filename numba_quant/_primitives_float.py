@@ -7,7 +7,6 @@ of float32/float64 values computed in registers.  The CPU spells a bit cast as a
 plain Python.
 """
 import numpy as np
-from llvmlite import ir
 from numba import types
 from numba.core.extending import intrinsic, overload
 
@@ -29,25 +28,26 @@ def f32_from_bits(u):
     return np.array(u & 0xFFFFFFFF, np.uint32).view(np.float32)[()]
 
 
-@intrinsic
-def _bitcast_f32_i32(typingctx, v):
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-    return types.int32(types.float32), codegen
+def bitcast(source, target):
+    """An intrinsic reinterpreting the bits of a ``source`` value (a Numba type) as
+    ``target`` (of the same width), for the CPU."""
+
+    @intrinsic
+    def cast(typingctx, value):
+        if value != source:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(target))
+
+        return target(source), codegen
+
+    return cast
 
 
-@intrinsic
-def _bitcast_f64_i64(typingctx, v):
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-    return types.int64(types.float64), codegen
-
-
-@intrinsic
-def _bitcast_i32_f32(typingctx, u):
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
+_bitcast_f32_i32 = bitcast(types.float32, types.int32)
+_bitcast_f64_i64 = bitcast(types.float64, types.int64)
+_bitcast_i32_f32 = bitcast(types.int32, types.float32)
 
 
 @overload(f32_bits, target="cpu")

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 from numba import njit, types
-from numba.core.extending import intrinsic, overload
+from numba.core.extending import overload
 
 from numba_quant._blocks_plan import (  # noqa: F401  (the kernels read them as rb.NAME)
     ASYMMETRIC,
@@ -28,6 +28,7 @@ from numba_quant._blocks_plan import (  # noqa: F401  (the kernels read them as 
     SYMMETRIC_NO_CLIPPING_ERR,
 )
 from numba_quant._primitives import rint
+from numba_quant._primitives_float import bitcast
 
 
 # --------------------------------------------------------------------------- bit casts
@@ -41,26 +42,8 @@ def bits_from_f32(v):
     return np.array(v, np.float32).view(np.uint32)[()]
 
 
-@intrinsic
-def _bitcast_u32_f32(typingctx, bits):
-    if bits != types.uint32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float32))
-
-    return types.float32(types.uint32), codegen
-
-
-@intrinsic
-def _bitcast_f32_u32(typingctx, v):
-    if v != types.float32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.uint32))
-
-    return types.uint32(types.float32), codegen
+_bitcast_u32_f32 = bitcast(types.uint32, types.float32)
+_bitcast_f32_u32 = bitcast(types.float32, types.uint32)
 
 
 @overload(f32_from_bits, target="cpu")

@@ -209,12 +209,28 @@ def output_array(dtype, readonly):
     native_byte_order("out", dtype)
 
 
-def output_matches(shape, dtype, expected_shape, expected_dtype):
+def output_matches(shape, dtype, expected_shape, expected_dtype, name="out"):
     """A caller's ``out`` must have the result's shape and dtype."""
     if tuple(shape) != tuple(expected_shape):
-        raise ValueError(f"out has shape {tuple(shape)}; expected {tuple(expected_shape)}")
+        raise ValueError(f"{name} has shape {tuple(shape)}; expected "
+                         f"{tuple(expected_shape)}")
     if np.dtype(dtype) != np.dtype(expected_dtype):
-        raise TypeError(f"out has dtype {dtype}; expected {np.dtype(expected_dtype)}")
+        raise TypeError(f"{name} has dtype {dtype}; expected {np.dtype(expected_dtype)}")
+
+
+def observer_out(out):
+    """``min_max_observer``'s ``out``: a pair ``(scale, zero_point)`` of two arrays."""
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise TypeError("out must be a pair of arrays (scale, zero_point); got "
+                        f"{type(out).__name__}"
+                        + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))
+    if out[0] is out[1]:
+        raise ValueError("out[0] and out[1] must be two different arrays")
+    return tuple(out)
+
+
+def outputs_overlap():
+    return ValueError("out[0] and out[1] must not share memory")
 
 
 def output_on_input_side(same):

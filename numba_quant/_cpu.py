@@ -233,14 +233,24 @@ def count_nonfinite(x, nan_only=False):
     return int(kernels.count_nonfinite(channel_view(x, None), nan_only))
 
 
-def observe(x, axis, omit, scheme, bits, like=None):
+def _into(out, n, dtype):
+    """``out`` (a caller's pair of checked numpy arrays, or None) if the kernels can
+    write into them (contiguous), else a new pair of ``n`` elements."""
+    if out is not None and out[0].flags.c_contiguous and out[1].flags.c_contiguous:
+        return out
+    return np.empty(n, dtype), np.empty(n, dtype)
+
+
+def observe(x, axis, omit, scheme, bits, like=None, out=None):
     """``min_max_observer``'s per-channel ``(scale, zero_point, status)``; on a status
-    other than OK the scale and zero point are None.  (``like``: for the interface.)"""
+    other than OK the scale and zero point are None.  (``like``: for the interface.)
+    ``out``: a pair of arrays of the result's shape and dtype that the many-channel
+    routes write into (the caller copies what is returned elsewhere)."""
     if type(x) is chunks.ChunkedInput:  # the (min, max) of the chunks, then the formulas
         lo, hi, status = channel_minmax(x, axis, omit)
         if status != codes.OK:
             return None, None, status
-        return qparams(lo, hi, scheme, bits) + (status,)
+        return qparams(lo, hi, scheme, bits, out) + (status,)
     flat = _flat(x, axis)
     if flat is not None:
         scale, zero_point, status = _reduce_layer(flat, omit, scheme, bits)
@@ -250,21 +260,34 @@ def observe(x, axis, omit, scheme, bits, like=None):
         scale, zero_point, status = kernels.small_observe(x3, omit, scheme, bits)
         return (scale, zero_point, status) if status == codes.OK else (None, None, status)
     if _short_runs(x3, omit):  # the formulas inside the reduction
-        scale = np.empty(x3.shape[1], x3.dtype)
-        zero_point = np.empty(x3.shape[1], x3.dtype)
+        scale, zero_point = _into(out, x3.shape[1], x3.dtype)
         status = _reduce_short_runs(x3, parallel, most, scale, zero_point, scheme, bits)
         return (scale, zero_point, status) if status == codes.OK else (None, None, status)
     lo, hi, status = _channel_minmax(x3, parallel, most, omit)
     if status != codes.OK:
         return None, None, status
-    return qparams(lo, hi, scheme, bits) + (status,)
+    return qparams(lo, hi, scheme, bits, out) + (status,)
 
 
-def qparams(lo, hi, scheme, bits):
+def observe_layer(x, omit, scheme, bits):
+    """Per-layer ``(scale, zero_point)`` of a numpy array in fewer Python steps, or None
+    when ``x`` needs the general route (:func:`as_array`, :func:`observe`): another
+    dtype or byte order, no flat view, an empty array, or a status other than OK (the
+    general route then raises the error that the status names).  The same kernels as
+    :func:`observe`, so the same bits; for the per-call cost of small observer calls."""
+    if x.dtype not in _NATIVE_FLOATS or x.size == 0:
+        return None
+    flat = _flat(x, None)
+    if flat is None:
+        return None
+    scale, zero_point, status = _reduce_layer(flat, omit, scheme, bits)
+    return (scale, zero_point) if status == codes.OK else None
+
+
+def qparams(lo, hi, scheme, bits, out=None):
     """Per-channel ``(scale, zero_point)`` from per-channel ``(lo, hi)`` (1-D arrays of
-    the compute dtype, every lo <= hi)."""
-    scale = np.empty_like(lo)
-    zero_point = np.empty_like(lo)
+    the compute dtype, every lo <= hi); into ``out`` when possible (see :func:`_into`)."""
+    scale, zero_point = _into(out, lo.size, lo.dtype)
     parallel = lo.size >= _tuning.PARALLEL_CHANNELS and numba.get_num_threads() > 1
     with _one_at_a_time(parallel):
         kernels.qparams[parallel](lo, hi, scheme, bits, scale, zero_point)
@@ -371,6 +394,15 @@ def quantize_map(x, params, axis, what, out):
             kernels.map_by_outer[parallel](x3, out3, divisor, offset, lowest, highest, what,
                                            max(1, min(most, n_outer)))
     return out
+
+
+def store(target, values):
+    """``target[...] = values`` (``target`` from :func:`as_output`)."""
+    np.copyto(target, np.asarray(values).reshape(target.shape))
+
+
+def shares_memory(a, b):
+    return np.may_share_memory(a, b)
 
 
 def as_output(out):

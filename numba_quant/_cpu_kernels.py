@@ -277,6 +277,25 @@ def _wider_windows(lo_out, hi_out, lo_in, hi_in, n, width):
         hi_out[j] = _max_finite(hi_in[j], hi_in[j + s])
 
 
+@njit(cache=True)
+def _block_qparams(lo, hi, m, scheme, bits, scale, zero_point):
+    """``scale[c], zero_point[c] = ref.qparams(lo[c], hi[c], scheme, bits)`` for ``c < m``.
+
+    One loop per scheme: inside each, ``scheme`` is known to equal a constant, so once
+    the formulas are inlined their branches on it fold away and the loop vectorises
+    (25 million channels: about 86 ms CPU of scalar formula calls otherwise).  Not
+    inlined into the kernels: compiled once for the serial and the parallel kernel."""
+    if scheme == codes.SYMMETRIC:
+        for c in range(_index(0), _index(m)):
+            scale[c], zero_point[c] = ref.qparams(lo[c], hi[c], scheme, bits)
+    elif scheme == codes.AFFINE:
+        for c in range(_index(0), _index(m)):
+            scale[c], zero_point[c] = ref.qparams(lo[c], hi[c], scheme, bits)
+    else:
+        for c in range(_index(0), _index(m)):
+            scale[c], zero_point[c] = ref.qparams(lo[c], hi[c], scheme, bits)
+
+
 def _reduce_short_runs_impl(flat, n_outer, n_channels, n_inner, tasks, first, second,
                             scheme, bits):
     """Per-channel min and max of a contiguous (outer, channels, inner) array with short
@@ -356,9 +375,8 @@ def _reduce_short_runs_impl(flat, n_outer, n_channels, n_inner, tasks, first, se
                         out_lo[c] = _min_finite(out_lo[c], _min_finite(w_lo[j], w_lo[j + last]))
                         out_hi[c] = _max_finite(out_hi[c], _max_finite(w_hi[j], w_hi[j + last]))
             if scheme >= 0 and not found:
-                for c in range(_index(0), _index(m)):
-                    first[c0 + c], second[c0 + c] = ref.qparams(out_lo[c], out_hi[c], scheme,
-                                                                bits)
+                _block_qparams(out_lo, out_hi, m, scheme, bits, first[c0:c0 + m],
+                               second[c0:c0 + m])
         seen[task] = found
     return codes.HAS_NONFINITE if seen.any() else codes.OK
 

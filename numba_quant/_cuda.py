@@ -56,6 +56,17 @@ def as_output(out):
     return d
 
 
+def store(target, values):
+    """``target[...] = values`` on the device (``target`` from :func:`as_output`)."""
+    source = arrays.device(values)
+    arrays.copy(arrays.info(source), arrays.info(target), target.shape)
+
+
+def shares_memory(a, b):
+    """Whether two device arrays' extents overlap."""
+    return arrays.overlap(arrays.info(a), arrays.info(b))
+
+
 def as_codes(q, dtype):
     """Codes of any real type as values of the float ``dtype``: ``q`` itself when it has
     that type, else converted (:func:`~numba_quant._cuda_chunks.converted`: in chunks
@@ -183,10 +194,10 @@ def channel_minmax(x, axis, omit):
     return out[0], out[1], status
 
 
-def observe(x, axis, omit, scheme, bits, like=None):
+def observe(x, axis, omit, scheme, bits, like=None, out=None):
     """``min_max_observer``'s per-channel ``(scale, zero_point, status)``, the scale and
     zero point computed where the reduction ends (no extra launch), in ``like``'s array
-    type."""
+    type.  (``out``: for the interface; the caller copies the results there.)"""
     if type(x) is chunked.DeviceChunkedInput:
         return chunked.observe(x, axis, omit, scheme, bits, like)
     out, status = _reduce(x, axis, omit, kernels.QPARAMS, scheme, bits, like)

@@ -230,6 +230,13 @@ def _extent(a_info):
     return start, stop + a_info.dtype.itemsize
 
 
+def overlap(a_info, b_info):
+    """True when the byte ranges of two device arrays' elements overlap."""
+    a_start, a_stop = _extent(a_info)
+    b_start, b_stop = _extent(b_info)
+    return a_start < b_stop and b_start < a_stop
+
+
 def overlaps_differently(x_info, out_info):
     """True when ``out`` shares memory with ``x`` other than element for element."""
     x_start, x_stop = _extent(x_info)

@@ -1,4 +1,6 @@
 """``min_max_observer``: scale and zero point from an array's range."""
+import numpy as np
+
 from numba_quant import _blockwise, _checks
 from numba_quant._dispatch import backend, is_dask
 from numba_quant._minmax import raise_for_status
@@ -6,7 +8,7 @@ from numba_quant._minmax import raise_for_status
 
 def min_max_observer(x, quantization_formula="google", quantization_bit=8,
                      quantization_scheme="symmetric", per_layer_quantization=True, *,
-                     axis=0, nonfinite="raise", block_size=None):
+                     axis=0, nonfinite="raise", block_size=None, out=None):
     """Scale and zero point from the minimum and maximum of an array.
 
     The formulas are OneFlow's ``nn.MinMaxObserver``; results equal OneFlow's by value.
@@ -43,6 +45,12 @@ def min_max_observer(x, quantization_formula="google", quantization_bit=8,
         (1 there, whole elsewhere).  A Dask array is rechunked so that no chunk
         boundary cuts a block (each boundary moved up to the next multiple of the
         block size along its axis), then observed chunk by chunk.
+    out : (array, array), optional
+        Where to write the scale and the zero point, as numpy's ``out=``: two different,
+        writable arrays of the result's shape and dtype, on the input's side (numpy for
+        numpy input, GPU arrays for GPU input); they are returned.  Reusing them saves
+        allocating (and, for millions of channels, first touching) new results in every
+        call.  Not for Dask arrays.
 
     Returns
     -------
@@ -66,7 +74,11 @@ def min_max_observer(x, quantization_formula="google", quantization_bit=8,
         ``per_layer_quantization=False``; under ``nonfinite="omit"``, a block with no
         finite value (named by its index in the grid).
     TypeError
-        Input that is not float16/32/64 (integers, bools, complex numbers).
+        Input that is not float16/32/64 (integers, bools, complex numbers); ``out`` that
+        is not a pair of arrays, or of the wrong dtype, or given with a Dask array.
+    ValueError
+        ``out`` arrays of the wrong shape, read-only, on the other side from the input,
+        or sharing memory.
 
     Examples
     --------
@@ -85,9 +97,19 @@ def min_max_observer(x, quantization_formula="google", quantization_bit=8,
     >>> scale, zero_point = nq.min_max_observer(x, quantization_bit=4, block_size=(2, 2))
     >>> scale * 7
     array([[2., 8.]], dtype=float32)
+
+    Results written into arrays kept between calls:
+
+    >>> params = (np.empty(2, np.float32), np.empty(2, np.float32))
+    >>> scale, zero_point = nq.min_max_observer(w, per_layer_quantization=False, out=params)
+    >>> scale is params[0], scale * 127
+    (True, array([1., 2.], dtype=float32))
     """
     scheme, bits, omit = _checks.observer_settings(quantization_formula, quantization_scheme,
                                                    quantization_bit, nonfinite)
+    if out is not None:
+        return _observe_into(out, x, scheme, bits, omit, per_layer_quantization, axis,
+                             block_size)
     if block_size is not None and is_dask(x):
         from numba_quant import _dask_blocks
         sizes = _checks.observer_block_size(block_size, x.shape, per_layer_quantization,
@@ -101,6 +123,12 @@ def min_max_observer(x, quantization_formula="google", quantization_bit=8,
                                             axis)
         scale, zero_point = _blockwise.observe(ops, x, data, sizes, omit, scheme, bits)
         return ops.wrap(scale, x), ops.wrap(zero_point, x)
+    if type(x) is np.ndarray and per_layer_quantization:
+        # The common case, per layer on a numpy array, in one backend step (a few
+        # microseconds per call matter for small layers); None: the general route below.
+        result = backend(x).observe_layer(x, omit, scheme, bits)
+        if result is not None:
+            return result
     if is_dask(x):
         from numba_quant import _dask
         axis = _checks.channel_axis(axis, x.ndim, per_layer_quantization)
@@ -112,6 +140,43 @@ def min_max_observer(x, quantization_formula="google", quantization_bit=8,
     scale, zero_point, status = ops.observe(data, axis, omit, scheme, bits, like=x)
     raise_for_status(status, ops, data, axis, omit)
     return ops.wrap(scale, x), ops.wrap(zero_point, x)
+
+
+def _observe_into(out, x, scheme, bits, omit, per_layer, axis, block_size):
+    """:func:`min_max_observer` with ``out=(scale, zero_point)``: the results written
+    there (directly by the kernels where they can), and ``out`` returned."""
+    if is_dask(x):
+        _checks.dask_no_out(out)
+    targets = _checks.observer_out(out)
+    ops = backend(x)
+    data = ops.as_array(x)
+    if block_size is not None:
+        sizes = _checks.observer_block_size(block_size, data.shape, per_layer, axis)
+        shape = tuple(-(-n // b) for n, b in zip(data.shape, sizes))
+    else:
+        axis = _checks.channel_axis(axis, data.ndim, per_layer)
+        _checks.not_empty(data.shape, axis)
+        shape = (1,) if axis is None else (data.shape[axis],)
+    dtype = _checks.compute_dtype(data.dtype)
+    views = []
+    for k, target in enumerate(targets):
+        _checks.output_on_input_side(backend(target) is ops)
+        view = ops.as_output(target)
+        _checks.output_matches(view.shape, view.dtype, shape, dtype, f"out[{k}]")
+        views.append(view)
+    if ops.shares_memory(*views):
+        raise _checks.outputs_overlap()
+    if block_size is not None:
+        results = _blockwise.observe(ops, x, data, sizes, omit, scheme, bits)
+    else:
+        scale, zero_point, status = ops.observe(data, axis, omit, scheme, bits, like=x,
+                                                out=views)
+        raise_for_status(status, ops, data, axis, omit)
+        results = (scale, zero_point)
+    for view, result in zip(views, results):
+        if result is not view:
+            ops.store(view, result)
+    return targets
 
 
 class MinMaxObserver:

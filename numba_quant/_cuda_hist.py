@@ -22,6 +22,43 @@ SHARED_BINS = 4096
 MAX_PIECE = 1 << 30
 
 
+@cuda.jit(device=True, inline=True)
+def _clear(shared, bins, tid, step):
+    """Zero the first ``bins`` bins of the block's shared histogram."""
+    k = tid
+    while k < bins:
+        shared[k] = 0
+        k += step
+
+
+@cuda.jit(device=True, inline=True)
+def _count(v, grid, a, b, bins, half, in_shared, shared, counts, row):
+    """Count the value ``v`` (skipped when not finite, or outside a linear grid) into the
+    shared histogram, or into ``counts[row]`` when the bins do not fit there."""
+    if not math.isfinite(v):
+        return
+    if grid == hist_ref.POW2_GRID:
+        k = hist_ref.pow2_bin(v, a, half)
+    else:
+        k = hist_ref.linear_bin(v, type(v)(a), type(v)(b), bins)
+        if k < 0:
+            return
+    if in_shared:
+        cuda.atomic.add(shared, k, 1)
+    else:
+        cuda.atomic.add(counts, (row, k), int64(1))
+
+
+@cuda.jit(device=True, inline=True)
+def _flush(shared, counts, row, bins, tid, step):
+    """Add the shared histogram's non-zero bins to ``counts[row]``."""
+    k = tid
+    while k < bins:
+        if shared[k] != 0:
+            cuda.atomic.add(counts, (row, k), int64(shared[k]))
+        k += step
+
+
 @cuda.jit
 def histogram(x3, grid, a, b, pieces, counts):
     """Counts of ``x3`` (outer, channels, inner) per channel into ``counts`` (int64, zeroed).
@@ -42,37 +79,19 @@ def histogram(x3, grid, a, b, pieces, counts):
         c = task // pieces
         piece = task - c * pieces
         if in_shared:
-            k = tid
-            while k < bins:
-                shared[k] = 0
-                k += step
+            _clear(shared, bins, tid, step)
         cuda.syncthreads()
         start = piece * n // pieces
         stop = (piece + 1) * n // pieces
         j = start + tid
         while j < stop:
             o = j // n_inner
-            v = x3[o, c, j - o * n_inner]
+            _count(x3[o, c, j - o * n_inner], grid, a[c], b[c], bins, half, in_shared,
+                   shared, counts, c)
             j += step
-            if not math.isfinite(v):
-                continue
-            if grid == hist_ref.POW2_GRID:
-                k = hist_ref.pow2_bin(v, a[c], half)
-            else:
-                k = hist_ref.linear_bin(v, type(v)(a[c]), type(v)(b[c]), bins)
-                if k < 0:
-                    continue
-            if in_shared:
-                cuda.atomic.add(shared, k, 1)
-            else:
-                cuda.atomic.add(counts, (c, k), int64(1))
         cuda.syncthreads()
         if in_shared:
-            k = tid
-            while k < bins:
-                if shared[k] != 0:
-                    cuda.atomic.add(counts, (c, k), int64(shared[k]))
-                k += step
+            _flush(shared, counts, c, bins, tid, step)
         cuda.syncthreads()
         task += cuda.gridDim.x
 
@@ -102,36 +121,18 @@ def histogram_blocks(x, block, grid, a, b, pieces, counts):
         a0, w0, a1, w1, a2, w2, a3, w3 = _block_spans(k, x.shape, block, g1, g2, g3)
         n = w0 * w1 * w2 * w3
         if in_shared:
-            j = tid
-            while j < bins:
-                shared[j] = 0
-                j += step
+            _clear(shared, bins, tid, step)
         cuda.syncthreads()
         t = piece * n // pieces + tid
         stop = (piece + 1) * n // pieces
         while t < stop:
             i0, i1, i2, i3 = _split4(t, w1, w2, w3)
-            v = x[a0 + i0, a1 + i1, a2 + i2, a3 + i3]
+            _count(x[a0 + i0, a1 + i1, a2 + i2, a3 + i3], grid, a[k], b[k], bins, half,
+                   in_shared, shared, counts, k)
             t += step
-            if not math.isfinite(v):
-                continue
-            if grid == hist_ref.POW2_GRID:
-                j = hist_ref.pow2_bin(v, a[k], half)
-            else:
-                j = hist_ref.linear_bin(v, type(v)(a[k]), type(v)(b[k]), bins)
-                if j < 0:
-                    continue
-            if in_shared:
-                cuda.atomic.add(shared, j, 1)
-            else:
-                cuda.atomic.add(counts, (k, j), int64(1))
         cuda.syncthreads()
         if in_shared:
-            j = tid
-            while j < bins:
-                if shared[j] != 0:
-                    cuda.atomic.add(counts, (k, j), int64(shared[j]))
-                j += step
+            _flush(shared, counts, k, bins, tid, step)
         cuda.syncthreads()
         task += cuda.gridDim.x
 

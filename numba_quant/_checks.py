@@ -35,6 +35,17 @@ def scheme_code(formula, scheme):
     return codes.AFFINE if scheme == "affine" else codes.SYMMETRIC
 
 
+def observer_class_settings(formula, bit, scheme, per_layer, axis, nonfinite):
+    """The OneFlow settings every observer class keeps, checked: ``(attributes, scheme
+    code)``, the attributes a dict of ``quantization_formula``, ``quantization_bit``,
+    ``quantization_scheme``, ``per_layer_quantization``, ``axis`` and ``nonfinite``."""
+    code = scheme_code(formula, scheme)
+    nonfinite_policy(nonfinite)
+    return {"quantization_formula": formula, "quantization_bit": bits(bit),
+            "quantization_scheme": scheme, "per_layer_quantization": bool(per_layer),
+            "axis": integer("axis", axis), "nonfinite": nonfinite}, code
+
+
 def bits(value):
     """``quantization_bit`` as an int in [MIN_BITS, MAX_BITS]."""
     if isinstance(value, (bool, np.bool_)):
@@ -506,15 +517,22 @@ def _grid(shape, sizes):
     return tuple(-(-d // b) for d, b in zip(shape, sizes))
 
 
+def _other_than_channel_block(sizes, shape, axis):
+    """``(axis, the per-channel block of axis)`` when ``sizes`` gives another block grid
+    on ``shape`` than one block per channel of ``axis``, else None."""
+    axis = channel_axis(axis, len(shape), per_layer=False)
+    expected = per_channel_block(shape, axis)
+    return None if _grid(shape, sizes) == _grid(shape, expected) else (axis, expected)
+
+
 def block_size_with_axis(sizes, shape, axis, what):
     """A block size (``what``: "block_size", or the parameters' shape it was read from)
     given together with a channel ``axis`` must be that axis's per-channel block."""
-    axis = channel_axis(axis, len(shape), per_layer=False)
-    expected = per_channel_block(shape, axis)
-    if _grid(shape, sizes) != _grid(shape, expected):
+    other = _other_than_channel_block(sizes, shape, axis)
+    if other is not None:
         raise ValueError(f"{what} gives block size {tuple(sizes)} on the input of shape "
-                         f"{tuple(shape)}, not the per-channel block {expected} of axis "
-                         f"{axis}; leave out axis (or block_size)")
+                         f"{tuple(shape)}, not the per-channel block {other[1]} of axis "
+                         f"{other[0]}; leave out axis (or block_size)")
     return sizes
 
 
@@ -522,13 +540,11 @@ def observer_block_size(block_size_value, shape, per_layer, axis):
     """``min_max_observer``'s ``block_size`` checked against ``shape``; with
     ``per_layer_quantization=False`` it must be the per-channel block of ``axis``."""
     sizes = block_size(block_size_value, shape)
-    if not per_layer:
-        axis = channel_axis(axis, len(shape), per_layer=False)
-        expected = per_channel_block(shape, axis)
-        if _grid(shape, sizes) != _grid(shape, expected):
-            raise ValueError(f"block_size {sizes} on the input of shape {tuple(shape)} "
-                             f"disagrees with per_layer_quantization=False, axis={axis} "
-                             f"(block {expected}); pass one or the other")
+    other = None if per_layer else _other_than_channel_block(sizes, shape, axis)
+    if other is not None:
+        raise ValueError(f"block_size {sizes} on the input of shape {tuple(shape)} "
+                         f"disagrees with per_layer_quantization=False, axis={other[0]} "
+                         f"(block {other[1]}); pass one or the other")
     return sizes
 
 

@@ -267,14 +267,10 @@ class HistogramObserver:
         self.bins = _checks.bin_count(bins)
         self.method = _checks.method(method, _checks.OBSERVER_METHODS)
         self.percentile = _checks.percentile(percentile)
-        self._scheme = _checks.scheme_code(quantization_formula, quantization_scheme)
-        self.quantization_formula = quantization_formula
-        self.quantization_bit = _checks.bits(quantization_bit)
-        self.quantization_scheme = quantization_scheme
-        self.per_layer_quantization = bool(per_layer_quantization)
-        self.axis = _checks.integer("axis", axis)
-        _checks.nonfinite_policy(nonfinite)
-        self.nonfinite = nonfinite
+        settings, self._scheme = _checks.observer_class_settings(
+            quantization_formula, quantization_bit, quantization_scheme,
+            per_layer_quantization, axis, nonfinite)
+        vars(self).update(settings)
         self.start_bin = _checks.positive("start_bin", start_bin)
         self.stride = _checks.positive("stride", stride)
         self.block_size = _checks.block_size_setting(block_size)

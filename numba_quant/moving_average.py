@@ -140,18 +140,14 @@ class MovingAverageMinMaxObserver:
     def __init__(self, stop_update_after_iters=1, quantization_formula="google",
                  quantization_bit=8, quantization_scheme="symmetric", momentum=0.95, *,
                  per_layer_quantization=True, axis=0, nonfinite="raise"):
-        _checks.scheme_code(quantization_formula, quantization_scheme)
+        settings, _ = _checks.observer_class_settings(
+            quantization_formula, quantization_bit, quantization_scheme,
+            per_layer_quantization, axis, nonfinite)
         self.stop_update_after_iters = _checks.integer("stop_update_after_iters",
                                                        stop_update_after_iters)
-        self.quantization_formula = quantization_formula
-        self.quantization_bit = _checks.bits(quantization_bit)
-        self.quantization_scheme = quantization_scheme
+        vars(self).update(settings)
         _checks.momentum(momentum)  # checked here, used as float32 on each call
         self.momentum = float(momentum)
-        self.per_layer_quantization = bool(per_layer_quantization)
-        self.axis = _checks.integer("axis", axis)
-        _checks.nonfinite_policy(nonfinite)
-        self.nonfinite = nonfinite
         self.training = True
         self.reset()
 

@@ -206,14 +206,10 @@ class MinMaxObserver:
     def __init__(self, quantization_formula="google", quantization_bit=8,
                  quantization_scheme="symmetric", per_layer_quantization=True, *, axis=0,
                  nonfinite="raise", block_size=None):
-        _checks.scheme_code(quantization_formula, quantization_scheme)
-        self.quantization_formula = quantization_formula
-        self.quantization_bit = _checks.bits(quantization_bit)
-        self.quantization_scheme = quantization_scheme
-        self.per_layer_quantization = bool(per_layer_quantization)
-        self.axis = _checks.integer("axis", axis)
-        _checks.nonfinite_policy(nonfinite)
-        self.nonfinite = nonfinite
+        settings, _ = _checks.observer_class_settings(
+            quantization_formula, quantization_bit, quantization_scheme,
+            per_layer_quantization, axis, nonfinite)
+        vars(self).update(settings)
         self.block_size = _checks.block_size_setting(block_size)
 
     def __call__(self, x):

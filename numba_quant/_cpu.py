@@ -340,7 +340,10 @@ def code_params(scale, zero_point, dtype, scheme, bits, checked=True, like=None)
     interface.)"""
     scale = np.ascontiguousarray(scale, dtype)
     zero_point = np.ascontiguousarray(zero_point, dtype)
-    return kernels.code_params(scale, zero_point, scheme, bits)
+    divisor = np.empty_like(scale)
+    offset = np.empty_like(scale)
+    lowest, highest = kernels.code_params(scale, zero_point, scheme, bits, divisor, offset)
+    return divisor, offset, lowest, highest
 
 
 def quantize_map(x, params, axis, what, out):

@@ -212,20 +212,16 @@ reduce = {omit: _variant(_reduce_impl, True, OMIT=omit) for omit in (False, True
 
 def _map_impl(flat, out, divisor, offset, lowest, highest, pieces):
     """``out[i] = ref.map_value(flat[i], ...)`` in ``pieces`` tasks; ``WHAT`` (a
-    compile-time constant) is what to write.  The zero-divisor test is hoisted."""
+    compile-time constant) is what to write.  One loop: a second copy for a zero divisor
+    was no faster (float32, 2**14 to 1e7 values) and cost 0.1 s more compile."""
     n = flat.size
     step = (n + pieces - 1) // pieces
     for k in prange(pieces):
         start = _index(k * step)
         stop = _index(min(k * step + step, n))
-        if divisor == 0:
-            for i in range(start, stop):
-                out[i] = stored(ref.map_value(flat[i], divisor, offset, lowest, highest, WHAT),
-                                out)
-        else:
-            for i in range(start, stop):
-                out[i] = stored(ref.map_value(flat[i], divisor, offset, lowest, highest, WHAT),
-                                out)
+        for i in range(start, stop):
+            out[i] = stored(ref.map_value(flat[i], divisor, offset, lowest, highest, WHAT),
+                            out)
 
 
 # map_values[what][parallel], each compiled on first use.

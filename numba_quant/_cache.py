@@ -1,4 +1,5 @@
-"""Numba's on-disk cache, invalidated when any of the package's kernel sources changes.
+"""Numba's on-disk cache, invalidated when any of the package's kernel sources changes,
+and safe when several processes fill it at once.
 
 Numba keys a cached kernel on its own source file only.  numba_quant's kernels inline
 functions from other modules (the shared reference, the primitives, the tuning
@@ -9,6 +10,16 @@ defined in the package with the size and modification time of all its private mo
 (``numba_quant/_*.py``, where every kernel and everything they inline lives).  An
 installed package never changes, so its cache stays valid; a working copy recompiles
 after any edit to a private module.
+
+Numba names a new entry's data file after the lowest number its index does not use yet,
+and does not check on loading that a data file holds the signature asked for.  Two
+processes compiling two signatures of one kernel at the same moment (test workers, Dask
+workers on one machine, parallel jobs sharing a cache) can therefore pick the same file,
+and one signature's index entry then points at the other's machine code: called with
+its own arguments, that code fails to unbox them or, worse, reads them with the wrong
+layout.  The package's entries are written here under a random file name with their
+index key inside, and an entry whose key differs from the one asked for is treated as
+missing (compiled again).
 """
 import os
 
@@ -46,4 +57,46 @@ def _install():
     mixin.get_source_stamp = get_source_stamp
 
 
+def _is_package_entry(cache_file):
+    """Whether a cache file belongs to one of the package's functions (its source stamp
+    is the one :func:`_install`'s ``get_source_stamp`` gives them)."""
+    stamp = cache_file._source_stamp
+    return (type(stamp) is tuple and len(stamp) == 2 and bool(_STAMP)
+            and stamp[1] is _STAMP[0])
+
+
+_KEYED = "numba_quant keyed cache entry"
+
+
+def _install_keyed_entries():
+    cache_file = caching.IndexDataCacheFile
+    original_save, original_load = cache_file.save, cache_file.load
+    if getattr(original_save, "numba_quant", False):
+        return
+
+    def save(self, key, data):
+        if not _is_package_entry(self):
+            return original_save(self, key, data)
+        overloads = self._load_index()
+        name = overloads.get(key)
+        if name is None:
+            # A name no other process picks at the same moment.
+            name = self._data_name(int.from_bytes(os.urandom(6), "big"))
+            overloads[key] = name
+            self._save_index(overloads)
+        self._save_data(name, (_KEYED, key, data))
+
+    def load(self, key):
+        data = original_load(self, key)
+        if data is None or not _is_package_entry(self):
+            return data
+        if type(data) is tuple and len(data) == 3 and data[0] == _KEYED and data[1] == key:
+            return data[2]
+        return None  # another signature's code, or an entry without its key
+
+    save.numba_quant = True
+    cache_file.save, cache_file.load = save, load
+
+
 _install()
+_install_keyed_entries()

@@ -11,6 +11,7 @@ import operator
 import numpy as np
 
 from numba_quant import _codes as codes
+from numba_quant._blocks_plan import float_kind, grid_shape
 
 FORMULAS = ("google", "cambricon")
 SCHEMES = ("symmetric", "affine")
@@ -441,7 +442,6 @@ _FLOAT_KINDS = "float16, bfloat16 (ml_dtypes), float32 or float64"
 def _float_kind(value):
     """The float kind ("bfloat16", "float16", "float32", "float64") of a dtype-like
     ``value``, or None."""
-    from numba_quant._blocks_plan import float_kind
     try:
         return float_kind(np.dtype(value))
     except TypeError:
@@ -513,16 +513,13 @@ def per_channel_block(shape, axis):
     return tuple(1 if i == axis else d for i, d in enumerate(shape))
 
 
-def _grid(shape, sizes):
-    return tuple(-(-d // b) for d, b in zip(shape, sizes))
-
-
 def _other_than_channel_block(sizes, shape, axis):
     """``(axis, the per-channel block of axis)`` when ``sizes`` gives another block grid
     on ``shape`` than one block per channel of ``axis``, else None."""
     axis = channel_axis(axis, len(shape), per_layer=False)
     expected = per_channel_block(shape, axis)
-    return None if _grid(shape, sizes) == _grid(shape, expected) else (axis, expected)
+    same = grid_shape(shape, sizes) == grid_shape(shape, expected)
+    return None if same else (axis, expected)
 
 
 def block_size_with_axis(sizes, shape, axis, what):

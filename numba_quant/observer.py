@@ -2,6 +2,7 @@
 import numpy as np
 
 from numba_quant import _blockwise, _checks
+from numba_quant._blocks_plan import grid_shape
 from numba_quant._dispatch import backend, is_dask
 from numba_quant._minmax import raise_for_status
 
@@ -152,7 +153,7 @@ def _observe_into(out, x, scheme, bits, omit, per_layer, axis, block_size):
     data = ops.as_array(x)
     if block_size is not None:
         sizes = _checks.observer_block_size(block_size, data.shape, per_layer, axis)
-        shape = tuple(-(-n // b) for n, b in zip(data.shape, sizes))
+        shape = grid_shape(data.shape, sizes)
     else:
         axis = _checks.channel_axis(axis, data.ndim, per_layer)
         _checks.not_empty(data.shape, axis)

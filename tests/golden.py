@@ -25,6 +25,14 @@ class GoldenFile:
                 self._data = {k: f[k] for k in f.files}
         return self._data
 
+    def arrays(self, names):
+        """The arrays ``names`` (a dict name -> array), read alone unless :meth:`data`
+        has loaded them all already (which takes seconds for the OneFlow file)."""
+        if self._data is not None:
+            return {k: self._data[k] for k in names}
+        with np.load(self.path) as f:
+            return {k: f[k] for k in names}
+
 
 ONEFLOW = GoldenFile("oneflow_cases.npz")
 data = ONEFLOW.data

@@ -585,6 +585,26 @@ def _mse_estimates(centers, weights, bound, start_bin, stride, estimate, margin)
 
 
 @njit(cache=True)
+def mse_inputs(counts, edges, num_bits, unsigned):
+    """``(centers, weights, bound, lowest, sorted_from_zero)`` of :func:`mse_index`: the
+    float32 bin centres and counts, the code range ``[lowest, bound]``, and whether the
+    centres ascend from 0 (see :func:`_mse_score`)."""
+    n = counts.size
+    two = np.float32(2)
+    centers = np.empty(n, np.float32)
+    for k in range(n):
+        centers[k] = (edges[k] + edges[k + 1]) / two
+    weights = counts.astype(np.float32)
+    bound = np.float32(2.0 ** (num_bits - 1 + (1 if unsigned else 0)) - 1.0)
+    lowest = np.float32(0) if unsigned else -bound
+    sorted_from_zero = centers[0] >= 0
+    for k in range(1, n):
+        if centers[k] < centers[k - 1]:
+            sorted_from_zero = False
+    return centers, weights, bound, lowest, sorted_from_zero
+
+
+@njit(cache=True)
 def mse_index(counts, edges, num_bits, unsigned, start_bin, stride):
     """Index of the bin centre that minimises the histogram's quantization error.
 
@@ -601,17 +621,8 @@ def mse_index(counts, edges, num_bits, unsigned, start_bin, stride):
     n = counts.size
     if start_bin >= n:
         return -1
-    two = np.float32(2)
-    centers = np.empty(n, np.float32)
-    for k in range(n):
-        centers[k] = (edges[k] + edges[k + 1]) / two
-    weights = counts.astype(np.float32)
-    bound = np.float32(2.0 ** (num_bits - 1 + (1 if unsigned else 0)) - 1.0)
-    lowest = np.float32(0) if unsigned else -bound
-    sorted_from_zero = centers[0] >= 0
-    for k in range(1, n):
-        if centers[k] < centers[k - 1]:
-            sorted_from_zero = False
+    centers, weights, bound, lowest, sorted_from_zero = mse_inputs(counts, edges, num_bits,
+                                                                   unsigned)
     terms = np.empty(n, np.float64)
     count = (n - 1 - start_bin) // stride + 1
     estimate = np.empty(count, np.float64)

@@ -26,16 +26,8 @@ from numba_quant import _reference_select as select  # noqa: E402
 def every_candidate(counts, edges, num_bits, unsigned, start_bin, stride):
     """The first minimum of the exact scores of all candidates (no screening)."""
     n = counts.size
-    centers = np.empty(n, np.float32)
-    for k in range(n):
-        centers[k] = (edges[k] + edges[k + 1]) / np.float32(2)
-    weights = counts.astype(np.float32)
-    bound = np.float32(2.0 ** (num_bits - 1 + (1 if unsigned else 0)) - 1.0)
-    lowest = np.float32(0) if unsigned else -bound
-    ordered = centers[0] >= 0
-    for k in range(1, n):
-        if centers[k] < centers[k - 1]:
-            ordered = False
+    centers, weights, bound, lowest, ordered = select.mse_inputs(counts, edges, num_bits,
+                                                                 unsigned)
     terms = np.empty(n, np.float64)
     best = -1
     best_score = np.float32(np.inf)
@@ -49,10 +41,9 @@ def every_candidate(counts, edges, num_bits, unsigned, start_bin, stride):
 
 def applies(counts, edges, bits, unsigned, start, stride):
     """Whether the estimates apply (else every candidate is scored exactly anyway)."""
-    centers = ((edges[1:] + edges[:-1]) / np.float32(2)).astype(np.float32)
-    bound = np.float32(2.0 ** (bits - 1 + int(unsigned)) - 1)
+    centers, weights, bound, _, _ = select.mse_inputs(counts, edges, bits, unsigned)
     count = (counts.size - 1 - start) // stride + 1
-    return select._mse_estimates(centers, counts.astype(np.float32), bound, start, stride,
+    return select._mse_estimates(centers, weights, bound, start, stride,
                                  np.empty(count), np.empty(count))
 
 

@@ -55,6 +55,17 @@ def exact_score(c, i, levels, total, p, q):
     return select.pairwise_sum(p, 0, i)
 
 
+@njit(cache=True)
+def prepared(row):
+    """``(counts with bin 0 taking bin 1's, their total, two work arrays)``."""
+    c = row.copy()
+    c[0] = c[1]
+    total = np.int64(0)
+    for k in range(c.size):
+        total += c[k]
+    return c, total, np.empty(c.size), np.empty(c.size)
+
+
 @njit(cache=True, error_model="numpy")
 def every_candidate(row, levels, start_bin, stride):
     """``(modelopt's index, the index without NaN scores)`` from the exact scores of all
@@ -63,13 +74,7 @@ def every_candidate(row, levels, start_bin, stride):
     modelopt takes the last such candidate; the package skips them (a known difference,
     counted apart)."""
     n = row.size
-    c = row.copy()
-    c[0] = c[1]
-    total = np.int64(0)
-    for k in range(n):
-        total += c[k]
-    p = np.empty(n)
-    q = np.empty(n)
+    c, total, p, q = prepared(row)
     best = -1
     best_score = math.inf
     last_nan = -1
@@ -89,13 +94,7 @@ def every_candidate(row, levels, start_bin, stride):
 def same_exact(row, levels, start_bin, stride):
     """Whether the package's exact score equals this script's on a few candidates."""
     n = row.size
-    c = row.copy()
-    c[0] = c[1]
-    total = np.int64(0)
-    for k in range(n):
-        total += c[k]
-    p = np.empty(n)
-    q = np.empty(n)
+    c, total, p, q = prepared(row)
     for i in range(start_bin, n + 1, max(stride, (n - start_bin) // 7 + 1)):
         if np.sum(c[:i]) == 0:
             continue  # (0 / 0: the package never scores these exactly)

@@ -28,6 +28,9 @@ from numba import njit
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 from numba_quant import _reference_select as select  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from check_mse_screen import random_counts  # noqa: E402
+
 
 @njit(cache=True, error_model="numpy")  # (0 / 0 is NaN, as in numpy)
 def exact_score(c, i, levels, total, p, q):
@@ -107,25 +110,7 @@ def same_exact(row, levels, start_bin, stride):
 
 def draw(rng):
     bins = int(rng.choice([16, 64, 100, 256, 300, 1000, 1024, 2048]))
-    kind = rng.integers(0, 7)
-    x = np.arange(bins)
-    if kind == 0:
-        mean = rng.uniform(2, 2000) * np.exp(-(x / (bins * rng.uniform(0.05, 0.6))) ** 2)
-    elif kind == 1:
-        mean = rng.uniform(2, 2000) * np.exp(-x / (bins * rng.uniform(0.01, 0.5)))
-    elif kind == 2:
-        mean = np.full(bins, rng.uniform(0.5, 500))
-    elif kind == 3:
-        mean = np.zeros(bins)
-        mean[rng.integers(0, bins, 5)] = rng.uniform(1, 1e4, 5)
-    elif kind == 4:
-        mean = rng.uniform(0, 3, bins) * (rng.random(bins) < 0.2)
-    elif kind == 5:
-        mean = 1e7 * np.exp(-x / (bins * 0.1))  # large counts
-    else:  # an empty head: the first bins hold nothing
-        mean = rng.uniform(1, 100, bins) * (x > rng.integers(0, bins))
-    counts = rng.poisson(mean).astype(np.int64)
-    counts[rng.integers(0, bins)] += 1
+    counts = random_counts(rng, bins, rng.integers(0, 7))
     bits = int(rng.integers(2, 10))
     unsigned = bool(rng.integers(0, 2))
     start = int(rng.integers(1, bins + 1))

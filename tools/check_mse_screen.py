@@ -47,9 +47,10 @@ def applies(counts, edges, bits, unsigned, start, stride):
                                  np.empty(count), np.empty(count))
 
 
-def draw(rng):
-    bins = int(rng.choice([64, 100, 256, 1000, 1024, 2048]))
-    kind = rng.integers(0, 6)
+def random_counts(rng, bins, kind):
+    """Random histogram counts of one of seven shapes (``kind`` 0-6): half-normal,
+    exponential, uniform, five spikes, sparse, huge counts (beyond float32's 2**24), an
+    empty head (the first bins hold nothing); one count added at a random bin."""
     x = np.arange(bins)
     if kind == 0:
         mean = rng.uniform(2, 2000) * np.exp(-(x / (bins * rng.uniform(0.05, 0.6))) ** 2)
@@ -62,10 +63,18 @@ def draw(rng):
         mean[rng.integers(0, bins, 5)] = rng.uniform(1, 1e4, 5)
     elif kind == 4:
         mean = rng.uniform(0, 3, bins) * (rng.random(bins) < 0.2)
+    elif kind == 5:
+        mean = 1e7 * np.exp(-x / (bins * 0.1))
     else:
-        mean = 1e7 * np.exp(-x / (bins * 0.1))  # counts beyond float32's 2**24
+        mean = rng.uniform(1, 100, bins) * (x > rng.integers(0, bins))
     counts = rng.poisson(mean).astype(np.int64)
     counts[rng.integers(0, bins)] += 1
+    return counts
+
+
+def draw(rng):
+    bins = int(rng.choice([64, 100, 256, 1000, 1024, 2048]))
+    counts = random_counts(rng, bins, rng.integers(0, 6))
     top = 10.0 ** rng.uniform(-30, 10)
     if rng.random() < 0.5:  # the observer's power-of-two grid (exact float32 edges)
         width = np.float32(2.0 ** np.floor(np.log2(top / bins)))

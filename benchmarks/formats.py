@@ -30,8 +30,8 @@ import numba  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
 import numba_quant as nq  # noqa: E402
-from numba_quant._cpu import formats as K# noqa: E402
-from numba_quant._reference import formats as ref# noqa: E402
+from numba_quant._cpu import formats as K  # noqa: E402
+from numba_quant._reference import formats as ref  # noqa: E402
 from numba_quant._host.float_formats import by_name  # noqa: E402
 
 

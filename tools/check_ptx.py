@@ -38,11 +38,11 @@ _dispatcher.get_current_device = lambda: _fake_device
 
 from numba import cuda, types  # noqa: E402
 
-from numba_quant._cuda import kernels as K# noqa: E402  (registers the CUDA primitives)
-from numba_quant._cuda import hist as H# noqa: E402
-from numba_quant._cuda import blockwise as BW# noqa: E402
-from numba_quant._cuda import chunks as CH# noqa: E402
-from numba_quant._reference import integer as ref# noqa: E402
+from numba_quant._cuda import kernels as K  # noqa: E402  (registers the CUDA primitives)
+from numba_quant._cuda import hist as H  # noqa: E402
+from numba_quant._cuda import blockwise as BW  # noqa: E402
+from numba_quant._cuda import chunks as CH  # noqa: E402
+from numba_quant._reference import integer as ref  # noqa: E402
 
 i64, b1, f32 = types.int64, types.boolean, types.float32
 FLOATS = (types.float32, types.float64)

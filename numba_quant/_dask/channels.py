@@ -57,10 +57,10 @@ def _chunk_state(block, axis, omit):
     state[:, _LO], state[:, _HI] = np.inf, -np.inf
     if block.size:
         ops = backend(block)
-        data = ops.as_array(block)
-        lo, hi, status = ops.channel_minmax(data, axis, omit)
+        data = ops.channels.as_array(block)
+        lo, hi, status = ops.channels.channel_minmax(data, axis, omit)
         if status == codes.HAS_NONFINITE:  # "raise": only the count matters
-            state[0, _NONFINITE] = ops.count_nonfinite(data)
+            state[0, _NONFINITE] = ops.channels.count_nonfinite(data)
         else:
             state[:, _LO] = to_host(lo).reshape(-1)
             state[:, _HI] = to_host(hi).reshape(-1)
@@ -127,7 +127,7 @@ def settled_range(state, dtype, per_layer):
 
 def _finish_observe(state, dtype, per_layer, scheme, bits, like):
     """Scale and zero point (``(channels, 2)``, in ``like``'s array type) from states."""
-    from numba_quant._cpu import backend as _cpu
+    from numba_quant._cpu import channels as _cpu
     lo, hi = settled_range(state, dtype, per_layer)
     scale, zero_point = _cpu.qparams(lo, hi, scheme, bits)
     return backend(like).from_host(np.stack([scale, zero_point], axis=-1), like=like)

@@ -236,7 +236,7 @@ def _range(data, omit: bool):
     from numba_quant._dispatch.minmax import observe_minmax
     ops = backend(data)
     lo, hi = observe_minmax(ops, data, None, omit)
-    n_nonfinite = ops.count_nonfinite(data) if omit else 0
+    n_nonfinite = ops.channels.count_nonfinite(data) if omit else 0
     return float(to_host(lo)[0]), float(to_host(hi)[0]), n_nonfinite
 
 
@@ -251,7 +251,7 @@ def observe(name: str, array, observer, args) -> dict:
     scale, zero_point = observer(arg)
     scale = to_host(scale).reshape(-1)
     zero_point = to_host(zero_point).reshape(-1)
-    lo, hi, n_nonfinite = _range(backend(arg).as_array(arg), args.nonfinite == "omit")
+    lo, hi, n_nonfinite = _range(backend(arg).channels.as_array(arg), args.nonfinite == "omit")
     record = {
         "name": name,
         "shape": list(x.shape),

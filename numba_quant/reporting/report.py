@@ -252,7 +252,7 @@ def _render_for(rep, path):
 def _range(x, omit):
     """(lo, hi, nonfinite count) of a chunk; lo/hi None when no value is finite."""
     from numba_quant._host import codes as _codes
-    from numba_quant._cpu import backend as _cpu
+    from numba_quant._cpu import channels as _cpu
     lo, hi, status = _cpu.channel_minmax(x, None, False)
     nonfinite = 0
     if status == _codes.HAS_NONFINITE:
@@ -287,7 +287,7 @@ def _prepare(chunk, entry):
 
 
 def _apply(recipe, x, context, skip_nonfinite=False):
-    from numba_quant._cpu import backend as _cpu
+    from numba_quant._cpu import channels as _cpu
     from numba_quant._cpu import metrics as _cpu_metrics
     result = recipe.fake_quantize(x, context)
     clip = None

@@ -18,7 +18,7 @@ import numpy as np
 
 from numba_quant._host import checks as _checks
 from numba_quant._host import codes
-from numba_quant._dispatch import backend, is_dask, to_host
+from numba_quant._dispatch import backend, cpu, is_dask, to_host
 
 # Positions in a partial state's trailing axis.
 _LO, _HI, _NONFINITE = 0, 1, 2
@@ -127,9 +127,8 @@ def settled_range(state, dtype, per_layer):
 
 def _finish_observe(state, dtype, per_layer, scheme, bits, like):
     """Scale and zero point (``(channels, 2)``, in ``like``'s array type) from states."""
-    from numba_quant._cpu import channels as _cpu
     lo, hi = settled_range(state, dtype, per_layer)
-    scale, zero_point = _cpu.qparams(lo, hi, scheme, bits)
+    scale, zero_point = cpu().channels.qparams(lo, hi, scheme, bits)  # (on the host)
     return backend(like).from_host(np.stack([scale, zero_point], axis=-1), like=like)
 
 

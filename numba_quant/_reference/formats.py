@@ -117,13 +117,6 @@ def encode_with(u, src_mbits, src_ebits, p, saturate):
 
 
 @njit(cache=True)
-def encode_bits(u, src_mbits, src_ebits, fmt, saturate):
-    """The code of format ``fmt`` nearest to the float with bits ``u`` (see
-    :func:`encode_with`)."""
-    return encode_with(u, src_mbits, src_ebits, params(fmt), saturate)
-
-
-@njit(cache=True)
 def encode_p(v, p, saturate):
     """The code of the format with parameters ``p`` nearest to ``v`` (float32/float64)."""
     if mantissa_bits(v) == 24:

@@ -19,6 +19,7 @@ from numba import njit
 from numba.core.extending import overload
 
 from numba_quant._reference import blocks as rb
+from numba_quant._reference.blocks import split4
 from numba_quant._host import tuning as _tuning
 from numba_quant._cpu.threads import pool
 from numba_quant._cpu.kernels import _index, maximum, minimum
@@ -45,16 +46,6 @@ def _as_code_cpu(q, codes):
 
 
 @njit(cache=True, inline="always")
-def _split4(k, n1, n2, n3):
-    """C-order index ``k`` of a 4-D shape (., n1, n2, n3) as four indices."""
-    i3 = k % n3
-    t = k // n3
-    i2 = t % n2
-    t = t // n2
-    return t // n1, t % n1, i2, i3
-
-
-@njit(cache=True, inline="always")
 def _bounds(j, b, d):
     s = j * b
     return s, min(s + b, d)
@@ -71,7 +62,7 @@ def _grid(shape, block):
 def _block_box(k, shape, block, grid):
     """``(a0, e0, a1, e1, a2, e2, a3, e3)``: where block ``k`` (C order over ``grid``, from
     :func:`_grid`) starts and ends along each axis of ``shape``."""
-    j0, j1, j2, j3 = _split4(k, grid[0], grid[1], grid[2])
+    j0, j1, j2, j3 = split4(k, grid[0], grid[1], grid[2])
     a0, e0 = _bounds(j0, block[0], shape[0])
     a1, e1 = _bounds(j1, block[1], shape[1])
     a2, e2 = _bounds(j2, block[2], shape[2])

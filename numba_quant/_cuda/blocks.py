@@ -20,6 +20,7 @@ from numba import config, cuda
 from numba_quant._cuda import primitives  # noqa: F401  (registers the CUDA primitives first)
 from numba_quant._cuda import arrays
 from numba_quant._reference import blocks as rb
+from numba_quant._reference.blocks import split4
 from numba_quant._host import tuning as _tuning
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
@@ -48,16 +49,6 @@ if not SIMULATOR:
 
 
 @cuda.jit(device=True, inline=True)
-def _split4(k, n1, n2, n3):
-    """C-order index ``k`` of a 4-D shape (., n1, n2, n3) as four indices."""
-    i3 = k % n3
-    t = k // n3
-    i2 = t % n2
-    t = t // n2
-    return t // n1, t % n1, i2, i3
-
-
-@cuda.jit(device=True, inline=True)
 def _span(j, size, length):
     """Start and length, along an axis of ``length``, of block ``j`` of ``size`` (the
     last block of an axis may be shorter)."""
@@ -69,7 +60,7 @@ def _span(j, size, length):
 def _block_spans(k, shape, block, g1, g2, g3):
     """``(a0, w0, a1, w1, a2, w2, a3, w3)``: start and width along each axis of ``shape``
     of block ``k`` (C order over a grid of ``(., g1, g2, g3)`` blocks of ``block``)."""
-    j0, j1, j2, j3 = _split4(k, g1, g2, g3)
+    j0, j1, j2, j3 = split4(k, g1, g2, g3)
     a0, w0 = _span(j0, block[0], shape[0])
     a1, w1 = _span(j1, block[1], shape[1])
     a2, w2 = _span(j2, block[2], shape[2])
@@ -81,7 +72,7 @@ def _block_spans(k, shape, block, g1, g2, g3):
 def _element_and_block(k, shape, block):
     """Element ``k`` (C order) of a 4-D ``shape``: its four indices, then the four grid
     indices of its ``block``."""
-    i0, i1, i2, i3 = _split4(k, shape[1], shape[2], shape[3])
+    i0, i1, i2, i3 = split4(k, shape[1], shape[2], shape[3])
     return i0, i1, i2, i3, i0 // block[0], i1 // block[1], i2 // block[2], i3 // block[3]
 
 
@@ -98,7 +89,7 @@ def observe(x, xfmt, block, mapping, quant_min, quant_max, sym_zero_point, eps, 
     g0, g1, g2, g3 = scale.shape
     n = g0 * g1 * g2 * g3
     for k in range(cuda.blockIdx.x, n, cuda.gridDim.x):
-        j0, j1, j2, j3 = _split4(k, g1, g2, g3)   # (the parameters' indices, below)
+        j0, j1, j2, j3 = split4(k, g1, g2, g3)   # (the parameters' indices, below)
         a0, w0 = _span(j0, b0, d0)
         a1, w1 = _span(j1, b1, d1)
         a2, w2 = _span(j2, b2, d2)
@@ -107,7 +98,7 @@ def observe(x, xfmt, block, mapping, quant_min, quant_max, sym_zero_point, eps, 
         lo = np.float64(np.inf)
         hi = np.float64(-np.inf)
         for t in range(tid, count, nthreads):
-            i0, i1, i2, i3 = _split4(t, w1, w2, w3)
+            i0, i1, i2, i3 = split4(t, w1, w2, w3)
             v = np.float64(rb.load_value(x[a0 + i0, a1 + i1, a2 + i2, a3 + i3], xfmt))
             lo = rb.nan_min(lo, v)
             hi = rb.nan_max(hi, v)
@@ -143,7 +134,7 @@ def observe(x, xfmt, block, mapping, quant_min, quant_max, sym_zero_point, eps, 
             z = type(eps)(par_sh[1])
             recip = type(eps)(rb.reciprocal(s, sfmt))
             for t in range(tid, count, nthreads):
-                i0, i1, i2, i3 = _split4(t, w1, w2, w3)
+                i0, i1, i2, i3 = split4(t, w1, w2, w3)
                 v = type(eps)(rb.load_value(x[a0 + i0, a1 + i1, a2 + i2, a3 + i3], xfmt))
                 codes[a0 + i0, a1 + i1, a2 + i2, a3 + i3] = rb.code_of(
                     v, recip, z, quant_min, quant_max, pfmt)

@@ -24,7 +24,8 @@ from numba_quant._cuda import launch
 from numba_quant._reference import integer as ref
 from numba_quant._host import tuning as _tuning
 # The C-order index arithmetic of the block kernels.
-from numba_quant._cuda.blocks import _block_spans, _element_and_block, _split4
+from numba_quant._cuda.blocks import _block_spans, _element_and_block
+from numba_quant._reference.blocks import split4
 
 # Threads per block of the block reduction (shared arrays of this many float64 pairs).
 SHARED = 1024
@@ -48,7 +49,7 @@ def _block_range(x, k, block, omit, lo_sh, hi_sh):
     hi = np.float64(-np.inf)
     poisoned = False
     for t in range(tid, count, nthreads):
-        i0, i1, i2, i3 = _split4(t, w1, w2, w3)
+        i0, i1, i2, i3 = split4(t, w1, w2, w3)
         v = np.float64(x[a0 + i0, a1 + i1, a2 + i2, a3 + i3])
         if math.isfinite(v):
             lo = min(lo, v)

@@ -19,7 +19,8 @@ from numba_quant._cuda import launch
 from numba_quant._host import tuning as _tuning
 from numba_quant._reference import hist as hist_ref
 # the C-order index arithmetic of the block kernels
-from numba_quant._cuda.blocks import _block_spans, _split4
+from numba_quant._cuda.blocks import _block_spans
+from numba_quant._reference.blocks import split4
 
 # Bins of the shared-memory histogram (16 KiB of int32).
 SHARED_BINS = 4096
@@ -131,7 +132,7 @@ def histogram_blocks(x, block, grid, a, b, pieces, counts):
         t = piece * n // pieces + tid
         stop = (piece + 1) * n // pieces
         while t < stop:
-            i0, i1, i2, i3 = _split4(t, w1, w2, w3)
+            i0, i1, i2, i3 = split4(t, w1, w2, w3)
             _count(x[a0 + i0, a1 + i1, a2 + i2, a3 + i3], grid, a[k], b[k], bins, half,
                    in_shared, shared, counts, k)
             t += step

@@ -177,6 +177,21 @@ def _store_any(v, fmt, like):
     return None
 
 
+# --------------------------------------------------------------------------- indexing
+@njit(cache=True, inline="always")
+def split4(k, n1, n2, n3):
+    """C-order index ``k`` of a 4-D shape (., n1, n2, n3) as four indices.
+
+    Called by the CPU and the CUDA block kernels; on the GPU ``inline="always"`` becomes
+    a forced inline of the device function, as on the CPU.
+    """
+    i3 = k % n3
+    t = k // n3
+    i2 = t % n2
+    t = t // n2
+    return t // n1, t % n1, i2, i3
+
+
 # --------------------------------------------------------------------------- reductions
 @njit(cache=True)
 def nan_min(a, b):

@@ -7,40 +7,20 @@ work.  The arithmetic per slice and per element comes from :mod:`numba_quant._re
 from types import FunctionType
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
 from numba_quant._host import codes
 from numba_quant._reference import integer as ref
 from numba_quant._reference.primitives import stored
+from numba_quant._cpu.intrinsics import llvm_binary
 from numba_quant._cpu.signatures import Kernel as _Kernel
 from numba_quant._host.tuning import RUN_BLOCK, SHORT_ROW
-
-def _llvm_binary(name):
-    """An intrinsic calling LLVM's ``llvm.<name>`` on two floats of one type."""
-
-    @intrinsic
-    def call(typingctx, a, b):
-        if not (isinstance(a, types.Float) and a == b):
-            return None
-
-        def codegen(context, builder, signature, args):
-            fnty = ir.FunctionType(args[0].type, [args[0].type, args[1].type])
-            suffix = "f32" if a == types.float32 else "f64"
-            fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.{name}.{suffix}")
-            return builder.call(fn, args)
-
-        return a(a, b), codegen
-
-    return call
 
 
 # IEEE 754-2019 minimum/maximum: NaN-propagating, and unlike compare-and-select they
 # vectorise (Numba leaves float compares in a reduction scalar).
-minimum = _llvm_binary("minimum")
-maximum = _llvm_binary("maximum")
+minimum = llvm_binary("minimum", types.Float)
+maximum = llvm_binary("maximum", types.Float)
 
 
 @njit(cache=True, inline="always")

@@ -17,13 +17,12 @@ the same status; the values are then not used (as in the short-run reduction).
 from types import FunctionType
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, prange, types
-from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from numba_quant._host import codes
 from numba_quant._reference import integer as ref
+from numba_quant._cpu.intrinsics import llvm_binary
 from numba_quant._cpu.kernels import _fold, _fold_scalar, _index, _status
 from numba_quant._reference.primitives import stored
 from numba_quant._host.tuning import SHORT_ROW
@@ -55,27 +54,8 @@ def _variant(impl, parallel, **constants):
 
 # ---------------------------------------------------------------------------- integer keys
 
-def _llvm_integer_binary(name):
-    """An intrinsic calling LLVM's ``llvm.<name>`` on two integers of one type."""
-
-    @intrinsic
-    def call(typingctx, a, b):
-        if not (isinstance(a, types.Integer) and a == b):
-            return None
-
-        def codegen(context, builder, signature, args):
-            fnty = ir.FunctionType(args[0].type, [args[0].type, args[1].type])
-            fn = cgutils.get_or_insert_function(builder.module, fnty,
-                                                f"llvm.{name}.i{a.bitwidth}")
-            return builder.call(fn, args)
-
-        return a(a, b), codegen
-
-    return call
-
-
-_smin = _llvm_integer_binary("smin")
-_smax = _llvm_integer_binary("smax")
+_smin = llvm_binary("smin", types.Integer)
+_smax = llvm_binary("smax", types.Integer)
 
 
 @intrinsic

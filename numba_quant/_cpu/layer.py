@@ -18,10 +18,11 @@ from types import FunctionType
 
 import numpy as np
 from numba import njit, prange, types
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
 from numba_quant._host import codes
 from numba_quant._reference import integer as ref
+from numba_quant._reference.bits import float_from_bits, int_bits
 from numba_quant._cpu.intrinsics import llvm_binary
 from numba_quant._cpu.kernels import _fold, _fold_scalar, _index, _status
 from numba_quant._reference.primitives import stored
@@ -58,19 +59,6 @@ _smin = llvm_binary("smin", types.Integer)
 _smax = llvm_binary("smax", types.Integer)
 
 
-@intrinsic
-def _bits(typingctx, v):
-    """The bit pattern of a float as a signed integer of the same width."""
-    if v not in (types.float32, types.float64):
-        return None
-    int_type = types.int32 if v == types.float32 else types.int64
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(int_type))
-
-    return int_type(v), codegen
-
-
 def _key(bits):
     """Signed-integer key of a float's bits, ordered as the floats (``-0 < +0``; NaN
     beyond the infinities on its sign's side).  Its own inverse."""
@@ -84,30 +72,18 @@ def _key_cpu(bits):
     return lambda bits: bits ^ ((bits >> np.int64(63)) & np.int64(0x7FFFFFFFFFFFFFFF))
 
 
-@intrinsic
-def _float_from_bits(typingctx, bits):
-    """The float of the same width whose bit pattern is the integer ``bits``."""
-    if not isinstance(bits, types.Integer) or bits.bitwidth not in (32, 64):
-        return None
-    float_type = types.float32 if bits.bitwidth == 32 else types.float64
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(float_type))
-
-    return float_type(bits), codegen
-
-
 @njit(cache=True, inline="always")
 def _minmax(flat, start, stop):
     """``(min, max)`` of ``flat[start:stop]``, NaN-propagating as far as the status needs
     (see the module docstring)."""
     if stop - start >= SHORT_ROW:
-        lo = hi = _key(_bits(flat[start]))
+        lo = hi = _key(int_bits(flat[start]))
         for i in range(_index(start + 1), _index(stop)):
-            v = _key(_bits(flat[i]))
+            v = _key(int_bits(flat[i]))
             lo = _smin(lo, v)
             hi = _smax(hi, v)
-        return _float_from_bits(_key(lo)), _float_from_bits(_key(hi))
+        like = flat.dtype.type(0)
+        return float_from_bits(_key(lo), like), float_from_bits(_key(hi), like)
     a = flat.dtype.type(np.inf)  # as the general kernel folds short rows
     b = flat.dtype.type(-np.inf)
     for i in range(_index(start), _index(stop)):

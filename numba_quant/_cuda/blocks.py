@@ -15,7 +15,7 @@ The arithmetic is :mod:`numba_quant._reference.blocks`, as on the CPU.  Paramete
 small and go through the host (their checks run there anyway).
 """
 import numpy as np
-from numba import config, cuda
+from numba import cuda
 
 from numba_quant._cuda import primitives  # noqa: F401  (registers the CUDA primitives first)
 from numba_quant._cuda import arrays
@@ -23,29 +23,8 @@ from numba_quant._reference import blocks as rb
 from numba_quant._reference.blocks import split4
 from numba_quant._host import tuning as _tuning
 
-SIMULATOR = bool(config.ENABLE_CUDASIM)
 # Threads per block of the block reduction (shared arrays of this many float64 pairs).
 SHARED = 1024
-
-
-def _register_cuda_bit_casts():
-    from numba import types
-    from numba.core.extending import overload
-    from numba.cuda import libdevice
-
-    @overload(rb.f32_from_bits, target="cuda")
-    def _f32_from_bits(bits):
-        return lambda bits: libdevice.int_as_float(np.int32(bits))
-
-    @overload(rb.bits_from_f32, target="cuda")
-    def _bits_from_f32(v):
-        if v == types.float32:
-            return lambda v: np.uint32(libdevice.float_as_int(v))
-        return None
-
-
-if not SIMULATOR:
-    _register_cuda_bit_casts()
 
 
 @cuda.jit(device=True, inline=True)

@@ -27,7 +27,8 @@ from numba_quant._cuda import arrays
 from numba_quant._cuda import kernels
 from numba_quant._cuda import launch
 from numba_quant._host import tuning as _tuning
-from numba_quant._reference.primitives import float_from_bits, narrow
+from numba_quant._reference.bits import float_from_bits
+from numba_quant._reference.primitives import narrow
 
 
 # --------------------------------------------------------------------------- kernel

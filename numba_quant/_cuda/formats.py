@@ -9,7 +9,7 @@ per-thread maxima with one integer atomic max each on the float bits (magnitudes
 non-negative, so their bits order like the values, NaN above infinity).
 
 Imported only when a GPU array arrives; :mod:`numba_quant._cuda.primitives` registers
-the shared primitives, this module the bit casts.
+the shared primitives and the bit casts.
 """
 import numpy as np
 from numba import cuda
@@ -17,36 +17,9 @@ from numba import cuda
 from numba_quant._cuda import arrays
 from numba_quant._cuda import launch
 from numba_quant._cuda import primitives as _cuda_primitives  # noqa: F401  (CUDA primitives before any kernel)
-from numba_quant._reference import bits as _primitives_float
 from numba_quant._reference import formats as ref
 
 SIMULATOR = arrays.SIMULATOR
-
-
-def _register_cuda_bit_casts():
-    from numba import types
-    from numba.core.extending import overload
-    from numba.cuda import libdevice
-
-    @overload(_primitives_float.f32_bits, target="cuda")
-    def _f32_bits(v):
-        if v in (types.float32, types.float64):
-            return lambda v: np.int64(libdevice.float_as_int(np.float32(v))) & 0xFFFFFFFF
-        return None
-
-    @overload(_primitives_float.f64_bits, target="cuda")
-    def _f64_bits(v):
-        if v in (types.float32, types.float64):
-            return lambda v: np.int64(libdevice.double_as_longlong(np.float64(v)))
-        return None
-
-    @overload(_primitives_float.f32_from_bits, target="cuda")
-    def _f32_from_bits(u):
-        return lambda u: libdevice.int_as_float(np.int32(np.uint32(u & 0xFFFFFFFF)))
-
-
-if not SIMULATOR:
-    _register_cuda_bit_casts()
 
 
 # --------------------------------------------------------------------------- kernels

@@ -26,7 +26,8 @@ from numba import cuda, int64
 from numba_quant._host import codes
 from numba_quant._cuda import primitives as _cuda_primitives  # noqa: F401  (CUDA primitives before any kernel)
 from numba_quant._reference import integer as ref
-from numba_quant._reference.primitives import float_from_bits, narrow
+from numba_quant._reference.bits import float_from_bits
+from numba_quant._reference.primitives import narrow
 
 # Size of the shared-memory buffers of the block reductions: the most threads per block.
 SHARED = 1024

@@ -1,10 +1,12 @@
-"""Bit casts between floats and integers, with one meaning on every target.
+"""Bit casts between floats and integers, with one meaning on every target: the one home
+of every bit cast the kernels use.
 
-The element conversions of :mod:`numba_quant._reference.formats` work on the bit patterns
-of float32/float64 values computed in registers.  The CPU spells a bit cast as an LLVM
-``bitcast`` (registered here); the GPU as a libdevice call (registered by
-:mod:`numba_quant._cuda.formats` when the GPU path is first used).  The stubs also run as
-plain Python.
+The element conversions of :mod:`numba_quant._reference.formats`, the narrow formats of
+:mod:`numba_quant._reference.blocks` and the integer-key reductions of the CPU and CUDA
+kernels work on the bit patterns of float32/float64 values computed in registers.  The
+CPU spells a bit cast as an LLVM ``bitcast`` (registered here); the GPU as a libdevice
+call (registered by :mod:`numba_quant._cuda.primitives`, which every CUDA kernel module
+imports first).  The stubs also run as plain Python (the CUDA simulator calls them so).
 """
 import numpy as np
 from numba import types
@@ -28,6 +30,25 @@ def f32_from_bits(u):
     return np.array(u & 0xFFFFFFFF, np.uint32).view(np.float32)[()]
 
 
+def bits_from_f32(v):
+    """The bit pattern of the float32 ``v`` as a uint32 (32-bit lanes where the callers
+    vectorise, where :func:`f32_bits`'s int64 would halve them)."""
+    return np.array(v, np.float32).view(np.uint32)[()]
+
+
+def int_bits(v):
+    """The bit pattern of a float32/float64 ``v`` as a signed integer of the same width
+    (int32/int64)."""
+    dtype = np.asarray(v).dtype
+    return np.array(v, dtype).view(np.int32 if dtype.itemsize == 4 else np.int64)[()]
+
+
+def float_from_bits(bits, like):
+    """The float of ``like``'s type (float32 or float64) whose bit pattern is ``bits``."""
+    dtype = np.asarray(like).dtype
+    return np.array(bits, dtype=np.int32 if dtype.itemsize == 4 else np.int64).view(dtype)[()]
+
+
 def bitcast(source, target):
     """An intrinsic reinterpreting the bits of a ``source`` value (a Numba type) as
     ``target`` (of the same width), for the CPU."""
@@ -48,6 +69,8 @@ def bitcast(source, target):
 _bitcast_f32_i32 = bitcast(types.float32, types.int32)
 _bitcast_f64_i64 = bitcast(types.float64, types.int64)
 _bitcast_i32_f32 = bitcast(types.int32, types.float32)
+_bitcast_i64_f64 = bitcast(types.int64, types.float64)
+_bitcast_f32_u32 = bitcast(types.float32, types.uint32)
 
 
 @overload(f32_bits, target="cpu")
@@ -63,3 +86,26 @@ def _f64_bits_cpu(v):
 @overload(f32_from_bits, target="cpu")
 def _f32_from_bits_cpu(u):
     return lambda u: _bitcast_i32_f32(np.int32(np.uint32(u & 0xFFFFFFFF)))
+
+
+@overload(bits_from_f32, target="cpu")
+def _bits_from_f32_cpu(v):
+    return lambda v: _bitcast_f32_u32(np.float32(v))
+
+
+@overload(int_bits, target="cpu")
+def _int_bits_cpu(v):
+    if v == types.float32:
+        return lambda v: _bitcast_f32_i32(v)
+    if v == types.float64:
+        return lambda v: _bitcast_f64_i64(v)
+    return None
+
+
+@overload(float_from_bits, target="cpu")
+def _float_from_bits_cpu(bits, like):
+    if like == types.float32:
+        return lambda bits, like: _bitcast_i32_f32(np.int32(bits))
+    if like == types.float64:
+        return lambda bits, like: _bitcast_i64_f64(np.int64(bits))
+    return None

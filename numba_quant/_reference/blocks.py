@@ -28,32 +28,7 @@ from numba_quant._host.blocks_plan import (  # noqa: F401  (the kernels read the
     SYMMETRIC_NO_CLIPPING_ERR,
 )
 from numba_quant._reference.primitives import rint
-from numba_quant._reference.bits import bitcast
-
-
-# --------------------------------------------------------------------------- bit casts
-def f32_from_bits(bits):
-    """The float32 whose bit pattern is the uint32 ``bits`` (a stub; compiled versions below)."""
-    return np.array(bits, np.uint32).view(np.float32)[()]
-
-
-def bits_from_f32(v):
-    """The uint32 bit pattern of the float32 ``v`` (a stub; compiled versions below)."""
-    return np.array(v, np.float32).view(np.uint32)[()]
-
-
-_bitcast_u32_f32 = bitcast(types.uint32, types.float32)
-_bitcast_f32_u32 = bitcast(types.float32, types.uint32)
-
-
-@overload(f32_from_bits, target="cpu")
-def _f32_from_bits_cpu(bits):
-    return lambda bits: _bitcast_u32_f32(np.uint32(bits))
-
-
-@overload(bits_from_f32, target="cpu")
-def _bits_from_f32_cpu(v):
-    return lambda v: _bitcast_f32_u32(np.float32(v))
+from numba_quant._reference.bits import bits_from_f32, f32_from_bits
 
 
 # --------------------------------------------------------------------------- formats

@@ -8,12 +8,12 @@ operations need a different spelling on each target:
   ``math.trunc`` returns integers (which overflow and cannot hold NaN);
 * a GPU contracts ``a * b + c`` into one fused multiply-add, whose single rounding gives
   different bits from the CPU's two roundings;
-* reading an integer's bits as a float is a libdevice call on the GPU, and GPU kernels
-  keep 32-bit keys 32-bit only with an explicit cast (numba widens integer arithmetic to
-  64 bits); only GPU kernels use these two (the CPU reductions compare floats directly).
+* GPU kernels keep 32-bit keys 32-bit only with an explicit cast (numba widens integer
+  arithmetic to 64 bits); only GPU kernels use it.  (Bit casts are in
+  :mod:`numba_quant._reference.bits`.)
 
 Each function below is a plain Python stub (so it also works when called from Python).
-This module registers the CPU implementations; :mod:`numba_quant._cuda.channels` registers the
+This module registers the CPU implementations; :mod:`numba_quant._cuda.primitives` registers the
 CUDA ones (libdevice) when the GPU path is first used.
 """
 import numpy as np
@@ -52,12 +52,6 @@ def _trunc_cpu(v):
 def _mul_rn_cpu(a, b):
     # The CPU kernels are compiled without fastmath, so LLVM never contracts.
     return lambda a, b: a * b
-
-
-def float_from_bits(bits, like):
-    """The float of ``like``'s type (float32 or float64) whose bit pattern is ``bits``."""
-    dtype = np.asarray(like).dtype
-    return np.array(bits, dtype=np.int32 if dtype.itemsize == 4 else np.int64).view(dtype)[()]
 
 
 def narrow(v, like):

@@ -100,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "weights, the default without files) or 'minilm' (real "
                         "all-MiniLM-L6-v2 weights; needs the 'examples' extra)")
     p.add_argument("--recipes", default=None, metavar="LIST",
-                   help="comma-separated recipes to compare (default: all built-in ones "
-                        "available here; 'all' also means that); see --list-recipes")
+                   help="comma-separated recipes to compare (default: all built-in ones; "
+                        "'all' also means that); see --list-recipes")
     p.add_argument("--list-recipes", action="store_true",
                    help="list the recipes and exit")
     p.add_argument("--include", action="append", default=None, metavar="PATTERN",
@@ -381,8 +381,6 @@ def _list_recipes(out) -> int:
     from numba_quant.reporting import recipes
     for name in recipes.available_recipes():
         print(f"{name:12s} {recipes.get_recipe(name).description}", file=out)
-    for name, reason in recipes.unavailable_recipes().items():
-        print(f"{name:12s} (not available: {reason})", file=out)
     print("also any OneFlow setting: int<bits>[-affine][-layer|-axis<k>], "
           "cambricon<bits>[-layer|-axis<k>] (e.g. int4-affine, cambricon8-layer)", file=out)
     return 0

@@ -22,10 +22,9 @@ and every setting of OneFlow's observers by name: ``int<bits>[-affine][-layer]``
 formula) and ``cambricon<bits>[-layer]`` (power-of-two steps), e.g. ``int4``,
 ``int6-affine-layer``, ``cambricon8``; ``-axis<k>`` picks a channel axis other than 0.
 
-Offered when the float-format functions of numba_quant are present (``to_float8``,
-``to_mx``, ``to_nvfp4``): ``fp8`` (E4M3, one scale per output channel), ``mxfp8``,
+and the float formats: ``fp8`` (E4M3, one scale per output channel), ``mxfp8``,
 ``mxfp4`` (OCP microscaling, blocks of 32) and ``nvfp4`` (blocks of 16 with FP8 scales).
-:func:`available_recipes` lists what this installation offers.
+:func:`available_recipes` lists them all.
 
 How tensors are seen: a tensor of two or more dimensions is viewed as a matrix of
 ``shape[0]`` rows (output channels) by the product of the other dimensions, the layout of
@@ -41,7 +40,6 @@ shifts and E8M0/E4M3 block scales as one byte each.
 """
 from __future__ import annotations
 
-import inspect
 import re
 from dataclasses import dataclass, field
 from typing import Callable
@@ -49,7 +47,7 @@ from typing import Callable
 import numpy as np
 
 __all__ = ["ClipSteps", "Recipe", "TensorContext", "available_recipes", "default_recipes",
-           "get_recipe", "oneflow_recipe", "register", "unavailable_recipes"]
+           "get_recipe", "oneflow_recipe", "register"]
 
 
 @dataclass(frozen=True)
@@ -113,10 +111,8 @@ class ClipSteps:
 
 
 _REGISTRY: dict = {}
-# Recipes that need functions not present in this installation: name -> what is missing.
-_UNAVAILABLE: dict = {}
 
-#: The recipes a report runs when none are named, in this order (those available).
+#: The recipes a report runs when none are named, in this order.
 DEFAULT_RECIPES = ("int8", "int8-layer", "int4-g128", "fp8", "mxfp8", "mxfp4", "nvfp4")
 
 
@@ -127,7 +123,6 @@ def register(recipe: Recipe, *, replace: bool = False) -> Recipe:
     if recipe.name in _REGISTRY and not replace:
         raise ValueError(f"a recipe named {recipe.name!r} is already registered")
     _REGISTRY[recipe.name] = recipe
-    _UNAVAILABLE.pop(recipe.name, None)
     return recipe
 
 
@@ -140,20 +135,12 @@ def available_recipes() -> list:
     >>> available_recipes()[:3]
     ['int8', 'int8-layer', 'int4-g128']
     """
-    _check_formats()
     return list(_REGISTRY)
 
 
-def unavailable_recipes() -> dict:
-    """Built-in recipes this installation cannot run: name -> the reason."""
-    _check_formats()
-    return dict(_UNAVAILABLE)
-
-
 def default_recipes() -> list:
-    """The recipes a report runs by default: :data:`DEFAULT_RECIPES` that are available."""
-    _check_formats()
-    return [name for name in DEFAULT_RECIPES if name in _REGISTRY]
+    """The recipes a report runs by default: :data:`DEFAULT_RECIPES`."""
+    return list(DEFAULT_RECIPES)
 
 
 _ONEFLOW_NAME = re.compile(r"^(int|cambricon)(\d+)(-affine)?(-layer|-axis(-?\d+))?$")
@@ -165,7 +152,7 @@ def get_recipe(name) -> Recipe:
     Raises
     ------
     ValueError
-        Unknown name (the message lists the available ones and why others are not).
+        Unknown name (the message lists the available ones).
 
     Examples
     --------
@@ -175,7 +162,6 @@ def get_recipe(name) -> Recipe:
     """
     if isinstance(name, Recipe):
         return name
-    _check_formats()
     if name in _REGISTRY:
         return _REGISTRY[name]
     match = _ONEFLOW_NAME.match(name) if isinstance(name, str) else None
@@ -190,8 +176,6 @@ def get_recipe(name) -> Recipe:
     text = f"unknown recipe {name!r}; available: {', '.join(_REGISTRY)}"
     text += ", and any OneFlow setting int<bits>[-affine][-layer|-axis<k>] or " \
             "cambricon<bits>[-layer|-axis<k>]"
-    if name in _UNAVAILABLE:
-        text = f"recipe {name!r} is not available here: {_UNAVAILABLE[name]}"
     raise ValueError(text)
 
 
@@ -335,23 +319,6 @@ register(_groupwise_recipe("int4-g128", 4, 128))
 
 
 # ------------------------------------------------------------------ float formats
-# Registered only where numba_quant has the float-format functions; their calls follow
-# the documented signatures, checked with inspect before a recipe is offered.
-
-def _missing(function_names, calls):
-    """Why the float-format recipes cannot run here, or None when they can."""
-    import numba_quant
-    for fname in function_names:
-        fn = getattr(numba_quant, fname, None)
-        if fn is None:
-            return f"needs numba_quant.{fname}, not in this version"
-        args, kwargs = calls.get(fname, ((), {}))
-        try:
-            inspect.signature(fn).bind(*args, **kwargs)
-        except (TypeError, ValueError) as exc:
-            return f"numba_quant.{fname} has another signature ({exc})"
-    return None
-
 
 # A value is clipped when, scaled into the element range, it lies more than half a step
 # beyond the largest element (448, 57344, 6): rounding alone would not bring it there.
@@ -460,40 +427,7 @@ def _nvfp4_recipe():
                             "parameter": "e4m3 block scale and float32 tensor scale"})
 
 
-def _register_float_formats():
-    sample = np.zeros((1, 32), np.float32)
-    wanted = {
-        "fp8": (("to_float8", "from_float8"), {
-            "to_float8": ((sample, "float8_e4m3fn"),
-                          {"per_layer_quantization": False, "axis": 0}),
-            "from_float8": ((sample, sample, "float8_e4m3fn"), {"axis": 0})},
-            _fp8_recipe),
-        "mxfp8": (("to_mx", "from_mx"), {
-            "to_mx": ((sample, "float8_e4m3fn", 32), {}),
-            "from_mx": ((sample, sample, "float8_e4m3fn", 32), {})},
-            lambda: _mx_recipe("mxfp8", "float8_e4m3fn")),
-        "mxfp4": (("to_mx", "from_mx"), {
-            "to_mx": ((sample, "float4_e2m1fn", 32), {}),
-            "from_mx": ((sample, sample, "float4_e2m1fn", 32), {})},
-            lambda: _mx_recipe("mxfp4", "float4_e2m1fn")),
-        "nvfp4": (("to_nvfp4", "from_nvfp4"), {
-            "to_nvfp4": ((sample, 1.0), {}),
-            "from_nvfp4": ((sample, sample, 1.0), {})},
-            _nvfp4_recipe),
-    }
-    for name, (functions, calls, make) in wanted.items():
-        reason = _missing(functions, calls)
-        if reason is None:
-            register(make())
-        else:
-            _UNAVAILABLE[name] = reason
-
-
-_formats_checked = []
-
-
-def _check_formats():
-    """Register the float-format recipes once numba_quant is fully imported."""
-    if not _formats_checked:
-        _formats_checked.append(True)
-        _register_float_formats()
+register(_fp8_recipe())
+register(_mx_recipe("mxfp8", "float8_e4m3fn"))
+register(_mx_recipe("mxfp4", "float4_e2m1fn"))
+register(_nvfp4_recipe())

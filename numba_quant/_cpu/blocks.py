@@ -106,8 +106,6 @@ def _quantize_block(x, off, st, xfmt, codes, coff, cst, a0, e0, a1, e1, a2, e2, 
     s0, s1, s2, s3 = st
     c0, c1, c2, c3 = cst
     nan = 0
-    lowest = type(z)(quant_min)
-    highest = type(z)(quant_max)
     finite = recip - recip == 0
     runs = s3 == 1 and c3 == 1
     for i0 in range(a0, e0):
@@ -121,20 +119,20 @@ def _quantize_block(x, off, st, xfmt, codes, coff, cst, a0, e0, a1, e1, a2, e2, 
                     for i in range(_index(a3), _index(e3)):
                         v = rb.load(x[bx + i], xfmt)
                         nan += v != v
-                        codes[bc + i] = _as_code(rb.code_of_native(v, recip, z, lowest, highest),
-                                                 codes)
+                        codes[bc + i] = _as_code(
+                            rb.code_of(v, recip, z, quant_min, quant_max, rb.NATIVE, True), codes)
                 elif runs and finite and pfmt == rb.BF16:
                     for i in range(_index(a3), _index(e3)):
                         v = rb.load(x[bx + i], xfmt)
                         nan += v != v
-                        codes[bc + i] = _as_code(rb.code_of_bf16(v, recip, z, lowest, highest),
-                                                 codes)
+                        codes[bc + i] = _as_code(
+                            rb.code_of(v, recip, z, quant_min, quant_max, rb.BF16, True), codes)
                 else:
                     for i3 in range(a3, e3):
                         v = rb.load(x[_index(base + i3 * s3)], xfmt)
                         nan += v != v
                         codes[_index(cbase + i3 * c3)] = _as_code(
-                            rb.code_of(v, recip, z, quant_min, quant_max, pfmt), codes)
+                            rb.code_of(v, recip, z, quant_min, quant_max, pfmt, False), codes)
     return nan
 
 

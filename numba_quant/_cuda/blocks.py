@@ -116,7 +116,7 @@ def observe(x, xfmt, block, mapping, quant_min, quant_max, sym_zero_point, eps, 
                 i0, i1, i2, i3 = split4(t, w1, w2, w3)
                 v = type(eps)(rb.load_value(x[a0 + i0, a1 + i1, a2 + i2, a3 + i3], xfmt))
                 codes[a0 + i0, a1 + i1, a2 + i2, a3 + i3] = rb.code_of(
-                    v, recip, z, quant_min, quant_max, pfmt)
+                    v, recip, z, quant_min, quant_max, pfmt, False)
         cuda.syncthreads()
 
 
@@ -131,7 +131,7 @@ def quantize(x, xfmt, block, scale, sfmt, zero_point, quant_min, quant_max, pfmt
         v = type(s)(rb.load_value(x[i0, i1, i2, i3], xfmt))
         if v != v:
             cuda.atomic.add(nan, 0, 1)
-        codes[i0, i1, i2, i3] = rb.code_of(v, recip, z, quant_min, quant_max, pfmt)
+        codes[i0, i1, i2, i3] = rb.code_of(v, recip, z, quant_min, quant_max, pfmt, False)
 
 
 @cuda.jit

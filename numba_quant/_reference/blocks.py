@@ -220,38 +220,29 @@ def reciprocal(scale, sfmt):
     return round_to(type(scale)(1) / scale, sfmt)
 
 
-@njit(cache=True)
-def code_of(v, recip, zp, quant_min, quant_max, pfmt):
+@njit(cache=True, inline="always")
+def code_of(v, recip, zp, quant_min, quant_max, pfmt, finite_recip):
     """The code of ``v``: ``clamp(rint(v * recip) + zp, quant_min, quant_max)`` in format pfmt.
 
     ``v * (1/scale)`` is a multiply, not a division, and may overflow to ±inf (then it
     clamps).  NaN input gives ``quant_min`` (the callers count NaN and raise); a zero input
-    times an infinite reciprocal gives the zero point.
+    times an infinite reciprocal gives the zero point.  ``finite_recip=True`` promises a
+    finite ``recip`` and so drops that last test.
+
+    Compares and selects only, no early return: called in a loop with ``pfmt`` and
+    ``finite_recip`` constants (the CPU kernels do so on contiguous runs, for NATIVE and
+    BF16), the format rounding folds away (NATIVE) or into bit operations (BF16) and the
+    loop vectorises.
     """
     p = round_to(v * recip, pfmt)
-    if p != p:
-        return zp if v == 0 else type(p)(quant_min)
     q = round_to(rint(p) + zp, pfmt)
     lo = type(q)(quant_min)
     hi = type(q)(quant_max)
-    return lo if q < lo else (hi if q > hi else q)
-
-
-@njit(cache=True, inline="always")
-def code_of_native(v, recip, zp, lowest, highest):
-    """:func:`code_of` for a product in the compute type and a finite reciprocal, on
-    finite ``v`` (NaN gives an unspecified code; the callers count NaN and raise)."""
-    q = rint(v * recip) + zp
-    q = q if q > lowest else lowest
-    return q if q < highest else highest
-
-
-@njit(cache=True, inline="always")
-def code_of_bf16(v, recip, zp, lowest, highest):
-    """:func:`code_of` for a bfloat16 product and a finite reciprocal, on finite ``v``."""
-    q = round_bf16(rint(round_bf16(v * recip)) + zp)
-    q = q if q > lowest else lowest
-    return q if q < highest else highest
+    code = q if q > lo else lo  # a NaN product gives quant_min
+    code = code if code < hi else hi
+    if finite_recip:
+        return code
+    return zp if (p != p) & (v == 0) else code
 
 
 @njit(cache=True)

@@ -26,8 +26,9 @@ import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
 import numba_quant as nq  # noqa: E402
-from numba_quant._cpu import backend as _cpu  # noqa: E402
+from numba_quant._cpu import channels as _cpu  # noqa: E402
 from numba_quant._cpu import kernels  # noqa: E402
+from numba_quant._cpu import threads as cpu_threads  # noqa: E402
 from numba_quant._host.layout import channel_view  # noqa: E402
 from timing import bandwidth_probe, copy_probe, time_one  # noqa: E402
 
@@ -59,7 +60,7 @@ def main():
     if "rows" in args.only:
         x = data.reshape(n // 4, 4)
         x3 = channel_view(x, 0)
-        parallel, most = _cpu._tasks(x3)
+        parallel, most = cpu_threads.tasks(x3)
         assert _cpu._short_runs(x3, False) and parallel
         c = x3.shape[1]
         lo = -np.abs(data[:c])  # per-channel (min, max) for the formulas alone

@@ -7,7 +7,11 @@ import numpy as np
 from numba_quant._host import checks as _checks
 from numba_quant._host import codes
 from numba_quant._host import tuning as _tuning
-from numba_quant._dispatch import backend, is_dask, to_host
+from numba_quant._dispatch import backend, cpu, is_dask, to_host
+from numba_quant._dispatch import blockwise as _blockwise
+from numba_quant._dispatch import hist as _hist_backend
+from numba_quant._dispatch.minmax import observe_minmax
+from numba_quant._host import blocks_plan as plan
 
 # Scores within this relative distance of the best fast entropy score are recomputed
 # exactly (the fast and exact scores differ by rounding only: about 1e-13).
@@ -94,28 +98,13 @@ def compute_amax(hist, edges, method, *, percentile=99.99, num_bits=8, unsigned=
 
 
 def _select(method, counts, edges32, fraction, bits, unsigned, start_bin, stride):
-    """Each row's chosen index (see :func:`numba_quant._cpu.hist.select_rows`)."""
-    from numba_quant._cpu import hist as _cpu_hist
-    code = {"percentile": _cpu_hist.PERCENTILE, "entropy": _cpu_hist.ENTROPY,
-            "mse": _cpu_hist.MSE}[method]
-    rows = counts.shape[0]
-    index = np.empty(rows, np.int64)
-    args = (code, counts, edges32, fraction, _quantized_levels(bits, unsigned), bits,
-            bool(unsigned), start_bin, stride, _ENTROPY_TOLERANCE)
-    threads = _selection_threads(rows, counts.shape[1], method)
-    if threads == 1:
-        _cpu_hist.select_rows(*args, 0, rows, index)
-        return index
-    from numba_quant._cpu.blocks import _pool
-    bounds = [rows * k // threads for k in range(threads + 1)]
-    # the package's kept thread pool (no threads started per call); this thread takes
-    # the first share itself
-    jobs = [_pool(threads).submit(_cpu_hist.select_rows, *args, bounds[k], bounds[k + 1],
-                                  index) for k in range(1, threads)]
-    _cpu_hist.select_rows(*args, bounds[0], bounds[1], index)
-    for job in jobs:
-        job.result()
-    return index
+    """Each row's chosen index (see :func:`numba_quant._cpu.hist.select_rows`), on the
+    host, where the histograms are."""
+    hist = cpu().hist
+    code = {"percentile": hist.PERCENTILE, "entropy": hist.ENTROPY, "mse": hist.MSE}[method]
+    return hist.select(code, counts, edges32, fraction, _quantized_levels(bits, unsigned),
+                       bits, unsigned, start_bin, stride, _ENTROPY_TOLERANCE,
+                       _selection_threads(counts.shape[0], counts.shape[1], method))
 
 
 def _selection_threads(rows, bins, method):
@@ -161,7 +150,7 @@ def exact_amax_percentile(x, percentile=99.99, *, per_layer_quantization=True, a
     """
     p = _checks.percentile(percentile)
     ops = backend(x)
-    data = to_host(ops.as_array(x))
+    data = to_host(ops.channels.as_array(x))
     axis = _checks.channel_axis(axis, data.ndim, per_layer_quantization)
     _checks.not_empty(data.shape, axis)
     if not np.all(np.isfinite(data)):
@@ -314,7 +303,7 @@ class HistogramObserver:
         from numba_quant._reference import hist as hist_ref
         omit = _checks.nonfinite_policy(self.nonfinite)
         ops = backend(x)
-        data = ops.as_array(x)
+        data = ops.channels.as_array(x)
         lo, hi, histogram, pair, grid = self._slices(ops, data, omit)
         lo = np.asarray(to_host(lo)).reshape(-1)
         hi = np.asarray(to_host(hi)).reshape(-1)
@@ -351,10 +340,6 @@ class HistogramObserver:
         function ``histogram(grid, a, b)`` that counts them, a function
         ``pair(factor, lo, hi)`` that counts them on both grids (power-of-two, linear),
         and the block grid (None without ``block_size``)."""
-        from numba_quant._dispatch import blockwise as _blockwise
-        from numba_quant._host import blocks_plan as plan
-        from numba_quant._dispatch import hist as _hist_backend
-        from numba_quant._dispatch.minmax import observe_minmax
         grid = None
         if self.block_size is None:
             axis = _checks.channel_axis(self.axis, data.ndim, self.per_layer_quantization)
@@ -579,12 +564,8 @@ def _histc_bounds(lo, hi):
 
 def _widened(counts, exponent, target):
     """``counts`` (rows at ``exponent``) moved onto the grids of exponents ``target``."""
-    from numba_quant._cpu import hist as _cpu_hist
-    from numba_quant._reference.hist import ZERO_EXPONENT
-    steps = np.where(exponent == ZERO_EXPONENT, 64, target - exponent).astype(np.int64)
+    steps = np.where(exponent == codes.ZERO_EXPONENT, 64, target - exponent).astype(np.int64)
     if not np.any(steps):
         return counts
-    out = np.zeros_like(counts)
-    _cpu_hist.widen_rows(counts, np.minimum(steps, 64), out)
-    return out
+    return cpu().hist.widen(counts, np.minimum(steps, 64))
 

@@ -28,7 +28,7 @@ from numba_quant._dask.blocks import (
     map_aligned,
     on_grid,
 )
-from numba_quant._dispatch import backend, is_dask, to_host
+from numba_quant._dispatch import backend, cpu, is_dask, to_host
 
 
 def _dtypes(result):
@@ -103,8 +103,7 @@ def _raise_nonfinite(state, propagate):
 
 # --------------------------------------------------------------------------- FP8
 def _fp8_scales(state, fp8_max, propagate):
-    from numba_quant._cpu import formats as _cpu_float
-    return _cpu_float.fp8_scales(_raise_nonfinite(state, propagate), fp8_max)
+    return cpu().formats.fp8_scales(_raise_nonfinite(state, propagate), fp8_max)
 
 
 def _to_device(values, like):

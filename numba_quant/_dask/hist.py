@@ -27,7 +27,7 @@ def _chunk_counts(block, a, b, axis, grid, bins):
     if not block.size:
         return np.zeros(keep + [bins], np.int64)
     ops = backend(block)
-    counts = channel_histogram(ops, ops.as_array(block), axis, grid, a.reshape(-1),
+    counts = channel_histogram(ops, ops.channels.as_array(block), axis, grid, a.reshape(-1),
                                b.reshape(-1), bins)
     return np.asarray(counts).reshape(channels, bins).reshape(keep + [bins])
 

@@ -68,6 +68,14 @@ def nonfinite_policy(value):
     return _choice("nonfinite", value, NONFINITE_POLICIES) == "omit"
 
 
+DEVICES = ("cpu", "cuda")
+
+
+def device_name(value):
+    """A ``device=`` setting: ``"cpu"`` or ``"cuda"``."""
+    return _choice("device", value, DEVICES)
+
+
 _CHECKED_SETTINGS = {}
 
 

@@ -229,29 +229,17 @@ def collect_source(args) -> Source:
 
 # --------------------------------------------------------------------------- compute
 
-def _range(data, omit: bool):
-    """``(min, max, non-finite count)`` of a backend array, from the library's own
-    reduction (the observer has already raised for what it rejects)."""
-    from numba_quant._dispatch import backend, to_host
-    from numba_quant._dispatch.minmax import observe_minmax
-    ops = backend(data)
-    lo, hi = observe_minmax(ops, data, None, omit)
-    n_nonfinite = ops.count_nonfinite(data) if omit else 0
-    return float(to_host(lo)[0]), float(to_host(hi)[0]), n_nonfinite
-
-
 def observe(name: str, array, observer, args) -> dict:
     """Observe one array; returns the record printed by the table or JSON output."""
-    from numba_quant._dispatch import backend, to_host
+    from numba_quant._dispatch import backend, device_backend, to_host
+    from numba_quant.reporting.report import value_range
     x = np.asarray(array)
-    arg = x
-    if args.gpu:
-        from numba import cuda
-        arg = cuda.to_device(np.ascontiguousarray(x))
+    arg = device_backend().from_host(x, None) if args.gpu else x
     scale, zero_point = observer(arg)
     scale = to_host(scale).reshape(-1)
     zero_point = to_host(zero_point).reshape(-1)
-    lo, hi, n_nonfinite = _range(backend(arg).as_array(arg), args.nonfinite == "omit")
+    lo, hi, n_nonfinite = value_range(backend(arg).channels.as_array(arg),
+                                      args.nonfinite == "omit")
     record = {
         "name": name,
         "shape": list(x.shape),
@@ -510,7 +498,8 @@ def run(args, out=None, err=None) -> int:
         progress = args.progress if args.progress is not None else err.isatty()
         rep = model_report.report(
             checkpoint.Checkpoint(source.description, source.tensors, source.skipped),
-            chosen, nonfinite=args.nonfinite, progress=err if progress else False)
+            chosen, nonfinite=args.nonfinite, progress=err if progress else False,
+            device="cuda" if args.gpu else "cpu")
         errors += rep.errors
     # One line per failing tensor (the JSON lists every error).
     shown = set()

@@ -115,7 +115,7 @@ def _finish_qparams(ops, x, data, sizes, scale, zp, skind, zdtype):
     shape = plan.torchao_shape(data.shape, sizes)
     scale = ops.blocks.cast_params(scale, _dtype_of(skind), shape, x)
     zp = ops.blocks.cast_params(zp, zdtype, shape, x)
-    return scale, zp
+    return ops.wrap(scale, x), ops.wrap(zp, x)
 
 
 def _observe(x, mapping_type, block_size, target_dtype, quant_min, quant_max, eps,
@@ -140,6 +140,7 @@ def _observe(x, mapping_type, block_size, target_dtype, quant_min, quant_max, ep
                           codes4 if codes else None)
     if codes:
         write_back(ops, temp, target)
+        result = result if out is not None else ops.wrap(result, x)
     if bad and checked:
         raise _checks.block_nonfinite_error(bad)
     scale, zp = _finish_qparams(ops, x, data, sizes, scale, zp, skind, zdtype)
@@ -295,7 +296,7 @@ def quantize_affine(x, block_size, scale, zero_point, output_dtype, quant_min=No
     write_back(ops, temp, target)
     if nan:
         raise ValueError(f"input contains {nan} NaN value(s); they have no code")
-    return result
+    return result if out is not None else ops.wrap(result, x)
 
 
 def dequantize_affine(codes, block_size, scale, zero_point, input_dtype, quant_min=None,
@@ -352,4 +353,4 @@ def dequantize_affine(codes, block_size, scale, zero_point, input_dtype, quant_m
     if outside:
         raise ValueError(f"{outside} code(s) lie outside [quant_min, quant_max] = "
                          f"[{qmin}, {qmax}]")
-    return result
+    return result if out is not None else ops.wrap(result, codes)

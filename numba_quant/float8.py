@@ -175,7 +175,7 @@ def _encode(bk, x, a, shape, groups, scale, fmt, propagate):
                        fmt.max, propagate, 1.0, common.unused(bk, np.uint8),
                        groups.run_scales(scale), codes, common.unused(bk, np.float32), True,
                        False)
-    return bk.wrap(codes.reshape(shape), x)
+    return bk.wrap(codes.reshape(shape), x, fmt.name)
 
 
 def amax_of_chunk(x, per_layer_quantization, axis):

@@ -211,27 +211,11 @@ def bits_view(d):
     return arrays.view(info.ptr, info.shape, info.strides, np.uint16, info.owner)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def cast_params(values, dtype, shape, like):
-    """Kernel parameters as the caller's dtype and shape, on the device (through the host:
-    they are one value per block)."""
+    """Kernel parameters in the caller's dtype and shape, on the device (through the
+    host: they are one value per block)."""
     host = np.asarray(values.copy_to_host()).astype(dtype).reshape(shape)
-    return arrays.wrap(cuda.to_device(host), like)
+    return cuda.to_device(host)
 
 
 def _threads():

@@ -30,7 +30,9 @@ class Backend:
     needs are attributes of the backend itself: ``empty(shape, dtype, like)``,
     ``wrap(result, like, kind=None)`` (a result as the caller's kind of array),
     ``to_host(a)``, ``from_host(a, like)``, ``contiguous(a, dtype=None, axes=None)``,
-    ``view4``, ``copy_into`` and ``as_output(out)``.  The kernels' entry points are
+    ``view4``, ``copy_into``, ``as_output(out)``, ``placeholder(x)`` (an empty array of
+    ``x``'s kind, kept for :meth:`host_result` later) and :meth:`host_result`.  The
+    kernels' entry points are
     grouped by capability: ``channels`` (OneFlow's per-channel and per-layer observers
     and maps), ``blocks`` (torchao's block-wise functions), ``blockwise`` (OneFlow's
     functions with ``block_size=``), ``formats`` (FP8, MX, NVFP4) and ``hist`` (the
@@ -43,8 +45,13 @@ class Backend:
         for name in CAPABILITIES:
             setattr(self, name, importlib.import_module(f"{package}.{name}"))
         for name in ("empty", "wrap", "to_host", "from_host", "contiguous", "view4",
-                     "copy_into", "as_output"):
+                     "copy_into", "as_output", "placeholder"):
             setattr(self, name, getattr(self.arrays, name))
+
+    def host_result(self, a, like, element=None):
+        """A result computed on the host (small: parameters, histogram answers) as the
+        caller's kind of array, on the caller's device."""
+        return self.wrap(self.from_host(a, like), like, element)
 
     def __repr__(self):
         return f"<numba_quant {self.device} backend>"

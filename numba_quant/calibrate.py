@@ -12,6 +12,7 @@ from numba_quant._dispatch import blockwise as _blockwise
 from numba_quant._dispatch import hist as _hist_backend
 from numba_quant._dispatch.minmax import observe_minmax
 from numba_quant._host import blocks_plan as plan
+from numba_quant.observer import min_max_observer
 
 # Scores within this relative distance of the best fast entropy score are recomputed
 # exactly (the fast and exact scores differ by rounding only: about 1e-13).
@@ -476,7 +477,6 @@ class HistogramObserver:
         Returns numpy arrays of shape ``(1,)`` per layer or ``(channels,)``; with
         ``block_size``, the grid's shape.
         """
-        from numba_quant.observer import min_max_observer
         self._need_data("calculate_qparams")
         lo, hi = self._row_range()
         lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)

@@ -23,6 +23,7 @@ from numba_quant._host import torch_arrays
 from numba_quant._host import tuning as _tuning
 from numba_quant._cpu.threads import pool
 from numba_quant._cpu.kernels import _index, maximum, minimum
+from numba_quant._host import checks as _checks
 
 # Kernel modes.
 OBSERVE = 0
@@ -300,7 +301,6 @@ def run_dequantize(codes4, block4, scale4, zp4, qmin, qmax, ofmt, pfmt, out4):
 def as_input(x):
     """``(array, kind)``: x as a native-endian array the kernels read (bfloat16 and
     float16 as their uint16 bit patterns, no copy)."""
-    from numba_quant._host import checks as _checks
     if torch_arrays.is_tensor(x):
         if torch_arrays.is_bfloat16(x):
             return torch_arrays.bfloat16_bits(x), "bfloat16"

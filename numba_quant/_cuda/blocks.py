@@ -21,6 +21,7 @@ from numba_quant._cuda import primitives  # noqa: F401  (registers the CUDA prim
 from numba_quant._cuda import arrays
 from numba_quant._reference import blocks as rb
 from numba_quant._host import tuning as _tuning
+from numba_quant._host import checks as _checks
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
 # Threads per block of the block reduction (shared arrays of this many float64 pairs).
@@ -188,7 +189,6 @@ def _device_array(x):
 
 def as_input(x):
     """``(device array, kind)``: bfloat16/float16 as uint16 views of the same memory."""
-    from numba_quant._host import checks as _checks
     d = _device_array(x)
     kind = _checks.block_input_kind(d.dtype)
     if not d.dtype.isnative:

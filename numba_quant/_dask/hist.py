@@ -14,12 +14,12 @@ import numpy as np
 from numba_quant._host import checks as _checks
 from numba_quant._dask.channels import _checked, channel_states, settled_range
 from numba_quant._dispatch import backend, to_host
+from numba_quant._dispatch.hist import channel_histogram
 
 
 def _chunk_counts(block, a, b, axis, grid, bins):
     """One chunk's ``(channels, bins)`` counts, shaped as the chunk reduced to 1 but along
     ``axis``, plus the bins axis."""
-    from numba_quant._dispatch.hist import channel_histogram
     keep = [1] * block.ndim
     if axis is not None:
         keep[axis] = block.shape[axis]

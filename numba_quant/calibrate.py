@@ -303,7 +303,7 @@ class HistogramObserver:
             if self.block_size is not None:
                 raise _checks.histogram_blocks_for_dask()
             from numba_quant._dask import hist as _dask_hist
-            _dask_hist.observe(self, x)
+            _dask_hist.observe(self, x, _histc_bounds)
             return
         from numba_quant._reference import hist as hist_ref
         omit = _checks.nonfinite_policy(self.nonfinite)

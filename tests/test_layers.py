@@ -66,26 +66,6 @@ def _imports(module, path):
 
 MODULES = dict(_modules())
 
-# Known exceptions, still to mend: the Dask graph builders of the formats, torchao's
-# functions and the histogram observer call the public functions (and some of their
-# private helpers) back for each chunk, while the public functions import them for a
-# Dask array: a cycle through function-level imports.  The per-chunk functions should
-# be handed to the builders instead.  Each test below fails when an entry here no
-# longer has a problem, so that the list only shrinks.
-REMAINING = {"numba_quant._dask.formats", "numba_quant._dask.hist"}
-
-
-def _remaining(problems, seen):
-    """``problems`` without those of :data:`REMAINING` modules (noted in ``seen``)."""
-    kept = []
-    for module, text in problems:
-        if module in REMAINING:
-            seen.add(module)
-        else:
-            kept.append(text)
-    return kept
-
-
 def _targets(base, names):
     """The package modules an import statement loads (submodules named in ``names``)."""
     out = []
@@ -103,19 +83,16 @@ def test_imports_point_down_and_inside_functions_only_where_allowed():
             if not base.startswith("numba_quant"):
                 if in_function and base.split(".")[0] not in OPTIONAL and base not in (
                         "importlib",):
-                    problems.append((module, f"{where}: import of {base} inside a function"))
+                    problems.append(f"{where}: import of {base} inside a function")
                 continue
             for target in _targets(base, names):
                 if _layer(target) > _layer(module) and not (
                         _layer(module) == TOP and target == "numba_quant"):
-                    problems.append((module, f"{where}: {module} (layer {_layer(module)}) "
-                                             f"imports {target} (layer {_layer(target)})"))
+                    problems.append(f"{where}: {module} (layer {_layer(module)}) imports "
+                                    f"{target} (layer {_layer(target)})")
                 if in_function and not target.startswith(LOADS_NUMBA):
-                    problems.append((module, f"{where}: {target} imported inside a function"))
-    seen = set()
-    problems = _remaining(problems, seen)
+                    problems.append(f"{where}: {target} imported inside a function")
     assert not problems, "\n".join(problems)
-    assert seen == REMAINING, f"mended: remove {REMAINING - seen} from REMAINING"
 
 
 def _graph():
@@ -152,10 +129,7 @@ def test_no_import_cycle():
     for node in sorted(graph):
         if node not in state:
             walk(node)
-    seen = set()
-    cycles = _remaining([(next((m for m in c if m in REMAINING), None), " -> ".join(c))
-                         for c in cycles], seen)
-    assert not cycles, "\n".join(cycles)
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
 
 
 def _subpackage(module):
@@ -186,7 +160,4 @@ def test_no_private_names_across_subpackages(module):
             if _subpackage(target) != _subpackage(module) or target.count(".") < 2:
                 problems.append(f"line {node.lineno}: {node.value.id}.{node.attr} "
                                 f"({target})")
-    if module in REMAINING:
-        assert problems, f"mended: remove {module} from REMAINING"
-        return
     assert not problems, "\n".join(problems)

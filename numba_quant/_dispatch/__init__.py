@@ -21,6 +21,9 @@ from numba_quant._host.where import is_dask, on_device  # noqa: F401  (the publi
 # Each capability is a module of the same name in numba_quant._cpu and numba_quant._cuda
 # with the same functions (tests/test_backend.py compares them).
 CAPABILITIES = ("arrays", "channels", "blocks", "blockwise", "formats", "hist")
+# Capabilities with CPU kernels only so far: on the CUDA backend their attribute raises
+# the one error that says so (_host.checks.cpu_only).
+CPU_ONLY = ()
 
 
 class Backend:
@@ -44,6 +47,9 @@ class Backend:
         package = f"numba_quant._{device}"
         for name in CAPABILITIES:
             setattr(self, name, importlib.import_module(f"{package}.{name}"))
+        for name in CPU_ONLY:
+            setattr(self, name, importlib.import_module(f"{package}.{name}")
+                    if device == "cpu" else _CpuOnly(name))
         for name in ("empty", "wrap", "to_host", "from_host", "contiguous", "view4",
                      "copy_into", "as_output", "placeholder"):
             setattr(self, name, getattr(self.arrays, name))
@@ -55,6 +61,16 @@ class Backend:
 
     def __repr__(self):
         return f"<numba_quant {self.device} backend>"
+
+
+class _CpuOnly:
+    """A capability the CUDA backend does not have yet: using it raises."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __getattr__(self, attribute):
+        raise _checks.cpu_only(self.name)
 
 
 _BACKENDS = {}

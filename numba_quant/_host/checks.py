@@ -198,6 +198,12 @@ def same_length(first, second, names):
                          f"{first} and {second}")
 
 
+def cpu_only(capability):
+    """A GPU array given to work that has CPU kernels only."""
+    return TypeError(f"{capability} runs on the CPU in this version: pass a host array "
+                     f"(numpy, or a CPU tensor: cupy_array.get(), tensor.cpu())")
+
+
 def same_device(input_on_device, other):
     """An array that goes with the input must live on the input's side."""
     where = "a GPU" if input_on_device else "a host"

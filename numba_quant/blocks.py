@@ -115,7 +115,7 @@ def _finish_qparams(ops, x, data, sizes, scale, zp, skind, zdtype):
     shape = plan.torchao_shape(data.shape, sizes)
     scale = ops.blocks.cast_params(scale, _dtype_of(skind), shape, x)
     zp = ops.blocks.cast_params(zp, zdtype, shape, x)
-    return scale, zp
+    return ops.wrap(scale, x), ops.wrap(zp, x)
 
 
 def _observe(x, mapping_type, block_size, target_dtype, quant_min, quant_max, eps,
@@ -140,6 +140,7 @@ def _observe(x, mapping_type, block_size, target_dtype, quant_min, quant_max, ep
                           codes4 if codes else None)
     if codes:
         write_back(ops, temp, target)
+        result = result if out is not None else ops.wrap(result, x)
     if bad and checked:
         raise _checks.block_nonfinite_error(bad)
     scale, zp = _finish_qparams(ops, x, data, sizes, scale, zp, skind, zdtype)
@@ -205,7 +206,7 @@ def choose_qparams_affine(x, mapping_type, block_size, target_dtype, quant_min=N
         from numba_quant._dask import formats as _dask_formats
         return _dask_formats.choose_qparams_affine(
             x, mapping_type, block_size, target_dtype, quant_min, quant_max, eps,
-            scale_dtype, zero_point_dtype, codes=False)
+            scale_dtype, zero_point_dtype, codes=False, functions=_dask_functions(_dask_formats))
     _, scale, zp = _observe(x, mapping_type, block_size, target_dtype, quant_min, quant_max,
                             eps, scale_dtype, zero_point_dtype, False, None)
     return scale, zp
@@ -241,7 +242,7 @@ def choose_qparams_and_quantize_affine(x, mapping_type, block_size, target_dtype
         _checks.dask_no_out(out)
         return _dask_formats.choose_qparams_affine(
             x, mapping_type, block_size, target_dtype, quant_min, quant_max, eps,
-            scale_dtype, zero_point_dtype, codes=True)
+            scale_dtype, zero_point_dtype, codes=True, functions=_dask_functions(_dask_formats))
     return _observe(x, mapping_type, block_size, target_dtype, quant_min, quant_max, eps,
                     scale_dtype, zero_point_dtype, True, out)
 
@@ -270,7 +271,8 @@ def quantize_affine(x, block_size, scale, zero_point, output_dtype, quant_min=No
         from numba_quant._dask import formats as _dask_formats
         _checks.dask_no_out(out)
         return _dask_formats.quantize_affine(x, block_size, scale, zero_point, output_dtype,
-                                             quant_min, quant_max)
+                                             quant_min, quant_max,
+                                             _dask_functions(_dask_formats))
     codes_dtype, lowest, highest = _checks.target_dtype(output_dtype)
     qmin, qmax = _checks.quant_range(quant_min, quant_max, lowest, highest,
                                      f"output_dtype {output_dtype!r}")
@@ -295,7 +297,7 @@ def quantize_affine(x, block_size, scale, zero_point, output_dtype, quant_min=No
     write_back(ops, temp, target)
     if nan:
         raise ValueError(f"input contains {nan} NaN value(s); they have no code")
-    return result
+    return result if out is not None else ops.wrap(result, x)
 
 
 def dequantize_affine(codes, block_size, scale, zero_point, input_dtype, quant_min=None,
@@ -322,7 +324,7 @@ def dequantize_affine(codes, block_size, scale, zero_point, input_dtype, quant_m
         _checks.dask_no_out(out)
         return _dask_formats.dequantize_affine(codes, block_size, scale, zero_point,
                                                input_dtype, quant_min, quant_max,
-                                               output_dtype)
+                                               output_dtype, _dask_functions(_dask_formats))
     codes_dtype, lowest, highest = _checks.target_dtype(input_dtype)
     qmin, qmax = _checks.quant_range(quant_min, quant_max, lowest, highest,
                                      f"input_dtype {input_dtype!r}")
@@ -352,4 +354,11 @@ def dequantize_affine(codes, block_size, scale, zero_point, input_dtype, quant_m
     if outside:
         raise ValueError(f"{outside} code(s) lie outside [quant_min, quant_max] = "
                          f"[{qmin}, {qmax}]")
-    return result
+    return result if out is not None else ops.wrap(result, codes)
+
+
+def _dask_functions(dask_formats):
+    """What a Dask graph of these functions runs on each chunk (functions of this
+    module)."""
+    return dask_formats.BlockFunctions(_observe, quantize_affine, dequantize_affine,
+                                       _check_scale, _zero_points, _dtype_of)

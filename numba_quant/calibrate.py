@@ -12,6 +12,7 @@ from numba_quant._dispatch import blockwise as _blockwise
 from numba_quant._dispatch import hist as _hist_backend
 from numba_quant._dispatch.minmax import observe_minmax
 from numba_quant._host import blocks_plan as plan
+from numba_quant.observer import min_max_observer
 
 # Scores within this relative distance of the best fast entropy score are recomputed
 # exactly (the fast and exact scores differ by rounding only: about 1e-13).
@@ -93,8 +94,10 @@ def compute_amax(hist, edges, method, *, percentile=99.99, num_bits=8, unsigned=
     index = _select(method, counts, edges32, p / 100, bits, unsigned, start_bin, stride)
     if method == "mse":
         centers = (edges32[:, 1:] + edges32[:, :-1]) / np.float32(2)
-        return centers[np.arange(rows), index].astype(edge_rows.dtype).reshape(shape)
-    return edge_rows[np.arange(rows), index].reshape(shape)
+        amax = centers[np.arange(rows), index].astype(edge_rows.dtype).reshape(shape)
+    else:
+        amax = edge_rows[np.arange(rows), index].reshape(shape)
+    return backend(hist).host_result(amax, hist)
 
 
 def _select(method, counts, edges32, fraction, bits, unsigned, start_bin, stride):
@@ -159,7 +162,8 @@ def exact_amax_percentile(x, percentile=99.99, *, per_layer_quantization=True, a
             else np.moveaxis(data, axis, 0).reshape(data.shape[axis], -1))
     n = rows.shape[1]
     k = max(1, math.ceil(p / 100 * n))
-    return np.partition(np.abs(rows), k - 1, axis=1)[:, k - 1].copy()
+    amax = np.partition(np.abs(rows), k - 1, axis=1)[:, k - 1].copy()
+    return ops.host_result(amax, x)
 
 
 class HistogramObserver:
@@ -275,6 +279,7 @@ class HistogramObserver:
         self.max_val = None
         self.batches = 0
         self.grid = None          # with block_size: the grid's shape (one row per block)
+        self._like = None         # an empty array of the last batch's kind: the results'
         # After exactly one call with method "l2": torch.histc's counts over each
         # channel's [min, max] (float32 lo/hi kept in min_val/max_val).
         self.first_counts = None
@@ -298,12 +303,13 @@ class HistogramObserver:
             if self.block_size is not None:
                 raise _checks.histogram_blocks_for_dask()
             from numba_quant._dask import hist as _dask_hist
-            _dask_hist.observe(self, x)
+            _dask_hist.observe(self, x, _histc_bounds)
             return
         from numba_quant._reference import hist as hist_ref
         omit = _checks.nonfinite_policy(self.nonfinite)
         ops = backend(x)
         data = ops.channels.as_array(x)
+        self._like = ops.placeholder(x)
         lo, hi, histogram, pair, grid = self._slices(ops, data, omit)
         lo = np.asarray(to_host(lo)).reshape(-1)
         hi = np.asarray(to_host(hi)).reshape(-1)
@@ -471,7 +477,6 @@ class HistogramObserver:
         Returns numpy arrays of shape ``(1,)`` per layer or ``(channels,)``; with
         ``block_size``, the grid's shape.
         """
-        from numba_quant.observer import min_max_observer
         self._need_data("calculate_qparams")
         lo, hi = self._row_range()
         lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
@@ -482,8 +487,10 @@ class HistogramObserver:
                                              self.quantization_bit,
                                              self.quantization_scheme, per_layer, axis=1)
         if self.grid is not None:
-            return scale.reshape(self.grid), zero_point.reshape(self.grid)
-        return scale, zero_point
+            scale, zero_point = scale.reshape(self.grid), zero_point.reshape(self.grid)
+        like = self._like if self._like is not None else scale
+        bk = backend(like)
+        return bk.host_result(scale, like), bk.host_result(zero_point, like)
 
     # ----------------------------------------------------------------- state
     def _settings_dict(self):

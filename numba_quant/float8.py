@@ -155,7 +155,7 @@ def to_float8(x, dtype="float8_e4m3fn", *, per_layer_quantization=True, axis=0,
     if is_dask(x):
         from numba_quant._dask import formats as _dask_formats
         return _dask_formats.to_float8(x, name, per_layer_quantization, axis, block_size,
-                                       nonfinite)
+                                       nonfinite, _dask_functions(_dask_formats))
     bk = backend(x)
     a, shape = common.as_input(bk, x, allow_float64=False)
     groups = _Groups(bk, shape, per_layer_quantization, axis, block_size)
@@ -175,7 +175,7 @@ def _encode(bk, x, a, shape, groups, scale, fmt, propagate):
                        fmt.max, propagate, 1.0, common.unused(bk, np.uint8),
                        groups.run_scales(scale), codes, common.unused(bk, np.float32), True,
                        False)
-    return bk.wrap(codes.reshape(shape), x)
+    return bk.wrap(codes.reshape(shape), x, fmt.name)
 
 
 def amax_of_chunk(x, per_layer_quantization, axis):
@@ -280,7 +280,7 @@ def from_float8(elements, scale, dtype="float8_e4m3fn", *, axis=0, block_size=No
     if is_dask(elements):
         from numba_quant._dask import formats as _dask_formats
         return _dask_formats.from_float8(elements, scale, name, axis, block_size,
-                                         output_dtype)
+                                         output_dtype, _dask_functions(_dask_formats))
     bk = backend(elements, scale)
     c = common.as_codes(bk, elements, name, "elements")
     shape = tuple(c.shape)
@@ -303,3 +303,8 @@ def from_float8(elements, scale, dtype="float8_e4m3fn", *, axis=0, block_size=No
     bk.formats.dequantize_blocks(KIND_FP8, common.unused(bk, np.uint8), groups.run_scales(s),
                          c.reshape(groups.rows_shape), groups.run, fmt.code, 1.0, out)
     return bk.wrap(common.widen(bk, out.reshape(shape), output_dtype), elements)
+
+
+def _dask_functions(dask_formats):
+    """What a Dask graph of FP8 runs on each chunk (functions of this module)."""
+    return dask_formats.Float8Functions(to_float8, from_float8, amax_of_chunk, encode_chunk)

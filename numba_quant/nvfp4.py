@@ -96,7 +96,8 @@ def to_nvfp4(x, per_tensor_scale=None, *, nonfinite="raise", ml_dtypes=False):
     """
     if is_dask(x):
         from numba_quant._dask import formats as _dask_formats
-        return _dask_formats.to_nvfp4(x, per_tensor_scale, nonfinite, ml_dtypes)
+        return _dask_formats.to_nvfp4(x, per_tensor_scale, nonfinite, ml_dtypes,
+                                      _dask_functions(_dask_formats))
     return _to_nvfp4(x, per_tensor_scale, nonfinite, ml_dtypes)
 
 
@@ -120,7 +121,8 @@ def nvfp4_fake_quantize(x, per_tensor_scale=None, *, nonfinite="raise"):
     """
     if is_dask(x):
         from numba_quant._dask import formats as _dask_formats
-        return _dask_formats.nvfp4_fake_quantize(x, per_tensor_scale, nonfinite)
+        return _dask_formats.nvfp4_fake_quantize(x, per_tensor_scale, nonfinite,
+                                                 _dask_functions(_dask_formats))
     return _fake_quantize(x, per_tensor_scale, nonfinite)
 
 
@@ -184,3 +186,9 @@ def from_nvfp4(block_scale, elements, per_tensor_scale, *, output_dtype=np.float
     bk.formats.dequantize_blocks(KIND_NVFP4, s.reshape(c.shape[0], nb), common.unused(bk, np.float32),
                          c, BLOCK, E2M1FN, pts, out)
     return bk.wrap(common.widen(bk, out.reshape(shape), output_dtype), elements)
+
+
+def _dask_functions(dask_formats):
+    """What a Dask graph of NVFP4 runs on each chunk (functions of this module)."""
+    return dask_formats.Nvfp4Functions(to_nvfp4_chunk, fake_quantize_chunk, abs_max_of_chunk,
+                                       per_tensor_scale_of, _SMALLEST_PER_TENSOR, BLOCK)

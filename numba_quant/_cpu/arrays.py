@@ -66,3 +66,10 @@ def as_output(out):
     _checks.numpy_array("out", out)
     _checks.output_array(out.dtype, not out.flags.writeable)
     return out
+
+
+def placeholder(x):
+    """An empty array of ``x``'s kind (numpy, or a PyTorch CPU tensor), to give later
+    results that kind without keeping ``x`` alive."""
+    empty_values = np.empty(0, np.float32)
+    return torch_arrays.from_numpy(empty_values) if torch_arrays.is_tensor(x) else empty_values

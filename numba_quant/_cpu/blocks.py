@@ -20,9 +20,11 @@ from numba.core.extending import overload
 
 from numba_quant._reference import blocks as rb
 from numba_quant._reference.blocks import split4
+from numba_quant._host import torch_arrays
 from numba_quant._host import tuning as _tuning
 from numba_quant._cpu.threads import pool
 from numba_quant._cpu.kernels import _index, maximum, minimum
+from numba_quant._host import checks as _checks
 
 # Kernel modes.
 OBSERVE = 0
@@ -288,7 +290,10 @@ def run_dequantize(codes4, block4, scale4, zp4, qmin, qmax, ofmt, pfmt, out4):
 def as_input(x):
     """``(array, kind)``: x as a native-endian array the kernels read (bfloat16 and
     float16 as their uint16 bit patterns, no copy)."""
-    from numba_quant._host import checks as _checks
+    if torch_arrays.is_tensor(x):
+        if torch_arrays.is_bfloat16(x):
+            return torch_arrays.bfloat16_bits(x), "bfloat16"
+        x = torch_arrays.to_numpy(x)
     x = np.asarray(x)
     kind = _checks.block_input_kind(x.dtype)
     if not x.dtype.isnative:
@@ -298,22 +303,9 @@ def as_input(x):
     return x, kind
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def as_codes(codes):
-    codes = np.asarray(codes)
+    codes = torch_arrays.to_numpy(codes, "codes") if torch_arrays.is_tensor(codes) \
+        else np.asarray(codes)
     if codes.dtype.kind not in "iu":
         raise TypeError(f"codes must be integers; got dtype {codes.dtype}")
     if not codes.dtype.isnative:
@@ -324,8 +316,6 @@ def as_codes(codes):
 def bits_view(a):
     """A float16/bfloat16 array as its uint16 bit patterns (same memory)."""
     return a.view(np.uint16)
-
-
 
 
 def cast_params(values, dtype, shape, like):

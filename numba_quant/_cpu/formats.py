@@ -234,14 +234,6 @@ def fp8_scales(amax, fp8_max):
 # --------------------------------------------------------------------------- arrays
 
 
-
-
-
-
-
-
-
-
 def scale_run():
     """Elements sharing one materialised float scale in FP8 per-tensor and per-channel
     scaling (a task of the block kernel)."""

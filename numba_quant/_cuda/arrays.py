@@ -335,3 +335,9 @@ def as_output(out):
     d = device(out)
     _checks.output_array(d.dtype, info(d).readonly)
     return d
+
+
+def placeholder(x):
+    """An empty device array of ``x``'s kind (CuPy, torch, Numba), to give later results
+    that kind without keeping ``x`` alive."""
+    return empty((0,), np.float32, x)

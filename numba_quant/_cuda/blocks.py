@@ -22,6 +22,7 @@ from numba_quant._cuda import arrays
 from numba_quant._reference import blocks as rb
 from numba_quant._reference.blocks import split4
 from numba_quant._host import tuning as _tuning
+from numba_quant._host import checks as _checks
 
 # Threads per block of the block reduction (shared arrays of this many float64 pairs).
 SHARED = 1024
@@ -158,7 +159,6 @@ def _device_array(x):
 
 def as_input(x):
     """``(device array, kind)``: bfloat16/float16 as uint16 views of the same memory."""
-    from numba_quant._host import checks as _checks
     d = _device_array(x)
     kind = _checks.block_input_kind(d.dtype)
     if not d.dtype.isnative:
@@ -181,27 +181,11 @@ def bits_view(d):
     return arrays.view(info.ptr, info.shape, info.strides, np.uint16, info.owner)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def cast_params(values, dtype, shape, like):
-    """Kernel parameters as the caller's dtype and shape, on the device (through the host:
-    they are one value per block)."""
+    """Kernel parameters in the caller's dtype and shape, on the device (through the
+    host: they are one value per block)."""
     host = np.asarray(values.copy_to_host()).astype(dtype).reshape(shape)
-    return arrays.wrap(cuda.to_device(host), like)
+    return cuda.to_device(host)
 
 
 def _threads():

@@ -166,14 +166,6 @@ def fp8_scales(amax, fp8_max):
 # --------------------------------------------------------------------------- arrays
 
 
-
-
-
-
-
-
-
-
 # Elements sharing one materialised float scale in FP8 per-tensor and per-channel
 # scaling (a thread's run in the block kernel).
 SCALE_RUN = 32

@@ -21,6 +21,9 @@ from numba_quant._host.where import is_dask, on_device  # noqa: F401  (the publi
 # Each capability is a module of the same name in numba_quant._cpu and numba_quant._cuda
 # with the same functions (tests/test_backend.py compares them).
 CAPABILITIES = ("arrays", "channels", "blocks", "blockwise", "formats", "hist")
+# Capabilities with CPU kernels only so far: on the CUDA backend their attribute raises
+# the one error that says so (_host.checks.cpu_only).
+CPU_ONLY = ()
 
 
 class Backend:
@@ -30,7 +33,9 @@ class Backend:
     needs are attributes of the backend itself: ``empty(shape, dtype, like)``,
     ``wrap(result, like, kind=None)`` (a result as the caller's kind of array),
     ``to_host(a)``, ``from_host(a, like)``, ``contiguous(a, dtype=None, axes=None)``,
-    ``view4``, ``copy_into`` and ``as_output(out)``.  The kernels' entry points are
+    ``view4``, ``copy_into``, ``as_output(out)``, ``placeholder(x)`` (an empty array of
+    ``x``'s kind, kept for :meth:`host_result` later) and :meth:`host_result`.  The
+    kernels' entry points are
     grouped by capability: ``channels`` (OneFlow's per-channel and per-layer observers
     and maps), ``blocks`` (torchao's block-wise functions), ``blockwise`` (OneFlow's
     functions with ``block_size=``), ``formats`` (FP8, MX, NVFP4) and ``hist`` (the
@@ -42,12 +47,30 @@ class Backend:
         package = f"numba_quant._{device}"
         for name in CAPABILITIES:
             setattr(self, name, importlib.import_module(f"{package}.{name}"))
+        for name in CPU_ONLY:
+            setattr(self, name, importlib.import_module(f"{package}.{name}")
+                    if device == "cpu" else _CpuOnly(name))
         for name in ("empty", "wrap", "to_host", "from_host", "contiguous", "view4",
-                     "copy_into", "as_output"):
+                     "copy_into", "as_output", "placeholder"):
             setattr(self, name, getattr(self.arrays, name))
+
+    def host_result(self, a, like, element=None):
+        """A result computed on the host (small: parameters, histogram answers) as the
+        caller's kind of array, on the caller's device."""
+        return self.wrap(self.from_host(a, like), like, element)
 
     def __repr__(self):
         return f"<numba_quant {self.device} backend>"
+
+
+class _CpuOnly:
+    """A capability the CUDA backend does not have yet: using it raises."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __getattr__(self, attribute):
+        raise _checks.cpu_only(self.name)
 
 
 _BACKENDS = {}

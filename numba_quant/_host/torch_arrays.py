@@ -79,5 +79,13 @@ def from_numpy(a, element=None):
     """A CPU tensor over the memory of a result array; ``element`` (a torch dtype's
     name, e.g. ``"float8_e4m3fn"``) views its bits as that type."""
     import torch
+    if a.dtype.kind == "V" or a.dtype.name in _ML_DTYPES:
+        # an ml_dtypes array (bfloat16, float8): torch's type of that name over its bits
+        element = element or a.dtype.name
+        a = a.view(np.dtype(f"u{a.dtype.itemsize}"))
     tensor = torch.from_numpy(a)
     return tensor if element is None else tensor.view(getattr(torch, element))
+
+
+# ml_dtypes' types that torch has under the same name.
+_ML_DTYPES = ("bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e8m0fnu")

@@ -38,6 +38,8 @@ from numba_quant._host import codes
 from numba_quant._host import tuning as _tuning
 from numba_quant.reporting.checkpoint import Checkpoint, CheckpointError, open_checkpoint
 from numba_quant.reporting.recipes import ClipSteps, TensorContext, default_recipes, get_recipe
+from numba_quant.reporting import render as _report_render
+from numba_quant.reporting.recipes import _half_step_factor
 
 __all__ = ["Report", "RecipeResult", "TensorResult", "report"]
 
@@ -213,22 +215,18 @@ class Report:
 
     def to_text(self) -> str:
         """The plain-text tables printed by the command line."""
-        from numba_quant.reporting import render as _report_render
         return _report_render.text(self)
 
     def to_markdown(self) -> str:
         """Markdown: the summary per recipe, then a row per tensor and recipe."""
-        from numba_quant.reporting import render as _report_render
         return _report_render.markdown(self)
 
     def to_html(self) -> str:
         """One self-contained HTML page: tables and inline SVG plots (SQNR per tensor and
         recipe; value histograms of the lowest-SQNR tensors)."""
-        from numba_quant.reporting import render as _report_render
         return _report_render.html_page(self)
 
     def _repr_html_(self) -> str:
-        from numba_quant.reporting import render as _report_render
         return _report_render.html_body(self)
 
     def save(self, path) -> None:
@@ -311,7 +309,6 @@ def _apply(recipe, x, context, skip_nonfinite=False, device=None):
     sums = np.empty((x.shape[0], 5), np.float64)
     if isinstance(clip, ClipSteps):
         steps = np.ascontiguousarray(clip.steps, dtype=np.float64)
-        from numba_quant.reporting.recipes import _half_step_factor
         factor = _half_step_factor(clip.bits)
         group = clip.group
     else:

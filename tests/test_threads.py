@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 N_THREADS = 16
 # Distinct inputs: thread k works on input k % N_INPUTS.
-N_INPUTS = 4
+N_INPUTS = 2
 # Calls of each function per thread, started together behind a barrier.
 ROUNDS = 1
 LAYERS = ("workqueue", "default")
@@ -190,10 +190,13 @@ def _cases(nq, k):
     xn = x.copy()
     xn[3, 7] = np.nan
     xn[40, 100] = np.inf
+    narrow = x.reshape(-1, 16)  # 16 channels along axis 1: the short-period kernels
 
     s_l, z_l = nq.min_max_observer(x)
     s_c, z_c = nq.min_max_observer(x, "google", 8, "affine", False, axis=0)
     q_c = nq.quantize(x, s_c, z_c, quantization_scheme="affine", axis=0)
+    q_l = nq.quantize(x, s_l, z_l)
+    s_n, z_n = nq.min_max_observer(narrow, "google", 8, "symmetric", False, axis=1)
     a_s, a_z = nq.choose_qparams_affine(x, "asymmetric", (1, 32), "uint4")
     a_q = nq.quantize_affine(x, (1, 32), a_s, a_z, "uint4")
     f8 = nq.to_bits(x, "float8_e4m3fn", saturate=True)
@@ -239,6 +242,8 @@ def _cases(nq, k):
         "min_max_observer axis 1": lambda: nq.min_max_observer(
             x, "cambricon", 8, "symmetric", False, axis=1),
         "min_max_observer omit": lambda: nq.min_max_observer(xn, nonfinite="omit"),
+        "min_max_observer omit axis 1": lambda: nq.min_max_observer(
+            xn.reshape(-1, 16), "google", 8, "symmetric", False, axis=1, nonfinite="omit"),
         "min_max_observer blocks": lambda: nq.min_max_observer(x, block_size=(4, 64)),
         "MinMaxObserver": lambda: nq.MinMaxObserver(per_layer_quantization=False)(x2),
         "moving_average_min_max_observer": moving_function,
@@ -248,12 +253,17 @@ def _cases(nq, k):
             x, s_c, z_c, quantization_scheme="affine", axis=0),
         "FakeQuantization axis 1": lambda: nq.FakeQuantization(axis=1)(
             x, np.full(512, 0.05, np.float32), np.zeros(512, np.float32)),
+        "fake_quantization axis 1": lambda: nq.fake_quantization(narrow, s_n, z_n, axis=1),
         "quantization": lambda: nq.quantization(x, s_l, z_l),
+        "quantization axis 1": lambda: nq.quantization(narrow, s_n, z_n, axis=1),
         "Quantization axis 0": lambda: nq.Quantization(quantization_scheme="affine", axis=0)(
             x, s_c, z_c),
         "quantize": lambda: nq.quantize(x, s_c, z_c, quantization_scheme="affine", axis=0),
-        "dequantize": lambda: nq.dequantize(q_c, s_c, z_c, quantization_scheme="affine",
-                                            axis=0),
+        "dequantize": lambda: nq.dequantize(q_l, s_l, z_l),
+        "dequantize axis 0": lambda: nq.dequantize(q_c, s_c, z_c, quantization_scheme="affine",
+                                                   axis=0),
+        "dequantize axis 1": lambda: nq.dequantize(nq.quantize(narrow, s_n, z_n, axis=1),
+                                                   s_n, z_n, axis=1),
         "choose_qparams_affine": lambda: nq.choose_qparams_affine(
             x, "asymmetric", (1, 32), "uint4"),
         "quantize_affine": lambda: nq.quantize_affine(x, (1, 32), a_s, a_z, "uint4"),
@@ -319,6 +329,18 @@ def _worker():
     # One thread first: the expected bits (and every kernel compiled before the race).
     expected = [{n: _bits(case[n]()) for n in names} for case in inputs]
     say("expected results computed")
+
+    # Note which parallel kernels the threads enter (the guard itself is unchanged).
+    from numba_quant._cpu import threads as cpu_threads
+
+    entered = set()
+    guarded_call = cpu_threads.Guarded.__call__
+
+    def noting_call(self, *args):
+        entered.add(self.py_func.__code__)
+        return guarded_call(self, *args)
+
+    cpu_threads.Guarded.__call__ = noting_call
     mismatches = []
     barrier = threading.Barrier(N_THREADS, timeout=300)
 
@@ -351,15 +373,20 @@ def _worker():
             mismatches.append(f"dask to_mx, round {r}: other bits")
         dask_runs += 1
 
+    cpu_threads.Guarded.__call__ = guarded_call
     say("scan for unguarded parallel kernels")
     unguarded = unguarded_parallel_kernels()
+    # Every parallel kernel body ran in the threads (variants of one body share it).
+    bodies = {g.py_func.__code__ for g in gc.get_objects() if type(g) is cpu_threads.Guarded}
+    not_entered = sorted(f"{c.co_filename}:{c.co_name}" for c in bodies - entered)
     say("done")
     print(json.dumps({"layer": numba.threading_layer(),
                       "threads": numba.get_num_threads(),
                       "cases": names,
                       "calls": N_THREADS * ROUNDS * len(names) + dask_runs,
                       "mismatches": mismatches,
-                      "unguarded": unguarded}))
+                      "unguarded": unguarded,
+                      "not_entered": not_entered}))
 
 
 @pytest.fixture(scope="module")
@@ -400,6 +427,7 @@ def test_every_public_function_from_threads(workers, layer):
     assert len(summary["cases"]) >= 40
     assert summary["mismatches"] == []
     assert summary["unguarded"] == []
+    assert summary["not_entered"] == [], "parallel kernels that no case reaches"
 
 
 def test_observer_and_fake_quantization_from_threads():

@@ -4,9 +4,8 @@ Every kernel works on C-contiguous arrays that the public layer prepares and cal
 shared scalar reference :mod:`numba_quant._reference.formats` per element and per block.
 Each kernel is a thin parallel loop (made by ``parallel_njit``: one call at a time) over
 tasks (``_tuning.FLOAT_TASK`` elements, or whole blocks of about that many) that calls a
-serial task function: every
-thread walks contiguous memory, and the parallel part stays small, which keeps the
-first-call compile time of the parallel kernels down.  One block kernel serves MX, NVFP4
+serial task function: every thread walks contiguous memory, and the parallel part stays
+small, which keeps the first-call compile time of the parallel kernels down.  One block kernel serves MX, NVFP4
 and FP8 with per-group scales (``kind``), so few kernels are compiled at all.
 """
 import numpy as np

@@ -96,10 +96,9 @@ def _reduce_layer(flat, omit, scheme, bits):
     pieces = _split(1, flat.size, most)[1]
     lows = np.empty(pieces, flat.dtype)
     highs = np.empty(pieces, flat.dtype)
-    with threads.LOCK:
-        status = layer.reduce[False](flat, lows, highs, scheme, bits, first, second)
-        if omit and status == codes.HAS_NONFINITE:
-            status = layer.reduce[True](flat, lows, highs, scheme, bits, first, second)
+    status = layer.reduce[False](flat, lows, highs, scheme, bits, first, second)
+    if omit and status == codes.HAS_NONFINITE:
+        status = layer.reduce[True](flat, lows, highs, scheme, bits, first, second)
     return first, second, status
 
 
@@ -139,10 +138,9 @@ def _reduce_short_runs(x3, parallel, most, first, second, scheme, bits):
     """The short-run reduction into ``first``/``second``: min and max (``scheme`` -1), or
     scale and zero point; returns the status."""
     n_outer, n_channels, n_inner = x3.shape
-    with threads.one_at_a_time(parallel):
-        return kernels.reduce_short_runs[parallel](
-            x3.reshape(-1), n_outer, n_channels, n_inner, max(1, min(most, n_channels)),
-            first, second, scheme, bits)
+    return kernels.reduce_short_runs[parallel](
+        x3.reshape(-1), n_outer, n_channels, n_inner, max(1, min(most, n_channels)),
+        first, second, scheme, bits)
 
 
 def _channel_minmax(x3, parallel, most, omit):
@@ -172,10 +170,9 @@ def _channel_minmax(x3, parallel, most, omit):
         partial_shape = (n_channels, pieces) if pieces > 1 else (1, 1)
     lows = np.empty(partial_shape, x3.dtype)
     highs = np.empty(partial_shape, x3.dtype)
-    with threads.one_at_a_time(parallel):
-        status = reduce(*data, False, *tasks, lows, highs, lo, hi)
-        if omit and status == codes.HAS_NONFINITE:
-            status = reduce(*data, True, *tasks, lows, highs, lo, hi)
+    status = reduce(*data, False, *tasks, lows, highs, lo, hi)
+    if omit and status == codes.HAS_NONFINITE:
+        status = reduce(*data, True, *tasks, lows, highs, lo, hi)
     return lo, hi, status
 
 
@@ -242,8 +239,7 @@ def qparams(lo, hi, scheme, bits, out=None):
     the compute dtype, every lo <= hi); into ``out`` when possible (see :func:`_into`)."""
     scale, zero_point = _into(out, lo.size, lo.dtype)
     parallel = lo.size >= _tuning.PARALLEL_CHANNELS and numba.get_num_threads() > 1
-    with threads.one_at_a_time(parallel):
-        kernels.qparams[parallel](lo, hi, scheme, bits, scale, zero_point)
+    kernels.qparams[parallel](lo, hi, scheme, bits, scale, zero_point)
     return scale, zero_point
 
 
@@ -319,9 +315,8 @@ def quantize_map(x, params, axis, what, out):
     if flat is not None:
         flat_out = _flat(target, None)
         parallel, most = threads.tasks(flat)
-        with threads.one_at_a_time(parallel):
-            layer.map_values[what][parallel](flat, flat_out, divisor[0], offset[0], lowest,
-                                             highest, _split(1, flat.size, most)[1])
+        layer.map_values[what][parallel](flat, flat_out, divisor[0], offset[0], lowest,
+                                         highest, _split(1, flat.size, most)[1])
         return out
     views = aligned_views((x, target), axis)
     if views is None:
@@ -333,22 +328,21 @@ def quantize_map(x, params, axis, what, out):
     x3, out3 = views
     parallel, most = threads.tasks(x3)
     n_outer, n_channels, n_inner = x3.shape
-    with threads.one_at_a_time(parallel):
-        if n_inner >= _tuning.LONG_INNER or n_outer == 1:
-            blocks, pieces = _split(n_channels, n_inner, most)
-            kernels.map_by_channel[parallel](x3, out3, divisor, offset, lowest, highest,
-                                             what, blocks, pieces)
-        elif (x3.flags.c_contiguous and out3.flags.c_contiguous
-              and n_channels * n_inner <= _tuning.MAX_PERIOD):
-            # Rows of whole periods, with the constants spread over their lanes.
-            width = n_channels * n_inner
-            rows.map_rows[what][parallel](
-                x3.reshape(n_outer, width), out3.reshape(n_outer, width),
-                np.repeat(divisor, n_inner), np.repeat(offset, n_inner), lowest, highest,
-                max(1, min(most, n_outer)))
-        else:
-            kernels.map_by_outer[parallel](x3, out3, divisor, offset, lowest, highest, what,
-                                           max(1, min(most, n_outer)))
+    if n_inner >= _tuning.LONG_INNER or n_outer == 1:
+        blocks, pieces = _split(n_channels, n_inner, most)
+        kernels.map_by_channel[parallel](x3, out3, divisor, offset, lowest, highest,
+                                         what, blocks, pieces)
+    elif (x3.flags.c_contiguous and out3.flags.c_contiguous
+          and n_channels * n_inner <= _tuning.MAX_PERIOD):
+        # Rows of whole periods, with the constants spread over their lanes.
+        width = n_channels * n_inner
+        rows.map_rows[what][parallel](
+            x3.reshape(n_outer, width), out3.reshape(n_outer, width),
+            np.repeat(divisor, n_inner), np.repeat(offset, n_inner), lowest, highest,
+            max(1, min(most, n_outer)))
+    else:
+        kernels.map_by_outer[parallel](x3, out3, divisor, offset, lowest, highest, what,
+                                       max(1, min(most, n_outer)))
     return out
 
 

@@ -2,10 +2,10 @@
 
 Every kernel works on C-contiguous arrays that the public layer prepares and calls the
 shared scalar reference :mod:`numba_quant._reference.formats` per element and per block.
-Each kernel is a thin ``@njit(parallel=True)`` loop over tasks (``_tuning.FLOAT_TASK``
-elements, or whole blocks of about that many) that calls a serial task function: every
-thread walks contiguous memory, and the parallel part stays small, which keeps the
-first-call compile time of the parallel kernels down.  One block kernel serves MX, NVFP4
+Each kernel is a thin parallel loop (made by ``parallel_njit``: one call at a time) over
+tasks (``_tuning.FLOAT_TASK`` elements, or whole blocks of about that many) that calls a
+serial task function: every thread walks contiguous memory, and the parallel part stays
+small, which keeps the first-call compile time of the parallel kernels down.  One block kernel serves MX, NVFP4
 and FP8 with per-group scales (``kind``), so few kernels are compiled at all.
 """
 import numpy as np
@@ -13,6 +13,7 @@ from numba import njit, prange
 
 from numba_quant._reference import formats as ref
 from numba_quant._host import tuning as _tuning
+from numba_quant._cpu.threads import parallel_njit
 
 
 # --------------------------------------------------------------------------- elements
@@ -33,7 +34,7 @@ def _encode_task(x, fmt, saturate, packed, out, lo, hi):
             os[i] = ref.encode_p(xs[i], p, saturate)
 
 
-@njit(cache=True, parallel=True)
+@parallel_njit(cache=True)
 def encode_kernel(x, fmt, saturate, packed, out, task):
     """``out[i]`` = code of ``x[i]`` (1-D); ``packed``: codes of ``x[2i]`` (low nibble)
     and ``x[2i + 1]`` (high nibble)."""
@@ -59,7 +60,7 @@ def _decode_task(codes, fmt, packed, out, lo, hi):
             os[i] = ref.decode_p(cs[i], p)
 
 
-@njit(cache=True, parallel=True)
+@parallel_njit(cache=True)
 def decode_kernel(codes, fmt, packed, out, task):
     """``out[i]`` = float32 value of code ``i`` (``packed``: two codes per byte)."""
     n = out.size
@@ -95,7 +96,7 @@ def _abs_max_task(x, block, out, t, task_blocks):
     return bad
 
 
-@njit(cache=True, parallel=True)
+@parallel_njit(cache=True)
 def group_abs_max_kernel(x, block, out, task_blocks, bad):
     """Per (row, block) ``max |x|`` of ``x`` (rows, K), NaN winning; ``bad[t]``: the
     non-finite elements task ``t`` saw."""
@@ -126,7 +127,7 @@ def _quantize_task(kind, x, block, fmt, mode, emax, mbits, elem_max, propagate, 
     return bad
 
 
-@njit(cache=True, parallel=True)
+@parallel_njit(cache=True)
 def quantize_blocks_kernel(kind, x, block, fmt, mode, emax, mbits, elem_max, propagate, pts,
                            byte_scales, float_scales, codes, values, write_codes, write_values,
                            task_blocks, bad):
@@ -162,7 +163,7 @@ def _dequantize_task(kind, byte_scales, float_scales, codes, block, fmt, pts, ou
         b += c1 - c0
 
 
-@njit(cache=True, parallel=True)
+@parallel_njit(cache=True)
 def dequantize_blocks_kernel(kind, byte_scales, float_scales, codes, block, fmt, pts, out,
                              task_blocks, ntasks):
     """Values of blocks (the inverse of :func:`quantize_blocks_kernel`): MX

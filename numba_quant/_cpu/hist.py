@@ -93,7 +93,7 @@ def _count_piece(x3, c, o0, o1, i0, i1, pow2, linear, factor, lo, hi, local):
                    chunk_p, chunk_l)
 
 
-@njit(cache=True, parallel=True)
+@threads.parallel_njit(cache=True)
 def histogram(x3, grid, factor, lo, hi, pieces, partial, counts):
     """Counts of ``x3`` (outer, channels, inner) per channel; non-finite values skipped.
 
@@ -229,8 +229,7 @@ def channel_histograms(data, axis, grid, factor, lo, hi, bins):
     grids = 2 if grid == hist_ref.BOTH_GRIDS else 1
     counts = np.zeros((grids, n_channels, bins), np.int64)
     partial = np.zeros((grids, n_channels * pieces if pieces > 1 else 1, bins), np.int64)
-    with threads.one_at_a_time(parallel):
-        histogram(x3, grid, factor, lo, hi, pieces, partial, counts)
+    histogram(x3, grid, factor, lo, hi, pieces, partial, counts)
     return counts
 
 

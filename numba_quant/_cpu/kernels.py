@@ -14,6 +14,7 @@ from numba_quant._reference import integer as ref
 from numba_quant._reference.primitives import stored
 from numba_quant._cpu.intrinsics import llvm_binary
 from numba_quant._cpu.signatures import Kernel as _Kernel
+from numba_quant._cpu.threads import parallel_njit
 from numba_quant._host.tuning import RUN_BLOCK, SHORT_ROW
 
 
@@ -37,7 +38,7 @@ def _index(i):
 def _parallel_and_serial(impl, joint=()):
     """``{True: parallel kernel, False: serial kernel}`` compiled from one body, each a
     :class:`~numba_quant._cpu.signatures.Kernel` (one signature per layout class; ``joint``
-    as there).
+    as there), the parallel one guarded (:func:`~numba_quant._cpu.threads.parallel_njit`).
 
     The serial kernel is compiled from a renamed copy of the function: Numba's on-disk
     cache is keyed on the function's name and line, not on ``parallel``, so two builds of
@@ -47,7 +48,7 @@ def _parallel_and_serial(impl, joint=()):
                           impl.__defaults__, impl.__closure__)
     serial.__qualname__ = impl.__qualname__ + "_serial"
     serial.__doc__ = impl.__doc__
-    return {True: _Kernel(njit(parallel=True, cache=True)(impl), joint),
+    return {True: parallel_njit(joint, cache=True)(impl),
             False: _Kernel(njit(cache=True)(serial), joint)}
 
 

@@ -25,6 +25,7 @@ from numba_quant._reference import integer as ref
 from numba_quant._reference.bits import float_from_bits, int_bits
 from numba_quant._cpu.intrinsics import llvm_binary
 from numba_quant._cpu.kernels import _fold, _fold_scalar, _index, _status
+from numba_quant._cpu.threads import parallel_njit
 from numba_quant._reference.primitives import stored
 from numba_quant._host.tuning import SHORT_ROW
 
@@ -39,7 +40,8 @@ def _variant(impl, parallel, **constants):
     Each variant is a renamed copy of the function: Numba's on-disk cache is keyed on the
     function's name and line, so variants of one body need names of their own.  The
     constants are globals, which Numba freezes: branches on them are pruned before
-    typing, so a variant compiles only its own route.
+    typing, so a variant compiles only its own route.  A parallel variant is guarded
+    (:func:`~numba_quant._cpu.threads.parallel_njit`).
     """
     name = impl.__name__ + "".join(f"_{k.lower()}{int(v)}" for k, v in constants.items())
     if not parallel:
@@ -50,7 +52,7 @@ def _variant(impl, parallel, **constants):
     copy.__qualname__ = name
     copy.__doc__ = impl.__doc__
     copy.__module__ = impl.__module__
-    return njit(parallel=parallel, cache=True)(copy)
+    return (parallel_njit if parallel else njit)(cache=True)(copy)
 
 
 # ---------------------------------------------------------------------------- integer keys

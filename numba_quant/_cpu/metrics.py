@@ -6,15 +6,16 @@ clipped values and the number of finite values, skipping non-finite ``x`` (prese
 when the report omits them).  Rows run in parallel; the caller sums the rows' results.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
+from numba_quant._cpu.threads import parallel_njit
 
 # Columns of the per-row result.
 SIGNAL, NOISE, MAX_ERROR, CLIPPED, COUNT = range(5)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
+@parallel_njit(cache=True, fastmath={"reassoc", "nsz"})
 def error_sums(x, xq, steps, group, factor, skip_nonfinite, out):
     """Per row ``r``: ``out[r] = (sum x^2, sum (xq - x)^2, max |xq - x|, clipped, n)``.
 

@@ -2,9 +2,12 @@
 call at a time.
 
 Numba's fallback threading layer (workqueue, used when neither OpenMP nor TBB is
-available) aborts the process when two Python threads enter parallel code at once, so
-parallel kernels run one call at a time (:func:`one_at_a_time`); they would share the
-same cores anyway.
+available) aborts the process when two Python threads enter parallel code at once.  So
+every ``parallel=True`` kernel of the package is made by :func:`parallel_njit`, which
+returns it as a :class:`Guarded` callable that holds :data:`LOCK` around each call: the
+guard is part of the kernel, and no call site can forget it.  Parallel kernels would
+share the same cores anyway; serial kernels (also the GIL-free ones that run on the
+kept thread pool) take no lock.
 """
 import concurrent.futures
 import threading
@@ -12,9 +15,56 @@ from contextlib import nullcontext
 
 import numba
 
+from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 from numba_quant._host import tuning as _tuning
+from numba_quant._cpu.signatures import Kernel
 
-LOCK = threading.Lock()
+# Held around every call of a parallel kernel.  Re-entrant, so that a caller may also
+# hold it around several calls (one_at_a_time).
+LOCK = threading.RLock()
+
+
+class Guarded:
+    """A parallel kernel that runs under :data:`LOCK`: ``guarded(*args)`` calls
+    ``kernel(*args)`` holding the lock.  Made only by :func:`parallel_njit`.
+
+    ``kernel`` is what is called (the Numba dispatcher, or a
+    :class:`~numba_quant._cpu.signatures.Kernel` around it), ``dispatcher`` the Numba
+    dispatcher, ``py_func`` the Python function, as on a dispatcher.
+    """
+
+    __slots__ = ("kernel", "dispatcher", "py_func", "__name__")
+
+    def __init__(self, kernel, dispatcher):
+        self.kernel = kernel
+        self.dispatcher = dispatcher
+        self.py_func = dispatcher.py_func
+        self.__name__ = dispatcher.py_func.__name__
+
+    def __call__(self, *args):
+        with LOCK:
+            return self.kernel(*args)
+
+    def __repr__(self):
+        return f"<numba_quant parallel kernel {self.__name__}>"
+
+
+def parallel_njit(joint=None, **options):
+    """The package's one way to make a parallel kernel: a decorator compiling a function
+    with ``numba.njit(parallel=True, **options)`` and returning it as a
+    :class:`Guarded` callable.
+
+    ``joint``: when given (a tuple, possibly empty), the dispatcher is called through a
+    :class:`~numba_quant._cpu.signatures.Kernel` with that ``joint`` (one compiled
+    signature per layout class).
+    """
+
+    def make(function):
+        dispatcher = numba.njit(parallel=True, **options)(function)
+        kernel = dispatcher if joint is None else Kernel(dispatcher, joint)
+        return Guarded(kernel, dispatcher)
+
+    return make
 
 # The package's kept thread pool, for GIL-free serial kernels on ranges of work (no
 # threads started per call).
@@ -33,7 +83,8 @@ def pool(threads):
 
 
 def one_at_a_time(parallel):
-    """The guard around a kernel call: :data:`LOCK` when it runs in parallel."""
+    """:data:`LOCK` when ``parallel``: for a caller that keeps several parallel calls
+    together (each parallel kernel takes the lock itself; see :class:`Guarded`)."""
     return LOCK if parallel else nullcontext()
 
 

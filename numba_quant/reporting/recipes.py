@@ -46,6 +46,14 @@ from typing import Callable
 
 import numpy as np
 
+from numba_quant._host import checks as _checks
+from numba_quant._host.storage import fp8_to_float32
+from numba_quant.fake_quant import fake_quantization
+from numba_quant.float8 import from_float8, to_float8
+from numba_quant.mx import from_mx, to_mx
+from numba_quant.nvfp4 import from_nvfp4, to_nvfp4
+from numba_quant.observer import min_max_observer
+
 __all__ = ["ClipSteps", "Recipe", "TensorContext", "available_recipes", "default_recipes",
            "get_recipe", "oneflow_recipe", "register"]
 
@@ -199,7 +207,6 @@ def oneflow_recipe(formula="google", bits=8, scheme="symmetric", per_channel=Tru
     >>> oneflow_recipe("google", 4, "affine", per_channel=False).name
     'int4-affine-layer'
     """
-    from numba_quant._host import checks as _checks
     _checks.scheme_code(formula, scheme)
     bits = _checks.bits(bits)
     axis = _checks.integer("axis", axis)
@@ -232,16 +239,15 @@ def oneflow_recipe(formula="google", bits=8, scheme="symmetric", per_channel=Tru
         return int(_code_bytes(rows * columns, bits) + channels * param_bytes)
 
     def fake_quantize(x, context):
-        import numba_quant as nq
         per_row = per_channel and len(context.shape) >= 2
         if per_row and axis % len(context.shape) != 0:
             return _fake_quantize_axis(x, context, formula, bits, scheme, axis)
         if per_row:
-            scale, zero_point = nq.min_max_observer(x, formula, bits, scheme, False, axis=0,
+            scale, zero_point = min_max_observer(x, formula, bits, scheme, False, axis=0,
                                                     nonfinite=context.nonfinite)
         else:
             scale, zero_point = _layer_parameters(context, x.dtype, formula, bits, scheme)
-        xq = nq.fake_quantization(x, scale, zero_point, formula, bits, scheme, axis=0)
+        xq = fake_quantization(x, scale, zero_point, formula, bits, scheme, axis=0)
         steps = np.exp2(np.trunc(scale)) if cambricon else scale
         return xq, ClipSteps(np.asarray(steps, np.float64).reshape(-1, 1), x.shape[1], bits)
 
@@ -252,18 +258,16 @@ def oneflow_recipe(formula="google", bits=8, scheme="symmetric", per_channel=Tru
 def _layer_parameters(context, dtype, formula, bits, scheme):
     """Per-layer scale and zero point from the tensor's finite min and max: the
     observer's formulas depend on nothing else."""
-    import numba_quant as nq
     ends = np.array([context.lo, context.hi], dtype=dtype)
-    return nq.min_max_observer(ends, formula, bits, scheme)
+    return min_max_observer(ends, formula, bits, scheme)
 
 
 def _fake_quantize_axis(x, context, formula, bits, scheme, axis):
     """Per channel along an axis other than 0: the whole tensor in its own shape."""
-    import numba_quant as nq
     shaped = x.reshape(context.shape)
-    scale, zero_point = nq.min_max_observer(shaped, formula, bits, scheme, False, axis=axis,
+    scale, zero_point = min_max_observer(shaped, formula, bits, scheme, False, axis=axis,
                                             nonfinite=context.nonfinite)
-    xq = nq.fake_quantization(shaped, scale, zero_point, formula, bits, scheme, axis=axis)
+    xq = fake_quantization(shaped, scale, zero_point, formula, bits, scheme, axis=axis)
     steps = np.exp2(np.trunc(scale)) if formula == "cambricon" else scale
     moved = [1] * len(context.shape)
     moved[axis] = -1
@@ -292,15 +296,14 @@ def _groupwise_recipe(name, bits, group, scheme="affine"):
                    + groups * (4 + (_code_bytes(1, bits) if has_zero_point else 0)))
 
     def fake_quantize(x, context):
-        import numba_quant as nq
         # One block of ``group`` values along each row (the whole row when it is
         # shorter, a shorter last block when the row length is not a multiple): the
         # block-wise OneFlow observer and map, the formulas of a per-layer call applied
         # to each block.
         block = (1, min(group, x.shape[1]))
-        scale, zero_point = nq.min_max_observer(x, "google", bits, scheme, block_size=block,
+        scale, zero_point = min_max_observer(x, "google", bits, scheme, block_size=block,
                                                 nonfinite=context.nonfinite)
-        xq = nq.fake_quantization(x, scale, zero_point, "google", bits, scheme,
+        xq = fake_quantization(x, scale, zero_point, "google", bits, scheme,
                                   block_size=block)
         return xq, ClipSteps(np.asarray(scale, np.float64), group, bits)
 
@@ -357,13 +360,12 @@ def _fp8_recipe():
         return int(rows * columns + rows * 4)
 
     def fake_quantize(x, context):
-        import numba_quant as nq
         dtype = x.dtype
         x = _format_input(x, context)
         per_layer = len(context.shape) < 2
-        elements, scale = nq.to_float8(x, "float8_e4m3fn", per_layer_quantization=per_layer,
+        elements, scale = to_float8(x, "float8_e4m3fn", per_layer_quantization=per_layer,
                                        axis=0)
-        xq = np.asarray(nq.from_float8(elements, scale, "float8_e4m3fn", axis=0))
+        xq = np.asarray(from_float8(elements, scale, "float8_e4m3fn", axis=0))
         scale = np.asarray(scale, np.float32).reshape(-1, 1)
         return xq.astype(dtype, copy=False), _count_beyond(x, scale, x.shape[1],
                                                            _ELEMENT_CLIP["float8_e4m3fn"])
@@ -381,11 +383,10 @@ def _mx_recipe(name, element):
         return int(_code_bytes(rows * columns, bits) + rows * -(-columns // block))
 
     def fake_quantize(x, context):
-        import numba_quant as nq
         dtype = x.dtype
         x = _format_input(x, context)
-        scale, elements = nq.to_mx(x, element, block)
-        xq = np.asarray(nq.from_mx(scale, elements, element, block))
+        scale, elements = to_mx(x, element, block)
+        xq = np.asarray(from_mx(scale, elements, element, block))
         exponent = 127.0 - _float_bits_as_uint8(scale).astype(np.float64)
         return xq.astype(dtype, copy=False), _count_beyond(x, np.exp2(exponent), block,
                                                            _ELEMENT_CLIP[element])
@@ -403,16 +404,14 @@ def _nvfp4_recipe():
         return int(_code_bytes(rows * columns, 4) + rows * -(-columns // block) + 4)
 
     def fake_quantize(x, context):
-        import numba_quant as nq
-        from numba_quant._host.storage import fp8_to_float32
         dtype = x.dtype
         x = _format_input(x, context)
         # The per-tensor scale comes from the whole tensor's amax, not this chunk's: the
         # same formula, applied by to_nvfp4 to the tensor's largest magnitude.
         amax = np.float32(max(abs(context.lo), abs(context.hi)))
-        per_tensor = nq.to_nvfp4(np.array([amax], np.float32))[2]
-        block_scale, elements, per_tensor = nq.to_nvfp4(x, per_tensor)
-        xq = np.asarray(nq.from_nvfp4(block_scale, elements, per_tensor))
+        per_tensor = to_nvfp4(np.array([amax], np.float32))[2]
+        block_scale, elements, per_tensor = to_nvfp4(x, per_tensor)
+        xq = np.asarray(from_nvfp4(block_scale, elements, per_tensor))
         scales = fp8_to_float32(_float_bits_as_uint8(block_scale), "float8_e4m3fn")
         inverse = np.float32(1) / np.float32(per_tensor)
         with np.errstate(divide="ignore"):

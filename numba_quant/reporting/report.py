@@ -292,7 +292,6 @@ def _apply(recipe, x, context, skip_nonfinite=False, device=None):
     Backend; None: the host) and measured on the host."""
     # (numba loads with the first report, not with numba_quant)
     from numba_quant._cpu import metrics as _cpu_metrics
-    from numba_quant._cpu import threads as cpu_threads
     on = x if device is None or device.device == "cpu" else device.from_host(x, None)
     result = recipe.fake_quantize(on, context)
     clip = None
@@ -315,9 +314,8 @@ def _apply(recipe, x, context, skip_nonfinite=False, device=None):
         steps = np.zeros((1, 1), np.float64)
         factor = -1.0
         group = max(x.shape[1], 1)
-    with cpu_threads.one_at_a_time(True):
-        _cpu_metrics.error_sums(x, np.ascontiguousarray(xq), steps, group, factor,
-                                skip_nonfinite, sums)
+    _cpu_metrics.error_sums(x, np.ascontiguousarray(xq), steps, group, factor,
+                            skip_nonfinite, sums)
     totals = sums.sum(axis=0)
     totals[_cpu_metrics.MAX_ERROR] = sums[:, _cpu_metrics.MAX_ERROR].max() if len(sums) else 0
     if clip is not None and not isinstance(clip, ClipSteps):

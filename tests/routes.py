@@ -120,6 +120,9 @@ def install(monkeypatch, recorder):
     for modname, module in list(sys.modules.items()):
         if not modname.startswith("numba_quant.") or modname == KERNEL_MODULE:
             continue
+        if hasattr(module, "__path__"):
+            continue  # a package: its attribute is the module itself, which callers import
+
         for attr, value in list(vars(module).items()):
             if value is kernels:
                 monkeypatch.setattr(module, attr, proxy)

@@ -10,9 +10,10 @@ here step by step with the rounding of every step:
   operation (a float32 operation in torch's CPU kernels) is rounded to bfloat16;
 * quantization divides (``x / scale``, never a multiplication by a reciprocal), in the
   weight's dtype for the integer and FP8 schemes, in float32 for NVFP4 (its scale is a
-  float32 quotient by the global scale); then clamps, then rounds (integers: half to
-  even; FP8/FP4: to nearest even, FP4 keeping the sign of a negative value that rounds
-  to zero but not of a zero quotient);
+  float32 quotient by the global scale), adds the zero point (0 for symmetric schemes,
+  which turns -0.0 into +0.0), then clamps, then rounds (integers: half to even;
+  FP8/FP4: to nearest even, FP4 keeping the sign of a negative value that rounds to
+  zero but not of a zero quotient);
 * a scale of 0 (an all-zero group) becomes the scale dtype's epsilon (float32 2**-23,
   bfloat16 2**-7, E4M3 0.125) after the zero point was computed from it (an
   asymmetric all-zero group's zero point is NaN, stored as 0).
@@ -171,6 +172,9 @@ def _fp4_codes(q):
 
 
 def _fp8_codes(q):
+    """E4M3 codes of the quotients ``q`` clamped to [-448, 448], to nearest even.  The
+    (zero) zero point compressed-tensors adds before rounding turns -0.0 into +0.0."""
+    q = q + np.float32(0)
     return to_bits(np.clip(q, -_FP8_MAX, _FP8_MAX), "float8_e4m3fn", saturate=True)
 
 
@@ -240,11 +244,15 @@ def row_multiple(scheme) -> int:
 
 def global_scale_of(absmax, dtype) -> np.float32:
     """NVFP4's global scale from the largest magnitude of a (fused) weight group:
-    ``2688 / max(absmax, 2**-126)`` in the weight's dtype, 1.0 when that overflows."""
+    ``(1 / max(absmax, 2**-126)) * 2688`` in the weight's dtype, 1.0 when that
+    overflows."""
     rnd = _rounder(dtype)
     a = np.float32(max(float(absmax), 2.0 ** -126))
-    with np.errstate(over="ignore"):
-        g = rnd(np.float32(_FP8_MAX * _FP4_MAX) / np.array([a], np.float32))[0]
+    # torch evaluates ``number / tensor`` as ``tensor.reciprocal() * number``: two
+    # roundings, each to the weight's dtype
+    with np.errstate(over="ignore", divide="ignore"):
+        g = rnd(rnd(np.float32(1) / np.array([a], np.float32))
+                * np.float32(_FP8_MAX * _FP4_MAX))[0]
     if not np.isfinite(g):
         return np.float32(1.0)
     return np.float32(g)

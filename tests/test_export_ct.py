@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import ct_tiny
-from numba_quant import checkpoint
+from numba_quant.reporting import checkpoint
 from numba_quant import export as ex
 from numba_quant.export import cli
 from numba_quant.export import compressed_tensors as ctmod

@@ -24,8 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from numba_quant import _storage, _tuning
-from numba_quant.checkpoint import SAFETENSORS_INDEX, CheckpointError, safetensors_shards
+from numba_quant._host import storage as _storage
+from numba_quant._host import tuning as _tuning
+from numba_quant.reporting.checkpoint import (
+    SAFETENSORS_INDEX,
+    CheckpointError,
+    safetensors_shards,
+)
 from numba_quant.export.compressed_tensors import (
     FUSED_GROUPS,
     SCHEMES,

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from numba_quant.checkpoint import CheckpointError
+from numba_quant.reporting.checkpoint import CheckpointError
 from numba_quant.export import ExportError, OutputExistsError, to_compressed_tensors
 from numba_quant.export.compressed_tensors import SCHEMES
 

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from numba_quant._storage import fp8_to_float32
+from numba_quant._host.storage import fp8_to_float32
 from numba_quant.float8 import to_bits
 from numba_quant.mx import to_mx
 from numba_quant.packing import pack_int4

@@ -115,8 +115,10 @@ class SafetensorsWriter:
     ...                               TensorSpec("a", "float32", (2, 2))]) as w:
     ...     w.write("a", np.ones((2, 2), np.float32))
     ...     w.write("b", np.array([2, 2]))
-    >>> os.path.getsize(path)
-    144
+    >>> w.ranges                    # I64 before F32, whatever the order given
+    {'b': (0, 16), 'a': (16, 32)}
+    >>> os.path.getsize(path)       # 8 + a header of 112 bytes + 32 bytes of data
+    152
     """
 
     def __init__(self, path, specs, metadata=None):

@@ -250,11 +250,11 @@ def safetensors_shards(path) -> list:
 
     Examples
     --------
-    >>> from numba_quant.checkpoint import safetensors_shards
+    >>> from numba_quant.reporting.checkpoint import safetensors_shards
     >>> safetensors_shards("no/such/dir")
     Traceback (most recent call last):
     ...
-    numba_quant.checkpoint.CheckpointError: no/such/dir: cannot read file: No such file or directory
+    numba_quant.reporting.checkpoint.CheckpointError: no/such/dir: cannot read file: No such file or directory
     """
     path = Path(path)
     if not path.exists():

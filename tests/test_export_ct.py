@@ -303,3 +303,51 @@ def test_writer_refuses_incomplete_tensor(tmp_path):
     w.write("a", np.zeros(4, np.float32))
     with pytest.raises(RuntimeError, match="not completely written: b"):
         w.close()
+
+
+def test_report_command_refuses_broken_header(tmp_path, capsys):
+    from numba_quant.reporting import cli as report_cli
+    header, size, _ = BROKEN["negative dimension"]
+    d = _model_with_header(tmp_path / "m", header, size)
+    code = report_cli.main([str(d / "model.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "model.safetensors" in err and "w.weight" in err and "shape" in err
+
+
+def test_sharded_input_gives_the_same_shards(models, tmp_path):
+    """Shards listed in an index are written as the same shards, each tensor's bytes
+    those of the single-file golden output."""
+    src = models["float32"]
+    header, data, _ = _read(src / "model.safetensors")
+    d = tmp_path / "sharded"
+    d.mkdir()
+    (d / "config.json").write_text((src / "config.json").read_text())
+    names = sorted(header)
+    weight_map = {}
+    for shard, part in (("a.safetensors", names[:5]), ("b.safetensors", names[5:])):
+        specs = [TensorSpec(n, "float32", tuple(header[n]["shape"])) for n in part]
+        with SafetensorsWriter(d / shard, specs, {"format": "pt"}) as w:
+            for n in part:
+                b, e = header[n]["data_offsets"]
+                w.write(n, np.frombuffer(data[b:e], np.float32))
+        weight_map.update({n: shard for n in part})
+    (d / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": weight_map}))
+    out = tmp_path / "out"
+    ex.to_compressed_tensors(d, out, "W4A16", targets=TARGETS)
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    golden = CASES["float32/W4A16"]["tensors"]
+    assert sorted(index["weight_map"]) == sorted(golden)
+    seen = {}
+    for shard in ("a.safetensors", "b.safetensors"):
+        h, dd, _ = _read(out / shard)
+        assert all(index["weight_map"][k] == shard for k in h)
+        seen.update({k: [v["dtype"], v["shape"],
+                         _sha(dd[v["data_offsets"][0]:v["data_offsets"][1]])]
+                     for k, v in h.items()})
+    assert seen == golden
+    assert index["metadata"]["total_size"] == sum(
+        v["data_offsets"][1] - v["data_offsets"][0]
+        for s in ("a.safetensors", "b.safetensors")
+        for v in _read(out / s)[0].values())

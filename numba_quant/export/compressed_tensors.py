@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from numba_quant._cpu.compressed import int_group_codes
 from numba_quant._host.storage import fp8_to_float32
 from numba_quant.float8 import to_bits
 from numba_quant.mx import to_mx
@@ -135,12 +136,16 @@ def scheme_named(name) -> Scheme:
 # ------------------------------------------------------------------ rounding helpers
 
 def _round_bf16(a):
-    """float32 values rounded to the nearest bfloat16 (ties to even), as float32."""
-    a = np.ascontiguousarray(a, dtype=np.float32)
-    bits = a.view(np.uint32)
-    lsb = (bits >> np.uint32(16)) & np.uint32(1)
-    out = (bits + np.uint32(0x7FFF) + lsb) & np.uint32(0xFFFF0000)
-    return out.view(np.float32)
+    """float32 values (finite) rounded to the nearest bfloat16 (ties to even), as
+    float32 (a new array)."""
+    out = np.array(a, dtype=np.float32, order="C")
+    bits = out.view(np.uint32)
+    lsb = bits >> np.uint32(16)
+    lsb &= np.uint32(1)
+    bits += np.uint32(0x7FFF)
+    bits += lsb
+    bits &= np.uint32(0xFFFF0000)
+    return out
 
 
 def _rounder(dtype):
@@ -328,11 +333,10 @@ def quantize_rows(x, dtype, scheme, global_scale=None) -> QuantizedTensor:
                 # torch turns the NaN of an all-zero group (0 / 0) into int8 0
                 zp = np.where(np.isnan(zp_f), 0, np.rint(zp_f)).astype(np.int8)
             scale = np.where(scale == 0, _EPS[dtype], scale).astype(np.float32)
-            q = rnd(x.reshape(rows, -1, size) / scale[:, :, None])
-            if zp is not None:
-                q = rnd(q + zp[:, :, None].astype(np.float32))
-            np.clip(q, qmin, qmax, out=q)
-            codes = np.rint(q).astype(np.int8).reshape(rows, cols)
+            zp_f = (np.zeros(scale.shape, np.float32) if zp is None
+                    else zp.astype(np.float32))
+            codes = int_group_codes(x, scale, zp_f, size, qmin, qmax, dtype == "bfloat16",
+                                    np.empty((rows, cols), np.int8))
             return QuantizedTensor(_pack_dense(codes, s.num_bits), _in_dtype(scale, dtype),
                                    zp)
         if s.kind == "fp8":

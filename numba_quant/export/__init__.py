@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import re
 import shutil
@@ -289,7 +290,20 @@ def _fused_groups(quantized, modules):
 # ------------------------------------------------------------------ the export
 
 def _decode_rows(entry, raw, r0, r1):
-    return np.ascontiguousarray(_storage.decode(raw[r0:r1], entry.dtype), dtype=np.float32)
+    x = _storage.decode(raw[r0:r1], entry.dtype)
+    # float32 input decodes to a view of the map: copy it before its pages are dropped
+    x = np.array(x, dtype=np.float32, order="C", copy=np.shares_memory(x, raw) or None)
+    _release(raw)
+    return x
+
+
+def _release(raw):
+    """Give back the pages of a memory-mapped input read so far: they would otherwise
+    stay in this process's resident memory until the end (the page cache keeps them)."""
+    mapping = getattr(raw, "_mmap", None)
+    if mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap,
+                                                                       "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def _chunk_rows(cols, multiple):
@@ -350,6 +364,7 @@ def _copy_tensor(writer, entry):
     step = max(1, _tuning.EXPORT_CHUNK_BYTES // max(1, itemsize))
     for i in range(0, flat.size, step):
         writer.write(entry.name, np.ascontiguousarray(flat[i:i + step]), start=i * itemsize)
+        _release(raw)
 
 
 def _model_config(model_dir):

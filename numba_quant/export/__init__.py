@@ -292,7 +292,7 @@ def _fused_groups(quantized, modules):
 def _decode_rows(entry, raw, r0, r1):
     x = _storage.decode(raw[r0:r1], entry.dtype)
     # float32 input decodes to a view of the map: copy it before its pages are dropped
-    x = np.array(x, dtype=np.float32, order="C", copy=np.shares_memory(x, raw) or None)
+    x = np.array(x, dtype=np.float32, order="C", copy=np.may_share_memory(x, raw) or None)
     _release(raw)
     return x
 

@@ -351,3 +351,26 @@ def test_sharded_input_gives_the_same_shards(models, tmp_path):
         v["data_offsets"][1] - v["data_offsets"][0]
         for s in ("a.safetensors", "b.safetensors")
         for v in _read(out / s)[0].values())
+
+
+def test_unsupported_inputs(tmp_path, capsys):
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    w = np.ones((4, 128), np.float16)
+    with SafetensorsWriter(d / "model.safetensors",
+                           [TensorSpec("fc.weight", "float16", w.shape)]) as f:
+        f.write("fc.weight", w)
+    code, err = _cli_error(capsys, [str(d), str(tmp_path / "o"), "--scheme", "W8A16",
+                                    "--targets", "fc"])
+    assert code == 1 and "fc.weight" in err and "float16" in err
+    (d / "config.json").write_text(json.dumps(
+        {"quantization_config": {"quant_method": "compressed-tensors"}}))
+    code, err = _cli_error(capsys, [str(d), str(tmp_path / "o"), "--scheme", "W8A16",
+                                    "--targets", "fc"])
+    assert code == 1 and "already quantized" in err and "compressed-tensors" in err
+    (d / "config.json").write_text("{}")
+    code, err = _cli_error(capsys, [str(d), str(tmp_path / "o"), "--scheme", "W8A16",
+                                    "--targets", "nothing"])
+    assert code == 1 and "no Linear layer" in err
+    assert not (tmp_path / "o").exists() and _no_leftovers(tmp_path) == []

@@ -69,6 +69,8 @@ class TensorRow:
     input_bytes: int
     output_bytes: int
     sqnr_db: float
+    signal: float = field(default=0.0, repr=False)     # sum x^2
+    noise: float = field(default=0.0, repr=False)      # sum (decoded - x)^2
 
     @property
     def bits_per_weight(self) -> float:
@@ -133,9 +135,8 @@ class ExportReport:
     @property
     def sqnr_db(self) -> float:
         """The SQNR over all quantized weights together (total signal / total noise)."""
-        signal = sum(t._signal for t in self.tensors if hasattr(t, "_signal"))
-        noise = sum(t._noise for t in self.tensors if hasattr(t, "_noise"))
-        return _sqnr(signal, noise)
+        return _sqnr(sum(t.signal for t in self.tensors),
+                     sum(t.noise for t in self.tensors))
 
     def to_dict(self) -> dict:
         return {"scheme": self.scheme, "model_dir": str(self.model_dir),
@@ -379,8 +380,10 @@ def _model_config(model_dir):
     if not isinstance(config, dict):
         raise ExportError(f"{path}: not a JSON object")
     if "quantization_config" in config:
-        raise ExportError(f"{path}: the model is already quantized "
-                          f"(quantization_config: {config['quantization_config'].get('quant_method', '?') if isinstance(config['quantization_config'], dict) else '?'})")
+        given = config["quantization_config"]
+        method = given.get("quant_method", "?") if isinstance(given, dict) else "?"
+        raise ExportError(f"{path}: the model is already quantized (quantization_config "
+                          f"with quant_method {method})")
     return config
 
 
@@ -616,8 +619,6 @@ def _measure(rep, stage, quantized, entries, s):
             noise += float(np.sum((q - x) ** 2))
         out_bytes = sum(t.nbytes for n, t in tensors.items()
                         if n.startswith(m + ".weight"))
-        row = TensorRow(e.name, tuple(e.shape), e.dtype, e.nbytes, out_bytes,
-                        _sqnr(signal, noise))
-        row._signal, row._noise = signal, noise
-        rep.tensors.append(row)
+        rep.tensors.append(TensorRow(e.name, tuple(e.shape), e.dtype, e.nbytes, out_bytes,
+                                     _sqnr(signal, noise), signal, noise))
         rep.quantized_weights += rows * cols

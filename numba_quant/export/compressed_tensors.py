@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from numba_quant._cpu.compressed import int_group_codes
+from numba_quant._cpu.compressed import int_group_packed
 from numba_quant._host.storage import fp8_to_float32
 from numba_quant.float8 import to_bits
 from numba_quant.mx import to_mx
@@ -335,10 +335,10 @@ def quantize_rows(x, dtype, scheme, global_scale=None) -> QuantizedTensor:
             scale = np.where(scale == 0, _EPS[dtype], scale).astype(np.float32)
             zp_f = (np.zeros(scale.shape, np.float32) if zp is None
                     else zp.astype(np.float32))
-            codes = int_group_codes(x, scale, zp_f, size, qmin, qmax, dtype == "bfloat16",
-                                    np.empty((rows, cols), np.int8))
-            return QuantizedTensor(_pack_dense(codes, s.num_bits), _in_dtype(scale, dtype),
-                                   zp)
+            packed = int_group_packed(x, scale, zp_f, size, qmin, qmax,
+                                      dtype == "bfloat16", s.num_bits,
+                                      np.empty((rows, cols * s.num_bits // 8), np.uint8))
+            return QuantizedTensor(packed, _in_dtype(scale, dtype), zp)
         if s.kind == "fp8":
             if s.strategy == "channel":
                 amax = np.maximum(-np.minimum(x.min(axis=1), 0),

@@ -202,8 +202,9 @@ def _matches(name, target, module_class=None) -> bool:
 
 
 def _model_structure(model_dir):
-    """``(linear module names in module order, their classes, saved tensor names)`` from
-    the model's class built on the meta device with transformers."""
+    """``(linear modules (name, class) in module order, saved tensor names, tied weights
+    {name: source name})`` from the model's class built on the meta device with
+    transformers; None without transformers."""
     try:
         import torch
         import transformers
@@ -219,7 +220,8 @@ def _model_structure(model_dir):
             model = transformers.AutoModel.from_config(config)
     linear = [(name, type(m)) for name, m in model.named_modules()
               if name and _is_linear_class(type(m))]
-    return linear, set(model.state_dict().keys())
+    tied = getattr(model, "all_tied_weights_keys", None) or {}
+    return linear, set(model.state_dict().keys()), dict(tied)
 
 
 def _select(model_dir, names, targets, ignore):
@@ -232,9 +234,14 @@ def _select(model_dir, names, targets, ignore):
                 "torch); without it name the layers to quantize with targets=REGEX "
                 "(command line: --targets REGEX), a regex matched against whole module "
                 "names such as 'encoder\\.layer\\.\\d+\\..*dense'")
-        linear, saved = structure
+        linear, saved, tied = structure
         classes = dict(linear)
-        modules = [n for n, _ in linear if f"{n}.weight" in names]
+        names = set(names)
+        # a Linear weight tied to another tensor (lm_head to the embeddings) is not in
+        # the checkpoint: llmcompressor unties it and quantizes a copy of its source
+        sources = {n: (f"{n}.weight" if f"{n}.weight" in names
+                       else tied.get(f"{n}.weight")) for n, _ in linear}
+        modules = [n for n, _ in linear if sources[n] in names]
     else:
         patterns = [targets] if isinstance(targets, str) else list(targets)
         try:
@@ -245,6 +252,7 @@ def _select(model_dir, names, targets, ignore):
         modules = [n[:-len(".weight")] for n in names if n.endswith(".weight")
                    and any(c.fullmatch(n[:-len(".weight")]) for c in compiled)]
         classes, saved = {}, None
+        sources = {m: f"{m}.weight" for m in modules}
     if not modules:
         raise ExportError(f"{model_dir}: no Linear layer found to quantize"
                           + (f" (targets={targets!r})" if targets is not None else ""))
@@ -262,7 +270,7 @@ def _select(model_dir, names, targets, ignore):
             ignored.append(m)
         else:
             quantized.append(m)
-    return quantized, ignored, modules, saved
+    return quantized, ignored, modules, saved, {m: sources[m] for m in modules}
 
 
 def _fused_groups(quantized, modules):
@@ -462,17 +470,20 @@ def to_compressed_tensors(model_dir, out_dir, scheme, *, ignore=(), targets=None
                           f"{SAFETENSORS_INDEX}); convert .bin weights first")
     shards = safetensors_shards(model_dir)
     entries = {e.name: e for _, es in shards for e in es}
-    quantized, ignored, modules, saved = _select(model_dir, list(entries), targets, ignore)
+    quantized, ignored, modules, saved, source = _select(model_dir, list(entries),
+                                                          targets, ignore)
+    weight_of = {m: entries[source[m]] for m in quantized}
+    untied = [m for m in quantized if source[m] != f"{m}.weight"]
     for m in quantized:
-        e = entries[f"{m}.weight"]
+        e = weight_of[m]
         check_weight(e.name, e.shape, e.dtype, s)
 
     global_scales = {}
     if s.kind == "nvfp4":
         groups = _fused_groups(quantized, modules)
-        absmax = {m: _absmax(entries[f"{m}.weight"]) for m in quantized}
+        absmax = {m: _absmax(weight_of[m]) for m in quantized}
         for m in quantized:
-            dtype = entries[f"{groups[m][0]}.weight"].dtype
+            dtype = weight_of[groups[m][0]].dtype
             global_scales[m] = global_scale_of(max(absmax[x] for x in groups[m]), dtype)
 
     chosen = set(quantized)
@@ -484,25 +495,30 @@ def to_compressed_tensors(model_dir, out_dir, scheme, *, ignore=(), targets=None
     with staged_directory(out_dir, force=force) as stage:
         written = []
         for shard_path, shard_entries in shards:
-            specs = []
+            jobs = []           # (module or None, entry): quantize, or copy as it is
             for e in shard_entries:
                 module = e.name[:-len(".weight")] if e.name.endswith(".weight") else None
-                if module in chosen:
+                if module in chosen and weight_of[module] is e:
+                    jobs.append((module, e))
+                elif saved is None or e.name in saved:
+                    jobs.append((None, e))
+                jobs += [(m, e) for m in untied if weight_of[m] is e]
+            specs = []
+            for module, e in jobs:
+                if module is None:
+                    specs.append(TensorSpec(e.name, e.dtype, tuple(e.shape)))
+                else:
                     specs += [TensorSpec(n, d, tuple(sh)) for n, d, sh in
                               output_specs(module, e.shape, e.dtype, s)]
-                elif saved is None or e.name in saved:
-                    specs.append(TensorSpec(e.name, e.dtype, tuple(e.shape)))
             if not specs:
                 continue
             target = stage / shard_path.name
             with SafetensorsWriter(target, specs, {"format": "pt"}) as writer:
-                for e in shard_entries:
-                    module = (e.name[:-len(".weight")] if e.name.endswith(".weight")
-                              else None)
-                    if module in chosen:
-                        _write_quantized(writer, module, e, s, global_scales.get(module))
-                    elif saved is None or e.name in saved:
+                for module, e in jobs:
+                    if module is None:
                         _copy_tensor(writer, e)
+                    else:
+                        _write_quantized(writer, module, e, s, global_scales.get(module))
             written.append(target)
             weight_map.update({sp.name: shard_path.name for sp in specs})
         if indexed:
@@ -514,7 +530,9 @@ def to_compressed_tensors(model_dir, out_dir, scheme, *, ignore=(), targets=None
                  "weight_map": dict(sorted(weight_map.items()))}, indent=2) + "\n")
         out_config = dict(config)
         if "dtype" not in out_config and "torch_dtype" not in out_config and quantized:
-            out_config["dtype"] = entries[f"{quantized[0]}.weight"].dtype
+            out_config["dtype"] = weight_of[quantized[0]].dtype
+        if untied:
+            out_config["tie_word_embeddings"] = False
         out_config["quantization_config"] = quantization_config(s, ignored)
         (stage / "config.json").write_text(json.dumps(out_config, indent=2,
                                                       sort_keys=True) + "\n")
@@ -522,7 +540,7 @@ def to_compressed_tensors(model_dir, out_dir, scheme, *, ignore=(), targets=None
         _copy_other_files(model_dir, stage)
         rep.output_bytes = sum(os.path.getsize(p) for p in written)
         if report:
-            _measure(rep, stage, quantized, entries, s)
+            _measure(rep, stage, quantized, weight_of, s)
     rep.seconds = time.perf_counter() - started
     return rep
 
@@ -601,12 +619,12 @@ def _dequantized_rows(tensors, module, shape, dtype, s, r0, r1):
     return (values.reshape(r1 - r0, -1, 32) * scale[:, :, None]).reshape(r1 - r0, cols)
 
 
-def _measure(rep, stage, quantized, entries, s):
+def _measure(rep, stage, quantized, weight_of, s):
     tensors = {}
     for _, es in safetensors_shards(stage):
         tensors.update({e.name: e for e in es})
     for m in quantized:
-        e = entries[f"{m}.weight"]
+        e = weight_of[m]
         rows, cols = e.shape
         raw = e.raw()
         signal = noise = 0.0
@@ -619,6 +637,6 @@ def _measure(rep, stage, quantized, entries, s):
             noise += float(np.sum((q - x) ** 2))
         out_bytes = sum(t.nbytes for n, t in tensors.items()
                         if n.startswith(m + ".weight"))
-        rep.tensors.append(TensorRow(e.name, tuple(e.shape), e.dtype, e.nbytes, out_bytes,
-                                     _sqnr(signal, noise), signal, noise))
+        rep.tensors.append(TensorRow(f"{m}.weight", tuple(e.shape), e.dtype, e.nbytes,
+                                     out_bytes, _sqnr(signal, noise), signal, noise))
         rep.quantized_weights += rows * cols

@@ -79,7 +79,8 @@ def _unpack_words(words, bits, count):
     w = words.astype(np.uint64) & 0xFFFFFFFF
     out = np.zeros((w.shape[0], count), np.int64)
     for i in range(count):
-        out[:, i] = (w[:, (i * bits) // 32] >> np.uint64((i * bits) % 32)) & ((1 << bits) - 1)
+        word = w[:, (i * bits) // 32] >> np.uint64((i * bits) % 32)
+        out[:, i] = word & ((1 << bits) - 1)
     return out - (1 << (bits - 1))
 
 

@@ -65,7 +65,8 @@ def digests(path):
 
 
 # (dtype, scheme, ignore) of the tiny model's golden cases
-TINY_CASES = [(dtype, scheme, []) for dtype in ("float32", "bfloat16") for scheme in SCHEMES]
+TINY_CASES = [(dtype, scheme, []) for dtype in ("float32", "bfloat16")
+              for scheme in SCHEMES]
 TINY_CASES += [("float32", "W4A16", ["lm_head", "re:.*down_proj"]),
                ("bfloat16", "NVFP4A16", ["re:.*self_attn.*"])]
 

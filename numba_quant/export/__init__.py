@@ -225,7 +225,8 @@ def _model_structure(model_dir):
 
 
 def _select(model_dir, names, targets, ignore):
-    """``(quantized modules, ignored Linear modules, classes, kept tensor names or None)``."""
+    """``(quantized modules, ignored Linear modules, all Linear modules, the tensor
+    names the model saves or None, {module: the tensor its weight is read from})``."""
     if targets is None:
         structure = _model_structure(model_dir)
         if structure is None:

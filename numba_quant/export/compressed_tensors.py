@@ -215,7 +215,8 @@ def output_specs(module, shape, dtype, scheme):
     s = scheme
     if s.kind == "int":
         groups = cols // s.group_size
-        out = [(f"{module}.weight_packed", "int32", (rows, _ceil_div(cols * s.num_bits, 32))),
+        words = _ceil_div(cols * s.num_bits, 32)
+        out = [(f"{module}.weight_packed", "int32", (rows, words)),
                (f"{module}.weight_scale", dtype, (rows, groups)),
                (f"{module}.weight_shape", "int64", (2,))]
         if not s.symmetric:

@@ -221,7 +221,7 @@ def test_out_arrays(small_chunks):
 
 def test_other_uses_see_the_float32_values(small_chunks):
     """Code that needs one array (np.asarray, ndarray attributes) gets the values whole."""
-    from numba_quant._cpu import backend as _cpu
+    from numba_quant._cpu import channels as _cpu
     for dtype in DTYPES:
         x = np.asfortranarray(_values(dtype))
         data = _cpu.as_array(x)

@@ -55,7 +55,7 @@ def _host(a):
 def test_observe_and_maps_by_chunks(small_chunks, dtype, order, cut):
     """Per layer, and per channel along the axis the chunks cut (each chunk's min and
     max go to its own channels; each chunk is mapped with its channels' constants)."""
-    from numba_quant._cuda import backend as _cuda
+    from numba_quant._cuda import channels as _cuda
     x = np.asarray(_values(dtype), order=order)
     wide = _wide(x)
     d = cuda.to_device(x)

@@ -509,7 +509,7 @@ def test_cli_subprocess_markdown(tmp_path):
 @needs_torch
 def test_torch_parameters_through_the_dispatcher():
     import torch
-    from numba_quant._cpu import backend as _cpu
+    from numba_quant._cpu import channels as _cpu
     w = weights((8, 12), 41)
     p = torch.nn.Parameter(torch.from_numpy(w.copy()))
     assert np.shares_memory(_cpu.as_array(p), p.detach().numpy())   # no copy

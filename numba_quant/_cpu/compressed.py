@@ -2,13 +2,14 @@
 :mod:`numba_quant._reference.compressed`): one pass over a run of rows, one scale and zero
 point per group of ``group`` columns, the codes packed as ``pack-quantized`` stores them."""
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
+from numba_quant._cpu.threads import parallel_njit
 from numba_quant._reference import compressed as ref
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def int_group_packed(x, scale, zero_point, group, qmin, qmax, bf16, bits, out):
     """The codes of ``x[r, c]`` with ``scale[r, c // group]`` and ``zero_point[r, c //
     group]`` (float32), offset by ``2**(bits-1)`` and packed into the bytes of ``out``:

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from numba_quant._cpu.compressed import int_group_packed
+from numba_quant._dispatch import cpu
 from numba_quant._host.storage import fp8_to_float32
 from numba_quant.float8 import to_bits
 from numba_quant.mx import to_mx
@@ -336,7 +336,7 @@ def quantize_rows(x, dtype, scheme, global_scale=None) -> QuantizedTensor:
             scale = np.where(scale == 0, _EPS[dtype], scale).astype(np.float32)
             zp_f = (np.zeros(scale.shape, np.float32) if zp is None
                     else zp.astype(np.float32))
-            packed = int_group_packed(x, scale, zp_f, size, qmin, qmax,
+            packed = cpu().compressed.int_group_packed(x, scale, zp_f, size, qmin, qmax,
                                       dtype == "bfloat16", s.num_bits,
                                       np.empty((rows, cols * s.num_bits // 8), np.uint8))
             return QuantizedTensor(packed, _in_dtype(scale, dtype), zp)

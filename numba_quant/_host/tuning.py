@@ -76,3 +76,8 @@ DEVICE_WIDEN_CHUNK = 1 << 24
 # block kernels give each task whole blocks, about this many elements.  The GPU kernels
 # use LAUNCH above.
 FLOAT_TASK = 1 << 14
+
+# --------------------------------------------------------------------------- export
+# Weights are read, quantized and written this many float32 bytes of rows at a time
+# (export.to_compressed_tensors): what bounds the memory beyond one tensor's outputs.
+EXPORT_CHUNK_BYTES = 64 << 20

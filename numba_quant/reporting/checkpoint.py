@@ -33,7 +33,8 @@ import numpy as np
 from numba_quant._host import storage as _storage
 from numba_quant._host import torch_arrays as _torch
 
-__all__ = ["Checkpoint", "CheckpointError", "TensorEntry", "open_checkpoint"]
+__all__ = ["Checkpoint", "CheckpointError", "TensorEntry", "open_checkpoint",
+           "safetensors_shards"]
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -146,35 +147,133 @@ def _safetensors_entries(path: Path) -> list:
 
     entries = []
     for name, info in header.items():
-        try:
-            code = info["dtype"]
-            shape = tuple(int(n) for n in info["shape"])
-            begin, end = (int(v) for v in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: tensor {name!r} has a malformed header "
-                                  f"entry {info!r}") from None
-        dtype = _SAFETENSORS_DTYPES.get(code, code)
+        code, shape, begin, end = _header_entry(path, name, info)
+        dtype = _SAFETENSORS_DTYPES[code]
         entry = TensorEntry(name, shape, dtype)
-        if dtype in _NUMPY_STORAGE or dtype in _storage.RAW_FLOATS:
-            expected = entry.nbytes
-            if end - begin != expected or begin < 0 or data_start + end > file_size:
-                raise CheckpointError(
-                    f"{path}: tensor {name!r} ({code}, shape {shape}) has data offsets "
-                    f"[{begin}, {end}) that do not fit its size ({expected} bytes) or "
-                    f"the file ({file_size - data_start} bytes of data)")
-            storage = (_storage.RAW_FLOATS.get(dtype) or np.dtype(_NUMPY_STORAGE[dtype]))
+        expected = entry.nbytes
+        if end - begin != expected or data_start + end > file_size:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} ({code}, shape {shape}) has data offsets "
+                f"[{begin}, {end}) that do not fit its size ({expected} bytes) or "
+                f"the file ({file_size - data_start} bytes of data)")
+        storage = (_storage.RAW_FLOATS.get(dtype) or np.dtype(_NUMPY_STORAGE[dtype]))
 
-            def load(begin=begin, end=end, storage=storage, shape=shape):
-                raw = whole_file()[data_start + begin:data_start + end].view(storage)
-                raw = raw.reshape(shape)
-                if not raw.flags.aligned:  # (safetensors aligns data; older writers may not)
-                    raw = np.array(raw)
-                return raw
+        def load(begin=begin, end=end, storage=storage, shape=shape):
+            raw = whole_file()[data_start + begin:data_start + end].view(storage)
+            raw = raw.reshape(shape)
+            if not raw.flags.aligned:  # (safetensors aligns data; older writers may not)
+                raw = np.array(raw)
+            return raw
 
-            entry._load = load
-        entries.append((begin, entry))
-    entries.sort(key=lambda item: item[0])
-    return [entry for _, entry in entries]
+        entry._load = load
+        entries.append((begin, end, entry))
+    entries.sort(key=lambda item: (item[0], item[1]))
+    previous = None
+    for begin, end, entry in entries:
+        if previous is not None and begin < previous[1] and end > begin:
+            raise CheckpointError(
+                f"{path}: tensor {entry.name!r} (data offsets [{begin}, {end})) overlaps "
+                f"tensor {previous[2].name!r} ([{previous[0]}, {previous[1]}))")
+        if end > begin:
+            previous = (begin, end, entry)
+    return [entry for _, _, entry in entries]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _header_entry(path, name, info):
+    """``(dtype code, shape, begin, end)`` of one header entry, checked: a known dtype,
+    non-negative integer dimensions, integer offsets with ``0 <= begin <= end``."""
+    where = f"{path}: tensor {name!r}"
+    if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
+        raise CheckpointError(f"{where} has a malformed header entry {info!r} (expected "
+                              "dtype, shape and data_offsets)")
+    code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if code not in _SAFETENSORS_DTYPES:
+        raise CheckpointError(f"{where} has dtype {code!r}, which is not a safetensors "
+                              f"dtype this reader knows ({', '.join(_SAFETENSORS_DTYPES)})")
+    if not isinstance(shape, list) or not all(_is_int(n) and n >= 0 for n in shape):
+        raise CheckpointError(f"{where} has shape {shape!r}; expected a list of "
+                              "non-negative integers")
+    if (not isinstance(offsets, list) or len(offsets) != 2
+            or not all(_is_int(v) for v in offsets) or not 0 <= offsets[0] <= offsets[1]):
+        raise CheckpointError(f"{where} has data_offsets {offsets!r}; expected [begin, "
+                              "end] with integers 0 <= begin <= end")
+    return code, tuple(shape), offsets[0], offsets[1]
+
+
+def _index_shards(index: Path, weight_map):
+    """``[(shard path, entries)]`` of an index's shards, each shard's entries being the
+    tensors the index assigns to it."""
+    if not isinstance(weight_map, dict):
+        raise CheckpointError(f"{index}: weight_map is not a JSON object")
+    base = index.parent.resolve()
+    for name, shard in weight_map.items():
+        if not isinstance(shard, str) or not shard:
+            raise CheckpointError(f"{index}: tensor {name!r} is mapped to {shard!r}, not "
+                                  "a file name")
+        target = (index.parent / shard).resolve()
+        if os.path.isabs(shard) or not target.is_relative_to(base):
+            raise CheckpointError(f"{index}: tensor {name!r}: shard path {shard!r} is "
+                                  f"outside the model directory {index.parent}")
+    out = []
+    for shard in sorted(set(weight_map.values())):
+        shard_path = index.parent / shard
+        if not shard_path.is_file():
+            raise CheckpointError(f"{index}: shard {shard} is missing")
+        out.append((shard_path, [e for e in _safetensors_entries(shard_path)
+                                 if weight_map.get(e.name) == shard]))
+    return out
+
+
+def safetensors_shards(path) -> list:
+    """The shards of a safetensors checkpoint and all their tensors, floating point or not.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.safetensors`` file, or a directory holding ``model.safetensors.index.json``
+        or ``.safetensors`` files.
+
+    Returns
+    -------
+    list of (pathlib.Path, list of TensorEntry)
+        Each shard file with its tensors, in the order of their data; for an index, the
+        tensors it assigns to that shard.
+
+    Raises
+    ------
+    CheckpointError
+        A missing or malformed file, naming the file (and the tensor).
+
+    Examples
+    --------
+    >>> from numba_quant.reporting.checkpoint import safetensors_shards
+    >>> safetensors_shards("no/such/dir")
+    Traceback (most recent call last):
+    ...
+    numba_quant.reporting.checkpoint.CheckpointError: no/such/dir: cannot read file: No such file or directory
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: cannot read file: No such file or directory")
+    if path.is_file() and not path.name.endswith(".index.json"):
+        return [(path, _safetensors_entries(path))]
+    index = path / SAFETENSORS_INDEX if path.is_dir() else path
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{index}: not a safetensors index with a weight_map "
+                                  f"({type(exc).__name__}: {exc})") from None
+        return _index_shards(index, weight_map)
+    shards = sorted(path.glob("*.safetensors"))
+    if not shards:
+        raise CheckpointError(f"{path}: a directory without {SAFETENSORS_INDEX} or "
+                              ".safetensors files")
+    return [(shard, _safetensors_entries(shard)) for shard in shards]
 
 
 def _safetensors_directory(path: Path):
@@ -185,16 +284,11 @@ def _safetensors_directory(path: Path):
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{index}: not a safetensors index with a weight_map "
                                   f"({type(exc).__name__}: {exc})") from None
-        shards = sorted(set(weight_map.values()))
-        wanted = set(weight_map)
         entries = []
-        for shard in shards:
-            shard_path = index.parent / shard
-            if not shard_path.is_file():
-                raise CheckpointError(f"{index}: shard {shard} is missing")
-            entries += [e for e in _safetensors_entries(shard_path)
-                        if e.name in wanted and weight_map[e.name] == shard]
-        return entries, f"{len(shards)} safetensors shard(s) listed in {index}"
+        for shard_path, shard_entries in _index_shards(index, weight_map):
+            entries += shard_entries
+        shards = len(set(weight_map.values()))
+        return entries, f"{shards} safetensors shard(s) listed in {index}"
     shards = sorted(path.glob("*.safetensors"))
     if not shards:
         raise CheckpointError(f"{path}: a directory without {SAFETENSORS_INDEX} or "

@@ -36,6 +36,7 @@ import numpy as np
 import numba_quant
 from numba_quant import examples
 from numba_quant._dispatch import backend, device_backend, to_host
+from numba_quant.export import cli as export_cli
 from numba_quant.reporting import checkpoint
 from numba_quant.reporting import dask_report as _dask_report
 from numba_quant.reporting import recipes
@@ -93,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Report what quantizing a model costs: every float tensor of a checkpoint "
             "quantized with each recipe, its error (SQNR, MSE, max abs error, clipped "
             "values) and size. Without a file, runs on the built-in example set of "
-            "weight tensors."),
+            "weight tensors. 'numba-quant quantize MODEL_DIR OUT_DIR --scheme SCHEME' "
+            "writes the quantized model instead (see 'numba-quant quantize --help')."),
         epilog=(
             "examples: numba-quant;  numba-quant model.safetensors --recipes "
             "int8,int4-g128 -o report.html;  numba-quant shards/ --include 'encoder.*' "
@@ -550,6 +552,9 @@ def _notices_as_lines(show):
 def main(argv=None) -> int:
     """Entry point of ``numba-quant`` and ``python -m numba_quant``; returns the exit
     status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["quantize"]:   # numba-quant quantize MODEL_DIR OUT_DIR --scheme ...
+        return export_cli.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,0 +1,405 @@
+"""ggml's F16, BF16 and legacy block types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1), one row at a
+time, as scalar Numba functions shared by the CPU and GPU kernels.
+
+Every type provides ``quantize_row_<t>(x, qw, has_qw, out, fscratch, iscratch)`` (float32
+row ``x`` -> the row's bytes in ``out``; ``qw`` the importance weights, read only when
+``has_qw``) and ``dequantize_row_<t>(data, out)``; nothing here allocates.
+
+The arithmetic is ggml's (``ggml-quants.c``, ggml 0.20.2) operation by operation, in
+float32: the same comparisons and order of sums, a product that feeds an addition
+rounded on its own (``mul_rn``: a GPU would fuse the two), the scales rounded to float16
+to nearest even when stored.  Where C converts an out-of-range float to a small integer
+(which only a block of subnormal magnitudes, whose reciprocal scale is infinite, can
+cause) the x86-64 result is reproduced: the float is truncated to a 32-bit integer, an
+invalid conversion giving -2**31, and the low byte is kept.
+
+Shared helpers used by the other GGUF reference modules live here too: float16 fields
+in a byte row, the C conversions, ``roundf``.
+"""
+import numpy as np
+from numba import njit
+
+from numba_quant import _cache  # noqa: F401  (cache keys cover every kernel source)
+from numba_quant._primitives import mul_rn, rint, trunc
+from numba_quant._reference.gguf_search import make_qkx3_quants, make_qx_quants
+from numba_quant._reference_blocks import (
+    bits_from_f32,
+    f16_bits_to_f32,
+    f32_from_bits,
+    f32_to_f16_bits,
+    round_bf16,
+)
+
+_F0 = np.float32(0.0)
+_F1 = np.float32(1.0)
+_HALF = np.float32(0.5)
+_FLT_MAX = np.float32(3.4028234663852886e38)
+_TWO_POW_24 = np.float32(16777216.0)
+_TWO_POW_M24 = np.float32(5.960464477539063e-08)
+_F16_MIN_NORMAL = np.float32(6.103515625e-05)  # 2**-14
+_F16_OVERFLOW = np.float32(65520.0)  # the first value that rounds to infinity
+_I32_LIMIT = np.float32(2147483648.0)
+
+
+# --------------------------------------------------------------------------- helpers
+@njit(cache=True)
+def f16_bits_rne(v):
+    """The float16 bit pattern nearest to the float32 ``v`` (ties to even; infinity from
+    65520 up), as ggml's ``GGML_FP32_TO_FP16`` gives for finite ``v``."""
+    a = abs(v)
+    if a < _F16_MIN_NORMAL:
+        # float16 subnormals are multiples of 2**-24: scale, round, scale back (exact).
+        r = rint(a * _TWO_POW_24) * _TWO_POW_M24
+    elif a >= _F16_OVERFLOW:
+        r = np.float32(np.inf)
+    else:
+        # Round the 23-bit significand to 10 bits at bit 13, ties to even; a carry
+        # moves into the exponent.
+        b = bits_from_f32(a)
+        b = (b + np.uint32(0x0FFF) + ((b >> np.uint32(13)) & np.uint32(1))) & np.uint32(0xFFFFE000)
+        r = f32_from_bits(b)
+    bits = f32_to_f16_bits(r)
+    if v < _F0 or (v == _F0 and bits_from_f32(v) != np.uint32(0)):
+        bits = np.uint16(bits | np.uint16(0x8000))
+    return bits
+
+
+@njit(cache=True)
+def store_f16(out, pos, v):
+    """Write ``v`` rounded to float16 at byte ``pos`` of ``out`` (little-endian)."""
+    bits = f16_bits_rne(v)
+    out[pos] = np.uint8(bits & np.uint16(0xFF))
+    out[pos + 1] = np.uint8(bits >> np.uint16(8))
+
+
+@njit(cache=True)
+def load_f16(data, pos):
+    """The float16 at byte ``pos`` of ``data`` as float32."""
+    return f16_bits_to_f32(np.uint32(data[pos]) | (np.uint32(data[pos + 1]) << np.uint32(8)))
+
+
+@njit(cache=True)
+def c_int(v):
+    """A float32 converted to a 32-bit integer as x86-64 C does: truncation toward zero,
+    -2**31 for NaN and values out of range."""
+    if abs(v) < _I32_LIMIT:
+        return np.int64(trunc(v))
+    return np.int64(-2147483648)
+
+
+@njit(cache=True)
+def c_int8(v):
+    """A float32 converted to C's ``int8_t`` on x86-64 (the low byte of :func:`c_int`)."""
+    return ((c_int(v) + 128) & 0xFF) - 128
+
+
+@njit(cache=True)
+def c_roundf(v):
+    """C's ``roundf``: nearest integer, ties away from zero (float32)."""
+    t = trunc(v)
+    if abs(v - t) >= _HALF:
+        t = t + (_F1 if v > _F0 else -_F1)
+    return t
+
+
+@njit(cache=True)
+def row_sigma2(x):
+    """ggml's mean square of the row, ``sum(x*x) / n`` (float32, in order), used to
+    turn importance weights into the legacy types' element weights."""
+    s = _F0
+    for j in range(x.size):
+        s = s + mul_rn(x[j], x[j])
+    return s / np.float32(x.size)
+
+
+@njit(cache=True)
+def block_weights(x, start, qw, sigma2, n, weight):
+    """``weight[j] = qw[j] * sqrt(sigma2 + x[j]**2)`` for the ``n`` values from
+    ``start`` (ggml's weights for a block quantized with an importance matrix)."""
+    for j in range(n):
+        v = x[start + j]
+        weight[j] = qw[start + j] * np.float32(np.sqrt(sigma2 + mul_rn(v, v)))
+
+
+@njit(cache=True)
+def _store_u32(out, pos, v):
+    for k in range(4):
+        out[pos + k] = np.uint8((v >> (8 * k)) & 0xFF)
+
+
+@njit(cache=True)
+def _load_u32(data, pos):
+    v = np.int64(0)
+    for k in range(4):
+        v |= np.int64(data[pos + k]) << (8 * k)
+    return v
+
+
+# --------------------------------------------------------------------------- F16 / BF16
+@njit(cache=True)
+def quantize_row_f16(x, qw, has_qw, out, fscratch, iscratch):
+    for j in range(x.size):
+        store_f16(out, 2 * j, x[j])
+
+
+@njit(cache=True)
+def dequantize_row_f16(data, out):
+    for j in range(out.size):
+        out[j] = load_f16(data, 2 * j)
+
+
+@njit(cache=True)
+def quantize_row_bf16(x, qw, has_qw, out, fscratch, iscratch):
+    for j in range(x.size):
+        b = bits_from_f32(round_bf16(x[j]))
+        out[2 * j] = np.uint8((b >> np.uint32(16)) & np.uint32(0xFF))
+        out[2 * j + 1] = np.uint8(b >> np.uint32(24))
+
+
+@njit(cache=True)
+def dequantize_row_bf16(data, out):
+    for j in range(out.size):
+        hi = (np.uint32(data[2 * j]) | (np.uint32(data[2 * j + 1]) << np.uint32(8)))
+        out[j] = f32_from_bits(hi << np.uint32(16))
+
+
+# --------------------------------------------------------------------------- Q8_0
+@njit(cache=True)
+def quantize_row_q8_0(x, qw, has_qw, out, fscratch, iscratch):
+    # Block of 34 bytes: d (f16), then 32 int8 codes round(x / d), d = amax / 127.
+    for ib in range(x.size // 32):
+        s = ib * 32
+        o = ib * 34
+        amax = _F0
+        for j in range(32):
+            amax = max(amax, abs(x[s + j]))
+        d = amax / np.float32(127)
+        inv = _F1 / d if d != _F0 else _F0
+        store_f16(out, o, d)
+        for j in range(32):
+            out[o + 2 + j] = np.uint8(c_int(c_roundf(x[s + j] * inv)) & 0xFF)
+
+
+@njit(cache=True)
+def dequantize_row_q8_0(data, out):
+    for ib in range(out.size // 32):
+        o = ib * 34
+        d = load_f16(data, o)
+        for j in range(32):
+            q = np.int32(data[o + 2 + j])
+            q = q - 256 if q > 127 else q
+            out[ib * 32 + j] = np.float32(q) * d
+
+
+# --------------------------------------------------------------------------- Q4_0
+@njit(cache=True)
+def _signed_max(x, s, n):
+    # The value of largest magnitude (the first one on ties), as ggml picks it.
+    amax = _F0
+    vmax = _F0
+    for j in range(n):
+        v = x[s + j]
+        a = abs(v)
+        if amax < a:
+            amax = a
+            vmax = v
+    return vmax
+
+
+@njit(cache=True)
+def _min_max(x, s, n):
+    lo = _FLT_MAX
+    hi = -_FLT_MAX
+    for j in range(n):
+        v = x[s + j]
+        if v < lo:
+            lo = v
+        if v > hi:
+            hi = v
+    return lo, hi
+
+
+@njit(cache=True)
+def quantize_row_q4_0(x, qw, has_qw, out, fscratch, iscratch):
+    # Block of 18 bytes: d (f16), 16 bytes of codes; byte j holds value j in its low
+    # nibble and value j + 16 in its high nibble; value = (code - 8) * d.
+    if has_qw:
+        sigma2 = row_sigma2(x)
+        weight = fscratch[:32]
+        L = iscratch[:32]
+        for ib in range(x.size // 32):
+            s = ib * 32
+            o = ib * 18
+            block_weights(x, s, qw, sigma2, 32, weight)
+            d = make_qx_quants(32, 8, x[s:s + 32], L, 1, weight, True)
+            store_f16(out, o, d)
+            for j in range(16):
+                out[o + 2 + j] = np.uint8((L[j] | (L[j + 16] << 4)) & 0xFF)
+        return
+    for ib in range(x.size // 32):
+        s = ib * 32
+        o = ib * 18
+        d = _signed_max(x, s, 32) / np.float32(-8)
+        inv = _F1 / d if d != _F0 else _F0
+        store_f16(out, o, d)
+        for j in range(16):
+            lo = min(15, c_int8(mul_rn(x[s + j], inv) + np.float32(8.5)))
+            hi = min(15, c_int8(mul_rn(x[s + 16 + j], inv) + np.float32(8.5)))
+            out[o + 2 + j] = np.uint8(((lo & 0xFF) | ((hi & 0xFF) << 4)) & 0xFF)
+
+
+@njit(cache=True)
+def dequantize_row_q4_0(data, out):
+    for ib in range(out.size // 32):
+        o = ib * 18
+        d = load_f16(data, o)
+        for j in range(16):
+            b = np.int32(data[o + 2 + j])
+            out[ib * 32 + j] = np.float32((b & 15) - 8) * d
+            out[ib * 32 + 16 + j] = np.float32((b >> 4) - 8) * d
+
+
+# --------------------------------------------------------------------------- Q4_1
+@njit(cache=True)
+def quantize_row_q4_1(x, qw, has_qw, out, fscratch, iscratch):
+    # Block of 20 bytes: d (f16), m (f16), 16 bytes of codes (nibbles as in Q4_0);
+    # value = code * d + m, with m the block minimum (or the fitted offset).
+    if has_qw:
+        sigma2 = row_sigma2(x)
+        weight = fscratch[:32]
+        L = iscratch[:32]
+        Laux = iscratch[32:64]
+        for ib in range(x.size // 32):
+            s = ib * 32
+            o = ib * 20
+            block_weights(x, s, qw, sigma2, 32, weight)
+            d, the_min = make_qkx3_quants(32, 15, x[s:s + 32], weight, True, L, Laux,
+                                          -0.9, 0.05, 36, False)
+            store_f16(out, o, d)
+            store_f16(out, o + 2, -the_min)
+            for j in range(16):
+                out[o + 4 + j] = np.uint8((L[j] | (L[j + 16] << 4)) & 0xFF)
+        return
+    for ib in range(x.size // 32):
+        s = ib * 32
+        o = ib * 20
+        lo, hi = _min_max(x, s, 32)
+        d = (hi - lo) / np.float32(15)
+        inv = _F1 / d if d != _F0 else _F0
+        store_f16(out, o, d)
+        store_f16(out, o + 2, lo)
+        for j in range(16):
+            c0 = min(15, c_int8(mul_rn(x[s + j] - lo, inv) + _HALF))
+            c1 = min(15, c_int8(mul_rn(x[s + 16 + j] - lo, inv) + _HALF))
+            out[o + 4 + j] = np.uint8(((c0 & 0xFF) | ((c1 & 0xFF) << 4)) & 0xFF)
+
+
+@njit(cache=True)
+def dequantize_row_q4_1(data, out):
+    for ib in range(out.size // 32):
+        o = ib * 20
+        d = load_f16(data, o)
+        m = load_f16(data, o + 2)
+        for j in range(16):
+            b = np.int32(data[o + 4 + j])
+            out[ib * 32 + j] = mul_rn(np.float32(b & 15), d) + m
+            out[ib * 32 + 16 + j] = mul_rn(np.float32(b >> 4), d) + m
+
+
+# --------------------------------------------------------------------------- Q5_0 / Q5_1
+@njit(cache=True)
+def _store_5bit(out, qs_pos, qh_pos, c0, c1, j, qh):
+    # Low nibbles as in Q4_0; bit 4 of value j goes to bit j of the 32-bit qh, bit 4 of
+    # value j + 16 to bit j + 16.
+    out[qs_pos + j] = np.uint8((c0 & 0x0F) | ((c1 & 0x0F) << 4))
+    return qh | (((c0 & 0x10) >> 4) << j) | (((c1 & 0x10) >> 4) << (j + 16))
+
+
+@njit(cache=True)
+def quantize_row_q5_0(x, qw, has_qw, out, fscratch, iscratch):
+    # Block of 22 bytes: d (f16), qh (4 bytes, little-endian), 16 bytes of low nibbles;
+    # value = (code - 16) * d.
+    weight = fscratch[:32]
+    L = iscratch[:32]
+    sigma2 = row_sigma2(x) if has_qw else _F0
+    for ib in range(x.size // 32):
+        s = ib * 32
+        o = ib * 22
+        if has_qw:
+            block_weights(x, s, qw, sigma2, 32, weight)
+            d = make_qx_quants(32, 16, x[s:s + 32], L, 1, weight, True)
+            store_f16(out, o, d)
+            for j in range(32):
+                L[j] = L[j] & 0xFF
+        else:
+            d = _signed_max(x, s, 32) / np.float32(-16)
+            inv = _F1 / d if d != _F0 else _F0
+            store_f16(out, o, d)
+            for j in range(32):
+                L[j] = min(31, c_int8(mul_rn(x[s + j], inv) + np.float32(16.5))) & 0xFF
+        qh = np.int64(0)
+        for j in range(16):
+            qh = _store_5bit(out, o + 6, o + 2, L[j], L[j + 16], j, qh)
+        _store_u32(out, o + 2, qh)
+
+
+@njit(cache=True)
+def dequantize_row_q5_0(data, out):
+    for ib in range(out.size // 32):
+        o = ib * 22
+        d = load_f16(data, o)
+        qh = _load_u32(data, o + 2)
+        for j in range(16):
+            b = np.int64(data[o + 6 + j])
+            c0 = (b & 15) | (((qh >> j) & 1) << 4)
+            c1 = (b >> 4) | (((qh >> (j + 16)) & 1) << 4)
+            out[ib * 32 + j] = np.float32(c0 - 16) * d
+            out[ib * 32 + 16 + j] = np.float32(c1 - 16) * d
+
+
+@njit(cache=True)
+def quantize_row_q5_1(x, qw, has_qw, out, fscratch, iscratch):
+    # Block of 24 bytes: d (f16), m (f16), qh (4 bytes), 16 bytes of low nibbles;
+    # value = code * d + m.
+    weight = fscratch[:32]
+    L = iscratch[:32]
+    Laux = iscratch[32:64]
+    sigma2 = row_sigma2(x) if has_qw else _F0
+    for ib in range(x.size // 32):
+        s = ib * 32
+        o = ib * 24
+        if has_qw:
+            block_weights(x, s, qw, sigma2, 32, weight)
+            d, the_min = make_qkx3_quants(32, 31, x[s:s + 32], weight, True, L, Laux,
+                                          -0.9, 0.05, 36, False)
+            store_f16(out, o, d)
+            store_f16(out, o + 2, -the_min)
+            for j in range(32):
+                L[j] = L[j] & 0xFF
+        else:
+            lo, hi = _min_max(x, s, 32)
+            d = (hi - lo) / np.float32(31)
+            inv = _F1 / d if d != _F0 else _F0
+            store_f16(out, o, d)
+            store_f16(out, o + 2, lo)
+            for j in range(32):
+                L[j] = c_int(mul_rn(x[s + j] - lo, inv) + _HALF) & 0xFF
+        qh = np.int64(0)
+        for j in range(16):
+            qh = _store_5bit(out, o + 8, o + 4, L[j], L[j + 16], j, qh)
+        _store_u32(out, o + 4, qh)
+
+
+@njit(cache=True)
+def dequantize_row_q5_1(data, out):
+    for ib in range(out.size // 32):
+        o = ib * 24
+        d = load_f16(data, o)
+        m = load_f16(data, o + 2)
+        qh = _load_u32(data, o + 4)
+        for j in range(16):
+            b = np.int64(data[o + 8 + j])
+            c0 = (b & 15) | (((qh >> j) & 1) << 4)
+            c1 = (b >> 4) | (((qh >> (j + 16)) & 1) << 4)
+            out[ib * 32 + j] = mul_rn(np.float32(c0), d) + m
+            out[ib * 32 + 16 + j] = mul_rn(np.float32(c1), d) + m

@@ -12,6 +12,7 @@ from numba import njit, prange
 from numba_quant import _cache  # noqa: F401  (cache keys cover every kernel source)
 from numba_quant._host.gguf_types import GGUF_FSCRATCH, GGUF_ISCRATCH
 from numba_quant._reference import gguf_iq as iq
+from numba_quant._reference import gguf_kquants as kq
 from numba_quant._reference import gguf_legacy as lg
 from numba_quant._reference import gguf_ternary as tq
 
@@ -208,6 +209,61 @@ def quantize_tq2_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
                 _after(out, i, status, type_size, fields)
 
 
+@njit(parallel=True, cache=True)
+def quantize_q2_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                kq.quantize_row_q2_k(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
+@njit(parallel=True, cache=True)
+def quantize_q3_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                kq.quantize_row_q3_k(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
+@njit(parallel=True, cache=True)
+def quantize_q4_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                kq.quantize_row_q4_k(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
+@njit(parallel=True, cache=True)
+def quantize_q5_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                kq.quantize_row_q5_k(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
+@njit(parallel=True, cache=True)
+def quantize_q6_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                kq.quantize_row_q6_k(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
 # Dequantize kernels: data uint8 (rows, row_size) C-contiguous, out float32
 # (rows, n_per_row).
 
@@ -283,6 +339,36 @@ def dequantize_tq2_0(data, out):
         tq.dequantize_row_tq2_0(data[i], out[i])
 
 
+@njit(parallel=True, cache=True)
+def dequantize_q2_k(data, out):
+    for i in prange(data.shape[0]):
+        kq.dequantize_row_q2_k(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_q3_k(data, out):
+    for i in prange(data.shape[0]):
+        kq.dequantize_row_q3_k(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_q4_k(data, out):
+    for i in prange(data.shape[0]):
+        kq.dequantize_row_q4_k(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_q5_k(data, out):
+    for i in prange(data.shape[0]):
+        kq.dequantize_row_q5_k(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_q6_k(data, out):
+    for i in prange(data.shape[0]):
+        kq.dequantize_row_q6_k(data[i], out[i])
+
+
 # The kernels of each type, by the type's name: (quantize, dequantize).
 KERNELS = {
     "F16": (quantize_f16, dequantize_f16),
@@ -297,4 +383,9 @@ KERNELS = {
     "MXFP4": (quantize_mxfp4, dequantize_mxfp4),
     "TQ1_0": (quantize_tq1_0, dequantize_tq1_0),
     "TQ2_0": (quantize_tq2_0, dequantize_tq2_0),
+    "Q2_K": (quantize_q2_k, dequantize_q2_k),
+    "Q3_K": (quantize_q3_k, dequantize_q3_k),
+    "Q4_K": (quantize_q4_k, dequantize_q4_k),
+    "Q5_K": (quantize_q5_k, dequantize_q5_k),
+    "Q6_K": (quantize_q6_k, dequantize_q6_k),
 }

@@ -65,7 +65,7 @@ def _forget(client, futures):
 def _warm_worker(shape, scale, zero_point):
     """Run the chunk-level calls of the timed graphs once in a worker."""
     import numba_quant as nq
-    from numba_quant import _dask
+    from numba_quant._dask import channels as _dask
     x = np.ones(shape, np.float32)
     _dask.channel_states  # noqa: B018 - the module and its imports, loaded
     nq.min_max_observer(x, per_layer_quantization=False, axis=0)

@@ -30,9 +30,9 @@ import numba  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
 import numba_quant as nq  # noqa: E402
-from numba_quant import _cpu_float as K  # noqa: E402
-from numba_quant import _reference_float as ref  # noqa: E402
-from numba_quant._float_formats import by_name  # noqa: E402
+from numba_quant._cpu import formats as K# noqa: E402
+from numba_quant._reference import formats as ref# noqa: E402
+from numba_quant._host.float_formats import by_name  # noqa: E402
 
 
 @njit(parallel=True, cache=True)

@@ -94,8 +94,8 @@ _CHILD = textwrap.dedent("""
     import numba_quant as nq
     recipe, path = {recipe!r}, {path!r}
     if recipe == "read":
-        from numba_quant.checkpoint import open_checkpoint
-        from numba_quant import _tuning
+        from numba_quant.reporting.checkpoint import open_checkpoint
+        from numba_quant._host import tuning as _tuning
         entry = open_checkpoint(path).tensors[0]
         raw = entry.raw()
         step = max(1, _tuning.REPORT_CHUNK // raw.shape[1])

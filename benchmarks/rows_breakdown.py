@@ -27,9 +27,9 @@ import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
 import numba_quant as nq  # noqa: E402
-from numba_quant import _cpu  # noqa: E402
-from numba_quant import _cpu_kernels as kernels  # noqa: E402
-from numba_quant._layout import channel_view  # noqa: E402
+from numba_quant._cpu import backend as _cpu# noqa: E402
+from numba_quant._cpu import kernels# noqa: E402
+from numba_quant._host.layout import channel_view  # noqa: E402
 
 
 

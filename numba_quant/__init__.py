@@ -32,7 +32,7 @@ from numba_quant.observer import MinMaxObserver, min_max_observer
 from numba_quant.float8 import from_bits, from_float8, to_bits, to_float8
 from numba_quant.mx import from_mx, mx_fake_quantize, to_mx
 from numba_quant.nvfp4 import from_nvfp4, nvfp4_fake_quantize, to_nvfp4
-from numba_quant.model_report import Report, report
+from numba_quant.reporting.report import Report, report
 
 __version__ = "0.1.0"
 

@@ -16,18 +16,18 @@ chunk.
 """
 import numpy as np
 
-from numba_quant import _blocks_plan as plan
-from numba_quant import _checks
+from numba_quant._host import blocks_plan as plan
+from numba_quant._host import checks as _checks
 from numba_quant._dispatch import backend, is_dask, on_device
 
 
 def _ops(x, *others):
     """The block-wise driver of the backend where ``x`` lives."""
     side = backend(x, *others)
-    if side.__name__.endswith("_cuda"):
-        from numba_quant import _cuda_blocks
+    if side.__name__.startswith("numba_quant._cuda."):
+        from numba_quant._cuda import blocks as _cuda_blocks
         return _cuda_blocks
-    from numba_quant import _cpu_blocks
+    from numba_quant._cpu import blocks as _cpu_blocks
     return _cpu_blocks
 
 
@@ -241,7 +241,7 @@ def choose_qparams_affine(x, mapping_type, block_size, target_dtype, quant_min=N
            [ 0,  5]], dtype=int32)
     """
     if is_dask(x):
-        from numba_quant import _dask_formats
+        from numba_quant._dask import formats as _dask_formats
         return _dask_formats.choose_qparams_affine(
             x, mapping_type, block_size, target_dtype, quant_min, quant_max, eps,
             scale_dtype, zero_point_dtype, codes=False)
@@ -276,7 +276,7 @@ def choose_qparams_and_quantize_affine(x, mapping_type, block_size, target_dtype
     (array([0.4], dtype=float32), array([0], dtype=int32))
     """
     if is_dask(x):
-        from numba_quant import _dask_formats
+        from numba_quant._dask import formats as _dask_formats
         _checks.dask_no_out(out)
         return _dask_formats.choose_qparams_affine(
             x, mapping_type, block_size, target_dtype, quant_min, quant_max, eps,
@@ -306,7 +306,7 @@ def quantize_affine(x, block_size, scale, zero_point, output_dtype, quant_min=No
     array([[9, 5, 8, 9]], dtype=uint8)
     """
     if is_dask(x):
-        from numba_quant import _dask_formats
+        from numba_quant._dask import formats as _dask_formats
         _checks.dask_no_out(out)
         return _dask_formats.quantize_affine(x, block_size, scale, zero_point, output_dtype,
                                              quant_min, quant_max)
@@ -357,7 +357,7 @@ def dequantize_affine(codes, block_size, scale, zero_point, input_dtype, quant_m
     array([[ 0.1, -0.3,  0. ,  0.5]], dtype=float32)
     """
     if is_dask(codes):
-        from numba_quant import _dask_formats
+        from numba_quant._dask import formats as _dask_formats
         _checks.dask_no_out(out)
         return _dask_formats.dequantize_affine(codes, block_size, scale, zero_point,
                                                input_dtype, quant_min, quant_max,

@@ -4,9 +4,9 @@ import math
 
 import numpy as np
 
-from numba_quant import _checks
-from numba_quant import _codes as codes
-from numba_quant import _tuning
+from numba_quant._host import checks as _checks
+from numba_quant._host import codes
+from numba_quant._host import tuning as _tuning
 from numba_quant._dispatch import backend, is_dask, to_host
 
 # Scores within this relative distance of the best fast entropy score are recomputed
@@ -94,8 +94,8 @@ def compute_amax(hist, edges, method, *, percentile=99.99, num_bits=8, unsigned=
 
 
 def _select(method, counts, edges32, fraction, bits, unsigned, start_bin, stride):
-    """Each row's chosen index (see :func:`numba_quant._cpu_hist.select_rows`)."""
-    from numba_quant import _cpu_hist
+    """Each row's chosen index (see :func:`numba_quant._cpu.hist.select_rows`)."""
+    from numba_quant._cpu import hist as _cpu_hist
     code = {"percentile": _cpu_hist.PERCENTILE, "entropy": _cpu_hist.ENTROPY,
             "mse": _cpu_hist.MSE}[method]
     rows = counts.shape[0]
@@ -106,7 +106,7 @@ def _select(method, counts, edges32, fraction, bits, unsigned, start_bin, stride
     if threads == 1:
         _cpu_hist.select_rows(*args, 0, rows, index)
         return index
-    from numba_quant._cpu_blocks import _pool
+    from numba_quant._cpu.blocks import _pool
     bounds = [rows * k // threads for k in range(threads + 1)]
     # the package's kept thread pool (no threads started per call); this thread takes
     # the first share itself
@@ -303,15 +303,15 @@ class HistogramObserver:
     def observe(self, x):
         """Add ``x`` to the histograms (the work of a call, without the qparams).
 
-        A Dask array is one batch, counted chunk by chunk (:mod:`numba_quant._dask_hist`).
+        A Dask array is one batch, counted chunk by chunk (:mod:`numba_quant._dask.hist`).
         """
         if is_dask(x):
             if self.block_size is not None:
                 raise _checks.histogram_blocks_for_dask()
-            from numba_quant import _dask_hist
+            from numba_quant._dask import hist as _dask_hist
             _dask_hist.observe(self, x)
             return
-        from numba_quant import _reference_hist as hist_ref
+        from numba_quant._reference import hist as hist_ref
         omit = _checks.nonfinite_policy(self.nonfinite)
         ops = backend(x)
         data = ops.as_array(x)
@@ -351,10 +351,10 @@ class HistogramObserver:
         function ``histogram(grid, a, b)`` that counts them, a function
         ``pair(factor, lo, hi)`` that counts them on both grids (power-of-two, linear),
         and the block grid (None without ``block_size``)."""
-        from numba_quant import _blockwise
-        from numba_quant import _blocks_plan as plan
-        from numba_quant import _hist_backend
-        from numba_quant._minmax import observe_minmax
+        from numba_quant._dispatch import blockwise as _blockwise
+        from numba_quant._host import blocks_plan as plan
+        from numba_quant._dispatch import hist as _hist_backend
+        from numba_quant._dispatch.minmax import observe_minmax
         grid = None
         if self.block_size is None:
             axis = _checks.channel_axis(self.axis, data.ndim, self.per_layer_quantization)
@@ -463,7 +463,7 @@ class HistogramObserver:
         return -amax, amax
 
     def _l2_range(self):
-        from numba_quant import _reference_select as select_ref
+        from numba_quant._reference import select as select_ref
         dtype = self.min_val.dtype
         levels = 1 << self.quantization_bit
         lo = np.empty(self.counts.shape[0], dtype)
@@ -551,7 +551,7 @@ class HistogramObserver:
 
 
 def _bin_width(exponent, half):
-    from numba_quant._reference_hist import ZERO_EXPONENT
+    from numba_quant._reference.hist import ZERO_EXPONENT
     if exponent == ZERO_EXPONENT:
         return 0.0
     return math.ldexp(1.0, int(exponent)) / half
@@ -559,7 +559,7 @@ def _bin_width(exponent, half):
 
 def _two_passes(histogram):
     """``pair(factor, lo, hi)`` from a one-grid ``histogram(grid, a, b)``."""
-    from numba_quant import _reference_hist as hist_ref
+    from numba_quant._reference import hist as hist_ref
 
     def pair(factor, lo, hi):
         return (histogram(hist_ref.POW2_GRID, factor, factor),
@@ -579,8 +579,8 @@ def _histc_bounds(lo, hi):
 
 def _widened(counts, exponent, target):
     """``counts`` (rows at ``exponent``) moved onto the grids of exponents ``target``."""
-    from numba_quant import _cpu_hist
-    from numba_quant._reference_hist import ZERO_EXPONENT
+    from numba_quant._cpu import hist as _cpu_hist
+    from numba_quant._reference.hist import ZERO_EXPONENT
     steps = np.where(exponent == ZERO_EXPONENT, 64, target - exponent).astype(np.int64)
     if not np.any(steps):
         return counts

@@ -2,7 +2,7 @@
 memory."""
 import numpy as np
 
-from numba_quant import _checks
+from numba_quant._host import checks as _checks
 
 
 class _NpyFile:
@@ -26,7 +26,7 @@ class _CheckpointTensor:
     """One tensor of a safetensors checkpoint as an array-like for ``from_array``.
 
     Pickles as the path and the tensor's name; each read maps the file in the process
-    that reads (the checkpoint reader of :mod:`numba_quant.checkpoint`) and decodes only
+    that reads (the checkpoint reader of :mod:`numba_quant.reporting.checkpoint`) and decodes only
     the requested slice (float64 stays float64, other float types become float32).
     """
 
@@ -37,7 +37,7 @@ class _CheckpointTensor:
         self.dtype = entry.decode(entry.raw()[(slice(0, 0),) * self.ndim]).dtype
 
     def _entry(self):
-        from numba_quant.checkpoint import open_checkpoint
+        from numba_quant.reporting.checkpoint import open_checkpoint
         tensors = open_checkpoint(self.path).tensors
         for entry in tensors:
             if entry.name == self.name:
@@ -68,7 +68,7 @@ def open_dask(path, chunks="auto", *, tensor=None):
         that hold whole channels along the reduced axes keep the partial results small.
     tensor : str, optional
         The name of the tensor to open in a safetensors checkpoint (float tensors only),
-        decoded chunk by chunk as :mod:`numba_quant.checkpoint` decodes it: float64
+        decoded chunk by chunk as :mod:`numba_quant.reporting.checkpoint` decodes it: float64
         stays float64, every other float type (float16, bfloat16, FP8) becomes float32,
         which is exact and is what the functions compute in anyway.
 

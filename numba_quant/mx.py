@@ -12,12 +12,12 @@ raises with its own count at ``.compute()``.
 """
 import numpy as np
 
-from numba_quant import _checks
-from numba_quant import _float_common as common
-from numba_quant._float_formats import MX_FORMATS, by_name
+from numba_quant._host import checks as _checks
+from numba_quant._dispatch import formats as common
+from numba_quant._host.float_formats import MX_FORMATS, by_name
 
 _MODES = {"floor": 0, "ceil": 1, "even": 2, "rceil": 3}
-KIND_MX = 0  # numba_quant._reference_float.MX (that module imports numba)
+KIND_MX = 0  # numba_quant._reference.formats.MX (that module imports numba)
 
 
 def _settings(elem_dtype, block_size, scaling_mode, nonfinite="raise"):
@@ -92,7 +92,7 @@ def to_mx(x, elem_dtype, block_size=32, scaling_mode="floor", *, axis=-1, nonfin
     array([-1.  , -1.  , -0.75, -0.75], dtype=float32)
     """
     if common.is_dask(x):
-        from numba_quant import _dask_formats
+        from numba_quant._dask import formats as _dask_formats
         _settings(elem_dtype, block_size, scaling_mode, nonfinite)
         return _dask_formats.along_axis(
             to_mx, x, block_size, axis, ("grid", "elements"),
@@ -120,7 +120,7 @@ def mx_fake_quantize(x, elem_dtype, block_size=32, scaling_mode="floor", *, axis
     array([0.  , 0.25, 0.25, 3.  ], dtype=float32)
     """
     if common.is_dask(x):
-        from numba_quant import _dask_formats
+        from numba_quant._dask import formats as _dask_formats
         _settings(elem_dtype, block_size, scaling_mode, nonfinite)
         return _dask_formats.along_axis(
             mx_fake_quantize, x, block_size, axis, ("elements",),
@@ -148,7 +148,7 @@ def from_mx(scale_e8m0, elements, elem_dtype, block_size=32, *, axis=-1,
     name, fmt, block, _, _ = _settings(elem_dtype, block_size, "floor")
     output_dtype = _checks.float_output(output_dtype)
     if common.is_dask(elements):
-        from numba_quant import _dask_formats
+        from numba_quant._dask import formats as _dask_formats
         return _dask_formats.along_axis(
             _from_mx_first, elements, block_size, axis, ("elements",), scale_grid=scale_e8m0,
             settings=dict(elem_dtype=elem_dtype, block_size=block_size, axis=axis,

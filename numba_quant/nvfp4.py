@@ -7,12 +7,12 @@ the maximum of the chunks' maxima (two passes over the data).
 """
 import numpy as np
 
-from numba_quant import _checks
-from numba_quant import _float_common as common
-from numba_quant._float_formats import E2M1FN
+from numba_quant._host import checks as _checks
+from numba_quant._dispatch import formats as common
+from numba_quant._host.float_formats import E2M1FN
 
 BLOCK = 16
-KIND_NVFP4 = 1  # numba_quant._reference_float.NVFP4 (that module imports numba)
+KIND_NVFP4 = 1  # numba_quant._reference.formats.NVFP4 (that module imports numba)
 # amax / (448 * 6): the largest E4M3 block scale times the largest FP4 value.
 _PER_TENSOR_DIVISOR = np.float32(448.0 * 6.0)
 # Below this, (1 / per_tensor_scale) / 2**-6 (the smallest block scale) would overflow
@@ -94,7 +94,7 @@ def to_nvfp4(x, per_tensor_scale=None, *, nonfinite="raise", ml_dtypes=False):
     (array([66], dtype=uint8), array([0, 1, 2, 2], dtype=uint8), np.float32(1.0))
     """
     if common.is_dask(x):
-        from numba_quant import _dask_formats
+        from numba_quant._dask import formats as _dask_formats
         return _dask_formats.to_nvfp4(x, per_tensor_scale, nonfinite, ml_dtypes)
     return _to_nvfp4(x, per_tensor_scale, nonfinite, ml_dtypes)
 
@@ -118,7 +118,7 @@ def nvfp4_fake_quantize(x, per_tensor_scale=None, *, nonfinite="raise"):
     array([0.  , 0.25, 0.25, 3.  ], dtype=float32)
     """
     if common.is_dask(x):
-        from numba_quant import _dask_formats
+        from numba_quant._dask import formats as _dask_formats
         return _dask_formats.nvfp4_fake_quantize(x, per_tensor_scale, nonfinite)
     return _fake_quantize(x, per_tensor_scale, nonfinite)
 
@@ -162,7 +162,7 @@ def from_nvfp4(block_scale, elements, per_tensor_scale, *, output_dtype=np.float
     """
     output_dtype = _checks.float_output(output_dtype)
     if common.is_dask(elements):
-        from numba_quant import _dask_formats
+        from numba_quant._dask import formats as _dask_formats
         if not common.is_dask(per_tensor_scale):
             per_tensor_scale = _checks.per_tensor_scale(per_tensor_scale,
                                                         _SMALLEST_PER_TENSOR)

@@ -1,10 +1,11 @@
 """``min_max_observer``: scale and zero point from an array's range."""
 import numpy as np
 
-from numba_quant import _blockwise, _checks
-from numba_quant._blocks_plan import grid_shape
+from numba_quant._dispatch import blockwise as _blockwise
+from numba_quant._host import checks as _checks
+from numba_quant._host.blocks_plan import grid_shape
 from numba_quant._dispatch import backend, is_dask
-from numba_quant._minmax import raise_for_status
+from numba_quant._dispatch.minmax import raise_for_status
 
 
 def min_max_observer(x, quantization_formula="google", quantization_bit=8,
@@ -112,7 +113,7 @@ def min_max_observer(x, quantization_formula="google", quantization_bit=8,
         return _observe_into(out, x, scheme, bits, omit, per_layer_quantization, axis,
                              block_size)
     if block_size is not None and is_dask(x):
-        from numba_quant import _dask_blocks
+        from numba_quant._dask import blocks as _dask_blocks
         sizes = _checks.observer_block_size(block_size, x.shape, per_layer_quantization,
                                             axis)
         _checks.compute_dtype(x.dtype)
@@ -131,7 +132,7 @@ def min_max_observer(x, quantization_formula="google", quantization_bit=8,
         if result is not None:
             return result
     if is_dask(x):
-        from numba_quant import _dask
+        from numba_quant._dask import channels as _dask
         axis = _checks.channel_axis(axis, x.ndim, per_layer_quantization)
         return _dask.min_max_observer(x, axis, omit, scheme, bits)
     ops = backend(x)

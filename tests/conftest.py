@@ -88,7 +88,7 @@ if os.environ.get("NUMBA_DISABLE_JIT", "") not in ("", "0"):
     # so numpy's NaN-propagating minimum and maximum stand in for them.
     import numpy as np
 
-    from numba_quant import _cpu_kernels
+    from numba_quant._cpu import kernels as _cpu_kernels
 
     for _name, _stand_in in (("minimum", np.minimum), ("maximum", np.maximum)):
         if type(getattr(_cpu_kernels, _name, None)).__name__ == "_Intrinsic":
@@ -241,7 +241,7 @@ def _group_for_workers(items):
 # --------------------------------------------------------------------------- kernel routes
 # The property and error suites (and, under the thorough profile, the layout and golden
 # suites) run twice: with the tuned thresholds of
-# numba_quant._tuning, and with routes.SHRUNK ones, under which their small inputs take
+# numba_quant._host.tuning, and with routes.SHRUNK ones, under which their small inputs take
 # every CPU kernel route (tests/routes.py).  A recorder notes which kernel each call ran;
 # after a full run the shrunk suites must have reached every route (pytest_sessionfinish).
 import routes  # noqa: E402
@@ -354,7 +354,7 @@ def _tuning_thresholds(request):
     if profile == "tuned":
         yield profile
         return
-    from numba_quant import _tuning
+    from numba_quant._host import tuning as _tuning
     mp = pytest.MonkeyPatch()
     for name, value in routes.SHRUNK.items():
         mp.setattr(_tuning, name, value)
@@ -421,11 +421,11 @@ from devices import DEVICES, Device  # noqa: E402
 
 @pytest.fixture(scope="session", autouse=True)
 def _small_gpu_launch():
-    """In the simulator, shrink numba_quant._tuning.LAUNCH (threads 16, max_blocks 2)."""
+    """In the simulator, shrink numba_quant._host.tuning.LAUNCH (threads 16, max_blocks 2)."""
     if not SIMULATOR:
         yield None
         return
-    from numba_quant import _tuning
+    from numba_quant._host import tuning as _tuning
     mp = pytest.MonkeyPatch()
     for k, v in SIM_LAUNCH.items():
         mp.setitem(_tuning.LAUNCH, k, v)

@@ -1,7 +1,7 @@
 """Which CPU kernel routes the tests reach, and thresholds that send small inputs down all.
 
 The host backend picks a kernel by the input's size and layout against the thresholds of
-``numba_quant._tuning``.  With the tuned values nearly every test input is small and takes
+``numba_quant._host.tuning``.  With the tuned values nearly every test input is small and takes
 the one-call route, so the suites also run with :data:`SHRUNK` thresholds (see
 ``conftest.py``), and a recorder notes every kernel the backend calls.
 
@@ -15,7 +15,7 @@ import sys
 import threading
 from collections import Counter
 
-KERNEL_MODULE = "numba_quant._cpu_kernels"
+KERNEL_MODULE = "numba_quant._cpu.kernels"
 
 # Small enough that inputs of a few dozen elements reach every route: serial kernels from
 # SMALL + 1 to PARALLEL_THRESHOLD - 1 elements, parallel ones (split into tasks of a few
@@ -113,7 +113,7 @@ def install(monkeypatch, recorder):
     Returns the names of the modules patched (empty when the kernel module is gone)."""
     import importlib
 
-    import numba_quant._cpu  # noqa: F401  (the host backend and its kernels)
+    import numba_quant._cpu.backend  # noqa: F401  (the host backend and its kernels)
     kernels = importlib.import_module(KERNEL_MODULE)
     proxy = _RecordingModule(kernels, recorder)
     patched = []

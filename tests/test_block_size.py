@@ -228,7 +228,7 @@ def test_strided_input_out_and_in_place(device):
 
 def test_parallel_block_ranges(monkeypatch):
     """Above PARALLEL_THRESHOLD the CPU splits the blocks into ranges run on threads."""
-    from numba_quant import _tuning
+    from numba_quant._host import tuning as _tuning
     monkeypatch.setattr(_tuning, "PARALLEL_THRESHOLD", 16)
     monkeypatch.setattr(_tuning, "MIN_TASK_ELEMENTS", 2)
     rng = np.random.default_rng(11)

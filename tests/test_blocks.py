@@ -100,7 +100,7 @@ def _few_threads():
     from devices import SIMULATOR
     with pytest.MonkeyPatch.context() as mp:
         if SIMULATOR:
-            from numba_quant import _tuning
+            from numba_quant._host import tuning as _tuning
             mp.setitem(_tuning.LAUNCH, "threads", 4)
             mp.setitem(_tuning.LAUNCH, "max_blocks", 2)
         yield
@@ -201,7 +201,7 @@ def test_gpu_matches_oracle(c):
 
 def test_parallel_route_matches_serial(monkeypatch):
     """The parallel kernels (reached by shrinking the threshold) give the serial results."""
-    from numba_quant import _tuning
+    from numba_quant._host import tuning as _tuning
     rng = np.random.default_rng(5)
     x = (rng.standard_normal((24, 200)) * 3).astype(np.float32)
     exp = ob.round_trip(x, "asymmetric", (3, 64), 0, 15, np.uint8)

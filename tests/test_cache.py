@@ -18,7 +18,7 @@ ROOT = str(Path(numba_quant.__file__).resolve().parent.parent)
 # count_nonfinite: a small serial kernel, compiled once per dtype.
 SCRIPT = """
 import numpy as np
-from numba_quant import _cpu_kernels
+from numba_quant._cpu import kernels as _cpu_kernels
 for dtype, bad in ((np.float32, 3), (np.float64, 5)):
     x = np.zeros((2, 3, 7), dtype)
     x.reshape(-1)[:bad] = np.nan

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import numba_quant as nq
-from numba_quant import _tuning
+from numba_quant._host import tuning as _tuning
 import calib_oracle as oracle
 
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "calibrators.npz")
@@ -57,7 +57,7 @@ def test_compute_amax_golden_rows_together():
 @pytest.mark.parametrize("case", OBSERVER, ids=lambda c: c["id"])
 def test_l2_search_golden_on_file_histograms(case):
     """PyTorch's search on PyTorch's own histogram (every case, multi-batch included)."""
-    from numba_quant._reference_select import l2_search
+    from numba_quant._reference.select import l2_search
     lo, hi = l2_search(get(case, "histogram"), get(case, "min_val")[()],
                        get(case, "max_val")[()], 256)
     scale, zp = oracle.torch_qparams(lo, hi, case["qscheme"] == "per_tensor_affine")
@@ -258,7 +258,7 @@ def test_pow2_bin_below_zero_after_underflow():
     """float64 data spanning more binades than the product keeps: a negative value whose
     product underflows to -0.0 still counts below zero (the scalar bin function, without
     compiling the float64 kernels)."""
-    from numba_quant import _reference_hist as hist_ref
+    from numba_quant._reference import hist as hist_ref
     factor = hist_ref.grid_factor(hist_ref.grid_exponent(1e300), 8)  # 8 / 2**997
     assert hist_ref.pow2_bin(-1e-320, factor, 8) == 7
     assert hist_ref.pow2_bin(-0.0, factor, 8) == 8

@@ -15,7 +15,8 @@ import pytest
 
 import numba_quant
 import oracle
-from numba_quant import cli, examples
+from numba_quant import examples
+from numba_quant.reporting import cli
 
 # ----------------------------------------------------------------------- the oracle
 
@@ -388,7 +389,7 @@ def test_console_script_runs_builtin_example(tmp_path):
 
 
 def _gpu_usable():
-    if importlib.util.find_spec("numba_quant._cuda") is None:
+    if importlib.util.find_spec("numba_quant._cuda.backend") is None:
         return False  # the CUDA backend module is not part of this tree
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         return True
@@ -437,7 +438,7 @@ def test_dask_option_gives_the_same_report(tmp_path, capsys, monkeypatch):
     the synchronous scheduler (tests/test_dask.py starts the only real cluster)."""
     import pickle
     distributed = pytest.importorskip("distributed")
-    from numba_quant import _dask_report
+    from numba_quant.reporting import dask_report as _dask_report
     x = simple_array(shape=(6, 40))
     first, second = tmp_path / "a.npy", tmp_path / "b.npz"
     np.save(first, x)

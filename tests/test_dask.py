@@ -272,7 +272,7 @@ def test_quantize_nan_raises_at_compute():
 def test_chunk_tasks_on_either_backend(device):
     """The observer's chunk and finishing tasks dispatch by the chunk's type (a GPU chunk
     reduces on the GPU; the parameters come back in its array type)."""
-    from numba_quant import _dask
+    from numba_quant._dask import channels as _dask
     on = Device(device)
     x = data()
     state = _dask._chunk_state(on.put(x), 2, False)
@@ -286,7 +286,7 @@ def test_chunk_tasks_on_either_backend(device):
     assert_same(params[:, 0], s)
     assert_same(params[:, 1], z)
     # a chunk's blocks (OneFlow's block_size) by the block kernels of its side
-    from numba_quant import _dask_blocks
+    from numba_quant._dask import blocks as _dask_blocks
     states = _dask_blocks._observe_chunk(on.put(x), BLOCK, False, 0, 8)
     s, z = nq.min_max_observer(x, block_size=BLOCK)
     assert states.shape == s.shape + (4,) and not states[..., 2:].any()
@@ -323,7 +323,7 @@ def test_cupy_chunks_stay_cupy():
 
 def test_signed_zeros_merge_as_the_kernels_order_them():
     """-0.0 below +0.0 whichever chunk holds which (the affine zero point's sign shows)."""
-    from numba_quant import _dask
+    from numba_quant._dask import channels as _dask
     lows = np.array([[0.0, 2.0, 0], [-0.0, 3.0, 0], [0.0, 1.0, 0]])
     for order in ([0, 1, 2], [1, 0, 2], [2, 0, 1]):
         merged = _dask._merge_states(lows[order], 0, False)

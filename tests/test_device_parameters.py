@@ -51,7 +51,7 @@ def test_same_error_as_the_host_check(scale, zero_point, formula, scheme):
 
 
 def test_valid_device_values_stay_on_the_device(monkeypatch):
-    from numba_quant import _cuda_arrays
+    from numba_quant._cuda import arrays as _cuda_arrays
 
     def no_copy(a):
         raise AssertionError("parameters were copied to the host")

@@ -137,7 +137,7 @@ def _zero_bound_channels(T):
     return x, [neg] * 5 + [0, 0, 0]
 
 
-# Settings of numba_quant._tuning that send a (3, 8, 5) per-channel reduction (and a
+# Settings of numba_quant._host.tuning that send a (3, 8, 5) per-channel reduction (and a
 # 120-element per-layer one) down each CPU kernel; see numba_quant/_cpu.py.
 CPU_ROUTES = {
     "one_call": {},
@@ -173,7 +173,7 @@ def _zero_point_checks(device, T, nonfinite):
 @pytest.mark.parametrize("route", list(CPU_ROUTES))
 def test_zero_point_sign_cpu_routes(monkeypatch, route):
     """§7.1: a zero min gives the zero point -0.0 whichever zero a CPU route keeps."""
-    from numba_quant import _tuning
+    from numba_quant._host import tuning as _tuning
     for name, value in CPU_ROUTES[route].items():
         monkeypatch.setattr(_tuning, name, value)
     from devices import Device

@@ -95,7 +95,7 @@ def few_threads(device, monkeypatch):
     """In the simulator each thread costs time: 4 threads in 2 blocks still run every
     grid-stride loop more than once."""
     if device.gpu and SIMULATOR:
-        from numba_quant import _tuning
+        from numba_quant._host import tuning as _tuning
         monkeypatch.setitem(_tuning.LAUNCH, "threads", 4)
         monkeypatch.setitem(_tuning.LAUNCH, "max_blocks", 2)
 

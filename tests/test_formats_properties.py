@@ -31,7 +31,7 @@ HALF_PATTERNS = {
 @pytest.fixture
 def small_tasks(monkeypatch):
     """CPU kernels split even small inputs into several parallel tasks."""
-    from numba_quant import _tuning
+    from numba_quant._host import tuning as _tuning
     monkeypatch.setattr(_tuning, "FLOAT_TASK", 64)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import oracle
-from numba_quant import _tuning
+from numba_quant._host import tuning as _tuning
 from devices import Device
 from golden import assert_same
 
@@ -44,8 +44,8 @@ def test_each_plan_matches_oracle(shape, axis, scheme):
 
 
 def test_plans_cover_every_kernel(monkeypatch):
-    from numba_quant import _cuda_launch
-    from numba_quant._layout import channel_view
+    from numba_quant._cuda import launch as _cuda_launch
+    from numba_quant._host.layout import channel_view
     monkeypatch.setitem(_tuning.LAUNCH, "threads", 16)  # the simulator's sizes, on any device
     monkeypatch.setitem(_tuning.LAUNCH, "max_blocks", 2)
     used = set()
@@ -86,7 +86,7 @@ def test_empty_channel_named(shape, axis):
 
 
 def test_more_channels_than_the_kept_keys(monkeypatch):
-    import numba_quant._cuda as C
+    import numba_quant._cuda.backend as C
     monkeypatch.setattr(_tuning, "KEPT_KEYS", 2)
     gpu = Device("gpu")
     for shape, axis in [((3, 40), 0), ((40, 3), 1), ((200, 3), 1)]:
@@ -98,7 +98,7 @@ def test_more_channels_than_the_kept_keys(monkeypatch):
 
 
 def test_reduction_cut_short_leaves_no_stale_keys(monkeypatch):
-    import numba_quant._cuda as C
+    import numba_quant._cuda.backend as C
     gpu = Device("gpu")
     big = _data((40, 3), 11) * 100   # leaves keys wider than the next input's range
     small = _data((40, 3), 12)

@@ -16,7 +16,7 @@ from golden import assert_same
 
 nq = pytest.importorskip("numba_quant")
 ml_dtypes = pytest.importorskip("ml_dtypes")
-from numba_quant import _tuning
+from numba_quant._host import tuning as _tuning
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 DTYPES = [np.dtype(np.float16), BF16]
@@ -221,7 +221,7 @@ def test_out_arrays(small_chunks):
 
 def test_other_uses_see_the_float32_values(small_chunks):
     """Code that needs one array (np.asarray, ndarray attributes) gets the values whole."""
-    from numba_quant import _cpu
+    from numba_quant._cpu import backend as _cpu
     for dtype in DTYPES:
         x = np.asfortranarray(_values(dtype))
         data = _cpu.as_array(x)

@@ -17,7 +17,7 @@ from golden import assert_same
 nq = pytest.importorskip("numba_quant")
 ml_dtypes = pytest.importorskip("ml_dtypes")
 cuda = pytest.importorskip("numba.cuda")
-from numba_quant import _tuning
+from numba_quant._host import tuning as _tuning
 
 pytestmark = pytest.mark.gpu
 
@@ -55,7 +55,7 @@ def _host(a):
 def test_observe_and_maps_by_chunks(small_chunks, dtype, order, cut):
     """Per layer, and per channel along the axis the chunks cut (each chunk's min and
     max go to its own channels; each chunk is mapped with its channels' constants)."""
-    from numba_quant import _cuda
+    from numba_quant._cuda import backend as _cuda
     x = np.asarray(_values(dtype), order=order)
     wide = _wide(x)
     d = cuda.to_device(x)
@@ -129,7 +129,8 @@ def test_nonfinite_and_block_sizes(small_chunks):
 
 def test_bfloat16_bits_of_torch_tensors():
     """torch describes bfloat16 CUDA tensors as "<V2": read as their bit patterns."""
-    from numba_quant import _cuda_arrays, _cuda_chunks
+    from numba_quant._cuda import arrays as _cuda_arrays
+    from numba_quant._cuda import chunks as _cuda_chunks
 
     class TorchBfloat16:   # what the check reads of a torch tensor: its dtype's name
         dtype = "torch.bfloat16"

@@ -310,7 +310,7 @@ def test_layouts_share_compiled_kernels(tmp_path):
     """Every host layout runs one compiled kernel per layout class: C-contiguous, or any
     strides (read-only, Fortran, strided, memmap, ... share them), so a cold cache
     compiles two signatures per kernel and dtype, not one per array flavour."""
-    from numba_quant import _cpu_kernels as kernels
+    from numba_quant._cpu import kernels
 
     dtype = np.float64   # a dtype the other tests reach through few layouts
     ref, layouts = _host_layouts(tmp_path, dtype)

@@ -6,7 +6,7 @@ import pytest
 
 import oracle
 from golden import assert_same
-from numba_quant import _tuning
+from numba_quant._host import tuning as _tuning
 
 nq = pytest.importorskip("numba_quant")
 

@@ -17,8 +17,11 @@ import pytest
 
 import oracle
 import numba_quant as nq
-from numba_quant import _tuning, cli, examples, recipes
-from numba_quant.checkpoint import CheckpointError, open_checkpoint
+from numba_quant import examples
+from numba_quant._host import tuning as _tuning
+from numba_quant.reporting import cli
+from numba_quant.reporting import recipes
+from numba_quant.reporting.checkpoint import CheckpointError, open_checkpoint
 
 safetensors = pytest.importorskip("safetensors")
 
@@ -449,7 +452,7 @@ def test_cli_builtin_example_shows_the_report(capsys):
 
 def test_cli_prints_the_compile_notice_as_one_line(monkeypatch, capsys):
     import warnings
-    from numba_quant._compile_notice import CompileNotice
+    from numba_quant._host.compile_notice import CompileNotice
 
     def run(args):
         warnings.warn("numba_quant: compiling CPU kernels for float32 (first call)",
@@ -508,7 +511,7 @@ def test_cli_subprocess_markdown(tmp_path):
 @needs_torch
 def test_torch_parameters_through_the_dispatcher():
     import torch
-    from numba_quant import _cpu
+    from numba_quant._cpu import backend as _cpu
     w = weights((8, 12), 41)
     p = torch.nn.Parameter(torch.from_numpy(w.copy()))
     assert np.shares_memory(_cpu.as_array(p), p.detach().numpy())   # no copy

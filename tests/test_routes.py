@@ -1,6 +1,6 @@
 """Every CPU kernel route, reached on small inputs with the shrunk thresholds.
 
-With ``routes.SHRUNK`` in ``numba_quant._tuning`` the calls below send inputs of a few
+With ``routes.SHRUNK`` in ``numba_quant._host.tuning`` the calls below send inputs of a few
 dozen elements down every kernel that the host backend can call (serial and parallel),
 for both compute dtypes, every formula and scheme, both non-finite policies and every
 element-wise mode; the route recorder of ``conftest.py`` shows which kernel ran.  The
@@ -60,7 +60,7 @@ def _data(shape, dtype, seed):
 
 @pytest.fixture
 def shrunk(monkeypatch, route_recorder):
-    from numba_quant import _tuning
+    from numba_quant._host import tuning as _tuning
     for name, value in routes.SHRUNK.items():
         monkeypatch.setattr(_tuning, name, value)
     monkeypatch.setattr(route_recorder, "profile", "route-test")

@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-from numba_quant import _reference_select as select  # noqa: E402
+from numba_quant._reference import select# noqa: E402
 
 
 @njit(cache=True)

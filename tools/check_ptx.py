@@ -2,7 +2,7 @@
 """Compile every CUDA kernel of numba_quant to PTX for an H100 (cc 9.0), without a GPU.
 
 Catches typing and lowering errors that the CUDA simulator lets through (it runs kernels
-as Python).  Compiles each kernel of ``numba_quant._cuda_kernels``, ``_cuda_hist``,
+as Python).  Compiles each kernel of ``numba_quant._cuda.kernels``, ``_cuda_hist``,
 ``_cuda_blockwise`` and ``_cuda_chunks`` (the block-wise histograms included) for float32
 and float64 and for the array layouts the backend passes
 (contiguous "C" and strided "A" views, every output type of the element-wise kernels),
@@ -38,11 +38,11 @@ _dispatcher.get_current_device = lambda: _fake_device
 
 from numba import cuda, types  # noqa: E402
 
-from numba_quant import _cuda_kernels as K  # noqa: E402  (registers the CUDA primitives)
-from numba_quant import _cuda_hist as H  # noqa: E402
-from numba_quant import _cuda_blockwise as BW  # noqa: E402
-from numba_quant import _cuda_chunks as CH  # noqa: E402
-from numba_quant import _reference as ref  # noqa: E402
+from numba_quant._cuda import kernels as K# noqa: E402  (registers the CUDA primitives)
+from numba_quant._cuda import hist as H# noqa: E402
+from numba_quant._cuda import blockwise as BW# noqa: E402
+from numba_quant._cuda import chunks as CH# noqa: E402
+from numba_quant._reference import integer as ref# noqa: E402
 
 i64, b1, f32 = types.int64, types.boolean, types.float32
 FLOATS = (types.float32, types.float64)

@@ -2,7 +2,7 @@
 """Compile the block-wise CUDA kernels of numba_quant to PTX for an H100 (cc 9.0), no GPU.
 
 Like ``tools/check_ptx.py`` (whose compute-capability patch it reuses), for the kernels of
-``numba_quant._cuda_blocks``: every input type the backend passes (float32, float64, and
+``numba_quant._cuda.blocks``: every input type the backend passes (float32, float64, and
 uint16 bit patterns of bfloat16/float16), contiguous and strided 4-D views, the code
 types, and the output types of ``dequantize`` (float32, float64, uint16 bits).  Fails on
 a compile error, an approximate division, or a fused multiply-add (the CPU rounds every
@@ -21,7 +21,7 @@ sys.path.insert(0, HERE)
 import check_ptx  # noqa: E402  (patches the device lookup; refuses the simulator)
 from numba import cuda, types  # noqa: E402
 
-from numba_quant import _cuda_blocks as K  # noqa: E402
+from numba_quant._cuda import blocks as K# noqa: E402
 
 i64, b1 = types.int64, types.boolean
 BLOCK = types.UniTuple(i64, 4)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Compile the CUDA kernels of the low-precision float formats to PTX (cc 9.0), no GPU.
 
-Companion of ``tools/check_ptx.py`` for ``numba_quant._cuda_float``: compiles every
+Companion of ``tools/check_ptx.py`` for ``numba_quant._cuda.formats``: compiles every
 kernel for the argument types the backend passes, and checks the PTX for
 
 * no approximate division (``div.approx``/``div.full``): the MX, NVFP4 and FP8 divisions
@@ -27,7 +27,7 @@ sys.path.insert(0, HERE)
 from check_ptx import CC  # noqa: E402  (patches the device lookup; refuses the simulator)
 from numba import cuda, types  # noqa: E402
 
-from numba_quant import _cuda_float as K  # noqa: E402  (registers the bit casts)
+from numba_quant._cuda import formats as K# noqa: E402  (registers the bit casts)
 
 i64, b1, f32, f64 = types.int64, types.boolean, types.float32, types.float64
 

@@ -16,7 +16,7 @@ import numpy as np
 from numba import config, cuda
 
 import numba_quant as nq
-from numba_quant import _tuning
+from numba_quant._host import tuning as _tuning
 
 SIM = bool(config.ENABLE_CUDASIM)
 KIND = os.environ.get("GQ_KIND", "sim" if SIM else "cupy")

@@ -15,8 +15,8 @@ import numpy as np
 from numba import cuda
 
 import numba_quant as nq
-from numba_quant import _cuda as C
-from numba_quant import _cuda_arrays
+from numba_quant._cuda import backend as C
+from numba_quant._cuda import arrays as _cuda_arrays
 
 
 def per_call(fn, reps=300):

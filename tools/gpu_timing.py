@@ -14,10 +14,10 @@ import numpy as np
 from numba import cuda
 
 import numba_quant as nq
-from numba_quant import _cuda as C
-from numba_quant import _cuda_arrays
-from numba_quant import _cuda_launch
-from numba_quant import _tuning
+from numba_quant._cuda import backend as C
+from numba_quant._cuda import arrays as _cuda_arrays
+from numba_quant._cuda import launch as _cuda_launch
+from numba_quant._host import tuning as _tuning
 
 N = int(float(os.environ.get("GQ_N", "1e8")))
 REPS = int(os.environ.get("GQ_REPS", "10"))

@@ -1,0 +1,1 @@
+"""Dask arrays: graphs whose tasks run the in-memory functions chunk by chunk."""

@@ -19,9 +19,9 @@ TQ2_0 and MXFP4 ignore it, as ggml does (it is still checked).
 import numpy as np
 import numba
 
-from numba_quant import _torch
 from numba_quant._cpu import gguf as _kernels
 from numba_quant._host import gguf_types as _types
+from numba_quant._host import torch_arrays as _torch
 
 __all__ = ["quantize", "dequantize", "row_size", "TYPES"]
 

@@ -9,7 +9,7 @@ ggml writes such rows silently; the public module refuses them.
 import numpy as np
 from numba import njit, prange
 
-from numba_quant import _cache  # noqa: F401  (cache keys cover every kernel source)
+from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 from numba_quant._host.gguf_types import GGUF_FSCRATCH, GGUF_ISCRATCH
 from numba_quant._reference import gguf_iq as iq
 from numba_quant._reference import gguf_kquants as kq

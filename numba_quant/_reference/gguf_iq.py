@@ -10,16 +10,11 @@ scale stored as a biased exponent.
 import numpy as np
 from numba import njit
 
-from numba_quant import _cache  # noqa: F401  (cache keys cover every kernel source)
-from numba_quant._primitives import mul_rn
-from numba_quant._reference.gguf_legacy import (
-    c_int,
-    load_f16,
-    row_sigma2,
-    store_f16,
-)
+from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
+from numba_quant._reference.blocks import f32_from_bits
+from numba_quant._reference.gguf_legacy import c_int, load_f16, store_f16
 from numba_quant._reference.gguf_search import GROUP_MAX_EPS, nearest_int
-from numba_quant._reference_blocks import f32_from_bits
+from numba_quant._reference.primitives import mul_rn
 
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
@@ -36,37 +31,63 @@ MXFP4_LEVELS = np.array(
 IQ4_NTRY = 7
 
 
+def _iq4_thresholds(levels):
+    """For each pair of neighbouring levels (a, b), the smallest float32 v in (a, b] for
+    which ggml's tie rule ``v - a < b - v`` (two float32 subtractions) is false.
+
+    The difference of the two rounded subtractions grows with v (rounding is monotone),
+    so the rule holds exactly below this threshold: the bisection's answer is the number
+    of thresholds at or below v, which needs no branches.
+    """
+    out = np.empty(levels.size - 1, np.float32)
+    for k in range(1, levels.size):
+        a, b = levels[k - 1], levels[k]
+        lo, hi = a, b  # the rule holds at lo, fails at hi
+        while True:
+            mid = np.float32((np.float64(lo) + np.float64(hi)) / 2)
+            if mid == lo or mid == hi:
+                break
+            if np.float32(mid - a) < np.float32(b - mid):
+                lo = mid
+            else:
+                hi = mid
+        out[k - 1] = hi
+    return out
+
+
+IQ4NL_THRESHOLDS = _iq4_thresholds(IQ4NL_LEVELS)
+
+
 # --------------------------------------------------------------------------- IQ4
 @njit(cache=True)
 def iq4_index(v):
-    """The level nearest to ``v`` by ggml's bisection (``best_index_int8``): below the
-    first or above the last level clamps; a tie between two neighbours goes up."""
-    if v <= IQ4NL_LEVELS[0]:
-        return 0
-    if v >= IQ4NL_LEVELS[15]:
+    """The level nearest to ``v`` as ggml's bisection (``best_index_int8``) finds it:
+    below the first or above the last level clamps, a tie between two neighbours goes
+    up (to the exact float32 rule of :func:`_iq4_thresholds`), NaN gives 15."""
+    if v != v:
         return 15
-    lo = 0
-    hi = 15
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if v < IQ4NL_LEVELS[mid]:
-            hi = mid
-        else:
-            lo = mid
-    return hi - 1 if v - IQ4NL_LEVELS[hi - 1] < IQ4NL_LEVELS[hi] - v else hi
+    k = 0
+    for t in range(15):
+        k += v >= IQ4NL_THRESHOLDS[t]
+    return k
 
 
 @njit(cache=True)
-def _iq4_sums(x, s, weight, inv, L, keep):
-    # Weighted sums of q*x and q*q over a 32-value group for the codes of ``inv``.
+def _iq4_codes(x, s, inv, codes):
+    # The level indices of the 32 values from s under the reciprocal scale inv (a
+    # loop of its own so that it vectorises).
+    for j in range(32):
+        codes[j] = iq4_index(mul_rn(inv, x[s + j]))
+
+
+@njit(cache=True)
+def _iq4_sums(x, s, weight, codes):
+    # Weighted sums of q*x and q*q over the 32 values from s, in ggml's order.
     sumqx = _F0
     sumq2 = _F0
     for j in range(32):
         v = x[s + j]
-        k = iq4_index(mul_rn(inv, v))
-        if keep:
-            L[s + j] = k
-        q = IQ4NL_LEVELS[k]
+        q = IQ4NL_LEVELS[codes[j]]
         wq = mul_rn(weight[j], q)
         sumqx = sumqx + mul_rn(wq, v)
         sumq2 = sumq2 + mul_rn(wq, q)
@@ -74,9 +95,9 @@ def _iq4_sums(x, s, weight, inv, L, keep):
 
 
 @njit(cache=True)
-def _iq4_group_scale(x, s, qw, has_qw, sigma2, weight, L):
-    """The fitted scale of the 32 values from ``s`` (0 for an all-zero group), codes of
-    the first fit into ``L[s:s+32]``."""
+def _iq4_group_scale(x, s, qw, has_qw, sigma2, weight, codes):
+    """The fitted scale of the 32 values from ``s`` (0 for an all-zero group); ``weight``
+    (32 floats) and ``codes`` (32 integers) are scratch."""
     for j in range(32):
         v = x[s + j]
         if has_qw:
@@ -93,12 +114,13 @@ def _iq4_group_scale(x, s, qw, has_qw, sigma2, weight, L):
     if amax < GROUP_MAX_EPS:
         return _F0
     d = -vmax / IQ4NL_LEVELS[0]
-    sumqx, sumq2 = _iq4_sums(x, s, weight, _F1 / d, L, True)
+    _iq4_codes(x, s, _F1 / d, codes)
+    sumqx, sumq2 = _iq4_sums(x, s, weight, codes)
     d = sumqx / sumq2 if sumq2 > _F0 else _F0
     best = d * sumqx
     for itry in range(-IQ4_NTRY, IQ4_NTRY + 1):
-        inv = np.float32(itry - 127) / vmax
-        sumqx, sumq2 = _iq4_sums(x, s, weight, inv, L, False)
+        _iq4_codes(x, s, np.float32(itry - 127) / vmax, codes)
+        sumqx, sumq2 = _iq4_sums(x, s, weight, codes)
         if sumq2 > _F0 and sumqx * sumqx > best * sumq2:
             d = sumqx / sumq2
             best = d * sumqx
@@ -119,6 +141,7 @@ def quantize_row_iq4_nl(x, qw, has_qw, out, fscratch, iscratch):
     # value = d * level[code].
     weight = fscratch[:32]
     L = iscratch[:32]
+    codes = iscratch[32:64]
     for ib in range(x.size // 32):
         s = ib * 32
         # the mean square over the block (ggml's sigma2 for one 32-value super-block)
@@ -126,7 +149,7 @@ def quantize_row_iq4_nl(x, qw, has_qw, out, fscratch, iscratch):
         for j in range(32):
             sigma2 = sigma2 + mul_rn(x[s + j], x[s + j])
         sigma2 = sigma2 * np.float32(0.0625)
-        d = _iq4_group_scale(x[s:s + 32], 0, qw[s:s + 32], has_qw, sigma2, weight, L)
+        d = _iq4_group_scale(x, s, qw, has_qw, sigma2, weight, codes)
         store_f16(out, ib * 18, d)
         inv = _F1 / d if d != _F0 else _F0
         for j in range(32):
@@ -154,6 +177,7 @@ def quantize_row_iq4_xs(x, qw, has_qw, out, fscratch, iscratch):
     weight = fscratch[:32]
     scales = fscratch[32:40]
     L = iscratch[:256]
+    codes = iscratch[256:288]
     for ibl in range(x.size // 256):
         s0 = ibl * 256
         o = ibl * 136
@@ -165,7 +189,7 @@ def quantize_row_iq4_xs(x, qw, has_qw, out, fscratch, iscratch):
         max_scale = _F0
         amax_scale = _F0
         for ib in range(8):
-            d = _iq4_group_scale(xs, ib * 32, qw[s0:s0 + 256], has_qw, sigma2, weight, L)
+            d = _iq4_group_scale(x, s0 + ib * 32, qw, has_qw, sigma2, weight, codes)
             scales[ib] = d
             if abs(d) > amax_scale:
                 amax_scale = abs(d)

@@ -19,16 +19,16 @@ in a byte row, the C conversions, ``roundf``.
 import numpy as np
 from numba import njit
 
-from numba_quant import _cache  # noqa: F401  (cache keys cover every kernel source)
-from numba_quant._primitives import mul_rn, rint, trunc
-from numba_quant._reference.gguf_search import make_qkx3_quants, make_qx_quants
-from numba_quant._reference_blocks import (
+from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
+from numba_quant._reference.primitives import mul_rn, rint, trunc
+from numba_quant._reference.blocks import (
     bits_from_f32,
     f16_bits_to_f32,
     f32_from_bits,
     f32_to_f16_bits,
     round_bf16,
 )
+from numba_quant._reference.gguf_search import make_qkx3_quants, make_qx_quants
 
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)

@@ -8,7 +8,7 @@ per value: the trit ``lround(x / d) + 1``.  ggml ignores an importance matrix he
 import numpy as np
 from numba import njit
 
-from numba_quant import _cache  # noqa: F401  (cache keys cover every kernel source)
+from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 from numba_quant._reference.gguf_legacy import c_int, c_roundf, load_f16, store_f16
 
 _F0 = np.float32(0.0)

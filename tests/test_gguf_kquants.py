@@ -1,6 +1,7 @@
-"""GGUF K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K): the reference row functions against
+"""GGUF K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) through :mod:`numba_quant.gguf`: against
 ggml's C (the golden cases of tests/data/ggml_quants.npz, bytes and dequantized float32
-bits) and against an independent numpy model (tests/gguf_oracle_k.py) on random input.
+bits) and against an independent numpy model (tests/gguf_oracle_k.py) on random input;
+and the reference row functions' contract (scratch and output contents never read).
 """
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 
 import gguf_oracle_k as oracle
 from golden import GoldenFile
+from numba_quant import gguf
 from numba_quant._reference import gguf_kquants as kq
 
 TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
@@ -17,14 +19,9 @@ GOLDEN = GoldenFile("ggml_quants.npz")
 CASES = [c for c in GOLDEN.cases if c["type"] in TYPES]
 
 
-def _row_functions(name):
-    t = name.lower()
-    return getattr(kq, "quantize_row_" + t), getattr(kq, "dequantize_row_" + t)
-
-
 def quantize_rows(name, x, imatrix=None, fscratch=None, iscratch=None, out=None):
-    """Row after row through the contract's row function."""
-    q, _ = _row_functions(name)
+    """Row after row through the contract's row function (the reference layer)."""
+    q = getattr(kq, "quantize_row_" + name.lower())
     x = np.ascontiguousarray(x, np.float32)
     row_size = oracle.BYTES[name] * (x.shape[1] // 256)
     out = np.zeros((x.shape[0], row_size), np.uint8) if out is None else out
@@ -33,16 +30,6 @@ def quantize_rows(name, x, imatrix=None, fscratch=None, iscratch=None, out=None)
     qw = x[0] if imatrix is None else np.ascontiguousarray(imatrix, np.float32)
     for r in range(x.shape[0]):
         q(x[r], qw, imatrix is not None, out[r], fs, iscr)
-    return out
-
-
-def dequantize_rows(name, data, n_per_row):
-    _, dq = _row_functions(name)
-    row_size = oracle.BYTES[name] * (n_per_row // 256)
-    data = np.ascontiguousarray(data, np.uint8).reshape(-1, row_size)
-    out = np.zeros((data.shape[0], n_per_row), np.float32)
-    for r in range(data.shape[0]):
-        dq(data[r], out[r])
     return out
 
 
@@ -71,9 +58,9 @@ def test_golden_bytes_and_values(case, golden):
     x = golden[f"inputs/{cid}"]
     imatrix = golden[f"imatrix/{cid}"] if case["imatrix"] else None
     want = golden[f"bytes/{cid}"].reshape(case["rows"], case["row_size"])
-    got = quantize_rows(case["type"], x, imatrix)
+    got = gguf.quantize(x, case["type"], imatrix=imatrix)
     np.testing.assert_array_equal(got, want)
-    values = dequantize_rows(case["type"], want, case["n_per_row"])
+    values = gguf.dequantize(want, case["type"])
     np.testing.assert_array_equal(_bits(values), _bits(golden[f"dequant/{cid}"]))
 
 
@@ -97,9 +84,12 @@ def test_rows_are_independent(name):
     # A row's bytes do not depend on the rows quantized before it with the same scratch.
     rng = np.random.default_rng(4)
     x = (rng.standard_normal((3, 256)) * [[1e-3], [1e3], [1.0]]).astype(np.float32)
-    together = quantize_rows(name, x)
-    for r in range(3):
-        np.testing.assert_array_equal(quantize_rows(name, x[r:r + 1])[0], together[r])
+    imatrix = rng.lognormal(0, 1, 256).astype(np.float32)
+    for qw in (None, imatrix):
+        together = gguf.quantize(x, name, imatrix=qw)
+        for r in range(3):
+            np.testing.assert_array_equal(gguf.quantize(x[r:r + 1], name, imatrix=qw)[0],
+                                          together[r])
 
 
 def _rows(draw):
@@ -144,9 +134,9 @@ def k_inputs(draw):
 def test_random_rows_match_numpy_model(name, data):
     x, imatrix = data
     want = oracle.quantize(name, x, imatrix)
-    got = quantize_rows(name, x, imatrix)
+    got = gguf.quantize(x, name, imatrix=imatrix)
     np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(_bits(dequantize_rows(name, got, x.shape[1])),
+    np.testing.assert_array_equal(_bits(gguf.dequantize(got, name)),
                                   _bits(oracle.dequantize(name, got, x.shape[1])))
 
 
@@ -172,5 +162,5 @@ def random_blocks(draw, name):
 def test_dequantize_random_bytes_matches_numpy_model(name, data):
     blocks = data.draw(random_blocks(name))
     n = 256 * (blocks.size // oracle.BYTES[name])
-    np.testing.assert_array_equal(_bits(dequantize_rows(name, blocks, n)),
+    np.testing.assert_array_equal(_bits(gguf.dequantize(blocks, name)),
                                   _bits(oracle.dequantize(name, blocks, n)))

@@ -10,13 +10,13 @@ allocated (the searches work in views of the two scratch arrays);
 import numpy as np
 from numba import njit
 
-from numba_quant import _cache  # noqa: F401  (cache keys cover every kernel source)
-from numba_quant._blocks_plan import F16
-from numba_quant._primitives import mul_rn
+from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
+from numba_quant._host.blocks_plan import F16
+from numba_quant._reference.blocks import f16_bits_to_f32, f32_to_f16_bits, round_to
 from numba_quant._reference.gguf_search import (
     make_q3_quants, make_qkx2_quants, make_qkx3_quants, make_qp_quants, make_qx_quants,
     nearest_int, wrap_i8, wrap_u8)
-from numba_quant._reference_blocks import f16_bits_to_f32, f32_to_f16_bits, round_to
+from numba_quant._reference.primitives import mul_rn
 
 QK_K = 256
 Q2_K_BYTES = 84

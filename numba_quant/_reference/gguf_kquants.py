@@ -11,8 +11,7 @@ int32) and ``dequantize_row_<t>(data, out)``.  Q2_K and Q3_K live in
 import numpy as np
 from numba import njit
 
-from numba_quant import _cache  # noqa: F401  (cache keys cover every kernel source)
-from numba_quant._primitives import mul_rn
+from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 from numba_quant._reference.gguf_k_low import (  # noqa: F401  (re-exported)
     F_MINS, F_SCALES, F_SW, F_W, I_L, I_LAUX, I_LM, I_LS, QK_K, dequantize_row_q2_k,
     dequantize_row_q3_k, imatrix_weights, load_f16, quantize_row_q2_k, quantize_row_q3_k,
@@ -20,6 +19,7 @@ from numba_quant._reference.gguf_k_low import (  # noqa: F401  (re-exported)
 from numba_quant._reference.gguf_search import (
     GROUP_MAX_EPS, make_qkx2_quants, make_qkx3_quants, make_qp_quants, make_qx_quants,
     nearest_int, wrap_i8, wrap_u8)
+from numba_quant._reference.primitives import mul_rn
 
 Q4_K_BYTES = 144
 Q5_K_BYTES = 176

@@ -15,9 +15,9 @@ pointer).
 import numpy as np
 from numba import njit
 
-from numba_quant import _cache  # noqa: F401  (cache keys cover every kernel source)
-from numba_quant._primitives import mul_rn
-from numba_quant._primitives_float import f32_bits
+from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
+from numba_quant._reference.bits import f32_bits
+from numba_quant._reference.primitives import mul_rn
 
 # ggml's threshold below which a group counts as all zero (GROUP_MAX_EPS).
 GROUP_MAX_EPS = np.float32(1e-15)

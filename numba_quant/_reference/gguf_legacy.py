@@ -122,6 +122,21 @@ def block_weights(x, start, qw, sigma2, n, weight):
 
 
 @njit(cache=True)
+def _weighted_min_fit(x, s, weight, nmax, L, Laux):
+    """ggml's make_qkx3_quants fit of the 32 values from ``s``: (scale, minus the
+    minimum).  A block whose range overflows float32 gets ggml's outcome without the
+    search (its reciprocal scale is 0, so its scale is infinite, every code 0 and no
+    trial improves on it), which also keeps the search from dividing by zero."""
+    lo, hi = _min_max(x, s, 32)
+    if hi - min(lo, _F0) == np.float32(np.inf):
+        for j in range(32):
+            L[j] = 0
+        return np.float32(np.inf), -min(lo, _F0)
+    return make_qkx3_quants(32, nmax, x[s:s + 32], weight, True, L, Laux, -0.9, 0.05, 36,
+                            False)
+
+
+@njit(cache=True)
 def _store_u32(out, pos, v):
     for k in range(4):
         out[pos + k] = np.uint8((v >> (8 * k)) & 0xFF)
@@ -273,8 +288,7 @@ def quantize_row_q4_1(x, qw, has_qw, out, fscratch, iscratch):
             s = ib * 32
             o = ib * 20
             block_weights(x, s, qw, sigma2, 32, weight)
-            d, the_min = make_qkx3_quants(32, 15, x[s:s + 32], weight, True, L, Laux,
-                                          -0.9, 0.05, 36, False)
+            d, the_min = _weighted_min_fit(x, s, weight, 15, L, Laux)
             store_f16(out, o, d)
             store_f16(out, o + 2, -the_min)
             for j in range(16):
@@ -370,8 +384,7 @@ def quantize_row_q5_1(x, qw, has_qw, out, fscratch, iscratch):
         o = ib * 24
         if has_qw:
             block_weights(x, s, qw, sigma2, 32, weight)
-            d, the_min = make_qkx3_quants(32, 31, x[s:s + 32], weight, True, L, Laux,
-                                          -0.9, 0.05, 36, False)
+            d, the_min = _weighted_min_fit(x, s, weight, 31, L, Laux)
             store_f16(out, o, d)
             store_f16(out, o + 2, -the_min)
             for j in range(32):

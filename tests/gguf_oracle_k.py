@@ -317,7 +317,9 @@ def dequantize_q2_k(data, n):
     d, dm = _get16(blk, 80), _get16(blk, 82)
     sb = blk[:, :16].astype(np.int32)
     q = _unpack2(blk[:, 16:80]).reshape(-1, 16, 16).astype(F)
-    y = (d[:, None] * (sb & 0xF).astype(F))[:, :, None] * q - (dm[:, None] * (sb >> 4).astype(F))[:, :, None]
+    dl = d[:, None] * (sb & 0xF).astype(F)
+    ml = dm[:, None] * (sb >> 4).astype(F)
+    y = dl[:, :, None] * q - ml[:, :, None]
     return y.reshape(-1, n)
 
 

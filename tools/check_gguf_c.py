@@ -199,6 +199,9 @@ def random_rows(rng, rows, n, kind):
         x *= 10.0 ** rng.uniform(2, 4, (rows, 1))
     elif kind == "sparse":
         x *= rng.random((rows, n)) < 0.2
+    elif kind == "sparse_negative":
+        # Sub-blocks whose maximum is 0: ggml's searches divide by max - min = 0.
+        x = -np.abs(x) * (rng.random((rows, n)) < 0.2)
     elif kind == "quarters":
         x = np.round(x * 4.0) / 4.0
     elif kind == "uniform":
@@ -211,8 +214,8 @@ def random_rows(rng, rows, n, kind):
     return x.astype(np.float32)
 
 
-KINDS = ("normal", "heavy", "positive", "negative", "tiny", "huge", "sparse", "quarters",
-         "uniform", "blocks")
+KINDS = ("normal", "heavy", "positive", "negative", "tiny", "huge", "sparse",
+         "sparse_negative", "quarters", "uniform", "blocks")
 
 
 def random_imatrix(rng, n):

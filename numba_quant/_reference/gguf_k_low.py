@@ -7,6 +7,8 @@ fscratch, iscratch)`` writes the row's blocks into the uint8 ``out``; nothing is
 allocated (the searches work in views of the two scratch arrays);
 ``dequantize_row_<t>(data, out)`` writes float32 values as ggml's ``to_float``.
 """
+import math
+
 import numpy as np
 from numba import njit
 
@@ -38,7 +40,7 @@ _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def store_f16(out, pos, v):
     """Write float32 ``v`` rounded to float16 (ties to even, as ggml's FP32_TO_FP16)
     little-endian at ``out[pos:pos+2]``; return the float16's value as float32."""
@@ -48,13 +50,13 @@ def store_f16(out, pos, v):
     return f16_bits_to_f32(bits)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def load_f16(data, pos):
     """The float16 stored little-endian at ``data[pos:pos+2]``, as float32."""
     return f16_bits_to_f32(np.uint16(data[pos]) | (np.uint16(data[pos + 1]) << np.uint16(8)))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def pack_2bit(L, out, pos):
     """ggml's 2-bit packing of 256 codes: byte ``32*h + l`` holds codes ``128*h + l``,
     ``+32``, ``+64``, ``+96`` in bits 0-1, 2-3, 4-5, 6-7."""
@@ -65,7 +67,7 @@ def pack_2bit(L, out, pos):
                                              | (L[j + 96] << 6))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def sum_squares(x):
     """Sum of ``x[i]*x[i]`` in index order, float32."""
     s = _F0
@@ -74,13 +76,13 @@ def sum_squares(x):
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def imatrix_weights(qw, x, sigma2, w):
     """``w[i] = qw[i] * sqrt(sigma2 + x[i]*x[i])`` (ggml's imatrix weighting); returns
     their sum in index order."""
     sw = _F0
     for i in range(x.size):
-        w[i] = mul_rn(qw[i], np.float32(np.sqrt(sigma2 + mul_rn(x[i], x[i]))))
+        w[i] = mul_rn(qw[i], np.float32(math.sqrt(sigma2 + mul_rn(x[i], x[i]))))
     for i in range(x.size):
         sw = sw + w[i]
     return sw
@@ -88,7 +90,7 @@ def imatrix_weights(qw, x, sigma2, w):
 
 # --------------------------------------------------------------------------- Q2_K
 # Block: scales[16] (low nibble scale, high nibble minimum), qs[64] (2-bit codes), d, dmin.
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _q2_k_block(x, qw, has_qw, ob, fscratch, iscratch):
     L = iscratch[I_L:I_L + QK_K]
     Laux = iscratch[I_LAUX:I_LAUX + 16]
@@ -137,7 +139,8 @@ def _q2_k_block(x, qw, has_qw, ob, fscratch, iscratch):
         if max_min > _F0:
             iscale = q4scale / max_min
             for j in range(16):
-                ob[j] = np.uint8(wrap_u8(np.int64(ob[j]) | (nearest_int(mul_rn(iscale, mins[j])) << 4)))
+                lm = nearest_int(mul_rn(iscale, mins[j]))
+                ob[j] = np.uint8(wrap_u8(np.int64(ob[j]) | (lm << 4)))
             mm = store_f16(ob, 82, max_min / q4scale)
         else:
             mm = store_f16(ob, 82, _F0)
@@ -151,7 +154,7 @@ def _q2_k_block(x, qw, has_qw, ob, fscratch, iscratch):
     pack_2bit(L, ob, 16)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def quantize_row_q2_k(x, qw, has_qw, out, fscratch, iscratch):
     """Q2_K of one row ``x`` (float32, a multiple of 256) into ``out`` (84 bytes per
     256), with importance weights ``qw`` when ``has_qw``."""
@@ -160,7 +163,7 @@ def quantize_row_q2_k(x, qw, has_qw, out, fscratch, iscratch):
                     out[Q2_K_BYTES * b:Q2_K_BYTES * (b + 1)], fscratch, iscratch)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def dequantize_row_q2_k(data, out):
     """float32 values of the Q2_K row ``data`` (ggml's ``dequantize_row_q2_K``)."""
     for b in range(out.size // QK_K):
@@ -183,13 +186,13 @@ def dequantize_row_q2_k(data, out):
 # --------------------------------------------------------------------------- Q3_K
 # Block: hmask[32] (third bit of each code), qs[64] (low 2 bits), scales[12] (16 6-bit
 # scales biased by 32: low nibbles in bytes 0-7, high pairs in bytes 8-11), d.
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _q3_scale_code(sb, j):
     lo = (np.int64(sb[j]) & 0xF) if j < 8 else (np.int64(sb[j - 8]) >> 4)
     return (lo | (((np.int64(sb[8 + j % 4]) >> (2 * (j // 4))) & 3) << 4)) - 32
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _q3_put_scale(sb, j, l):
     if j < 8:
         sb[j] = np.uint8(l & 0xF)
@@ -198,7 +201,7 @@ def _q3_put_scale(sb, j, l):
     sb[j % 4 + 8] = np.uint8(wrap_u8(np.int64(sb[j % 4 + 8]) | ((l >> 4) << (2 * (j // 4)))))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _q3_k_block(x, qw, has_qw, ob, fscratch, iscratch):
     L = iscratch[I_L:I_L + QK_K]
     scales = fscratch[F_SCALES:F_SCALES + 16]
@@ -251,7 +254,7 @@ def _q3_k_block(x, qw, has_qw, ob, fscratch, iscratch):
     pack_2bit(L, ob, 32)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def quantize_row_q3_k(x, qw, has_qw, out, fscratch, iscratch):
     """Q3_K of one row ``x`` (float32, a multiple of 256) into ``out`` (110 bytes per
     256), with importance weights ``qw`` when ``has_qw``."""
@@ -260,7 +263,7 @@ def quantize_row_q3_k(x, qw, has_qw, out, fscratch, iscratch):
                     out[Q3_K_BYTES * b:Q3_K_BYTES * (b + 1)], fscratch, iscratch)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def dequantize_row_q3_k(data, out):
     """float32 values of the Q3_K row ``data`` (ggml's ``dequantize_row_q3_K``)."""
     for b in range(out.size // QK_K):

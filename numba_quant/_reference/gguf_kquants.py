@@ -8,6 +8,8 @@ float32 of a multiple of 256 values, ``qw`` the importance weights of the row, u
 int32) and ``dequantize_row_<t>(data, out)``.  Q2_K and Q3_K live in
 :mod:`numba_quant._reference.gguf_k_low`; this module re-exports them.
 """
+import math
+
 import numpy as np
 from numba import njit
 
@@ -35,7 +37,7 @@ _F63 = np.float32(63.0)
 # Sub-blocks 0-3: scale in bits 0-5 of byte j, minimum in bits 0-5 of byte j+4;
 # sub-blocks 4-7: low nibbles of scale and minimum in byte j+4, their top two bits in
 # bits 6-7 of bytes j-4 (scale) and j (minimum).
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def scale_min_k4(j, sb):
     """The 6-bit scale and minimum codes of sub-block ``j`` (ggml's get_scale_min_k4)."""
     if j < 4:
@@ -44,7 +46,7 @@ def scale_min_k4(j, sb):
             (np.int64(sb[j + 4]) >> 4) | ((np.int64(sb[j]) >> 6) << 4))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _put_scale_min_k4(sb, j, ls, lm):
     # ls, lm hold the values of C's uint8 variables.
     if j < 4:
@@ -56,9 +58,9 @@ def _put_scale_min_k4(sb, j, ls, lm):
         sb[j] = np.uint8(wrap_u8(np.int64(sb[j]) | ((lm >> 4) << 6)))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _q45_k_codes(x, qw, has_qw, ob, fscratch, iscratch, nmax):
-    # Scales, minimums and the 8 x 32 codes (into iscratch[I_L:]) of one Q4_K (nmax 15)
+    # Scales, minimums and the 8 x 32 codes (into iscratch[I_L:I_L+256]) of one Q4_K (nmax 15)
     # or Q5_K (nmax 31) super-block; d and dmin written at ob[0:4], scales at ob[4:16].
     L = iscratch[I_L:I_L + QK_K]
     Laux = iscratch[I_LAUX:I_LAUX + 32]
@@ -98,7 +100,7 @@ def _q45_k_codes(x, qw, has_qw, ob, fscratch, iscratch, nmax):
         max_min = _F0
         for j in range(8):
             xj = x[32 * j:32 * j + 32]
-            av_x = np.float32(np.sqrt(sum_squares(xj) / np.float32(32.0)))
+            av_x = np.float32(math.sqrt(sum_squares(xj) / np.float32(32.0)))
             for l in range(32):
                 w[l] = av_x + abs(xj[l])
             scales[j], mins[j] = make_qkx2_quants(32, nmax, xj, w, L[32 * j:32 * j + 32],
@@ -123,31 +125,32 @@ def _q45_k_codes(x, qw, has_qw, ob, fscratch, iscratch, nmax):
         dmj = mul_rn(dm, np.float32(m))
         for i in range(32):
             L[32 * j + i] = max(0, min(nmax, nearest_int((x[32 * j + i] + dmj) / d)))
-    return L
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def quantize_row_q4_k(x, qw, has_qw, out, fscratch, iscratch):
     """Q4_K of one row ``x`` (float32, a multiple of 256) into ``out`` (144 bytes per
     256), with importance weights ``qw`` when ``has_qw``."""
     for b in range(x.size // QK_K):
         ob = out[Q4_K_BYTES * b:Q4_K_BYTES * (b + 1)]
-        L = _q45_k_codes(x[QK_K * b:QK_K * (b + 1)], qw[QK_K * b:QK_K * (b + 1)], has_qw,
-                         ob, fscratch, iscratch, 15)
+        _q45_k_codes(x[QK_K * b:QK_K * (b + 1)], qw[QK_K * b:QK_K * (b + 1)], has_qw, ob,
+                     fscratch, iscratch, 15)
+        L = iscratch[I_L:I_L + QK_K]
         # Byte 32*c + l: code 64*c + l in the low nibble, code 64*c + 32 + l in the high.
         for c in range(4):
             for l in range(32):
                 ob[16 + 32 * c + l] = np.uint8(L[64 * c + l] | (L[64 * c + 32 + l] << 4))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def quantize_row_q5_k(x, qw, has_qw, out, fscratch, iscratch):
     """Q5_K of one row ``x`` (float32, a multiple of 256) into ``out`` (176 bytes per
     256), with importance weights ``qw`` when ``has_qw``."""
     for b in range(x.size // QK_K):
         ob = out[Q5_K_BYTES * b:Q5_K_BYTES * (b + 1)]
-        L = _q45_k_codes(x[QK_K * b:QK_K * (b + 1)], qw[QK_K * b:QK_K * (b + 1)], has_qw,
-                         ob, fscratch, iscratch, 31)
+        _q45_k_codes(x[QK_K * b:QK_K * (b + 1)], qw[QK_K * b:QK_K * (b + 1)], has_qw, ob,
+                     fscratch, iscratch, 31)
+        L = iscratch[I_L:I_L + QK_K]
         # qh[32] at 16: bit 2c of byte l is the fifth bit of code 64*c + l, bit 2c+1 that
         # of code 64*c + 32 + l; the low nibbles as in Q4_K, at 48.
         for l in range(32):
@@ -167,7 +170,7 @@ def quantize_row_q5_k(x, qw, has_qw, out, fscratch, iscratch):
                 ob[48 + 32 * c + l] = np.uint8(l1 | (l2 << 4))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _dequantize_q45_k(data, out, nbytes, qs0, high):
     for b in range(out.size // QK_K):
         blk = data[nbytes * b:nbytes * (b + 1)]
@@ -188,13 +191,13 @@ def _dequantize_q45_k(data, out, nbytes, qs0, high):
                     y[64 * c + 32 * half + l] = mul_rn(dl, np.float32(q)) - ml
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def dequantize_row_q4_k(data, out):
     """float32 values of the Q4_K row ``data`` (ggml's ``dequantize_row_q4_K``)."""
     _dequantize_q45_k(data, out, Q4_K_BYTES, 16, False)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def dequantize_row_q5_k(data, out):
     """float32 values of the Q5_K row ``data`` (ggml's ``dequantize_row_q5_K``)."""
     _dequantize_q45_k(data, out, Q5_K_BYTES, 48, True)
@@ -205,7 +208,7 @@ def dequantize_row_q5_k(data, out):
 # Per 128 values (half h): ql bytes 64h + l and 64h + 32 + l hold codes l, 32+l in their
 # low nibbles and 64+l, 96+l in their high nibbles; qh byte 32h + l holds the top bits of
 # codes l, 32+l, 64+l, 96+l in bits 0-1, 2-3, 4-5, 6-7.
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _q6_k_block(x, qw, has_qw, ob, fscratch, iscratch):
     L = iscratch[I_L:I_L + QK_K]
     scales = fscratch[F_SCALES:F_SCALES + 16]
@@ -243,7 +246,7 @@ def _q6_k_block(x, qw, has_qw, ob, fscratch, iscratch):
                                             | ((L[j + 64] >> 4) << 4) | ((L[j + 96] >> 4) << 6))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def quantize_row_q6_k(x, qw, has_qw, out, fscratch, iscratch):
     """Q6_K of one row ``x`` (float32, a multiple of 256) into ``out`` (210 bytes per
     256), with importance weights ``qw`` when ``has_qw``."""
@@ -252,7 +255,7 @@ def quantize_row_q6_k(x, qw, has_qw, out, fscratch, iscratch):
                     out[Q6_K_BYTES * b:Q6_K_BYTES * (b + 1)], fscratch, iscratch)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def dequantize_row_q6_k(data, out):
     """float32 values of the Q6_K row ``data`` (ggml's ``dequantize_row_q6_K``)."""
     for b in range(out.size // QK_K):

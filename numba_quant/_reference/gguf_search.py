@@ -8,10 +8,16 @@ where C converts them), and every product that feeds an addition rounded on its 
 ggml keeps in ``uint8_t``/``int8_t`` arrays wrap as they do in C where the value can
 leave the type's range.
 
+Division follows IEEE 754 (``error_model="numpy"``): ggml divides by zero where a
+fitted minimum reaches the maximum (an infinite trial scale whose codes the search then
+rejects), and Numba's default would raise instead.
+
 Nothing here allocates: codes go into caller-provided integer arrays (views of a
 scratch buffer) and the functions return scalars (a tuple where ggml writes through a
 pointer).
 """
+import math
+
 import numpy as np
 from numba import njit
 
@@ -29,7 +35,7 @@ _TENTH = np.float32(0.1)
 _MAGIC = np.float32(12582912.0)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def nearest_int(v):
     """``v`` (float32) rounded to the nearest integer, ties to even, by ggml's trick:
     add 1.5 * 2**23 and read the low 23 bits of the sum.
@@ -41,24 +47,24 @@ def nearest_int(v):
     return (f32_bits(s) & 0x007FFFFF) - 0x00400000
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def wrap_u8(v):
     """``v`` stored into a C ``uint8_t`` (modulo 256)."""
     return v & 0xFF
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def wrap_i8(v):
     """``v`` stored into a C ``int8_t`` (two's complement wrap)."""
     return ((v + 128) & 0xFF) - 128
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _clamp(v, lo, hi):
     return max(lo, min(hi, v))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _rmse_weight(x, rmse_type):
     # The weight ggml gives an element when no importance weights are passed.
     if rmse_type == 1:
@@ -67,10 +73,10 @@ def _rmse_weight(x, rmse_type):
         return _F1
     if rmse_type == 3:
         return abs(x)
-    return np.float32(np.sqrt(abs(x)))
+    return np.float32(math.sqrt(abs(x)))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _qx_sums(n, nmax, x, qw, has_qw, rmse_type, iscale):
     # Weighted sums of l*x and l*l for the codes that iscale gives (clamped to
     # [-nmax, nmax-1]), accumulated in ggml's order.
@@ -85,7 +91,7 @@ def _qx_sums(n, nmax, x, qw, has_qw, rmse_type, iscale):
     return sumlx, suml2
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def make_qx_quants(n, nmax, x, L, rmse_type, qw, has_qw):
     """Symmetric codes ``L[i] = nmax + clamp(round(x[i] / scale), -nmax, nmax-1)`` and the
     scale (returned) that ggml's ``make_qx_quants`` chooses for the ``n`` floats ``x``.
@@ -137,7 +143,7 @@ def make_qx_quants(n, nmax, x, L, rmse_type, qw, has_qw):
     return scale
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def make_q3_quants(n, nmax, x, L, do_rmse):
     """ggml's ``make_q3_quants``: symmetric codes in ``[0, 2*nmax)`` (stored in ``L``)
     and their scale, with ``do_rmse`` a coordinate descent (weights x*x, up to 5 sweeps)
@@ -193,12 +199,12 @@ def make_q3_quants(n, nmax, x, L, do_rmse):
     return sumlx / suml2 if suml2 > _F0 else _F0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _qkx_weight(x, weights, has_weights, i):
     return weights[i] if has_weights else mul_rn(x[i], x[i])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _qkx_error(n, x, weights, has_weights, L, scale, vmin, use_mad):
     # Weighted error of scale * L + vmin against x (absolute or squared).
     err = _F0
@@ -209,7 +215,7 @@ def _qkx_error(n, x, weights, has_weights, L, scale, vmin, use_mad):
     return err
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _make_qkx(n, nmax, x, weights, has_weights, L, Laux, rmin, rdelta, nstep, use_mad,
               version3):
     # The shared body of make_qkx2_quants (version3 False) and make_qkx3_quants.
@@ -275,7 +281,7 @@ def _make_qkx(n, nmax, x, weights, has_weights, L, Laux, rmin, rdelta, nstep, us
     return scale, -vmin
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def make_qkx2_quants(n, nmax, x, weights, L, Laux, rmin, rdelta, nstep, use_mad):
     """ggml's ``make_qkx2_quants``: codes in ``[0, nmax]`` (into ``L``; ``Laux`` is
     scratch of ``n``) for ``x ~ scale * L - the_min`` with a minimum at most 0, the
@@ -289,7 +295,7 @@ def make_qkx2_quants(n, nmax, x, weights, L, Laux, rmin, rdelta, nstep, use_mad)
                      np.float32(rdelta), nstep, use_mad, False)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def make_qkx3_quants(n, nmax, x, weights, has_weights, L, Laux, rmin, rdelta, nstep,
                      use_mad):
     """ggml's ``make_qkx3_quants``: as :func:`make_qkx2_quants`, with weights x*x when
@@ -299,7 +305,7 @@ def make_qkx3_quants(n, nmax, x, weights, has_weights, L, Laux, rmin, rdelta, ns
                      np.float32(rdelta), nstep, use_mad, True)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _qp_mse(n, nmax, x, qw, iscale, clamp):
     scale = _F1 / iscale
     mse = _F0
@@ -312,7 +318,7 @@ def _qp_mse(n, nmax, x, qw, iscale, clamp):
     return mse
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def make_qp_quants(n, nmax, x, L, quant_weights):
     """ggml's ``make_qp_quants``: codes in ``[0, nmax]`` (stored as C's ``uint8_t``
     would hold them) for non-negative ``x`` (sub-block scales or minimums) and their

@@ -17,7 +17,7 @@ from numba_quant._host.blocks_plan import F16
 from numba_quant._reference.blocks import f16_bits_to_f32, f32_to_f16_bits, round_to
 from numba_quant._reference.gguf_search import (
     make_q3_quants, make_qkx2_quants, make_qkx3_quants, make_qp_quants, make_qx_quants,
-    nearest_int, wrap_i8, wrap_u8)
+    make_qx_quants_lanes, nearest_int, wrap_i8, wrap_u8)
 from numba_quant._reference.primitives import mul_rn
 
 QK_K = 256
@@ -35,6 +35,15 @@ F_W = 0
 F_SCALES = 32
 F_MINS = 48
 F_SW = 64
+# The 16 sub-blocks of 16 searched side by side (make_qx_quants_lanes): values and
+# weights transposed, the search's lane state, a super-block's weights; its codes
+# (transposed) and lane flags.
+F_XT = 128
+F_WT = 384
+F_LANES = 640
+F_W2 = 768
+I_LT = 320
+I_TAKE = 576
 
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
@@ -86,6 +95,25 @@ def imatrix_weights(qw, x, sigma2, w):
     for i in range(x.size):
         sw = sw + w[i]
     return sw
+
+
+@njit(cache=True, error_model="numpy")
+def qx_sub_blocks_16(x, w, nmax, fscratch, iscratch):
+    """:func:`make_qx_quants` (rmse_type 1, weights ``w``) of the 16 sub-blocks of 16
+    values of a super-block ``x``, searched side by side: scales into
+    ``fscratch[F_SCALES:F_SCALES+16]``, codes into ``iscratch[I_L:I_L+256]``."""
+    xt = fscratch[F_XT:F_XT + QK_K]
+    wt = fscratch[F_WT:F_WT + QK_K]
+    lt = iscratch[I_LT:I_LT + QK_K]
+    for j in range(16):
+        for i in range(16):
+            xt[16 * i + j] = x[16 * j + i]
+            wt[16 * i + j] = w[16 * j + i]
+    make_qx_quants_lanes(16, 16, nmax, xt, wt, lt, fscratch[F_SCALES:F_SCALES + 16],
+                         fscratch[F_LANES:F_LANES + 96], iscratch[I_TAKE:I_TAKE + 16])
+    for j in range(16):
+        for i in range(16):
+            iscratch[I_L + 16 * j + i] = lt[16 * i + j]
 
 
 # --------------------------------------------------------------------------- Q2_K
@@ -209,14 +237,15 @@ def _q3_k_block(x, qw, has_qw, ob, fscratch, iscratch):
     for j in range(12):
         sb[j] = 0
     if has_qw:
-        w = fscratch[F_W:F_W + 16]
         sw = fscratch[F_SW:F_SW + 16]
         Ls = iscratch[I_LS:I_LS + 16]
         sigma2 = np.float32(2.0) * sum_squares(x) / np.float32(QK_K)
+        # The weights of all 16 sub-blocks, then their 16 searches side by side.
+        wall = fscratch[F_W2:F_W2 + QK_K]
         for j in range(16):
-            xj = x[16 * j:16 * j + 16]
-            sw[j] = imatrix_weights(qw[16 * j:16 * j + 16], xj, sigma2, w)
-            scales[j] = make_qx_quants(16, 4, xj, L[16 * j:16 * j + 16], 1, w, True)
+            sw[j] = imatrix_weights(qw[16 * j:16 * j + 16], x[16 * j:16 * j + 16], sigma2,
+                                    wall[16 * j:16 * j + 16])
+        qx_sub_blocks_16(x, wall, 4, fscratch, iscratch)
         d_block = make_qx_quants(16, 32, scales, Ls, 1, sw, True)
         for j in range(16):
             _q3_put_scale(sb, j, Ls[j])

@@ -15,12 +15,12 @@ from numba import njit
 
 from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 from numba_quant._reference.gguf_k_low import (  # noqa: F401  (re-exported)
-    F_MINS, F_SCALES, F_SW, F_W, I_L, I_LAUX, I_LM, I_LS, QK_K, dequantize_row_q2_k,
-    dequantize_row_q3_k, imatrix_weights, load_f16, quantize_row_q2_k, quantize_row_q3_k,
-    store_f16, sum_squares)
+    F_MINS, F_SCALES, F_SW, F_W, F_W2, I_L, I_LAUX, I_LM, I_LS, QK_K, dequantize_row_q2_k,
+    dequantize_row_q3_k, imatrix_weights, load_f16, qx_sub_blocks_16, quantize_row_q2_k,
+    quantize_row_q3_k, store_f16, sum_squares)
 from numba_quant._reference.gguf_search import (
-    GROUP_MAX_EPS, make_qkx2_quants, make_qkx3_quants, make_qp_quants, make_qx_quants,
-    nearest_int, wrap_i8, wrap_u8)
+    GROUP_MAX_EPS, make_qkx2_quants, make_qkx3_quants, make_qp_quants, nearest_int, wrap_i8,
+    wrap_u8)
 from numba_quant._reference.primitives import mul_rn
 
 Q4_K_BYTES = 144
@@ -212,13 +212,18 @@ def dequantize_row_q5_k(data, out):
 def _q6_k_block(x, qw, has_qw, ob, fscratch, iscratch):
     L = iscratch[I_L:I_L + QK_K]
     scales = fscratch[F_SCALES:F_SCALES + 16]
+    if has_qw:
+        qx_sub_blocks_16(x, qw, 32, fscratch, iscratch)
+    else:
+        # ggml's built-in weights of rmse_type 1: x*x.
+        w = fscratch[F_W2:F_W2 + QK_K]
+        for i in range(QK_K):
+            w[i] = mul_rn(x[i], x[i])
+        qx_sub_blocks_16(x, w, 32, fscratch, iscratch)
     max_scale = _F0
     max_abs_scale = _F0
     for ib in range(16):
-        xj = x[16 * ib:16 * ib + 16]
-        scale = make_qx_quants(16, 32, xj, L[16 * ib:16 * ib + 16], 1,
-                               qw[16 * ib:16 * ib + 16], has_qw)
-        scales[ib] = scale
+        scale = scales[ib]
         a = abs(scale)
         if a > max_abs_scale:
             max_abs_scale = a

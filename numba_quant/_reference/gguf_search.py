@@ -379,3 +379,88 @@ def make_qp_quants(n, nmax, x, L, quant_weights):
         if n_changed == 0:
             break
     return sumlx / suml2 if suml2 > _F0 else _F0
+
+
+# ------------------------------------------------------------------ lane-parallel form
+# make_qx_quants over many groups at once: the groups are the lanes of a transposed
+# array (element i of group j at [i * nl + j]), so that every loop over the lanes is a
+# vector loop, while each lane still performs its group's operations in ggml's order.
+@njit(cache=True, error_model="numpy")
+def _lane_sums(nl, n, nmax, xt, wt, isc, slx, sl2):
+    for j in range(nl):
+        slx[j] = _F0
+        sl2[j] = _F0
+    for i in range(n):
+        for j in range(nl):
+            xv = xt[i * nl + j]
+            w = wt[i * nl + j]
+            fl = np.float32(_clamp(nearest_int(mul_rn(isc[j], xv)), -nmax, nmax - 1))
+            slx[j] = slx[j] + mul_rn(mul_rn(w, xv), fl)
+            sl2[j] = sl2[j] + mul_rn(mul_rn(w, fl), fl)
+
+
+@njit(cache=True, error_model="numpy")
+def _lane_codes(nl, n, nmax, xt, isc, Lt, take):
+    for i in range(n):
+        for j in range(nl):
+            k = i * nl + j
+            code = nmax + _clamp(nearest_int(mul_rn(isc[j], xt[k])), -nmax, nmax - 1)
+            Lt[k] = code if take[j] != 0 else Lt[k]
+
+
+@njit(cache=True, error_model="numpy")
+def make_qx_quants_lanes(nl, n, nmax, xt, wt, Lt, scales, fscratch, take):
+    """:func:`make_qx_quants` with ``rmse_type`` 1 and weights for ``nl`` groups of ``n``
+    at once, bit for bit the same per group.
+
+    ``xt``, ``wt``: the groups' values and weights transposed (element ``i`` of group
+    ``j`` at ``[i * nl + j]``); ``Lt`` receives the codes in the same layout and
+    ``scales[j]`` each group's scale.  ``fscratch``: at least ``6 * nl`` floats;
+    ``take``: ``nl`` integers.
+    """
+    vmax = fscratch[0:nl]
+    amax = fscratch[nl:2 * nl]
+    isc = fscratch[2 * nl:3 * nl]
+    slx = fscratch[3 * nl:4 * nl]
+    sl2 = fscratch[4 * nl:5 * nl]
+    best = fscratch[5 * nl:6 * nl]
+    for j in range(nl):
+        vmax[j] = _F0
+        amax[j] = _F0
+    for i in range(n):
+        for j in range(nl):
+            ax = abs(xt[i * nl + j])
+            if ax > amax[j]:
+                amax[j] = ax
+                vmax[j] = xt[i * nl + j]
+    for j in range(nl):
+        isc[j] = np.float32(-nmax) / vmax[j]
+        take[j] = 1
+    _lane_codes(nl, n, nmax, xt, isc, Lt, take)
+    _lane_sums(nl, n, nmax, xt, wt, isc, slx, sl2)
+    for j in range(nl):
+        scales[j] = slx[j] / sl2[j] if sl2[j] != _F0 else _F0
+        best[j] = scales[j] * slx[j]
+    for step in range(-9, 10):
+        if step == 0:
+            continue
+        num = np.float32(nmax) + mul_rn(_TENTH, np.float32(step))
+        for j in range(nl):
+            isc[j] = -num / vmax[j]
+        _lane_sums(nl, n, nmax, xt, wt, isc, slx, sl2)
+        any_better = False
+        for j in range(nl):
+            better = sl2[j] > _F0 and mul_rn(slx[j], slx[j]) > mul_rn(best[j], sl2[j])
+            take[j] = 1 if better else 0
+            if better:
+                any_better = True
+                scales[j] = slx[j] / sl2[j]
+                best[j] = scales[j] * slx[j]
+        if any_better:
+            _lane_codes(nl, n, nmax, xt, isc, Lt, take)
+    # Groups below ggml's all-zero threshold: codes 0, scale 0.
+    for j in range(nl):
+        if amax[j] < GROUP_MAX_EPS:
+            scales[j] = _F0
+            for i in range(n):
+                Lt[i * nl + j] = 0

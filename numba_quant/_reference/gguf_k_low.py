@@ -16,34 +16,34 @@ from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover e
 from numba_quant._host.blocks_plan import F16
 from numba_quant._reference.blocks import f16_bits_to_f32, f32_to_f16_bits, round_to
 from numba_quant._reference.gguf_search import (
-    make_q3_quants, make_qkx2_quants, make_qkx3_quants, make_qp_quants, make_qx_quants,
-    make_qx_quants_lanes, nearest_int, wrap_i8, wrap_u8)
+    make_q3_quants, make_qkx_lanes, make_qp_quants, make_qx_quants, make_qx_quants_lanes,
+    nearest_int, wrap_i8, wrap_u8)
 from numba_quant._reference.primitives import mul_rn
 
 QK_K = 256
 Q2_K_BYTES = 84
 Q3_K_BYTES = 110
 
-# Scratch layout shared by the K-quant rows.  iscratch: codes of the super-block,
-# trial codes of one sub-block, sub-block scale codes, sub-block minimum codes.
+# Scratch layout shared by the K-quant rows (offsets in elements; GGUF_FSCRATCH and
+# GGUF_ISCRATCH, 2048 each, hold them).  The sub-blocks of a super-block are searched
+# side by side (the *_lanes searches of gguf_search), on transposed copies.
+# iscratch: the super-block's codes, sub-block scale codes and minimum codes, the
+# transposed codes, lane flags, transposed trial codes.
 I_L = 0
-I_LAUX = 256
 I_LS = 288
 I_LM = 304
-# fscratch: element weights of one sub-block, sub-block scales, minimums, weight sums.
-F_W = 0
+I_LT = 320
+I_TAKE = 576
+I_LAUXT = 608
+# fscratch: sub-block scales, minimums, weight sums; transposed values and weights,
+# the searches' lane state, the super-block's element weights.
 F_SCALES = 32
 F_MINS = 48
 F_SW = 64
-# The 16 sub-blocks of 16 searched side by side (make_qx_quants_lanes): values and
-# weights transposed, the search's lane state, a super-block's weights; its codes
-# (transposed) and lane flags.
 F_XT = 128
 F_WT = 384
 F_LANES = 640
-F_W2 = 768
-I_LT = 320
-I_TAKE = 576
+F_W2 = 896
 
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
@@ -98,22 +98,48 @@ def imatrix_weights(qw, x, sigma2, w):
 
 
 @njit(cache=True, error_model="numpy")
+def _to_lanes(x, w, nl, n, fscratch):
+    # Sub-block j's element i at [i * nl + j], values and weights.
+    for j in range(nl):
+        for i in range(n):
+            fscratch[F_XT + i * nl + j] = x[n * j + i]
+            fscratch[F_WT + i * nl + j] = w[n * j + i]
+
+
+@njit(cache=True, error_model="numpy")
+def _codes_from_lanes(nl, n, iscratch):
+    for j in range(nl):
+        for i in range(n):
+            iscratch[I_L + n * j + i] = iscratch[I_LT + i * nl + j]
+
+
+@njit(cache=True, error_model="numpy")
 def qx_sub_blocks_16(x, w, nmax, fscratch, iscratch):
     """:func:`make_qx_quants` (rmse_type 1, weights ``w``) of the 16 sub-blocks of 16
     values of a super-block ``x``, searched side by side: scales into
     ``fscratch[F_SCALES:F_SCALES+16]``, codes into ``iscratch[I_L:I_L+256]``."""
-    xt = fscratch[F_XT:F_XT + QK_K]
-    wt = fscratch[F_WT:F_WT + QK_K]
-    lt = iscratch[I_LT:I_LT + QK_K]
-    for j in range(16):
-        for i in range(16):
-            xt[16 * i + j] = x[16 * j + i]
-            wt[16 * i + j] = w[16 * j + i]
-    make_qx_quants_lanes(16, 16, nmax, xt, wt, lt, fscratch[F_SCALES:F_SCALES + 16],
+    _to_lanes(x, w, 16, 16, fscratch)
+    make_qx_quants_lanes(16, 16, nmax, fscratch[F_XT:F_XT + QK_K], fscratch[F_WT:F_WT + QK_K],
+                         iscratch[I_LT:I_LT + QK_K], fscratch[F_SCALES:F_SCALES + 16],
                          fscratch[F_LANES:F_LANES + 96], iscratch[I_TAKE:I_TAKE + 16])
-    for j in range(16):
-        for i in range(16):
-            iscratch[I_L + 16 * j + i] = lt[16 * i + j]
+    _codes_from_lanes(16, 16, iscratch)
+
+
+@njit(cache=True, error_model="numpy")
+def qkx_sub_blocks(x, w, nl, nmax, rmin, rdelta, nstep, use_mad, guarded, fscratch,
+                   iscratch):
+    """ggml's make_qkx2_quants (``guarded`` False) or make_qkx3_quants of the ``nl``
+    sub-blocks of a super-block ``x`` with element weights ``w``, searched side by side:
+    scales and minimums into ``fscratch[F_SCALES:]`` / ``fscratch[F_MINS:]``, codes into
+    ``iscratch[I_L:I_L+256]``."""
+    n = QK_K // nl
+    _to_lanes(x, w, nl, n, fscratch)
+    make_qkx_lanes(nl, n, nmax, fscratch[F_XT:F_XT + QK_K], fscratch[F_WT:F_WT + QK_K],
+                   iscratch[I_LT:I_LT + QK_K], iscratch[I_LAUXT:I_LAUXT + QK_K],
+                   fscratch[F_SCALES:F_SCALES + nl], fscratch[F_MINS:F_MINS + nl],
+                   fscratch[F_LANES:F_LANES + 13 * nl], iscratch[I_TAKE:I_TAKE + 2 * nl],
+                   rmin, rdelta, nstep, use_mad, guarded)
+    _codes_from_lanes(nl, n, iscratch)
 
 
 # --------------------------------------------------------------------------- Q2_K
@@ -121,8 +147,7 @@ def qx_sub_blocks_16(x, w, nmax, fscratch, iscratch):
 @njit(cache=True, error_model="numpy")
 def _q2_k_block(x, qw, has_qw, ob, fscratch, iscratch):
     L = iscratch[I_L:I_L + QK_K]
-    Laux = iscratch[I_LAUX:I_LAUX + 16]
-    w = fscratch[F_W:F_W + 16]
+    w = fscratch[F_W2:F_W2 + QK_K]
     scales = fscratch[F_SCALES:F_SCALES + 16]
     mins = fscratch[F_MINS:F_MINS + 16]
     if has_qw:
@@ -131,10 +156,9 @@ def _q2_k_block(x, qw, has_qw, ob, fscratch, iscratch):
         Lm = iscratch[I_LM:I_LM + 16]
         sigma2 = sum_squares(x) / np.float32(QK_K)
         for j in range(16):
-            xj = x[16 * j:16 * j + 16]
-            sw[j] = imatrix_weights(qw[16 * j:16 * j + 16], xj, sigma2, w)
-            scales[j], mins[j] = make_qkx3_quants(16, 3, xj, w, True, L[16 * j:16 * j + 16],
-                                                  Laux, -0.9, 0.05, 36, False)
+            sw[j] = imatrix_weights(qw[16 * j:16 * j + 16], x[16 * j:16 * j + 16], sigma2,
+                                    w[16 * j:16 * j + 16])
+        qkx_sub_blocks(x, w, 16, 3, -0.9, 0.05, 36, False, True, fscratch, iscratch)
         dm = make_qp_quants(16, 15, scales, Ls, sw)
         mm = make_qp_quants(16, 15, mins, Lm, sw)
         dm = store_f16(ob, 80, dm)
@@ -142,14 +166,12 @@ def _q2_k_block(x, qw, has_qw, ob, fscratch, iscratch):
         for j in range(16):
             ob[j] = np.uint8(wrap_u8(Ls[j] | (Lm[j] << 4)))
     else:
+        for i in range(QK_K):
+            w[i] = abs(x[i])
+        qkx_sub_blocks(x, w, 16, 3, -0.5, 0.1, 15, True, False, fscratch, iscratch)
         max_scale = _F0
         max_min = _F0
         for j in range(16):
-            xj = x[16 * j:16 * j + 16]
-            for l in range(16):
-                w[l] = abs(xj[l])
-            scales[j], mins[j] = make_qkx2_quants(16, 3, xj, w, L[16 * j:16 * j + 16], Laux,
-                                                  -0.5, 0.1, 15, True)
             if scales[j] > max_scale:
                 max_scale = scales[j]
             if mins[j] > max_min:

@@ -15,12 +15,11 @@ from numba import njit
 
 from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 from numba_quant._reference.gguf_k_low import (  # noqa: F401  (re-exported)
-    F_MINS, F_SCALES, F_SW, F_W, F_W2, I_L, I_LAUX, I_LM, I_LS, QK_K, dequantize_row_q2_k,
-    dequantize_row_q3_k, imatrix_weights, load_f16, qx_sub_blocks_16, quantize_row_q2_k,
-    quantize_row_q3_k, store_f16, sum_squares)
+    F_MINS, F_SCALES, F_SW, F_W2, I_L, I_LM, I_LS, QK_K, dequantize_row_q2_k,
+    dequantize_row_q3_k, imatrix_weights, load_f16, qkx_sub_blocks, qx_sub_blocks_16,
+    quantize_row_q2_k, quantize_row_q3_k, store_f16, sum_squares)
 from numba_quant._reference.gguf_search import (
-    GROUP_MAX_EPS, make_qkx2_quants, make_qkx3_quants, make_qp_quants, nearest_int, wrap_i8,
-    wrap_u8)
+    GROUP_MAX_EPS, make_qp_quants, nearest_int, wrap_i8, wrap_u8)
 from numba_quant._reference.primitives import mul_rn
 
 Q4_K_BYTES = 144
@@ -63,8 +62,7 @@ def _q45_k_codes(x, qw, has_qw, ob, fscratch, iscratch, nmax):
     # Scales, minimums and the 8 x 32 codes (into iscratch[I_L:I_L+256]) of one Q4_K (nmax 15)
     # or Q5_K (nmax 31) super-block; d and dmin written at ob[0:4], scales at ob[4:16].
     L = iscratch[I_L:I_L + QK_K]
-    Laux = iscratch[I_LAUX:I_LAUX + 32]
-    w = fscratch[F_W:F_W + 32]
+    w = fscratch[F_W2:F_W2 + QK_K]
     scales = fscratch[F_SCALES:F_SCALES + 8]
     mins = fscratch[F_MINS:F_MINS + 8]
     sb = ob[4:16]
@@ -74,11 +72,9 @@ def _q45_k_codes(x, qw, has_qw, ob, fscratch, iscratch, nmax):
         Lm = iscratch[I_LM:I_LM + 8]
         sigma2 = np.float32(2.0) * sum_squares(x) / np.float32(QK_K)
         for j in range(8):
-            xj = x[32 * j:32 * j + 32]
-            sw[j] = imatrix_weights(qw[32 * j:32 * j + 32], xj, sigma2, w)
-            scales[j], mins[j] = make_qkx3_quants(32, nmax, xj, w, True,
-                                                  L[32 * j:32 * j + 32], Laux, -0.9, 0.05,
-                                                  36, False)
+            sw[j] = imatrix_weights(qw[32 * j:32 * j + 32], x[32 * j:32 * j + 32], sigma2,
+                                    w[32 * j:32 * j + 32])
+        qkx_sub_blocks(x, w, 8, nmax, -0.9, 0.05, 36, False, True, fscratch, iscratch)
         d_block = make_qp_quants(8, 63, scales, Ls, sw)
         m_block = make_qp_quants(8, 63, mins, Lm, sw)
         for j in range(8):
@@ -96,15 +92,15 @@ def _q45_k_codes(x, qw, has_qw, ob, fscratch, iscratch, nmax):
             rmin, rdelta, nstep = -1.0, 0.1, 20
         else:
             rmin, rdelta, nstep = -0.5, 0.1, 15
-        max_scale = _F0
-        max_min = _F0
         for j in range(8):
             xj = x[32 * j:32 * j + 32]
             av_x = np.float32(math.sqrt(sum_squares(xj) / np.float32(32.0)))
             for l in range(32):
-                w[l] = av_x + abs(xj[l])
-            scales[j], mins[j] = make_qkx2_quants(32, nmax, xj, w, L[32 * j:32 * j + 32],
-                                                  Laux, rmin, rdelta, nstep, False)
+                w[32 * j + l] = av_x + abs(xj[l])
+        qkx_sub_blocks(x, w, 8, nmax, rmin, rdelta, nstep, False, False, fscratch, iscratch)
+        max_scale = _F0
+        max_min = _F0
+        for j in range(8):
             if scales[j] > max_scale:
                 max_scale = scales[j]
             if mins[j] > max_min:

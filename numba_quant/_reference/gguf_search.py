@@ -464,3 +464,123 @@ def make_qx_quants_lanes(nl, n, nmax, xt, wt, Lt, scales, fscratch, take):
             scales[j] = _F0
             for i in range(n):
                 Lt[i * nl + j] = 0
+
+
+@njit(cache=True, error_model="numpy")
+def _lane_error(nl, n, xt, wt, Lt, scale, vmin, use_mad, err):
+    # Weighted error of scale * L + vmin against x, per lane, in element order.
+    for j in range(nl):
+        err[j] = _F0
+    for i in range(n):
+        for j in range(nl):
+            k = i * nl + j
+            diff = (mul_rn(scale[j], np.float32(Lt[k])) + vmin[j]) - xt[k]
+            diff = abs(diff) if use_mad else mul_rn(diff, diff)
+            err[j] = err[j] + mul_rn(wt[k], diff)
+
+
+@njit(cache=True, error_model="numpy")
+def make_qkx_lanes(nl, n, nmax, xt, wt, Lt, Laux, scales, mins, fscratch, flags, rmin,
+                   rdelta, nstep, use_mad, guarded):
+    """:func:`make_qkx2_quants` (``guarded`` False) or :func:`make_qkx3_quants` with
+    weights (``guarded`` True) for ``nl`` groups of ``n`` at once, bit for bit the same
+    per group.
+
+    ``xt``, ``wt``: values and weights transposed (element ``i`` of group ``j`` at
+    ``[i * nl + j]``); ``Lt`` receives the codes in that layout (``Laux``: the same
+    size, scratch); ``scales[j]`` and ``mins[j]`` (ggml's ``*the_min``) each group's fit.
+    ``fscratch``: at least ``13 * nl`` floats; ``flags``: ``2 * nl`` integers.
+    """
+    rmin = np.float32(rmin)
+    rdelta = np.float32(rdelta)
+    vmin = fscratch[0:nl]
+    vmax = fscratch[nl:2 * nl]
+    sum_w = fscratch[2 * nl:3 * nl]
+    sum_x = fscratch[3 * nl:4 * nl]
+    best = fscratch[4 * nl:5 * nl]
+    isc = fscratch[5 * nl:6 * nl]
+    sl = fscratch[6 * nl:7 * nl]
+    sl2 = fscratch[7 * nl:8 * nl]
+    sxl = fscratch[8 * nl:9 * nl]
+    ts = fscratch[9 * nl:10 * nl]
+    tm = fscratch[10 * nl:11 * nl]
+    err = fscratch[11 * nl:12 * nl]
+    take = flags[0:nl]
+    flat = flags[nl:2 * nl]
+    for j in range(nl):
+        vmin[j] = xt[j]
+        vmax[j] = xt[j]
+        sum_w[j] = wt[j]
+        sum_x[j] = mul_rn(wt[j], xt[j])
+    for i in range(1, n):
+        for j in range(nl):
+            xv = xt[i * nl + j]
+            w = wt[i * nl + j]
+            if xv < vmin[j]:
+                vmin[j] = xv
+            if xv > vmax[j]:
+                vmax[j] = xv
+            sum_w[j] = sum_w[j] + w
+            sum_x[j] = sum_x[j] + mul_rn(w, xv)
+    for j in range(nl):
+        if vmin[j] > _F0:
+            vmin[j] = _F0
+        is_flat = (vmax[j] <= vmin[j]) if guarded else (vmax[j] == vmin[j])
+        flat[j] = 1 if is_flat else 0
+        isc[j] = np.float32(nmax) / (vmax[j] - vmin[j])
+        scales[j] = _F1 / isc[j]
+    for i in range(n):
+        for j in range(nl):
+            k = i * nl + j
+            Lt[k] = _clamp(nearest_int(mul_rn(isc[j], xt[k] - vmin[j])), 0, nmax)
+    _lane_error(nl, n, xt, wt, Lt, scales, vmin, use_mad, best)
+    for step in range(nstep + 1 if nstep >= 1 else 0):
+        num = (rmin + mul_rn(rdelta, np.float32(step))) + np.float32(nmax)
+        for j in range(nl):
+            isc[j] = num / (vmax[j] - vmin[j])
+            sl[j] = _F0
+            sl2[j] = _F0
+            sxl[j] = _F0
+        for i in range(n):
+            for j in range(nl):
+                k = i * nl + j
+                v = mul_rn(isc[j], xt[k] - vmin[j])
+                if guarded:
+                    l = nearest_int(min(v, np.float32(nmax))) if v > _F0 else 0
+                else:
+                    l = _clamp(nearest_int(v), 0, nmax)
+                Laux[k] = l
+                fl = np.float32(l)
+                wl = mul_rn(wt[k], fl)
+                sl[j] = sl[j] + wl
+                sl2[j] = sl2[j] + mul_rn(wl, fl)
+                sxl[j] = sxl[j] + mul_rn(wl, xt[k])
+        for j in range(nl):
+            D = mul_rn(sum_w[j], sl2[j]) - mul_rn(sl[j], sl[j])
+            take[j] = 1 if (D > _F0 and flat[j] == 0) else 0
+            ts[j] = (mul_rn(sum_w[j], sxl[j]) - mul_rn(sum_x[j], sl[j])) / D
+            tm[j] = (mul_rn(sl2[j], sum_x[j]) - mul_rn(sl[j], sxl[j])) / D
+            if tm[j] > _F0:
+                tm[j] = _F0
+                ts[j] = sxl[j] / sl2[j]
+        _lane_error(nl, n, xt, wt, Laux, ts, tm, use_mad, err)
+        any_better = False
+        for j in range(nl):
+            if take[j] != 0 and err[j] < best[j]:
+                any_better = True
+                best[j] = err[j]
+                scales[j] = ts[j]
+                vmin[j] = tm[j]
+            else:
+                take[j] = 0
+        if any_better:
+            for i in range(n):
+                for j in range(nl):
+                    k = i * nl + j
+                    Lt[k] = Laux[k] if take[j] != 0 else Lt[k]
+    for j in range(nl):
+        mins[j] = -vmin[j]
+        if flat[j] != 0:
+            scales[j] = _F0
+            for i in range(n):
+                Lt[i * nl + j] = 0

@@ -6,6 +6,7 @@ Usage::
     NUMBA_NUM_THREADS=2 python benchmarks/gguf.py                  # every type, (4096, 4096)
     NUMBA_NUM_THREADS=2 python benchmarks/gguf.py Q4_0 IQ4_XS --rows 1024
     NUMBA_NUM_THREADS=2 python benchmarks/gguf.py --dequantize
+    python benchmarks/gguf.py --compile                # first-call compile time per type
 
 A float32 weight of normal values (and a log-normal importance matrix for the types that
 use one).  ggml's C is ``ggml_quantize_chunk`` from ``libggml-base.so`` of the PyPI
@@ -15,12 +16,17 @@ called through ctypes with the rows split over the same number of threads as Num
 a parallel read of the input's bytes (``run.bandwidth_probe``).  Best of ``--repeats``
 runs, the implementations interleaved; ``first`` is numba_quant's first call in a fresh
 Numba cache (compilation included); ``same`` says whether the bytes are equal.
+``--compile``: for each type, a fresh process with an empty Numba cache times its first
+quantize (with an importance matrix where the type uses one) and dequantize of one row,
+then a second process the same calls served from that cache.
 """
 import argparse
 import ctypes
 import glob
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -89,6 +95,32 @@ def c_dequantize(lib, pool, threads, name, data, out):
     list(pool.map(band, bands))
 
 
+_FIRST_CALL = """
+import time, numpy as np
+t0 = time.perf_counter()
+from numba_quant import gguf
+t1 = time.perf_counter()
+x = np.ones((1, 256), np.float32)
+w = np.ones(256, np.float32) if {uses!r} else None
+gguf.dequantize(gguf.quantize(x, {name!r}, imatrix=w), {name!r})
+print(t1 - t0, time.perf_counter() - t1)
+"""
+
+
+def compile_times(names):
+    root = str(Path(__file__).resolve().parents[1])
+    print(f"{'type':7} {'import s':>8} {'compile s':>9} {'cached s':>8}")
+    for name in names:
+        code = _FIRST_CALL.format(name=name, uses=name in USES_IMATRIX)
+        with tempfile.TemporaryDirectory(prefix="nq-gguf-cache-") as cache:
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=root)
+            runs = [subprocess.run([sys.executable, "-c", code], env=env, cwd=root,
+                                   capture_output=True, text=True, check=True)
+                    for _ in range(2)]
+        (imp, cold), (_, warm) = (map(float, r.stdout.split()) for r in runs)
+        print(f"{name:7} {imp:8.2f} {cold:9.2f} {warm:8.2f}", flush=True)
+
+
 def best(fn, repeats):
     times = []
     for _ in range(repeats):
@@ -105,9 +137,14 @@ def main():
     ap.add_argument("--cols", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--dequantize", action="store_true", help="time dequantize too")
+    ap.add_argument("--compile", action="store_true",
+                    help="first-call compile time per type (fresh processes)")
     ap.add_argument("--keep-cache", action="store_true",
                     help="reuse the Numba cache ('first' then excludes compilation)")
     args = ap.parse_args()
+    if args.compile:
+        compile_times(args.types or [t for t in IDS if t in gguf.TYPES])
+        return
     threads = numba.get_num_threads()
     lib = _ggml()
     rng = np.random.default_rng(0)

@@ -252,15 +252,22 @@ def e8m0_half(e):
 
 @njit(cache=True)
 def mxfp4_index(v, d):
-    """The code whose level times ``d`` is nearest to ``v`` (the first on ties)."""
+    """The code whose level times ``d`` is nearest to ``v``, the first on ties, as ggml's
+    scan of all 16 codes finds it.
+
+    Only the 8 levels of ``v``'s sign (and 0) can win: for the other sign the rounded
+    error ``|L*d + |v||`` is never below code 0's exact ``|v|`` (code 8, -0, only ties
+    it), and the error of a level and of its negative are the same numbers.  So the scan
+    runs over ``|v|`` and the 8 non-negative levels."""
+    a = abs(v)
     best = 0
-    best_err = abs(mul_rn(MXFP4_LEVELS[0], d) - v)
-    for k in range(1, 16):
-        err = abs(mul_rn(MXFP4_LEVELS[k], d) - v)
-        if err < best_err:
-            best = k
-            best_err = err
-    return best
+    best_err = a
+    for k in range(1, 8):
+        err = abs(mul_rn(MXFP4_LEVELS[k], d) - a)
+        better = err < best_err
+        best = k if better else best
+        best_err = err if better else best_err
+    return best + 8 if (v < _F0 and best != 0) else best
 
 
 @njit(cache=True)
@@ -281,8 +288,9 @@ def quantize_row_mxfp4(x, qw, has_qw, out, fscratch, iscratch):
         d = e8m0_half(e)
         out[o] = np.uint8(e)
         for j in range(16):
-            out[o + 1 + j] = np.uint8(mxfp4_index(x[s + j], d)
-                                      | (mxfp4_index(x[s + 16 + j], d) << 4))
+            lo = mxfp4_index(x[s + j], d)
+            hi = mxfp4_index(x[s + 16 + j], d)
+            out[o + 1 + j] = np.uint8(lo | (hi << 4))
 
 
 @njit(cache=True)

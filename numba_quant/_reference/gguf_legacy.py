@@ -94,6 +94,21 @@ def c_int8(v):
 
 
 @njit(cache=True)
+def code_int(v, bounded):
+    """:func:`c_int8` of ``v``, by a plain conversion when the caller knows ``v`` small
+    (``bounded``: a finite scale and reciprocal, so that every scaled value of the
+    block lies within a few codes), which lets the block's loop vectorise."""
+    if bounded:
+        return np.int64(v)
+    return c_int8(v)
+
+
+@njit(cache=True)
+def _bounded(d, inv):
+    return np.isfinite(d) and np.isfinite(inv)
+
+
+@njit(cache=True)
 def c_roundf(v):
     """C's ``roundf``: nearest integer, ties away from zero (float32)."""
     t = trunc(v)
@@ -190,9 +205,10 @@ def quantize_row_q8_0(x, qw, has_qw, out, fscratch, iscratch):
             amax = max(amax, abs(x[s + j]))
         d = amax / np.float32(127)
         inv = _F1 / d if d != _F0 else _F0
+        ok = _bounded(d, inv)
         store_f16(out, o, d)
         for j in range(32):
-            out[o + 2 + j] = np.uint8(c_int(c_roundf(x[s + j] * inv)) & 0xFF)
+            out[o + 2 + j] = np.uint8(code_int(c_roundf(x[s + j] * inv), ok) & 0xFF)
 
 
 @njit(cache=True)
@@ -208,30 +224,47 @@ def dequantize_row_q8_0(data, out):
 
 # --------------------------------------------------------------------------- Q4_0
 @njit(cache=True)
-def _signed_max(x, s, n):
-    # The value of largest magnitude (the first one on ties), as ggml picks it.
-    amax = _F0
-    vmax = _F0
-    for j in range(n):
-        v = x[s + j]
-        a = abs(v)
-        if amax < a:
-            amax = a
-            vmax = v
-    return vmax
+def _signed_max(x, s):
+    """The value of largest magnitude among the 32 from ``s``, the first one on ties, and
+    +0 for a block of zeros (ggml's running ``amax < |v|`` search).
+
+    Found as the maximum of integer keys, the magnitude's bits above the position
+    counted down, which vectorises (float comparisons in a loop do not)."""
+    best = np.int64(0)
+    for j in range(32):
+        key = (np.int64(bits_from_f32(x[s + j]) & np.uint32(0x7FFFFFFF)) << 5) | (31 - j)
+        best = max(best, key)
+    if best < 32:
+        return _F0
+    return x[s + 31 - (best & 31)]
+
+
+@njit(cache=True)
+def _order_key(v):
+    # An integer that orders float32 values as the floats do (-0 just below +0).
+    b = np.int64(bits_from_f32(v))
+    return b if b < 0x80000000 else 0x7FFFFFFF - b
 
 
 @njit(cache=True)
 def _min_max(x, s, n):
-    lo = _FLT_MAX
-    hi = -_FLT_MAX
+    """ggml's block minimum and maximum (running ``v < min``, ``v > max``): through
+    integer keys, which vectorise; a zero minimum keeps the sign of the block's first
+    zero, as ggml's search does (the sign of a zero maximum never shows)."""
+    lo = np.int64(0x7FFFFFFF)
+    hi = np.int64(-0x80000000)
     for j in range(n):
-        v = x[s + j]
-        if v < lo:
-            lo = v
-        if v > hi:
-            hi = v
-    return lo, hi
+        k = _order_key(x[s + j])
+        lo = min(lo, k)
+        hi = max(hi, k)
+    vlo = f32_from_bits(np.uint32(lo if lo >= 0 else 0x7FFFFFFF - lo))
+    vhi = f32_from_bits(np.uint32(hi if hi >= 0 else 0x7FFFFFFF - hi))
+    if vlo == _F0:
+        for j in range(n):
+            if x[s + j] == _F0:
+                vlo = x[s + j]
+                break
+    return vlo, vhi
 
 
 @njit(cache=True)
@@ -254,12 +287,13 @@ def quantize_row_q4_0(x, qw, has_qw, out, fscratch, iscratch):
     for ib in range(x.size // 32):
         s = ib * 32
         o = ib * 18
-        d = _signed_max(x, s, 32) / np.float32(-8)
+        d = _signed_max(x, s) / np.float32(-8)
         inv = _F1 / d if d != _F0 else _F0
+        ok = _bounded(d, inv)
         store_f16(out, o, d)
         for j in range(16):
-            lo = min(15, c_int8(mul_rn(x[s + j], inv) + np.float32(8.5)))
-            hi = min(15, c_int8(mul_rn(x[s + 16 + j], inv) + np.float32(8.5)))
+            lo = min(15, code_int(mul_rn(x[s + j], inv) + np.float32(8.5), ok))
+            hi = min(15, code_int(mul_rn(x[s + 16 + j], inv) + np.float32(8.5), ok))
             out[o + 2 + j] = np.uint8(((lo & 0xFF) | ((hi & 0xFF) << 4)) & 0xFF)
 
 
@@ -300,11 +334,12 @@ def quantize_row_q4_1(x, qw, has_qw, out, fscratch, iscratch):
         lo, hi = _min_max(x, s, 32)
         d = (hi - lo) / np.float32(15)
         inv = _F1 / d if d != _F0 else _F0
+        ok = _bounded(d, inv)
         store_f16(out, o, d)
         store_f16(out, o + 2, lo)
         for j in range(16):
-            c0 = min(15, c_int8(mul_rn(x[s + j] - lo, inv) + _HALF))
-            c1 = min(15, c_int8(mul_rn(x[s + 16 + j] - lo, inv) + _HALF))
+            c0 = min(15, code_int(mul_rn(x[s + j] - lo, inv) + _HALF, ok))
+            c1 = min(15, code_int(mul_rn(x[s + 16 + j] - lo, inv) + _HALF, ok))
             out[o + 4 + j] = np.uint8(((c0 & 0xFF) | ((c1 & 0xFF) << 4)) & 0xFF)
 
 
@@ -346,11 +381,12 @@ def quantize_row_q5_0(x, qw, has_qw, out, fscratch, iscratch):
             for j in range(32):
                 L[j] = L[j] & 0xFF
         else:
-            d = _signed_max(x, s, 32) / np.float32(-16)
+            d = _signed_max(x, s) / np.float32(-16)
             inv = _F1 / d if d != _F0 else _F0
+            ok = _bounded(d, inv)
             store_f16(out, o, d)
             for j in range(32):
-                L[j] = min(31, c_int8(mul_rn(x[s + j], inv) + np.float32(16.5))) & 0xFF
+                L[j] = min(31, code_int(mul_rn(x[s + j], inv) + np.float32(16.5), ok)) & 0xFF
         qh = np.int64(0)
         for j in range(16):
             qh = _store_5bit(out, o + 6, o + 2, L[j], L[j + 16], j, qh)
@@ -393,10 +429,11 @@ def quantize_row_q5_1(x, qw, has_qw, out, fscratch, iscratch):
             lo, hi = _min_max(x, s, 32)
             d = (hi - lo) / np.float32(31)
             inv = _F1 / d if d != _F0 else _F0
+            ok = _bounded(d, inv)
             store_f16(out, o, d)
             store_f16(out, o + 2, lo)
             for j in range(32):
-                L[j] = c_int(mul_rn(x[s + j] - lo, inv) + _HALF) & 0xFF
+                L[j] = code_int(mul_rn(x[s + j] - lo, inv) + _HALF, ok) & 0xFF
         qh = np.int64(0)
         for j in range(16):
             qh = _store_5bit(out, o + 8, o + 4, L[j], L[j + 16], j, qh)

@@ -11,10 +11,12 @@ infinite input (ggml turns it into finite codes), and a block whose float16 scal
 for F16 and BF16, a value) overflows to infinity (ggml stores the infinity, so the row
 dequantizes to non-finite values).  Nothing is returned half written.
 
-Supported types: F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0,
-MXFP4.  An importance matrix (``imatrix``) is used by Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL and
-IQ4_XS (ggml's ``_impl`` quantizers with ``quant_weights``); F16, BF16, Q8_0, TQ1_0,
-TQ2_0 and MXFP4 ignore it, as ggml does (it is still checked).
+Supported types (:data:`TYPES`): F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K,
+Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4.  An importance matrix
+(``imatrix``) is used by the Q4/Q5 legacy types, the K-quants, IQ4_NL and IQ4_XS (ggml's
+``_impl`` quantizers with ``quant_weights``); F16, BF16, Q8_0, TQ1_0, TQ2_0 and MXFP4
+ignore it, as ggml does (it is still checked).  NumPy arrays and torch CPU tensors only
+in this version (other arrays raise a TypeError).
 """
 import numpy as np
 import numba
@@ -144,6 +146,8 @@ def quantize(x, qtype, *, imatrix=None):
     imatrix : array_like, optional
         Importance weights, float ``(n_per_row,)``, non-negative and finite (ggml's
         ``quant_weights``); ignored by F16, BF16, Q8_0, TQ1_0, TQ2_0 and MXFP4.
+        The legacy types with an imatrix weight each value by
+        ``imatrix * sqrt(mean(row**2) + x**2)``, as ggml does.
 
     Returns
     -------

@@ -28,7 +28,11 @@ from numba_quant._reference.blocks import (
     f32_to_f16_bits,
     round_bf16,
 )
-from numba_quant._reference.gguf_search import make_qkx3_quants, make_qx_quants
+from numba_quant._reference.gguf_search import (
+    make_qkx3_quants,
+    make_qkx_lanes,
+    make_qx_quants_lanes,
+)
 
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
@@ -128,15 +132,6 @@ def row_sigma2(x):
 
 
 @njit(cache=True)
-def block_weights(x, start, qw, sigma2, n, weight):
-    """``weight[j] = qw[j] * sqrt(sigma2 + x[j]**2)`` for the ``n`` values from
-    ``start`` (ggml's weights for a block quantized with an importance matrix)."""
-    for j in range(n):
-        v = x[start + j]
-        weight[j] = qw[start + j] * np.float32(np.sqrt(sigma2 + mul_rn(v, v)))
-
-
-@njit(cache=True)
 def _weighted_min_fit(x, s, weight, nmax, L, Laux):
     """ggml's make_qkx3_quants fit of the 32 values from ``s``: (scale, minus the
     minimum).  A block whose range overflows float32 gets ggml's outcome without the
@@ -149,6 +144,79 @@ def _weighted_min_fit(x, s, weight, nmax, L, Laux):
         return np.float32(np.inf), -min(lo, _F0)
     return make_qkx3_quants(32, nmax, x[s:s + 32], weight, True, L, Laux, -0.9, 0.05, 36,
                             False)
+
+
+# Importance-matrix fits of 8 blocks side by side (the searches' lane versions, bit for
+# bit ggml's per-block search): scratch layout in fscratch / iscratch.
+_LANES = 8
+_F_XT, _F_WT, _F_SC, _F_MN, _F_WORK = 0, 256, 512, 520, 528
+_I_LT, _I_LAUX, _I_FLAGS, _I_L = 0, 256, 512, 528
+
+
+@njit(cache=True)
+def _transpose_group(x, ib0, nl, qw, sigma2, fscratch):
+    # Values and weights qw * sqrt(sigma2 + x*x) of blocks ib0 .. ib0+nl-1, element i of
+    # block j at [i * nl + j] (the lane layout of the searches).
+    xt = fscratch[_F_XT:_F_XT + 256]
+    wt = fscratch[_F_WT:_F_WT + 256]
+    for j in range(nl):
+        s = (ib0 + j) * 32
+        for i in range(32):
+            v = x[s + i]
+            xt[i * nl + j] = v
+            wt[i * nl + j] = qw[s + i] * np.float32(np.sqrt(sigma2 + mul_rn(v, v)))
+
+
+@njit(cache=True)
+def _codes_back(nl, iscratch):
+    # Block j's 32 codes from the lane layout to iscratch[_I_L + 32*j:].
+    for j in range(nl):
+        for i in range(32):
+            iscratch[_I_L + 32 * j + i] = iscratch[_I_LT + i * nl + j]
+
+
+@njit(cache=True)
+def _fit_group_sym(x, ib0, nl, qw, sigma2, nmax, fscratch, iscratch):
+    """ggml's make_qx_quants (weighted) of blocks ib0 .. ib0+nl-1 (nl <= 8): block j's
+    scale at fscratch[_F_SC + j], its 32 codes at iscratch[_I_L + 32*j:]."""
+    _transpose_group(x, ib0, nl, qw, sigma2, fscratch)
+    make_qx_quants_lanes(nl, 32, nmax, fscratch[_F_XT:_F_XT + 256],
+                         fscratch[_F_WT:_F_WT + 256], iscratch[_I_LT:_I_LT + 256],
+                         fscratch[_F_SC:_F_SC + _LANES], fscratch[_F_WORK:_F_WORK + 6 * _LANES],
+                         iscratch[_I_FLAGS:_I_FLAGS + _LANES])
+    _codes_back(nl, iscratch)
+
+
+@njit(cache=True)
+def _fit_group_affine(x, ib0, nl, qw, sigma2, nmax, fscratch, iscratch):
+    """ggml's make_qkx3_quants (weighted; rmin -0.9, rdelta 0.05, 36 steps) of blocks
+    ib0 .. ib0+nl-1: scales at fscratch[_F_SC + j], ggml's ``the_min`` at
+    fscratch[_F_MN + j], codes at iscratch[_I_L + 32*j:]."""
+    _transpose_group(x, ib0, nl, qw, sigma2, fscratch)
+    wide = False
+    for j in range(nl):
+        lo, hi = _min_max(x, (ib0 + j) * 32, 32)
+        if hi - min(lo, _F0) == np.float32(np.inf):
+            wide = True
+    if wide:
+        # A range beyond float32 (the row is refused as a scale overflow): the scalar
+        # search per block, whose guard gives ggml's infinite scale.
+        w = fscratch[_F_WORK:_F_WORK + 32]
+        for j in range(nl):
+            for i in range(32):
+                w[i] = fscratch[_F_WT + i * nl + j]
+            d, m = _weighted_min_fit(x, (ib0 + j) * 32, w, nmax,
+                                     iscratch[_I_L + 32 * j:_I_L + 32 * j + 32],
+                                     iscratch[_I_LAUX:_I_LAUX + 32])
+            fscratch[_F_SC + j] = d
+            fscratch[_F_MN + j] = m
+        return
+    make_qkx_lanes(nl, 32, nmax, fscratch[_F_XT:_F_XT + 256], fscratch[_F_WT:_F_WT + 256],
+                   iscratch[_I_LT:_I_LT + 256], iscratch[_I_LAUX:_I_LAUX + 256],
+                   fscratch[_F_SC:_F_SC + _LANES], fscratch[_F_MN:_F_MN + _LANES],
+                   fscratch[_F_WORK:_F_WORK + 13 * _LANES],
+                   iscratch[_I_FLAGS:_I_FLAGS + 2 * _LANES], -0.9, 0.05, 36, False, True)
+    _codes_back(nl, iscratch)
 
 
 @njit(cache=True)
@@ -273,16 +341,17 @@ def quantize_row_q4_0(x, qw, has_qw, out, fscratch, iscratch):
     # nibble and value j + 16 in its high nibble; value = (code - 8) * d.
     if has_qw:
         sigma2 = row_sigma2(x)
-        weight = fscratch[:32]
-        L = iscratch[:32]
-        for ib in range(x.size // 32):
-            s = ib * 32
+        nb = x.size // 32
+        for ib in range(nb):
+            g = ib % _LANES
+            if g == 0:
+                _fit_group_sym(x, ib, min(_LANES, nb - ib), qw, sigma2, 8, fscratch,
+                               iscratch)
             o = ib * 18
-            block_weights(x, s, qw, sigma2, 32, weight)
-            d = make_qx_quants(32, 8, x[s:s + 32], L, 1, weight, True)
-            store_f16(out, o, d)
+            store_f16(out, o, fscratch[_F_SC + g])
+            c = _I_L + 32 * g
             for j in range(16):
-                out[o + 2 + j] = np.uint8((L[j] | (L[j + 16] << 4)) & 0xFF)
+                out[o + 2 + j] = np.uint8((iscratch[c + j] | (iscratch[c + j + 16] << 4)) & 0xFF)
         return
     for ib in range(x.size // 32):
         s = ib * 32
@@ -315,18 +384,18 @@ def quantize_row_q4_1(x, qw, has_qw, out, fscratch, iscratch):
     # value = code * d + m, with m the block minimum (or the fitted offset).
     if has_qw:
         sigma2 = row_sigma2(x)
-        weight = fscratch[:32]
-        L = iscratch[:32]
-        Laux = iscratch[32:64]
-        for ib in range(x.size // 32):
-            s = ib * 32
+        nb = x.size // 32
+        for ib in range(nb):
+            g = ib % _LANES
+            if g == 0:
+                _fit_group_affine(x, ib, min(_LANES, nb - ib), qw, sigma2, 15, fscratch,
+                                  iscratch)
             o = ib * 20
-            block_weights(x, s, qw, sigma2, 32, weight)
-            d, the_min = _weighted_min_fit(x, s, weight, 15, L, Laux)
-            store_f16(out, o, d)
-            store_f16(out, o + 2, -the_min)
+            store_f16(out, o, fscratch[_F_SC + g])
+            store_f16(out, o + 2, -fscratch[_F_MN + g])
+            c = _I_L + 32 * g
             for j in range(16):
-                out[o + 4 + j] = np.uint8((L[j] | (L[j + 16] << 4)) & 0xFF)
+                out[o + 4 + j] = np.uint8((iscratch[c + j] | (iscratch[c + j + 16] << 4)) & 0xFF)
         return
     for ib in range(x.size // 32):
         s = ib * 32
@@ -368,18 +437,20 @@ def _store_5bit(out, qs_pos, qh_pos, c0, c1, j, qh):
 def quantize_row_q5_0(x, qw, has_qw, out, fscratch, iscratch):
     # Block of 22 bytes: d (f16), qh (4 bytes, little-endian), 16 bytes of low nibbles;
     # value = (code - 16) * d.
-    weight = fscratch[:32]
     L = iscratch[:32]
     sigma2 = row_sigma2(x) if has_qw else _F0
-    for ib in range(x.size // 32):
+    nb = x.size // 32
+    for ib in range(nb):
         s = ib * 32
         o = ib * 22
         if has_qw:
-            block_weights(x, s, qw, sigma2, 32, weight)
-            d = make_qx_quants(32, 16, x[s:s + 32], L, 1, weight, True)
-            store_f16(out, o, d)
+            g = ib % _LANES
+            if g == 0:
+                _fit_group_sym(x, ib, min(_LANES, nb - ib), qw, sigma2, 16, fscratch,
+                               iscratch)
+            store_f16(out, o, fscratch[_F_SC + g])
             for j in range(32):
-                L[j] = L[j] & 0xFF
+                L[j] = iscratch[_I_L + 32 * g + j] & 0xFF
         else:
             d = _signed_max(x, s) / np.float32(-16)
             inv = _F1 / d if d != _F0 else _F0
@@ -411,20 +482,21 @@ def dequantize_row_q5_0(data, out):
 def quantize_row_q5_1(x, qw, has_qw, out, fscratch, iscratch):
     # Block of 24 bytes: d (f16), m (f16), qh (4 bytes), 16 bytes of low nibbles;
     # value = code * d + m.
-    weight = fscratch[:32]
     L = iscratch[:32]
-    Laux = iscratch[32:64]
     sigma2 = row_sigma2(x) if has_qw else _F0
-    for ib in range(x.size // 32):
+    nb = x.size // 32
+    for ib in range(nb):
         s = ib * 32
         o = ib * 24
         if has_qw:
-            block_weights(x, s, qw, sigma2, 32, weight)
-            d, the_min = _weighted_min_fit(x, s, weight, 31, L, Laux)
-            store_f16(out, o, d)
-            store_f16(out, o + 2, -the_min)
+            g = ib % _LANES
+            if g == 0:
+                _fit_group_affine(x, ib, min(_LANES, nb - ib), qw, sigma2, 31, fscratch,
+                                  iscratch)
+            store_f16(out, o, fscratch[_F_SC + g])
+            store_f16(out, o + 2, -fscratch[_F_MN + g])
             for j in range(32):
-                L[j] = L[j] & 0xFF
+                L[j] = iscratch[_I_L + 32 * g + j] & 0xFF
         else:
             lo, hi = _min_max(x, s, 32)
             d = (hi - lo) / np.float32(31)

@@ -1,0 +1,391 @@
+"""CPU kernels of the GGUF types: rows in parallel, each task with its own scratch.
+
+One compiled kernel per type and direction (a kernel that took the row function as an
+argument could not be cached), each a thin loop around the type's row function from the
+shared reference.  The quantize kernels also flag, per row, a non-finite input (status
+1, the row is then not quantized) and a float16 scale that came out infinite (status 2):
+ggml writes such rows silently; the public module refuses them.
+"""
+import numpy as np
+from numba import njit, prange
+
+from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
+from numba_quant._host.gguf_types import GGUF_FSCRATCH, GGUF_ISCRATCH
+from numba_quant._reference import gguf_iq as iq
+from numba_quant._reference import gguf_kquants as kq
+from numba_quant._reference import gguf_legacy as lg
+from numba_quant._reference import gguf_ternary as tq
+
+ROW_OK = 0
+ROW_NONFINITE = 1
+ROW_SCALE_OVERFLOW = 2
+
+
+@njit(cache=True)
+def _finite_row(x):
+    for j in range(x.size):
+        if not np.isfinite(x[j]):
+            return False
+    return True
+
+
+@njit(cache=True)
+def _f16_overflow(row, type_size, fields):
+    # An all-ones float16 exponent (inf; NaN cannot arise from finite input) in any of
+    # the block's float16 fields.
+    for b in range(row.size // type_size):
+        for f in fields:
+            if (row[b * type_size + f + 1] & 0x7C) == 0x7C:
+                return True
+    return False
+
+
+@njit(cache=True)
+def _bf16_overflow(row):
+    for j in range(row.size // 2):
+        if (row[2 * j + 1] & 0x7F) == 0x7F and (row[2 * j] & 0x80) == 0x80:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _chunk(c, nchunks, nrows):
+    return c * nrows // nchunks, (c + 1) * nrows // nchunks
+
+
+@njit(cache=True)
+def _scratch():
+    return np.empty(GGUF_FSCRATCH, np.float32), np.empty(GGUF_ISCRATCH, np.int32)
+
+
+@njit(cache=True)
+def _status(x, i, status):
+    # True when row i may be quantized; flags a non-finite one.
+    if _finite_row(x[i]):
+        return True
+    status[i] = ROW_NONFINITE
+    return False
+
+
+@njit(cache=True)
+def _after(out, i, status, type_size, fields):
+    if _f16_overflow(out[i], type_size, fields):
+        status[i] = ROW_SCALE_OVERFLOW
+
+
+# Quantize kernels: x float32 (rows, n_per_row) C-contiguous, qw float32 (n_per_row,)
+# (x's first row when has_qw is False), out uint8 (rows, row_size), status int8 (rows,)
+# zeroed, fields int64 offsets of the float16 fields in a block of type_size bytes.
+
+@njit(parallel=True, cache=True)
+def quantize_f16(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                lg.quantize_row_f16(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
+@njit(parallel=True, cache=True)
+def quantize_bf16(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                lg.quantize_row_bf16(x[i], qw, has_qw, out[i], fs, ws)
+                if _bf16_overflow(out[i]):
+                    status[i] = ROW_SCALE_OVERFLOW
+
+
+@njit(parallel=True, cache=True)
+def quantize_q8_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                lg.quantize_row_q8_0(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
+@njit(parallel=True, cache=True)
+def quantize_q4_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                lg.quantize_row_q4_0(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
+@njit(parallel=True, cache=True)
+def quantize_q4_1(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                lg.quantize_row_q4_1(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
+@njit(parallel=True, cache=True)
+def quantize_q5_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                lg.quantize_row_q5_0(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
+@njit(parallel=True, cache=True)
+def quantize_q5_1(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                lg.quantize_row_q5_1(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
+@njit(parallel=True, cache=True)
+def quantize_iq4_nl(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                iq.quantize_row_iq4_nl(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
+@njit(parallel=True, cache=True)
+def quantize_iq4_xs(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                iq.quantize_row_iq4_xs(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
+@njit(parallel=True, cache=True)
+def quantize_mxfp4(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                iq.quantize_row_mxfp4(x[i], qw, has_qw, out[i], fs, ws)
+
+
+@njit(parallel=True, cache=True)
+def quantize_tq1_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                tq.quantize_row_tq1_0(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
+@njit(parallel=True, cache=True)
+def quantize_tq2_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                tq.quantize_row_tq2_0(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
+@njit(parallel=True, cache=True)
+def quantize_q2_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                kq.quantize_row_q2_k(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
+@njit(parallel=True, cache=True)
+def quantize_q3_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                kq.quantize_row_q3_k(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
+@njit(parallel=True, cache=True)
+def quantize_q4_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                kq.quantize_row_q4_k(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
+@njit(parallel=True, cache=True)
+def quantize_q5_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                kq.quantize_row_q5_k(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
+@njit(parallel=True, cache=True)
+def quantize_q6_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
+    for c in prange(nchunks):
+        fs, ws = _scratch()
+        r0, r1 = _chunk(c, nchunks, x.shape[0])
+        for i in range(r0, r1):
+            if _status(x, i, status):
+                kq.quantize_row_q6_k(x[i], qw, has_qw, out[i], fs, ws)
+                _after(out, i, status, type_size, fields)
+
+
+# Dequantize kernels: data uint8 (rows, row_size) C-contiguous, out float32
+# (rows, n_per_row).
+
+@njit(parallel=True, cache=True)
+def dequantize_f16(data, out):
+    for i in prange(data.shape[0]):
+        lg.dequantize_row_f16(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_bf16(data, out):
+    for i in prange(data.shape[0]):
+        lg.dequantize_row_bf16(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_q8_0(data, out):
+    for i in prange(data.shape[0]):
+        lg.dequantize_row_q8_0(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_q4_0(data, out):
+    for i in prange(data.shape[0]):
+        lg.dequantize_row_q4_0(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_q4_1(data, out):
+    for i in prange(data.shape[0]):
+        lg.dequantize_row_q4_1(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_q5_0(data, out):
+    for i in prange(data.shape[0]):
+        lg.dequantize_row_q5_0(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_q5_1(data, out):
+    for i in prange(data.shape[0]):
+        lg.dequantize_row_q5_1(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_iq4_nl(data, out):
+    for i in prange(data.shape[0]):
+        iq.dequantize_row_iq4_nl(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_iq4_xs(data, out):
+    for i in prange(data.shape[0]):
+        iq.dequantize_row_iq4_xs(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_mxfp4(data, out):
+    for i in prange(data.shape[0]):
+        iq.dequantize_row_mxfp4(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_tq1_0(data, out):
+    for i in prange(data.shape[0]):
+        tq.dequantize_row_tq1_0(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_tq2_0(data, out):
+    for i in prange(data.shape[0]):
+        tq.dequantize_row_tq2_0(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_q2_k(data, out):
+    for i in prange(data.shape[0]):
+        kq.dequantize_row_q2_k(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_q3_k(data, out):
+    for i in prange(data.shape[0]):
+        kq.dequantize_row_q3_k(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_q4_k(data, out):
+    for i in prange(data.shape[0]):
+        kq.dequantize_row_q4_k(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_q5_k(data, out):
+    for i in prange(data.shape[0]):
+        kq.dequantize_row_q5_k(data[i], out[i])
+
+
+@njit(parallel=True, cache=True)
+def dequantize_q6_k(data, out):
+    for i in prange(data.shape[0]):
+        kq.dequantize_row_q6_k(data[i], out[i])
+
+
+# The kernels of each type, by the type's name: (quantize, dequantize).
+KERNELS = {
+    "F16": (quantize_f16, dequantize_f16),
+    "BF16": (quantize_bf16, dequantize_bf16),
+    "Q8_0": (quantize_q8_0, dequantize_q8_0),
+    "Q4_0": (quantize_q4_0, dequantize_q4_0),
+    "Q4_1": (quantize_q4_1, dequantize_q4_1),
+    "Q5_0": (quantize_q5_0, dequantize_q5_0),
+    "Q5_1": (quantize_q5_1, dequantize_q5_1),
+    "IQ4_NL": (quantize_iq4_nl, dequantize_iq4_nl),
+    "IQ4_XS": (quantize_iq4_xs, dequantize_iq4_xs),
+    "MXFP4": (quantize_mxfp4, dequantize_mxfp4),
+    "TQ1_0": (quantize_tq1_0, dequantize_tq1_0),
+    "TQ2_0": (quantize_tq2_0, dequantize_tq2_0),
+    "Q2_K": (quantize_q2_k, dequantize_q2_k),
+    "Q3_K": (quantize_q3_k, dequantize_q3_k),
+    "Q4_K": (quantize_q4_k, dequantize_q4_k),
+    "Q5_K": (quantize_q5_k, dequantize_q5_k),
+    "Q6_K": (quantize_q6_k, dequantize_q6_k),
+}

@@ -1,0 +1,282 @@
+"""GGUF's K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), one row at a time, bit-exact with
+ggml's C: ``quantize_row_<t>_ref`` without an importance matrix, the ``_impl`` variants
+with one (what ``ggml_quantize_chunk`` calls), and each type's ``to_float``.
+
+Every type provides ``quantize_row_<t>(x, qw, has_qw, out, fscratch, iscratch)`` (``x``
+float32 of a multiple of 256 values, ``qw`` the importance weights of the row, used when
+``has_qw``, ``out`` the row's uint8 blocks, scratch arrays of at least 80 floats and 320
+int32) and ``dequantize_row_<t>(data, out)``.  Q2_K and Q3_K live in
+:mod:`numba_quant._reference.gguf_k_low`; this module re-exports them.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
+from numba_quant._reference.gguf_k_low import (  # noqa: F401  (re-exported)
+    F_MINS, F_SCALES, F_SW, F_W2, I_L, I_LM, I_LS, QK_K, dequantize_row_q2_k,
+    dequantize_row_q3_k, imatrix_weights, load_f16, qkx_sub_blocks, qx_sub_blocks_16,
+    quantize_row_q2_k, quantize_row_q3_k, store_f16, sum_squares)
+from numba_quant._reference.gguf_search import (
+    GROUP_MAX_EPS, make_qp_quants, nearest_int, wrap_i8, wrap_u8)
+from numba_quant._reference.primitives import mul_rn
+
+Q4_K_BYTES = 144
+Q5_K_BYTES = 176
+Q6_K_BYTES = 210
+
+_F0 = np.float32(0.0)
+_F1 = np.float32(1.0)
+_F63 = np.float32(63.0)
+
+
+# ------------------------------------------------------------ Q4_K and Q5_K (shared)
+# Block: d, dmin (float16), scales[12] (8 6-bit scales and 8 6-bit minimums), qs.
+# Sub-blocks 0-3: scale in bits 0-5 of byte j, minimum in bits 0-5 of byte j+4;
+# sub-blocks 4-7: low nibbles of scale and minimum in byte j+4, their top two bits in
+# bits 6-7 of bytes j-4 (scale) and j (minimum).
+@njit(cache=True, error_model="numpy")
+def scale_min_k4(j, sb):
+    """The 6-bit scale and minimum codes of sub-block ``j`` (ggml's get_scale_min_k4)."""
+    if j < 4:
+        return np.int64(sb[j]) & 63, np.int64(sb[j + 4]) & 63
+    return ((np.int64(sb[j + 4]) & 0xF) | ((np.int64(sb[j - 4]) >> 6) << 4),
+            (np.int64(sb[j + 4]) >> 4) | ((np.int64(sb[j]) >> 6) << 4))
+
+
+@njit(cache=True, error_model="numpy")
+def _put_scale_min_k4(sb, j, ls, lm):
+    # ls, lm hold the values of C's uint8 variables.
+    if j < 4:
+        sb[j] = np.uint8(ls)
+        sb[j + 4] = np.uint8(lm)
+    else:
+        sb[j + 4] = np.uint8(wrap_u8((ls & 0xF) | ((lm & 0xF) << 4)))
+        sb[j - 4] = np.uint8(wrap_u8(np.int64(sb[j - 4]) | ((ls >> 4) << 6)))
+        sb[j] = np.uint8(wrap_u8(np.int64(sb[j]) | ((lm >> 4) << 6)))
+
+
+@njit(cache=True, error_model="numpy")
+def _q45_k_codes(x, qw, has_qw, ob, fscratch, iscratch, nmax):
+    # Scales, minimums and the 8 x 32 codes (into iscratch[I_L:I_L+256]) of one Q4_K (nmax 15)
+    # or Q5_K (nmax 31) super-block; d and dmin written at ob[0:4], scales at ob[4:16].
+    L = iscratch[I_L:I_L + QK_K]
+    w = fscratch[F_W2:F_W2 + QK_K]
+    scales = fscratch[F_SCALES:F_SCALES + 8]
+    mins = fscratch[F_MINS:F_MINS + 8]
+    sb = ob[4:16]
+    if has_qw:
+        sw = fscratch[F_SW:F_SW + 8]
+        Ls = iscratch[I_LS:I_LS + 8]
+        Lm = iscratch[I_LM:I_LM + 8]
+        sigma2 = np.float32(2.0) * sum_squares(x) / np.float32(QK_K)
+        for j in range(8):
+            sw[j] = imatrix_weights(qw[32 * j:32 * j + 32], x[32 * j:32 * j + 32], sigma2,
+                                    w[32 * j:32 * j + 32])
+        qkx_sub_blocks(x, w, 8, nmax, -0.9, 0.05, 36, False, True, fscratch, iscratch)
+        d_block = make_qp_quants(8, 63, scales, Ls, sw)
+        m_block = make_qp_quants(8, 63, mins, Lm, sw)
+        for j in range(8):
+            ls = Ls[j]
+            lm = Lm[j]
+            if nmax == 31:
+                # Only Q5_K's imatrix path clamps the codes again.
+                ls = min(63, ls)
+                lm = min(63, lm)
+            _put_scale_min_k4(sb, j, ls, lm)
+        dd = store_f16(ob, 0, d_block)
+        dm = store_f16(ob, 2, m_block)
+    else:
+        if nmax == 15:
+            rmin, rdelta, nstep = -1.0, 0.1, 20
+        else:
+            rmin, rdelta, nstep = -0.5, 0.1, 15
+        for j in range(8):
+            xj = x[32 * j:32 * j + 32]
+            av_x = np.float32(math.sqrt(sum_squares(xj) / np.float32(32.0)))
+            for l in range(32):
+                w[32 * j + l] = av_x + abs(xj[l])
+        qkx_sub_blocks(x, w, 8, nmax, rmin, rdelta, nstep, False, False, fscratch, iscratch)
+        max_scale = _F0
+        max_min = _F0
+        for j in range(8):
+            if scales[j] > max_scale:
+                max_scale = scales[j]
+            if mins[j] > max_min:
+                max_min = mins[j]
+        inv_scale = _F63 / max_scale if max_scale > _F0 else _F0
+        inv_min = _F63 / max_min if max_min > _F0 else _F0
+        for j in range(8):
+            ls = min(63, wrap_u8(nearest_int(mul_rn(inv_scale, scales[j]))))
+            lm = min(63, wrap_u8(nearest_int(mul_rn(inv_min, mins[j]))))
+            _put_scale_min_k4(sb, j, ls, lm)
+        dd = store_f16(ob, 0, max_scale / _F63)
+        dm = store_f16(ob, 2, max_min / _F63)
+    for j in range(8):
+        sc, m = scale_min_k4(j, sb)
+        d = mul_rn(dd, np.float32(sc))
+        if d == _F0:
+            continue
+        dmj = mul_rn(dm, np.float32(m))
+        for i in range(32):
+            L[32 * j + i] = max(0, min(nmax, nearest_int((x[32 * j + i] + dmj) / d)))
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q4_k(x, qw, has_qw, out, fscratch, iscratch):
+    """Q4_K of one row ``x`` (float32, a multiple of 256) into ``out`` (144 bytes per
+    256), with importance weights ``qw`` when ``has_qw``."""
+    for b in range(x.size // QK_K):
+        ob = out[Q4_K_BYTES * b:Q4_K_BYTES * (b + 1)]
+        _q45_k_codes(x[QK_K * b:QK_K * (b + 1)], qw[QK_K * b:QK_K * (b + 1)], has_qw, ob,
+                     fscratch, iscratch, 15)
+        L = iscratch[I_L:I_L + QK_K]
+        # Byte 32*c + l: code 64*c + l in the low nibble, code 64*c + 32 + l in the high.
+        for c in range(4):
+            for l in range(32):
+                ob[16 + 32 * c + l] = np.uint8(L[64 * c + l] | (L[64 * c + 32 + l] << 4))
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q5_k(x, qw, has_qw, out, fscratch, iscratch):
+    """Q5_K of one row ``x`` (float32, a multiple of 256) into ``out`` (176 bytes per
+    256), with importance weights ``qw`` when ``has_qw``."""
+    for b in range(x.size // QK_K):
+        ob = out[Q5_K_BYTES * b:Q5_K_BYTES * (b + 1)]
+        _q45_k_codes(x[QK_K * b:QK_K * (b + 1)], qw[QK_K * b:QK_K * (b + 1)], has_qw, ob,
+                     fscratch, iscratch, 31)
+        L = iscratch[I_L:I_L + QK_K]
+        # qh[32] at 16: bit 2c of byte l is the fifth bit of code 64*c + l, bit 2c+1 that
+        # of code 64*c + 32 + l; the low nibbles as in Q4_K, at 48.
+        for l in range(32):
+            ob[16 + l] = 0
+        for c in range(4):
+            for l in range(32):
+                l1 = L[64 * c + l]
+                l2 = L[64 * c + 32 + l]
+                hi = 0
+                if l1 > 15:
+                    l1 -= 16
+                    hi |= 1 << (2 * c)
+                if l2 > 15:
+                    l2 -= 16
+                    hi |= 2 << (2 * c)
+                ob[16 + l] = np.uint8(np.int64(ob[16 + l]) | hi)
+                ob[48 + 32 * c + l] = np.uint8(l1 | (l2 << 4))
+
+
+@njit(cache=True, error_model="numpy")
+def _dequantize_q45_k(data, out, nbytes, qs0, high):
+    for b in range(out.size // QK_K):
+        blk = data[nbytes * b:nbytes * (b + 1)]
+        y = out[QK_K * b:QK_K * (b + 1)]
+        d = load_f16(blk, 0)
+        dmin = load_f16(blk, 2)
+        sb = blk[4:16]
+        for c in range(4):
+            for half in range(2):
+                sc, m = scale_min_k4(2 * c + half, sb)
+                dl = mul_rn(d, np.float32(sc))
+                ml = mul_rn(dmin, np.float32(m))
+                for l in range(32):
+                    q = np.int64(blk[qs0 + 32 * c + l])
+                    q = (q >> 4) if half else (q & 0xF)
+                    if high and (np.int64(blk[16 + l]) >> (2 * c + half)) & 1:
+                        q += 16
+                    y[64 * c + 32 * half + l] = mul_rn(dl, np.float32(q)) - ml
+
+
+@njit(cache=True, error_model="numpy")
+def dequantize_row_q4_k(data, out):
+    """float32 values of the Q4_K row ``data`` (ggml's ``dequantize_row_q4_K``)."""
+    _dequantize_q45_k(data, out, Q4_K_BYTES, 16, False)
+
+
+@njit(cache=True, error_model="numpy")
+def dequantize_row_q5_k(data, out):
+    """float32 values of the Q5_K row ``data`` (ggml's ``dequantize_row_q5_K``)."""
+    _dequantize_q45_k(data, out, Q5_K_BYTES, 48, True)
+
+
+# --------------------------------------------------------------------------- Q6_K
+# Block: ql[128] (low nibbles), qh[64] (top two bits), scales[16] (int8), d.
+# Per 128 values (half h): ql bytes 64h + l and 64h + 32 + l hold codes l, 32+l in their
+# low nibbles and 64+l, 96+l in their high nibbles; qh byte 32h + l holds the top bits of
+# codes l, 32+l, 64+l, 96+l in bits 0-1, 2-3, 4-5, 6-7.
+@njit(cache=True, error_model="numpy")
+def _q6_k_block(x, qw, has_qw, ob, fscratch, iscratch):
+    L = iscratch[I_L:I_L + QK_K]
+    scales = fscratch[F_SCALES:F_SCALES + 16]
+    if has_qw:
+        qx_sub_blocks_16(x, qw, 32, fscratch, iscratch)
+    else:
+        # ggml's built-in weights of rmse_type 1: x*x.
+        w = fscratch[F_W2:F_W2 + QK_K]
+        for i in range(QK_K):
+            w[i] = mul_rn(x[i], x[i])
+        qx_sub_blocks_16(x, w, 32, fscratch, iscratch)
+    max_scale = _F0
+    max_abs_scale = _F0
+    for ib in range(16):
+        scale = scales[ib]
+        a = abs(scale)
+        if a > max_abs_scale:
+            max_abs_scale = a
+            max_scale = scale
+    if max_abs_scale < GROUP_MAX_EPS:
+        for k in range(Q6_K_BYTES):
+            ob[k] = 0
+        return
+    iscale = np.float32(-128.0) / max_scale
+    dd = store_f16(ob, 208, _F1 / iscale)
+    for ib in range(16):
+        ob[192 + ib] = np.uint8(wrap_u8(min(127, nearest_int(mul_rn(iscale, scales[ib])))))
+    for j in range(16):
+        d = mul_rn(dd, np.float32(wrap_i8(np.int64(ob[192 + j]))))
+        if d == _F0:
+            continue
+        for i in range(16):
+            L[16 * j + i] = max(-32, min(31, nearest_int(x[16 * j + i] / d))) + 32
+    for h in range(2):
+        for l in range(32):
+            j = 128 * h + l
+            ob[64 * h + l] = np.uint8((L[j] & 0xF) | ((L[j + 64] & 0xF) << 4))
+            ob[64 * h + 32 + l] = np.uint8((L[j + 32] & 0xF) | ((L[j + 96] & 0xF) << 4))
+            ob[128 + 32 * h + l] = np.uint8((L[j] >> 4) | ((L[j + 32] >> 4) << 2)
+                                            | ((L[j + 64] >> 4) << 4) | ((L[j + 96] >> 4) << 6))
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q6_k(x, qw, has_qw, out, fscratch, iscratch):
+    """Q6_K of one row ``x`` (float32, a multiple of 256) into ``out`` (210 bytes per
+    256), with importance weights ``qw`` when ``has_qw``."""
+    for b in range(x.size // QK_K):
+        _q6_k_block(x[QK_K * b:QK_K * (b + 1)], qw[QK_K * b:QK_K * (b + 1)], has_qw,
+                    out[Q6_K_BYTES * b:Q6_K_BYTES * (b + 1)], fscratch, iscratch)
+
+
+@njit(cache=True, error_model="numpy")
+def dequantize_row_q6_k(data, out):
+    """float32 values of the Q6_K row ``data`` (ggml's ``dequantize_row_q6_K``)."""
+    for b in range(out.size // QK_K):
+        blk = data[Q6_K_BYTES * b:Q6_K_BYTES * (b + 1)]
+        y = out[QK_K * b:QK_K * (b + 1)]
+        d = load_f16(blk, 208)
+        for h in range(2):
+            for l in range(32):
+                qh = np.int64(blk[128 + 32 * h + l])
+                lo0 = np.int64(blk[64 * h + l])
+                lo1 = np.int64(blk[64 * h + 32 + l])
+                q1 = ((lo0 & 0xF) | ((qh & 3) << 4)) - 32
+                q2 = ((lo1 & 0xF) | (((qh >> 2) & 3) << 4)) - 32
+                q3 = ((lo0 >> 4) | (((qh >> 4) & 3) << 4)) - 32
+                q4 = ((lo1 >> 4) | (((qh >> 6) & 3) << 4)) - 32
+                s0 = 192 + 8 * h + l // 16
+                y[128 * h + l] = mul_rn(d, np.float32(wrap_i8(np.int64(blk[s0])))) * np.float32(q1)
+                y[128 * h + 32 + l] = (mul_rn(d, np.float32(wrap_i8(np.int64(blk[s0 + 2]))))
+                                       * np.float32(q2))
+                y[128 * h + 64 + l] = (mul_rn(d, np.float32(wrap_i8(np.int64(blk[s0 + 4]))))
+                                       * np.float32(q3))
+                y[128 * h + 96 + l] = (mul_rn(d, np.float32(wrap_i8(np.int64(blk[s0 + 6]))))
+                                       * np.float32(q4))

@@ -1,0 +1,527 @@
+"""ggml's F16, BF16 and legacy block types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1), one row at a
+time, as scalar Numba functions shared by the CPU and GPU kernels.
+
+Every type provides ``quantize_row_<t>(x, qw, has_qw, out, fscratch, iscratch)`` (float32
+row ``x`` -> the row's bytes in ``out``; ``qw`` the importance weights, read only when
+``has_qw``) and ``dequantize_row_<t>(data, out)``; nothing here allocates.
+
+The arithmetic is ggml's (``ggml-quants.c``, ggml 0.20.2) operation by operation, in
+float32: the same comparisons and order of sums, a product that feeds an addition
+rounded on its own (``mul_rn``: a GPU would fuse the two), the scales rounded to float16
+to nearest even when stored.  Where C converts an out-of-range float to a small integer
+(which only a block of subnormal magnitudes, whose reciprocal scale is infinite, can
+cause) the x86-64 result is reproduced: the float is truncated to a 32-bit integer, an
+invalid conversion giving -2**31, and the low byte is kept.
+
+Shared helpers used by the other GGUF reference modules live here too: float16 fields
+in a byte row, the C conversions, ``roundf``.
+"""
+import numpy as np
+from numba import njit
+
+from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
+from numba_quant._reference.primitives import mul_rn, rint, trunc
+from numba_quant._reference.blocks import (
+    bits_from_f32,
+    f16_bits_to_f32,
+    f32_from_bits,
+    f32_to_f16_bits,
+    round_bf16,
+)
+from numba_quant._reference.gguf_search import (
+    make_qkx3_quants,
+    make_qkx_lanes,
+    make_qx_quants_lanes,
+)
+
+_F0 = np.float32(0.0)
+_F1 = np.float32(1.0)
+_HALF = np.float32(0.5)
+_FLT_MAX = np.float32(3.4028234663852886e38)
+_TWO_POW_24 = np.float32(16777216.0)
+_TWO_POW_M24 = np.float32(5.960464477539063e-08)
+_F16_MIN_NORMAL = np.float32(6.103515625e-05)  # 2**-14
+_F16_OVERFLOW = np.float32(65520.0)  # the first value that rounds to infinity
+_I32_LIMIT = np.float32(2147483648.0)
+
+
+# --------------------------------------------------------------------------- helpers
+@njit(cache=True)
+def f16_bits_rne(v):
+    """The float16 bit pattern nearest to the float32 ``v`` (ties to even; infinity from
+    65520 up), as ggml's ``GGML_FP32_TO_FP16`` gives for finite ``v``."""
+    a = abs(v)
+    if a < _F16_MIN_NORMAL:
+        # float16 subnormals are multiples of 2**-24: scale, round, scale back (exact).
+        r = rint(a * _TWO_POW_24) * _TWO_POW_M24
+    elif a >= _F16_OVERFLOW:
+        r = np.float32(np.inf)
+    else:
+        # Round the 23-bit significand to 10 bits at bit 13, ties to even; a carry
+        # moves into the exponent.
+        b = bits_from_f32(a)
+        b = (b + np.uint32(0x0FFF) + ((b >> np.uint32(13)) & np.uint32(1))) & np.uint32(0xFFFFE000)
+        r = f32_from_bits(b)
+    bits = f32_to_f16_bits(r)
+    if v < _F0 or (v == _F0 and bits_from_f32(v) != np.uint32(0)):
+        bits = np.uint16(bits | np.uint16(0x8000))
+    return bits
+
+
+@njit(cache=True)
+def store_f16(out, pos, v):
+    """Write ``v`` rounded to float16 at byte ``pos`` of ``out`` (little-endian)."""
+    bits = f16_bits_rne(v)
+    out[pos] = np.uint8(bits & np.uint16(0xFF))
+    out[pos + 1] = np.uint8(bits >> np.uint16(8))
+
+
+@njit(cache=True)
+def load_f16(data, pos):
+    """The float16 at byte ``pos`` of ``data`` as float32."""
+    return f16_bits_to_f32(np.uint32(data[pos]) | (np.uint32(data[pos + 1]) << np.uint32(8)))
+
+
+@njit(cache=True)
+def c_int(v):
+    """A float32 converted to a 32-bit integer as x86-64 C does: truncation toward zero,
+    -2**31 for NaN and values out of range."""
+    if abs(v) < _I32_LIMIT:
+        return np.int64(trunc(v))
+    return np.int64(-2147483648)
+
+
+@njit(cache=True)
+def c_int8(v):
+    """A float32 converted to C's ``int8_t`` on x86-64 (the low byte of :func:`c_int`)."""
+    return ((c_int(v) + 128) & 0xFF) - 128
+
+
+@njit(cache=True)
+def code_int(v, bounded):
+    """:func:`c_int8` of ``v``, by a plain conversion when the caller knows ``v`` small
+    (``bounded``: a finite scale and reciprocal, so that every scaled value of the
+    block lies within a few codes), which lets the block's loop vectorise."""
+    if bounded:
+        return np.int64(v)
+    return c_int8(v)
+
+
+@njit(cache=True)
+def _bounded(d, inv):
+    return np.isfinite(d) and np.isfinite(inv)
+
+
+@njit(cache=True)
+def c_roundf(v):
+    """C's ``roundf``: nearest integer, ties away from zero (float32)."""
+    t = trunc(v)
+    if abs(v - t) >= _HALF:
+        t = t + (_F1 if v > _F0 else -_F1)
+    return t
+
+
+@njit(cache=True)
+def row_sigma2(x):
+    """ggml's mean square of the row, ``sum(x*x) / n`` (float32, in order), used to
+    turn importance weights into the legacy types' element weights."""
+    s = _F0
+    for j in range(x.size):
+        s = s + mul_rn(x[j], x[j])
+    return s / np.float32(x.size)
+
+
+@njit(cache=True)
+def _weighted_min_fit(x, s, weight, nmax, L, Laux):
+    """ggml's make_qkx3_quants fit of the 32 values from ``s``: (scale, minus the
+    minimum).  A block whose range overflows float32 gets ggml's outcome without the
+    search (its reciprocal scale is 0, so its scale is infinite, every code 0 and no
+    trial improves on it), which also keeps the search from dividing by zero."""
+    lo, hi = _min_max(x, s, 32)
+    if hi - min(lo, _F0) == np.float32(np.inf):
+        for j in range(32):
+            L[j] = 0
+        return np.float32(np.inf), -min(lo, _F0)
+    return make_qkx3_quants(32, nmax, x[s:s + 32], weight, True, L, Laux, -0.9, 0.05, 36,
+                            False)
+
+
+# Importance-matrix fits of 8 blocks side by side (the searches' lane versions, bit for
+# bit ggml's per-block search): scratch layout in fscratch / iscratch.
+_LANES = 8
+_F_XT, _F_WT, _F_SC, _F_MN, _F_WORK = 0, 256, 512, 520, 528
+_I_LT, _I_LAUX, _I_FLAGS, _I_L = 0, 256, 512, 528
+
+
+@njit(cache=True)
+def _transpose_group(x, ib0, nl, qw, sigma2, fscratch):
+    # Values and weights qw * sqrt(sigma2 + x*x) of blocks ib0 .. ib0+nl-1, element i of
+    # block j at [i * nl + j] (the lane layout of the searches).
+    xt = fscratch[_F_XT:_F_XT + 256]
+    wt = fscratch[_F_WT:_F_WT + 256]
+    for j in range(nl):
+        s = (ib0 + j) * 32
+        for i in range(32):
+            v = x[s + i]
+            xt[i * nl + j] = v
+            wt[i * nl + j] = qw[s + i] * np.float32(np.sqrt(sigma2 + mul_rn(v, v)))
+
+
+@njit(cache=True)
+def _codes_back(nl, iscratch):
+    # Block j's 32 codes from the lane layout to iscratch[_I_L + 32*j:].
+    for j in range(nl):
+        for i in range(32):
+            iscratch[_I_L + 32 * j + i] = iscratch[_I_LT + i * nl + j]
+
+
+@njit(cache=True)
+def _fit_group_sym(x, ib0, nl, qw, sigma2, nmax, fscratch, iscratch):
+    """ggml's make_qx_quants (weighted) of blocks ib0 .. ib0+nl-1 (nl <= 8): block j's
+    scale at fscratch[_F_SC + j], its 32 codes at iscratch[_I_L + 32*j:]."""
+    _transpose_group(x, ib0, nl, qw, sigma2, fscratch)
+    make_qx_quants_lanes(nl, 32, nmax, fscratch[_F_XT:_F_XT + 256],
+                         fscratch[_F_WT:_F_WT + 256], iscratch[_I_LT:_I_LT + 256],
+                         fscratch[_F_SC:_F_SC + _LANES], fscratch[_F_WORK:_F_WORK + 6 * _LANES],
+                         iscratch[_I_FLAGS:_I_FLAGS + _LANES])
+    _codes_back(nl, iscratch)
+
+
+@njit(cache=True)
+def _fit_group_affine(x, ib0, nl, qw, sigma2, nmax, fscratch, iscratch):
+    """ggml's make_qkx3_quants (weighted; rmin -0.9, rdelta 0.05, 36 steps) of blocks
+    ib0 .. ib0+nl-1: scales at fscratch[_F_SC + j], ggml's ``the_min`` at
+    fscratch[_F_MN + j], codes at iscratch[_I_L + 32*j:]."""
+    _transpose_group(x, ib0, nl, qw, sigma2, fscratch)
+    wide = False
+    for j in range(nl):
+        lo, hi = _min_max(x, (ib0 + j) * 32, 32)
+        if hi - min(lo, _F0) == np.float32(np.inf):
+            wide = True
+    if wide:
+        # A range beyond float32 (the row is refused as a scale overflow): the scalar
+        # search per block, whose guard gives ggml's infinite scale.
+        w = fscratch[_F_WORK:_F_WORK + 32]
+        for j in range(nl):
+            for i in range(32):
+                w[i] = fscratch[_F_WT + i * nl + j]
+            d, m = _weighted_min_fit(x, (ib0 + j) * 32, w, nmax,
+                                     iscratch[_I_L + 32 * j:_I_L + 32 * j + 32],
+                                     iscratch[_I_LAUX:_I_LAUX + 32])
+            fscratch[_F_SC + j] = d
+            fscratch[_F_MN + j] = m
+        return
+    make_qkx_lanes(nl, 32, nmax, fscratch[_F_XT:_F_XT + 256], fscratch[_F_WT:_F_WT + 256],
+                   iscratch[_I_LT:_I_LT + 256], iscratch[_I_LAUX:_I_LAUX + 256],
+                   fscratch[_F_SC:_F_SC + _LANES], fscratch[_F_MN:_F_MN + _LANES],
+                   fscratch[_F_WORK:_F_WORK + 13 * _LANES],
+                   iscratch[_I_FLAGS:_I_FLAGS + 2 * _LANES], -0.9, 0.05, 36, False, True)
+    _codes_back(nl, iscratch)
+
+
+@njit(cache=True)
+def _store_u32(out, pos, v):
+    for k in range(4):
+        out[pos + k] = np.uint8((v >> (8 * k)) & 0xFF)
+
+
+@njit(cache=True)
+def _load_u32(data, pos):
+    v = np.int64(0)
+    for k in range(4):
+        v |= np.int64(data[pos + k]) << (8 * k)
+    return v
+
+
+# --------------------------------------------------------------------------- F16 / BF16
+@njit(cache=True)
+def quantize_row_f16(x, qw, has_qw, out, fscratch, iscratch):
+    for j in range(x.size):
+        store_f16(out, 2 * j, x[j])
+
+
+@njit(cache=True)
+def dequantize_row_f16(data, out):
+    for j in range(out.size):
+        out[j] = load_f16(data, 2 * j)
+
+
+@njit(cache=True)
+def quantize_row_bf16(x, qw, has_qw, out, fscratch, iscratch):
+    for j in range(x.size):
+        b = bits_from_f32(round_bf16(x[j]))
+        out[2 * j] = np.uint8((b >> np.uint32(16)) & np.uint32(0xFF))
+        out[2 * j + 1] = np.uint8(b >> np.uint32(24))
+
+
+@njit(cache=True)
+def dequantize_row_bf16(data, out):
+    for j in range(out.size):
+        hi = (np.uint32(data[2 * j]) | (np.uint32(data[2 * j + 1]) << np.uint32(8)))
+        out[j] = f32_from_bits(hi << np.uint32(16))
+
+
+# --------------------------------------------------------------------------- Q8_0
+@njit(cache=True)
+def quantize_row_q8_0(x, qw, has_qw, out, fscratch, iscratch):
+    # Block of 34 bytes: d (f16), then 32 int8 codes round(x / d), d = amax / 127.
+    for ib in range(x.size // 32):
+        s = ib * 32
+        o = ib * 34
+        amax = _F0
+        for j in range(32):
+            amax = max(amax, abs(x[s + j]))
+        d = amax / np.float32(127)
+        inv = _F1 / d if d != _F0 else _F0
+        ok = _bounded(d, inv)
+        store_f16(out, o, d)
+        for j in range(32):
+            out[o + 2 + j] = np.uint8(code_int(c_roundf(x[s + j] * inv), ok) & 0xFF)
+
+
+@njit(cache=True)
+def dequantize_row_q8_0(data, out):
+    for ib in range(out.size // 32):
+        o = ib * 34
+        d = load_f16(data, o)
+        for j in range(32):
+            q = np.int32(data[o + 2 + j])
+            q = q - 256 if q > 127 else q
+            out[ib * 32 + j] = np.float32(q) * d
+
+
+# --------------------------------------------------------------------------- Q4_0
+@njit(cache=True)
+def _signed_max(x, s):
+    """The value of largest magnitude among the 32 from ``s``, the first one on ties, and
+    +0 for a block of zeros (ggml's running ``amax < |v|`` search).
+
+    Found as the maximum of integer keys, the magnitude's bits above the position
+    counted down, which vectorises (float comparisons in a loop do not)."""
+    best = np.int64(0)
+    for j in range(32):
+        key = (np.int64(bits_from_f32(x[s + j]) & np.uint32(0x7FFFFFFF)) << 5) | (31 - j)
+        best = max(best, key)
+    if best < 32:
+        return _F0
+    return x[s + 31 - (best & 31)]
+
+
+@njit(cache=True)
+def _order_key(v):
+    # An integer that orders float32 values as the floats do (-0 just below +0).
+    b = np.int64(bits_from_f32(v))
+    return b if b < 0x80000000 else 0x7FFFFFFF - b
+
+
+@njit(cache=True)
+def _min_max(x, s, n):
+    """ggml's block minimum and maximum (running ``v < min``, ``v > max``): through
+    integer keys, which vectorise; a zero minimum keeps the sign of the block's first
+    zero, as ggml's search does (the sign of a zero maximum never shows)."""
+    lo = np.int64(0x7FFFFFFF)
+    hi = np.int64(-0x80000000)
+    for j in range(n):
+        k = _order_key(x[s + j])
+        lo = min(lo, k)
+        hi = max(hi, k)
+    vlo = f32_from_bits(np.uint32(lo if lo >= 0 else 0x7FFFFFFF - lo))
+    vhi = f32_from_bits(np.uint32(hi if hi >= 0 else 0x7FFFFFFF - hi))
+    if vlo == _F0:
+        for j in range(n):
+            if x[s + j] == _F0:
+                vlo = x[s + j]
+                break
+    return vlo, vhi
+
+
+@njit(cache=True)
+def quantize_row_q4_0(x, qw, has_qw, out, fscratch, iscratch):
+    # Block of 18 bytes: d (f16), 16 bytes of codes; byte j holds value j in its low
+    # nibble and value j + 16 in its high nibble; value = (code - 8) * d.
+    if has_qw:
+        sigma2 = row_sigma2(x)
+        nb = x.size // 32
+        for ib in range(nb):
+            g = ib % _LANES
+            if g == 0:
+                _fit_group_sym(x, ib, min(_LANES, nb - ib), qw, sigma2, 8, fscratch,
+                               iscratch)
+            o = ib * 18
+            store_f16(out, o, fscratch[_F_SC + g])
+            c = _I_L + 32 * g
+            for j in range(16):
+                out[o + 2 + j] = np.uint8((iscratch[c + j] | (iscratch[c + j + 16] << 4)) & 0xFF)
+        return
+    for ib in range(x.size // 32):
+        s = ib * 32
+        o = ib * 18
+        d = _signed_max(x, s) / np.float32(-8)
+        inv = _F1 / d if d != _F0 else _F0
+        ok = _bounded(d, inv)
+        store_f16(out, o, d)
+        for j in range(16):
+            lo = min(15, code_int(mul_rn(x[s + j], inv) + np.float32(8.5), ok))
+            hi = min(15, code_int(mul_rn(x[s + 16 + j], inv) + np.float32(8.5), ok))
+            out[o + 2 + j] = np.uint8(((lo & 0xFF) | ((hi & 0xFF) << 4)) & 0xFF)
+
+
+@njit(cache=True)
+def dequantize_row_q4_0(data, out):
+    for ib in range(out.size // 32):
+        o = ib * 18
+        d = load_f16(data, o)
+        for j in range(16):
+            b = np.int32(data[o + 2 + j])
+            out[ib * 32 + j] = np.float32((b & 15) - 8) * d
+            out[ib * 32 + 16 + j] = np.float32((b >> 4) - 8) * d
+
+
+# --------------------------------------------------------------------------- Q4_1
+@njit(cache=True)
+def quantize_row_q4_1(x, qw, has_qw, out, fscratch, iscratch):
+    # Block of 20 bytes: d (f16), m (f16), 16 bytes of codes (nibbles as in Q4_0);
+    # value = code * d + m, with m the block minimum (or the fitted offset).
+    if has_qw:
+        sigma2 = row_sigma2(x)
+        nb = x.size // 32
+        for ib in range(nb):
+            g = ib % _LANES
+            if g == 0:
+                _fit_group_affine(x, ib, min(_LANES, nb - ib), qw, sigma2, 15, fscratch,
+                                  iscratch)
+            o = ib * 20
+            store_f16(out, o, fscratch[_F_SC + g])
+            store_f16(out, o + 2, -fscratch[_F_MN + g])
+            c = _I_L + 32 * g
+            for j in range(16):
+                out[o + 4 + j] = np.uint8((iscratch[c + j] | (iscratch[c + j + 16] << 4)) & 0xFF)
+        return
+    for ib in range(x.size // 32):
+        s = ib * 32
+        o = ib * 20
+        lo, hi = _min_max(x, s, 32)
+        d = (hi - lo) / np.float32(15)
+        inv = _F1 / d if d != _F0 else _F0
+        ok = _bounded(d, inv)
+        store_f16(out, o, d)
+        store_f16(out, o + 2, lo)
+        for j in range(16):
+            c0 = min(15, code_int(mul_rn(x[s + j] - lo, inv) + _HALF, ok))
+            c1 = min(15, code_int(mul_rn(x[s + 16 + j] - lo, inv) + _HALF, ok))
+            out[o + 4 + j] = np.uint8(((c0 & 0xFF) | ((c1 & 0xFF) << 4)) & 0xFF)
+
+
+@njit(cache=True)
+def dequantize_row_q4_1(data, out):
+    for ib in range(out.size // 32):
+        o = ib * 20
+        d = load_f16(data, o)
+        m = load_f16(data, o + 2)
+        for j in range(16):
+            b = np.int32(data[o + 4 + j])
+            out[ib * 32 + j] = mul_rn(np.float32(b & 15), d) + m
+            out[ib * 32 + 16 + j] = mul_rn(np.float32(b >> 4), d) + m
+
+
+# --------------------------------------------------------------------------- Q5_0 / Q5_1
+@njit(cache=True)
+def _store_5bit(out, qs_pos, qh_pos, c0, c1, j, qh):
+    # Low nibbles as in Q4_0; bit 4 of value j goes to bit j of the 32-bit qh, bit 4 of
+    # value j + 16 to bit j + 16.
+    out[qs_pos + j] = np.uint8((c0 & 0x0F) | ((c1 & 0x0F) << 4))
+    return qh | (((c0 & 0x10) >> 4) << j) | (((c1 & 0x10) >> 4) << (j + 16))
+
+
+@njit(cache=True)
+def quantize_row_q5_0(x, qw, has_qw, out, fscratch, iscratch):
+    # Block of 22 bytes: d (f16), qh (4 bytes, little-endian), 16 bytes of low nibbles;
+    # value = (code - 16) * d.
+    L = iscratch[:32]
+    sigma2 = row_sigma2(x) if has_qw else _F0
+    nb = x.size // 32
+    for ib in range(nb):
+        s = ib * 32
+        o = ib * 22
+        if has_qw:
+            g = ib % _LANES
+            if g == 0:
+                _fit_group_sym(x, ib, min(_LANES, nb - ib), qw, sigma2, 16, fscratch,
+                               iscratch)
+            store_f16(out, o, fscratch[_F_SC + g])
+            for j in range(32):
+                L[j] = iscratch[_I_L + 32 * g + j] & 0xFF
+        else:
+            d = _signed_max(x, s) / np.float32(-16)
+            inv = _F1 / d if d != _F0 else _F0
+            ok = _bounded(d, inv)
+            store_f16(out, o, d)
+            for j in range(32):
+                L[j] = min(31, code_int(mul_rn(x[s + j], inv) + np.float32(16.5), ok)) & 0xFF
+        qh = np.int64(0)
+        for j in range(16):
+            qh = _store_5bit(out, o + 6, o + 2, L[j], L[j + 16], j, qh)
+        _store_u32(out, o + 2, qh)
+
+
+@njit(cache=True)
+def dequantize_row_q5_0(data, out):
+    for ib in range(out.size // 32):
+        o = ib * 22
+        d = load_f16(data, o)
+        qh = _load_u32(data, o + 2)
+        for j in range(16):
+            b = np.int64(data[o + 6 + j])
+            c0 = (b & 15) | (((qh >> j) & 1) << 4)
+            c1 = (b >> 4) | (((qh >> (j + 16)) & 1) << 4)
+            out[ib * 32 + j] = np.float32(c0 - 16) * d
+            out[ib * 32 + 16 + j] = np.float32(c1 - 16) * d
+
+
+@njit(cache=True)
+def quantize_row_q5_1(x, qw, has_qw, out, fscratch, iscratch):
+    # Block of 24 bytes: d (f16), m (f16), qh (4 bytes), 16 bytes of low nibbles;
+    # value = code * d + m.
+    L = iscratch[:32]
+    sigma2 = row_sigma2(x) if has_qw else _F0
+    nb = x.size // 32
+    for ib in range(nb):
+        s = ib * 32
+        o = ib * 24
+        if has_qw:
+            g = ib % _LANES
+            if g == 0:
+                _fit_group_affine(x, ib, min(_LANES, nb - ib), qw, sigma2, 31, fscratch,
+                                  iscratch)
+            store_f16(out, o, fscratch[_F_SC + g])
+            store_f16(out, o + 2, -fscratch[_F_MN + g])
+            for j in range(32):
+                L[j] = iscratch[_I_L + 32 * g + j] & 0xFF
+        else:
+            lo, hi = _min_max(x, s, 32)
+            d = (hi - lo) / np.float32(31)
+            inv = _F1 / d if d != _F0 else _F0
+            ok = _bounded(d, inv)
+            store_f16(out, o, d)
+            store_f16(out, o + 2, lo)
+            for j in range(32):
+                L[j] = code_int(mul_rn(x[s + j] - lo, inv) + _HALF, ok) & 0xFF
+        qh = np.int64(0)
+        for j in range(16):
+            qh = _store_5bit(out, o + 8, o + 4, L[j], L[j + 16], j, qh)
+        _store_u32(out, o + 4, qh)
+
+
+@njit(cache=True)
+def dequantize_row_q5_1(data, out):
+    for ib in range(out.size // 32):
+        o = ib * 24
+        d = load_f16(data, o)
+        m = load_f16(data, o + 2)
+        qh = _load_u32(data, o + 4)
+        for j in range(16):
+            b = np.int64(data[o + 8 + j])
+            c0 = (b & 15) | (((qh >> j) & 1) << 4)
+            c1 = (b >> 4) | (((qh >> (j + 16)) & 1) << 4)
+            out[ib * 32 + j] = mul_rn(np.float32(c0), d) + m
+            out[ib * 32 + 16 + j] = mul_rn(np.float32(c1), d) + m

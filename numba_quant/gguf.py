@@ -1,0 +1,265 @@
+"""llama.cpp's GGUF quantization types, bit for bit as ggml's C library writes them.
+
+:func:`quantize` gives the bytes that ggml's ``ggml_quantize_chunk`` (what
+``llama-quantize`` calls per tensor) writes for a float32 matrix, row after row, and
+:func:`dequantize` the float32 values of ggml's ``to_float`` for such bytes; the names
+mirror gguf-py's ``gguf.quants``.  The arithmetic follows ggml 0.20.2 operation by
+operation (float32 sums in ggml's order, scales rounded to float16 to nearest even).
+
+Where ggml is silent this module refuses, with a ValueError naming the row: a NaN or
+infinite input (ggml turns it into finite codes), and a block whose float16 scale (or,
+for F16 and BF16, a value) overflows to infinity (ggml stores the infinity, so the row
+dequantizes to non-finite values).  Nothing is returned half written.
+
+Supported types (:data:`TYPES`): F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K,
+Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4.  An importance matrix
+(``imatrix``) is used by the Q4/Q5 legacy types, the K-quants, IQ4_NL and IQ4_XS (ggml's
+``_impl`` quantizers with ``quant_weights``); F16, BF16, Q8_0, TQ1_0, TQ2_0 and MXFP4
+ignore it, as ggml does (it is still checked).  NumPy arrays and torch CPU tensors only
+in this version (other arrays raise a TypeError).
+"""
+import numpy as np
+import numba
+
+from numba_quant._cpu import gguf as _kernels
+from numba_quant._host import gguf_types as _types
+from numba_quant._host import torch_arrays as _torch
+
+__all__ = ["quantize", "dequantize", "row_size", "TYPES"]
+
+# The type names this module handles.
+TYPES = tuple(name for name in _types.NAMES if name in _kernels.KERNELS)
+
+# float16/float64/bfloat16 inputs are converted to float32 this many elements at a time.
+_CONVERT_ELEMENTS = 1 << 20
+
+
+def _gguf_type(qtype):
+    t = _types.lookup(qtype)
+    if t.name not in _kernels.KERNELS:
+        raise ValueError(f"qtype: GGUF type {t.name} is not implemented in this version; "
+                         f"implemented: {', '.join(TYPES)}")
+    return t
+
+
+def row_size(qtype, n_per_row):
+    """Bytes of one quantized row of ``n_per_row`` values (ggml's ``ggml_row_size``).
+
+    Parameters
+    ----------
+    qtype : str, int or gguf.GGMLQuantizationType
+        The GGUF type.
+    n_per_row : int
+        Values per row, a multiple of the type's block size.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> from numba_quant import gguf
+    >>> gguf.row_size("Q4_0", 4096)
+    2304
+    """
+    return _types.row_size(qtype, int(n_per_row))
+
+
+def _host_array(x, name):
+    """``x`` as a numpy array; torch CPU tensors through their memory; device arrays
+    refused."""
+    if _torch.is_tensor(x):
+        if getattr(x, "device", None) is not None and x.device.type != "cpu":
+            raise TypeError(f"{name}: GGUF types run on numpy arrays (and CPU tensors) in "
+                            f"this version; got a torch tensor on {x.device}")
+        if _torch.is_bfloat16(x):
+            return _torch.bfloat16_bits(x, name), True
+        return _torch.to_numpy(x, name), False
+    if hasattr(x, "__cuda_array_interface__") or hasattr(x, "__dlpack_device__") \
+            and not isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: GGUF types run on numpy arrays in this version; got "
+                        f"{type(x).__module__}.{type(x).__name__}")
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}")
+    return x, False
+
+
+def _is_bfloat16(dtype):
+    return dtype.name == "bfloat16" and dtype.itemsize == 2
+
+
+def _float32_chunk(x, r0, r1, bf16_bits):
+    part = x[r0:r1]
+    if bf16_bits:
+        return (part.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    return np.ascontiguousarray(part, dtype=np.float32)
+
+
+def _checked_imatrix(imatrix, n_per_row):
+    if imatrix is None:
+        return None
+    if _torch.is_tensor(imatrix):
+        imatrix = _torch.to_numpy(imatrix, "imatrix")
+    q = np.asarray(imatrix)
+    if q.dtype.kind != "f" and not _is_bfloat16(q.dtype):
+        raise TypeError(f"imatrix: expected a float array, got dtype {q.dtype}")
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    if q.shape != (n_per_row,):
+        raise ValueError(f"imatrix: expected shape ({n_per_row},) (one weight per column, "
+                         f"n_per_row = {n_per_row}), got {q.shape}")
+    bad = ~np.isfinite(q)
+    if bad.any():
+        j = int(np.argmax(bad))
+        raise ValueError(f"imatrix: entries must be finite; imatrix[{j}] = {q[j]}")
+    if (q < 0).any():
+        j = int(np.argmax(q < 0))
+        raise ValueError(f"imatrix: entries must be non-negative; imatrix[{j}] = {q[j]}")
+    return q
+
+
+def _raise_bad_row(status, r0, t, shape):
+    i = int(np.argmax(status != _kernels.ROW_OK))
+    where = np.unravel_index(r0 + i, shape[:-1]) if len(shape) > 2 else (r0 + i,)
+    index = ", ".join(str(int(k)) for k in where)
+    if status[i] == _kernels.ROW_NONFINITE:
+        raise ValueError(f"x: row [{index}] holds NaN or infinite values; GGUF types "
+                         f"quantize finite values only (ggml would write finite codes "
+                         f"for them silently)")
+    what = "a value" if t.block_size == 1 else "a block scale"
+    raise ValueError(f"x: row [{index}]: {what} overflows {t.name}'s float16/bfloat16 range "
+                     f"(ggml would store an infinity, and the row would dequantize to "
+                     f"non-finite values); scale the tensor down or choose another type")
+
+
+def quantize(x, qtype, *, imatrix=None):
+    """Quantize rows of floats to a GGUF type: the bytes ggml's C library writes.
+
+    Parameters
+    ----------
+    x : numpy.ndarray or torch.Tensor (CPU)
+        float32 values ``(..., n_per_row)``; float16, bfloat16 and float64 are converted
+        to float32 a chunk of rows at a time (as llama-quantize converts F16/BF16
+        tensors).  ``n_per_row`` must be a multiple of the type's block size (32 or
+        256), every value finite.
+    qtype : str, int or gguf.GGMLQuantizationType
+        The GGUF type, by name (``"Q4_0"``) or ggml's id.
+    imatrix : array_like, optional
+        Importance weights, float ``(n_per_row,)``, non-negative and finite (ggml's
+        ``quant_weights``); ignored by F16, BF16, Q8_0, TQ1_0, TQ2_0 and MXFP4.
+        The legacy types with an imatrix weight each value by
+        ``imatrix * sqrt(mean(row**2) + x**2)``, as ggml does.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 ``(..., row_size)``: each row's blocks in ggml's layout.
+
+    Raises
+    ------
+    ValueError
+        ``n_per_row`` not a multiple of the block size; a NaN or infinite value (the
+        first bad row is named); a block scale (F16/BF16: a value) beyond float16's
+        (bfloat16's) range; a bad ``imatrix``.
+    TypeError
+        A non-float input, a GPU array, an unsupported ``qtype`` type.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numba_quant import gguf
+    >>> x = np.linspace(-1, 1, 64, dtype=np.float32).reshape(2, 32)
+    >>> q = gguf.quantize(x, "Q8_0")
+    >>> q.shape, q.dtype
+    ((2, 34), dtype('uint8'))
+    >>> y = gguf.dequantize(q, "Q8_0")
+    >>> float(np.abs(y - x).max()) < 0.01
+    True
+    """
+    t = _gguf_type(qtype)
+    a, bf16_bits = _host_array(x, "x")
+    dtype = a.dtype
+    if not bf16_bits and dtype not in (np.float32, np.float16, np.float64) \
+            and not _is_bfloat16(dtype):
+        raise TypeError(f"x: expected float32, float16, bfloat16 or float64 values, got "
+                        f"dtype {dtype}")
+    if _is_bfloat16(dtype):
+        a = a.view(np.uint16)
+        bf16_bits = True
+    if a.ndim == 0:
+        raise ValueError("x: expected an array of rows (..., n_per_row), got a scalar")
+    shape = a.shape
+    n_per_row = shape[-1]
+    _types.check_row_length(t, n_per_row)
+    size = _types.row_size(t, n_per_row)
+    qw = _checked_imatrix(imatrix, n_per_row)
+    rows = int(np.prod(shape[:-1], dtype=np.int64))
+    out = np.empty((rows, size), np.uint8)
+    if rows == 0:
+        return out.reshape(shape[:-1] + (size,))
+    a2 = a.reshape(rows, n_per_row)
+    has_qw = qw is not None and t.uses_imatrix
+    kernel = _kernels.KERNELS[t.name][0]
+    fields = np.array(t.f16_fields, np.int64)
+    direct = not bf16_bits and a2.dtype == np.float32 and a2.flags.c_contiguous
+    step = rows if direct else max(1, _CONVERT_ELEMENTS // n_per_row)
+    threads = numba.get_num_threads()
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        xf = a2[r0:r1] if direct else _float32_chunk(a2, r0, r1, bf16_bits)
+        status = np.zeros(r1 - r0, np.int8)
+        nchunks = min(r1 - r0, 4 * threads)
+        kernel(xf, qw if has_qw else xf[0], has_qw, out[r0:r1], status, t.type_size,
+               fields, nchunks)
+        if status.any():
+            _raise_bad_row(status, r0, t, shape)
+    return out.reshape(shape[:-1] + (size,))
+
+
+def dequantize(data, qtype):
+    """The float32 values of GGUF-quantized rows, as ggml's ``to_float`` gives them.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        uint8 ``(..., row_size)``: whole blocks of the type, row after row.
+    qtype : str, int or gguf.GGMLQuantizationType
+        The GGUF type.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(..., n_per_row)``.
+
+    Raises
+    ------
+    ValueError
+        The last dimension is not a whole number of blocks.
+    TypeError
+        ``data`` is not a uint8 numpy array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numba_quant import gguf
+    >>> q = gguf.quantize(np.full((1, 32), 0.5, np.float32), "Q4_0")
+    >>> gguf.dequantize(q, "Q4_0")[0, :4]
+    array([0.5, 0.5, 0.5, 0.5], dtype=float32)
+    """
+    t = _gguf_type(qtype)
+    a, _ = _host_array(data, "data")
+    if a.dtype != np.uint8:
+        raise TypeError(f"data: expected uint8 bytes, got dtype {a.dtype}")
+    if a.ndim == 0:
+        raise ValueError("data: expected an array of rows (..., row_size), got a scalar")
+    shape = a.shape
+    nbytes = shape[-1]
+    if nbytes <= 0 or nbytes % t.type_size:
+        raise ValueError(f"data: the last dimension ({nbytes} bytes) must be a positive "
+                         f"multiple of {t.name}'s block of {t.type_size} bytes")
+    n_per_row = nbytes // t.type_size * t.block_size
+    rows = int(np.prod(shape[:-1], dtype=np.int64))
+    out = np.empty((rows, n_per_row), np.float32)
+    if rows:
+        d2 = np.ascontiguousarray(a.reshape(rows, nbytes))
+        _kernels.KERNELS[t.name][1](d2, out)
+    return out.reshape(shape[:-1] + (n_per_row,))

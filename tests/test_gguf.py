@@ -1,0 +1,196 @@
+"""numba_quant.gguf: ggml's GGUF types F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL,
+IQ4_XS, TQ1_0, TQ2_0 and MXFP4 against ggml's own bytes (the golden file made by ggml
+0.20.2's C library) and an independent numpy oracle (tests/gguf_oracle.py); the errors.
+"""
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from numba_quant import gguf
+from tests import gguf_oracle as oracle
+from tests.golden import GoldenFile
+
+MY_TYPES = ("F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "IQ4_XS",
+            "TQ1_0", "TQ2_0", "MXFP4")
+GOLDEN = GoldenFile("ggml_quants.npz")
+CASES = [c for c in GOLDEN.cases if c["type"] in MY_TYPES]
+
+
+def _case_arrays(case):
+    i = case["id"]
+    names = [f"inputs/{i}", f"bytes/{i}", f"dequant/{i}"]
+    if case["imatrix"]:
+        names.append(f"imatrix/{i}")
+    a = GOLDEN.arrays(names)
+    return (a[names[0]], a.get(f"imatrix/{i}"), a[names[1]].reshape(case["rows"], -1),
+            a[names[2]])
+
+
+def _same_bits(a, b):
+    return a.shape == b.shape and np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def test_golden_covers_every_type():
+    assert {c["type"] for c in CASES} == set(MY_TYPES)
+    assert len(CASES) == 100
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['id']}-{c['type']}-{c['kind']}"
+                         + ("-imatrix" if c["imatrix"] else ""))
+def test_golden(case):
+    x, imatrix, want, dequant = _case_arrays(case)
+    got = gguf.quantize(x, case["type"], imatrix=imatrix)
+    assert got.shape == want.shape == (case["rows"], case["row_size"])
+    assert np.array_equal(got, want)
+    assert _same_bits(gguf.dequantize(want, case["type"]), dequant)
+
+
+@pytest.mark.parametrize("case", CASES[::3], ids=lambda c: c["id"])
+def test_oracle_reproduces_golden(case):
+    # The oracle that the random tests below trust agrees with ggml on its own cases.
+    x, imatrix, want, dequant = _case_arrays(case)
+    assert np.array_equal(oracle.quantize(case["type"], x, imatrix), want)
+    assert _same_bits(oracle.dequantize(case["type"], want, x.shape[1]), dequant)
+
+
+@st.composite
+def _rows(draw):
+    name = draw(st.sampled_from(MY_TYPES))
+    block = 256 if name in ("IQ4_XS", "TQ1_0", "TQ2_0") else 32
+    rows = draw(st.integers(1, 3))
+    n = block * draw(st.integers(1, 2 if block == 256 else 6))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    kind = draw(st.sampled_from(["normal", "scaled", "positive", "sparse", "steps"]))
+    x = rng.standard_normal((rows, n))
+    if kind == "scaled":
+        x *= 10.0 ** rng.uniform(-20, 3, (rows, n // 32, 1)).repeat(32, 1).reshape(rows, n)
+    elif kind == "positive":
+        x = np.abs(x) + 0.5
+    elif kind == "sparse":
+        x *= rng.random((rows, n)) < 0.3
+    elif kind == "steps":
+        x = np.round(x * 8) / 8
+    imatrix = None
+    if draw(st.booleans()):
+        imatrix = rng.lognormal(0, 1.5, n).astype(np.float32)
+        imatrix[rng.random(n) < 0.05] = 0
+    return name, x.astype(np.float32), imatrix
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_rows())
+def test_random_rows_match_oracle(case):
+    name, x, imatrix = case
+    got = gguf.quantize(x, name, imatrix=imatrix)
+    assert np.array_equal(got, oracle.quantize(name, x, imatrix))
+    assert _same_bits(gguf.dequantize(got, name), oracle.dequantize(name, got, x.shape[1]))
+
+
+# --------------------------------------------------------------------------- inputs
+def test_other_float_dtypes_and_shapes(monkeypatch):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 64)).astype(np.float32)
+    want = oracle.quantize("Q4_1", x.reshape(6, 64))
+    got = gguf.quantize(x, "Q4_1")
+    assert got.shape == (2, 3, 40)
+    assert np.array_equal(got.reshape(6, 40), want)
+    # several conversion chunks, float64 / float16 / bfloat16 converted as float32
+    monkeypatch.setattr(gguf, "_CONVERT_ELEMENTS", 64)
+    for dtype in (np.float64, np.float16, ml_dtypes.bfloat16):
+        xd = x.astype(dtype)
+        ref = oracle.quantize("Q4_1", xd.astype(np.float32).reshape(6, 64))
+        assert np.array_equal(gguf.quantize(xd, "Q4_1").reshape(6, 40), ref)
+    # a strided float32 view
+    assert np.array_equal(gguf.quantize(x[:, ::2], "Q4_1").reshape(-1, 40),
+                          oracle.quantize("Q4_1", x[:, ::2].reshape(-1, 64)))
+    back = gguf.dequantize(got, "Q4_1")
+    assert back.shape == (2, 3, 64) and back.dtype == np.float32
+
+
+def test_qtype_spellings_and_row_size():
+    x = np.ones((1, 256), np.float32)
+    ref = gguf.quantize(x, "IQ4_XS")
+    assert np.array_equal(gguf.quantize(x, "iq4_xs"), ref)
+    assert np.array_equal(gguf.quantize(x, 23), ref)
+    assert np.array_equal(gguf.quantize(x, np.int32(23)), ref)
+    assert gguf.row_size("TQ1_0", 512) == 108
+    assert gguf.quantize(np.zeros((0, 32), np.float32), "Q8_0").shape == (0, 34)
+
+
+def test_imatrix_ignored_where_ggml_ignores_it():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 256)).astype(np.float32)
+    w = rng.random(256).astype(np.float32)
+    for name in ("F16", "BF16", "Q8_0", "TQ1_0", "TQ2_0", "MXFP4"):
+        assert np.array_equal(gguf.quantize(x, name, imatrix=w), gguf.quantize(x, name))
+    assert not np.array_equal(gguf.quantize(x, "Q4_0", imatrix=w), gguf.quantize(x, "Q4_0"))
+
+
+# --------------------------------------------------------------------------- errors
+def test_row_length_not_a_multiple_of_the_block():
+    with pytest.raises(ValueError, match=r"n_per_row = 48.*Q4_0's block size 32"):
+        gguf.quantize(np.zeros((2, 48), np.float32), "Q4_0")
+    with pytest.raises(ValueError, match=r"n_per_row = 64.*IQ4_XS's block size 256"):
+        gguf.quantize(np.zeros((2, 64), np.float32), "IQ4_XS")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_names_the_first_bad_row(bad, monkeypatch):
+    x = np.zeros((5, 64), np.float32)
+    x[3, 7] = bad
+    x[4, 0] = bad
+    with pytest.raises(ValueError, match=r"row \[3\] holds NaN or infinite"):
+        gguf.quantize(x, "Q5_1")
+    monkeypatch.setattr(gguf, "_CONVERT_ELEMENTS", 64)  # one row per chunk
+    with pytest.raises(ValueError, match=r"row \[3, 0\] holds NaN or infinite"):
+        gguf.quantize(x.reshape(5, 1, 64).astype(np.float64), "Q5_1")
+
+
+def test_scale_overflow_is_refused():
+    x = np.zeros((3, 32), np.float32)
+    x[2, 5] = 1e6  # Q4_0: d = 1e6 / -8 beyond float16's 65504; ggml stores -inf
+    with pytest.raises(ValueError, match=r"row \[2\]: a block scale overflows Q4_0"):
+        gguf.quantize(x, "Q4_0")
+    with pytest.raises(ValueError, match=r"row \[0\]: a value overflows F16"):
+        gguf.quantize(np.full((1, 4), 70000.0, np.float32), "F16")
+    with pytest.raises(ValueError, match="overflows BF16"):
+        gguf.quantize(np.full((1, 4), 3.4e38, np.float32), "BF16")
+    # just inside the range is fine: 65504 * 8
+    ok = gguf.quantize(np.full((1, 32), -65504.0 * 8, np.float32), "Q4_0")
+    assert np.isfinite(gguf.dequantize(ok, "Q4_0")).all()
+
+
+def test_bad_imatrix():
+    x = np.ones((1, 64), np.float32)
+    with pytest.raises(ValueError, match=r"imatrix: expected shape \(64,\)"):
+        gguf.quantize(x, "Q4_0", imatrix=np.ones(32, np.float32))
+    with pytest.raises(ValueError, match=r"non-negative; imatrix\[3\] = -1"):
+        gguf.quantize(x, "Q4_0", imatrix=np.where(np.arange(64) == 3, -1, 1).astype(np.float32))
+    with pytest.raises(ValueError, match=r"finite; imatrix\[0\] = nan"):
+        gguf.quantize(x, "Q4_0", imatrix=np.full(64, np.nan, np.float32))
+    with pytest.raises(TypeError, match="imatrix: expected a float array"):
+        gguf.quantize(x, "Q4_0", imatrix=np.ones(64, np.int32))
+
+
+def test_bad_types_and_data():
+    with pytest.raises(ValueError, match="unknown GGUF type 'Q9_0'; known types: F16"):
+        gguf.quantize(np.ones((1, 32), np.float32), "Q9_0")
+    with pytest.raises(ValueError, match=r"GGUF type id 99 is not supported"):
+        gguf.quantize(np.ones((1, 32), np.float32), 99)
+    with pytest.raises(TypeError, match="x: expected float32, float16, bfloat16 or float64"):
+        gguf.quantize(np.ones((1, 32), np.int32), "Q8_0")
+    with pytest.raises(TypeError, match="expected a numpy array"):
+        gguf.quantize([[1.0] * 32], "Q8_0")
+    with pytest.raises(ValueError, match=r"data: the last dimension \(35 bytes\).*34 bytes"):
+        gguf.dequantize(np.zeros((2, 35), np.uint8), "Q8_0")
+    with pytest.raises(TypeError, match="data: expected uint8 bytes"):
+        gguf.dequantize(np.zeros((2, 34), np.int8), "Q8_0")
+
+    class DeviceArray:
+        __cuda_array_interface__ = {}
+
+    with pytest.raises(TypeError, match="GGUF types run on numpy arrays"):
+        gguf.quantize(DeviceArray(), "Q8_0")

@@ -19,27 +19,23 @@ ignore it, as ggml does (it is still checked).  NumPy arrays and torch CPU tenso
 in this version (other arrays raise a TypeError).
 """
 import numpy as np
-import numba
 
-from numba_quant._cpu import gguf as _kernels
+from numba_quant._dispatch import backend
 from numba_quant._host import gguf_types as _types
 from numba_quant._host import torch_arrays as _torch
+from numba_quant._host.codes import GGUF_ROW_NONFINITE, GGUF_ROW_OK
 
 __all__ = ["quantize", "dequantize", "row_size", "TYPES"]
 
 # The type names this module handles.
-TYPES = tuple(name for name in _types.NAMES if name in _kernels.KERNELS)
+TYPES = tuple(_types.NAMES)
 
 # float16/float64/bfloat16 inputs are converted to float32 this many elements at a time.
 _CONVERT_ELEMENTS = 1 << 20
 
 
 def _gguf_type(qtype):
-    t = _types.lookup(qtype)
-    if t.name not in _kernels.KERNELS:
-        raise ValueError(f"qtype: GGUF type {t.name} is not implemented in this version; "
-                         f"implemented: {', '.join(TYPES)}")
-    return t
+    return _types.lookup(qtype)
 
 
 def row_size(qtype, n_per_row):
@@ -66,19 +62,12 @@ def row_size(qtype, n_per_row):
 
 
 def _host_array(x, name):
-    """``x`` as a numpy array; torch CPU tensors through their memory; device arrays
-    refused."""
+    """``x`` (on the host: the dispatcher has refused GPU arrays) as a numpy array;
+    torch CPU tensors through their memory."""
     if _torch.is_tensor(x):
-        if getattr(x, "device", None) is not None and x.device.type != "cpu":
-            raise TypeError(f"{name}: GGUF types run on numpy arrays (and CPU tensors) in "
-                            f"this version; got a torch tensor on {x.device}")
         if _torch.is_bfloat16(x):
             return _torch.bfloat16_bits(x, name), True
         return _torch.to_numpy(x, name), False
-    if hasattr(x, "__cuda_array_interface__") or hasattr(x, "__dlpack_device__") \
-            and not isinstance(x, np.ndarray):
-        raise TypeError(f"{name}: GGUF types run on numpy arrays in this version; got "
-                        f"{type(x).__module__}.{type(x).__name__}")
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}")
     return x, False
@@ -118,10 +107,10 @@ def _checked_imatrix(imatrix, n_per_row):
 
 
 def _raise_bad_row(status, r0, t, shape):
-    i = int(np.argmax(status != _kernels.ROW_OK))
+    i = int(np.argmax(status != GGUF_ROW_OK))
     where = np.unravel_index(r0 + i, shape[:-1]) if len(shape) > 2 else (r0 + i,)
     index = ", ".join(str(int(k)) for k in where)
-    if status[i] == _kernels.ROW_NONFINITE:
+    if status[i] == GGUF_ROW_NONFINITE:
         raise ValueError(f"x: row [{index}] holds NaN or infinite values; GGUF types "
                          f"quantize finite values only (ggml would write finite codes "
                          f"for them silently)")
@@ -176,6 +165,8 @@ def quantize(x, qtype, *, imatrix=None):
     True
     """
     t = _gguf_type(qtype)
+    bk = backend(x)
+    quantize_rows = bk.gguf.quantize_rows  # (CPU kernels only: a GPU array raises here)
     a, bf16_bits = _host_array(x, "x")
     dtype = a.dtype
     if not bf16_bits and dtype not in (np.float32, np.float16, np.float64) \
@@ -195,24 +186,21 @@ def quantize(x, qtype, *, imatrix=None):
     rows = int(np.prod(shape[:-1], dtype=np.int64))
     out = np.empty((rows, size), np.uint8)
     if rows == 0:
-        return out.reshape(shape[:-1] + (size,))
+        return bk.wrap(out.reshape(shape[:-1] + (size,)), x)
     a2 = a.reshape(rows, n_per_row)
     has_qw = qw is not None and t.uses_imatrix
-    kernel = _kernels.KERNELS[t.name][0]
     fields = np.array(t.f16_fields, np.int64)
     direct = not bf16_bits and a2.dtype == np.float32 and a2.flags.c_contiguous
     step = rows if direct else max(1, _CONVERT_ELEMENTS // n_per_row)
-    threads = numba.get_num_threads()
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
         xf = a2[r0:r1] if direct else _float32_chunk(a2, r0, r1, bf16_bits)
         status = np.zeros(r1 - r0, np.int8)
-        nchunks = min(r1 - r0, 4 * threads)
-        kernel(xf, qw if has_qw else xf[0], has_qw, out[r0:r1], status, t.type_size,
-               fields, nchunks)
+        quantize_rows(t.name, xf, qw if has_qw else xf[0], has_qw, out[r0:r1],
+                      status, t.type_size, fields)
         if status.any():
             _raise_bad_row(status, r0, t, shape)
-    return out.reshape(shape[:-1] + (size,))
+    return bk.wrap(out.reshape(shape[:-1] + (size,)), x)
 
 
 def dequantize(data, qtype):
@@ -246,6 +234,8 @@ def dequantize(data, qtype):
     array([0.5, 0.5, 0.5, 0.5], dtype=float32)
     """
     t = _gguf_type(qtype)
+    bk = backend(data)
+    dequantize_rows = bk.gguf.dequantize_rows  # (CPU only: a GPU array raises here)
     a, _ = _host_array(data, "data")
     if a.dtype != np.uint8:
         raise TypeError(f"data: expected uint8 bytes, got dtype {a.dtype}")
@@ -261,5 +251,5 @@ def dequantize(data, qtype):
     out = np.empty((rows, n_per_row), np.float32)
     if rows:
         d2 = np.ascontiguousarray(a.reshape(rows, nbytes))
-        _kernels.KERNELS[t.name][1](d2, out)
-    return out.reshape(shape[:-1] + (n_per_row,))
+        dequantize_rows(t.name, d2, out)
+    return bk.wrap(out.reshape(shape[:-1] + (n_per_row,)), data)

@@ -6,19 +6,20 @@ shared reference.  The quantize kernels also flag, per row, a non-finite input (
 1, the row is then not quantized) and a float16 scale that came out infinite (status 2):
 ggml writes such rows silently; the public module refuses them.
 """
+import numba
 import numpy as np
 from numba import njit, prange
 
 from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
+from numba_quant._cpu.threads import parallel_njit
+from numba_quant._host.codes import GGUF_ROW_NONFINITE, GGUF_ROW_OK, GGUF_ROW_SCALE_OVERFLOW
 from numba_quant._host.gguf_types import GGUF_FSCRATCH, GGUF_ISCRATCH
 from numba_quant._reference import gguf_iq as iq
 from numba_quant._reference import gguf_kquants as kq
 from numba_quant._reference import gguf_legacy as lg
 from numba_quant._reference import gguf_ternary as tq
 
-ROW_OK = 0
-ROW_NONFINITE = 1
-ROW_SCALE_OVERFLOW = 2
+ROW_OK, ROW_NONFINITE, ROW_SCALE_OVERFLOW = GGUF_ROW_OK, GGUF_ROW_NONFINITE, GGUF_ROW_SCALE_OVERFLOW
 
 
 @njit(cache=True)
@@ -77,7 +78,7 @@ def _after(out, i, status, type_size, fields):
 # (x's first row when has_qw is False), out uint8 (rows, row_size), status int8 (rows,)
 # zeroed, fields int64 offsets of the float16 fields in a block of type_size bytes.
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def quantize_f16(x, qw, has_qw, out, status, type_size, fields, nchunks):
     for c in prange(nchunks):
         fs, ws = _scratch()
@@ -88,7 +89,7 @@ def quantize_f16(x, qw, has_qw, out, status, type_size, fields, nchunks):
                 _after(out, i, status, type_size, fields)
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def quantize_bf16(x, qw, has_qw, out, status, type_size, fields, nchunks):
     for c in prange(nchunks):
         fs, ws = _scratch()
@@ -100,7 +101,7 @@ def quantize_bf16(x, qw, has_qw, out, status, type_size, fields, nchunks):
                     status[i] = ROW_SCALE_OVERFLOW
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def quantize_q8_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
     for c in prange(nchunks):
         fs, ws = _scratch()
@@ -111,7 +112,7 @@ def quantize_q8_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
                 _after(out, i, status, type_size, fields)
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def quantize_q4_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
     for c in prange(nchunks):
         fs, ws = _scratch()
@@ -122,7 +123,7 @@ def quantize_q4_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
                 _after(out, i, status, type_size, fields)
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def quantize_q4_1(x, qw, has_qw, out, status, type_size, fields, nchunks):
     for c in prange(nchunks):
         fs, ws = _scratch()
@@ -133,7 +134,7 @@ def quantize_q4_1(x, qw, has_qw, out, status, type_size, fields, nchunks):
                 _after(out, i, status, type_size, fields)
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def quantize_q5_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
     for c in prange(nchunks):
         fs, ws = _scratch()
@@ -144,7 +145,7 @@ def quantize_q5_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
                 _after(out, i, status, type_size, fields)
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def quantize_q5_1(x, qw, has_qw, out, status, type_size, fields, nchunks):
     for c in prange(nchunks):
         fs, ws = _scratch()
@@ -155,7 +156,7 @@ def quantize_q5_1(x, qw, has_qw, out, status, type_size, fields, nchunks):
                 _after(out, i, status, type_size, fields)
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def quantize_iq4_nl(x, qw, has_qw, out, status, type_size, fields, nchunks):
     for c in prange(nchunks):
         fs, ws = _scratch()
@@ -166,7 +167,7 @@ def quantize_iq4_nl(x, qw, has_qw, out, status, type_size, fields, nchunks):
                 _after(out, i, status, type_size, fields)
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def quantize_iq4_xs(x, qw, has_qw, out, status, type_size, fields, nchunks):
     for c in prange(nchunks):
         fs, ws = _scratch()
@@ -177,7 +178,7 @@ def quantize_iq4_xs(x, qw, has_qw, out, status, type_size, fields, nchunks):
                 _after(out, i, status, type_size, fields)
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def quantize_mxfp4(x, qw, has_qw, out, status, type_size, fields, nchunks):
     for c in prange(nchunks):
         fs, ws = _scratch()
@@ -187,7 +188,7 @@ def quantize_mxfp4(x, qw, has_qw, out, status, type_size, fields, nchunks):
                 iq.quantize_row_mxfp4(x[i], qw, has_qw, out[i], fs, ws)
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def quantize_tq1_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
     for c in prange(nchunks):
         fs, ws = _scratch()
@@ -198,7 +199,7 @@ def quantize_tq1_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
                 _after(out, i, status, type_size, fields)
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def quantize_tq2_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
     for c in prange(nchunks):
         fs, ws = _scratch()
@@ -209,7 +210,7 @@ def quantize_tq2_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
                 _after(out, i, status, type_size, fields)
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def quantize_q2_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
     for c in prange(nchunks):
         fs, ws = _scratch()
@@ -220,7 +221,7 @@ def quantize_q2_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
                 _after(out, i, status, type_size, fields)
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def quantize_q3_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
     for c in prange(nchunks):
         fs, ws = _scratch()
@@ -231,7 +232,7 @@ def quantize_q3_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
                 _after(out, i, status, type_size, fields)
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def quantize_q4_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
     for c in prange(nchunks):
         fs, ws = _scratch()
@@ -242,7 +243,7 @@ def quantize_q4_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
                 _after(out, i, status, type_size, fields)
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def quantize_q5_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
     for c in prange(nchunks):
         fs, ws = _scratch()
@@ -253,7 +254,7 @@ def quantize_q5_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
                 _after(out, i, status, type_size, fields)
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def quantize_q6_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
     for c in prange(nchunks):
         fs, ws = _scratch()
@@ -267,103 +268,103 @@ def quantize_q6_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
 # Dequantize kernels: data uint8 (rows, row_size) C-contiguous, out float32
 # (rows, n_per_row).
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def dequantize_f16(data, out):
     for i in prange(data.shape[0]):
         lg.dequantize_row_f16(data[i], out[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def dequantize_bf16(data, out):
     for i in prange(data.shape[0]):
         lg.dequantize_row_bf16(data[i], out[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def dequantize_q8_0(data, out):
     for i in prange(data.shape[0]):
         lg.dequantize_row_q8_0(data[i], out[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def dequantize_q4_0(data, out):
     for i in prange(data.shape[0]):
         lg.dequantize_row_q4_0(data[i], out[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def dequantize_q4_1(data, out):
     for i in prange(data.shape[0]):
         lg.dequantize_row_q4_1(data[i], out[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def dequantize_q5_0(data, out):
     for i in prange(data.shape[0]):
         lg.dequantize_row_q5_0(data[i], out[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def dequantize_q5_1(data, out):
     for i in prange(data.shape[0]):
         lg.dequantize_row_q5_1(data[i], out[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def dequantize_iq4_nl(data, out):
     for i in prange(data.shape[0]):
         iq.dequantize_row_iq4_nl(data[i], out[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def dequantize_iq4_xs(data, out):
     for i in prange(data.shape[0]):
         iq.dequantize_row_iq4_xs(data[i], out[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def dequantize_mxfp4(data, out):
     for i in prange(data.shape[0]):
         iq.dequantize_row_mxfp4(data[i], out[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def dequantize_tq1_0(data, out):
     for i in prange(data.shape[0]):
         tq.dequantize_row_tq1_0(data[i], out[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def dequantize_tq2_0(data, out):
     for i in prange(data.shape[0]):
         tq.dequantize_row_tq2_0(data[i], out[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def dequantize_q2_k(data, out):
     for i in prange(data.shape[0]):
         kq.dequantize_row_q2_k(data[i], out[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def dequantize_q3_k(data, out):
     for i in prange(data.shape[0]):
         kq.dequantize_row_q3_k(data[i], out[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def dequantize_q4_k(data, out):
     for i in prange(data.shape[0]):
         kq.dequantize_row_q4_k(data[i], out[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def dequantize_q5_k(data, out):
     for i in prange(data.shape[0]):
         kq.dequantize_row_q5_k(data[i], out[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_njit(cache=True)
 def dequantize_q6_k(data, out):
     for i in prange(data.shape[0]):
         kq.dequantize_row_q6_k(data[i], out[i])
@@ -389,3 +390,15 @@ KERNELS = {
     "Q5_K": (quantize_q5_k, dequantize_q5_k),
     "Q6_K": (quantize_q6_k, dequantize_q6_k),
 }
+
+
+def quantize_rows(name, x, qw, has_qw, out, status, type_size, fields):
+    """Quantize the float32 rows ``x`` to the type ``name`` into ``out``, a few tasks of
+    rows per thread (each row's status in ``status``)."""
+    nchunks = min(x.shape[0], 4 * numba.get_num_threads())
+    KERNELS[name][0](x, qw, has_qw, out, status, type_size, fields, nchunks)
+
+
+def dequantize_rows(name, data, out):
+    """The float32 values of the rows of bytes ``data`` of the type ``name``."""
+    KERNELS[name][1](data, out)

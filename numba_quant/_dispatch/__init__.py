@@ -23,7 +23,8 @@ from numba_quant._host.where import is_dask, on_device  # noqa: F401  (the publi
 CAPABILITIES = ("arrays", "channels", "blocks", "blockwise", "formats", "hist")
 # Capabilities with CPU kernels only so far: on the CUDA backend their attribute raises
 # the one error that says so (_host.checks.cpu_only).
-CPU_ONLY = ("compressed",)  # compressed-tensors' integer weight codes (numba_quant.export)
+CPU_ONLY = ("compressed",   # compressed-tensors' integer weight codes (numba_quant.export)
+            "gguf")         # llama.cpp's GGUF types (numba_quant.gguf)
 
 
 class Backend:

@@ -200,8 +200,8 @@ def same_length(first, second, names):
 
 def cpu_only(capability):
     """A GPU array given to work that has CPU kernels only."""
-    return TypeError(f"{capability} runs on the CPU in this version: pass a host array "
-                     f"(numpy, or a CPU tensor: cupy_array.get(), tensor.cpu())")
+    return TypeError(f"the {capability} kernels run on the CPU only in this version: pass a "
+                     f"host array (numpy, or a CPU tensor: cupy_array.get(), tensor.cpu())")
 
 
 def same_device(input_on_device, other):

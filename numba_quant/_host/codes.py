@@ -30,3 +30,8 @@ BOTH_GRIDS = 2
 # The exponent of a channel whose values are all zero: every value lies in bin ``half``
 # at any exponent, and merging keeps it there.
 ZERO_EXPONENT = -100000
+
+# Per-row status of the GGUF quantize kernels (numba_quant._cpu.gguf).
+GGUF_ROW_OK = 0
+GGUF_ROW_NONFINITE = 1  # the row holds NaN or infinity (not quantized)
+GGUF_ROW_SCALE_OVERFLOW = 2  # a float16 scale (F16/BF16: a value) came out infinite

@@ -1,0 +1,124 @@
+"""Inputs placed on the rounding boundaries of each step, so that a step rounded another
+way (a division made a multiplication by a reciprocal, a float32 intermediate kept in
+float64, ties broken otherwise) gives other bits.
+
+Random data almost never lands within an ulp of a boundary: a block scale computed as
+``float32(amax / 6) * float32(1 / pts)`` instead of ``float32(amax / 6) / pts`` changed
+no golden case and no Hypothesis example.  Here the inputs are searched so that an
+intermediate lands exactly on, or one ulp beside, a point where the next rounding
+changes its result.  Expected values come from the numpy oracles (tests/oracle*.py),
+never from numba_quant; ``tools/mutate.py`` lists the mutants these tests kill.
+"""
+import ml_dtypes
+import numpy as np
+import pytest
+
+import oracle_formats as orc
+from golden import assert_same  # bits, dtype, shape; NaN-ness only for NaN (§7.4)
+
+nq = pytest.importorskip("numba_quant")
+
+F32 = np.float32
+# Per-tensor scales that are not powers of two (so that dividing by one differs from
+# multiplying by its rounded reciprocal), over a wide range of magnitudes.
+PER_TENSOR = (F32(0.3), F32(0.7071068), F32(1.37), F32(3.1e-3), F32(41.5), F32(1.9e-6))
+
+
+def _ulps(v, k):
+    """float32 ``v`` moved ``k`` ulps (k may be negative), elementwise."""
+    b = np.asarray(v, F32).view(np.int32).astype(np.int64) + k
+    return b.astype(np.int32).view(F32)
+
+
+def _e4m3_midpoints():
+    """The points halfway between neighbouring positive E4M3 values from 2**-6 up (where
+    rounding to E4M3 changes), and 448 itself (the top of the clamp)."""
+    codes = np.arange(0x08, 0x7F, dtype=np.uint8)  # normal, finite, positive
+    v = codes.view(ml_dtypes.float8_e4m3fn).astype(F32)
+    return np.append((v[:-1] + v[1:]) / F32(2), F32(448))
+
+
+FP4_MIDPOINTS = np.array([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0], F32)
+
+
+def _nvfp4_boundary_tensor(pts, rng):
+    """Rows of 16 (one block each) whose block scale ``float32(float32(amax / 6) / pts)``
+    is an E4M3 midpoint or one ulp beside it, and whose other 15 elements, times the
+    block's multiplier ``float32(float32(1 / pts) / e4m3(bs))`` (docs/semantics.md §12),
+    land on or one ulp beside an FP4 midpoint."""
+    mids = _e4m3_midpoints()
+    # candidate block maxima around 6 * m * pts, then those whose scale hits a target
+    guess = (F32(6) * mids * pts).astype(F32)
+    cand = _ulps(guess[:, None], np.arange(-48, 49)[None, :]).ravel()
+    cand = cand[np.isfinite(cand) & (cand > 0)]
+    bs = ((cand / F32(6)).astype(F32) / pts).astype(F32)
+    targets = np.concatenate([mids, _ulps(mids, -1), _ulps(mids, 1)])
+    amax = np.unique(cand[np.isin(bs, targets)])
+    assert amax.size > 3 * mids.size // 2, "too few boundary blocks found"
+    bs = np.clip(((amax / F32(6)).astype(F32) / pts).astype(F32), F32(2.0 ** -6), F32(448))
+    scale = bs.astype(ml_dtypes.float8_e4m3fn).astype(F32)
+    mult = ((F32(1) / pts).astype(F32) / scale).astype(F32)
+    x = np.empty((amax.size, 16), F32)
+    x[:, 0] = np.where(rng.random(amax.size) < 0.5, -amax, amax)
+    for j in range(1, 16):
+        mid = FP4_MIDPOINTS[(j - 1) % FP4_MIDPOINTS.size]
+        v = _ulps((mid / mult).astype(F32), (j % 3) - 1)
+        v = np.minimum(v, amax)   # (never above the block's maximum)
+        x[:, j] = np.where(rng.random(amax.size) < 0.5, -v, v)
+    return x
+
+
+def _nvfp4_check(x, pts):
+    ebs, eel, epts, edeq = orc.nvfp4_quantize(x, pts)
+    bs, el, got_pts = nq.to_nvfp4(x, pts)
+    assert_same(np.asarray(got_pts, F32), np.asarray(epts, F32), "per-tensor scale")
+    assert_same(bs, ebs, "block scales")
+    assert_same(el, eel, "elements")
+    assert_same(nq.from_nvfp4(bs, el, got_pts), edeq, "from_nvfp4")
+    assert_same(nq.nvfp4_fake_quantize(x, pts), edeq, "nvfp4_fake_quantize")
+
+
+@pytest.mark.parametrize("pts", PER_TENSOR, ids=lambda p: f"pts={p:g}")
+def test_nvfp4_two_level_boundaries_given_scale(pts):
+    """Two-level NVFP4 with a given per-tensor scale that is not a power of two: block
+    scales on E4M3 rounding boundaries, elements on FP4 ones."""
+    x = _nvfp4_boundary_tensor(pts, np.random.default_rng(1))
+    _nvfp4_check(x, pts)
+
+
+def test_nvfp4_two_level_boundaries_computed_scale():
+    """The same with the per-tensor scale computed from the tensor (``float32(amax) /
+    2688``): one element sets the tensor's maximum so that the scale is the wanted one."""
+    top = F32(1234.567)  # pts = float32(top / 2688), not a power of two
+    pts = F32(top / F32(2688))
+    x = _nvfp4_boundary_tensor(pts, np.random.default_rng(2))
+    x = x[np.abs(x).max(axis=1) <= top]   # (blocks at the 448 clamp may lie above)
+    x = np.concatenate([x, np.full((1, 16), top, F32)])
+    _nvfp4_check(x, None)
+
+
+# --------------------------------------------------------------------------- MXINT8
+@pytest.mark.parametrize("mode", ["floor", "ceil", "even", "rceil"])
+def test_mxint8_ties_and_clamp(mode):
+    """MXINT8 elements ``rint(x / 2**e * 64)`` clamped to [-127, 127]: values on the
+    half-way points of the 1/64 grid (ties to even) and one ulp beside them, and block
+    maxima whose scaled magnitude rounds to 128 (clamped to 127 on both signs)."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for top in (1.0, 1.5, 1.9921875, 1.995, 1.9999999):
+        for exp in (-120, -20, 0, 7, 100, 127):
+            amax = F32(np.ldexp(top, exp))
+            byte = orc.mx_scale(np.array([amax], F32), "int8", mode)[0]
+            unit = np.ldexp(1.0, max(int(byte) - 127, -126)) / 64  # one step of the grid
+            k = rng.integers(0, 127, 31)
+            w = np.minimum((k + 0.5) * unit, np.float64(amax)).astype(F32)
+            w = _ulps(w, rng.integers(-1, 2, 31))
+            row = np.concatenate([[amax], np.minimum(w, amax)])
+            rows.append(np.where(rng.random(32) < 0.5, -row, row).astype(F32))
+    x = np.stack(rows)
+    es, eel, edeq = orc.mx_quantize(x, "int8", 32, mode)
+    s, el = nq.to_mx(x, "int8", 32, mode)
+    assert_same(s, es, "scales")
+    assert_same(el.view(np.uint8), eel, "elements")
+    assert_same(nq.from_mx(s, el, "int8", 32), edeq, "from_mx")
+    assert_same(nq.mx_fake_quantize(x, "int8", 32, mode), edeq, "mx_fake_quantize")

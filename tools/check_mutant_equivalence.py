@@ -1,0 +1,193 @@
+#!/usr/bin/env python
+"""Exhaustive checks behind the mutants that tools/mutate.py marks ``equivalent``.
+
+Each check loads the reference module twice, as it is and with the mutant's edit
+applied (the mutated source written to a temporary file and imported under another
+name), and compares the two compiled functions on every input of the domain in which
+the mutant differs in its source:
+
+* ``mx_int8_decode_divide``: ``decode_int8`` on all 256 int8 codes;
+* ``element_no_upper_clamp``: ``element_code(w, 1, max, p)`` on every float32 ``w``
+  above the format's largest value, +inf included (at or below it the two sources are
+  the same), for FP8 E4M3FN/E5M2, FP6 E3M2/E2M3 and FP4 E2M1;
+* ``nvfp4_scale_not_saturating``: ``nvfp4_scale_code(amax, 1)`` for every float32
+  ``amax`` of either sign, NaN and infinity included (with pts = 1 every float32 block
+  scale bs = float32(amax / 6) is reached, so every clamped value the cast sees);
+  ``--quick`` takes every 97th pattern instead.
+* ``nvfp4_factor_float64``: ``nvfp4_block_factor`` for every finite E4M3 code and every
+  positive finite float32 per-tensor scale of 1,024 exponent/mantissa strata (all 254
+  exponents, 4 mantissas each) plus 10**6 random ones.
+
+``control`` runs the same machinery on a mutant that changes results (NVFP4's element
+multiplier through a reciprocal) and must find differences: it shows that the loaded
+copies really differ.  The other equivalent mutants are argued in words in their ``equivalent=`` text.  Prints
+one line per check; exits non-zero if any compiled pair differs.
+
+Usage: python tools/check_mutant_equivalence.py [--quick] [--only NAME]
+"""
+import argparse
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+from numba import njit, prange
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import mutate  # noqa: E402
+
+from numba_quant._host import float_formats as ff  # noqa: E402
+
+
+def load(file, mutant_name=None):
+    """The reference module ``file`` compiled from its source, or from the source with
+    ``mutant_name`` applied; imported under a private name from a temporary file."""
+    path = os.path.join(mutate.ROOT, mutate.REF, file)
+    with open(path) as f:
+        source = f.read()
+    if mutant_name is not None:
+        m = next(m for m in mutate.MUTANTS if m.name == mutant_name)
+        source = mutate.check_mutant(m)[1]
+    folder = tempfile.mkdtemp(prefix="nq-equivalence-")
+    tag = "original" if mutant_name is None else mutant_name
+    name = f"_nq_{tag}_{file[:-3]}"
+    with open(os.path.join(folder, name + ".py"), "w") as f:
+        f.write(source)
+    spec = importlib.util.spec_from_file_location(name, os.path.join(folder, name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _bits_range(lo, hi):
+    """float32 values with bit patterns lo..hi inclusive, in chunks of 2**24."""
+    for start in range(lo, hi + 1, 1 << 24):
+        yield np.arange(start, min(hi, start + (1 << 24) - 1) + 1,
+                        dtype=np.uint64).astype(np.uint32).view(np.float32)
+
+
+def check_int8_decode(quick):
+    a, b = load("formats.py"), load("formats.py", "mx_int8_decode_divide")
+    codes = np.arange(-128, 128, dtype=np.int64)
+    bad = sum(np.float32(a.decode_int8(np.int8(c))).view(np.uint32)
+              != np.float32(b.decode_int8(np.int8(c))).view(np.uint32) for c in codes)
+    return bad, codes.size
+
+
+def check_element_clamp(quick):
+    a, b = load("formats.py"), load("formats.py", "element_no_upper_clamp")
+    fa, fb = a.element_code, b.element_code
+
+    @njit(parallel=True, cache=False)
+    def differ(w, lim, p):
+        n = 0
+        for i in prange(w.size):
+            if fa(w[i], np.float32(1), lim, p) != fb(w[i], np.float32(1), lim, p):
+                n += 1
+        return n
+
+    bad = total = 0
+    step = 97 if quick else 1
+    for fmt in (ff.E4M3FN, ff.E5M2, ff.E3M2FN, ff.E2M3FN, ff.E2M1FN):
+        p = ff.PARAMS[fmt]
+        # the format's largest value, as the public modules pass it (Format.max)
+        lim = np.float32(next(f.max for f in ff.FORMATS.values() if f.code == fmt))
+        lo = int(np.float32(lim).view(np.uint32)) + 1
+        for w in _bits_range(lo, 0x7F800000):
+            w = w[::step]
+            bad += differ(w, lim, p)
+            total += w.size
+    return bad, total
+
+
+def check_nvfp4_saturate(quick):
+    a, b = load("formats.py"), load("formats.py", "nvfp4_scale_not_saturating")
+    fa, fb = a.nvfp4_scale_code, b.nvfp4_scale_code
+
+    @njit(parallel=True, cache=False)
+    def differ(amax):
+        n = 0
+        for i in prange(amax.size):
+            if fa(amax[i], np.float32(1)) != fb(amax[i], np.float32(1)):
+                n += 1
+        return n
+
+    bad = total = 0
+    step = 97 if quick else 1
+    for amax in _bits_range(0, 0xFFFFFFFF):
+        amax = amax[::step]
+        bad += differ(amax)
+        total += amax.size
+    return bad, total
+
+
+def check_nvfp4_factor(quick):
+    a, b = load("formats.py"), load("formats.py", "nvfp4_factor_float64")
+    fa, fb = a.nvfp4_block_factor, b.nvfp4_block_factor
+
+    @njit(parallel=True, cache=False)
+    def differ(pts):
+        n = 0
+        for i in prange(pts.size):
+            for code in range(0x7F):  # every finite non-negative E4M3 code
+                x = fa(np.int64(code), pts[i])
+                y = fb(np.int64(code), pts[i])
+                if x != y and not (x != x and y != y):
+                    n += 1
+        return n
+
+    strata = [(e << 23) | m for e in range(1, 255) for m in (0, 1, 0x400001, 0x7FFFFF)]
+    rng = np.random.default_rng(0)
+    random = rng.integers(0x00800000, 0x7F800000, 10 ** (5 if quick else 6), dtype=np.uint32)
+    pts = np.concatenate([np.array(strata, np.uint32), random,
+                          np.arange(1, 1 << 12, dtype=np.uint32)]).view(np.float32)
+    return differ(pts), pts.size * 0x7F
+
+
+def check_control(quick):
+    """Not an equivalence: the same machinery on a mutant that does change results
+    (NVFP4's multiplier through a reciprocal), which must be seen to differ."""
+    a, b = load("formats.py"), load("formats.py", "nvfp4_multiplier_reciprocal")
+    pts = np.random.default_rng(1).uniform(0.01, 100, 1000).astype(np.float32)
+    bad = 0
+    for inv in (np.float32(1) / pts).astype(np.float32):
+        for code in range(0x08, 0x7F):
+            bad += a.nvfp4_multiplier(np.int64(code), inv) != b.nvfp4_multiplier(
+                np.int64(code), inv)
+    return bad, pts.size * (0x7F - 0x08)
+
+
+# name -> (check, whether the two must agree everywhere)
+CHECKS = {"control": (check_control, False),
+          "mx_int8_decode_divide": (check_int8_decode, True),
+          "element_no_upper_clamp": (check_element_clamp, True),
+          "nvfp4_scale_not_saturating": (check_nvfp4_saturate, True),
+          "nvfp4_factor_float64": (check_nvfp4_factor, True)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a strided subset (minutes less)")
+    ap.add_argument("--only", choices=sorted(CHECKS), metavar="NAME")
+    args = ap.parse_args()
+    failed = False
+    for name, (check, same) in CHECKS.items():
+        if args.only and name != args.only:
+            continue
+        t = time.time()
+        bad, total = check(args.quick)
+        ok = (bad == 0) if same else (bad > 0)
+        failed |= not ok
+        verdict = ("SAME" if bad == 0 else "DIFFERS") + ("" if ok else "  <-- UNEXPECTED")
+        print(f"{name:28s} {verdict}: {bad} of {total} inputs differ "
+              f"({time.time() - t:.0f} s)", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

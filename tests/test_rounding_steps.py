@@ -122,3 +122,93 @@ def test_mxint8_ties_and_clamp(mode):
     assert_same(el.view(np.uint8), eel, "elements")
     assert_same(nq.from_mx(s, el, "int8", 32), edeq, "from_mx")
     assert_same(nq.mx_fake_quantize(x, "int8", 32, mode), edeq, "mx_fake_quantize")
+
+
+# --------------------------------------------------------------------------- OneFlow
+def _tie_ranges(T):
+    """Per-channel (lo, hi) with hi - lo = 255 s (s a power of two) and lo / s exactly
+    k + 1/2 for k of both parities and both signs: the zero point's rounding ties."""
+    los, his = [], []
+    for j in (-4, 0, 3):
+        s = np.ldexp(1.0, j)
+        for k in range(-260, 260, 7):
+            lo = (k + 0.5) * s
+            if lo < 0 < lo + 255 * s or lo > 0 or lo + 255 * s < 0:
+                los.append(lo)
+                his.append(lo + 255 * s)
+    return np.array(los, T), np.array(his, T)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_oneflow_affine_zero_point_ties(dtype):
+    """Affine zero points ``-round(lo / scale)`` on exact ties: half to even in
+    min_max_observer, half away from zero in the moving-average observer (§3, §4.3)."""
+    import oracle
+    lo, hi = _tie_ranges(dtype)
+    x = np.stack([lo, hi], axis=1)
+    got = nq.min_max_observer(x, "google", 8, "affine", False)
+    exp = oracle.min_max_observer(x, "google", 8, "affine", False)
+    assert_same(got[0], exp[0], "scale")
+    assert_same(got[1], exp[1], "zero point (ties to even)")
+    zeros = np.zeros(lo.size, dtype)
+    mm, mn = zeros.copy(), zeros.copy()
+    got = nq.moving_average_min_max_observer(x, 0, mm, mn, True, 1, "google", 8, "affine",
+                                             0.9)
+    exp = oracle.moving_average_min_max_observer(x, 0, zeros, zeros, True, 1, "google", 8,
+                                                 "affine", 0.9)
+    assert_same(got[0], exp[0], "moving scale")
+    assert_same(got[1], exp[1], "moving zero point (ties away)")
+
+
+@pytest.mark.parametrize("momentum", [0.1, 0.01, 0.2999])
+def test_oneflow_moving_average_float64_small_momentum(momentum):
+    """``1 - momentum`` is a float32 even for a float64 state (§4.2); below 1/2 it is not
+    exact in float32, so a float64 ``1 - momentum`` gives other bits."""
+    import oracle
+    rng = np.random.default_rng(4)
+    n = 64
+    state = rng.uniform(0.5, 4.0, n)
+    a = rng.uniform(0.5, 4.0, n)
+    x = np.stack([a, -a / 4], axis=1)
+    for scheme in ("symmetric", "affine"):
+        st_min = state if scheme == "symmetric" else -state
+        mm, mn = state.copy(), st_min.copy()
+        s, zp = nq.moving_average_min_max_observer(x, 0, mm, mn, True, 1, "google", 8, scheme,
+                                                   momentum)
+        exp = oracle.moving_average_min_max_observer(x, 0, state, st_min, True, 1, "google",
+                                                     8, scheme, momentum)
+        assert_same(mm, exp[2], f"{scheme} moving_max")
+        assert_same(mn, exp[3], f"{scheme} moving_min")
+        assert_same(s, exp[0], f"{scheme} scale")
+        assert_same(zp, exp[1], f"{scheme} zero point")
+
+
+# --------------------------------------------------------------------------- MX scales
+MX_ELEMENTS = ("float8_e4m3fn", "float8_e5m2", "float6_e3m2fn", "float6_e2m3fn",
+               "float4_e2m1fn", "int8")
+
+
+@pytest.mark.parametrize("mode", ["floor", "ceil", "even", "rceil"])
+@pytest.mark.parametrize("name", MX_ELEMENTS)
+def test_mx_scale_boundaries(name, mode):
+    """Block maxima on and a few ulps beside the points where an MX scale changes: powers
+    of two (floor, ceil), the element maximum times powers of two (rceil: there
+    ``float32(amax / max)`` is a power of two, and a quotient formed another way can
+    land an ulp above it) and the significands that round up a binade (even)."""
+    rng = np.random.default_rng(5)
+    mbits = orc.MBITS[name]
+    points = []
+    for k in list(range(-20, 21)) + [-126, -125, 100, 126]:
+        for base in (1.0, orc.MAX[name], 2.0 - 2.0 ** -(mbits + 1)):
+            points.append(np.ldexp(base, k))
+    points = np.array(points, np.float64)
+    points = points[points < np.finfo(F32).max].astype(F32)
+    amax = _ulps(points[:, None], np.arange(-3, 4)[None, :]).ravel()
+    amax = amax[np.isfinite(amax) & (amax > 0)]
+    x = (amax[:, None] * rng.uniform(-1, 1, (amax.size, 32))).astype(F32)
+    x[:, 0] = amax
+    es, eel, edeq = orc.mx_quantize(x, name, 32, mode)
+    s, el = nq.to_mx(x, name, 32, mode)
+    assert_same(s, es, "scales")
+    assert_same(el.view(np.uint8), eel, "elements")
+    assert_same(nq.from_mx(s, el, name, 32), edeq, "from_mx")

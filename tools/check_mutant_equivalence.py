@@ -162,9 +162,50 @@ def check_control(quick):
     return bad, pts.size * (0x7F - 0x08)
 
 
+def check_floor_log2_tie(quick):
+    """``floor_log2(a)`` with ``a = m * 2**e`` (frexp) depends on ``m`` only through ``t =
+    -log1p(m - 1) / ln 2`` and on ``e`` only through the threshold ``2**(s - 1)`` (s from
+    e's own exponent, one less for e a power of two above 0), and the mutant differs only
+    where t equals the threshold.  The thresholds are at most 2**-17 (float32: e <= 128)
+    and 2**-43 (float64: e <= 1024), while t >= (1 - m) / ln 2 exceeds them for 1 - m
+    above 2**-14 and 2**-40 (k = (1 - m) * 2**p above 2**10 and 2**13).  So every m with
+    k <= 2**12 (float32) or 2**15 (float64) is combined with a representative exponent of
+    every threshold class (each power of two up to 2**11, one above, one below, their
+    negatives, 0, 1, -1 and the ends of the range) and the compiled originals and
+    mutants compared; the remaining m give t above every threshold (both return e - 1)."""
+    a, b = load("integer.py"), load("integer.py", "oneflow_floor_log2_tie_boundary")
+    fa, fb = a.floor_log2, b.floor_log2
+
+    @njit(cache=False)
+    def differ(values):
+        n = 0
+        for v in values:
+            if fa(v) != fb(v):
+                n += 1
+        return n
+
+    bad = total = 0
+    for dtype, p, kmax, emin, emax in ((np.float32, 24, 1 << 12, -148, 128),
+                                       (np.float64, 53, 1 << 15, -1073, 1024)):
+        exps = {0, 1, -1, emin, emax, emin + 1, emax - 1}
+        for j in range(12):
+            for e in (1 << j, (1 << j) + 1, (1 << j) - 1):
+                exps.update({e, -e})
+        exps = np.array(sorted(e for e in exps if emin <= e <= emax))
+        k = np.arange(1, kmax + 1, dtype=np.float64)
+        m = 1.0 - k * 2.0 ** -p                      # m in [0.5, 1), exact
+        for e in exps:
+            v = np.ldexp(m, e - 0).astype(dtype)     # a = m * 2**e (frexp gives m, e)
+            v = v[(v > 0) & np.isfinite(v)]
+            bad += differ(v)
+            total += v.size
+    return bad, total
+
+
 # name -> (check, whether the two must agree everywhere)
 CHECKS = {"control": (check_control, False),
           "mx_int8_decode_divide": (check_int8_decode, True),
+          "oneflow_floor_log2_tie_boundary": (check_floor_log2_tie, True),
           "element_no_upper_clamp": (check_element_clamp, True),
           "nvfp4_scale_not_saturating": (check_nvfp4_saturate, True),
           "nvfp4_factor_float64": (check_nvfp4_factor, True)}

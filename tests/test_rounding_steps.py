@@ -212,3 +212,50 @@ def test_mx_scale_boundaries(name, mode):
     assert_same(s, es, "scales")
     assert_same(el.view(np.uint8), eel, "elements")
     assert_same(nq.from_mx(s, el, name, 32), edeq, "from_mx")
+
+
+# --------------------------------------------------------------------------- torchao blocks
+def _blocks_round_trip(x, mapping, block, range_name):
+    """(scale, zero point, codes, dequantized) of numba_quant and of the oracle."""
+    import oracle_blocks as ob
+    codes_dtype, qmin, qmax = {"uint8": (np.uint8, 0, 255), "int8": (np.int8, -128, 127),
+                               "uint4": (np.uint8, 0, 15), "int4": (np.int8, -8, 7)}[range_name]
+    exp = ob.round_trip(x, mapping, block, qmin, qmax, codes_dtype)
+    scale, zp = nq.choose_qparams_affine(x, mapping, block, range_name)
+    codes = nq.quantize_affine(x, block, scale, zp, range_name)
+    deq = nq.dequantize_affine(codes, block, scale, zp, range_name)
+    exp = [np.asarray(e).view(np.uint16) if np.asarray(e).dtype == ob.BF16 else e
+           for e in exp]
+    return (scale, zp, codes, deq), exp
+
+
+def test_blocks_ties_float32():
+    """Asymmetric blocks whose zero point ``qmin - rint(min / scale)`` and whose codes
+    ``rint(x * (1 / scale))`` are exact ties (scale a power of two): half to even."""
+    rows = []
+    for j in (-6, 0, 5):
+        s = np.ldexp(1.0, j)
+        for k in range(0, 255, 3):
+            lo = -(k + 0.5) * s
+            inner = lo + (np.arange(6) * 41 + 17 + 0.5) * s   # codes on ties
+            rows.append(np.concatenate([[lo, lo + 255 * s], inner]))
+    x = np.array(rows, F32)
+    got, exp = _blocks_round_trip(x, "asymmetric", (1, 8), "uint8")
+    for name, g, e in zip(("scale", "zero_point", "codes", "dequant"), got, exp):
+        assert_same(g, e, name)
+
+
+@pytest.mark.parametrize("kind", ["bfloat16", "float16"])
+def test_blocks_every_16bit_value(kind):
+    """Every finite bfloat16 / float16 value as a block of its own, each mapping type and
+    range: the qparam arithmetic rounded to the 16-bit format after every operation
+    (the zero point's clamp included: an all-negative block can round to 256)."""
+    dtype = ml_dtypes.bfloat16 if kind == "bfloat16" else np.float16
+    x = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(dtype)
+    x = x[np.isfinite(x.astype(F32))]
+    for mapping in ("asymmetric", "symmetric", "symmetric_no_clipping_err"):
+        for range_name in ("uint8", "int8", "uint4", "int4"):
+            got, exp = _blocks_round_trip(x, mapping, (1,), range_name)
+            for name, g, e in zip(("scale", "zero_point", "codes", "dequant"), got, exp):
+                assert_same(g.view(np.uint16) if g.dtype == dtype and kind == "bfloat16"
+                            else g, e, f"{mapping} {range_name} {name}")

@@ -53,7 +53,8 @@ ROUNDING = "tests/test_rounding_steps.py::"
 ONEFLOW = ["tests/test_exactness.py", "tests/test_golden.py"]
 ONEFLOW_TIES = [ROUNDING + "test_oneflow_affine_zero_point_ties", *ONEFLOW]
 ONEFLOW_MOVING = [ROUNDING + "test_oneflow_moving_average_float64_small_momentum", *ONEFLOW]
-TORCHAO_BLOCKS = ["tests/test_blocks.py"]
+TORCHAO_BLOCKS = [ROUNDING + "test_blocks_ties_float32",
+                  ROUNDING + "test_blocks_every_16bit_value", "tests/test_blocks.py"]
 FORMATS = ["tests/test_formats_golden.py", "tests/test_formats_properties.py",
            "tests/test_formats_api.py"]
 NVFP4 = [ROUNDING + "test_nvfp4_two_level_boundaries_given_scale",
@@ -226,7 +227,13 @@ MUTANTS = [
     M("blocks_dequant_one_rounding", "blocks.py", "value_of",
       "return round_to(round_to(diff * scale, pfmt), ofmt)",
       "return round_to(diff * scale, ofmt)",
-      "dequantization: the product not rounded to the product's format first"),
+      "dequantization: the product not rounded to the product's format first",
+      equivalent="the callers (blocks.dequantize_affine) pass ofmt = fmt(output kind, T) and "
+                 "pfmt = fmt(promote(output kind, scale kind), T): with T float32 pfmt is "
+                 "NATIVE (the product is already one float32 rounding) or, with a "
+                 "bfloat16/float16 scale and output alike, the same format as ofmt (two "
+                 "roundings to one format are one); with T float64 the promoted kind is "
+                 "float64, pfmt NATIVE.  So round_to(., pfmt) never changes the product"),
     M("blocks_bf16_half_up", "blocks.py", "_round_bf16_any",
       "b = b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))",
       "b = b + np.uint32(0x8000)",

@@ -259,3 +259,44 @@ def test_blocks_every_16bit_value(kind):
             for name, g, e in zip(("scale", "zero_point", "codes", "dequant"), got, exp):
                 assert_same(g.view(np.uint16) if g.dtype == dtype and kind == "bfloat16"
                             else g, e, f"{mapping} {range_name} {name}")
+
+
+# --------------------------------------------------------------------------- calibrators
+def test_percentile_on_exact_shares():
+    """Histograms of equal counts, where the cumulative share ``sum(count / total)``
+    (added left to right in float64) meets ``p / 100`` exactly or an ulp away: the first
+    bin whose share reaches p (>=), from the sum of the rounded shares."""
+    import calib_oracle
+    for n in range(2, 101):
+        hist = np.ones(n, np.float32)
+        edges = np.linspace(0, 1, n + 1, dtype=np.float32)
+        for p in (10.0, 12.5, 20.0, 25.0, 30.0, 50.0, 60.0, 70.0, 75.0, 80.0, 90.0):
+            got = nq.compute_amax(hist, edges, "percentile", percentile=p)
+            exp = calib_oracle.percentile_amax(hist, edges, p)
+            assert_same(np.asarray(got, F32).reshape(()), np.asarray(exp, F32).reshape(()),
+                        f"{n} bins, p={p}")
+
+
+@pytest.mark.parametrize("method", ["entropy", "mse"])
+def test_calibration_searches_with_near_ties(method):
+    """Small sparse histograms (a few counts in 64 bins, 2 to 4 bits): many candidates
+    score alike, so the last digits of each score (the order of the sums, the logarithm's
+    form) and the rule among equal scores (entropy: the last minimum, mse: the first)
+    decide the result."""
+    import calib_oracle
+    pytest.importorskip("scipy")
+    rng = np.random.default_rng(6)
+    edges = np.linspace(0, 4, 65, dtype=np.float32)
+    for num_bits in (2, 3, 4):
+        hist = np.zeros((40, 64), np.float32)
+        for row in hist:
+            used = rng.choice(64, int(rng.integers(2, 12)), replace=False)
+            row[used] = rng.integers(1, 6, used.size)
+            row[1] = max(row[1], 1)   # (bin 0 takes bin 1's count: a positive total)
+        for unsigned in (False, True):
+            kw = dict(num_bits=num_bits, unsigned=unsigned, start_bin=8, stride=1)
+            got = nq.compute_amax(hist, np.tile(edges, (hist.shape[0], 1)), method, **kw)
+            want = (calib_oracle.entropy_amax if method == "entropy" else
+                    calib_oracle.mse_amax)
+            exp = np.array([want(h, edges, **kw) for h in hist], F32)
+            assert_same(np.asarray(got, F32), exp, f"{method} {num_bits} bits")

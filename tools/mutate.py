@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -63,6 +64,8 @@ MXINT8 = [ROUNDING + "test_mxint8_ties_and_clamp", *FORMATS]
 MX_SCALES = [ROUNDING + "test_mx_scale_boundaries", ROUNDING + "test_mxint8_ties_and_clamp",
              *FORMATS]
 CALIBRATION = ["tests/test_calibrate.py"]
+SELECTION = [ROUNDING + "test_percentile_on_exact_shares",
+             ROUNDING + "test_calibration_searches_with_near_ties", *CALIBRATION]
 
 # Reference file -> test modules; (file, function) entries override the file's.
 TESTS = {
@@ -80,7 +83,7 @@ TESTS = {
     ("formats.py", "nvfp4_multiplier"): NVFP4,
     ("formats.py", "nvfp4_block_factor"): NVFP4,
     "hist.py": CALIBRATION,
-    "select.py": CALIBRATION,
+    "select.py": SELECTION,
     "primitives.py": ONEFLOW + TORCHAO_BLOCKS,
     ("primitives.py", "_trunc_cpu"): ONEFLOW + CALIBRATION,
     ("primitives.py", "_mantissa_bits_any"): ONEFLOW + FORMATS,
@@ -632,7 +635,13 @@ def render_report(results, command):
     return "\n".join(lines)
 
 
+def _stop(signum, frame):
+    # SIGTERM as an exception, so that the temporary copies and caches are removed
+    raise SystemExit(f"stopped by signal {signum}")
+
+
 def main(argv=None):
+    signal.signal(signal.SIGTERM, _stop)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     ap.add_argument("--only", action="append", default=[], metavar="NAME",

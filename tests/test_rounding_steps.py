@@ -300,3 +300,20 @@ def test_calibration_searches_with_near_ties(method):
                     calib_oracle.mse_amax)
             exp = np.array([want(h, edges, **kw) for h in hist], F32)
             assert_same(np.asarray(got, F32), exp, f"{method} {num_bits} bits")
+
+
+@pytest.mark.parametrize("lo, hi", [(-1.37, 2.91), (0.1, 7.3), (-1000.3, 3700.0)])
+def test_histc_bins_at_edges(lo, hi):
+    """``torch.histc``'s bins ``trunc(((x - lo) * bins) / (hi - lo))`` (in that order, in
+    float32) for values on and a few ulps beside every bin edge, the ends included."""
+    import calib_oracle
+    lo, hi, bins = F32(lo), F32(hi), 2048
+    k = np.arange(bins + 1)
+    edges = (np.float64(lo) + k * (np.float64(hi) - np.float64(lo)) / bins).astype(F32)
+    x = _ulps(edges[:, None], np.arange(-2, 3)[None, :]).ravel()
+    x = np.concatenate([[lo, hi], x[(x >= lo) & (x <= hi)]])
+    observer = nq.HistogramObserver(bins=bins, method="l2")
+    observer.observe(x)
+    exp = calib_oracle.histc(x, bins, x.min(), x.max())
+    assert_same(np.asarray(observer.first_counts[0]).astype(np.int64), exp.astype(np.int64),
+                "counts")

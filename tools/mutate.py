@@ -83,6 +83,7 @@ TESTS = {
     ("formats.py", "nvfp4_multiplier"): NVFP4,
     ("formats.py", "nvfp4_block_factor"): NVFP4,
     "hist.py": CALIBRATION,
+    ("hist.py", "linear_bin"): [ROUNDING + "test_histc_bins_at_edges", *CALIBRATION],
     "select.py": SELECTION,
     "primitives.py": ONEFLOW + TORCHAO_BLOCKS,
     ("primitives.py", "_trunc_cpu"): ONEFLOW + CALIBRATION,

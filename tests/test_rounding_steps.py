@@ -219,7 +219,9 @@ def _blocks_round_trip(x, mapping, block, range_name):
     """(scale, zero point, codes, dequantized) of numba_quant and of the oracle."""
     import oracle_blocks as ob
     codes_dtype, qmin, qmax = {"uint8": (np.uint8, 0, 255), "int8": (np.int8, -128, 127),
-                               "uint4": (np.uint8, 0, 15), "int4": (np.int8, -8, 7)}[range_name]
+                               "uint4": (np.uint8, 0, 15), "int4": (np.int8, -8, 7),
+                               "uint16": (np.uint16, 0, 65535),
+                               "int16": (np.int16, -32768, 32767)}[range_name]
     exp = ob.round_trip(x, mapping, block, qmin, qmax, codes_dtype)
     scale, zp = nq.choose_qparams_affine(x, mapping, block, range_name)
     codes = nq.quantize_affine(x, block, scale, zp, range_name)
@@ -253,12 +255,21 @@ def test_blocks_every_16bit_value(kind):
     dtype = ml_dtypes.bfloat16 if kind == "bfloat16" else np.float16
     x = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(dtype)
     x = x[np.isfinite(x.astype(F32))]
-    for mapping in ("asymmetric", "symmetric", "symmetric_no_clipping_err"):
-        for range_name in ("uint8", "int8", "uint4", "int4"):
-            got, exp = _blocks_round_trip(x, mapping, (1,), range_name)
-            for name, g, e in zip(("scale", "zero_point", "codes", "dequant"), got, exp):
-                assert_same(g.view(np.uint16) if g.dtype == dtype and kind == "bfloat16"
-                            else g, e, f"{mapping} {range_name} {name}")
+    combos = [(m, r, 4) for m in ("asymmetric", "symmetric", "symmetric_no_clipping_err")
+              for r in ("uint8", "int8", "uint4", "int4")]
+    if kind == "bfloat16":
+        # 16-bit codes: min / scale of an all-negative block rounds to -65536 in bfloat16,
+        # and the zero point's clamp to quant_max bites.  Only the parameters are
+        # compared: for the codes the oracle adds the zero point rounded to bfloat16
+        # (65535 -> 65536, torch's promotion of an int32 tensor) where numba_quant adds
+        # it exactly, a difference no golden case covers yet.
+        combos += [("asymmetric", "uint16", 2), ("asymmetric", "int16", 2)]
+    names = ("scale", "zero_point", "codes", "dequant")
+    for mapping, range_name, compared in combos:
+        got, exp = _blocks_round_trip(x, mapping, (1,), range_name)
+        for name, g, e in list(zip(names, got, exp))[:compared]:
+            assert_same(g.view(np.uint16) if g.dtype == dtype and kind == "bfloat16"
+                        else g, e, f"{mapping} {range_name} {name}")
 
 
 # --------------------------------------------------------------------------- calibrators

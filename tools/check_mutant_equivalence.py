@@ -7,21 +7,28 @@ name), and compares the two compiled functions on every input of the domain in w
 the mutant differs in its source:
 
 * ``mx_int8_decode_divide``: ``decode_int8`` on all 256 int8 codes;
+* ``mx_int8_asymmetric_clamp``: ``int8_element(v, 1, 127/64)`` for every float32 ``v``
+  with exponent field 120-139 (|v| in [2**-7, 2**13)), both signs, and every inf/NaN;
 * ``element_no_upper_clamp``: ``element_code(w, 1, max, p)`` on every float32 ``w``
   above the format's largest value, +inf included (at or below it the two sources are
   the same), for FP8 E4M3FN/E5M2, FP6 E3M2/E2M3 and FP4 E2M1;
-* ``nvfp4_scale_not_saturating``: ``nvfp4_scale_code(amax, 1)`` for every float32
-  ``amax`` of either sign, NaN and infinity included (with pts = 1 every float32 block
-  scale bs = float32(amax / 6) is reached, so every clamped value the cast sees);
-  ``--quick`` takes every 97th pattern instead.
-* ``nvfp4_factor_float64``: ``nvfp4_block_factor`` for every finite E4M3 code and every
-  positive finite float32 per-tensor scale of 1,024 exponent/mantissa strata (all 254
-  exponents, 4 mantissas each) plus 10**6 random ones.
+* ``nvfp4_scale_not_saturating``: the E4M3 cast with and without saturation on every
+  value it can receive there (the clamped block scale: every float32 in [2**-6, 448],
+  every NaN), and the two whole functions on block maxima around the clamp's ends;
+* ``nvfp4_factor_float64``: ``nvfp4_block_factor`` for every finite E4M3 code and
+  per-tensor scales from all 254 normal exponents (4 significands each), the 4,095
+  smallest subnormals and 10**6 random normal ones (the reason in words covers the rest);
+* ``oneflow_floor_log2_tie_boundary``: ``floor_log2`` on every significand that can
+  bring the logarithm within the threshold, with an exponent of every threshold class
+  (see :func:`check_floor_log2_tie`).
 
 ``control`` runs the same machinery on a mutant that changes results (NVFP4's element
 multiplier through a reciprocal) and must find differences: it shows that the loaded
-copies really differ.  The other equivalent mutants are argued in words in their ``equivalent=`` text.  Prints
-one line per check; exits non-zero if any compiled pair differs.
+copies really differ.  The other equivalent mutants are argued in words in their
+``equivalent=`` text.  Prints one line per check; exits non-zero if a pair that must
+agree differs somewhere.
+
+``--quick`` takes every 97th value of the large domains.
 
 Usage: python tools/check_mutant_equivalence.py [--quick] [--only NAME]
 """
@@ -79,6 +86,34 @@ def check_int8_decode(quick):
     return bad, codes.size
 
 
+def check_int8_clamp(quick):
+    """int8_element(v, 1, 127/64) (encode_int8's only caller, as the block kernels call
+    it) for every float32 v of exponent field 120-139 (|v| in [2**-7, 2**13): around
+    the clamp at 127/64 and far beyond), both signs, and inf/NaN patterns."""
+    a, b = load("formats.py"), load("formats.py", "mx_int8_asymmetric_clamp")
+    fa, fb = a.int8_element, b.int8_element
+
+    @njit(parallel=True, cache=False)
+    def differ(v, lim):
+        n = 0
+        for i in prange(v.size):
+            if fa(v[i], np.float32(1), lim) != fb(v[i], np.float32(1), lim):
+                n += 1
+        return n
+
+    lim = np.float32(127.0 / 64.0)
+    bad = total = 0
+    step = 97 if quick else 1
+    for sign in (0, 1):
+        for field in list(range(120, 140)) + [255]:
+            base = (sign << 31) | (field << 23)
+            for v in _bits_range(base, base + (1 << 23) - 1):
+                v = v[::step]
+                bad += differ(v, lim)
+                total += v.size
+    return bad, total
+
+
 def check_element_clamp(quick):
     a, b = load("formats.py"), load("formats.py", "element_no_upper_clamp")
     fa, fb = a.element_code, b.element_code
@@ -106,24 +141,38 @@ def check_element_clamp(quick):
 
 
 def check_nvfp4_saturate(quick):
-    a, b = load("formats.py"), load("formats.py", "nvfp4_scale_not_saturating")
-    fa, fb = a.nvfp4_scale_code, b.nvfp4_scale_code
+    """The mutant changes only the ``saturate`` flag of nvfp4_scale_code's cast, whose
+    input is the clamped block scale: a float32 in [2**-6, 448] or a NaN.  The cast
+    (encode_f32 to E4M3FN) of every such value is compared with both flags."""
+    a = load("formats.py")
+    b = load("formats.py", "nvfp4_scale_not_saturating")   # (the mutant source compiles)
+    enc = a.encode_f32
+    fmt = np.int64(ff.E4M3FN)
 
     @njit(parallel=True, cache=False)
-    def differ(amax):
+    def differ(bs):
         n = 0
-        for i in prange(amax.size):
-            if fa(amax[i], np.float32(1)) != fb(amax[i], np.float32(1)):
+        for i in prange(bs.size):
+            if enc(bs[i], fmt, np.bool_(True)) != enc(bs[i], fmt, np.bool_(False)):
                 n += 1
         return n
 
     bad = total = 0
     step = 97 if quick else 1
-    for amax in _bits_range(0, 0xFFFFFFFF):
-        amax = amax[::step]
-        bad += differ(amax)
-        total += amax.size
-    return bad, total
+    lo = int(np.float32(2.0 ** -6).view(np.uint32))
+    hi = int(np.float32(448.0).view(np.uint32))
+    ranges = [(lo, hi), (0x7F800001, 0x7FFFFFFF), (0xFF800001, 0xFFFFFFFF)]  # + NaNs
+    for first, last in ranges:
+        for bs in _bits_range(first, last):
+            bs = bs[::step]
+            bad += differ(bs)
+            total += bs.size
+    # and the mutant's whole function on block maxima around the clamp's ends (pts 1)
+    edge = np.concatenate([np.arange(lo - 4096, lo + 4096), np.arange(hi - 4096, hi + 4096)])
+    amax = (edge.astype(np.uint32).view(np.float32).astype(np.float64) * 6).astype(np.float32)
+    for v in amax:
+        bad += a.nvfp4_scale_code(v, np.float32(1)) != b.nvfp4_scale_code(v, np.float32(1))
+    return bad, total + amax.size
 
 
 def check_nvfp4_factor(quick):
@@ -206,6 +255,7 @@ def check_floor_log2_tie(quick):
 CHECKS = {"control": (check_control, False),
           "mx_int8_decode_divide": (check_int8_decode, True),
           "oneflow_floor_log2_tie_boundary": (check_floor_log2_tie, True),
+          "mx_int8_asymmetric_clamp": (check_int8_clamp, True),
           "element_no_upper_clamp": (check_element_clamp, True),
           "nvfp4_scale_not_saturating": (check_nvfp4_saturate, True),
           "nvfp4_factor_float64": (check_nvfp4_factor, True)}

@@ -283,7 +283,13 @@ MUTANTS = [
     M("mx_int8_asymmetric_clamp", "formats.py", "encode_int8",
       "elif w < np.float32(-127.0):\n        w = np.float32(-127.0)",
       "elif w < np.float32(-128.0):\n        w = np.float32(-128.0)",
-      "MXINT8 codes clamped to [-128, 127] instead of [-127, 127]"),
+      "MXINT8 codes clamped to [-128, 127] instead of [-127, 127]",
+      equivalent="encode_int8's only caller, int8_element, first clamps w to [-lim, lim] "
+                 "with lim = 127/64 (MXINT8's Format.max) or gives it s = 0 (lim = inf, "
+                 "NaN blocks: w is 0 or NaN); w * 64 is then exact and >= -127, so "
+                 "rint(w * 64) < -127 never holds and neither lower clamp bites (NaN "
+                 "returns 0 before them); checked for every float32 v with |v| in "
+                 "[2**-7, 2**13), NaN and inf in tools/check_mutant_equivalence.py"),
     M("mx_int8_decode_divide", "formats.py", "decode_int8",
       "return np.float32(code) * np.float32(1.0 / 64.0)",
       "return np.float32(code) / np.float32(64.0)",

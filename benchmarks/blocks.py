@@ -11,10 +11,10 @@ Rows (uint4 range, asymmetric): observe only (``choose_qparams_affine``), observ
 quantize to uint8 codes in one call with ``out=`` given
 (``choose_qparams_and_quantize_affine``), the same with (128, 128) tiles, and the same
 from bfloat16 input (``ml_dtypes.bfloat16``; scale_dtype float32 and the input's own
-bfloat16 scale).  ``BW`` is ``benchmarks/run.py``'s parallel read-only pass over the
-input's bytes; torchao runs ``choose_qparams_affine`` + ``quantize_affine`` on a torch
+bfloat16 scale).  ``BW`` is the parallel read-only pass over the input's bytes
+(``benchmarks/timing.py``); torchao runs ``choose_qparams_affine`` + ``quantize_affine`` on a torch
 tensor over the same memory, with torch's threads set to Numba's.  Medians of repeats,
-implementations interleaved (``run.measure``).
+implementations interleaved (``timing.measure``).
 """
 import argparse
 import sys
@@ -22,11 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import run  # noqa: E402  (fresh Numba cache, numba_quant from this checkout)
+import run  # noqa: E402,F401  (fresh Numba cache, numba_quant from this checkout)
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 import numba_quant as nq  # noqa: E402
+from timing import bandwidth_probe, measure  # noqa: E402
 
 
 def torchao_impl(x, block, bf16=False):
@@ -88,9 +89,9 @@ def main():
     f32_time = None
     for name, data, impls in rows:
         impls = dict(impls)
-        impls["BW"] = run.bandwidth_probe(data if data.dtype == np.float32
-                                          else data.view(np.uint16))
-        res, errors = run.measure(impls, args.repeats, args.target)
+        impls["BW"] = bandwidth_probe(data if data.dtype == np.float32
+                                      else data.view(np.uint16))
+        res, errors = measure(impls, args.repeats, args.target)
         t = {k: v["median"] for k, v in res.items()}
         parts = [f"{k} {v * 1e3:8.2f} ms" for k, v in t.items()]
         line = f"{name:44s} " + "  ".join(parts)

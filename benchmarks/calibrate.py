@@ -5,52 +5,34 @@
                                    [--rows histogram,tensor,select] [--threads N]
 
 Rows: the histogram pass of ``HistogramObserver.observe`` (per-channel min/max pass plus
-the counting pass; per channel, and per block with ``block_size``) against BW, a parallel read-only numba sum over the same bytes; a
-per-tensor pass against PyTorch's ``HistogramObserver`` forward (when importable); and
-range selection on 64 channels x 2048 bins per method (wall time, and the CPU time of
-all threads, which a loaded machine changes less).  Times are the median (or with
-``--stat min``, the least) of ``--repeats`` runs; the implementations of a row alternate
+the counting pass; per channel, and per block with ``block_size``) against BW, the
+parallel read-only pass over the same bytes (``benchmarks/timing.py``); a per-tensor pass
+against PyTorch's ``HistogramObserver`` forward (when importable); and range selection on
+64 channels x 2048 bins per method (wall time, and the CPU time of all threads, which a
+loaded machine changes less).  Times are the median (or with ``--stat min``, the least)
+of ``--repeats`` runs after one warm-up run; the implementations of a row alternate
 within each repeat, and each run's wall and CPU time (``time.process_time``, all threads)
 are taken together.
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
-from numba import get_num_threads, njit, prange, set_num_threads
+from numba import get_num_threads, set_num_threads
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numba_quant as nq  # noqa: E402
+from timing import bandwidth_probe, interleave  # noqa: E402
 
-
-@njit(parallel=True, cache=True)
-def _parallel_sum(a):
-    s = 0.0
-    for i in prange(a.size):
-        s += a[i]
-    return s
-
-
-STAT = statistics.median
+STAT = "median"
 
 
 def measure(impls, repeats):
     """``({name: wall}, {name: cpu})`` seconds: ``STAT`` of ``repeats`` runs each."""
-    wall = {k: [] for k in impls}
-    cpu = {k: [] for k in impls}
-    for fn in impls.values():
-        fn()  # warm up (compile)
-    for _ in range(repeats):
-        for name, fn in impls.items():
-            c = time.process_time()
-            t = time.perf_counter()
-            fn()
-            wall[name].append(time.perf_counter() - t)
-            cpu[name].append(time.process_time() - c)
-    return ({k: STAT(v) for k, v in wall.items()}, {k: STAT(v) for k, v in cpu.items()})
+    times = interleave(impls, repeats, cpu=True)
+    return ({k: t.stat(STAT) for k, t in times.items()},
+            {k: t.cpu_stat(STAT) for k, t in times.items()})
 
 
 def row(title, times, base):
@@ -72,19 +54,19 @@ def main():
     if args.threads:
         set_num_threads(args.threads)
     global STAT
-    STAT = min if args.stat == "min" else statistics.median
+    STAT = args.stat
     rows = args.rows.split(",")
     rng = np.random.default_rng(0)
     print(f"threads {get_num_threads()}, numpy {np.__version__}")
     for size in (int(float(s)) for s in args.sizes.split(",") if "histogram" in rows):
         x = rng.standard_normal((64, size // 64), dtype=np.float32)
-        flat = x.reshape(-1)
+        bw = bandwidth_probe(x)
         obs = nq.HistogramObserver(bins=2048, per_layer_quantization=False, axis=0)
 
         def ours():
             obs.reset()
             obs.observe(x)
-        t = measure({"nq": ours, "BW": lambda: _parallel_sum(flat)}, args.repeats)
+        t = measure({"nq": ours, "BW": bw}, args.repeats)
         row(f"histogram 64ch x 2048 bins, n={size:.0e}", t, "BW")
         # the same data as 8 x 8 blocks of a 2-D array: 64 block histograms
         x2 = x.reshape(1000, size // 1000)
@@ -93,7 +75,7 @@ def main():
         def ours_blocks():
             blocks.reset()
             blocks.observe(x2)
-        t = measure({"nq": ours_blocks, "BW": lambda: _parallel_sum(flat)}, args.repeats)
+        t = measure({"nq": ours_blocks, "BW": bw}, args.repeats)
         row(f"  64 blocks (8 x 8) x 2048 bins", t, "BW")
     if "tensor" in rows:
         per_tensor(args)

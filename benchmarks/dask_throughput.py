@@ -24,7 +24,6 @@ in-memory call's).  Results are checked bit for bit against the in-memory call.
 import argparse
 import hashlib
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -32,22 +31,19 @@ from pathlib import Path
 
 import numpy as np
 
-distributed = None  # imported by main()
+# Imported by main(), not here: Dask's worker processes run this module's top level again
+# (as __mp_main__), and numba (which timing imports) must not start there before the
+# worker's NUMBA_NUM_THREADS is set.
+distributed = None
+timing = None
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _median_time(run, repeats, release=lambda result: None):
+def _median_time(run, repeats, release=None):
     """Median time of ``run()`` after one warm-up run (compilation, the workers' first
     kernel loads, the page cache); ``release(result)`` runs after each, untimed."""
-    release(run())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - start)
-        release(result)
-    return statistics.median(times)
+    return timing.time_one(run, repeats, release=release).median
 
 
 def _forget(client, futures):
@@ -99,9 +95,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    global distributed
+    global distributed, timing
     import dask
     import distributed
+    import timing
 
     import numba
     import numba_quant as nq

@@ -8,18 +8,17 @@ Usage::
     python benchmarks/formats.py --n 10000000 --repeats 3 --no-torchao
 
 Rows: the public function (outputs allocated by the call) and the kernel alone with
-preallocated outputs (``_cpu_float.quantize_blocks``, the call the public function makes),
-for MXFP8 (e4m3, block 32, floor), MXFP4 (e2m1), the fused MX fake quantization (MXFP8),
-NVFP4 with a given per-tensor scale (one pass) and with the computed one (two passes), and
-FP8 per-tensor current scaling (two passes).  ``BW`` is a parallel read-only sum over the
-input's bytes.  Times are medians of ``--repeats`` interleaved repeats; torchao runs once
-per repeat on the same threads (torch.set_num_threads(numba.get_num_threads())).
+preallocated outputs (``_cpu.formats.quantize_blocks``, the call the public function
+makes), for MXFP8 (e4m3, block 32, floor), MXFP4 (e2m1), the fused MX fake quantization
+(MXFP8), NVFP4 with a given per-tensor scale (one pass) and with the computed one (two
+passes), and FP8 per-tensor current scaling (two passes).  ``BW`` is the parallel
+read-only pass over the input's bytes (``benchmarks/timing.py``).  Times are medians of
+``--repeats`` interleaved repeats after one warm-up call each; torchao runs once per
+repeat on the same threads (torch.set_num_threads(numba.get_num_threads())).
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -27,20 +26,12 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 sys.path.insert(0, ROOT)
 
 import numba  # noqa: E402
-from numba import njit, prange  # noqa: E402
 
 import numba_quant as nq  # noqa: E402
-from numba_quant._cpu import formats as K# noqa: E402
-from numba_quant._reference import formats as ref# noqa: E402
+from numba_quant._cpu import formats as K  # noqa: E402
 from numba_quant._host.float_formats import by_name  # noqa: E402
-
-
-@njit(parallel=True, cache=True)
-def _parallel_sum(a):
-    s = np.float32(0)
-    for i in prange(a.size):
-        s += a[i]
-    return s
+from numba_quant._reference import formats as ref  # noqa: E402
+from timing import bandwidth_probe, interleave  # noqa: E402
 
 
 def main():
@@ -72,7 +63,7 @@ def main():
                                          0.01, scales, dummy, codes, dummy, True, False)
 
     impls = {
-        "BW (read-only sum)": lambda: _parallel_sum(x.reshape(-1)),
+        "BW (read-only sum)": bandwidth_probe(x),
         "to_mx MXFP8": lambda: nq.to_mx(x, "float8_e4m3fn"),
         "  kernel, outputs preallocated": kernel_mx("float8_e4m3fn", False),
         "to_mx MXFP4": lambda: nq.to_mx(x, "float4_e2m1fn"),
@@ -100,28 +91,19 @@ def main():
             }
         except Exception as e:  # noqa: BLE001 - optional comparison
             print(f"torchao not usable: {type(e).__name__}: {e}")
-    for f in list(impls.values()) + list(torchao.values()):
-        f()  # compile, first touch
-    times = {k: [] for k in impls}
-    ttimes = {k: [] for k in torchao}
-    for _ in range(args.repeats):
-        for k, f in impls.items():
-            t0 = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t0)
-        for k, f in torchao.items():
-            t0 = time.perf_counter()
-            f()
-            ttimes[k].append(time.perf_counter() - t0)
-    bw = statistics.median(times["BW (read-only sum)"])
+    # Warm-up (compile, first touch), then the repeats, torchao after ours in each.
+    timed = interleave({**{("nq", k): f for k, f in impls.items()},
+                        **{("torchao", k): f for k, f in torchao.items()}}, args.repeats)
+    times = {k: timed["nq", k].median for k in impls}
+    ttimes = {k: timed["torchao", k].median for k in torchao}
+    bw = times["BW (read-only sum)"]
     print(f"n = {n:,} float32 ({n * 4 / 1e6:.0f} MB), shape {x.shape}, blocks along the last "
           f"axis, {threads} threads, median of {args.repeats}")
     print(f"{'case':40s} {'time':>9s} {'/ BW':>7s} {'torchao':>9s} {'torchao / nq':>13s}")
-    for k, ts in times.items():
-        t = statistics.median(ts)
+    for k, t in times.items():
         line = f"{k:40s} {t * 1e3:7.1f}ms {t / bw:7.2f}"
         if k in ttimes:
-            tt = statistics.median(ttimes[k])
+            tt = ttimes[k]
             line += f" {tt * 1e3:7.0f}ms {tt / t:13.1f}"
         print(line)
 

@@ -13,11 +13,11 @@ that copy (what converting the whole input first costs).
 """
 import argparse
 import resource
-import statistics
-import time
 import tracemalloc
 
 import numpy as np
+
+from timing import time_one
 
 
 def _peak_rss():
@@ -41,12 +41,10 @@ def _make(n_values, kind, channels=4096):
 
 
 def _time(call, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times)
+    """(median, min) seconds of ``repeats`` calls; no warm-up: the kernels were compiled
+    on a slice, and the first call on the whole input counts like the others."""
+    times = time_one(call, repeats, warmup=False)
+    return times.median, times.min
 
 
 def _traced_peak(call):

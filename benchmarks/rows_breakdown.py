@@ -16,7 +16,6 @@ Usage: ``python benchmarks/rows_breakdown.py [--repeats 7] [--size 1e8]``.
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,18 +26,11 @@ import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
 import numba_quant as nq  # noqa: E402
-from numba_quant._cpu import backend as _cpu# noqa: E402
-from numba_quant._cpu import kernels# noqa: E402
+from numba_quant._cpu import channels as _cpu  # noqa: E402
+from numba_quant._cpu import kernels  # noqa: E402
+from numba_quant._cpu import threads as cpu_threads  # noqa: E402
 from numba_quant._host.layout import channel_view  # noqa: E402
-
-
-
-@njit(parallel=True, fastmath=True)
-def _parallel_sum(a):  # the yardstick of run.py: fastmath lets the sum vectorise
-    s = a.dtype.type(0)
-    for i in prange(a.size):
-        s += a[i]
-    return s
+from timing import bandwidth_probe, copy_probe, time_one  # noqa: E402
 
 
 @njit(parallel=True)
@@ -47,22 +39,10 @@ def _parallel_fill(a):
         a[i] = 1.0
 
 
-@njit(parallel=True)
-def _parallel_copy(src, dst):
-    for i in prange(src.size):
-        dst[i] = src[i]
-
-
 def best(fn, repeats):
-    fn()
-    wall = cpu = float("inf")
-    for _ in range(repeats):
-        w, c = time.perf_counter(), time.process_time()
-        fn()
-        w, c = time.perf_counter() - w, time.process_time() - c
-        if w < wall:
-            wall, cpu = w, c
-    return wall, cpu
+    """(wall, CPU) seconds of the fastest of ``repeats`` calls, after one warm-up call."""
+    times = time_one(fn, repeats, cpu=True)
+    return times.min, times.cpu_of_fastest
 
 
 def main():
@@ -80,14 +60,14 @@ def main():
     if "rows" in args.only:
         x = data.reshape(n // 4, 4)
         x3 = channel_view(x, 0)
-        parallel, most = _cpu._tasks(x3)
+        parallel, most = cpu_threads.tasks(x3)
         assert _cpu._short_runs(x3, False) and parallel
         c = x3.shape[1]
         lo = -np.abs(data[:c])  # per-channel (min, max) for the formulas alone
         hi = np.abs(data[c:2 * c])
         s_t = np.ones(c, np.float32)
         z_t = np.ones(c, np.float32)
-        bw = best(lambda: _parallel_sum(x.reshape(-1)), args.repeats)
+        bw = best(bandwidth_probe(x), args.repeats)
         rows += [
             ("rows of 4: BW (parallel read-only pass over the input)", bw),
             ("rows of 4: min_max_observer (fresh scale, zero point)",
@@ -118,11 +98,11 @@ def main():
         scale, zero_point = nq.min_max_observer(x, per_layer_quantization=False, axis=-1)
         out = np.empty_like(x)
         out.fill(0)
-        bw = best(lambda: _parallel_sum(x.reshape(-1)), args.repeats)
+        bw = best(bandwidth_probe(x), args.repeats)
         last = [
             ("channels last: BW (parallel read-only pass)", bw),
             ("channels last: parallel copy into a touched array",
-             best(lambda: _parallel_copy(data, out.reshape(-1)), args.repeats)),
+             best(copy_probe(data, out), args.repeats)),
             ("channels last: numpy copy (np.copyto) into a touched array",
              best(lambda: np.copyto(out, x), args.repeats)),
             ("channels last: fake_quantization out=",

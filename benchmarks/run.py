@@ -27,7 +27,6 @@ import gc
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -49,9 +48,11 @@ if "--keep-cache" not in sys.argv and "--from-json" not in sys.argv:
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
-from numba import njit, prange  # noqa: E402
+from numba import njit  # noqa: E402
 
 import numba_quant as nq  # noqa: E402
+from timing import (bandwidth_probe, involuntary_switches, measure,  # noqa: E402
+                    parallel_sum, wait_quiet)
 
 try:
     import torch
@@ -70,113 +71,7 @@ QMIN, QMAX = -128, 127  # 8-bit symmetric codes (google formula, the default)
 
 
 # ----------------------------------------------------------------------------------------
-# The memory limit: a parallel read-only sum (fastmath lets the float sum vectorise)
-
-@njit(parallel=True, fastmath=True)
-def _parallel_sum(a):
-    s = a.dtype.type(0)
-    for i in prange(a.size):
-        s += a[i]
-    return s
-
-
-def bandwidth_probe(x):
-    """A callable summing the bytes of ``x`` (contiguous) in parallel."""
-    flat = x.reshape(-1)
-    assert np.shares_memory(flat, x)
-    return lambda: _parallel_sum(flat)
-
-
-# ----------------------------------------------------------------------------------------
-# Timing
-
-def _loop(fn, number):
-    start = time.perf_counter()
-    for _ in range(number):
-        fn()
-    return (time.perf_counter() - start) / number
-
-
-def _cpu_counters():
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    return sum(fields), fields[3] + fields[4]  # total, idle + iowait
-
-
-def cpu_busy(window=0.25):
-    """Fraction of all cores that other processes kept busy over ``window`` seconds."""
-    try:
-        own0 = sum(os.times()[:2])
-        total0, idle0 = _cpu_counters()
-        time.sleep(window)
-        total1, idle1 = _cpu_counters()
-        own1 = sum(os.times()[:2])
-    except (OSError, ValueError, IndexError):
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = max(1, total1 - total0)
-    others = (total - (idle1 - idle0)) - (own1 - own0) * ticks
-    return min(1.0, max(0.0, others / total))
-
-
-def wait_quiet(max_wait, threshold=0.1):
-    """Wait up to ``max_wait`` seconds for other processes to leave the CPUs idle.
-
-    Parallel regions use every core, so anything else running makes a thread wait for
-    a time slice (milliseconds).  Returns the last busy fraction seen (None: unknown).
-    """
-    deadline = time.perf_counter() + max_wait
-    while True:
-        busy = cpu_busy()
-        if busy is None or busy < threshold or time.perf_counter() >= deadline:
-            return busy
-        time.sleep(0.25)
-
-
-def involuntary_switches():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
-
-
-def measure(impls, repeats, target):
-    """Median seconds per call of each callable in ``impls`` (name -> callable or None).
-
-    Each callable is warmed up (compiled), then called ``number`` times per repeat, with
-    ``number`` chosen so a repeat lasts about ``target`` seconds.  The callables take
-    turns within every repeat.  Returns {name: {"median", "samples", "number"}} and
-    {name: error message} for callables that raised.
-    """
-    live, errors = {}, {}
-    for name, fn in impls.items():
-        if fn is None:
-            continue
-        try:
-            fn()  # compiles, fills caches
-            # Per-call estimate: the fastest of a few calls (robust to a preempted one).
-            once = _loop(fn, 1)
-            if once < 3 * target:
-                once = min([once] + [_loop(fn, 1) for _ in range(2)])
-            if once < target / 10:
-                once = min(_loop(fn, max(1, int(target / 10 / once))) for _ in range(3))
-        except Exception as exc:  # a failing implementation leaves its cell empty
-            errors[name] = f"{type(exc).__name__}: {exc}"
-            continue
-        number = 1 if once >= target else int(min(100000, max(1, target / max(once, 1e-7))))
-        live[name] = (fn, number)
-    samples = {name: [] for name in live}
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for _ in range(repeats):
-            for name, (fn, number) in live.items():
-                samples[name].append(_loop(fn, number))
-    finally:
-        if enabled:
-            gc.enable()
-    results = {name: {"median": statistics.median(s), "min": min(s), "samples": s,
-                      "number": live[name][1]}
-               for name, s in samples.items()}
-    return results, errors
-
+# Memory
 
 def extra_memory(fn, nbytes):
     """Peak bytes numpy allocates during one call of ``fn`` beyond what it returns,
@@ -621,7 +516,7 @@ def machine():
             "threads": THREADS,
             "torch_threads": torch.get_num_threads() if torch is not None else None}
     try:
-        _parallel_sum(np.ones(10, np.float32))
+        parallel_sum(np.ones(10, np.float32))
         info["threading_layer"] = numba.threading_layer()
     except Exception:
         info["threading_layer"] = None

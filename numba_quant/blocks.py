@@ -19,16 +19,7 @@ import numpy as np
 from numba_quant._host import blocks_plan as plan
 from numba_quant._host import checks as _checks
 from numba_quant._dispatch import backend, is_dask, on_device
-
-
-def _ops(x, *others):
-    """The block-wise driver of the backend where ``x`` lives."""
-    side = backend(x, *others)
-    if side.__name__.startswith("numba_quant._cuda."):
-        from numba_quant._cuda import blocks as _cuda_blocks
-        return _cuda_blocks
-    from numba_quant._cpu import blocks as _cpu_blocks
-    return _cpu_blocks
+from numba_quant._dispatch.views import block_views, write_back
 
 
 _SMALLEST_NORMAL = {"bfloat16": 2.0 ** -126, "float16": 2.0 ** -14, "float32": 2.0 ** -126,
@@ -47,36 +38,6 @@ def _storage(kind):
 def _in_kind(value, kind, T):
     """A Python number rounded to ``kind`` (as torch casts a scalar), as a T scalar."""
     return T.type(np.asarray(value, np.float64).astype(_dtype_of(kind)).astype(T))
-
-
-def _views(ops, shape, block_size, data, target):
-    """4-D views of the input ``data`` and the output ``target`` (same shape), the 4-D
-    block size, and the array to copy into ``target`` afterwards (None: written in place).
-
-    Where no 4-D view describes both, the input is copied contiguous, and so is the
-    output (computed into a new contiguous array, then copied into ``target``).
-    """
-    planned = plan.canonical(shape, block_size, [data.strides, target.strides])
-    temp = None
-    same = target is data
-    if planned is None:
-        data = ops.contiguous(data)
-        target = data if same else target
-        planned = plan.canonical(shape, block_size, [data.strides, target.strides])
-    if planned is None:
-        temp = ops.empty(shape, target.dtype, None)
-        planned = plan.canonical(shape, block_size, [data.strides, temp.strides])
-        if planned is None:
-            raise ValueError(f"block_size {tuple(block_size)} on shape {tuple(shape)} needs "
-                             f"more than {plan.AXES} axes after merging")
-    shape4, block4, (xs, ts) = planned
-    return (block4, ops.view4(data, shape4, xs),
-            ops.view4(target if temp is None else temp, shape4, ts), temp)
-
-
-def _write_back(ops, temp, target):
-    if temp is not None:
-        ops.copy_into(target, temp)
 
 
 def _grid4(block4, view):
@@ -130,8 +91,8 @@ def _qparams_setup(x, mapping_type, block_size, target_dtype, quant_min, quant_m
     codes_dtype, lowest, highest = _checks.target_dtype(target_dtype)
     qmin, qmax = _checks.quant_range(quant_min, quant_max, lowest, highest,
                                      f"target_dtype {target_dtype!r}")
-    ops = _ops(x)
-    data, kind = ops.as_input(x)
+    ops = backend(x)
+    data, kind = ops.blocks.as_input(x)
     sizes = _checks.block_size(block_size, data.shape)
     skind = kind if scale_dtype is None else _checks.float_dtype_arg(scale_dtype, "scale_dtype")
     zdtype = np.dtype(np.int32 if zero_point_dtype is None else zero_point_dtype)
@@ -152,9 +113,9 @@ def _qparams_setup(x, mapping_type, block_size, target_dtype, quant_min, quant_m
 
 def _finish_qparams(ops, x, data, sizes, scale, zp, skind, zdtype):
     shape = plan.torchao_shape(data.shape, sizes)
-    scale = ops.cast_params(scale, _dtype_of(skind), shape, x)
-    zp = ops.cast_params(zp, zdtype, shape, x)
-    return scale, zp
+    scale = ops.blocks.cast_params(scale, _dtype_of(skind), shape, x)
+    zp = ops.blocks.cast_params(zp, zdtype, shape, x)
+    return ops.wrap(scale, x), ops.wrap(zp, x)
 
 
 def _observe(x, mapping_type, block_size, target_dtype, quant_min, quant_max, eps,
@@ -169,16 +130,17 @@ def _observe(x, mapping_type, block_size, target_dtype, quant_min, quant_max, ep
     if codes:
         result = _output(ops, out, data.shape, codes_dtype, x)
         target = ops.as_output(result) if out is not None else result
-    block4, x4, codes4, temp = _views(ops, data.shape, sizes, data,
+    block4, x4, codes4, temp = block_views(ops, data.shape, sizes, data,
                                       data if target is None else target)
     grid = _grid4(block4, x4)
     scale = ops.empty(grid, T, x)
     zp = ops.empty(grid, np.int32, x)
-    bad = ops.run_observe(x4, s["xfmt"], block4, s["mapping"], s["qmin"], s["qmax"],
+    bad = ops.blocks.run_observe(x4, s["xfmt"], block4, s["mapping"], s["qmin"], s["qmax"],
                           s["sym_zp"], s["eps"], s["afmt"], s["sfmt"], s["pfmt"], scale, zp,
                           codes4 if codes else None)
     if codes:
-        _write_back(ops, temp, target)
+        write_back(ops, temp, target)
+        result = result if out is not None else ops.wrap(result, x)
     if bad and checked:
         raise _checks.block_nonfinite_error(bad)
     scale, zp = _finish_qparams(ops, x, data, sizes, scale, zp, skind, zdtype)
@@ -244,7 +206,7 @@ def choose_qparams_affine(x, mapping_type, block_size, target_dtype, quant_min=N
         from numba_quant._dask import formats as _dask_formats
         return _dask_formats.choose_qparams_affine(
             x, mapping_type, block_size, target_dtype, quant_min, quant_max, eps,
-            scale_dtype, zero_point_dtype, codes=False)
+            scale_dtype, zero_point_dtype, codes=False, functions=_dask_functions(_dask_formats))
     _, scale, zp = _observe(x, mapping_type, block_size, target_dtype, quant_min, quant_max,
                             eps, scale_dtype, zero_point_dtype, False, None)
     return scale, zp
@@ -280,7 +242,7 @@ def choose_qparams_and_quantize_affine(x, mapping_type, block_size, target_dtype
         _checks.dask_no_out(out)
         return _dask_formats.choose_qparams_affine(
             x, mapping_type, block_size, target_dtype, quant_min, quant_max, eps,
-            scale_dtype, zero_point_dtype, codes=True)
+            scale_dtype, zero_point_dtype, codes=True, functions=_dask_functions(_dask_formats))
     return _observe(x, mapping_type, block_size, target_dtype, quant_min, quant_max, eps,
                     scale_dtype, zero_point_dtype, True, out)
 
@@ -309,12 +271,13 @@ def quantize_affine(x, block_size, scale, zero_point, output_dtype, quant_min=No
         from numba_quant._dask import formats as _dask_formats
         _checks.dask_no_out(out)
         return _dask_formats.quantize_affine(x, block_size, scale, zero_point, output_dtype,
-                                             quant_min, quant_max)
+                                             quant_min, quant_max,
+                                             _dask_functions(_dask_formats))
     codes_dtype, lowest, highest = _checks.target_dtype(output_dtype)
     qmin, qmax = _checks.quant_range(quant_min, quant_max, lowest, highest,
                                      f"output_dtype {output_dtype!r}")
-    ops = _ops(x, scale if on_device(scale) else None)
-    data, kind = ops.as_input(x)
+    ops = backend(x, scale if on_device(scale) else None)
+    data, kind = ops.blocks.as_input(x)
     sizes = _checks.block_size(block_size, data.shape)
     scale_host, _ = _params_in(ops, scale, "scale", data.shape, sizes, None)
     skind = _checks.block_input_kind(scale_host.dtype, "scale")
@@ -325,16 +288,16 @@ def quantize_affine(x, block_size, scale, zero_point, output_dtype, quant_min=No
     xfmt = plan.fmt(kind, T) if kind in ("bfloat16", "float16") else plan.NATIVE
     result = _output(ops, out, data.shape, codes_dtype, x)
     target = ops.as_output(result) if out is not None else result
-    block4, x4, codes4, temp = _views(ops, data.shape, sizes, data, target)
+    block4, x4, codes4, temp = block_views(ops, data.shape, sizes, data, target)
     grid = _grid4(block4, x4)
     scale4 = ops.from_host(np.ascontiguousarray(scale_host.astype(T).reshape(grid)), x)
     zp4 = ops.from_host(np.ascontiguousarray(zp_host.reshape(grid)), x)
-    nan = ops.run_quantize(x4, xfmt, block4, scale4, plan.fmt(skind, T), zp4, qmin, qmax,
+    nan = ops.blocks.run_quantize(x4, xfmt, block4, scale4, plan.fmt(skind, T), zp4, qmin, qmax,
                            pfmt, codes4)
-    _write_back(ops, temp, target)
+    write_back(ops, temp, target)
     if nan:
         raise ValueError(f"input contains {nan} NaN value(s); they have no code")
-    return result
+    return result if out is not None else ops.wrap(result, x)
 
 
 def dequantize_affine(codes, block_size, scale, zero_point, input_dtype, quant_min=None,
@@ -361,13 +324,13 @@ def dequantize_affine(codes, block_size, scale, zero_point, input_dtype, quant_m
         _checks.dask_no_out(out)
         return _dask_formats.dequantize_affine(codes, block_size, scale, zero_point,
                                                input_dtype, quant_min, quant_max,
-                                               output_dtype)
+                                               output_dtype, _dask_functions(_dask_formats))
     codes_dtype, lowest, highest = _checks.target_dtype(input_dtype)
     qmin, qmax = _checks.quant_range(quant_min, quant_max, lowest, highest,
                                      f"input_dtype {input_dtype!r}")
     okind = _checks.float_dtype_arg(output_dtype, "output_dtype")
-    ops = _ops(codes, scale if on_device(scale) else None)
-    data = ops.as_codes(codes)
+    ops = backend(codes, scale if on_device(scale) else None)
+    data = ops.blocks.as_codes(codes)
     if data.dtype != codes_dtype:
         raise TypeError(f"codes have dtype {data.dtype} but input_dtype {input_dtype!r} "
                         f"is stored as {codes_dtype}")
@@ -380,15 +343,22 @@ def dequantize_affine(codes, block_size, scale, zero_point, input_dtype, quant_m
     result = _output(ops, out, data.shape, _dtype_of(okind), codes)
     target = ops.as_output(result) if out is not None else result
     if okind in ("bfloat16", "float16"):
-        target = ops.bits_view(target)
-    block4, c4, out4, temp = _views(ops, data.shape, sizes, data, target)
+        target = ops.blocks.bits_view(target)
+    block4, c4, out4, temp = block_views(ops, data.shape, sizes, data, target)
     grid = _grid4(block4, c4)
     scale4 = ops.from_host(np.ascontiguousarray(scale_host.astype(T).reshape(grid)), codes)
     zp4 = ops.from_host(np.ascontiguousarray(zp_host.reshape(grid)), codes)
-    outside = ops.run_dequantize(c4, block4, scale4, zp4, qmin, qmax, plan.fmt(okind, T),
+    outside = ops.blocks.run_dequantize(c4, block4, scale4, zp4, qmin, qmax, plan.fmt(okind, T),
                                  plan.fmt(plan.promote(okind, skind), T), out4)
-    _write_back(ops, temp, target)
+    write_back(ops, temp, target)
     if outside:
         raise ValueError(f"{outside} code(s) lie outside [quant_min, quant_max] = "
                          f"[{qmin}, {qmax}]")
-    return result
+    return result if out is not None else ops.wrap(result, codes)
+
+
+def _dask_functions(dask_formats):
+    """What a Dask graph of these functions runs on each chunk (functions of this
+    module)."""
+    return dask_formats.BlockFunctions(_observe, quantize_affine, dequantize_affine,
+                                       _check_scale, _zero_points, _dtype_of)

@@ -7,7 +7,12 @@ import numpy as np
 from numba_quant._host import checks as _checks
 from numba_quant._host import codes
 from numba_quant._host import tuning as _tuning
-from numba_quant._dispatch import backend, is_dask, to_host
+from numba_quant._dispatch import backend, cpu, is_dask, to_host
+from numba_quant._dispatch import blockwise as _blockwise
+from numba_quant._dispatch import hist as _hist_backend
+from numba_quant._dispatch.minmax import observe_minmax
+from numba_quant._host import blocks_plan as plan
+from numba_quant.observer import min_max_observer
 
 # Scores within this relative distance of the best fast entropy score are recomputed
 # exactly (the fast and exact scores differ by rounding only: about 1e-13).
@@ -89,33 +94,20 @@ def compute_amax(hist, edges, method, *, percentile=99.99, num_bits=8, unsigned=
     index = _select(method, counts, edges32, p / 100, bits, unsigned, start_bin, stride)
     if method == "mse":
         centers = (edges32[:, 1:] + edges32[:, :-1]) / np.float32(2)
-        return centers[np.arange(rows), index].astype(edge_rows.dtype).reshape(shape)
-    return edge_rows[np.arange(rows), index].reshape(shape)
+        amax = centers[np.arange(rows), index].astype(edge_rows.dtype).reshape(shape)
+    else:
+        amax = edge_rows[np.arange(rows), index].reshape(shape)
+    return backend(hist).host_result(amax, hist)
 
 
 def _select(method, counts, edges32, fraction, bits, unsigned, start_bin, stride):
-    """Each row's chosen index (see :func:`numba_quant._cpu.hist.select_rows`)."""
-    from numba_quant._cpu import hist as _cpu_hist
-    code = {"percentile": _cpu_hist.PERCENTILE, "entropy": _cpu_hist.ENTROPY,
-            "mse": _cpu_hist.MSE}[method]
-    rows = counts.shape[0]
-    index = np.empty(rows, np.int64)
-    args = (code, counts, edges32, fraction, _quantized_levels(bits, unsigned), bits,
-            bool(unsigned), start_bin, stride, _ENTROPY_TOLERANCE)
-    threads = _selection_threads(rows, counts.shape[1], method)
-    if threads == 1:
-        _cpu_hist.select_rows(*args, 0, rows, index)
-        return index
-    from numba_quant._cpu.blocks import _pool
-    bounds = [rows * k // threads for k in range(threads + 1)]
-    # the package's kept thread pool (no threads started per call); this thread takes
-    # the first share itself
-    jobs = [_pool(threads).submit(_cpu_hist.select_rows, *args, bounds[k], bounds[k + 1],
-                                  index) for k in range(1, threads)]
-    _cpu_hist.select_rows(*args, bounds[0], bounds[1], index)
-    for job in jobs:
-        job.result()
-    return index
+    """Each row's chosen index (see :func:`numba_quant._cpu.hist.select_rows`), on the
+    host, where the histograms are."""
+    hist = cpu().hist
+    code = {"percentile": hist.PERCENTILE, "entropy": hist.ENTROPY, "mse": hist.MSE}[method]
+    return hist.select(code, counts, edges32, fraction, _quantized_levels(bits, unsigned),
+                       bits, unsigned, start_bin, stride, _ENTROPY_TOLERANCE,
+                       _selection_threads(counts.shape[0], counts.shape[1], method))
 
 
 def _selection_threads(rows, bins, method):
@@ -161,7 +153,7 @@ def exact_amax_percentile(x, percentile=99.99, *, per_layer_quantization=True, a
     """
     p = _checks.percentile(percentile)
     ops = backend(x)
-    data = to_host(ops.as_array(x))
+    data = to_host(ops.channels.as_array(x))
     axis = _checks.channel_axis(axis, data.ndim, per_layer_quantization)
     _checks.not_empty(data.shape, axis)
     if not np.all(np.isfinite(data)):
@@ -170,7 +162,8 @@ def exact_amax_percentile(x, percentile=99.99, *, per_layer_quantization=True, a
             else np.moveaxis(data, axis, 0).reshape(data.shape[axis], -1))
     n = rows.shape[1]
     k = max(1, math.ceil(p / 100 * n))
-    return np.partition(np.abs(rows), k - 1, axis=1)[:, k - 1].copy()
+    amax = np.partition(np.abs(rows), k - 1, axis=1)[:, k - 1].copy()
+    return ops.host_result(amax, x)
 
 
 class HistogramObserver:
@@ -286,6 +279,7 @@ class HistogramObserver:
         self.max_val = None
         self.batches = 0
         self.grid = None          # with block_size: the grid's shape (one row per block)
+        self._like = None         # an empty array of the last batch's kind: the results'
         # After exactly one call with method "l2": torch.histc's counts over each
         # channel's [min, max] (float32 lo/hi kept in min_val/max_val).
         self.first_counts = None
@@ -309,12 +303,13 @@ class HistogramObserver:
             if self.block_size is not None:
                 raise _checks.histogram_blocks_for_dask()
             from numba_quant._dask import hist as _dask_hist
-            _dask_hist.observe(self, x)
+            _dask_hist.observe(self, x, _histc_bounds)
             return
         from numba_quant._reference import hist as hist_ref
         omit = _checks.nonfinite_policy(self.nonfinite)
         ops = backend(x)
-        data = ops.as_array(x)
+        data = ops.channels.as_array(x)
+        self._like = ops.placeholder(x)
         lo, hi, histogram, pair, grid = self._slices(ops, data, omit)
         lo = np.asarray(to_host(lo)).reshape(-1)
         hi = np.asarray(to_host(hi)).reshape(-1)
@@ -351,10 +346,6 @@ class HistogramObserver:
         function ``histogram(grid, a, b)`` that counts them, a function
         ``pair(factor, lo, hi)`` that counts them on both grids (power-of-two, linear),
         and the block grid (None without ``block_size``)."""
-        from numba_quant._dispatch import blockwise as _blockwise
-        from numba_quant._host import blocks_plan as plan
-        from numba_quant._dispatch import hist as _hist_backend
-        from numba_quant._dispatch.minmax import observe_minmax
         grid = None
         if self.block_size is None:
             axis = _checks.channel_axis(self.axis, data.ndim, self.per_layer_quantization)
@@ -486,7 +477,6 @@ class HistogramObserver:
         Returns numpy arrays of shape ``(1,)`` per layer or ``(channels,)``; with
         ``block_size``, the grid's shape.
         """
-        from numba_quant.observer import min_max_observer
         self._need_data("calculate_qparams")
         lo, hi = self._row_range()
         lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
@@ -497,8 +487,10 @@ class HistogramObserver:
                                              self.quantization_bit,
                                              self.quantization_scheme, per_layer, axis=1)
         if self.grid is not None:
-            return scale.reshape(self.grid), zero_point.reshape(self.grid)
-        return scale, zero_point
+            scale, zero_point = scale.reshape(self.grid), zero_point.reshape(self.grid)
+        like = self._like if self._like is not None else scale
+        bk = backend(like)
+        return bk.host_result(scale, like), bk.host_result(zero_point, like)
 
     # ----------------------------------------------------------------- state
     def _settings_dict(self):
@@ -579,12 +571,8 @@ def _histc_bounds(lo, hi):
 
 def _widened(counts, exponent, target):
     """``counts`` (rows at ``exponent``) moved onto the grids of exponents ``target``."""
-    from numba_quant._cpu import hist as _cpu_hist
-    from numba_quant._reference.hist import ZERO_EXPONENT
-    steps = np.where(exponent == ZERO_EXPONENT, 64, target - exponent).astype(np.int64)
+    steps = np.where(exponent == codes.ZERO_EXPONENT, 64, target - exponent).astype(np.int64)
     if not np.any(steps):
         return counts
-    out = np.zeros_like(counts)
-    _cpu_hist.widen_rows(counts, np.minimum(steps, 64), out)
-    return out
+    return cpu().hist.widen(counts, np.minimum(steps, 64))
 

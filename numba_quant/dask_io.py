@@ -3,6 +3,7 @@ memory."""
 import numpy as np
 
 from numba_quant._host import checks as _checks
+from numba_quant.reporting.checkpoint import open_checkpoint
 
 
 class _NpyFile:
@@ -37,7 +38,6 @@ class _CheckpointTensor:
         self.dtype = entry.decode(entry.raw()[(slice(0, 0),) * self.ndim]).dtype
 
     def _entry(self):
-        from numba_quant.reporting.checkpoint import open_checkpoint
         tensors = open_checkpoint(self.path).tensors
         for entry in tensors:
             if entry.name == self.name:

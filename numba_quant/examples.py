@@ -21,6 +21,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from numba_quant.reporting.checkpoint import open_checkpoint
 
 __all__ = [
     "EXAMPLE_NAMES",
@@ -187,7 +188,6 @@ def minilm_weights(*, matrices_only: bool = False) -> dict[str, np.ndarray]:
     ...     print((384, 384))
     (384, 384)
     """
-    from numba_quant.reporting.checkpoint import open_checkpoint
     out = {}
     for entry in open_checkpoint(minilm_path()).tensors:   # float tensors only
         if matrices_only and len(entry.shape) != 2:

@@ -4,7 +4,7 @@ import numpy as np
 from numba_quant._dispatch import blockwise as _blockwise
 from numba_quant._host import checks as _checks
 from numba_quant._host import codes
-from numba_quant._dispatch import backend, is_dask, on_device
+from numba_quant._dispatch import backend, is_dask, on_device, to_host
 
 
 def _parameters(ops, like, shape, scale, zero_point, scheme, bits, axis, dtype,
@@ -16,8 +16,10 @@ def _parameters(ops, like, shape, scale, zero_point, scheme, bits, axis, dtype,
     Host values are checked here; values that live on the GPU are checked there, by the
     kernel that makes the constants (no copy to the host unless one is bad).
     """
-    scale = ops.parameter_values(scale)
-    zero_point = ops.parameter_values(zero_point)
+    if ops.device == "cpu":  # GPU values given with host data are read on the host
+        scale, zero_point = (to_host(v) if on_device(v) else v for v in (scale, zero_point))
+    scale = ops.channels.parameter_values(scale)
+    zero_point = ops.channels.parameter_values(zero_point)
     if blocks:
         _checks.parameter_types(scale, zero_point)
         axis = None
@@ -28,7 +30,7 @@ def _parameters(ops, like, shape, scale, zero_point, scheme, bits, axis, dtype,
         scale = scale.astype(dtype)
         zero_point = zero_point.astype(dtype)
         _checks.parameter_values(scale, zero_point, scheme)
-    return ops.code_params(scale, zero_point, dtype, scheme, bits, checked=on_host,
+    return ops.channels.code_params(scale, zero_point, dtype, scheme, bits, checked=on_host,
                            like=like), axis
 
 
@@ -51,7 +53,7 @@ def _write(ops, data, params, axis, sizes, what, view):
     if sizes is not None:
         _blockwise.apply(ops, data, params, sizes, what, view)
     else:
-        ops.quantize_map(data, params, axis, what, view)
+        ops.channels.quantize_map(data, params, axis, what, view)
 
 
 def _output(ops, x, out, shape, dtype):
@@ -98,12 +100,12 @@ def _apply(x, scale, zero_point, formula, bits, scheme, axis, out, what, code_dt
                                        quantization_scheme=scheme))
     scheme = scheme_code
     ops = backend(x)
-    data = ops.as_array(x)
+    data = ops.channels.as_array(x)
     axis, sizes = _layout(data.shape, scale, zero_point, block_size, axis)
     params, axis = _parameters(ops, x, data.shape, scale, zero_point, scheme, bits, axis,
                                data.dtype, sizes is not None)
     if code_dtype is not None:
-        _checks.no_nan_for_codes(ops.count_nonfinite(data, nan_only=True) if data.size else 0)
+        _checks.no_nan_for_codes(ops.channels.count_nonfinite(data, nan_only=True) if data.size else 0)
     result, view = _output(ops, x, out, data.shape,
                            data.dtype if code_dtype is None else code_dtype(scheme, bits))
     _write(ops, data, params, axis, sizes, what, view)
@@ -289,7 +291,7 @@ def dequantize(q, scale, zero_point, quantization_formula="google", quantization
     ops = backend(q._meta if is_dask(q) else q)
     if dtype is None:
         scale_type = np.dtype(scale.dtype if is_dask(scale)
-                              else ops.parameter_values(scale).dtype)
+                              else ops.channels.parameter_values(scale).dtype)
         dtype = scale_type if scale_type.kind == "f" else np.float64
     dtype = _checks.compute_dtype(dtype)
     if is_dask(q):
@@ -300,7 +302,7 @@ def dequantize(q, scale, zero_point, quantization_formula="google", quantization
                                               quantization_bit=bits,
                                               quantization_scheme=quantization_scheme,
                                               dtype=dtype))
-    codes_array = ops.as_codes(q, dtype)
+    codes_array = ops.channels.as_codes(q, dtype)
     axis, sizes = _layout(codes_array.shape, scale, zero_point, block_size, axis)
     params, axis = _parameters(ops, q, codes_array.shape, scale, zero_point, scheme, bits, axis,
                                dtype, sizes is not None)

@@ -13,6 +13,7 @@ block, the array is rechunked so that no chunk boundary cuts a block along the l
 import numpy as np
 
 from numba_quant._host import checks as _checks
+from numba_quant._dispatch import backend, is_dask, on_device
 from numba_quant._dispatch import formats as common
 from numba_quant._host.float_formats import ELEMENT_FORMATS, FORMATS, FP8_FORMATS
 
@@ -58,17 +59,17 @@ def to_bits(x, dtype, *, saturate=False, packed=False, ml_dtypes=False):
     fmt = FORMATS[name]
     if packed and name != "float4_e2m1fn":
         raise ValueError(f"packed=True is for float4_e2m1fn only; got dtype {name!r}")
-    bk = common.backend(x)
+    bk = backend(x)
     a, shape = common.as_input(bk, x, allow_float64=True)
     flat = a.reshape(-1)
     if packed:
         _checks.packed_length(shape[-1] if shape else 1)
         out = bk.empty((flat.size // 2,), np.uint8, x)
-        bk.encode(flat, fmt.code, bool(saturate), True, out)
+        bk.formats.encode(flat, fmt.code, bool(saturate), True, out)
         out = out.reshape(shape[:-1] + (shape[-1] // 2,))
         return common.output(bk, out, x, None, False)
     out = bk.empty((flat.size,), np.uint8, x)
-    bk.encode(flat, fmt.code, bool(saturate), False, out)
+    bk.formats.encode(flat, fmt.code, bool(saturate), False, out)
     return common.output(bk, out.reshape(shape), x, name, ml_dtypes)
 
 
@@ -96,13 +97,13 @@ def from_bits(codes, dtype, *, packed=False, output_dtype=np.float32):
     if packed and name != "float4_e2m1fn":
         raise ValueError(f"packed=True is for float4_e2m1fn only; got dtype {name!r}")
     output_dtype = _checks.float_output(output_dtype)
-    bk = common.backend(codes)
+    bk = backend(codes)
     c = common.as_codes(bk, codes, name, "codes")
     shape = tuple(c.shape)
     if packed:
         shape = shape[:-1] + (2 * shape[-1],) if shape else (2,)
     out = bk.empty((int(np.prod(shape, dtype=np.int64)),), np.float32, codes)
-    bk.decode(c.reshape(-1), FORMATS[name].code, bool(packed), out)
+    bk.formats.decode(c.reshape(-1), FORMATS[name].code, bool(packed), out)
     out = common.widen(bk, out.reshape(shape), output_dtype)
     return bk.wrap(out, codes)
 
@@ -151,36 +152,36 @@ def to_float8(x, dtype="float8_e4m3fn", *, per_layer_quantization=True, axis=0,
     name = _checks.float_format(dtype, FP8_FORMATS, "dtype")
     fmt = FORMATS[name]
     propagate = _checks.format_nonfinite(nonfinite)
-    if common.is_dask(x):
+    if is_dask(x):
         from numba_quant._dask import formats as _dask_formats
         return _dask_formats.to_float8(x, name, per_layer_quantization, axis, block_size,
-                                       nonfinite)
-    bk = common.backend(x)
+                                       nonfinite, _dask_functions(_dask_formats))
+    bk = backend(x)
     a, shape = common.as_input(bk, x, allow_float64=False)
     groups = _Groups(bk, shape, per_layer_quantization, axis, block_size)
     amax, bad = groups.abs_max(a)
     if bad and not propagate:
         raise _checks.nonfinite_blocks_error(bad, "element(s)")
-    scale = bk.fp8_scales(amax, fmt.max)
+    scale = bk.formats.fp8_scales(amax, fmt.max)
     return (_encode(bk, x, a, shape, groups, scale, fmt, propagate),
-            bk.from_host(scale.reshape(groups.scale_shape), x))
+            bk.wrap(bk.from_host(scale.reshape(groups.scale_shape), x), x))
 
 
 def _encode(bk, x, a, shape, groups, scale, fmt, propagate):
     """The FP8 codes of ``a`` (``x`` as the kernels read it) with the groups' float32
     scales ``scale`` (host), in ``x``'s array type."""
     codes = bk.empty(groups.rows_shape, np.uint8, x)
-    bk.quantize_blocks(KIND_FP8, a.reshape(groups.rows_shape), groups.run, fmt.code, 0, 0, 0,
+    bk.formats.quantize_blocks(KIND_FP8, a.reshape(groups.rows_shape), groups.run, fmt.code, 0, 0, 0,
                        fmt.max, propagate, 1.0, common.unused(bk, np.uint8),
                        groups.run_scales(scale), codes, common.unused(bk, np.float32), True,
                        False)
-    return bk.wrap(codes.reshape(shape), x)
+    return bk.wrap(codes.reshape(shape), x, fmt.name)
 
 
 def amax_of_chunk(x, per_layer_quantization, axis):
     """``(max |x| per group, non-finite count)`` of a per-tensor or per-channel chunk
     (for Dask: maxima merge exactly in any order)."""
-    bk = common.backend(x)
+    bk = backend(x)
     a, shape = common.as_input(bk, x, allow_float64=False)
     return _Groups(bk, shape, per_layer_quantization, axis, None).abs_max(a)
 
@@ -188,7 +189,7 @@ def amax_of_chunk(x, per_layer_quantization, axis):
 def encode_chunk(x, scale, fmt_name, per_layer_quantization, axis, nonfinite):
     """The FP8 codes of a chunk with given per-tensor or per-channel scales (host
     float32, the chunk's channels)."""
-    bk = common.backend(x)
+    bk = backend(x)
     a, shape = common.as_input(bk, x, allow_float64=False)
     groups = _Groups(bk, shape, per_layer_quantization, axis, None)
     return _encode(bk, x, a, shape, groups, np.asarray(scale, np.float32), FORMATS[fmt_name],
@@ -220,7 +221,7 @@ class _Groups:
         elif per_layer_quantization:
             self.mode = "tensor"
             self.rows_shape = (1, n)
-            self.run = max(1, min(n, bk.scale_run()))
+            self.run = max(1, min(n, bk.formats.scale_run()))
             self.scale_shape = (1,)
         else:
             self.mode = "channel"
@@ -229,7 +230,7 @@ class _Groups:
             self.channels = shape[ax]
             inner = int(np.prod(shape[ax + 1:], dtype=np.int64))
             self.rows_shape = (self.outer * self.channels, inner)
-            self.run = max(1, min(inner, bk.scale_run()))
+            self.run = max(1, min(inner, bk.formats.scale_run()))
             self.scale_shape = (self.channels,)
         self.runs = -(-self.rows_shape[1] // self.run)
 
@@ -237,7 +238,7 @@ class _Groups:
         """Each group's ``max |x|`` (float32, host, of ``scale_shape``), non-finite count."""
         bk = self.bk
         parts = bk.empty((self.rows_shape[0], self.runs), np.float32, None)
-        bad = bk.group_abs_max(a.reshape(self.rows_shape), self.run, parts)
+        bad = bk.formats.group_abs_max(a.reshape(self.rows_shape), self.run, parts)
         parts = np.asarray(bk.to_host(parts))
         if self.mode == "block":
             return parts.reshape(self.scale_shape), bad
@@ -276,17 +277,17 @@ def from_float8(elements, scale, dtype="float8_e4m3fn", *, axis=0, block_size=No
     name = _checks.float_format(dtype, FP8_FORMATS, "dtype")
     fmt = FORMATS[name]
     output_dtype = _checks.float_output(output_dtype)
-    if common.is_dask(elements):
+    if is_dask(elements):
         from numba_quant._dask import formats as _dask_formats
         return _dask_formats.from_float8(elements, scale, name, axis, block_size,
-                                         output_dtype)
-    bk = common.backend(elements, scale)
+                                         output_dtype, _dask_functions(_dask_formats))
+    bk = backend(elements, scale)
     c = common.as_codes(bk, elements, name, "elements")
     shape = tuple(c.shape)
     _checks.not_empty_input(shape)
     if isinstance(scale, (int, float, list, tuple)):
         scale = np.asarray(scale, np.float32)
-    s = np.asarray(bk.to_host(scale) if common.on_device(scale) else scale)
+    s = np.asarray(bk.to_host(scale) if on_device(scale) else scale)
     if s.dtype != np.float32:
         raise TypeError(f"scale must be float32 (what to_float8 returns); got dtype {s.dtype}")
     if block_size is not None:
@@ -299,6 +300,11 @@ def from_float8(elements, scale, dtype="float8_e4m3fn", *, axis=0, block_size=No
     _checks.scale_shape(s.shape if s.size != 1 or block_size is not None else (1,),
                         groups.scale_shape, "scale")
     out = bk.empty(groups.rows_shape, np.float32, elements)
-    bk.dequantize_blocks(KIND_FP8, common.unused(bk, np.uint8), groups.run_scales(s),
+    bk.formats.dequantize_blocks(KIND_FP8, common.unused(bk, np.uint8), groups.run_scales(s),
                          c.reshape(groups.rows_shape), groups.run, fmt.code, 1.0, out)
     return bk.wrap(common.widen(bk, out.reshape(shape), output_dtype), elements)
+
+
+def _dask_functions(dask_formats):
+    """What a Dask graph of FP8 runs on each chunk (functions of this module)."""
+    return dask_formats.Float8Functions(to_float8, from_float8, amax_of_chunk, encode_chunk)

@@ -15,7 +15,7 @@ def _backend_data(x, *others):
         from numba_quant._dask import channels as _dask
         return _dask.host_side(x, *others)
     ops = backend(x, *others)
-    return ops, ops.as_array(x), x
+    return ops, ops.channels.as_array(x), x
 
 
 def moving_average_min_max_observer(x, current_train_step, moving_max, moving_min, training,
@@ -93,17 +93,21 @@ def moving_average_min_max_observer(x, current_train_step, moving_max, moving_mi
 def _observe(ops, data, like, step, moving_max, moving_min, training,
              stop_update_after_iters, scheme, bits, momentum, axis, omit):
     """The observer's step on a backend array ``data``; results in ``like``'s array type."""
-    state_max = ops.as_state(moving_max, data.dtype, "moving_max")
-    state_min = ops.as_state(moving_min, data.dtype, "moving_min")
+    state_max = ops.channels.as_state(moving_max, data.dtype, "moving_max")
+    state_min = ops.channels.as_state(moving_min, data.dtype, "moving_min")
     _checks.same_length(state_max.size, state_min.size, ("moving_max", "moving_min"))
     axis = _checks.parameter_axis(axis, data.shape, state_max.size, "state")
     update = bool(training) and step <= stop_update_after_iters
     if update:
-        lo, hi = observe_minmax(ops, data, axis, omit)
+        if is_dask(data):  # a lazy batch: reduced by its graph, computed here
+            from numba_quant._dask import channels as _dask
+            lo, hi = _dask.channel_minmax(data, axis, omit, ops)
+        else:
+            lo, hi = observe_minmax(ops, data, axis, omit)
     else:
         # The state alone decides the result; the batch is not read.
         lo, hi = state_min, state_max
-    scale, zero_point = ops.moving_observe(lo, hi, state_max, state_min, update, momentum,
+    scale, zero_point = ops.channels.moving_observe(lo, hi, state_max, state_min, update, momentum,
                                            scheme, bits)
     return ops.wrap(scale, like), ops.wrap(zero_point, like)
 

@@ -13,6 +13,7 @@ raises with its own count at ``.compute()``.
 import numpy as np
 
 from numba_quant._host import checks as _checks
+from numba_quant._dispatch import backend, is_dask, on_device
 from numba_quant._dispatch import formats as common
 from numba_quant._host.float_formats import MX_FORMATS, by_name
 
@@ -29,7 +30,7 @@ def _settings(elem_dtype, block_size, scaling_mode, nonfinite="raise"):
 def _quantize(x, elem_dtype, block_size, scaling_mode, axis, nonfinite, codes_wanted):
     name, fmt, block, mode, propagate = _settings(elem_dtype, block_size, scaling_mode,
                                                   nonfinite)
-    bk = common.backend(x)
+    bk = backend(x)
     a, shape = common.as_input(bk, x, allow_float64=False)
     ax = _checks.block_axis(axis, len(shape))
     rows = common.as_rows(common.move_last(bk, a, ax))
@@ -39,7 +40,7 @@ def _quantize(x, elem_dtype, block_size, scaling_mode, axis, nonfinite, codes_wa
         codes, values = bk.empty(rows.shape, np.uint8, x), common.unused(bk, np.float32)
     else:
         codes, values = common.unused(bk, np.uint8), bk.empty(rows.shape, np.float32, x)
-    bad = bk.quantize_blocks(KIND_MX, rows, block, fmt.code, mode, fmt.emax, fmt.mbits,
+    bad = bk.formats.quantize_blocks(KIND_MX, rows, block, fmt.code, mode, fmt.emax, fmt.mbits,
                              fmt.max, propagate, 1.0, scales, common.unused(bk, np.float32),
                              codes, values, codes_wanted, not codes_wanted)
     if bad and not propagate:
@@ -91,7 +92,7 @@ def to_mx(x, elem_dtype, block_size=32, scaling_mode="floor", *, axis=-1, nonfin
     >>> nq.from_mx(scale, el, "float4_e2m1fn")[:4]
     array([-1.  , -1.  , -0.75, -0.75], dtype=float32)
     """
-    if common.is_dask(x):
+    if is_dask(x):
         from numba_quant._dask import formats as _dask_formats
         _settings(elem_dtype, block_size, scaling_mode, nonfinite)
         return _dask_formats.along_axis(
@@ -119,7 +120,7 @@ def mx_fake_quantize(x, elem_dtype, block_size=32, scaling_mode="floor", *, axis
     >>> nq.mx_fake_quantize(np.array([0.1, 0.2, 0.3, 3.0], np.float32), "float4_e2m1fn")
     array([0.  , 0.25, 0.25, 3.  ], dtype=float32)
     """
-    if common.is_dask(x):
+    if is_dask(x):
         from numba_quant._dask import formats as _dask_formats
         _settings(elem_dtype, block_size, scaling_mode, nonfinite)
         return _dask_formats.along_axis(
@@ -147,13 +148,13 @@ def from_mx(scale_e8m0, elements, elem_dtype, block_size=32, *, axis=-1,
     """
     name, fmt, block, _, _ = _settings(elem_dtype, block_size, "floor")
     output_dtype = _checks.float_output(output_dtype)
-    if common.is_dask(elements):
+    if is_dask(elements):
         from numba_quant._dask import formats as _dask_formats
         return _dask_formats.along_axis(
             _from_mx_first, elements, block_size, axis, ("elements",), scale_grid=scale_e8m0,
             settings=dict(elem_dtype=elem_dtype, block_size=block_size, axis=axis,
                           output_dtype=output_dtype))
-    bk = common.backend(elements, scale_e8m0)
+    bk = backend(elements, scale_e8m0)
     c = common.as_codes(bk, elements, name, "elements")
     s = common.as_codes(bk, scale_e8m0, "float8_e8m0fnu", "scale_e8m0")
     shape = tuple(c.shape)
@@ -164,7 +165,7 @@ def from_mx(scale_e8m0, elements, elem_dtype, block_size=32, *, axis=-1,
     c = common.as_rows(common.move_last(bk, c, ax))
     s = common.as_rows(common.move_last(bk, s, ax))
     out = bk.empty(c.shape, np.float32, elements)
-    bk.dequantize_blocks(KIND_MX, s, common.unused(bk, np.float32), c, block, fmt.code, 1.0,
+    bk.formats.dequantize_blocks(KIND_MX, s, common.unused(bk, np.float32), c, block, fmt.code, 1.0,
                          out)
     moved = tuple(shape[i] for i in range(len(shape)) if i != ax)
     out = common.move_back(bk, out.reshape(moved + (shape[ax],)), ax)

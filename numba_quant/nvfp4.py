@@ -8,6 +8,7 @@ the maximum of the chunks' maxima (two passes over the data).
 import numpy as np
 
 from numba_quant._host import checks as _checks
+from numba_quant._dispatch import backend, is_dask, on_device
 from numba_quant._dispatch import formats as common
 from numba_quant._host.float_formats import E2M1FN
 
@@ -32,7 +33,7 @@ def _quantize(x, per_tensor_scale, nonfinite, codes_wanted, resolved=False):
     """The kernels' work; ``resolved``: ``per_tensor_scale`` is the value to use as is
     (the whole tensor's, found by a Dask graph)."""
     propagate = _checks.format_nonfinite(nonfinite)
-    bk = common.backend(x)
+    bk = backend(x)
     a, shape = common.as_input(bk, x, allow_float64=False)
     _checks.block_axis(-1, len(shape))
     if resolved:
@@ -51,7 +52,7 @@ def _quantize(x, per_tensor_scale, nonfinite, codes_wanted, resolved=False):
         codes, values = bk.empty(rows.shape, np.uint8, x), common.unused(bk, np.float32)
     else:
         codes, values = common.unused(bk, np.uint8), bk.empty(rows.shape, np.float32, x)
-    bad = bk.quantize_blocks(KIND_NVFP4, rows, BLOCK, E2M1FN, 0, 0, 0, 6.0, propagate, pts,
+    bad = bk.formats.quantize_blocks(KIND_NVFP4, rows, BLOCK, E2M1FN, 0, 0, 0, 6.0, propagate, pts,
                              scales, common.unused(bk, np.float32), codes, values,
                              codes_wanted, not codes_wanted)
     if bad and not propagate:
@@ -93,9 +94,10 @@ def to_nvfp4(x, per_tensor_scale=None, *, nonfinite="raise", ml_dtypes=False):
     >>> bs, el[:4], pts
     (array([66], dtype=uint8), array([0, 1, 2, 2], dtype=uint8), np.float32(1.0))
     """
-    if common.is_dask(x):
+    if is_dask(x):
         from numba_quant._dask import formats as _dask_formats
-        return _dask_formats.to_nvfp4(x, per_tensor_scale, nonfinite, ml_dtypes)
+        return _dask_formats.to_nvfp4(x, per_tensor_scale, nonfinite, ml_dtypes,
+                                      _dask_functions(_dask_formats))
     return _to_nvfp4(x, per_tensor_scale, nonfinite, ml_dtypes)
 
 
@@ -117,9 +119,10 @@ def nvfp4_fake_quantize(x, per_tensor_scale=None, *, nonfinite="raise"):
     >>> nq.nvfp4_fake_quantize(np.array([0.1, 0.2, 0.3, 3.0], np.float32), 1.0)
     array([0.  , 0.25, 0.25, 3.  ], dtype=float32)
     """
-    if common.is_dask(x):
+    if is_dask(x):
         from numba_quant._dask import formats as _dask_formats
-        return _dask_formats.nvfp4_fake_quantize(x, per_tensor_scale, nonfinite)
+        return _dask_formats.nvfp4_fake_quantize(x, per_tensor_scale, nonfinite,
+                                                 _dask_functions(_dask_formats))
     return _fake_quantize(x, per_tensor_scale, nonfinite)
 
 
@@ -141,7 +144,7 @@ def fake_quantize_chunk(x, per_tensor_scale, *, nonfinite):
 
 def abs_max_of_chunk(x):
     """``(max |x|, non-finite count)`` of a chunk (maxima merge exactly, NaN winning)."""
-    bk = common.backend(x)
+    bk = backend(x)
     a, _ = common.as_input(bk, x, allow_float64=False)
     return common.tensor_abs_max(bk, a)
 
@@ -161,15 +164,15 @@ def from_nvfp4(block_scale, elements, per_tensor_scale, *, output_dtype=np.float
     array([ 1. , -1.5], dtype=float32)
     """
     output_dtype = _checks.float_output(output_dtype)
-    if common.is_dask(elements):
+    if is_dask(elements):
         from numba_quant._dask import formats as _dask_formats
-        if not common.is_dask(per_tensor_scale):
+        if not is_dask(per_tensor_scale):
             per_tensor_scale = _checks.per_tensor_scale(per_tensor_scale,
                                                         _SMALLEST_PER_TENSOR)
         return _dask_formats.along_axis(
             _from_nvfp4_first, elements, BLOCK, -1, ("elements",), scale_grid=block_scale,
             scalar=per_tensor_scale, settings=dict(output_dtype=output_dtype))
-    bk = common.backend(elements, block_scale)
+    bk = backend(elements, block_scale)
     c = common.as_codes(bk, elements, "float4_e2m1fn", "elements")
     s = common.as_codes(bk, block_scale, "float8_e4m3fn", "block_scale")
     shape = tuple(c.shape)
@@ -180,6 +183,12 @@ def from_nvfp4(block_scale, elements, per_tensor_scale, *, output_dtype=np.float
     c = common.as_rows(c)
     out = bk.empty(c.shape, np.float32, elements)
     pts = _checks.per_tensor_scale(per_tensor_scale, _SMALLEST_PER_TENSOR)
-    bk.dequantize_blocks(KIND_NVFP4, s.reshape(c.shape[0], nb), common.unused(bk, np.float32),
+    bk.formats.dequantize_blocks(KIND_NVFP4, s.reshape(c.shape[0], nb), common.unused(bk, np.float32),
                          c, BLOCK, E2M1FN, pts, out)
     return bk.wrap(common.widen(bk, out.reshape(shape), output_dtype), elements)
+
+
+def _dask_functions(dask_formats):
+    """What a Dask graph of NVFP4 runs on each chunk (functions of this module)."""
+    return dask_formats.Nvfp4Functions(to_nvfp4_chunk, fake_quantize_chunk, abs_max_of_chunk,
+                                       per_tensor_scale_of, _SMALLEST_PER_TENSOR, BLOCK)

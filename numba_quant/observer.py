@@ -120,7 +120,7 @@ def min_max_observer(x, quantization_formula="google", quantization_bit=8,
         return _dask_blocks.min_max_observer(x, sizes, omit, scheme, bits)
     if block_size is not None:
         ops = backend(x)
-        data = ops.as_array(x)
+        data = ops.channels.as_array(x)
         sizes = _checks.observer_block_size(block_size, data.shape, per_layer_quantization,
                                             axis)
         scale, zero_point = _blockwise.observe(ops, x, data, sizes, omit, scheme, bits)
@@ -128,7 +128,7 @@ def min_max_observer(x, quantization_formula="google", quantization_bit=8,
     if type(x) is np.ndarray and per_layer_quantization:
         # The common case, per layer on a numpy array, in one backend step (a few
         # microseconds per call matter for small layers); None: the general route below.
-        result = backend(x).observe_layer(x, omit, scheme, bits)
+        result = backend(x).channels.observe_layer(x, omit, scheme, bits)
         if result is not None:
             return result
     if is_dask(x):
@@ -136,10 +136,10 @@ def min_max_observer(x, quantization_formula="google", quantization_bit=8,
         axis = _checks.channel_axis(axis, x.ndim, per_layer_quantization)
         return _dask.min_max_observer(x, axis, omit, scheme, bits)
     ops = backend(x)
-    data = ops.as_array(x)
+    data = ops.channels.as_array(x)
     axis = _checks.channel_axis(axis, data.ndim, per_layer_quantization)
     _checks.not_empty(data.shape, axis)
-    scale, zero_point, status = ops.observe(data, axis, omit, scheme, bits, like=x)
+    scale, zero_point, status = ops.channels.observe(data, axis, omit, scheme, bits, like=x)
     raise_for_status(status, ops, data, axis, omit)
     return ops.wrap(scale, x), ops.wrap(zero_point, x)
 
@@ -151,7 +151,7 @@ def _observe_into(out, x, scheme, bits, omit, per_layer, axis, block_size):
         _checks.dask_no_out(out)
     targets = _checks.observer_out(out)
     ops = backend(x)
-    data = ops.as_array(x)
+    data = ops.channels.as_array(x)
     if block_size is not None:
         sizes = _checks.observer_block_size(block_size, data.shape, per_layer, axis)
         shape = grid_shape(data.shape, sizes)
@@ -166,18 +166,18 @@ def _observe_into(out, x, scheme, bits, omit, per_layer, axis, block_size):
         view = ops.as_output(target)
         _checks.output_matches(view.shape, view.dtype, shape, dtype, f"out[{k}]")
         views.append(view)
-    if ops.shares_memory(*views):
+    if ops.channels.shares_memory(*views):
         raise _checks.outputs_overlap()
     if block_size is not None:
         results = _blockwise.observe(ops, x, data, sizes, omit, scheme, bits)
     else:
-        scale, zero_point, status = ops.observe(data, axis, omit, scheme, bits, like=x,
+        scale, zero_point, status = ops.channels.observe(data, axis, omit, scheme, bits, like=x,
                                                 out=views)
         raise_for_status(status, ops, data, axis, omit)
         results = (scale, zero_point)
     for view, result in zip(views, results):
         if result is not view:
-            ops.store(view, result)
+            ops.channels.store(view, result)
     return targets
 
 

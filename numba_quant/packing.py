@@ -9,6 +9,8 @@ import operator
 
 import numpy as np
 
+from numba_quant._dispatch import backend
+
 
 def _check_codes(codes, signed):
     lowest, highest = (-8, 7) if signed else (0, 15)
@@ -40,14 +42,15 @@ def pack_int4(codes, signed=None):
     >>> nq.unpack_int4(nq.pack_int4(np.array([-8, 7, -1], np.int8)), 3, signed=True)
     array([-8,  7, -1], dtype=int8)
     """
-    codes = np.asarray(codes)
+    bk, like = backend(codes), codes
+    codes = bk.to_host(codes)  # (packing runs on the host: one byte per two codes)
     signed = codes.dtype.kind == "i" if signed is None else bool(signed)
     _check_codes(codes, signed)
     nibbles = (codes.astype(np.int16) & 0xF).astype(np.uint8)
     if nibbles.shape[-1] % 2:
         nibbles = np.concatenate([nibbles, np.zeros(nibbles.shape[:-1] + (1,), np.uint8)],
                                  axis=-1)
-    return nibbles[..., 0::2] | (nibbles[..., 1::2] << 4)
+    return bk.host_result(nibbles[..., 0::2] | (nibbles[..., 1::2] << 4), like)
 
 
 def unpack_int4(packed, n, signed=False):
@@ -55,7 +58,8 @@ def unpack_int4(packed, n, signed=False):
 
     Returns uint8 codes in [0, 15], or int8 codes in [-8, 7] with ``signed``.
     """
-    packed = np.asarray(packed)
+    bk, like = backend(packed), packed
+    packed = bk.to_host(packed)
     if packed.dtype != np.uint8:
         raise TypeError(f"packed codes must be uint8; got dtype {packed.dtype}")
     n = operator.index(n)
@@ -67,5 +71,5 @@ def unpack_int4(packed, n, signed=False):
     codes[..., 1::2] = packed >> 4
     codes = codes[..., :n]
     if signed:
-        return ((codes.astype(np.int8) ^ 8) - 8).astype(np.int8)
-    return np.ascontiguousarray(codes)
+        return bk.host_result(((codes.astype(np.int8) ^ 8) - 8).astype(np.int8), like)
+    return bk.host_result(np.ascontiguousarray(codes), like)

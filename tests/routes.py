@@ -113,7 +113,7 @@ def install(monkeypatch, recorder):
     Returns the names of the modules patched (empty when the kernel module is gone)."""
     import importlib
 
-    import numba_quant._cpu.backend  # noqa: F401  (the host backend and its kernels)
+    import numba_quant._cpu.channels  # noqa: F401  (the host backend and its kernels)
     kernels = importlib.import_module(KERNEL_MODULE)
     proxy = _RecordingModule(kernels, recorder)
     patched = []

@@ -389,7 +389,7 @@ def test_console_script_runs_builtin_example(tmp_path):
 
 
 def _gpu_usable():
-    if importlib.util.find_spec("numba_quant._cuda.backend") is None:
+    if importlib.util.find_spec("numba_quant._cuda.channels") is None:
         return False  # the CUDA backend module is not part of this tree
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         return True

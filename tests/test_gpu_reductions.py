@@ -86,7 +86,7 @@ def test_empty_channel_named(shape, axis):
 
 
 def test_more_channels_than_the_kept_keys(monkeypatch):
-    import numba_quant._cuda.backend as C
+    import numba_quant._cuda.channels as C
     monkeypatch.setattr(_tuning, "KEPT_KEYS", 2)
     gpu = Device("gpu")
     for shape, axis in [((3, 40), 0), ((40, 3), 1), ((200, 3), 1)]:
@@ -98,7 +98,7 @@ def test_more_channels_than_the_kept_keys(monkeypatch):
 
 
 def test_reduction_cut_short_leaves_no_stale_keys(monkeypatch):
-    import numba_quant._cuda.backend as C
+    import numba_quant._cuda.channels as C
     gpu = Device("gpu")
     big = _data((40, 3), 11) * 100   # leaves keys wider than the next input's range
     small = _data((40, 3), 12)

@@ -14,7 +14,7 @@ nq = pytest.importorskip("numba_quant")
 @pytest.fixture
 def short_runs_everywhere(monkeypatch):
     """Send every contiguous short-run layout to the short-run kernel, however small."""
-    import numba_quant._cpu.backend as C
+    import numba_quant._cpu.channels as C
     monkeypatch.setattr(_tuning, "SHORT_RUNS_PERIOD", 0)
     return C
 
@@ -59,7 +59,7 @@ def test_nonfinite_anywhere(short_runs_everywhere, shape, axis, bad, where):
 
 
 def test_default_threshold_routes_large_layouts():
-    import numba_quant._cpu.backend as C
+    import numba_quant._cpu.channels as C
     x = _data((30000, 4), 5)   # 30,000 channels of 4: beyond the periodic kernel
     assert x.size > _tuning.SHORT_RUNS_PERIOD
     got = nq.min_max_observer(x, "google", 8, "affine", False, axis=0)

@@ -18,7 +18,7 @@ import conftest  # noqa: E402,F401  (chooses the simulator without a GPU)
 import test_blocks  # noqa: E402
 from devices import SIMULATOR, Device  # noqa: E402
 
-from numba_quant._host import tuning as _tuning# noqa: E402
+from numba_quant._host import tuning as _tuning  # noqa: E402
 
 
 def main(argv):

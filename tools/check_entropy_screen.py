@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The entropy (KL) search against scoring every candidate exactly, on random histograms.
 
-``_reference_select.entropy_index`` scores every candidate with a rearranged formula
+``_reference.select.entropy_index`` scores every candidate with a rearranged formula
 (group terms read from a table at offsets shared by the candidates of one remainder)
 and scores exactly only the candidates near the smallest fast score (one alone: none).
 This script draws histograms of many shapes (half-normal, exponential, uniform,
@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-from numba_quant._reference import select# noqa: E402
+from numba_quant._reference import select  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from check_mse_screen import random_counts  # noqa: E402

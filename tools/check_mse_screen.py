@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The screened MSE search against scoring every candidate exactly, on random histograms.
 
-``_reference_select.mse_index`` scores exactly only the candidates whose estimate
+``_reference.select.mse_index`` scores exactly only the candidates whose estimate
 (:func:`_mse_estimates`) could be the minimum.  This script draws histograms of many
 shapes (half-normal, exponential, uniform, spikes, sparse, huge counts), edges (the
 observer's power-of-two grids, float32 ``linspace`` over ranges from 1e-30 to 1e10) and
@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-from numba_quant._reference import select# noqa: E402
+from numba_quant._reference import select  # noqa: E402
 
 
 @njit(cache=True)

@@ -2,23 +2,41 @@
 """Compile every CUDA kernel of numba_quant to PTX for an H100 (cc 9.0), without a GPU.
 
 Catches typing and lowering errors that the CUDA simulator lets through (it runs kernels
-as Python).  Compiles each kernel of ``numba_quant._cuda.kernels``, ``_cuda_hist``,
-``_cuda_blockwise`` and ``_cuda_chunks`` (the block-wise histograms included) for float32
-and float64 and for the array layouts the backend passes
-(contiguous "C" and strided "A" views, every output type of the element-wise kernels),
-prints one line per kernel and signature, and checks the PTX for:
+as Python), and checks the instructions where the GPU must round like the CPU.  Every
+kernel of every module of ``numba_quant._cuda`` is compiled for the argument types its
+launches pass (float32 and float64, contiguous "C" and strided "A" views, the code and
+output types, bfloat16/float16 bit patterns as uint16), one line per kernel and
+signature.  The PTX of each is checked for:
 
-* the moving-average update (``ref.moving_update``): products rounded on their own
-  (``mul.rn``) and no fused multiply-add, so that GPU and CPU round alike;
-* no approximate division anywhere (``div.approx``/``div.full``).
+* approximate division (``div.approx``/``div.full``): none anywhere;
+* fused multiply-adds (``fma``): none in the block-wise kernels (``_cuda.blocks``, any
+  width) and in the float-format kernels (``_cuda.formats``, float32), where the CPU
+  rounds every product on its own;
+* local memory (``st.local``) in the float-format kernels: the bit casts must lower to
+  moves, not to a round trip through memory;
+* the moving-average update (``ref.moving_update``, compiled in a probe kernel): both
+  products rounded on their own (``mul.rn``), nothing fused.
 
-Exits non-zero on any failure.  Needs numba-cuda with the CUDA toolkit packages (e.g.
-``numba-cuda[cu12]``), no driver: the device's compute capability is supplied by
-patching ``numba.cuda.dispatcher.get_current_device`` in this tool only.
+A kernel of ``numba_quant._cuda`` with no signature here is a failure too (a new kernel
+must be added to :func:`signatures`).  Exits non-zero on any failure.
 
-Usage: python tools/check_ptx.py [-v]   (-v also prints the instruction counts)
+Needs numba-cuda with the CUDA toolkit packages and no driver or GPU; the device's
+compute capability is supplied by patching ``numba.cuda.dispatcher.get_current_device``
+in this process only.  A separate virtual environment (docs/testing.md)::
+
+    python -m venv /work/venv-ptx
+    /work/venv-ptx/bin/pip install numba numpy "numba-cuda[cu12]" -e .
+    /work/venv-ptx/bin/python tools/check_ptx.py [-v] [--modules kernels,blocks,...]
+
+``-v`` prints the instruction counts of every signature and whole error messages;
+``--modules`` compiles the kernels of some modules only (kernels, hist, blockwise,
+chunks, blocks, formats; the probe goes with ``kernels``, the completeness check is
+skipped).
 """
+import argparse
+import importlib
 import os
+import pkgutil
 import re
 import sys
 import time
@@ -38,26 +56,41 @@ _dispatcher.get_current_device = lambda: _fake_device
 
 from numba import cuda, types  # noqa: E402
 
-from numba_quant._cuda import kernels as K# noqa: E402  (registers the CUDA primitives)
-from numba_quant._cuda import hist as H# noqa: E402
-from numba_quant._cuda import blockwise as BW# noqa: E402
-from numba_quant._cuda import chunks as CH# noqa: E402
-from numba_quant._reference import integer as ref# noqa: E402
+import numba_quant._cuda as cuda_package  # noqa: E402
+from numba_quant._cuda import blocks as B  # noqa: E402
+from numba_quant._cuda import blockwise as BW  # noqa: E402
+from numba_quant._cuda import chunks as CH  # noqa: E402
+from numba_quant._cuda import formats as F  # noqa: E402  (registers the bit casts)
+from numba_quant._cuda import hist as H  # noqa: E402
+from numba_quant._cuda import kernels as K  # noqa: E402  (registers the CUDA primitives)
+from numba_quant._reference import integer as ref  # noqa: E402
 
-i64, b1, f32 = types.int64, types.boolean, types.float32
-FLOATS = (types.float32, types.float64)
-BITS = {types.float32: types.int32, types.float64: types.int64}
+i64, i32, b1 = types.int64, types.int32, types.boolean
+f32, f64, u8, u16 = types.float32, types.float64, types.uint8, types.uint16
+FLOATS = (f32, f64)
+BITS = {f32: i32, f64: i64}
+BLOCK4 = types.UniTuple(i64, 4)
+
+# What each module's PTX must not contain beyond approximate divisions: (name, pattern).
+FORBIDDEN = {
+    "blocks": (("fused multiply-add", r"\bfma\."),),
+    "formats": (("fused multiply-add", r"\bfma\.rn\.f32"),),
+}
+# Counts printed per signature (with -v all of them; else the global loads and stores).
+COUNTS = (("fma", r"\bfma\."), ("mul.rn", r"mul\.rn\.f"), ("div.rn", r"div\.rn"),
+          ("mov.b32", r"mov\.b32"), ("atom", r"atom\."), ("ld.global", r"ld\.global"),
+          ("st.global", r"st\.global"))
 
 
 def arr(dtype, ndim, layout="C"):
     return types.Array(dtype, ndim, layout)
 
 
-def signatures():
-    """(kernel, label, argument types) for every kernel and the layouts used."""
+def kernels_signatures():
+    """The OneFlow kernels (``_cuda.kernels``): reductions, parameters, maps, copies."""
     keys = arr(i64, 2)
     count = arr(i64, 1)
-    status = arr(types.int32, 1)
+    status = arr(i32, 1)
     for T in FLOATS:
         bits = BITS[T]
         vec = arr(T, 1)
@@ -79,113 +112,219 @@ def signatures():
             yield (K.moving_observe, f"{T} no update, state {layout}",
                    (state, state, state, state, b1, f32, i64, i64, vec, vec))
         yield (K.code_params, f"{T}", (vec, vec, i64, i64, b1, arr(T, 2), status))
-        outs = (T, types.int8, types.uint8, types.int16, types.uint16)
         for in_layout in ("C", "A"):
-            for out in outs:
+            for out in (T, types.int8, u8, types.int16, u16):
                 for out_layout in ("C", "A"):
                     yield (K.map_values, f"{T} {in_layout} -> {out} {out_layout}",
                            (arr(T, 3, in_layout), arr(out, 3, out_layout), arr(T, 2), i64,
                             i64, i64))
     yield (K.fill_keys, "", (keys,))
-    block4 = types.UniTuple(i64, 4)
-    for T in FLOATS:  # block_size= on the OneFlow functions (4-D strided views)
-        yield (BW.observe_blocks, f"{T} A",
-               (arr(T, 4, "A"), block4, b1, i64, i64, T, arr(T, 1), arr(T, 1),
-                arr(types.uint8, 1), count))
-        yield (BW.minmax_blocks, f"{T} A",
-               (arr(T, 4, "A"), block4, b1, arr(T, 1), arr(T, 1), arr(types.uint8, 1),
-                count))
-        yield (H.histogram_blocks, f"{T} A",
-               (arr(T, 4, "A"), block4, i64, arr(types.float64, 1), arr(types.float64, 1),
-                i64, arr(i64, 2)))
-        for out in (T, types.int8, types.uint8, types.int16, types.uint16):
-            yield (BW.map_blocks, f"{T} A -> {out} A",
-                   (arr(T, 4, "A"), arr(out, 4, "A"), block4, arr(T, 2), i64, i64, i64))
-    for T in FLOATS:  # the histogram kernel (both grids: the grid is a run-time argument)
-        for layout in ("C", "A"):
-            yield (H.histogram, f"{T} {layout}",
-                   (arr(T, 3, layout), i64, arr(types.float64, 1), arr(types.float64, 1),
-                    i64, arr(i64, 2)))
-    copies = [(types.float16, types.float32), (types.float32, types.float32),
-              (types.float64, types.float64), (types.int8, types.float32),
-              (types.uint16, types.float64), (types.int16, types.int16),
-              (types.uint8, types.uint8), (types.int32, types.float32),
-              (types.float16, types.float64)]
+    copies = [(types.float16, f32), (f32, f32), (f64, f64), (types.int8, f32), (u16, f64),
+              (types.int16, types.int16), (u8, u8), (i32, f32), (types.float16, f64)]
     for src, dst in copies:
         for ndim in (1, 2, 5):
             tup = types.UniTuple(i64, ndim)
             yield (K.copy_strided, f"{src} -> {dst} ndim {ndim}",
                    (arr(src, 1), i64, tup, arr(dst, 1), i64, tup, tup))
-    for ndim in (1, 2, 5):  # bfloat16 bits widened into a chunk's float32 buffer
+
+
+def blockwise_signatures():
+    """``block_size=`` of the OneFlow functions (``_cuda.blockwise``, 4-D strided views)."""
+    count = arr(i64, 1)
+    for T in FLOATS:
+        yield (BW.observe_blocks, f"{T} A",
+               (arr(T, 4, "A"), BLOCK4, b1, i64, i64, T, arr(T, 1), arr(T, 1), arr(u8, 1),
+                count))
+        yield (BW.minmax_blocks, f"{T} A",
+               (arr(T, 4, "A"), BLOCK4, b1, arr(T, 1), arr(T, 1), arr(u8, 1), count))
+        for out in (T, types.int8, u8, types.int16, u16):
+            yield (BW.map_blocks, f"{T} A -> {out} A",
+                   (arr(T, 4, "A"), arr(out, 4, "A"), BLOCK4, arr(T, 2), i64, i64, i64))
+
+
+def hist_signatures():
+    """The histograms (``_cuda.hist``): per channel (both grids: the grid is a run-time
+    argument) and per block."""
+    for T in FLOATS:
+        yield (H.histogram_blocks, f"{T} A",
+               (arr(T, 4, "A"), BLOCK4, i64, arr(f64, 1), arr(f64, 1), i64, arr(i64, 2)))
+        for layout in ("C", "A"):
+            yield (H.histogram, f"{T} {layout}",
+                   (arr(T, 3, layout), i64, arr(f64, 1), arr(f64, 1), i64, arr(i64, 2)))
+
+
+def chunks_signatures():
+    """bfloat16 bits widened into a chunk's float32 buffer (``_cuda.chunks``)."""
+    for ndim in (1, 2, 5):
         tup = types.UniTuple(i64, ndim)
         yield (CH.widen_bfloat16, f"uint16 -> float32 ndim {ndim}",
-               (arr(types.uint16, 1), i64, tup, arr(f32, 1), tup))
+               (arr(u16, 1), i64, tup, arr(f32, 1), tup))
 
 
-def _update_probe(moving, new, momentum, out):
-    out[0] = ref.moving_update(moving[0], new[0], momentum)
+def blocks_signatures():
+    """Block-wise quantization (``_cuda.blocks``): float32, float64 and the uint16 bits of
+    bfloat16/float16 in, contiguous and strided 4-D views, every code type; dequantize
+    to float32, float64 and uint16 bits."""
+    count = arr(i64, 1)
+    for raw, T in ((f32, f32), (u16, f32), (f64, f64)):
+        for layout in ("C", "A"):
+            for code in (u8, types.int8, types.int16):
+                label = f"{raw} {layout} -> {code}"
+                yield (B.observe, label,
+                       (arr(raw, 4, layout), i64, BLOCK4, i64, i64, i64, i64, T, i64, i64,
+                        i64, arr(T, 4), arr(i32, 4), arr(code, 4, layout), b1, count))
+                yield (B.quantize, label,
+                       (arr(raw, 4, layout), i64, BLOCK4, arr(T, 4), i64, arr(i32, 4), i64,
+                        i64, i64, arr(code, 4, layout), count))
+    for T in FLOATS:
+        for out in (f32, f64, u16):
+            for code in (u8, types.int8):
+                yield (B.dequantize, f"{code} -> {out} ({T})",
+                       (arr(code, 4), BLOCK4, arr(T, 4), arr(i32, 4), i64, i64, i64, i64,
+                        arr(out, 4), count))
 
 
-def compile_one(kernel, argtypes):
-    ptx, _ = cuda.compile_ptx(kernel.py_func, argtypes, cc=CC)
-    return ptx
+def formats_signatures():
+    """The low-precision float formats (``_cuda.formats``): element conversions, block
+    maxima, MX/NVFP4 block quantization and dequantization."""
+    u8_1, u8_2 = arr(u8, 1), arr(u8, 2)
+    for T in FLOATS:
+        yield F.encode_kernel, f"{T}", (arr(T, 1), i64, b1, b1, u8_1)
+    yield F.decode_kernel, "", (u8_1, i64, b1, arr(f32, 1))
+    yield F.group_abs_max_kernel, "", (arr(f32, 2), i64, arr(f32, 2), arr(i64, 1))
+    yield (F.quantize_blocks_kernel, "",
+           (i64, arr(f32, 2), i64, i64, i64, i64, i64, f64, b1, f32, u8_2, arr(f32, 2),
+            u8_2, arr(f32, 2), b1, b1, arr(i64, 1)))
+    yield (F.dequantize_blocks_kernel, "",
+           (i64, u8_2, arr(f32, 2), u8_2, i64, i64, f32, arr(f32, 2)))
+
+
+SIGNATURES = {"kernels": kernels_signatures, "blockwise": blockwise_signatures,
+              "hist": hist_signatures, "chunks": chunks_signatures,
+              "blocks": blocks_signatures, "formats": formats_signatures}
 
 
 def count(ptx, pattern):
     return len(re.findall(pattern, ptx))
 
 
-def main():
-    verbose = "-v" in sys.argv[1:]
-    failures = 0
-    n = 0
-    start = time.time()
-    for kernel, label, argtypes in signatures():
-        name = kernel.py_func.__name__
-        t0 = time.time()
-        try:
-            ptx = compile_one(kernel, argtypes)
-        except Exception as e:  # noqa: BLE001 - report every failure, go on
-            failures += 1
-            first = str(e).strip().splitlines()
-            print(f"FAIL {name:16s} {label}: {type(e).__name__}: {first[0] if first else ''}")
-            if verbose:
-                print(e)
-            continue
-        n += 1
-        approx = count(ptx, r"div\.(approx|full)")
-        status = "ok"
-        if approx:
-            status = f"FAIL ({approx} approximate divisions)"
-            failures += 1
-        extra = ""
-        if verbose:
-            counts = {k: count(ptx, pat) for k, pat in (
-                ("fma", r"fma\.rn"), ("mul.rn", r"mul\.rn\.f"), ("div.rn", r"div\.rn"),
-                ("atom", r"atom\."), ("ld.global", r"ld\.global"))}
-            extra = " " + " ".join(f"{k}={v}" for k, v in counts.items())
-        print(f"{status:4s} {name:16s} {label:40s} {len(ptx):7d} chars "
-              f"{time.time() - t0:5.2f} s{extra}")
+def module_of(kernel):
+    return kernel.py_func.__module__.rsplit(".", 1)[-1]
 
-    # The moving-average update must round both products (mul.rn) and fuse nothing.
+
+def problems_of(module, ptx):
+    """What the PTX of a kernel of ``module`` must not contain, found in ``ptx``."""
+    found = []
+    approx = count(ptx, r"div\.(approx|full)")
+    if approx:
+        found.append(f"{approx} approximate divisions")
+    for what, pattern in FORBIDDEN.get(module, ()):
+        n = count(ptx, pattern)
+        if n:
+            found.append(f"{n} {what}s")
+    if module == "formats" and count(ptx, r"\blocal\b") and count(ptx, r"st\.local"):
+        found.append("local memory (a bit cast through memory?)")
+    return found
+
+
+def _update_probe(moving, new, momentum, out):
+    out[0] = ref.moving_update(moving[0], new[0], momentum)
+
+
+def check_update():
+    """The moving-average update: both products rounded on their own, nothing fused."""
+    failures = 0
     for T in FLOATS:
         label = f"{T} moving_update"
         try:
-            ptx = compile_one(cuda.jit(_update_probe),
-                              (arr(T, 1), arr(T, 1), f32, arr(T, 1)))
-        except Exception as e:  # noqa: BLE001
+            ptx, _ = cuda.compile_ptx(_update_probe, (arr(T, 1), arr(T, 1), f32, arr(T, 1)),
+                                      cc=CC)
+        except Exception as e:  # noqa: BLE001 - report every failure, go on
             failures += 1
-            print(f"FAIL {'update probe':16s} {label}: {type(e).__name__}: {e}")
+            print(f"FAIL {'update probe':32s} {label}: {type(e).__name__}: {e}")
             continue
-        suffix = "f32" if T == types.float32 else "f64"
+        suffix = "f32" if T == f32 else "f64"
         muls = count(ptx, rf"mul\.rn\.{suffix}")
         fmas = count(ptx, r"\bfma\.")
         ok = muls >= 2 and fmas == 0
         failures += not ok
-        print(f"{'ok' if ok else 'FAIL':4s} {'update probe':16s} {label:40s} "
+        print(f"{'ok' if ok else 'FAIL':4s} {'update probe':32s} {label:34s} "
               f"mul.rn.{suffix}={muls} fma={fmas}")
-    print(f"{n} kernels compiled for cc {CC[0]}.{CC[1]} in {time.time() - start:.1f} s; "
-          f"{failures} failure(s)")
+    return failures
+
+
+def all_kernels():
+    """Every kernel (not device function) defined in a module of ``numba_quant._cuda``,
+    as ``module.name``, and the modules that failed to import."""
+    found, broken = set(), []
+    for info in pkgutil.iter_modules(cuda_package.__path__):
+        name = f"{cuda_package.__name__}.{info.name}"
+        try:
+            module = importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - report, go on
+            broken.append(f"{name}: {type(e).__name__}: {e}")
+            continue
+        for value in vars(module).values():
+            if (isinstance(value, _dispatcher.CUDADispatcher)
+                    and not value.targetoptions.get("device", False)
+                    and value.py_func.__module__ == name):
+                found.add(f"{info.name}.{value.py_func.__name__}")
+    return found, broken
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="print every instruction count and whole error messages")
+    parser.add_argument("--modules", default=",".join(SIGNATURES),
+                        help="modules of numba_quant._cuda whose kernels to compile "
+                        "(default: all: %(default)s)")
+    args = parser.parse_args(argv)
+    modules = [m.strip() for m in args.modules.split(",") if m.strip()]
+    unknown = [m for m in modules if m not in SIGNATURES]
+    if unknown:
+        parser.error(f"--modules: unknown {', '.join(unknown)}; expected some of "
+                     f"{', '.join(SIGNATURES)}")
+    failures = compiled = 0
+    covered = set()
+    start = time.time()
+    for module in modules:
+        for kernel, label, argtypes in SIGNATURES[module]():
+            name = f"{module_of(kernel)}.{kernel.py_func.__name__}"
+            covered.add(name)
+            t0 = time.time()
+            try:
+                ptx, _ = cuda.compile_ptx(kernel.py_func, argtypes, cc=CC)
+            except Exception as e:  # noqa: BLE001 - report every failure, go on
+                failures += 1
+                lines = str(e).strip().splitlines()
+                print(f"FAIL {name:32s} {label}: {type(e).__name__}: "
+                      f"{lines[0] if lines else ''}")
+                if args.verbose:
+                    print(e)
+                continue
+            compiled += 1
+            problems = problems_of(module_of(kernel), ptx)
+            failures += bool(problems)
+            status = "FAIL (" + ", ".join(problems) + ")" if problems else "ok"
+            shown = COUNTS if args.verbose else COUNTS[-2:]
+            counts = " ".join(f"{k}={count(ptx, p)}" for k, p in shown)
+            print(f"{status:4s} {name:32s} {label:34s} {len(ptx):7d} chars "
+                  f"{time.time() - t0:5.2f} s {counts}", flush=True)
+    if "kernels" in modules:
+        failures += check_update()
+    if set(modules) == set(SIGNATURES):
+        kernels, broken = all_kernels()
+        for line in broken:
+            failures += 1
+            print(f"FAIL import {line}")
+        for name in sorted(kernels - covered):
+            failures += 1
+            print(f"FAIL {name:32s} no signature in tools/check_ptx.py: not compiled")
+        print(f"{len(kernels)} kernels in numba_quant._cuda, {len(kernels & covered)} of "
+              f"them compiled")
+    print(f"{compiled} kernel signatures compiled for cc {CC[0]}.{CC[1]} in "
+          f"{time.time() - start:.1f} s; {failures} failure(s)")
     return 1 if failures else 0
 
 

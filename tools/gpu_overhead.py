@@ -15,7 +15,7 @@ import numpy as np
 from numba import cuda
 
 import numba_quant as nq
-from numba_quant._cuda import backend as C
+from numba_quant._cuda import channels as C
 from numba_quant._cuda import arrays as _cuda_arrays
 
 

@@ -14,7 +14,8 @@ import numpy as np
 from numba import cuda
 
 import numba_quant as nq
-from numba_quant._cuda import backend as C
+from numba_quant._cuda import channels as C
+from numba_quant._cuda import scratch
 from numba_quant._cuda import arrays as _cuda_arrays
 from numba_quant._cuda import launch as _cuda_launch
 from numba_quant._host import tuning as _tuning
@@ -59,10 +60,10 @@ def kernel_only(a, axis, unit_stride=None):
     """The reduction kernel alone (no settle kernel, no status read-back).
     ``unit_stride=False`` times the general plan where the flat kernel would run."""
     d = _cuda_arrays.device(a)
-    itype = C._int_type(d.dtype)
+    itype = scratch.int_type(d.dtype)
     x3 = _cuda_arrays.reduction_view(d, axis, itype)
     o, c, i = (int(v) for v in x3.shape)
-    mask, inf_bits = C._key_constants(d.dtype)
+    mask, inf_bits = scratch.key_constants(d.dtype)
     if unit_stride is None:
         unit_stride = x3.strides[2] == x3.dtype.itemsize
     kernel, blocks, threads, plan = _cuda_launch.plan_minmax(o, c, i, unit_stride)

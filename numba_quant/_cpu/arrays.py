@@ -15,17 +15,17 @@ def empty(shape, dtype, like):
     return np.empty(tuple(shape), dtype)
 
 
-def wrap(a, like, kind=None):
+def wrap(a, like, element=None):
     """The result ``a`` as the caller's kind of array: numpy for numpy, a tensor over
     ``a``'s memory for a PyTorch CPU tensor (no copy).
 
-    ``kind`` names the element type the result stands for where numpy has none
+    ``element`` names the element type the result stands for where numpy has none
     (``"float8_e4m3fn"``, ``"float8_e5m2"``, ``"float8_e8m0fnu"``, ``"bfloat16"``): a
     tensor result is viewed as torch's dtype of that name (same bits).
     """
     if type(like) is np.ndarray or not torch_arrays.is_tensor(like):
         return a
-    return torch_arrays.from_numpy(a, kind)
+    return torch_arrays.from_numpy(a, element)
 
 
 def to_host(a):
@@ -66,3 +66,10 @@ def as_output(out):
     _checks.numpy_array("out", out)
     _checks.output_array(out.dtype, not out.flags.writeable)
     return out
+
+
+def placeholder(x):
+    """An empty array of ``x``'s kind (numpy, or a PyTorch CPU tensor), to give later
+    results that kind without keeping ``x`` alive."""
+    empty_values = np.empty(0, np.float32)
+    return torch_arrays.from_numpy(empty_values) if torch_arrays.is_tensor(x) else empty_values

@@ -12,8 +12,6 @@ ranges run by a pool of ``numba.get_num_threads()`` threads (one compiled functi
 signature, where ``parallel=True`` would compile a second, slower-to-build one).  The
 arithmetic per block and per element comes from :mod:`numba_quant._reference.blocks`.
 """
-import concurrent.futures
-import threading
 
 import numba
 import numpy as np
@@ -21,8 +19,11 @@ from numba import njit
 from numba.core.extending import overload
 
 from numba_quant._reference import blocks as rb
+from numba_quant._host import torch_arrays
 from numba_quant._host import tuning as _tuning
+from numba_quant._cpu.threads import pool
 from numba_quant._cpu.kernels import _index, maximum, minimum
+from numba_quant._host import checks as _checks
 
 # Kernel modes.
 OBSERVE = 0
@@ -220,17 +221,6 @@ def dequantize_blocks(codes, coff, cst, signed, nbits, shape, block, k_start, k_
 
 
 # --------------------------------------------------------------------------- host side
-_POOL = None
-_POOL_LOCK = threading.Lock()
-
-
-def _pool(threads):
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL._max_workers < threads:
-            _POOL = concurrent.futures.ThreadPoolExecutor(threads,
-                                                          thread_name_prefix="numba_quant")
-        return _POOL
 
 
 def _tasks(n_blocks, n_elements):
@@ -249,7 +239,7 @@ def _run(kernel, n_blocks, n_elements, args_before, args_after):
     tasks = _tasks(n_blocks, n_elements)
     if len(tasks) == 1:
         return kernel(*args_before, 0, n_blocks, *args_after)
-    futures = [_pool(numba.get_num_threads()).submit(kernel, *args_before, a, b, *args_after)
+    futures = [pool(numba.get_num_threads()).submit(kernel, *args_before, a, b, *args_after)
                for a, b in tasks]
     return sum(f.result() for f in futures)
 
@@ -311,7 +301,10 @@ def run_dequantize(codes4, block4, scale4, zp4, qmin, qmax, ofmt, pfmt, out4):
 def as_input(x):
     """``(array, kind)``: x as a native-endian array the kernels read (bfloat16 and
     float16 as their uint16 bit patterns, no copy)."""
-    from numba_quant._host import checks as _checks
+    if torch_arrays.is_tensor(x):
+        if torch_arrays.is_bfloat16(x):
+            return torch_arrays.bfloat16_bits(x), "bfloat16"
+        x = torch_arrays.to_numpy(x)
     x = np.asarray(x)
     kind = _checks.block_input_kind(x.dtype)
     if not x.dtype.isnative:
@@ -321,42 +314,9 @@ def as_input(x):
     return x, kind
 
 
-def to_host(a):
-    return np.asarray(a)
-
-
-def from_host(a, like):
-    return np.asarray(a)
-
-
-def wrap(a, like):
-    return a
-
-
-def empty(shape, dtype, like):
-    return np.empty(shape, dtype)
-
-
-def as_output(out):
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy array for numpy input; got {type(out).__name__}")
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")
-    return out
-
-
-def view4(a, shape4, strides4):
-    """The 4-D view of ``a`` planned by :func:`numba_quant._host.blocks_plan.canonical`."""
-    return np.lib.stride_tricks.as_strided(a, shape4, strides4,
-                                           writeable=a.flags.writeable)
-
-
-def contiguous(a):
-    return np.ascontiguousarray(a)
-
-
 def as_codes(codes):
-    codes = np.asarray(codes)
+    codes = torch_arrays.to_numpy(codes, "codes") if torch_arrays.is_tensor(codes) \
+        else np.asarray(codes)
     if codes.dtype.kind not in "iu":
         raise TypeError(f"codes must be integers; got dtype {codes.dtype}")
     if not codes.dtype.isnative:
@@ -367,10 +327,6 @@ def as_codes(codes):
 def bits_view(a):
     """A float16/bfloat16 array as its uint16 bit patterns (same memory)."""
     return a.view(np.uint16)
-
-
-def copy_into(target, source):
-    target[...] = source.reshape(target.shape) if source.shape != target.shape else source
 
 
 def cast_params(values, dtype, shape, like):

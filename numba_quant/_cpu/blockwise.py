@@ -11,7 +11,7 @@ per element are OneFlow's, from :mod:`numba_quant._reference.integer` (``qparams
 import numpy as np
 from numba import njit
 
-from numba_quant._host import cache as _cache# noqa: F401  (cache keys cover every kernel source)
+from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 from numba_quant._host import codes
 from numba_quant._cpu import blocks as cb
 from numba_quant._reference import integer as ref

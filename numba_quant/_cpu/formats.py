@@ -232,27 +232,6 @@ def fp8_scales(amax, fp8_max):
 
 
 # --------------------------------------------------------------------------- arrays
-def contiguous(a, dtype=None, axes=None):
-    """``a`` as a C-contiguous array of ``dtype`` with axes ``axes`` (copy if needed)."""
-    if axes is not None:
-        a = np.transpose(a, axes)
-    return np.ascontiguousarray(a, dtype=dtype)
-
-
-def empty(shape, dtype, like):
-    return np.empty(shape, dtype)
-
-
-def wrap(a, like):
-    return a
-
-
-def to_host(a):
-    return a
-
-
-def from_host(a, like):
-    return a
 
 
 def scale_run():

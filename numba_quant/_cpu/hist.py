@@ -12,7 +12,11 @@ from numba import njit, prange
 from numba_quant._cpu import blocks as cb
 from numba_quant._reference import hist as hist_ref
 from numba_quant._reference import select as select_ref
+from numba_quant._cpu import threads
+from numba_quant._cpu.threads import pool as threads_pool
 from numba_quant._cpu.kernels import _index
+from numba_quant._cpu.signatures import Kernel
+from numba_quant._host.layout import channel_view
 
 
 # Elements binned at once (a loop without branches, in vector registers) before they
@@ -208,3 +212,66 @@ def widen_rows(counts, steps, out):
     """Row ``r`` of ``counts`` moved ``steps[r]`` doublings wider, added into ``out[r]``."""
     for r in range(counts.shape[0]):
         hist_ref.widen_row(counts[r], steps[r], out[r])
+
+
+# --------------------------------------------------------------------------- entry points
+def channel_histograms(data, axis, grid, factor, lo, hi, bins):
+    """``(grids, channels, bins)`` int64 counts of ``data`` along ``axis`` (None: one
+    row) on the grid ``grid`` (``BOTH_GRIDS``: both, in one pass)."""
+    if axis is not None and data.shape[axis] == 1:
+        axis = None  # one channel: the per-layer view is the better one
+    x3 = channel_view(data, axis)
+    parallel, most = threads.tasks(x3)
+    n_channels = x3.shape[1]
+    # (one compiled kernel: small inputs run it with one piece per channel)
+    pieces = max(1, -(-most // n_channels)) if parallel else 1
+    pieces = min(pieces, max(1, max(x3.shape[0], x3.shape[2])))
+    grids = 2 if grid == hist_ref.BOTH_GRIDS else 1
+    counts = np.zeros((grids, n_channels, bins), np.int64)
+    partial = np.zeros((grids, n_channels * pieces if pieces > 1 else 1, bins), np.int64)
+    with threads.one_at_a_time(parallel):
+        histogram(x3, grid, factor, lo, hi, pieces, partial, counts)
+    return counts
+
+
+_HISTOGRAM_BLOCKS = []
+
+
+def block_histograms(x4, block4, n_blocks, grid, a, b, bins):
+    """``(blocks, bins)`` int64 counts of each block of the 4-D view ``x4`` (blocks of
+    ``block4``, in C order over the grid); ``a`` and ``b`` one per block."""
+    if not _HISTOGRAM_BLOCKS:
+        _HISTOGRAM_BLOCKS.append(Kernel(histogram_blocks))
+    x, off, st = cb.flat(x4)
+    counts = np.zeros((n_blocks, bins), np.int64)
+    cb._run(_HISTOGRAM_BLOCKS[0], n_blocks, x4.size, (x, off, st, x4.shape, block4),
+            (grid, a, b, counts))
+    return counts
+
+
+def select(method, counts, edges32, fraction, levels, bits, unsigned, start_bin, stride,
+           tolerance, threads):
+    """Each row's chosen index by ``method`` (:data:`PERCENTILE`, :data:`ENTROPY` or
+    :data:`MSE`; see :func:`select_rows`), rows split over ``threads`` threads of the
+    kept pool, this thread taking the first share itself."""
+    rows = counts.shape[0]
+    index = np.empty(rows, np.int64)
+    args = (method, counts, edges32, fraction, levels, bits, bool(unsigned), start_bin,
+            stride, tolerance)
+    if threads == 1:
+        select_rows(*args, 0, rows, index)
+        return index
+    bounds = [rows * k // threads for k in range(threads + 1)]
+    jobs = [threads_pool(threads).submit(select_rows, *args, bounds[k], bounds[k + 1], index)
+            for k in range(1, threads)]
+    select_rows(*args, bounds[0], bounds[1], index)
+    for job in jobs:
+        job.result()
+    return index
+
+
+def widen(counts, steps):
+    """``counts`` moved ``steps`` (one per row, at most 64) grids coarser."""
+    out = np.zeros_like(counts)
+    widen_rows(counts, steps, out)
+    return out

@@ -8,7 +8,7 @@ when the report omits them).  Rows run in parallel; the caller sums the rows' re
 import numpy as np
 from numba import njit, prange
 
-from numba_quant._host import cache as _cache# noqa: F401  (cache keys cover every kernel source)
+from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 
 # Columns of the per-row result.
 SIGNAL, NOISE, MAX_ERROR, CLIPPED, COUNT = range(5)

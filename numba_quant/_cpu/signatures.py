@@ -18,7 +18,7 @@ import numpy as np
 from numba import typeof, types
 from numba.np.numpy_support import from_dtype
 
-from numba_quant._host import cache as _cache# noqa: F401  (cache keys cover every kernel source)
+from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 
 _ndarray = np.ndarray
 # Python scalars as Numba types them; numpy scalars keep their own type (typeof).

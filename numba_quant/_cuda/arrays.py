@@ -274,15 +274,21 @@ def from_host(a, like):
     return d
 
 
-def wrap(a, like):
-    """Results in the caller's array type: CuPy, torch or Numba (no copy)."""
+def wrap(a, like, element=None):
+    """Results in the caller's array type: CuPy, torch or Numba (no copy).
+
+    ``element`` names the element type a torch result stands for where numpy has none
+    (``"float8_e4m3fn"``, ``"float8_e5m2"``, ``"float8_e8m0fnu"``, ``"bfloat16"``): the
+    tensor is viewed as torch's dtype of that name (same bits).
+    """
     library = kind(like)
     if library == "cupy":
         import cupy
         return cupy.asarray(a)
     if library == "torch":
         import torch
-        return torch.as_tensor(a, device=like.device)
+        tensor = torch.as_tensor(a, device=like.device)
+        return tensor if element is None else tensor.view(getattr(torch, element))
     return a
 
 
@@ -298,3 +304,40 @@ def empty(shape, dtype, like):
         torch_dtype = torch.from_numpy(np.empty(0, dtype)).dtype
         return torch.empty(tuple(shape), dtype=torch_dtype, device=like.device)
     return cuda.device_array(tuple(shape), dtype)
+
+
+def contiguous(a, dtype=None, axes=None):
+    """``a`` as a C-contiguous device array of ``dtype`` with axes ``axes`` (copied if
+    needed)."""
+    d = device(a)
+    d_info = info(d)
+    same = (dtype is None or np.dtype(dtype) == d_info.dtype) and (
+        axes is None or tuple(axes) == tuple(range(len(d_info.shape))))
+    if same and d_info.strides == c_strides(d_info.shape, d_info.dtype.itemsize):
+        return d
+    return contiguous_copy(d_info, dtype, axes)
+
+
+def view4(a, shape4, strides4):
+    """The 4-D view of ``a`` planned by :func:`numba_quant._host.blocks_plan.canonical`."""
+    a_info = info(device(a))
+    planned = np.lib.stride_tricks.as_strided(stand_in(a_info), shape4, strides4)
+    return from_stand_in(planned, a_info)
+
+
+def copy_into(target, source):
+    """Write ``source`` (same size) into ``target`` on the device."""
+    copy(info(device(source)), info(device(target)))
+
+
+def as_output(out):
+    """A caller's ``out`` as a device array over the same memory, checked writable."""
+    d = device(out)
+    _checks.output_array(d.dtype, info(d).readonly)
+    return d
+
+
+def placeholder(x):
+    """An empty device array of ``x``'s kind (CuPy, torch, Numba), to give later results
+    that kind without keeping ``x`` alive."""
+    return empty((0,), np.float32, x)

@@ -17,10 +17,11 @@ small and go through the host (their checks run there anyway).
 import numpy as np
 from numba import config, cuda
 
-from numba_quant._cuda import backend as _cuda# noqa: F401  (registers the CUDA primitives first)
+from numba_quant._cuda import primitives  # noqa: F401  (registers the CUDA primitives first)
 from numba_quant._cuda import arrays
 from numba_quant._reference import blocks as rb
 from numba_quant._host import tuning as _tuning
+from numba_quant._host import checks as _checks
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
 # Threads per block of the block reduction (shared arrays of this many float64 pairs).
@@ -188,7 +189,6 @@ def _device_array(x):
 
 def as_input(x):
     """``(device array, kind)``: bfloat16/float16 as uint16 views of the same memory."""
-    from numba_quant._host import checks as _checks
     d = _device_array(x)
     kind = _checks.block_input_kind(d.dtype)
     if not d.dtype.isnative:
@@ -211,47 +211,11 @@ def bits_view(d):
     return arrays.view(info.ptr, info.shape, info.strides, np.uint16, info.owner)
 
 
-def as_output(out):
-    return _cuda.as_output(out)
-
-
-def to_host(a):
-    return arrays.to_host(a)
-
-
-def from_host(a, like):
-    return cuda.to_device(np.ascontiguousarray(a))
-
-
-def wrap(a, like):
-    return arrays.wrap(a, like)
-
-
-def empty(shape, dtype, like):
-    if like is None:
-        return cuda.device_array(tuple(shape), dtype)
-    return arrays.empty(shape, dtype, like)
-
-
-def view4(a, shape4, strides4):
-    info = arrays.info(_device_array(a))
-    stand_in = np.lib.stride_tricks.as_strided(arrays.stand_in(info), shape4, strides4)
-    return arrays.from_stand_in(stand_in, info)
-
-
-def contiguous(a):
-    return arrays.contiguous_copy(arrays.info(_device_array(a)))
-
-
-def copy_into(target, source):
-    arrays.copy(arrays.info(source), arrays.info(_device_array(target)))
-
-
 def cast_params(values, dtype, shape, like):
-    """Kernel parameters as the caller's dtype and shape, on the device (through the host:
-    they are one value per block)."""
+    """Kernel parameters in the caller's dtype and shape, on the device (through the
+    host: they are one value per block)."""
     host = np.asarray(values.copy_to_host()).astype(dtype).reshape(shape)
-    return wrap(cuda.to_device(host), like)
+    return cuda.to_device(host)
 
 
 def _threads():

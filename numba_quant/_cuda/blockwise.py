@@ -18,7 +18,7 @@ import numpy as np
 from numba import cuda
 
 from numba_quant._host import codes
-from numba_quant._cuda import backend as _cuda# noqa: F401  (registers the CUDA primitives first)
+from numba_quant._cuda import primitives  # noqa: F401  (registers the CUDA primitives first)
 from numba_quant._cuda import arrays
 from numba_quant._cuda import launch
 from numba_quant._reference import integer as ref

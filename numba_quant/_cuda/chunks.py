@@ -8,7 +8,7 @@ one reused float32 buffer on the device; smaller ones are converted whole, as be
 The chunks are planned, and their results combined, by the same code as on the host
 (``_cpu_chunks``: boxes in memory order, exact combinations), on host stand-ins that
 describe the device memory; each chunk goes through the kernels of a float32 input
-(:mod:`numba_quant._cuda.backend`), so no other kernel is compiled for 16-bit inputs but the
+(:mod:`numba_quant._cuda.channels`), so no other kernel is compiled for 16-bit inputs but the
 conversion.  Extra device memory: the buffer, and per chunk its channels' min and max.
 
 float16 is converted by the strided copy kernel (a cast); bfloat16, which has no CUDA
@@ -22,7 +22,7 @@ from numba import cuda
 
 from numba_quant._host import codes
 from numba_quant._host import chunks as host_chunks
-from numba_quant._cuda import backend
+from numba_quant._cuda import scratch
 from numba_quant._cuda import arrays
 from numba_quant._cuda import kernels
 from numba_quant._cuda import launch
@@ -149,51 +149,55 @@ class DeviceChunkedInput(host_chunks.ChunkedInput):
         if getattr(self, "_params", (None,))[0] is not params:
             self._params = (params, params.params.copy_to_host())
         part = np.ascontiguousarray(self._params[1][:, channels])
-        return backend.CodeParams(cuda.to_device(part), params.scheme, params.bits)
+        return scratch.CodeParams(cuda.to_device(part), params.scheme, params.bits)
 
 
 # --------------------------------------------------------------------------- the interface
-def _reduce_chunk(values, axis, omit):
-    """One chunk's ``(lo, hi, status)`` on the host (combined there)."""
-    lo, hi, status = backend.channel_minmax(values, axis, omit)
-    return lo.copy_to_host(), hi.copy_to_host(), status
+def _host_ranges(reduce):
+    """One chunk's ``(lo, hi, status)`` on the host (combined there), by ``reduce`` (the
+    backend's ``channel_minmax`` of a float32 device array)."""
+    def reduce_chunk(values, axis, omit):
+        lo, hi, status = reduce(values, axis, omit)
+        return lo.copy_to_host(), hi.copy_to_host(), status
+    return reduce_chunk
 
 
-def channel_minmax(x, axis, omit):
-    """``_cuda.channel_minmax`` of a :class:`DeviceChunkedInput`: device arrays."""
-    lo, hi, status = host_chunks.channel_minmax(x, axis, omit, _reduce_chunk)
+def channel_minmax(x, axis, omit, reduce):
+    """``channel_minmax`` of a :class:`DeviceChunkedInput`, each chunk by ``reduce``:
+    device arrays."""
+    lo, hi, status = host_chunks.channel_minmax(x, axis, omit, _host_ranges(reduce))
     return cuda.to_device(lo), cuda.to_device(hi), status
 
 
-def observe(x, axis, omit, scheme, bits, like=None):
-    """``_cuda.observe`` of a :class:`DeviceChunkedInput`: the chunks' combined min and
-    max, then the formulas by the kernel that ends every reduction (``settle_keys``,
-    given the keys of those min and max)."""
-    lo, hi, status = host_chunks.channel_minmax(x, axis, omit, _reduce_chunk)
+def observe(x, axis, omit, scheme, bits, like, reduce):
+    """``observe`` of a :class:`DeviceChunkedInput`: the chunks' combined min and max
+    (each chunk by ``reduce``), then the formulas by the kernel that ends every reduction
+    (``settle_keys``, given the keys of those min and max)."""
+    lo, hi, status = host_chunks.channel_minmax(x, axis, omit, _host_ranges(reduce))
     if status != codes.OK:
         return None, None, status
     dtype = np.dtype(x.dtype)
-    mask, inf_bits = backend._key_constants(dtype)
+    mask, inf_bits = scratch.key_constants(dtype)
     keys = np.empty((2, lo.size), np.int64)
     for row, values in enumerate((lo, hi)):
-        key = values.view(backend._int_type(dtype)).astype(np.int64)
+        key = values.view(scratch.int_type(dtype)).astype(np.int64)
         keys[row] = np.where(key < 0, key ^ np.int64(mask), key)
     out = arrays.empty((2, lo.size), dtype, like)
     blocks, threads = launch.small_grid(lo.size)
-    with backend._SCRATCH_LOCK:
-        _, scratch = backend._current_scratch()
+    with scratch.LOCK:
+        _, kept = scratch.current()
         kernels.settle_keys[blocks, threads](cuda.to_device(keys), bool(omit), mask,
                                              inf_bits, dtype.type(0), kernels.QPARAMS,
                                              int(scheme), int(bits), arrays.device(out),
-                                             scratch.status)
+                                             kept.status)
         cuda.synchronize()
-        backend._take_status(scratch)   # (OK: the range had no problem)
+        scratch.take_status(kept)   # (OK: the range had no problem)
     return out[0], out[1], status
 
 
-def count_nonfinite(x, nan_only=False):
-    return host_chunks.count_nonfinite(x, nan_only, backend.count_nonfinite)
+def count_nonfinite(x, nan_only, count):
+    return host_chunks.count_nonfinite(x, nan_only, count)
 
 
-def quantize_map(x, params, axis, what, out):
-    return host_chunks.quantize_map(x, params, axis, what, out, backend.quantize_map)
+def quantize_map(x, params, axis, what, out, apply):
+    return host_chunks.quantize_map(x, params, axis, what, out, apply)

@@ -16,7 +16,7 @@ from numba import cuda
 
 from numba_quant._cuda import arrays
 from numba_quant._cuda import launch
-from numba_quant._cuda import primitives as _cuda_primitives# noqa: F401  (CUDA primitives before any kernel)
+from numba_quant._cuda import primitives as _cuda_primitives  # noqa: F401  (CUDA primitives before any kernel)
 from numba_quant._reference import bits as _primitives_float
 from numba_quant._reference import formats as ref
 
@@ -191,32 +191,6 @@ def fp8_scales(amax, fp8_max):
 
 
 # --------------------------------------------------------------------------- arrays
-def contiguous(d, dtype=None, axes=None):
-    """``d`` as a C-contiguous device array of ``dtype`` with axes ``axes`` (copy if needed)."""
-    d_info = arrays.info(d)
-    same = (dtype is None or np.dtype(dtype) == d_info.dtype) and (
-        axes is None or tuple(axes) == tuple(range(len(d_info.shape))))
-    if same and d_info.strides == arrays.c_strides(d_info.shape, d_info.dtype.itemsize):
-        return d
-    return arrays.contiguous_copy(d_info, dtype, axes)
-
-
-def empty(shape, dtype, like):
-    return arrays.empty(shape, dtype, like)
-
-
-def wrap(a, like):
-    return arrays.wrap(a, like)
-
-
-def to_host(a):
-    return arrays.to_host(a)
-
-
-def from_host(a, like):
-    """A host array on the device, in ``like``'s array type (a Numba one for None)."""
-    d = cuda.to_device(np.ascontiguousarray(a))
-    return d if like is None else arrays.wrap(d, like)
 
 
 # Elements sharing one materialised float scale in FP8 per-tensor and per-channel

@@ -9,9 +9,14 @@ into global memory.
 """
 import math
 
+import numpy as np
+
 from numba import cuda, int32, int64
 
-from numba_quant._cuda import primitives as _cuda_primitives# noqa: F401  (CUDA primitives before any kernel)
+from numba_quant._cuda import primitives as _cuda_primitives  # noqa: F401  (CUDA primitives before any kernel)
+from numba_quant._cuda import arrays
+from numba_quant._cuda import launch
+from numba_quant._host import tuning as _tuning
 from numba_quant._reference import hist as hist_ref
 # the C-order index arithmetic of the block kernels
 from numba_quant._cuda.blocks import _block_spans, _split4
@@ -143,3 +148,42 @@ def pieces_for(n_channels, n_per_channel, threads, max_blocks, min_per_thread):
     return max(wanted, -(-n_per_channel // MAX_PIECE))
 
 
+
+
+# --------------------------------------------------------------------------- entry points
+def _launch_width(n_rows, per_row):
+    """``(threads, pieces, blocks)`` of a histogram launch over ``n_rows`` rows."""
+    threads = launch.threads()
+    max_blocks = int(_tuning.LAUNCH["max_blocks"])
+    pieces = pieces_for(n_rows, per_row, threads, max_blocks, _tuning.MIN_PER_THREAD)
+    return threads, pieces, max(1, min(max_blocks, n_rows * pieces))
+
+
+def _one_grid(x3, grid, a, b, bins):
+    n_outer, n_channels, n_inner = x3.shape
+    threads, pieces, blocks = _launch_width(n_channels, n_outer * n_inner)
+    counts = cuda.to_device(np.zeros((n_channels, bins), np.int64))
+    histogram[blocks, threads](x3, grid, cuda.to_device(a), cuda.to_device(b), pieces,
+                               counts)
+    return counts.copy_to_host()
+
+
+def channel_histograms(data, axis, grid, factor, lo, hi, bins):
+    """``(grids, channels, bins)`` int64 host counts of ``data`` along ``axis`` (None:
+    one row) on the grid ``grid`` (``BOTH_GRIDS``: both, one pass each)."""
+    x3 = arrays.reduction_view(data, axis)
+    if grid == hist_ref.BOTH_GRIDS:
+        return np.stack([_one_grid(x3, hist_ref.POW2_GRID, factor, factor, bins),
+                         _one_grid(x3, hist_ref.LINEAR_GRID, lo, hi, bins)])
+    if grid == hist_ref.POW2_GRID:
+        return _one_grid(x3, grid, factor, factor, bins)[None]
+    return _one_grid(x3, grid, lo, hi, bins)[None]
+
+
+def block_histograms(x4, block4, n_blocks, grid, a, b, bins):
+    """``(blocks, bins)`` int64 host counts of each block of the 4-D view ``x4``."""
+    threads, pieces, blocks = _launch_width(n_blocks, int(np.prod(block4)))
+    counts = cuda.to_device(np.zeros((n_blocks, bins), np.int64))
+    histogram_blocks[blocks, threads](x4, block4, grid, cuda.to_device(a),
+                                      cuda.to_device(b), pieces, counts)
+    return counts.copy_to_host()

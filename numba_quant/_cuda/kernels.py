@@ -1,4 +1,4 @@
-"""CUDA kernels of the GPU backend (:mod:`numba_quant._cuda.backend`).
+"""CUDA kernels of the GPU backend (:mod:`numba_quant._cuda.channels`).
 
 Every kernel is a lazily compiled ``numba.cuda.jit`` function (no signature), so this
 module imports without a driver and under the CUDA simulator.  The arithmetic per
@@ -24,7 +24,7 @@ import numpy as np
 from numba import cuda, int64
 
 from numba_quant._host import codes
-from numba_quant._cuda import primitives as _cuda_primitives# noqa: F401  (CUDA primitives before any kernel)
+from numba_quant._cuda import primitives as _cuda_primitives  # noqa: F401  (CUDA primitives before any kernel)
 from numba_quant._reference import integer as ref
 from numba_quant._reference.primitives import float_from_bits, narrow
 

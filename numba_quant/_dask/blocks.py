@@ -132,7 +132,7 @@ def _observe_chunk(block, sizes, omit, scheme, bits):
     """The blocks of one chunk: float64 ``(chunk grid) + (4,)`` (float16/32/64 scales
     and integer-valued zero points are exact in float64)."""
     ops = backend(block)
-    data = ops.as_array(block)
+    data = ops.channels.as_array(block)
     local = local_sizes(sizes, data.shape)
     scale, zero_point, state = _blockwise.observe_blocks(ops, block, data, local, omit,
                                                          scheme, bits)
@@ -145,7 +145,7 @@ def _observe_chunk(block, sizes, omit, scheme, bits):
     empty = state.reshape(grid) == _blockwise.EMPTY
     result[..., _EMPTY] = empty
     if (state == _blockwise.NONFINITE).any():
-        result.reshape(-1, 4)[0, _NONFINITE] = ops.count_nonfinite(data)
+        result.reshape(-1, 4)[0, _NONFINITE] = ops.channels.count_nonfinite(data)
     return result
 
 

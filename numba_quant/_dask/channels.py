@@ -18,7 +18,7 @@ import numpy as np
 
 from numba_quant._host import checks as _checks
 from numba_quant._host import codes
-from numba_quant._dispatch import backend, is_dask, to_host
+from numba_quant._dispatch import backend, cpu, is_dask, to_host
 
 # Positions in a partial state's trailing axis.
 _LO, _HI, _NONFINITE = 0, 1, 2
@@ -57,10 +57,10 @@ def _chunk_state(block, axis, omit):
     state[:, _LO], state[:, _HI] = np.inf, -np.inf
     if block.size:
         ops = backend(block)
-        data = ops.as_array(block)
-        lo, hi, status = ops.channel_minmax(data, axis, omit)
+        data = ops.channels.as_array(block)
+        lo, hi, status = ops.channels.channel_minmax(data, axis, omit)
         if status == codes.HAS_NONFINITE:  # "raise": only the count matters
-            state[0, _NONFINITE] = ops.count_nonfinite(data)
+            state[0, _NONFINITE] = ops.channels.count_nonfinite(data)
         else:
             state[:, _LO] = to_host(lo).reshape(-1)
             state[:, _HI] = to_host(hi).reshape(-1)
@@ -127,9 +127,8 @@ def settled_range(state, dtype, per_layer):
 
 def _finish_observe(state, dtype, per_layer, scheme, bits, like):
     """Scale and zero point (``(channels, 2)``, in ``like``'s array type) from states."""
-    from numba_quant._cpu import backend as _cpu
     lo, hi = settled_range(state, dtype, per_layer)
-    scale, zero_point = _cpu.qparams(lo, hi, scheme, bits)
+    scale, zero_point = cpu().channels.qparams(lo, hi, scheme, bits)  # (on the host)
     return backend(like).from_host(np.stack([scale, zero_point], axis=-1), like=like)
 
 

@@ -14,12 +14,14 @@ the whole array has been seen, so that a larger-than-memory array streams throug
 
 Imported only when a Dask array reaches one of these functions.
 """
+import collections
 import functools
 
 import numpy as np
 
 from numba_quant._host import checks as _checks
 from numba_quant._host import blocks_plan as plan
+from numba_quant._host.float_formats import FORMATS
 from numba_quant._dask.channels import _checked, _dask_array, _meta, per_channel
 from numba_quant._dask.blocks import (
     Scalar,
@@ -28,7 +30,19 @@ from numba_quant._dask.blocks import (
     map_aligned,
     on_grid,
 )
-from numba_quant._dispatch import backend, is_dask, to_host
+from numba_quant._dispatch import backend, cpu, is_dask, to_host
+
+
+# The in-memory functions a format's graph runs on each chunk, handed over by the public
+# module (which imports this one only for a Dask array): the graph never imports the
+# public layer back.  Module-level functions, so that tasks pickle by reference.
+Float8Functions = collections.namedtuple(
+    "Float8Functions", "to_float8 from_float8 amax_of_chunk encode_chunk")
+Nvfp4Functions = collections.namedtuple(
+    "Nvfp4Functions", "to_nvfp4_chunk fake_quantize_chunk abs_max_of_chunk "
+    "per_tensor_scale_of smallest_per_tensor block")
+BlockFunctions = collections.namedtuple(
+    "BlockFunctions", "observe quantize dequantize check_scale zero_points dtype_of")
 
 
 def _dtypes(result):
@@ -103,29 +117,27 @@ def _raise_nonfinite(state, propagate):
 
 # --------------------------------------------------------------------------- FP8
 def _fp8_scales(state, fp8_max, propagate):
-    from numba_quant._cpu import formats as _cpu_float
-    return _cpu_float.fp8_scales(_raise_nonfinite(state, propagate), fp8_max)
+    return cpu().formats.fp8_scales(_raise_nonfinite(state, propagate), fp8_max)
 
 
 def _to_device(values, like):
     return backend(like).from_host(to_host(values), like=like)
 
 
-def to_float8(x, name, per_layer, axis, block_size, nonfinite):
-    """``to_float8`` of a Dask array: lazy ``(elements, scale)``."""
-    from numba_quant import float8
-    from numba_quant._host.float_formats import FORMATS
+def to_float8(x, name, per_layer, axis, block_size, nonfinite, functions):
+    """``to_float8`` of a Dask array: lazy ``(elements, scale)``; ``functions``: the
+    in-memory functions each chunk runs (:class:`Float8Functions`)."""
     if block_size is not None:
-        return along_axis(float8.to_float8, x, block_size, -1, ("elements", "grid"),
+        return along_axis(functions.to_float8, x, block_size, -1, ("elements", "grid"),
                           settings=dict(dtype=name, block_size=block_size,
                                         nonfinite=nonfinite))
     da = _dask_array()
     x = _checked(x)
     propagate = _checks.format_nonfinite(nonfinite)
-    float8.to_float8(_tiny(x.ndim, x.dtype), name, per_layer_quantization=per_layer,
-                     axis=axis, nonfinite=nonfinite)  # the settings, checked now
+    functions.to_float8(_tiny(x.ndim, x.dtype), name, per_layer_quantization=per_layer,
+                        axis=axis, nonfinite=nonfinite)  # the settings, checked now
     ax = None if per_layer else _checks.channel_axis(axis, x.ndim, False)
-    state = _maxima(x, _Fp8Maxima(per_layer, ax), ax)
+    state = _maxima(x, _Fp8Maxima(per_layer, ax, functions.amax_of_chunk), ax)
     scale = state.map_blocks(_fp8_scales, FORMATS[name].max, propagate, dtype=np.float32,
                              chunks=(state.chunks[0],), drop_axis=1,
                              meta=np.empty((0,), np.float32))
@@ -134,7 +146,7 @@ def to_float8(x, name, per_layer, axis, block_size, nonfinite):
         scale_arg = [scale, (x.ndim,)]
     else:
         scale_arg = [scale.rechunk((x.chunks[ax],)), (ax,)]
-    encode = functools.partial(float8.encode_chunk, fmt_name=name,
+    encode = functools.partial(functions.encode_chunk, fmt_name=name,
                                per_layer_quantization=per_layer,
                                axis=0 if ax is None else ax, nonfinite=nonfinite)
     codes = da.blockwise(encode, index, x, index, *scale_arg, concatenate=True,
@@ -146,29 +158,23 @@ def to_float8(x, name, per_layer, axis, block_size, nonfinite):
 class _Fp8Maxima:
     """A chunk's FP8 group maxima (a picklable callable for the workers)."""
 
-    def __init__(self, per_layer, axis):
-        self.per_layer, self.axis = per_layer, axis
+    def __init__(self, per_layer, axis, amax_of_chunk):
+        self.per_layer, self.axis, self.amax_of_chunk = per_layer, axis, amax_of_chunk
 
     def __call__(self, block):
-        from numba_quant import float8
-        return float8.amax_of_chunk(block, self.per_layer, 0 if self.axis is None
-                                    else self.axis)
+        return self.amax_of_chunk(block, self.per_layer, 0 if self.axis is None
+                                  else self.axis)
 
 
-def _from_float8_first(elements, scale, **settings):
-    from numba_quant import float8
-    return float8.from_float8(elements, scale, **settings)
-
-
-def from_float8(elements, scale, name, axis, block_size, output_dtype):
+def from_float8(elements, scale, name, axis, block_size, output_dtype, functions):
     """``from_float8`` of a Dask array of codes: lazy float values."""
     settings = dict(dtype=name, output_dtype=output_dtype)
     if block_size is not None:
-        return along_axis(_from_float8_first, elements, block_size, -1, ("elements",),
+        return along_axis(functions.from_float8, elements, block_size, -1, ("elements",),
                           scale_grid=scale, settings=dict(settings, block_size=block_size))
     elements = _checked(elements)
-    _from_float8_first(_tiny(elements.ndim, elements.dtype), np.ones(1, np.float32),
-                       **settings)  # the settings, checked now
+    functions.from_float8(_tiny(elements.ndim, elements.dtype), np.ones(1, np.float32),
+                          **settings)  # the settings, checked now
     if not is_dask(scale):
         scale = np.asarray(to_host(scale) if not isinstance(scale, (int, float)) else
                            np.float32(scale))
@@ -186,59 +192,57 @@ def from_float8(elements, scale, name, axis, block_size, output_dtype):
         chunks = (elements.chunks[ax],)
         flat = flat.rechunk(chunks) if is_dask(flat) else da.from_array(flat, chunks=chunks)
         scale_arg = [flat, (ax,)]
-    decode = functools.partial(_from_float8_first, axis=0 if ax is None else ax, **settings)
+    decode = functools.partial(functions.from_float8, axis=0 if ax is None else ax,
+                               **settings)
     return da.blockwise(decode, index, elements, index, *scale_arg, concatenate=True,
                         dtype=output_dtype, meta=_meta(elements, elements.ndim, output_dtype))
 
 
 # --------------------------------------------------------------------------- NVFP4
-def _nvfp4_scale(state, propagate):
-    from numba_quant import nvfp4
-    return np.asarray(nvfp4.per_tensor_scale_of(_raise_nonfinite(state, propagate)[0]),
-                      np.float32)
+def _nvfp4_scale(state, propagate, per_tensor_scale_of):
+    return np.asarray(per_tensor_scale_of(_raise_nonfinite(state, propagate)[0]), np.float32)
 
 
-def _per_tensor_scale(x, per_tensor_scale, nonfinite):
+def _per_tensor_scale(x, per_tensor_scale, nonfinite, functions):
     """The NVFP4 per-tensor scale: checked now when given, else a lazy 0-d float32 from
     the whole tensor's maximum."""
-    from numba_quant import nvfp4
     propagate = _checks.format_nonfinite(nonfinite)
     if per_tensor_scale is not None:
-        return _checks.per_tensor_scale(per_tensor_scale, nvfp4._SMALLEST_PER_TENSOR)
-    state = _maxima(x, nvfp4.abs_max_of_chunk, None)
-    return state.map_blocks(_nvfp4_scale, propagate, dtype=np.float32, drop_axis=[0, 1],
-                            chunks=(), meta=np.empty((), np.float32))
+        return _checks.per_tensor_scale(per_tensor_scale, functions.smallest_per_tensor)
+    state = _maxima(x, functions.abs_max_of_chunk, None)
+    return state.map_blocks(_nvfp4_scale, propagate, functions.per_tensor_scale_of,
+                            dtype=np.float32, drop_axis=[0, 1], chunks=(),
+                            meta=np.empty((), np.float32))
 
 
-def to_nvfp4(x, per_tensor_scale, nonfinite, ml_dtypes):
+def to_nvfp4(x, per_tensor_scale, nonfinite, ml_dtypes, functions):
     """``to_nvfp4`` of a Dask array: lazy ``(block_scale, elements, per_tensor_scale)``
-    (the per-tensor scale a 0-d Dask array when it is computed from ``x``)."""
-    from numba_quant import nvfp4
+    (the per-tensor scale a 0-d Dask array when it is computed from ``x``);
+    ``functions``: :class:`Nvfp4Functions`."""
     x = _checked(x)
     _checks.block_axis(-1, x.ndim)
-    pts = _per_tensor_scale(x, per_tensor_scale, nonfinite)
-    scale, elements = along_axis(nvfp4.to_nvfp4_chunk, x, nvfp4.BLOCK, -1, ("grid", "elements"),
+    pts = _per_tensor_scale(x, per_tensor_scale, nonfinite, functions)
+    scale, elements = along_axis(functions.to_nvfp4_chunk, x, functions.block, -1,
+                                 ("grid", "elements"),
                                  scalar=pts,
                                  settings=dict(nonfinite=nonfinite, ml_dtypes=ml_dtypes))
     return scale, elements, pts
 
 
-def nvfp4_fake_quantize(x, per_tensor_scale, nonfinite):
+def nvfp4_fake_quantize(x, per_tensor_scale, nonfinite, functions):
     """``nvfp4_fake_quantize`` of a Dask array (lazy float32 values)."""
-    from numba_quant import nvfp4
     x = _checked(x)
     _checks.block_axis(-1, x.ndim)
-    pts = _per_tensor_scale(x, per_tensor_scale, nonfinite)
-    return along_axis(nvfp4.fake_quantize_chunk, x, nvfp4.BLOCK, -1, ("elements",),
+    pts = _per_tensor_scale(x, per_tensor_scale, nonfinite, functions)
+    return along_axis(functions.fake_quantize_chunk, x, functions.block, -1, ("elements",),
                       scalar=pts, settings=dict(nonfinite=nonfinite))
 
 
 # --------------------------------------------------------------------------- torchao
-def _choose_chunk(x, *, block_size, settings, codes):
+def _choose_chunk(x, *, block_size, settings, codes, observe):
     """``(codes?, scale, zero_point, bad blocks)`` of one chunk, grid-shaped."""
-    from numba_quant import blocks
-    result, scale, zp, bad = blocks._observe(x, block_size=block_size, codes=codes,
-                                             out=None, checked=False, **settings)
+    result, scale, zp, bad = observe(x, block_size=block_size, codes=codes, out=None,
+                                     checked=False, **settings)
     grid = tuple(-(-d // b) for d, b in zip(np.shape(x), block_size))
     found = (scale.reshape(grid), zp.reshape(grid), np.full((1,) * len(grid), bad, np.int64))
     return ((result,) if codes else ()) + found
@@ -253,10 +257,10 @@ def _checked_small(values, bad):
 
 
 def choose_qparams_affine(x, mapping_type, block_size, target_dtype, quant_min, quant_max,
-                          eps, scale_dtype, zero_point_dtype, *, codes):
+                          eps, scale_dtype, zero_point_dtype, *, codes, functions):
     """``choose_qparams_affine`` (``codes``: ``choose_qparams_and_quantize_affine``) of a
-    Dask array: lazy results of the in-memory shapes and dtypes."""
-    from numba_quant import blocks
+    Dask array: lazy results of the in-memory shapes and dtypes; ``functions``:
+    :class:`BlockFunctions`."""
     da = _dask_array()
     x = _checked(x)
     _checks.block_input_kind(x.dtype)
@@ -264,14 +268,14 @@ def choose_qparams_affine(x, mapping_type, block_size, target_dtype, quant_min, 
     settings = dict(mapping_type=mapping_type, target_dtype=target_dtype,
                     quant_min=quant_min, quant_max=quant_max, eps=eps,
                     scale_dtype=scale_dtype, zero_point_dtype=zero_point_dtype)
-    probe = blocks._observe(_tiny(x.ndim, x.dtype), block_size=(1,) * x.ndim, codes=True,
-                            out=None, **settings)  # the settings, checked now
+    probe = functions.observe(_tiny(x.ndim, x.dtype), block_size=(1,) * x.ndim, codes=True,
+                              out=None, **settings)  # the settings, checked now
     dtypes = _dtypes(probe if codes else probe[1:])
     x = align(x, sizes)
     kinds = (("elements",) if codes else ()) + ("grid", "grid", "one")
     results = map_aligned(_choose_chunk, x, sizes, [],
                           list(zip(kinds, dtypes + [np.dtype(np.int64)])),
-                          dict(settings=settings, codes=codes))
+                          dict(settings=settings, codes=codes, observe=functions.observe))
     bad_per_chunk = results[-1]
     total = bad_per_chunk.sum()
     index = tuple(range(x.ndim))
@@ -287,34 +291,29 @@ def choose_qparams_affine(x, mapping_type, block_size, target_dtype, quant_min, 
     return (code_values,) + small
 
 
-def _grid_parameters(x, sizes, scale, zero_point):
+def _grid_parameters(x, sizes, scale, zero_point, functions):
     """Checks now what host parameters allow; returns them on the grid's chunks."""
-    from numba_quant import blocks
     grid = plan.grid_shape(x.shape, sizes)
     torchao = plan.torchao_shape(x.shape, sizes)
     for name, p in (("scale", scale), ("zero_point", zero_point)):
         if p is not None:
             _checks.parameter_shape(name, np.shape(p), torchao, grid)
     if not is_dask(scale):
-        blocks._check_scale(np.asarray(to_host(scale)))
+        functions.check_scale(np.asarray(to_host(scale)))
     if zero_point is not None and not is_dask(zero_point):
-        blocks._zero_points(None, to_host(zero_point), x.shape, sizes)
+        functions.zero_points(None, to_host(zero_point), x.shape, sizes)
     chunks = grid_chunks(x.chunks, sizes)
     return [on_grid(scale, grid, chunks),
             None if zero_point is None else on_grid(zero_point, grid, chunks)]
 
 
-def _quantize_affine_chunk(x, scale, zero_point, *, block_size, **settings):
-    from numba_quant import blocks
-    return blocks.quantize_affine(x, block_size, scale, zero_point, **settings)
+def _in_block_order(x, scale, zero_point, *, block_size, function, **settings):
+    """``function(x, block_size, scale, zero_point, ...)`` of one chunk (torchao's order)."""
+    return function(x, block_size, scale, zero_point, **settings)
 
 
-def _dequantize_affine_chunk(codes, scale, zero_point, *, block_size, **settings):
-    from numba_quant import blocks
-    return blocks.dequantize_affine(codes, block_size, scale, zero_point, **settings)
-
-
-def quantize_affine(x, block_size, scale, zero_point, output_dtype, quant_min, quant_max):
+def quantize_affine(x, block_size, scale, zero_point, output_dtype, quant_min, quant_max,
+                    functions):
     """``quantize_affine`` of a Dask array: lazy codes."""
     x = _checked(x)
     _checks.block_input_kind(x.dtype)
@@ -322,16 +321,15 @@ def quantize_affine(x, block_size, scale, zero_point, output_dtype, quant_min, q
     codes_dtype, lowest, highest = _checks.target_dtype(output_dtype)
     _checks.quant_range(quant_min, quant_max, lowest, highest, f"output_dtype {output_dtype!r}")
     x = align(x, sizes)
-    params = _grid_parameters(x, sizes, scale, zero_point)
-    return map_aligned(_quantize_affine_chunk, x, sizes, params, [("elements", codes_dtype)],
+    params = _grid_parameters(x, sizes, scale, zero_point, functions)
+    return map_aligned(_in_block_order, x, sizes, params, [("elements", codes_dtype)],
                        dict(output_dtype=output_dtype, quant_min=quant_min,
-                            quant_max=quant_max))
+                            quant_max=quant_max, function=functions.quantize))
 
 
 def dequantize_affine(codes, block_size, scale, zero_point, input_dtype, quant_min,
-                      quant_max, output_dtype):
+                      quant_max, output_dtype, functions):
     """``dequantize_affine`` of a Dask array of codes: lazy values."""
-    from numba_quant import blocks
     codes = _checked(codes)
     sizes = _checks.block_size(block_size, codes.shape)
     codes_dtype, lowest, highest = _checks.target_dtype(input_dtype)
@@ -339,10 +337,10 @@ def dequantize_affine(codes, block_size, scale, zero_point, input_dtype, quant_m
     if codes.dtype != codes_dtype:
         raise TypeError(f"codes have dtype {codes.dtype} but input_dtype {input_dtype!r} "
                         f"is stored as {codes_dtype}")
-    out_dtype = blocks._dtype_of(_checks.float_dtype_arg(output_dtype, "output_dtype"))
+    out_dtype = functions.dtype_of(_checks.float_dtype_arg(output_dtype, "output_dtype"))
     codes = align(codes, sizes)
-    params = _grid_parameters(codes, sizes, scale, zero_point)
-    return map_aligned(_dequantize_affine_chunk, codes, sizes, params,
-                       [("elements", out_dtype)],
+    params = _grid_parameters(codes, sizes, scale, zero_point, functions)
+    return map_aligned(_in_block_order, codes, sizes, params, [("elements", out_dtype)],
                        dict(input_dtype=input_dtype, quant_min=quant_min,
-                            quant_max=quant_max, output_dtype=output_dtype))
+                            quant_max=quant_max, output_dtype=output_dtype,
+                            function=functions.dequantize))

@@ -14,12 +14,12 @@ import numpy as np
 from numba_quant._host import checks as _checks
 from numba_quant._dask.channels import _checked, channel_states, settled_range
 from numba_quant._dispatch import backend, to_host
+from numba_quant._dispatch.hist import channel_histogram
 
 
 def _chunk_counts(block, a, b, axis, grid, bins):
     """One chunk's ``(channels, bins)`` counts, shaped as the chunk reduced to 1 but along
     ``axis``, plus the bins axis."""
-    from numba_quant._dispatch.hist import channel_histogram
     keep = [1] * block.ndim
     if axis is not None:
         keep[axis] = block.shape[axis]
@@ -27,7 +27,7 @@ def _chunk_counts(block, a, b, axis, grid, bins):
     if not block.size:
         return np.zeros(keep + [bins], np.int64)
     ops = backend(block)
-    counts = channel_histogram(ops, ops.as_array(block), axis, grid, a.reshape(-1),
+    counts = channel_histogram(ops, ops.channels.as_array(block), axis, grid, a.reshape(-1),
                                b.reshape(-1), bins)
     return np.asarray(counts).reshape(channels, bins).reshape(keep + [bins])
 
@@ -51,11 +51,11 @@ def _counts(x, axis, grid, a, b, bins):
     return partial.sum(axis=reduced, dtype=np.int64).reshape(-1, bins)
 
 
-def observe(observer, x):
-    """Add the Dask array ``x`` to ``observer`` (a ``HistogramObserver``) as one batch."""
+def observe(observer, x, histc_bounds):
+    """Add the Dask array ``x`` to ``observer`` (a ``HistogramObserver``) as one batch;
+    ``histc_bounds(lo, hi)``: the linear grid's bounds of PyTorch's first batch."""
     import dask
     from numba_quant._reference import hist as hist_ref
-    from numba_quant.calibrate import HistogramObserver, _histc_bounds
     x = _checked(x)
     dtype = _checks.compute_dtype(x.dtype)
     omit = _checks.nonfinite_policy(observer.nonfinite)
@@ -71,7 +71,7 @@ def observe(observer, x):
     factor = np.array([hist_ref.grid_factor(e, half) for e in exponent.tolist()])
     lazy = [_counts(x, axis, hist_ref.POW2_GRID, factor, factor, observer.bins)]
     if observer.method == "l2" and observer.counts is None:  # torch.histc's first batch
-        lazy.append(_counts(x, axis, hist_ref.LINEAR_GRID, *_histc_bounds(lo, hi),
+        lazy.append(_counts(x, axis, hist_ref.LINEAR_GRID, *histc_bounds(lo, hi),
                             observer.bins))
     found = dask.compute(*lazy)
     state = dict(observer.state_dict(), batches=1, counts=found[0], exponent=exponent,
@@ -79,6 +79,6 @@ def observe(observer, x):
     state.pop("first_counts", None)
     if len(found) > 1:
         state["first_counts"] = found[1]
-    batch = HistogramObserver()
+    batch = type(observer)()
     batch.load_state_dict(state)
     return observer.merge(batch)

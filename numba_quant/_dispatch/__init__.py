@@ -1,74 +1,111 @@
-"""Choosing the backend by where an array lives.
+"""The dispatcher: the one place that decides where a computation runs.
 
 Anything exposing ``__cuda_array_interface__`` (CuPy arrays, Numba device arrays,
-PyTorch CUDA tensors), and the simulator's device arrays, runs on the GPU backend,
-:mod:`numba_quant._cuda.backend`, which is imported only when such an array first arrives so
-that ``import numba_quant`` stays fast and works without CUDA.  Everything else goes
-through ``np.asarray`` to the CPU backend, :mod:`numba_quant._cpu.backend`.
+PyTorch CUDA tensors), and the CUDA simulator's device arrays, runs on the CUDA backend;
+everything else (numpy arrays, PyTorch CPU tensors, array-likes) on the CPU backend.
+:func:`backend` returns a :class:`Backend`: one device's operations, with the same names
+on both devices.  The backends' modules are imported when first asked for, so that
+``import numba_quant`` imports neither numba (a measured start-up cost) nor CUDA (an
+optional dependency).
 
 Dask arrays (:func:`is_dask`) are recognised before that: the public functions hand
-them to :mod:`numba_quant._dask.channels`, which builds a graph whose tasks call the public
-functions (and so this dispatcher) on each chunk, a numpy or CuPy array.
+them to :mod:`numba_quant._dask`, whose tasks call the public functions (and so this
+dispatcher) on each chunk, a numpy or CuPy array.
 """
-import sys
-
-import numpy as np
+import importlib
+import threading
 
 from numba_quant._host import checks as _checks
-from numba_quant._host import torch_arrays as _torch
+from numba_quant._host.where import is_dask, on_device  # noqa: F401  (the public layer's)
+
+# Each capability is a module of the same name in numba_quant._cpu and numba_quant._cuda
+# with the same functions (tests/test_backend.py compares them).
+CAPABILITIES = ("arrays", "channels", "blocks", "blockwise", "formats", "hist")
+# Capabilities with CPU kernels only so far: on the CUDA backend their attribute raises
+# the one error that says so (_host.checks.cpu_only).
+CPU_ONLY = ()
 
 
-def on_device(x):
-    """True when ``x`` is a GPU array."""
-    if type(x) is np.ndarray:  # the common case, without a failing attribute lookup
-        return False
-    if hasattr(x, "__cuda_array_interface__"):
-        return True
-    if type(x).__module__ == "numba_quant._cuda.chunks":
-        return True   # a 16-bit device input read by chunks (the GPU backend's as_array)
-    # The simulator's device arrays carry no interface; they exist only once
-    # numba.cuda has been imported, so this costs nothing otherwise.
-    # (getattr: a module in sys.modules may still be importing in another thread.)
-    devicearray = getattr(sys.modules.get("numba.cuda"), "devicearray", None)
-    return devicearray is not None and devicearray.is_cuda_ndarray(x)
+class Backend:
+    """The operations of one device.
 
-
-def is_dask(x):
-    """True when ``x`` is a ``dask.array.Array``.
-
-    Dask is never imported here: a Dask array can only exist once ``dask.array`` has
-    been imported, so a type from another module, or no ``dask.array`` in
-    ``sys.modules``, answers False at once.
+    ``device`` is ``"cpu"`` or ``"cuda"``.  The array operations every public function
+    needs are attributes of the backend itself: ``empty(shape, dtype, like)``,
+    ``wrap(result, like, kind=None)`` (a result as the caller's kind of array),
+    ``to_host(a)``, ``from_host(a, like)``, ``contiguous(a, dtype=None, axes=None)``,
+    ``view4``, ``copy_into``, ``as_output(out)``, ``placeholder(x)`` (an empty array of
+    ``x``'s kind, kept for :meth:`host_result` later) and :meth:`host_result`.  The
+    kernels' entry points are
+    grouped by capability: ``channels`` (OneFlow's per-channel and per-layer observers
+    and maps), ``blocks`` (torchao's block-wise functions), ``blockwise`` (OneFlow's
+    functions with ``block_size=``), ``formats`` (FP8, MX, NVFP4) and ``hist`` (the
+    calibrators' histograms).
     """
-    if type(x) is np.ndarray or not type(x).__module__.startswith("dask."):
-        return False
-    array_module = sys.modules.get("dask.array")
-    return array_module is not None and isinstance(x, array_module.Array)
+
+    def __init__(self, device):
+        self.device = device
+        package = f"numba_quant._{device}"
+        for name in CAPABILITIES:
+            setattr(self, name, importlib.import_module(f"{package}.{name}"))
+        for name in CPU_ONLY:
+            setattr(self, name, importlib.import_module(f"{package}.{name}")
+                    if device == "cpu" else _CpuOnly(name))
+        for name in ("empty", "wrap", "to_host", "from_host", "contiguous", "view4",
+                     "copy_into", "as_output", "placeholder"):
+            setattr(self, name, getattr(self.arrays, name))
+
+    def host_result(self, a, like, element=None):
+        """A result computed on the host (small: parameters, histogram answers) as the
+        caller's kind of array, on the caller's device."""
+        return self.wrap(self.from_host(a, like), like, element)
+
+    def __repr__(self):
+        return f"<numba_quant {self.device} backend>"
+
+
+class _CpuOnly:
+    """A capability the CUDA backend does not have yet: using it raises."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __getattr__(self, attribute):
+        raise _checks.cpu_only(self.name)
+
+
+_BACKENDS = {}
+_LOADING = threading.Lock()
+
+
+def _load(device):
+    """The backend of ``device``, imported once (another thread waits for the import)."""
+    found = _BACKENDS.get(device)
+    if found is None:
+        with _LOADING:
+            found = _BACKENDS.get(device)
+            if found is None:
+                found = _BACKENDS[device] = Backend(device)
+    return found
+
+
+def cpu():
+    """The CPU backend (for work that always runs on the host: results already there)."""
+    return _load("cpu")
 
 
 def backend(x, *others):
-    """The backend module for ``x``; ``others`` (array or None) must live on the same side."""
+    """The backend of the device where ``x`` lives; ``others`` (arrays, Python values or
+    None) must live on the same side."""
     device = on_device(x)
     for other in others:
         if other is not None and not _is_plain_value(other) and on_device(other) != device:
             _checks.same_device(device, other)
-    # Imported here: numba loads with the first computation, not with numba_quant.
-    if device:
-        from numba_quant._cuda import backend as _cuda
-        return _cuda
-    return _cpu_backend or _import_cpu()
+    return _load("cuda" if device else "cpu")
 
 
-# The host backend once imported.  Not looked up in sys.modules: there a module appears
-# before its import has finished, which another thread could see half-initialised.
-_cpu_backend = None
-
-
-def _import_cpu():
-    global _cpu_backend
-    from numba_quant._cpu import backend as _cpu# waits for an import under way in another thread
-    _cpu_backend = _cpu
-    return _cpu
+def device_backend():
+    """The CUDA backend, for a caller that asked for the GPU (``device="cuda"``)."""
+    return _load("cuda")
 
 
 def _is_plain_value(value):
@@ -77,10 +114,5 @@ def _is_plain_value(value):
 
 
 def to_host(a):
-    """Any array (numpy, CuPy, Numba device array, torch CUDA tensor) or value as numpy."""
-    if on_device(a):
-        from numba_quant._cuda import arrays as _cuda_arrays
-        return _cuda_arrays.to_host(a)
-    if _torch.is_tensor(a):  # a CPU tensor (parameters too: read without grad)
-        return _torch.to_numpy(a)
-    return np.asarray(a)
+    """Any array (numpy, CuPy, Numba device array, PyTorch tensor) or value as numpy."""
+    return backend(a).to_host(a)

@@ -19,19 +19,7 @@ from numba_quant._host import blocks_plan as plan
 from numba_quant._host import checks as _checks
 from numba_quant._host import codes
 from numba_quant._dispatch.minmax import raise_for_status
-# The 4-D views of the torchao-named functions (same planner, same drivers).
-from numba_quant.blocks import _views, _write_back
-
-
-def _drivers(ops):
-    """``(views, kernels)``: the block-view driver and the block kernels of ``ops``'s side."""
-    if ops.__name__.startswith("numba_quant._cuda."):
-        from numba_quant._cuda import blocks as _cuda_blocks
-        from numba_quant._cuda import blockwise as _cuda_blockwise
-        return _cuda_blocks, _cuda_blockwise
-    from numba_quant._cpu import blocks as _cpu_blocks
-    from numba_quant._cpu import blockwise as _cpu_blockwise
-    return _cpu_blocks, _cpu_blockwise
+from numba_quant._dispatch.views import block_views, write_back
 
 
 def layout(shape, sizes):
@@ -82,10 +70,9 @@ def observe_blocks(ops, x, data, sizes, omit, scheme, bits):
     """``(scale, zero_point, state)`` of every block of ``data`` by the block kernels:
     flat arrays in the grid's C order, and the per-block status (None when every block
     is OK; then :data:`NONFINITE` or :data:`EMPTY` mark the blocks in trouble)."""
-    views, kernels = _drivers(ops)
-    block4, x4, _, _ = _views(views, data.shape, sizes, data, data)
+    block4, x4, _, _ = block_views(ops, data.shape, sizes, data, data)
     n_blocks = math.prod(plan.grid_shape(data.shape, sizes))
-    return kernels.run_observe(x4, block4, omit, scheme, bits, n_blocks, x)
+    return ops.blockwise.run_observe(x4, block4, omit, scheme, bits, n_blocks, x)
 
 
 def observe(ops, x, data, sizes, omit, scheme, bits):
@@ -94,13 +81,13 @@ def observe(ops, x, data, sizes, omit, scheme, bits):
     grid = plan.grid_shape(data.shape, sizes)
     kind, axis = layout(data.shape, sizes)
     if kind != "blocks":
-        scale, zero_point, status = ops.observe(data, axis, omit, scheme, bits, like=x)
+        scale, zero_point, status = ops.channels.observe(data, axis, omit, scheme, bits, like=x)
         raise_for_status(status, ops, data, axis, omit)
         return _grid_shaped(scale, grid), _grid_shaped(zero_point, grid)
     scale, zero_point, state = observe_blocks(ops, x, data, sizes, omit, scheme, bits)
     if state is not None:
         if (state == NONFINITE).any():
-            raise _checks.nonfinite_error(ops.count_nonfinite(data))
+            raise _checks.nonfinite_error(ops.channels.count_nonfinite(data))
         raise _checks.empty_block_error(np.flatnonzero(state == EMPTY), grid)
     return _grid_shaped(scale, grid), _grid_shaped(zero_point, grid)
 
@@ -108,15 +95,14 @@ def observe(ops, x, data, sizes, omit, scheme, bits):
 def apply(ops, data, params, sizes, what, out):
     """Write the map ``what`` (FAKE, CODE, DECODE) of ``data`` into ``out`` (a backend
     array of ``data``'s shape; may be ``data`` itself), block by block, with the
-    constants of ``ops.code_params`` (one per block, in C order over the grid)."""
-    views, kernels = _drivers(ops)
-    target = kernels.native(out)
-    if target is not data and kernels.overlaps_differently(data, target):
+    constants of ``ops.channels.code_params`` (one per block, in C order over the grid)."""
+    target = ops.blockwise.native(out)
+    if target is not data and ops.blockwise.overlaps_differently(data, target):
         # As numpy's ufuncs do: the result is as if all of the input were read first.
-        buffer = views.empty(data.shape, target.dtype, None)
+        buffer = ops.empty(data.shape, target.dtype, None)
         apply(ops, data, params, sizes, what, buffer)
-        views.copy_into(target, buffer)
+        ops.copy_into(target, buffer)
         return
-    block4, x4, out4, temp = _views(views, data.shape, sizes, kernels.native(data), target)
-    kernels.run_map(x4, block4, params, what, out4)
-    _write_back(views, temp, target)
+    block4, x4, out4, temp = block_views(ops, data.shape, sizes, ops.blockwise.native(data), target)
+    ops.blockwise.run_map(x4, block4, params, what, out4)
+    write_back(ops, temp, target)

@@ -1,30 +1,17 @@
-"""Host-side plumbing shared by the low-precision format functions (float8, mx, nvfp4).
-
-Picks the backend (:mod:`numba_quant._cpu.formats` for numpy, :mod:`numba_quant._cuda.formats`
-for GPU arrays), brings inputs to a C-contiguous float32 (or float64) array with the
-block axis last, and turns results into the caller's array type (and, on request, into
-ml_dtypes views).  Imports neither numba nor CUDA until a backend is asked for.
+"""Device-neutral plumbing shared by the low-precision format functions (float8, mx,
+nvfp4), on the backend the dispatcher chose (:class:`numba_quant._dispatch.Backend`,
+kernels in its ``formats``): inputs as C-contiguous float32 (or float64) arrays with the
+block axis last, and results in the caller's array type (and, on request, as ml_dtypes
+views).
 """
 import numpy as np
 
 from numba_quant._host import checks as _checks
-# (also used by the public modules)
-from numba_quant._dispatch import is_dask, on_device  # noqa: F401
+from numba_quant._host import torch_arrays
 
 
-def backend(x, *others):
-    """The format backend module for ``x``; ``others`` must live on the same side."""
-    device = on_device(x)
-    for other in others:
-        if other is None or isinstance(other, (int, float, list, tuple)):
-            continue
-        if on_device(other) != device:
-            _checks.same_device(device, other)
-    if device:
-        from numba_quant._cuda import formats as _cuda_float
-        return _cuda_float
-    from numba_quant._cpu import formats as _cpu_float
-    return _cpu_float
+# The formats whose codes a PyTorch result carries as torch's own dtype of that name.
+TORCH_ELEMENTS = ("float8_e4m3fn", "float8_e5m2", "float8_e8m0fnu")
 
 
 def _dtype(a):
@@ -33,13 +20,12 @@ def _dtype(a):
 
 def as_input(bk, x, allow_float64):
     """``(array, shape)``: ``x`` as a C-contiguous array of its compute dtype."""
-    if bk.__name__ == "numba_quant._cpu.formats":
-        x = np.asarray(x)
+    if bk.device == "cpu":
+        x = torch_arrays.to_numpy(x) if torch_arrays.is_tensor(x) else np.asarray(x)
         if not x.dtype.isnative:
             x = x.astype(x.dtype.newbyteorder("="))
     else:
-        from numba_quant._cuda import arrays as _cuda_arrays
-        x = _cuda_arrays.device(x)
+        x = bk.arrays.device(x)
     dtype = _checks.float_input(_dtype(x), allow_float64)
     _checks.not_empty_input(x.shape)
     return bk.contiguous(x, dtype), tuple(x.shape)
@@ -47,11 +33,11 @@ def as_input(bk, x, allow_float64):
 
 def as_codes(bk, codes, fmt, what):
     """Codes (uint8, int8 for MXINT8, or the format's ml_dtypes dtype) as uint8, contiguous."""
-    if bk.__name__ == "numba_quant._cpu.formats":
-        codes = np.asarray(codes)
+    if bk.device == "cpu":
+        codes = (torch_arrays.bits_numpy(codes, what) if torch_arrays.is_tensor(codes)
+                 else np.asarray(codes))
     else:
-        from numba_quant._cuda import arrays as _cuda_arrays
-        codes = _cuda_arrays.device(codes)
+        codes = bk.arrays.device(codes)
     _checks.format_codes_dtype(_dtype(codes), fmt, what)
     codes = bk.contiguous(codes)
     if _dtype(codes) != np.uint8:
@@ -90,7 +76,7 @@ def as_rows(a):
 def output(bk, a, like, fmt=None, ml_dtypes=False):
     """A result for the caller: their array type; an ml_dtypes view when asked."""
     if ml_dtypes:
-        if not bk.__name__ == "numba_quant._cpu.formats":
+        if bk.device != "cpu":
             raise TypeError("ml_dtypes=True needs numpy arrays (ml_dtypes types live on "
                             "the host)")
         md = _checks.ml_dtypes_view()
@@ -99,7 +85,7 @@ def output(bk, a, like, fmt=None, ml_dtypes=False):
         return a.view(getattr(md, fmt))
     if fmt == "int8":
         a = a.view(np.int8)
-    return bk.wrap(a, like)
+    return bk.wrap(a, like, fmt if fmt in TORCH_ELEMENTS else None)
 
 
 def widen(bk, values, output_dtype):
@@ -114,9 +100,9 @@ def tensor_abs_max(bk, a):
     backend, their maximum (NaN winning) on the host."""
     flat = a.reshape(1, -1)
     n = flat.shape[1]
-    run = max(1, min(n, bk.scale_run()))
+    run = max(1, min(n, bk.formats.scale_run()))
     parts = bk.empty((1, -(-n // run)), np.float32, None)
-    bad = bk.group_abs_max(flat, run, parts)
+    bad = bk.formats.group_abs_max(flat, run, parts)
     return np.float32(np.max(bk.to_host(parts))), bad
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from numba_quant._host import codes
 from numba_quant._host.blocks_plan import float_kind, grid_shape
+from numba_quant._host.blocks_plan import MAPPING_TYPES
 
 FORMULAS = ("google", "cambricon")
 SCHEMES = ("symmetric", "affine")
@@ -66,6 +67,14 @@ def bits(value):
 def nonfinite_policy(value):
     """``nonfinite`` after checking it: True to omit non-finite elements."""
     return _choice("nonfinite", value, NONFINITE_POLICIES) == "omit"
+
+
+DEVICES = ("cpu", "cuda")
+
+
+def device_name(value):
+    """A ``device=`` setting: ``"cpu"`` or ``"cuda"``."""
+    return _choice("device", value, DEVICES)
 
 
 _CHECKED_SETTINGS = {}
@@ -187,6 +196,12 @@ def same_length(first, second, names):
     if first != second:
         raise ValueError(f"{names[0]} and {names[1]} must have the same length; got "
                          f"{first} and {second}")
+
+
+def cpu_only(capability):
+    """A GPU array given to work that has CPU kernels only."""
+    return TypeError(f"{capability} runs on the CPU in this version: pass a host array "
+                     f"(numpy, or a CPU tensor: cupy_array.get(), tensor.cpu())")
 
 
 def same_device(input_on_device, other):
@@ -401,7 +416,6 @@ _SUB_BYTE = {**{f"uint{b}": (0, (1 << b) - 1, "uint8") for b in range(1, 8)},
 
 def mapping_type(value):
     """torchao's mapping type name (case-insensitive; MappingType members too) as a code."""
-    from numba_quant._host.blocks_plan import MAPPING_TYPES
     name = getattr(value, "name", value)
     if isinstance(name, str) and name.lower() in MAPPING_TYPES:
         return MAPPING_TYPES[name.lower()]

@@ -7,7 +7,7 @@ first, which for a 16-bit input costs a float32 copy twice its size, the host ba
 keeps such an input, when it has more than ``_tuning.WIDEN_CHUNK`` elements, in its own
 storage (:class:`ChunkedInput`) and converts it that many elements at a time into one
 reused buffer (smaller inputs are converted whole, as before); each chunk goes
-through the functions of :mod:`numba_quant._cpu.backend` (the same compiled kernels as a float32
+through the functions of :mod:`numba_quant._cpu.channels` (the same compiled kernels as a float32
 or float64 input), and the chunks' results are combined exactly:
 
 * min and max per channel: the min of the chunks' mins, the max of their maxima;
@@ -48,7 +48,7 @@ class ChunkedInput:
     as integers, no copy; ``dtype`` is then float32).  ``shape``, ``ndim``, ``size`` and
     ``dtype`` are those of the values.
 
-    The reductions and maps of :mod:`numba_quant._cpu.backend` read it chunk by chunk.  Any other
+    The reductions and maps of :mod:`numba_quant._cpu.channels` read it chunk by chunk.  Any other
     use (``np.asarray``, or an ndarray attribute such as ``strides``) converts it whole,
     once (:meth:`dense`), as code that needs one array of the values expects.
     """

@@ -21,3 +21,12 @@ BAD_PARAMETERS = 3  # a scale or zero point that quantization does not take
 FAKE = 0  # the de-quantized value (fake quantization)
 CODE = 1  # the code (quantization; float or integer output)
 DECODE = 2  # the value of a code given as input (de-quantization)
+
+# Histogram grids of the calibrators (numba_quant._reference.hist).
+POW2_GRID = 0
+LINEAR_GRID = 1
+# both grids in one pass (the CPU kernel; counts[0] power-of-two, counts[1] linear)
+BOTH_GRIDS = 2
+# The exponent of a channel whose values are all zero: every value lies in bin ``half``
+# at any exponent, and merging keeps it there.
+ZERO_EXPONENT = -100000

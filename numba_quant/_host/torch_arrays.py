@@ -55,6 +55,16 @@ def to_numpy(tensor, what="input"):
     return tensor.numpy()
 
 
+def bits_numpy(tensor, what="codes"):
+    """A numpy array over a CPU tensor's memory; one-byte float tensors (torch's float8
+    types: codes) as their ``uint8`` bit patterns."""
+    import torch
+    tensor = _cpu(tensor, what)
+    if tensor.is_floating_point() and tensor.element_size() == 1:
+        return tensor.view(torch.uint8).numpy()
+    return to_numpy(tensor, what)
+
+
 def writable_numpy(tensor, what):
     """A numpy array sharing a CPU tensor's memory, for results written in place."""
     import torch
@@ -65,9 +75,17 @@ def writable_numpy(tensor, what):
     return tensor.numpy()
 
 
-def from_numpy(a, kind=None):
-    """A CPU tensor over the memory of a result array; ``kind`` (a torch dtype's name,
-    e.g. ``"float8_e4m3fn"``) views its bits as that type."""
+def from_numpy(a, element=None):
+    """A CPU tensor over the memory of a result array; ``element`` (a torch dtype's
+    name, e.g. ``"float8_e4m3fn"``) views its bits as that type."""
     import torch
+    if a.dtype.kind == "V" or a.dtype.name in _ML_DTYPES:
+        # an ml_dtypes array (bfloat16, float8): torch's type of that name over its bits
+        element = element or a.dtype.name
+        a = a.view(np.dtype(f"u{a.dtype.itemsize}"))
     tensor = torch.from_numpy(a)
-    return tensor if kind is None else tensor.view(getattr(torch, kind))
+    return tensor if element is None else tensor.view(getattr(torch, element))
+
+
+# ml_dtypes' types that torch has under the same name.
+_ML_DTYPES = ("bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e8m0fnu")

@@ -10,7 +10,7 @@ import numpy as np
 from numba import types
 from numba.core.extending import intrinsic, overload
 
-from numba_quant._host import cache as _cache# noqa: F401  (cache keys cover every kernel source)
+from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 
 
 def f32_bits(v):

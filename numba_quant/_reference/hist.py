@@ -18,16 +18,8 @@ import math
 import numpy as np
 from numba import njit
 
+from numba_quant._host.codes import BOTH_GRIDS, LINEAR_GRID, POW2_GRID, ZERO_EXPONENT  # noqa: F401
 from numba_quant._reference.primitives import trunc
-
-# The exponent of a channel whose values are all zero: every value lies in bin ``half``
-# at any exponent, and merging keeps it there.
-ZERO_EXPONENT = -100000
-
-POW2_GRID = 0
-LINEAR_GRID = 1
-# both grids in one pass (the CPU kernel; counts[0] power-of-two, counts[1] linear)
-BOTH_GRIDS = 2
 
 
 @njit(cache=True)

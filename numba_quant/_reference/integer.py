@@ -1,8 +1,8 @@
 """The arithmetic of quantization, written once for the CPU and the GPU.
 
 Every function here is a scalar ``numba.njit`` function.  The CPU kernels in
-:mod:`numba_quant._cpu.backend` call them from ``@njit(parallel=True)`` loops and the GPU
-kernels in :mod:`numba_quant._cuda.backend` call them from ``@cuda.jit`` kernels, so each
+:mod:`numba_quant._cpu.channels` call them from ``@njit(parallel=True)`` loops and the GPU
+kernels in :mod:`numba_quant._cuda.channels` call them from ``@cuda.jit`` kernels, so each
 formula of the contract (``docs/semantics.md``) exists in exactly one place.
 
 All arithmetic stays in the input's float type ``T``: constants are built with

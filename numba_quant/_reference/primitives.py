@@ -13,14 +13,14 @@ operations need a different spelling on each target:
   64 bits); only GPU kernels use these two (the CPU reductions compare floats directly).
 
 Each function below is a plain Python stub (so it also works when called from Python).
-This module registers the CPU implementations; :mod:`numba_quant._cuda.backend` registers the
+This module registers the CPU implementations; :mod:`numba_quant._cuda.channels` registers the
 CUDA ones (libdevice) when the GPU path is first used.
 """
 import numpy as np
 from numba import types
 from numba.core.extending import overload
 
-from numba_quant._host import cache as _cache# noqa: F401  (cache keys cover every kernel source)
+from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 
 
 def rint(v):

@@ -20,7 +20,7 @@ import math
 import numpy as np
 from numba import njit
 
-from numba_quant._host import cache as _cache# noqa: F401  (cache keys cover every kernel source)
+from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 
 # The entropy search keeps the logarithms of group counts below this.
 _LOG_CACHE = 1 << 15

@@ -23,13 +23,24 @@ stderr; the other tensors are still reported), 2 for a command-line usage error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import warnings
 from dataclasses import dataclass, field
+from importlib.metadata import version
 
 import numpy as np
+
+import numba_quant
+from numba_quant import examples
+from numba_quant._dispatch import backend, device_backend, to_host
+from numba_quant.reporting import checkpoint
+from numba_quant.reporting import dask_report as _dask_report
+from numba_quant.reporting import recipes
+from numba_quant.reporting import report as model_report
+from numba_quant.reporting.report import value_range
 
 PROG = "numba-quant"
 
@@ -57,7 +68,6 @@ class Source:
 
 def _package_version() -> str:
     try:
-        from importlib.metadata import version
         return version("numba_quant")
     except Exception:  # not installed (running from a source tree)
         return "unknown"
@@ -165,7 +175,6 @@ def _fill_defaults(args):
 # ----------------------------------------------------------------------------- input
 
 def _load_file(path: str, source: Source, several: bool, include, exclude) -> None:
-    from numba_quant.reporting import checkpoint
     try:
         kind = checkpoint.detect_kind(path)
         prefix = several or kind in ("npy", "npz")
@@ -196,7 +205,6 @@ def _patterns(values):
 
 
 def collect_source(args) -> Source:
-    from numba_quant.reporting import checkpoint
     if args.files and args.example:
         raise CliError("give either files or --example, not both")
     include, exclude = _patterns(args.include), _patterns(args.exclude)
@@ -207,7 +215,6 @@ def collect_source(args) -> Source:
         if len(args.files) == 1:
             source.description = args.files[0]
         return source
-    from numba_quant import examples
     if args.example == "minilm":
         try:
             path = examples.minilm_path()
@@ -229,29 +236,15 @@ def collect_source(args) -> Source:
 
 # --------------------------------------------------------------------------- compute
 
-def _range(data, omit: bool):
-    """``(min, max, non-finite count)`` of a backend array, from the library's own
-    reduction (the observer has already raised for what it rejects)."""
-    from numba_quant._dispatch import backend, to_host
-    from numba_quant._dispatch.minmax import observe_minmax
-    ops = backend(data)
-    lo, hi = observe_minmax(ops, data, None, omit)
-    n_nonfinite = ops.count_nonfinite(data) if omit else 0
-    return float(to_host(lo)[0]), float(to_host(hi)[0]), n_nonfinite
-
-
 def observe(name: str, array, observer, args) -> dict:
     """Observe one array; returns the record printed by the table or JSON output."""
-    from numba_quant._dispatch import backend, to_host
     x = np.asarray(array)
-    arg = x
-    if args.gpu:
-        from numba import cuda
-        arg = cuda.to_device(np.ascontiguousarray(x))
+    arg = device_backend().from_host(x, None) if args.gpu else x
     scale, zero_point = observer(arg)
     scale = to_host(scale).reshape(-1)
     zero_point = to_host(zero_point).reshape(-1)
-    lo, hi, n_nonfinite = _range(backend(arg).as_array(arg), args.nonfinite == "omit")
+    lo, hi, n_nonfinite = value_range(backend(arg).channels.as_array(arg),
+                                      args.nonfinite == "omit")
     record = {
         "name": name,
         "shape": list(x.shape),
@@ -337,7 +330,6 @@ def _table(records, per_channel: bool) -> list[str]:
 def make_observer(args):
     """The :class:`numba_quant.MinMaxObserver` for the command-line settings (it
     checks them once, before any array is read)."""
-    import numba_quant
     try:
         return numba_quant.MinMaxObserver(
             quantization_formula=args.formula,
@@ -368,7 +360,6 @@ def check_gpu() -> None:
 def _recipes(args):
     """The recipes to compare: --recipes (or the defaults), plus the OneFlow settings'
     own recipe when any of them was given."""
-    from numba_quant.reporting import recipes
     try:
         if args.recipes is None or args.recipes.strip() in ("", "all"):
             chosen = [recipes.get_recipe(n) for n in recipes.default_recipes()]
@@ -390,7 +381,6 @@ def _recipes(args):
 
 
 def _list_recipes(out) -> int:
-    from numba_quant.reporting import recipes
     for name in recipes.available_recipes():
         print(f"{name:12s} {recipes.get_recipe(name).description}", file=out)
     for name, reason in recipes.unavailable_recipes().items():
@@ -430,13 +420,10 @@ def _observe_all(source, observer, args, errors):
 
 def _dask_locators(args, source):
     """Where each tensor of ``source`` is found again in a Dask worker (in order)."""
-    from numba_quant.reporting import dask_report as _dask_report
-    from numba_quant.reporting import checkpoint
     if source.kind == "builtin":
         return [_dask_report.ArrayTensor(e.name, e.shape, e.dtype, e.raw())
                 for e in source.tensors]
     if source.kind == "minilm":
-        from numba_quant import examples
         paths, prefix = [examples.minilm_path()], False
     else:
         paths, prefix = args.files, len(args.files) > 1
@@ -455,13 +442,11 @@ def _dask_locators(args, source):
 
 def _dask_report_run(args, source, chosen):
     """The report of ``source`` computed on the cluster of ``--dask``."""
-    import contextlib
     try:
         import distributed
     except ImportError:
         raise CliError("--dask needs Dask and distributed: pip install "
                        "'numba_quant[dask]'") from None
-    from numba_quant.reporting import dask_report as _dask_report
     if args.dask_workers < 1:
         raise CliError(f"--dask-workers must be at least 1; got {args.dask_workers}")
     with contextlib.ExitStack() as stack:
@@ -505,12 +490,11 @@ def run(args, out=None, err=None) -> int:
         rep = _dask_report_run(args, source, chosen)
         errors += rep.errors
     elif not args.scales:
-        from numba_quant.reporting import checkpoint
-        from numba_quant.reporting import report as model_report
         progress = args.progress if args.progress is not None else err.isatty()
         rep = model_report.report(
             checkpoint.Checkpoint(source.description, source.tensors, source.skipped),
-            chosen, nonfinite=args.nonfinite, progress=err if progress else False)
+            chosen, nonfinite=args.nonfinite, progress=err if progress else False,
+            device="cuda" if args.gpu else "cpu")
         errors += rep.errors
     # One line per failing tensor (the JSON lists every error).
     shown = set()

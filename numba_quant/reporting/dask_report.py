@@ -10,6 +10,8 @@ one machine's, a tensor at a time per worker) is reported by the workers; the nu
 are those of :func:`numba_quant.report`, which runs the same per-tensor code.
 """
 import time
+from numba_quant.reporting.checkpoint import CheckpointError, TensorEntry, open_checkpoint
+from numba_quant.reporting.report import Report, _histogram, _report_tensor, _worst_names
 
 
 class FileTensor:
@@ -19,7 +21,6 @@ class FileTensor:
         self.path, self.name, self.prefix_names = str(path), name, prefix_names
 
     def entry(self):
-        from numba_quant.reporting.checkpoint import CheckpointError, open_checkpoint
         for entry in open_checkpoint(self.path, prefix_names=self.prefix_names).tensors:
             if entry.name == self.name:
                 return entry
@@ -33,14 +34,11 @@ class ArrayTensor:
         self.name, self.shape, self.dtype, self.values = name, shape, dtype, values
 
     def entry(self):
-        from numba_quant.reporting.checkpoint import TensorEntry
         values = self.values
         return TensorEntry(self.name, self.shape, self.dtype, lambda: values)
 
 
 def _report_one(locator, recipes, nonfinite):
-    from numba_quant.reporting.checkpoint import CheckpointError
-    from numba_quant.reporting.report import _report_tensor
     errors = []
     try:
         result = _report_tensor(locator.entry(), recipes, nonfinite, errors)
@@ -51,7 +49,6 @@ def _report_one(locator, recipes, nonfinite):
 
 
 def _histogram_one(locator):
-    from numba_quant.reporting.report import _histogram
     return _histogram(locator.entry())
 
 
@@ -59,7 +56,6 @@ def report(locators, description, skipped, recipes, nonfinite, scheduler, histog
     """:func:`numba_quant.report`'s :class:`Report` with every tensor computed by a task
     on ``scheduler`` (a ``distributed.Client``, or a Dask scheduler name)."""
     import dask
-    from numba_quant.reporting.report import Report, _worst_names
     started = time.perf_counter()
     rep = Report(description, list(recipes), skipped=list(skipped), nonfinite=nonfinite)
     tasks = [dask.delayed(_report_one, pure=False)(loc, list(recipes), nonfinite)

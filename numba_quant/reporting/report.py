@@ -32,9 +32,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from numba_quant._dispatch import backend, device_backend, to_host
+from numba_quant._host import checks as _checks
+from numba_quant._host import codes
 from numba_quant._host import tuning as _tuning
 from numba_quant.reporting.checkpoint import Checkpoint, CheckpointError, open_checkpoint
 from numba_quant.reporting.recipes import ClipSteps, TensorContext, default_recipes, get_recipe
+from numba_quant.reporting import render as _report_render
+from numba_quant.reporting.recipes import _half_step_factor
 
 __all__ = ["Report", "RecipeResult", "TensorResult", "report"]
 
@@ -210,22 +215,18 @@ class Report:
 
     def to_text(self) -> str:
         """The plain-text tables printed by the command line."""
-        from numba_quant.reporting import render as _report_render
         return _report_render.text(self)
 
     def to_markdown(self) -> str:
         """Markdown: the summary per recipe, then a row per tensor and recipe."""
-        from numba_quant.reporting import render as _report_render
         return _report_render.markdown(self)
 
     def to_html(self) -> str:
         """One self-contained HTML page: tables and inline SVG plots (SQNR per tensor and
         recipe; value histograms of the lowest-SQNR tensors)."""
-        from numba_quant.reporting import render as _report_render
         return _report_render.html_page(self)
 
     def _repr_html_(self) -> str:
-        from numba_quant.reporting import render as _report_render
         return _report_render.html_body(self)
 
     def save(self, path) -> None:
@@ -249,18 +250,18 @@ def _render_for(rep, path):
 
 # ------------------------------------------------------------------------ computing
 
-def _range(x, omit):
-    """(lo, hi, nonfinite count) of a chunk; lo/hi None when no value is finite."""
-    from numba_quant._host import codes as _codes
-    from numba_quant._cpu import backend as _cpu
-    lo, hi, status = _cpu.channel_minmax(x, None, False)
+def value_range(x, omit):
+    """``(lo, hi, nonfinite count)`` of an array on either device, from the library's
+    own reduction; lo/hi None when no value is finite."""
+    channels = backend(x).channels
+    lo, hi, status = channels.channel_minmax(x, None, False)
     nonfinite = 0
-    if status == _codes.HAS_NONFINITE:
-        nonfinite = _cpu.count_nonfinite(x)
-        lo, hi, status = _cpu.channel_minmax(x, None, True)
-        if status != _codes.OK:
+    if status == codes.HAS_NONFINITE:
+        nonfinite = channels.count_nonfinite(x)
+        lo, hi, status = channels.channel_minmax(x, None, True)
+        if status != codes.OK:
             return None, None, nonfinite
-    return float(lo[0]), float(hi[0]), nonfinite
+    return float(to_host(lo)[0]), float(to_host(hi)[0]), nonfinite
 
 
 def _as_2d(raw, shape):
@@ -286,18 +287,20 @@ def _prepare(chunk, entry):
     return x
 
 
-def _apply(recipe, x, context, skip_nonfinite=False):
-    from numba_quant._cpu import backend as _cpu
+def _apply(recipe, x, context, skip_nonfinite=False, device=None):
+    """The error sums of ``recipe`` on the host chunk ``x``, quantized on ``device`` (a
+    Backend; None: the host) and measured on the host."""
+    # (numba loads with the first report, not with numba_quant)
     from numba_quant._cpu import metrics as _cpu_metrics
-    result = recipe.fake_quantize(x, context)
+    from numba_quant._cpu import threads as cpu_threads
+    on = x if device is None or device.device == "cpu" else device.from_host(x, None)
+    result = recipe.fake_quantize(on, context)
     clip = None
     if isinstance(result, tuple):
         xq, clip = result
     else:
         xq = result
-    if _torch_like(xq):
-        xq = _cpu.as_array(xq)
-    xq = np.asarray(xq)
+    xq = to_host(xq)
     if xq.shape != x.shape:
         raise ValueError(f"recipe {recipe.name} returned shape {xq.shape} for a chunk of "
                          f"shape {x.shape}")
@@ -306,14 +309,13 @@ def _apply(recipe, x, context, skip_nonfinite=False):
     sums = np.empty((x.shape[0], 5), np.float64)
     if isinstance(clip, ClipSteps):
         steps = np.ascontiguousarray(clip.steps, dtype=np.float64)
-        from numba_quant.reporting.recipes import _half_step_factor
         factor = _half_step_factor(clip.bits)
         group = clip.group
     else:
         steps = np.zeros((1, 1), np.float64)
         factor = -1.0
         group = max(x.shape[1], 1)
-    with _cpu._one_at_a_time(True):
+    with cpu_threads.one_at_a_time(True):
         _cpu_metrics.error_sums(x, np.ascontiguousarray(xq), steps, group, factor,
                                 skip_nonfinite, sums)
     totals = sums.sum(axis=0)
@@ -321,11 +323,6 @@ def _apply(recipe, x, context, skip_nonfinite=False):
     if clip is not None and not isinstance(clip, ClipSteps):
         totals[_cpu_metrics.CLIPPED] = int(clip)
     return totals
-
-
-def _torch_like(a):
-    from numba_quant._host import torch_arrays as _torch
-    return _torch.is_tensor(a)
 
 
 def _histogram(entry, bins=64):
@@ -388,7 +385,7 @@ class _Progress:
 
 
 def report(source, recipes=None, *, include=None, exclude=None, nonfinite="raise",
-           histograms=3, progress=False) -> Report:
+           histograms=3, progress=False, device="cpu") -> Report:
     """Quantize every float tensor of a model with each recipe and measure the error.
 
     Parameters
@@ -411,6 +408,9 @@ def report(source, recipes=None, *, include=None, exclude=None, nonfinite="raise
         Value histograms of this many lowest-SQNR tensors (worst of each recipe first).
     progress : bool or file
         Show progress (tqdm when installed) on stderr, or on the given stream.
+    device : {"cpu", "cuda"}
+        Where the recipes quantize: ``"cuda"`` moves each chunk to the GPU and runs
+        every recipe there (the CUDA kernels; the errors are measured on the host).
 
     Returns
     -------
@@ -440,8 +440,8 @@ def report(source, recipes=None, *, include=None, exclude=None, nonfinite="raise
     >>> r.summary()["int8"]["sqnr_db_weighted"] > r.summary()["int8-layer"]["sqnr_db_weighted"]
     True
     """
-    from numba_quant._host import checks as _checks
     _checks.nonfinite_policy(nonfinite)
+    runner = device_backend() if _checks.device_name(device) == "cuda" else None
     if isinstance(recipes, str):
         recipes = [r.strip() for r in recipes.split(",") if r.strip()]
     chosen = [get_recipe(r) for r in (default_recipes() if recipes is None else recipes)]
@@ -459,7 +459,7 @@ def report(source, recipes=None, *, include=None, exclude=None, nonfinite="raise
     try:
         for entry in checkpoint.tensors:
             try:
-                result = _report_tensor(entry, chosen, nonfinite, rep.errors)
+                result = _report_tensor(entry, chosen, nonfinite, rep.errors, runner)
             except CheckpointError as exc:
                 rep.errors.append((entry.name, str(exc)))
                 result = None
@@ -496,9 +496,9 @@ def _worst_names(rep, count):
     return chosen
 
 
-def _report_tensor(entry, recipes, nonfinite, errors):
-    """The :class:`TensorResult` of one tensor, or None (its error appended)."""
-    from numba_quant._host import checks as _checks
+def _report_tensor(entry, recipes, nonfinite, errors, device=None):
+    """The :class:`TensorResult` of one tensor, or None (its error appended); the
+    recipes run on ``device`` (a Backend; None: the host)."""
     from numba_quant._cpu.metrics import CLIPPED, COUNT, MAX_ERROR, NOISE, SIGNAL
     shape = tuple(entry.shape)
     if entry.size == 0:
@@ -515,7 +515,7 @@ def _report_tensor(entry, recipes, nonfinite, errors):
         x = _prepare(raw[a:b], entry)
         if len(pieces) == 1:
             first = x  # one chunk: decoded once for both passes
-        clo, chi, n = _range(x, omit)
+        clo, chi, n = value_range(x, omit)
         bad += n
         if clo is not None:
             lo, hi = min(lo, clo), max(hi, chi)
@@ -537,7 +537,7 @@ def _report_tensor(entry, recipes, nonfinite, errors):
         if recipe.name in failed:
             return
         try:
-            t = _apply(recipe, x, context, bad > 0)
+            t = _apply(recipe, x, context, bad > 0, device)
         except (ValueError, TypeError, ArithmeticError) as exc:
             failed[recipe.name] = " ".join(str(exc).split())
             return

@@ -1,6 +1,6 @@
 """The GPU backend: device arrays in, device arrays out.
 
-The same functions as :mod:`numba_quant._cpu.backend` (the "backend interface"), for arrays with
+The same functions as :mod:`numba_quant._cpu.channels` (the "backend interface"), for arrays with
 ``__cuda_array_interface__`` (CuPy, Numba device arrays, PyTorch CUDA tensors) and the
 CUDA simulator's device arrays.  :mod:`numba_quant._dispatch` imports this module only
 when such an array first arrives.
@@ -13,9 +13,6 @@ kernels find (non-finite values, empty channels, bad scales) come back as a stat
 in host-mapped memory, read after the call's one synchronisation, and are raised by the
 public layer with the messages of :mod:`numba_quant._host.checks`.
 """
-import functools
-import threading
-
 import numpy as np
 from numba import cuda
 
@@ -23,10 +20,12 @@ from numba_quant._host import checks as _checks
 from numba_quant._host import codes
 from numba_quant._cuda import arrays
 from numba_quant._cuda import kernels
+from numba_quant._cuda import chunks as chunked
 from numba_quant._cuda import launch
+from numba_quant._cuda import scratch
 from numba_quant._host import tuning as _tuning
-from numba_quant._cuda.arrays import empty, from_host, wrap  # noqa: F401  (the interface)
-from numba_quant._dispatch import on_device
+from numba_quant._cuda.arrays import empty
+from numba_quant._host.where import on_device
 from numba_quant._host.layout import aligned_views
 
 
@@ -46,13 +45,6 @@ def as_array(x):
     _checks.device_array_dtype(d.dtype)
     if d.dtype != dtype:
         return chunked.converted(d, dtype)
-    return d
-
-
-def as_output(out):
-    """A caller's ``out`` as a device array over the same memory, checked writable."""
-    d = arrays.device(out)
-    _checks.output_array(d.dtype, arrays.info(d).readonly)
     return d
 
 
@@ -98,65 +90,16 @@ def parameter_values(values):
     return np.asarray(values).reshape(-1)
 
 
-# --------------------------------------------------------------------------- status word
-class _Scratch:
-    """What the kernels keep between calls: a ``(2, KEPT_KEYS)`` int64 key array at its
-    start values, and the status word in host-mapped memory (read after a sync without
-    a copy)."""
-
-    def __init__(self):
-        keys = np.empty((2, _tuning.KEPT_KEYS), np.int64)
-        keys[0] = kernels.START_LO
-        keys[1] = kernels.START_HI
-        self.keys = cuda.to_device(keys)
-        self.status = cuda.mapped_array(1, np.int32)
-        self.status[0] = codes.OK
-
-
-_scratch = {}  # device id -> _Scratch
-# One call at a time uses the scratch: they share the kept keys and the status word.
-_SCRATCH_LOCK = threading.Lock()
-
-
-def _current_scratch():
-    """This device's :class:`_Scratch` (call with ``_SCRATCH_LOCK`` held)."""
-    device = 0 if arrays.SIMULATOR else cuda.get_current_device().id
-    scratch = _scratch.get(device)
-    if scratch is None:
-        scratch = _scratch[device] = _Scratch()
-    return device, scratch
-
-
-def _take_status(scratch):
-    """The status word (read after a synchronisation), put back to OK for the next call."""
-    status = int(scratch.status[0])
-    scratch.status[0] = codes.OK
-    return status
-
-
 # --------------------------------------------------------------------------- reductions
-def _int_type(dtype):
-    """The signed integer type of a float type's bits."""
-    return np.dtype(np.int32 if np.dtype(dtype).itemsize == 4 else np.int64)
-
-
-@functools.lru_cache(maxsize=None)
-def _key_constants(dtype):
-    """``(mask, inf_bits)`` for a float type, in the integer type of its bits: the bits
-    below the sign, and the bits of +inf (also its key)."""
-    itype = _int_type(dtype)
-    return itype.type(np.iinfo(itype).max), np.array(np.inf, dtype).view(itype)[()]
-
-
 def _reduce(x, axis, omit, what, scheme=0, bits=0, like=None):
     """``(out, status)``: per-channel results of ``x`` along ``axis`` (None: the whole
     array) as ``out[0]``/``out[1]`` (min and max, or scale and zero point: see
     ``kernels.MINMAX``/``kernels.QPARAMS``), and the reduction's status.  ``out`` is in
     ``like``'s array type (default: Numba)."""
     dtype = np.dtype(x.dtype)
-    x3 = arrays.reduction_view(x, axis, _int_type(dtype))
+    x3 = arrays.reduction_view(x, axis, scratch.int_type(dtype))
     n_outer, n_channels, n_inner = (int(n) for n in x3.shape)
-    mask, inf_bits = _key_constants(dtype)
+    mask, inf_bits = scratch.key_constants(dtype)
     out = empty((2, n_channels), dtype, like)
     out_device = arrays.device(out)
     settle = (bool(omit), mask, inf_bits, dtype.type(0), what, int(scheme), int(bits),
@@ -164,32 +107,32 @@ def _reduce(x, axis, omit, what, scheme=0, bits=0, like=None):
     unit_stride = x3.strides[2] == x3.dtype.itemsize
     kernel, blocks, threads, plan = launch.plan_minmax(n_outer, n_channels, n_inner,
                                                        unit_stride)
-    with _SCRATCH_LOCK:
-        device, scratch = _current_scratch()
+    with scratch.LOCK:
+        device, kept = scratch.current()
         try:
             if kernel is kernels.minmax_each:
-                kernel[blocks, threads](x3, *settle, scratch.status)
+                kernel[blocks, threads](x3, *settle, kept.status)
             else:
-                keys = scratch.keys
+                keys = kept.keys
                 # (the kept array's own length: KEPT_KEYS may have changed since)
                 if n_channels > min(_tuning.KEPT_KEYS, keys.shape[1]):
                     keys = cuda.device_array((2, n_channels), np.int64)
                     kernels.fill_keys[launch.small_grid(n_channels)](keys)
                 kernel[blocks, threads](x3, bool(omit), mask, inf_bits, keys, *plan)
                 kernels.settle_keys[launch.small_grid(n_channels)](keys, *settle,
-                                                                    scratch.status)
+                                                                    kept.status)
             cuda.synchronize()
         except BaseException:
-            _scratch.pop(device, None)  # the kept keys may be half used: start afresh
+            scratch.forget(device)  # the kept keys may be half used: start afresh
             raise
-        status = _take_status(scratch)
+        status = scratch.take_status(kept)
     return out, status
 
 
 def channel_minmax(x, axis, omit):
     """Per-channel ``(lo, hi, status)`` of ``x`` along ``axis`` (None: the whole array)."""
     if type(x) is chunked.DeviceChunkedInput:
-        return chunked.channel_minmax(x, axis, omit)
+        return chunked.channel_minmax(x, axis, omit, channel_minmax)
     out, status = _reduce(x, axis, omit, kernels.MINMAX)
     return out[0], out[1], status
 
@@ -199,7 +142,7 @@ def observe(x, axis, omit, scheme, bits, like=None, out=None):
     zero point computed where the reduction ends (no extra launch), in ``like``'s array
     type.  (``out``: for the interface; the caller copies the results there.)"""
     if type(x) is chunked.DeviceChunkedInput:
-        return chunked.observe(x, axis, omit, scheme, bits, like)
+        return chunked.observe(x, axis, omit, scheme, bits, like, channel_minmax)
     out, status = _reduce(x, axis, omit, kernels.QPARAMS, scheme, bits, like)
     return out[0], out[1], status
 
@@ -207,9 +150,9 @@ def observe(x, axis, omit, scheme, bits, like=None, out=None):
 def count_nonfinite(x, nan_only=False):
     """Number of NaN (and, unless ``nan_only``, infinite) elements of ``x``."""
     if type(x) is chunked.DeviceChunkedInput:
-        return chunked.count_nonfinite(x, nan_only)
-    x3 = arrays.reduction_view(x, None, _int_type(x.dtype))
-    mask, inf_bits = _key_constants(np.dtype(x.dtype))
+        return chunked.count_nonfinite(x, nan_only, count_nonfinite)
+    x3 = arrays.reduction_view(x, None, scratch.int_type(x.dtype))
+    mask, inf_bits = scratch.key_constants(np.dtype(x.dtype))
     count = cuda.to_device(np.zeros(1, np.int64))
     blocks, threads = launch.grid(x3.size, _tuning.UNROLL)
     kernels.count_nonfinite[blocks, threads](x3, bool(nan_only), mask, inf_bits, count)
@@ -229,18 +172,6 @@ def moving_observe(lo, hi, moving_max, moving_min, update, momentum, scheme, bit
 
 
 # --------------------------------------------------------------------------- element-wise
-class CodeParams:
-    """What :func:`quantize_map` needs: per-channel ``(divisor, offset)`` on the device
-    (``params``, shape ``(2, channels)``), the scheme and the bits."""
-
-    __slots__ = ("params", "scheme", "bits")
-
-    def __init__(self, params, scheme, bits):
-        self.params = params
-        self.scheme = scheme
-        self.bits = bits
-
-
 def _device_values(values, dtype):
     """Parameter values (device or host) as a contiguous 1-D device array of ``dtype``."""
     if isinstance(values, np.ndarray):
@@ -266,18 +197,18 @@ def code_params(scale, zero_point, dtype, scheme, bits, checked, like=None):
         zero_point = _device_values(zero_point, dtype)
     params = arrays.device(empty((2, scale.size), dtype, like))
     blocks, threads = launch.small_grid(scale.size)
-    with _SCRATCH_LOCK:
-        _, scratch = _current_scratch()
+    with scratch.LOCK:
+        _, kept = scratch.current()
         kernels.code_params[blocks, threads](scale, zero_point, int(scheme), int(bits),
-                                             not checked, params, scratch.status)
+                                             not checked, params, kept.status)
         status = codes.OK
         if not checked:
             cuda.synchronize()
-            status = _take_status(scratch)
+            status = scratch.take_status(kept)
     if status == codes.BAD_PARAMETERS:
         raise _checks.device_parameter_error(arrays.to_host(scale), arrays.to_host(zero_point),
                                              scheme)
-    return CodeParams(params, int(scheme), int(bits))
+    return scratch.CodeParams(params, int(scheme), int(bits))
 
 
 def quantize_map(x, params, axis, what, out):
@@ -285,7 +216,7 @@ def quantize_map(x, params, axis, what, out):
     (``DECODE``) of ``x`` to ``out`` (same shape; may be ``x`` itself), with the
     constants of :func:`code_params`."""
     if type(x) is chunked.DeviceChunkedInput:
-        return chunked.quantize_map(x, params, axis, what, out)
+        return chunked.quantize_map(x, params, axis, what, out, quantize_map)
     _map(x, out, params, int(what), axis)
     return out
 
@@ -312,6 +243,3 @@ def _map(x, out, params, what, axis):
     kernels.map_values[blocks, threads](x3, out3, params.params, params.scheme, params.bits,
                                         what)
 
-
-# (At the end: the chunked inputs run the functions above on each chunk.)
-from numba_quant._cuda import chunks as chunked# noqa: E402

@@ -1,11 +1,9 @@
 """The host backend: numpy arrays in, numpy arrays out.
 
 It turns arrays into ``(outer, channels, inner)`` views, sizes the parallel work and
-calls the kernels of :mod:`numba_quant._cpu.kernels`.  :mod:`numba_quant._cuda.backend` offers
+calls the kernels of :mod:`numba_quant._cpu.kernels`.  :mod:`numba_quant._cuda.channels` offers
 the same functions for device arrays; the public functions only talk to this interface.
 """
-import threading
-from contextlib import nullcontext
 
 import numba
 import numpy as np
@@ -17,48 +15,14 @@ from numba_quant._host import codes
 from numba_quant._host import tuning as _tuning
 from numba_quant._cpu import kernels
 from numba_quant._cpu import layer
+from numba_quant._cpu import threads
 from numba_quant._cpu import rows
 from numba_quant._host import torch_arrays as _torch
-from numba_quant._dispatch import to_host
+from numba_quant._cpu.arrays import to_host
 from numba_quant._host.layout import aligned_views, channel_view
 
 
 _compile_notice.install()
-
-# Numba's fallback threading layer (workqueue, used when neither OpenMP nor TBB is
-# available) aborts the process when two Python threads enter parallel code at once, so
-# parallel kernels run one call at a time; they would share the same cores anyway.
-_PARALLEL_LOCK = threading.Lock()
-
-
-def _one_at_a_time(parallel):
-    return _PARALLEL_LOCK if parallel else nullcontext()
-
-
-class _one_thread:
-    """Run the compiled kernels called inside on this thread only (numba's thread count
-    is per calling thread): for the chunks of a ChunkedInput, converted one after the
-    other by numpy, where starting a parallel region per chunk costs more than it saves
-    (milliseconds each when the other cores are busy)."""
-
-    def __enter__(self):
-        self.threads = numba.get_num_threads()
-        if self.threads > 1:
-            numba.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        if self.threads > 1:
-            numba.set_num_threads(self.threads)
-
-
-def _tasks(x3):
-    """``(parallel, most)``: whether to run in parallel, and how many tasks at most."""
-    parallel = x3.size >= _tuning.PARALLEL_THRESHOLD and numba.get_num_threads() > 1
-    if not parallel:
-        return False, 1
-    most = _tuning.TASKS_PER_THREAD * numba.get_num_threads()
-    return True, max(1, min(most, x3.size // _tuning.MIN_TASK_ELEMENTS))
-
 
 def _split(n_channels, n_inner, most):
     """``(blocks, pieces)``: channel blocks and inner pieces giving about ``most`` tasks."""
@@ -95,23 +59,12 @@ def as_array(x):
     return x
 
 
-def wrap(a, like):
-    """Results for the caller: numpy stays numpy, a torch CPU tensor gets tensors."""
-    if type(like) is np.ndarray:
-        return a
-    return _torch.from_numpy(a) if _torch.is_tensor(like) else a
-
-
-def empty(shape, dtype, like):
-    return np.empty(shape, dtype)
-
-
 def _plan(x, axis):
     """``(x3, parallel, most)``: the reduction's view, and its parallel task budget."""
     if axis is not None and x.shape[axis] == 1:
         axis = None  # one channel: the per-layer view is the better one
     x3 = channel_view(x, axis)
-    return (x3,) + _tasks(x3)
+    return (x3,) + threads.tasks(x3)
 
 
 def _flat(x, axis):
@@ -137,13 +90,13 @@ def _reduce_layer(flat, omit, scheme, bits):
     array: one serial compiled call below the parallel threshold, else parallel pieces."""
     first = np.empty(1, flat.dtype)
     second = np.empty(1, flat.dtype)
-    parallel, most = _tasks(flat)
+    parallel, most = threads.tasks(flat)
     if not parallel:
         return first, second, layer.reduce_small(flat, omit, scheme, bits, first, second)
     pieces = _split(1, flat.size, most)[1]
     lows = np.empty(pieces, flat.dtype)
     highs = np.empty(pieces, flat.dtype)
-    with _PARALLEL_LOCK:
+    with threads.LOCK:
         status = layer.reduce[False](flat, lows, highs, scheme, bits, first, second)
         if omit and status == codes.HAS_NONFINITE:
             status = layer.reduce[True](flat, lows, highs, scheme, bits, first, second)
@@ -166,7 +119,7 @@ def channel_minmax(x, axis, omit):
     and ``omit`` is set does a second, slower pass skip them.
     """
     if type(x) is chunks.ChunkedInput:
-        with _one_thread():
+        with threads.one_thread():
             return chunks.channel_minmax(x, axis, omit, channel_minmax)
     flat = _flat(x, axis)
     if flat is not None:
@@ -186,7 +139,7 @@ def _reduce_short_runs(x3, parallel, most, first, second, scheme, bits):
     """The short-run reduction into ``first``/``second``: min and max (``scheme`` -1), or
     scale and zero point; returns the status."""
     n_outer, n_channels, n_inner = x3.shape
-    with _one_at_a_time(parallel):
+    with threads.one_at_a_time(parallel):
         return kernels.reduce_short_runs[parallel](
             x3.reshape(-1), n_outer, n_channels, n_inner, max(1, min(most, n_channels)),
             first, second, scheme, bits)
@@ -219,7 +172,7 @@ def _channel_minmax(x3, parallel, most, omit):
         partial_shape = (n_channels, pieces) if pieces > 1 else (1, 1)
     lows = np.empty(partial_shape, x3.dtype)
     highs = np.empty(partial_shape, x3.dtype)
-    with _one_at_a_time(parallel):
+    with threads.one_at_a_time(parallel):
         status = reduce(*data, False, *tasks, lows, highs, lo, hi)
         if omit and status == codes.HAS_NONFINITE:
             status = reduce(*data, True, *tasks, lows, highs, lo, hi)
@@ -228,7 +181,7 @@ def _channel_minmax(x3, parallel, most, omit):
 
 def count_nonfinite(x, nan_only=False):
     if type(x) is chunks.ChunkedInput:
-        with _one_thread():
+        with threads.one_thread():
             return chunks.count_nonfinite(x, nan_only, count_nonfinite)
     return int(kernels.count_nonfinite(channel_view(x, None), nan_only))
 
@@ -289,7 +242,7 @@ def qparams(lo, hi, scheme, bits, out=None):
     the compute dtype, every lo <= hi); into ``out`` when possible (see :func:`_into`)."""
     scale, zero_point = _into(out, lo.size, lo.dtype)
     parallel = lo.size >= _tuning.PARALLEL_CHANNELS and numba.get_num_threads() > 1
-    with _one_at_a_time(parallel):
+    with threads.one_at_a_time(parallel):
         kernels.qparams[parallel](lo, hi, scheme, bits, scale, zero_point)
     return scale, zero_point
 
@@ -354,7 +307,7 @@ def quantize_map(x, params, axis, what, out):
     ``axis``.
     """
     if type(x) is chunks.ChunkedInput:
-        with _one_thread():
+        with threads.one_thread():
             return chunks.quantize_map(x, params, axis, what, out, quantize_map)
     divisor, offset, lowest, highest = params
     if _overlaps_differently(x, out):
@@ -365,8 +318,8 @@ def quantize_map(x, params, axis, what, out):
     flat = _flat(x, None) if axis is None and _same_order(x, out) else None
     if flat is not None:
         flat_out = _flat(target, None)
-        parallel, most = _tasks(flat)
-        with _one_at_a_time(parallel):
+        parallel, most = threads.tasks(flat)
+        with threads.one_at_a_time(parallel):
             layer.map_values[what][parallel](flat, flat_out, divisor[0], offset[0], lowest,
                                              highest, _split(1, flat.size, most)[1])
         return out
@@ -378,9 +331,9 @@ def quantize_map(x, params, axis, what, out):
         out[...] = buffer
         return out
     x3, out3 = views
-    parallel, most = _tasks(x3)
+    parallel, most = threads.tasks(x3)
     n_outer, n_channels, n_inner = x3.shape
-    with _one_at_a_time(parallel):
+    with threads.one_at_a_time(parallel):
         if n_inner >= _tuning.LONG_INNER or n_outer == 1:
             blocks, pieces = _split(n_channels, n_inner, most)
             kernels.map_by_channel[parallel](x3, out3, divisor, offset, lowest, highest,
@@ -408,15 +361,6 @@ def shares_memory(a, b):
     return np.may_share_memory(a, b)
 
 
-def as_output(out):
-    """A caller's ``out`` array, checked to be writable, as the kernels will see it."""
-    if _torch.is_tensor(out):
-        out = _torch.writable_numpy(out, "out")
-    _checks.numpy_array("out", out)
-    _checks.output_array(out.dtype, not out.flags.writeable)
-    return out
-
-
 def as_codes(q, dtype):
     """Codes of any real type as values of the float ``dtype``: ``q`` itself when it has
     that type, else converted (:func:`~numba_quant._host.chunks.converted`: in chunks
@@ -441,6 +385,3 @@ def as_state(a, dtype, name):
         raise _checks.state_not_contiguous(name)
     return flat
 
-
-def from_host(a, like):
-    return np.asarray(a)

@@ -724,21 +724,32 @@ def main(argv=None):
 
         print(f"{len(to_run)} mutants to run ({'baseline, ' if args.baseline else ''}"
               f"{args.jobs} at a time)", flush=True)
-        with ThreadPoolExecutor(max_workers=len(copies)) as pool:
-            for m, r in zip(to_run, pool.map(work, to_run)):
+        if len(copies) == 1:   # in this thread: a signal stops the run at once
+            outcomes = map(work, to_run)
+        else:
+            pool = ThreadPoolExecutor(max_workers=len(copies))
+            outcomes = pool.map(work, to_run)
+        try:
+            for m, r in zip(to_run, outcomes):
                 print(f"{r['status']:9s} {m.name:38s} {r['seconds']:7.1f}s  "
                       f"{r['failure'] or r['summary']}", flush=True)
-                if not args.baseline and (r["status"] == "killed" or not args.tests):
-                    old = results.get(m.name)
-                    if old and "status" in old and old["status"] != "equivalent":
-                        earlier = {k: v for k, v in old.items() if k != "history"}
-                        r["history"] = old.get("history", []) + [earlier]
-                    results[m.name] = r
-                    if args.state:   # kept after each mutant: a run cut short loses none
-                        with open(args.state, "w") as f:
-                            json.dump(results, f, indent=1, sort_keys=True)
-                elif r["status"] != "survived":
-                    print(f"  BASELINE FAILS for {m.name}'s modules", flush=True)
+                if args.baseline:
+                    if r["status"] != "survived":
+                        print(f"  BASELINE FAILS for {m.name}'s modules", flush=True)
+                    continue
+                if r["status"] != "killed" and args.tests:
+                    continue   # (other modules than the format's: only a kill counts)
+                old = results.get(m.name)
+                if old and "status" in old and old["status"] != "equivalent":
+                    earlier = {k: v for k, v in old.items() if k != "history"}
+                    r["history"] = old.get("history", []) + [earlier]
+                results[m.name] = r
+                if args.state:   # kept after each mutant: a run cut short loses none
+                    with open(args.state, "w") as f:
+                        json.dump(results, f, indent=1, sort_keys=True)
+        finally:
+            if len(copies) > 1:
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         for c in copies:
             shutil.rmtree(c, ignore_errors=True)

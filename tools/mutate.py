@@ -333,10 +333,14 @@ MUTANTS = [
       "    if w > lim:\n        w = lim\n    elif w < -lim:\n        w = -lim\n    w = v if",
       "    if w < -lim:\n        w = -lim\n    w = v if",
       "scaled elements: the clamp at +max left out (the cast saturates)",
-      equivalent="every caller passes lim = the element format's largest finite value (or "
-                 "inf) and the cast saturates; a finite w > max, or +inf, then gives "
-                 "max_code as lim itself does (checked for all float32 w > max of each "
-                 "element format in tools/check_mutant_equivalence.py)"),
+      equivalent="every caller passes lim = the element format's largest finite value "
+                 "(Format.max) or inf (then w = v anyway), and the cast saturates: a "
+                 "finite w > max rounds to nearest (monotone) to a code >= max_code, and "
+                 "+inf overflows, both giving max_code as w = lim does (the saturating "
+                 "cast equals ml_dtypes' on all 2**32 float32, tools/"
+                 "check_float_conversions.py --saturate); compiled original and mutant "
+                 "compared on every w > max of each format by "
+                 "tools/check_mutant_equivalence.py (--quick: every 97th)"),
     M("element_scale_reciprocal", "formats.py", "element_code",
       "    w = v * s\n    if w > lim:\n        w = lim\n    elif w < -lim:\n        w = -lim\n"
       "    w = v if",

@@ -611,8 +611,8 @@ def render_report(results, command):
     counts = {}
     for m in MUTANTS:
         r = results.get(m.name)
-        if m.equivalent and (r is None or r.get("status") == "equivalent"):
-            status = "equivalent"
+        if m.equivalent and (r is None or r.get("status") in ("equivalent", "survived")):
+            status = "equivalent"   # (a run of it can only survive)
         elif r is None:
             status = "not run"
         else:
@@ -629,7 +629,8 @@ def render_report(results, command):
         earlier = ", ".join(f"{h['status']} ({h['date']})" for h in (r or {}).get("history", []))
         rows.append(f"| {m.name} | {m.file}:{m.function} | {status} | {secs} | "
                     f"{m.reason} | {detail.replace('|', '/')} | {earlier} |")
-    surviving = [n for n in by_name if results.get(n, {}).get("status") == "survived"]
+    surviving = [n for n in by_name if results.get(n, {}).get("status") == "survived"
+                 and not by_name[n].equivalent]
     lines = ["# Mutants of numba_quant/_reference", "",
              f"Command: `{command}`  ",
              f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", "",
@@ -671,6 +672,8 @@ def main(argv=None):
     ap.add_argument("--baseline", action="store_true",
                     help="run each selected mutant's tests on the unmutated copy instead "
                          "(all must pass)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="run nothing: write --report from --state")
     ap.add_argument("--timeout", type=float, default=1200, help="seconds per mutant")
     ap.add_argument("--tests", action="append", default=[], metavar="MODULE",
                     help="run these test modules instead of the format's (a quick check "
@@ -685,6 +688,16 @@ def main(argv=None):
         raise SystemExit(f"duplicate mutant names: {sorted(dupes)}")
     for m in MUTANTS:      # every snippet must still match the working tree
         check_mutant(m)
+
+    if args.report_only:
+        if not (args.state and args.report):
+            ap.error("--report-only needs --state and --report")
+        with open(args.state) as f:
+            results = json.load(f)
+        with open(args.report, "w") as f:
+            f.write(render_report(results, "python tools/mutate.py --state "
+                                  f"{args.state} (runs merged)"))
+        return 0
 
     if args.list:
         for m in MUTANTS:
@@ -769,9 +782,11 @@ def main(argv=None):
     counts = {}
     for m in MUTANTS:
         s = results.get(m.name, {}).get("status", "equivalent" if m.equivalent else "not run")
+        s = "equivalent" if m.equivalent and s == "survived" else s
         counts[s] = counts.get(s, 0) + 1
     print("\n" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
-    surviving = [m.name for m in MUTANTS if results.get(m.name, {}).get("status") == "survived"]
+    surviving = [m.name for m in MUTANTS if results.get(m.name, {}).get("status") == "survived"
+                 and not m.equivalent]
     print("surviving: " + (", ".join(surviving) if surviving else "none"))
     if args.report:
         with open(args.report, "w") as f:

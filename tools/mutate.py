@@ -73,6 +73,8 @@ TESTS = {
     ("integer.py", "_scale_and_zero_point"): ONEFLOW_TIES,
     ("integer.py", "round_half_away"): ONEFLOW_TIES,
     ("integer.py", "moving_update"): ONEFLOW_MOVING,
+    ("integer.py", "valid_code_params"): [ROUNDING + "test_oneflow_zero_scale_channels",
+                                          *ONEFLOW],
     "blocks.py": TORCHAO_BLOCKS,
     "formats.py": FORMATS,
     ("formats.py", "encode_int8"): MXINT8,

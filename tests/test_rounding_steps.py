@@ -329,14 +329,16 @@ def test_histc_bins_at_edges(lo, hi):
 
 
 @pytest.mark.parametrize("scheme", ["symmetric", "affine"])
-def test_oneflow_zero_scale_channels(scheme):
+def test_oneflow_zero_scale_channels(scheme, device):
     """A zero scale (a zero-range channel, §5.9) is valid: its codes are 0 and its
-    values 0 (NaN stays NaN), beside channels with ordinary scales."""
+    values 0 (NaN stays NaN), beside channels with ordinary scales; on the GPU path
+    the parameters are checked on the device (``valid_code_params``)."""
     x = np.random.default_rng(8).standard_normal((6, 5)).astype(F32)
     scale = np.array([0.0, 0.05, 0.0, 0.3, 0.0, 0.01], F32)
     zp = np.array([0.0, 3.0, 0.0, 128.0, 0.0, 7.0], F32) if scheme == "affine" \
         else np.zeros(6, F32)
     for fn in ("fake_quantization", "quantization"):
-        got = getattr(nq, fn)(x, scale, zp, "google", 8, scheme, axis=0)
+        got = getattr(nq, fn)(device.put(x), device.put(scale), device.put(zp), "google", 8,
+                              scheme, axis=0)
         exp = getattr(oracle, fn)(x, scale, zp, "google", 8, scheme, axis=0)
-        assert_same(got, exp, f"{fn} {scheme}")
+        assert_same(device.get(got), exp, f"{fn} {scheme}")

@@ -67,6 +67,9 @@ CALIBRATION = ["tests/test_calibrate.py"]
 SELECTION = [ROUNDING + "test_percentile_on_exact_shares",
              ROUNDING + "test_calibration_searches_with_near_ties", *CALIBRATION]
 
+# Functions only the CUDA kernels call: their mutants run the simulator tests too.
+GPU_ONLY = {("integer.py", "valid_code_params")}
+
 # Reference file -> test modules; (file, function) entries override the file's.
 TESTS = {
     "integer.py": ONEFLOW,
@@ -571,6 +574,7 @@ def run_mutant(m, copy_root, gpu, timeout, baseline=False, tests=None):
             with open(path, "w") as f:
                 f.write(mutated)
         try:
+            gpu = gpu or (m.file, m.function) in GPU_ONLY
             proc = subprocess.run(pytest_command(modules, gpu), cwd=copy_root, env=env,
                                   capture_output=True, text=True, timeout=timeout)
             rc, output = proc.returncode, proc.stdout + proc.stderr

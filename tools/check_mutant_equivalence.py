@@ -33,7 +33,9 @@ agree differs somewhere.
 Usage: python tools/check_mutant_equivalence.py [--quick] [--only NAME]
 """
 import argparse
+import atexit
 import importlib.util
+import shutil
 import os
 import sys
 import tempfile
@@ -60,6 +62,7 @@ def load(file, mutant_name=None):
         m = next(m for m in mutate.MUTANTS if m.name == mutant_name)
         source = mutate.check_mutant(m)[1]
     folder = tempfile.mkdtemp(prefix="nq-equivalence-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     tag = "original" if mutant_name is None else mutant_name
     name = f"_nq_{tag}_{file[:-3]}"
     with open(os.path.join(folder, name + ".py"), "w") as f:

@@ -275,6 +275,24 @@ def _tuning_profile(item):
     return "tuned" if callspec is None else callspec.params.get("tuning", "tuned")
 
 
+# The GGUF types whose kernels the default run compiles (each type's first call compiles
+# its own kernels, several seconds each); the thorough profile runs every type.  One of
+# each family: plain floats, the legacy blocks with and without a minimum, the lattice
+# (IQ4), the ternary, MXFP4 and one K-quant.
+GGUF_DEFAULT_TYPES = ("F16", "BF16", "Q8_0", "Q4_0", "Q5_1", "IQ4_NL", "TQ2_0", "MXFP4",
+                      "Q6_K")
+
+
+def _gguf_type_of(item):
+    """The GGUF type a parametrised GGUF test item runs (None: not one type)."""
+    params = getattr(item, "callspec", None) and item.callspec.params or {}
+    case = params.get("case")
+    if isinstance(case, dict):
+        return case.get("type")
+    name = params.get("name")
+    return name if isinstance(name, str) else None
+
+
 def _thinned_out(item):
     """Items the default run leaves out.
 
@@ -283,6 +301,8 @@ def _thinned_out(item):
     outside a covering subset (see :func:`_golden_subset`) in the CUDA simulator and in
     the shrunk profile, which both change how the kernels walk an input, not the formulas.
     """
+    if _suite(item).startswith("test_gguf"):
+        return not THOROUGH and _gguf_type_of(item) not in (None,) + GGUF_DEFAULT_TYPES
     shrunk = _tuning_profile(item) == "shrunk"
     gpu = _runs_on_gpu(item)
     if shrunk and gpu:

@@ -49,11 +49,20 @@ class Backend:
         for name in CAPABILITIES:
             setattr(self, name, importlib.import_module(f"{package}.{name}"))
         for name in CPU_ONLY:
-            setattr(self, name, importlib.import_module(f"{package}.{name}")
-                    if device == "cpu" else _CpuOnly(name))
+            if device != "cpu":
+                setattr(self, name, _CpuOnly(name))
         for name in ("empty", "wrap", "to_host", "from_host", "contiguous", "view4",
                      "copy_into", "as_output", "placeholder"):
             setattr(self, name, getattr(self.arrays, name))
+
+    def __getattr__(self, name):
+        # A CPU-only capability, imported when first used (its kernels are many; most
+        # calls never need them).
+        if name in CPU_ONLY and self.device == "cpu":
+            module = importlib.import_module(f"numba_quant._cpu.{name}")
+            setattr(self, name, module)
+            return module
+        raise AttributeError(name)
 
     def host_result(self, a, like, element=None):
         """A result computed on the host (small: parameters, histogram answers) as the

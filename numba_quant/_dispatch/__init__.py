@@ -32,12 +32,11 @@ class Backend:
 
     ``device`` is ``"cpu"`` or ``"cuda"``.  The array operations every public function
     needs are attributes of the backend itself: ``empty(shape, dtype, like)``,
-    ``wrap(result, like, kind=None)`` (a result as the caller's kind of array),
+    ``wrap(result, like, element=None)`` (a result as the caller's kind of array),
     ``to_host(a)``, ``from_host(a, like)``, ``contiguous(a, dtype=None, axes=None)``,
     ``view4``, ``copy_into``, ``as_output(out)``, ``placeholder(x)`` (an empty array of
     ``x``'s kind, kept for :meth:`host_result` later) and :meth:`host_result`.  The
-    kernels' entry points are
-    grouped by capability: ``channels`` (OneFlow's per-channel and per-layer observers
+    kernels' entry points are grouped by capability: ``channels`` (OneFlow's per-channel and per-layer observers
     and maps), ``blocks`` (torchao's block-wise functions), ``blockwise`` (OneFlow's
     functions with ``block_size=``), ``formats`` (FP8, MX, NVFP4) and ``hist`` (the
     calibrators' histograms).

@@ -434,6 +434,13 @@ def _store_5bit(out, qs_pos, qh_pos, c0, c1, j, qh):
 
 
 @njit(cache=True)
+def _load_5bit(data, qs_pos, qh, j):
+    """The codes of values ``j`` and ``j + 16`` that :func:`_store_5bit` wrote."""
+    b = np.int64(data[qs_pos + j])
+    return (b & 15) | (((qh >> j) & 1) << 4), (b >> 4) | (((qh >> (j + 16)) & 1) << 4)
+
+
+@njit(cache=True)
 def quantize_row_q5_0(x, qw, has_qw, out, fscratch, iscratch):
     # Block of 22 bytes: d (f16), qh (4 bytes, little-endian), 16 bytes of low nibbles;
     # value = (code - 16) * d.
@@ -471,9 +478,7 @@ def dequantize_row_q5_0(data, out):
         d = load_f16(data, o)
         qh = _load_u32(data, o + 2)
         for j in range(16):
-            b = np.int64(data[o + 6 + j])
-            c0 = (b & 15) | (((qh >> j) & 1) << 4)
-            c1 = (b >> 4) | (((qh >> (j + 16)) & 1) << 4)
+            c0, c1 = _load_5bit(data, o + 6, qh, j)
             out[ib * 32 + j] = np.float32(c0 - 16) * d
             out[ib * 32 + 16 + j] = np.float32(c1 - 16) * d
 
@@ -520,8 +525,6 @@ def dequantize_row_q5_1(data, out):
         m = load_f16(data, o + 2)
         qh = _load_u32(data, o + 4)
         for j in range(16):
-            b = np.int64(data[o + 8 + j])
-            c0 = (b & 15) | (((qh >> j) & 1) << 4)
-            c1 = (b >> 4) | (((qh >> (j + 16)) & 1) << 4)
+            c0, c1 = _load_5bit(data, o + 8, qh, j)
             out[ib * 32 + j] = mul_rn(np.float32(c0), d) + m
             out[ib * 32 + 16 + j] = mul_rn(np.float32(c1), d) + m

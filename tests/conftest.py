@@ -175,35 +175,41 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
-    _group_for_workers(items)
+    _order_for_workers(items)
 
 
-# --------------------------------------------------------------------------- worker groups
+# --------------------------------------------------------------------------- worker units
 # With pytest-xdist (pyproject.toml: -n auto --dist loadgroup --no-loadscope-reorder)
-# every test module is one unit of work, handed out in the order below; most of the time
-# of a run from an empty Numba cache is compiling kernels, so the order decides how
-# often a kernel is compiled twice (by two workers at once) rather than compiled once and
-# loaded from the on-disk cache by the other.
+# the tests are handed to the workers in units of work, whole, in the order below (the
+# scheduler is pytest_xdist_make_scheduler here: a unit is a function of the test's node
+# id, _unit).  Most of the time of a run from an empty Numba cache is compiling kernels,
+# so the units decide how often a kernel is compiled twice (by two workers at once, or
+# by two workers that each ran half of a module) rather than compiled once and loaded
+# from the on-disk cache by the other.
 # 0. The route test of each compute dtype, a unit of its own: float32 and float64 kernels
 #    are separate signatures, so the two workers compile every CPU kernel route at the
 #    same time, with no signature compiled twice.
 # 1. The other suites that compile the CPU kernels for every route, dtype and formula
 #    (with more output types and the moving average) form one unit.
-# 2. Every other module, in collection order.
+# 2. Every other module, a unit each, in collection order.
 # 3. Suites that call the same CPU kernels as unit 1 with more layouts, input types and
 #    error cases: by the time they start, unit 1 has cached most of what they need.
 # 4. Suites that start fresh Python processes (console script, ``python -m``, notebook
-#    kernels, Dask workers): each process compiles everything it calls unless the cache
-#    already holds it, so they run last, each test a unit of its own (the two workers
-#    share the end of the run).  The tests on a Dask LocalCluster (marked ``cluster``)
-#    are the exception: one unit, after the module's in-process tests, so that one
-#    worker starts one cluster whose processes load the kernels those tests cached.
+#    kernels, Dask workers, threads under each threading layer): each process compiles
+#    everything it calls unless the cache already holds it, so they run last, each test
+#    a unit of its own (the two workers share the end of the run), except the threads
+#    suite (one unit: its two subprocesses are one module fixture).  The tests on a Dask
+#    LocalCluster (marked ``cluster``, and named so: _unit reads node ids only) are the
+#    exception: one unit, after the module's in-process tests, so that one worker starts
+#    one cluster whose processes load the kernels those tests cached.
 ROUTE_SUITE = "test_routes.py"
-CPU_KERNEL_SUITES = ("test_properties.py", "test_short_runs.py", "test_state.py",
-                     "test_threads.py")
+CPU_KERNEL_SUITES = ("test_properties.py", "test_short_runs.py", "test_state.py")
 AFTER_CPU_KERNELS = ("test_errors.py", "test_layouts.py", "test_exactness.py",
                      "test_block_size.py", "test_half_inputs.py")
-NEW_PROCESS_SUITES = ("test_report.py", "test_dask.py", "test_cli.py", "test_notebooks.py")
+NEW_PROCESS_SUITES = ("test_threads.py", "test_report.py", "test_dask.py", "test_cli.py",
+                      "test_notebooks.py")
+THREADS_SUITE = "test_threads.py"
+CLUSTER_SUITE = "test_dask.py"
 
 
 def _unit_rank(suite):
@@ -219,23 +225,52 @@ def _unit_rank(suite):
     return 1
 
 
-def _group_for_workers(items):
+def _on_cluster(nodeid):
+    path, _, name = nodeid.partition("::")
+    return os.path.basename(path) == CLUSTER_SUITE and "cluster" in name
+
+
+def _unit(nodeid):
+    """The unit of work of the test ``nodeid`` (see the order above)."""
+    path = nodeid.partition("::")[0]
+    suite = os.path.basename(path)
+    if _on_cluster(nodeid):
+        return "dask-cluster"
+    if suite == ROUTE_SUITE or (suite in NEW_PROCESS_SUITES and suite != THREADS_SUITE):
+        return nodeid
+    if suite in CPU_KERNEL_SUITES:
+        return "cpu-kernels"
+    return path
+
+
+def _order_for_workers(items):
     for item in items:
-        suite = _suite(item)
-        if item.get_closest_marker("cluster") is not None:
-            group = "dask-cluster"
-        elif suite == ROUTE_SUITE or suite in NEW_PROCESS_SUITES:
-            # One unit per dtype; one per test.  (No "]" in a group name: pytest-xdist
-            # looks for the group after the last "@" only when no "]" follows it.)
-            group = item.nodeid.replace("[", "(").replace("]", ")")
-        elif suite in CPU_KERNEL_SUITES:
-            group = "cpu-kernels"
-        else:
-            group = suite
-        item.add_marker(pytest.mark.xdist_group(group))
-    # Stable: keeps module order within a rank.
-    items.sort(key=lambda item: (_unit_rank(_suite(item)),
-                                 item.get_closest_marker("cluster") is not None))
+        if (item.get_closest_marker("cluster") is not None) != _on_cluster(item.nodeid):
+            raise pytest.UsageError(
+                f"{item.nodeid}: a test on the Dask cluster is marked 'cluster' and has "
+                f"'cluster' in its name (the worker units are made from node ids)")
+    # Stable: keeps module order within a rank.  The scheduler hands out the units in
+    # the order of their first tests.
+    items.sort(key=lambda item: (_unit_rank(_suite(item)), _on_cluster(item.nodeid)))
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist controller: the units above for ``--dist loadgroup``.
+
+    (pytest-xdist's own loadgroup reads ``xdist_group`` marks by rewriting node ids in
+    the worker, which pytest 9.2 no longer lets a plugin do: every test became a unit of
+    its own, and both workers compiled the kernels of every module.)
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return _unit(nodeid)
+
+    return UnitScheduling(config, log)
 
 
 # --------------------------------------------------------------------------- kernel routes

@@ -226,7 +226,7 @@ def test_moving_average_observer_takes_dask_batches():
 
 
 @pytest.mark.cluster
-def test_open_dask_reads_an_npy_file_in_chunks(tmp_path, cluster):
+def test_open_dask_reads_an_npy_file_in_chunks_on_a_cluster(tmp_path, cluster):
     x = np.asfortranarray(data())
     path = tmp_path / "tensor.npy"
     np.save(path, x)

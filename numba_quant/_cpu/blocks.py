@@ -13,7 +13,6 @@ signature, where ``parallel=True`` would compile a second, slower-to-build one).
 arithmetic per block and per element comes from :mod:`numba_quant._reference.blocks`.
 """
 
-import numba
 import numpy as np
 from numba import njit
 from numba.core.extending import overload
@@ -21,8 +20,7 @@ from numba.core.extending import overload
 from numba_quant._reference import blocks as rb
 from numba_quant._reference.blocks import split4
 from numba_quant._host import torch_arrays
-from numba_quant._host import tuning as _tuning
-from numba_quant._cpu.threads import pool
+from numba_quant._cpu.threads import over_ranges
 from numba_quant._cpu.kernels import _index, maximum, minimum
 from numba_quant._host import checks as _checks
 
@@ -212,25 +210,10 @@ def dequantize_blocks(codes, coff, cst, signed, nbits, shape, block, k_start, k_
 # --------------------------------------------------------------------------- host side
 
 
-def _tasks(n_blocks, n_elements):
-    """Block ranges: one for small inputs, else a few per thread."""
-    threads = numba.get_num_threads()
-    if n_elements < _tuning.PARALLEL_THRESHOLD or threads < 2 or n_blocks < 2:
-        return [(0, n_blocks)]
-    count = min(n_blocks, threads * _tuning.TASKS_PER_THREAD,
-                max(1, n_elements // _tuning.MIN_TASK_ELEMENTS))
-    edges = np.linspace(0, n_blocks, max(count, 1) + 1).astype(np.int64)
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
-
-
-def _run(kernel, n_blocks, n_elements, args_before, args_after):
-    """``kernel(*args_before, start, stop, *args_after)`` over block ranges; summed counts."""
-    tasks = _tasks(n_blocks, n_elements)
-    if len(tasks) == 1:
-        return kernel(*args_before, 0, n_blocks, *args_after)
-    futures = [pool(numba.get_num_threads()).submit(kernel, *args_before, a, b, *args_after)
-               for a, b in tasks]
-    return sum(f.result() for f in futures)
+def run_blocks(kernel, n_blocks, n_elements, args_before, args_after):
+    """``kernel(*args_before, start, stop, *args_after)`` over ranges of blocks on the
+    kept pool (:func:`~numba_quant._cpu.threads.over_ranges`); their counts summed."""
+    return sum(over_ranges(kernel, n_blocks, n_elements, args_before, args_after))
 
 
 def flat(a4):
@@ -262,7 +245,7 @@ def run_observe(x4, xfmt, block4, mapping, qmin, qmax, sym_zp, eps, afmt, sfmt, 
     else:
         mode = OBSERVE_AND_QUANTIZE
         codes, coff, cst = flat(_unsigned(codes4))
-    return _run(blocks, scale4.size, x4.size,
+    return run_blocks(blocks, scale4.size, x4.size,
                 (x, off, st, xfmt, x4.shape, block4),
                 (mode, mapping, qmin, qmax, sym_zp, eps, afmt, sfmt, pfmt,
                  scale4.reshape(-1), zp4.reshape(-1), codes, coff, cst))
@@ -272,7 +255,7 @@ def run_quantize(x4, xfmt, block4, scale4, sfmt, zp4, qmin, qmax, pfmt, codes4):
     x, off, st = flat(x4)
     codes, coff, cst = flat(_unsigned(codes4))
     eps = scale4.dtype.type(1)
-    return _run(blocks, scale4.size, x4.size,
+    return run_blocks(blocks, scale4.size, x4.size,
                 (x, off, st, xfmt, x4.shape, block4),
                 (QUANTIZE, 0, qmin, qmax, 0, eps, 0, sfmt, pfmt, scale4.reshape(-1),
                  zp4.reshape(-1), codes, coff, cst))
@@ -281,7 +264,7 @@ def run_quantize(x4, xfmt, block4, scale4, sfmt, zp4, qmin, qmax, pfmt, codes4):
 def run_dequantize(codes4, block4, scale4, zp4, qmin, qmax, ofmt, pfmt, out4):
     codes, coff, cst = flat(_unsigned(codes4))
     out, ooff, ost = flat(out4)
-    return _run(dequantize_blocks, scale4.size, codes4.size,
+    return run_blocks(dequantize_blocks, scale4.size, codes4.size,
                 (codes, coff, cst, codes4.dtype.kind == "i", 8 * codes4.itemsize,
                  codes4.shape, block4),
                 (scale4.reshape(-1), zp4.reshape(-1), qmin, qmax, ofmt, pfmt, out, ooff, ost))

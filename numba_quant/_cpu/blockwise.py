@@ -150,7 +150,7 @@ def run_observe(x4, block4, omit, scheme, bits, n_blocks, like=None):
     scale = np.empty(n_blocks, x4.dtype)
     zero_point = np.empty(n_blocks, x4.dtype)
     state = np.empty(n_blocks, np.uint8)
-    bad = cb._run(_OBSERVE, n_blocks, x4.size, (x, off, st, x4.shape, block4),
+    bad = cb.run_blocks(_OBSERVE, n_blocks, x4.size, (x, off, st, x4.shape, block4),
                   (bool(omit), int(scheme), int(bits), scale, zero_point, state))
     return scale, zero_point, (state if bad else None)
 
@@ -162,7 +162,7 @@ def run_minmax(x4, block4, omit, n_blocks):
     lo = np.empty(n_blocks, x4.dtype)
     hi = np.empty(n_blocks, x4.dtype)
     state = np.empty(n_blocks, np.uint8)
-    bad = cb._run(_MINMAX, n_blocks, x4.size, (x, off, st, x4.shape, block4),
+    bad = cb.run_blocks(_MINMAX, n_blocks, x4.size, (x, off, st, x4.shape, block4),
                   (bool(omit), lo, hi, state))
     return lo, hi, (state if bad else None)
 
@@ -178,7 +178,7 @@ def run_map(x4, block4, params, what, out4):
     x, off, st = cb.flat(x4)
     target = out4 if out4.dtype == x4.dtype else np.empty(out4.shape, x4.dtype)
     out, ooff, ost = cb.flat(target)
-    cb._run(_MAP, divisor.size, x4.size, (x, off, st, x4.shape, block4),
+    cb.run_blocks(_MAP, divisor.size, x4.size, (x, off, st, x4.shape, block4),
             (divisor, offset, lowest, highest, int(what), out, ooff, ost))
     if target is not out4:
         out4[...] = target

@@ -1,17 +1,20 @@
-"""CPU kernels of the GGUF types: rows in parallel, each task with its own scratch.
+"""CPU kernels of the GGUF types: ranges of rows on the kept thread pool, each task with
+its own scratch.
 
 One compiled kernel per type and direction (a kernel that took the row function as an
-argument could not be cached), each a thin loop around the type's row function from the
-shared reference.  The quantize kernels also flag, per row, a non-finite input (status
+argument could not be cached), each a thin serial loop around the type's row function
+from the shared reference, compiled without the GIL.  Serial kernels on the pool rather
+than ``prange`` because a parallel kernel is compiled twice over (its loop body as a
+separate function, then the kernel around it, each optimizing the whole row function
+again): the first call of a type compiles in about half the time, and runs as fast.  The quantize kernels also flag, per row, a non-finite input (status
 1, the row is then not quantized) and a float16 scale that came out infinite (status 2):
 ggml writes such rows silently; the public module refuses them.
 """
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
-from numba_quant._cpu.threads import parallel_njit
+from numba_quant._cpu.threads import over_ranges
 from numba_quant._host.codes import GGUF_ROW_NONFINITE, GGUF_ROW_OK, GGUF_ROW_SCALE_OVERFLOW
 from numba_quant._host.gguf_types import GGUF_FSCRATCH, GGUF_ISCRATCH
 from numba_quant._reference import gguf_iq as iq
@@ -50,11 +53,6 @@ def _bf16_overflow(row):
 
 
 @njit(cache=True)
-def _chunk(c, nchunks, nrows):
-    return c * nrows // nchunks, (c + 1) * nrows // nchunks
-
-
-@njit(cache=True)
 def _scratch():
     return np.empty(GGUF_FSCRATCH, np.float32), np.empty(GGUF_ISCRATCH, np.int32)
 
@@ -76,297 +74,264 @@ def _after(out, i, status, type_size, fields):
 
 # Quantize kernels: x float32 (rows, n_per_row) C-contiguous, qw float32 (n_per_row,)
 # (x's first row when has_qw is False), out uint8 (rows, row_size), status int8 (rows,)
-# zeroed, fields int64 offsets of the float16 fields in a block of type_size bytes.
+# zeroed, fields int64 offsets of the float16 fields in a block of type_size bytes;
+# rows r0 .. r1-1.
 
-@parallel_njit(cache=True)
-def quantize_f16(x, qw, has_qw, out, status, type_size, fields, nchunks):
-    for c in prange(nchunks):
-        fs, ws = _scratch()
-        r0, r1 = _chunk(c, nchunks, x.shape[0])
-        for i in range(r0, r1):
-            if _status(x, i, status):
-                lg.quantize_row_f16(x[i], qw, has_qw, out[i], fs, ws)
-                _after(out, i, status, type_size, fields)
-
-
-@parallel_njit(cache=True)
-def quantize_bf16(x, qw, has_qw, out, status, type_size, fields, nchunks):
-    for c in prange(nchunks):
-        fs, ws = _scratch()
-        r0, r1 = _chunk(c, nchunks, x.shape[0])
-        for i in range(r0, r1):
-            if _status(x, i, status):
-                lg.quantize_row_bf16(x[i], qw, has_qw, out[i], fs, ws)
-                if _bf16_overflow(out[i]):
-                    status[i] = ROW_SCALE_OVERFLOW
+@njit(nogil=True, cache=True)
+def quantize_f16(x, qw, has_qw, out, status, type_size, fields, r0, r1):
+    fs, ws = _scratch()
+    for i in range(r0, r1):
+        if _status(x, i, status):
+            lg.quantize_row_f16(x[i], qw, has_qw, out[i], fs, ws)
+            _after(out, i, status, type_size, fields)
 
 
-@parallel_njit(cache=True)
-def quantize_q8_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
-    for c in prange(nchunks):
-        fs, ws = _scratch()
-        r0, r1 = _chunk(c, nchunks, x.shape[0])
-        for i in range(r0, r1):
-            if _status(x, i, status):
-                lg.quantize_row_q8_0(x[i], qw, has_qw, out[i], fs, ws)
-                _after(out, i, status, type_size, fields)
+@njit(nogil=True, cache=True)
+def quantize_bf16(x, qw, has_qw, out, status, type_size, fields, r0, r1):
+    fs, ws = _scratch()
+    for i in range(r0, r1):
+        if _status(x, i, status):
+            lg.quantize_row_bf16(x[i], qw, has_qw, out[i], fs, ws)
+            if _bf16_overflow(out[i]):
+                status[i] = ROW_SCALE_OVERFLOW
 
 
-@parallel_njit(cache=True)
-def quantize_q4_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
-    for c in prange(nchunks):
-        fs, ws = _scratch()
-        r0, r1 = _chunk(c, nchunks, x.shape[0])
-        for i in range(r0, r1):
-            if _status(x, i, status):
-                lg.quantize_row_q4_0(x[i], qw, has_qw, out[i], fs, ws)
-                _after(out, i, status, type_size, fields)
+@njit(nogil=True, cache=True)
+def quantize_q8_0(x, qw, has_qw, out, status, type_size, fields, r0, r1):
+    fs, ws = _scratch()
+    for i in range(r0, r1):
+        if _status(x, i, status):
+            lg.quantize_row_q8_0(x[i], qw, has_qw, out[i], fs, ws)
+            _after(out, i, status, type_size, fields)
 
 
-@parallel_njit(cache=True)
-def quantize_q4_1(x, qw, has_qw, out, status, type_size, fields, nchunks):
-    for c in prange(nchunks):
-        fs, ws = _scratch()
-        r0, r1 = _chunk(c, nchunks, x.shape[0])
-        for i in range(r0, r1):
-            if _status(x, i, status):
-                lg.quantize_row_q4_1(x[i], qw, has_qw, out[i], fs, ws)
-                _after(out, i, status, type_size, fields)
+@njit(nogil=True, cache=True)
+def quantize_q4_0(x, qw, has_qw, out, status, type_size, fields, r0, r1):
+    fs, ws = _scratch()
+    for i in range(r0, r1):
+        if _status(x, i, status):
+            lg.quantize_row_q4_0(x[i], qw, has_qw, out[i], fs, ws)
+            _after(out, i, status, type_size, fields)
 
 
-@parallel_njit(cache=True)
-def quantize_q5_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
-    for c in prange(nchunks):
-        fs, ws = _scratch()
-        r0, r1 = _chunk(c, nchunks, x.shape[0])
-        for i in range(r0, r1):
-            if _status(x, i, status):
-                lg.quantize_row_q5_0(x[i], qw, has_qw, out[i], fs, ws)
-                _after(out, i, status, type_size, fields)
+@njit(nogil=True, cache=True)
+def quantize_q4_1(x, qw, has_qw, out, status, type_size, fields, r0, r1):
+    fs, ws = _scratch()
+    for i in range(r0, r1):
+        if _status(x, i, status):
+            lg.quantize_row_q4_1(x[i], qw, has_qw, out[i], fs, ws)
+            _after(out, i, status, type_size, fields)
 
 
-@parallel_njit(cache=True)
-def quantize_q5_1(x, qw, has_qw, out, status, type_size, fields, nchunks):
-    for c in prange(nchunks):
-        fs, ws = _scratch()
-        r0, r1 = _chunk(c, nchunks, x.shape[0])
-        for i in range(r0, r1):
-            if _status(x, i, status):
-                lg.quantize_row_q5_1(x[i], qw, has_qw, out[i], fs, ws)
-                _after(out, i, status, type_size, fields)
+@njit(nogil=True, cache=True)
+def quantize_q5_0(x, qw, has_qw, out, status, type_size, fields, r0, r1):
+    fs, ws = _scratch()
+    for i in range(r0, r1):
+        if _status(x, i, status):
+            lg.quantize_row_q5_0(x[i], qw, has_qw, out[i], fs, ws)
+            _after(out, i, status, type_size, fields)
 
 
-@parallel_njit(cache=True)
-def quantize_iq4_nl(x, qw, has_qw, out, status, type_size, fields, nchunks):
-    for c in prange(nchunks):
-        fs, ws = _scratch()
-        r0, r1 = _chunk(c, nchunks, x.shape[0])
-        for i in range(r0, r1):
-            if _status(x, i, status):
-                iq.quantize_row_iq4_nl(x[i], qw, has_qw, out[i], fs, ws)
-                _after(out, i, status, type_size, fields)
+@njit(nogil=True, cache=True)
+def quantize_q5_1(x, qw, has_qw, out, status, type_size, fields, r0, r1):
+    fs, ws = _scratch()
+    for i in range(r0, r1):
+        if _status(x, i, status):
+            lg.quantize_row_q5_1(x[i], qw, has_qw, out[i], fs, ws)
+            _after(out, i, status, type_size, fields)
 
 
-@parallel_njit(cache=True)
-def quantize_iq4_xs(x, qw, has_qw, out, status, type_size, fields, nchunks):
-    for c in prange(nchunks):
-        fs, ws = _scratch()
-        r0, r1 = _chunk(c, nchunks, x.shape[0])
-        for i in range(r0, r1):
-            if _status(x, i, status):
-                iq.quantize_row_iq4_xs(x[i], qw, has_qw, out[i], fs, ws)
-                _after(out, i, status, type_size, fields)
+@njit(nogil=True, cache=True)
+def quantize_iq4_nl(x, qw, has_qw, out, status, type_size, fields, r0, r1):
+    fs, ws = _scratch()
+    for i in range(r0, r1):
+        if _status(x, i, status):
+            iq.quantize_row_iq4_nl(x[i], qw, has_qw, out[i], fs, ws)
+            _after(out, i, status, type_size, fields)
 
 
-@parallel_njit(cache=True)
-def quantize_mxfp4(x, qw, has_qw, out, status, type_size, fields, nchunks):
-    for c in prange(nchunks):
-        fs, ws = _scratch()
-        r0, r1 = _chunk(c, nchunks, x.shape[0])
-        for i in range(r0, r1):
-            if _status(x, i, status):
-                iq.quantize_row_mxfp4(x[i], qw, has_qw, out[i], fs, ws)
+@njit(nogil=True, cache=True)
+def quantize_iq4_xs(x, qw, has_qw, out, status, type_size, fields, r0, r1):
+    fs, ws = _scratch()
+    for i in range(r0, r1):
+        if _status(x, i, status):
+            iq.quantize_row_iq4_xs(x[i], qw, has_qw, out[i], fs, ws)
+            _after(out, i, status, type_size, fields)
 
 
-@parallel_njit(cache=True)
-def quantize_tq1_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
-    for c in prange(nchunks):
-        fs, ws = _scratch()
-        r0, r1 = _chunk(c, nchunks, x.shape[0])
-        for i in range(r0, r1):
-            if _status(x, i, status):
-                tq.quantize_row_tq1_0(x[i], qw, has_qw, out[i], fs, ws)
-                _after(out, i, status, type_size, fields)
+@njit(nogil=True, cache=True)
+def quantize_mxfp4(x, qw, has_qw, out, status, type_size, fields, r0, r1):
+    fs, ws = _scratch()
+    for i in range(r0, r1):
+        if _status(x, i, status):
+            iq.quantize_row_mxfp4(x[i], qw, has_qw, out[i], fs, ws)
 
 
-@parallel_njit(cache=True)
-def quantize_tq2_0(x, qw, has_qw, out, status, type_size, fields, nchunks):
-    for c in prange(nchunks):
-        fs, ws = _scratch()
-        r0, r1 = _chunk(c, nchunks, x.shape[0])
-        for i in range(r0, r1):
-            if _status(x, i, status):
-                tq.quantize_row_tq2_0(x[i], qw, has_qw, out[i], fs, ws)
-                _after(out, i, status, type_size, fields)
+@njit(nogil=True, cache=True)
+def quantize_tq1_0(x, qw, has_qw, out, status, type_size, fields, r0, r1):
+    fs, ws = _scratch()
+    for i in range(r0, r1):
+        if _status(x, i, status):
+            tq.quantize_row_tq1_0(x[i], qw, has_qw, out[i], fs, ws)
+            _after(out, i, status, type_size, fields)
 
 
-@parallel_njit(cache=True)
-def quantize_q2_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
-    for c in prange(nchunks):
-        fs, ws = _scratch()
-        r0, r1 = _chunk(c, nchunks, x.shape[0])
-        for i in range(r0, r1):
-            if _status(x, i, status):
-                kq.quantize_row_q2_k(x[i], qw, has_qw, out[i], fs, ws)
-                _after(out, i, status, type_size, fields)
+@njit(nogil=True, cache=True)
+def quantize_tq2_0(x, qw, has_qw, out, status, type_size, fields, r0, r1):
+    fs, ws = _scratch()
+    for i in range(r0, r1):
+        if _status(x, i, status):
+            tq.quantize_row_tq2_0(x[i], qw, has_qw, out[i], fs, ws)
+            _after(out, i, status, type_size, fields)
 
 
-@parallel_njit(cache=True)
-def quantize_q3_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
-    for c in prange(nchunks):
-        fs, ws = _scratch()
-        r0, r1 = _chunk(c, nchunks, x.shape[0])
-        for i in range(r0, r1):
-            if _status(x, i, status):
-                kq.quantize_row_q3_k(x[i], qw, has_qw, out[i], fs, ws)
-                _after(out, i, status, type_size, fields)
+@njit(nogil=True, cache=True)
+def quantize_q2_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
+    fs, ws = _scratch()
+    for i in range(r0, r1):
+        if _status(x, i, status):
+            kq.quantize_row_q2_k(x[i], qw, has_qw, out[i], fs, ws)
+            _after(out, i, status, type_size, fields)
 
 
-@parallel_njit(cache=True)
-def quantize_q4_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
-    for c in prange(nchunks):
-        fs, ws = _scratch()
-        r0, r1 = _chunk(c, nchunks, x.shape[0])
-        for i in range(r0, r1):
-            if _status(x, i, status):
-                kq.quantize_row_q4_k(x[i], qw, has_qw, out[i], fs, ws)
-                _after(out, i, status, type_size, fields)
+@njit(nogil=True, cache=True)
+def quantize_q3_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
+    fs, ws = _scratch()
+    for i in range(r0, r1):
+        if _status(x, i, status):
+            kq.quantize_row_q3_k(x[i], qw, has_qw, out[i], fs, ws)
+            _after(out, i, status, type_size, fields)
 
 
-@parallel_njit(cache=True)
-def quantize_q5_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
-    for c in prange(nchunks):
-        fs, ws = _scratch()
-        r0, r1 = _chunk(c, nchunks, x.shape[0])
-        for i in range(r0, r1):
-            if _status(x, i, status):
-                kq.quantize_row_q5_k(x[i], qw, has_qw, out[i], fs, ws)
-                _after(out, i, status, type_size, fields)
+@njit(nogil=True, cache=True)
+def quantize_q4_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
+    fs, ws = _scratch()
+    for i in range(r0, r1):
+        if _status(x, i, status):
+            kq.quantize_row_q4_k(x[i], qw, has_qw, out[i], fs, ws)
+            _after(out, i, status, type_size, fields)
 
 
-@parallel_njit(cache=True)
-def quantize_q6_k(x, qw, has_qw, out, status, type_size, fields, nchunks):
-    for c in prange(nchunks):
-        fs, ws = _scratch()
-        r0, r1 = _chunk(c, nchunks, x.shape[0])
-        for i in range(r0, r1):
-            if _status(x, i, status):
-                kq.quantize_row_q6_k(x[i], qw, has_qw, out[i], fs, ws)
-                _after(out, i, status, type_size, fields)
+@njit(nogil=True, cache=True)
+def quantize_q5_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
+    fs, ws = _scratch()
+    for i in range(r0, r1):
+        if _status(x, i, status):
+            kq.quantize_row_q5_k(x[i], qw, has_qw, out[i], fs, ws)
+            _after(out, i, status, type_size, fields)
+
+
+@njit(nogil=True, cache=True)
+def quantize_q6_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
+    fs, ws = _scratch()
+    for i in range(r0, r1):
+        if _status(x, i, status):
+            kq.quantize_row_q6_k(x[i], qw, has_qw, out[i], fs, ws)
+            _after(out, i, status, type_size, fields)
 
 
 # Dequantize kernels: data uint8 (rows, row_size) C-contiguous, out float32
-# (rows, n_per_row).
+# (rows, n_per_row); rows r0 .. r1-1.
 
-@parallel_njit(cache=True)
-def dequantize_f16(data, out):
-    for i in prange(data.shape[0]):
+@njit(nogil=True, cache=True)
+def dequantize_f16(data, out, r0, r1):
+    for i in range(r0, r1):
         lg.dequantize_row_f16(data[i], out[i])
 
 
-@parallel_njit(cache=True)
-def dequantize_bf16(data, out):
-    for i in prange(data.shape[0]):
+@njit(nogil=True, cache=True)
+def dequantize_bf16(data, out, r0, r1):
+    for i in range(r0, r1):
         lg.dequantize_row_bf16(data[i], out[i])
 
 
-@parallel_njit(cache=True)
-def dequantize_q8_0(data, out):
-    for i in prange(data.shape[0]):
+@njit(nogil=True, cache=True)
+def dequantize_q8_0(data, out, r0, r1):
+    for i in range(r0, r1):
         lg.dequantize_row_q8_0(data[i], out[i])
 
 
-@parallel_njit(cache=True)
-def dequantize_q4_0(data, out):
-    for i in prange(data.shape[0]):
+@njit(nogil=True, cache=True)
+def dequantize_q4_0(data, out, r0, r1):
+    for i in range(r0, r1):
         lg.dequantize_row_q4_0(data[i], out[i])
 
 
-@parallel_njit(cache=True)
-def dequantize_q4_1(data, out):
-    for i in prange(data.shape[0]):
+@njit(nogil=True, cache=True)
+def dequantize_q4_1(data, out, r0, r1):
+    for i in range(r0, r1):
         lg.dequantize_row_q4_1(data[i], out[i])
 
 
-@parallel_njit(cache=True)
-def dequantize_q5_0(data, out):
-    for i in prange(data.shape[0]):
+@njit(nogil=True, cache=True)
+def dequantize_q5_0(data, out, r0, r1):
+    for i in range(r0, r1):
         lg.dequantize_row_q5_0(data[i], out[i])
 
 
-@parallel_njit(cache=True)
-def dequantize_q5_1(data, out):
-    for i in prange(data.shape[0]):
+@njit(nogil=True, cache=True)
+def dequantize_q5_1(data, out, r0, r1):
+    for i in range(r0, r1):
         lg.dequantize_row_q5_1(data[i], out[i])
 
 
-@parallel_njit(cache=True)
-def dequantize_iq4_nl(data, out):
-    for i in prange(data.shape[0]):
+@njit(nogil=True, cache=True)
+def dequantize_iq4_nl(data, out, r0, r1):
+    for i in range(r0, r1):
         iq.dequantize_row_iq4_nl(data[i], out[i])
 
 
-@parallel_njit(cache=True)
-def dequantize_iq4_xs(data, out):
-    for i in prange(data.shape[0]):
+@njit(nogil=True, cache=True)
+def dequantize_iq4_xs(data, out, r0, r1):
+    for i in range(r0, r1):
         iq.dequantize_row_iq4_xs(data[i], out[i])
 
 
-@parallel_njit(cache=True)
-def dequantize_mxfp4(data, out):
-    for i in prange(data.shape[0]):
+@njit(nogil=True, cache=True)
+def dequantize_mxfp4(data, out, r0, r1):
+    for i in range(r0, r1):
         iq.dequantize_row_mxfp4(data[i], out[i])
 
 
-@parallel_njit(cache=True)
-def dequantize_tq1_0(data, out):
-    for i in prange(data.shape[0]):
+@njit(nogil=True, cache=True)
+def dequantize_tq1_0(data, out, r0, r1):
+    for i in range(r0, r1):
         tq.dequantize_row_tq1_0(data[i], out[i])
 
 
-@parallel_njit(cache=True)
-def dequantize_tq2_0(data, out):
-    for i in prange(data.shape[0]):
+@njit(nogil=True, cache=True)
+def dequantize_tq2_0(data, out, r0, r1):
+    for i in range(r0, r1):
         tq.dequantize_row_tq2_0(data[i], out[i])
 
 
-@parallel_njit(cache=True)
-def dequantize_q2_k(data, out):
-    for i in prange(data.shape[0]):
+@njit(nogil=True, cache=True)
+def dequantize_q2_k(data, out, r0, r1):
+    for i in range(r0, r1):
         kq.dequantize_row_q2_k(data[i], out[i])
 
 
-@parallel_njit(cache=True)
-def dequantize_q3_k(data, out):
-    for i in prange(data.shape[0]):
+@njit(nogil=True, cache=True)
+def dequantize_q3_k(data, out, r0, r1):
+    for i in range(r0, r1):
         kq.dequantize_row_q3_k(data[i], out[i])
 
 
-@parallel_njit(cache=True)
-def dequantize_q4_k(data, out):
-    for i in prange(data.shape[0]):
+@njit(nogil=True, cache=True)
+def dequantize_q4_k(data, out, r0, r1):
+    for i in range(r0, r1):
         kq.dequantize_row_q4_k(data[i], out[i])
 
 
-@parallel_njit(cache=True)
-def dequantize_q5_k(data, out):
-    for i in prange(data.shape[0]):
+@njit(nogil=True, cache=True)
+def dequantize_q5_k(data, out, r0, r1):
+    for i in range(r0, r1):
         kq.dequantize_row_q5_k(data[i], out[i])
 
 
-@parallel_njit(cache=True)
-def dequantize_q6_k(data, out):
-    for i in prange(data.shape[0]):
+@njit(nogil=True, cache=True)
+def dequantize_q6_k(data, out, r0, r1):
+    for i in range(r0, r1):
         kq.dequantize_row_q6_k(data[i], out[i])
 
 
@@ -393,12 +358,12 @@ KERNELS = {
 
 
 def quantize_rows(name, x, qw, has_qw, out, status, type_size, fields):
-    """Quantize the float32 rows ``x`` to the type ``name`` into ``out``, a few tasks of
+    """Quantize the float32 rows ``x`` to the type ``name`` into ``out``, a few ranges of
     rows per thread (each row's status in ``status``)."""
-    nchunks = min(x.shape[0], 4 * numba.get_num_threads())
-    KERNELS[name][0](x, qw, has_qw, out, status, type_size, fields, nchunks)
+    over_ranges(KERNELS[name][0], x.shape[0], x.size,
+                (x, qw, has_qw, out, status, type_size, fields))
 
 
 def dequantize_rows(name, data, out):
     """The float32 values of the rows of bytes ``data`` of the type ``name``."""
-    KERNELS[name][1](data, out)
+    over_ranges(KERNELS[name][1], data.shape[0], out.size, (data, out))

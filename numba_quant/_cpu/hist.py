@@ -243,7 +243,7 @@ def block_histograms(x4, block4, n_blocks, grid, a, b, bins):
         _HISTOGRAM_BLOCKS.append(Kernel(histogram_blocks))
     x, off, st = cb.flat(x4)
     counts = np.zeros((n_blocks, bins), np.int64)
-    cb._run(_HISTOGRAM_BLOCKS[0], n_blocks, x4.size, (x, off, st, x4.shape, block4),
+    cb.run_blocks(_HISTOGRAM_BLOCKS[0], n_blocks, x4.size, (x, off, st, x4.shape, block4),
             (grid, a, b, counts))
     return counts
 

@@ -82,6 +82,30 @@ def pool(threads):
         return _POOL
 
 
+def ranges(n_items, n_elements):
+    """``n_items`` split into ranges ``(start, stop)``: one for a small input (fewer than
+    PARALLEL_THRESHOLD elements in all) or a single thread, else a few per thread, each
+    of at least MIN_TASK_ELEMENTS elements where there are enough."""
+    threads = numba.get_num_threads()
+    if n_elements < _tuning.PARALLEL_THRESHOLD or threads < 2 or n_items < 2:
+        return [(0, n_items)]
+    count = min(n_items, threads * _tuning.TASKS_PER_THREAD,
+                max(1, n_elements // _tuning.MIN_TASK_ELEMENTS))
+    edges = [n_items * k // count for k in range(count + 1)]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def over_ranges(kernel, n_items, n_elements, args_before, args_after=()):
+    """``kernel(*args_before, start, stop, *args_after)`` for each of :func:`ranges`, on
+    the kept pool (a serial, GIL-free kernel); the list of their results, in order."""
+    parts = ranges(n_items, n_elements)
+    if len(parts) == 1:
+        return [kernel(*args_before, 0, n_items, *args_after)]
+    workers = pool(numba.get_num_threads())
+    futures = [workers.submit(kernel, *args_before, a, b, *args_after) for a, b in parts]
+    return [f.result() for f in futures]
+
+
 def one_at_a_time(parallel):
     """:data:`LOCK` when ``parallel``: for a caller that keeps several parallel calls
     together (each parallel kernel takes the lock itself; see :class:`Guarded`)."""

@@ -25,7 +25,7 @@ from numba_quant._host import gguf_types as _types
 from numba_quant._host import torch_arrays as _torch
 from numba_quant._host.codes import GGUF_ROW_NONFINITE, GGUF_ROW_OK
 
-__all__ = ["quantize", "dequantize", "row_size", "TYPES"]
+__all__ = ["quantize", "dequantize", "row_size", "block_size", "TYPES"]
 
 # The type names this module handles.
 TYPES = tuple(_types.NAMES)
@@ -36,6 +36,18 @@ _CONVERT_ELEMENTS = 1 << 20
 
 def _gguf_type(qtype):
     return _types.lookup(qtype)
+
+
+def block_size(qtype):
+    """Values per block of the type (ggml's ``ggml_blck_size``): 1, 32 or 256.
+
+    Examples
+    --------
+    >>> from numba_quant import gguf
+    >>> gguf.block_size("Q4_K"), gguf.block_size("Q8_0")
+    (256, 32)
+    """
+    return _gguf_type(qtype).block_size
 
 
 def row_size(qtype, n_per_row):

@@ -23,7 +23,12 @@ formula) and ``cambricon<bits>[-layer]`` (power-of-two steps), e.g. ``int4``,
 ``int6-affine-layer``, ``cambricon8``; ``-axis<k>`` picks a channel axis other than 0.
 
 and the float formats: ``fp8`` (E4M3, one scale per output channel), ``mxfp8``,
-``mxfp4`` (OCP microscaling, blocks of 32) and ``nvfp4`` (blocks of 16 with FP8 scales).
+``mxfp4`` (OCP microscaling, blocks of 32) and ``nvfp4`` (blocks of 16 with FP8 scales);
+
+and llama.cpp's GGUF types by their lower-case names (``q8_0``, ``q4_0``, ``q4_k``,
+``q5_k``, ``q6_k``, ``iq4_xs``, ...; :mod:`numba_quant.reporting.gguf_recipes`), the
+bytes and values of ggml's quantizers, with llama-quantize's fallback type for rows that
+the type's blocks do not divide.
 :func:`available_recipes` lists them all.
 
 How tensors are seen: a tensor of two or more dimensions is viewed as a matrix of
@@ -41,8 +46,6 @@ shifts and E8M0/E4M3 block scales as one byte each.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -53,69 +56,11 @@ from numba_quant.float8 import from_float8, to_float8
 from numba_quant.mx import from_mx, to_mx
 from numba_quant.nvfp4 import from_nvfp4, to_nvfp4
 from numba_quant.observer import min_max_observer
+from numba_quant.reporting.gguf_recipes import GGUF_RECIPES, gguf_recipe
+from numba_quant.reporting.recipe_types import ClipSteps, Recipe, TensorContext
 
 __all__ = ["ClipSteps", "Recipe", "TensorContext", "available_recipes", "default_recipes",
            "get_recipe", "oneflow_recipe", "register"]
-
-
-@dataclass(frozen=True)
-class TensorContext:
-    """What a recipe may know about the whole tensor while it sees one chunk of rows.
-
-    ``shape``: the tensor's shape; ``lo``/``hi``: its smallest and largest finite
-    values; ``nonfinite``: ``"raise"`` or ``"omit"`` (then the chunk may hold NaN/inf,
-    which the recipe must not let change the finite values' quantization).
-    """
-    name: str
-    shape: tuple
-    lo: float
-    hi: float
-    nonfinite: str = "raise"
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A named quantization recipe.
-
-    Parameters
-    ----------
-    name, description : str
-    fake_quantize : callable
-        ``fake_quantize(x, context)`` with ``x`` a C-contiguous float32 (or float64)
-        array of shape ``(rows, columns)`` (a chunk of whole rows of the tensor's 2-D
-        view) and ``context`` a :class:`TensorContext`.  Returns the fake-quantized array
-        (same shape, a float type), or ``(array, clip)`` where ``clip`` is the number of
-        values the recipe clipped, or a :class:`ClipSteps` from which the report counts
-        them.
-    nbytes : callable
-        ``nbytes(rows, columns)``: bytes of the quantized tensor (codes and parameters).
-    rows_independent : bool
-        True when each row's result depends only on that row and ``context`` (the report
-        then feeds large tensors a chunk of rows at a time); False: the whole tensor at
-        once.
-    settings : dict
-        The recipe's settings, as plain values (shown in JSON).
-    """
-    name: str
-    description: str
-    fake_quantize: Callable
-    nbytes: Callable
-    rows_independent: bool = True
-    settings: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ClipSteps:
-    """The quantization step of each group of values, from which clipping is counted.
-
-    A value is counted as clipped when it lies more than half a step (with a margin for
-    rounding) from its fake-quantized value: rounding alone never moves a value that far,
-    clamping to the end codes does.  ``steps`` has shape ``(rows or 1, groups)``; the
-    value in column ``c`` belongs to group ``c // group``.
-    """
-    steps: np.ndarray
-    group: int
-    bits: int
 
 
 _REGISTRY: dict = {}
@@ -430,3 +375,5 @@ register(_fp8_recipe())
 register(_mx_recipe("mxfp8", "float8_e4m3fn"))
 register(_mx_recipe("mxfp4", "float4_e2m1fn"))
 register(_nvfp4_recipe())
+for _name in GGUF_RECIPES:
+    register(gguf_recipe(_name))

@@ -15,12 +15,13 @@ Supported types (:data:`TYPES`): F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, 
 Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4.  An importance matrix
 (``imatrix``) is used by the Q4/Q5 legacy types, the K-quants, IQ4_NL and IQ4_XS (ggml's
 ``_impl`` quantizers with ``quant_weights``); F16, BF16, Q8_0, TQ1_0, TQ2_0 and MXFP4
-ignore it, as ggml does (it is still checked).  NumPy arrays and torch CPU tensors only
-in this version (other arrays raise a TypeError).
+ignore it, as ggml does (it is still checked).  NumPy arrays, torch CPU tensors and Dask
+arrays (chunks of whole rows on the workers); GPU arrays raise a TypeError in this
+version.
 """
 import numpy as np
 
-from numba_quant._dispatch import backend
+from numba_quant._dispatch import backend, is_dask
 from numba_quant._host import gguf_types as _types
 from numba_quant._host import torch_arrays as _torch
 from numba_quant._host.codes import GGUF_ROW_NONFINITE, GGUF_ROW_OK
@@ -118,9 +119,11 @@ def _checked_imatrix(imatrix, n_per_row):
     return q
 
 
-def _raise_bad_row(status, r0, t, shape):
+def _raise_bad_row(status, r0, t, shape, origin):
     i = int(np.argmax(status != GGUF_ROW_OK))
     where = np.unravel_index(r0 + i, shape[:-1]) if len(shape) > 2 else (r0 + i,)
+    if origin:  # a chunk of a Dask array: the row's index in the whole array
+        where = [int(k) + o for k, o in zip(where, origin)]
     index = ", ".join(str(int(k)) for k in where)
     if status[i] == GGUF_ROW_NONFINITE:
         raise ValueError(f"x: row [{index}] holds NaN or infinite values; GGUF types "
@@ -137,11 +140,13 @@ def quantize(x, qtype, *, imatrix=None):
 
     Parameters
     ----------
-    x : numpy.ndarray or torch.Tensor (CPU)
+    x : numpy.ndarray, torch.Tensor (CPU) or dask.array.Array
         float32 values ``(..., n_per_row)``; float16, bfloat16 and float64 are converted
         to float32 a chunk of rows at a time (as llama-quantize converts F16/BF16
         tensors).  ``n_per_row`` must be a multiple of the type's block size (32 or
-        256), every value finite.
+        256), every value finite.  A Dask array gives a Dask array, computed by chunks
+        of whole rows (the last axis is made one chunk); a bad row raises when computed,
+        named by its index in the whole array.
     qtype : str, int or gguf.GGMLQuantizationType
         The GGUF type, by name (``"Q4_0"``) or ggml's id.
     imatrix : array_like, optional
@@ -177,23 +182,47 @@ def quantize(x, qtype, *, imatrix=None):
     True
     """
     t = _gguf_type(qtype)
+    if is_dask(x):
+        from numba_quant._dask import rows as _dask_rows
+        _check_float_dtype(x.dtype)
+        size = _row_size_of(t, x.shape)
+        return _dask_rows.by_rows(_quantize_chunk, x, size, np.uint8, t=t,
+                                  qw=_checked_imatrix(imatrix, x.shape[-1]))
+    return _quantize(x, t, imatrix, ())
+
+
+def _check_float_dtype(dtype):
+    if dtype not in (np.float32, np.float16, np.float64) and not _is_bfloat16(dtype):
+        raise TypeError(f"x: expected float32, float16, bfloat16 or float64 values, got "
+                        f"dtype {dtype}")
+
+
+def _row_size_of(t, shape):
+    """Bytes per row of rows ``shape`` (..., n_per_row), with the checks of the shape."""
+    if len(shape) == 0:
+        raise ValueError("x: expected an array of rows (..., n_per_row), got a scalar")
+    _types.check_row_length(t, shape[-1])
+    return _types.row_size(t, shape[-1])
+
+
+def _quantize_chunk(block, origin, t, qw):
+    """One chunk of whole rows of a Dask array (``origin``: its first row's index)."""
+    return _quantize(block, t, qw, origin)
+
+
+def _quantize(x, t, imatrix, origin):
     bk = backend(x)
     quantize_rows = bk.gguf.quantize_rows  # (CPU kernels only: a GPU array raises here)
     a, bf16_bits = _host_array(x, "x")
     dtype = a.dtype
-    if not bf16_bits and dtype not in (np.float32, np.float16, np.float64) \
-            and not _is_bfloat16(dtype):
-        raise TypeError(f"x: expected float32, float16, bfloat16 or float64 values, got "
-                        f"dtype {dtype}")
+    if not bf16_bits:
+        _check_float_dtype(dtype)
     if _is_bfloat16(dtype):
         a = a.view(np.uint16)
         bf16_bits = True
-    if a.ndim == 0:
-        raise ValueError("x: expected an array of rows (..., n_per_row), got a scalar")
     shape = a.shape
+    size = _row_size_of(t, shape)
     n_per_row = shape[-1]
-    _types.check_row_length(t, n_per_row)
-    size = _types.row_size(t, n_per_row)
     qw = _checked_imatrix(imatrix, n_per_row)
     rows = int(np.prod(shape[:-1], dtype=np.int64))
     out = np.empty((rows, size), np.uint8)
@@ -211,7 +240,7 @@ def quantize(x, qtype, *, imatrix=None):
         quantize_rows(t.name, xf, qw if has_qw else xf[0], has_qw, out[r0:r1],
                       status, t.type_size, fields)
         if status.any():
-            _raise_bad_row(status, r0, t, shape)
+            _raise_bad_row(status, r0, t, shape, origin)
     return bk.wrap(out.reshape(shape[:-1] + (size,)), x)
 
 
@@ -220,8 +249,9 @@ def dequantize(data, qtype):
 
     Parameters
     ----------
-    data : numpy.ndarray
-        uint8 ``(..., row_size)``: whole blocks of the type, row after row.
+    data : numpy.ndarray, torch.Tensor (CPU) or dask.array.Array
+        uint8 ``(..., row_size)``: whole blocks of the type, row after row (a Dask array:
+        by chunks of whole rows, lazily).
     qtype : str, int or gguf.GGMLQuantizationType
         The GGUF type.
 
@@ -246,19 +276,38 @@ def dequantize(data, qtype):
     array([0.5, 0.5, 0.5, 0.5], dtype=float32)
     """
     t = _gguf_type(qtype)
-    bk = backend(data)
-    dequantize_rows = bk.gguf.dequantize_rows  # (CPU only: a GPU array raises here)
-    a, _ = _host_array(data, "data")
-    if a.dtype != np.uint8:
-        raise TypeError(f"data: expected uint8 bytes, got dtype {a.dtype}")
-    if a.ndim == 0:
+    if is_dask(data):
+        from numba_quant._dask import rows as _dask_rows
+        n_per_row = _values_per_row(t, data.dtype, data.shape)
+        return _dask_rows.by_rows(_dequantize_chunk, data, n_per_row, np.float32, t=t)
+    return _dequantize(data, t)
+
+
+def _values_per_row(t, dtype, shape):
+    """Values per row of rows of bytes ``shape`` (..., row_size), with the checks."""
+    if dtype != np.uint8:
+        raise TypeError(f"data: expected uint8 bytes, got dtype {dtype}")
+    if len(shape) == 0:
         raise ValueError("data: expected an array of rows (..., row_size), got a scalar")
-    shape = a.shape
     nbytes = shape[-1]
     if nbytes <= 0 or nbytes % t.type_size:
         raise ValueError(f"data: the last dimension ({nbytes} bytes) must be a positive "
                          f"multiple of {t.name}'s block of {t.type_size} bytes")
-    n_per_row = nbytes // t.type_size * t.block_size
+    return nbytes // t.type_size * t.block_size
+
+
+def _dequantize_chunk(block, origin, t):
+    """One chunk of whole rows of a Dask array of bytes."""
+    return _dequantize(block, t)
+
+
+def _dequantize(data, t):
+    bk = backend(data)
+    dequantize_rows = bk.gguf.dequantize_rows  # (CPU only: a GPU array raises here)
+    a, _ = _host_array(data, "data")
+    shape = a.shape
+    n_per_row = _values_per_row(t, a.dtype, shape)
+    nbytes = shape[-1]
     rows = int(np.prod(shape[:-1], dtype=np.int64))
     out = np.empty((rows, n_per_row), np.float32)
     if rows:

@@ -198,3 +198,31 @@ def test_bad_types_and_data():
 
     with pytest.raises(TypeError, match="gguf kernels run on the CPU only"):
         gguf.quantize(DeviceArray(), "Q8_0")
+
+
+# --------------------------------------------------------------------------- Dask
+def test_dask_arrays_by_rows():
+    da = pytest.importorskip("dask.array")
+    import dask
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((4, 6, 64)).astype(np.float32)
+    imatrix = rng.lognormal(0, 1, 64).astype(np.float32)
+    dx = da.from_array(x, chunks=(3, 4, 32))      # the rows split along their length too
+    for name, qw in (("Q8_0", None), ("Q4_0", imatrix)):
+        lazy = gguf.quantize(dx, name, imatrix=qw)
+        assert isinstance(lazy, da.Array) and lazy.dtype == np.uint8
+        want = oracle.quantize(name, x.reshape(24, 64), qw).reshape(4, 6, -1)
+        got = lazy.compute(scheduler="synchronous")
+        assert np.array_equal(got, want)
+        back = gguf.dequantize(da.from_array(got, chunks=(1, 5, -1)), name)
+        assert _same_bits(back.compute(scheduler="synchronous"),
+                          oracle.dequantize(name, want.reshape(24, -1), 64).reshape(4, 6, 64))
+    bad = x.copy()
+    bad[3, 5, 7] = np.nan
+    lazy = gguf.quantize(da.from_array(bad, chunks=(2, 3, 64)), "Q8_0")   # no error yet
+    with pytest.raises(ValueError, match=r"row \[3, 5\] holds NaN"):
+        dask.compute(lazy, scheduler="synchronous")
+    with pytest.raises(ValueError, match="multiple of"):
+        gguf.quantize(da.ones((2, 48), chunks=1, dtype=np.float32), "Q8_0")
+    with pytest.raises(ValueError, match="34 bytes"):
+        gguf.dequantize(da.ones((2, 50), chunks=1, dtype=np.uint8), "Q8_0")

@@ -97,29 +97,29 @@ def test_random_rows_match_oracle(case):
 def test_other_float_dtypes_and_shapes(monkeypatch):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 3, 64)).astype(np.float32)
-    want = oracle.quantize("Q4_1", x.reshape(6, 64))
-    got = gguf.quantize(x, "Q4_1")
-    assert got.shape == (2, 3, 40)
-    assert np.array_equal(got.reshape(6, 40), want)
+    want = oracle.quantize("Q5_1", x.reshape(6, 64))
+    got = gguf.quantize(x, "Q5_1")
+    assert got.shape == (2, 3, 48)
+    assert np.array_equal(got.reshape(6, 48), want)
     # several conversion chunks, float64 / float16 / bfloat16 converted as float32
     monkeypatch.setattr(gguf, "_CONVERT_ELEMENTS", 64)
     for dtype in (np.float64, np.float16, ml_dtypes.bfloat16):
         xd = x.astype(dtype)
-        ref = oracle.quantize("Q4_1", xd.astype(np.float32).reshape(6, 64))
-        assert np.array_equal(gguf.quantize(xd, "Q4_1").reshape(6, 40), ref)
+        ref = oracle.quantize("Q5_1", xd.astype(np.float32).reshape(6, 64))
+        assert np.array_equal(gguf.quantize(xd, "Q5_1").reshape(6, 48), ref)
     # a strided float32 view
-    assert np.array_equal(gguf.quantize(x[:, ::2], "Q4_1").reshape(-1, 40),
-                          oracle.quantize("Q4_1", x[:, ::2].reshape(-1, 64)))
-    back = gguf.dequantize(got, "Q4_1")
+    assert np.array_equal(gguf.quantize(x[:, ::2], "Q5_1").reshape(-1, 48),
+                          oracle.quantize("Q5_1", x[:, ::2].reshape(-1, 64)))
+    back = gguf.dequantize(got, "Q5_1")
     assert back.shape == (2, 3, 64) and back.dtype == np.float32
 
 
 def test_qtype_spellings_and_row_size():
     x = np.ones((1, 256), np.float32)
-    ref = gguf.quantize(x, "IQ4_XS")
-    assert np.array_equal(gguf.quantize(x, "iq4_xs"), ref)
-    assert np.array_equal(gguf.quantize(x, 23), ref)
-    assert np.array_equal(gguf.quantize(x, np.int32(23)), ref)
+    ref = gguf.quantize(x, "IQ4_NL")
+    assert np.array_equal(gguf.quantize(x, "iq4_nl"), ref)
+    assert np.array_equal(gguf.quantize(x, 20), ref)
+    assert np.array_equal(gguf.quantize(x, np.int32(20)), ref)
     assert gguf.row_size("TQ1_0", 512) == 108
     assert gguf.quantize(np.zeros((0, 32), np.float32), "Q8_0").shape == (0, 34)
 
@@ -129,6 +129,8 @@ def test_imatrix_ignored_where_ggml_ignores_it():
     x = rng.standard_normal((2, 256)).astype(np.float32)
     w = rng.random(256).astype(np.float32)
     for name in ("F16", "BF16", "Q8_0", "TQ1_0", "TQ2_0", "MXFP4"):
+        if not THOROUGH and name not in GGUF_DEFAULT_TYPES:
+            continue  # (each type's kernels compile on first use)
         assert np.array_equal(gguf.quantize(x, name, imatrix=w), gguf.quantize(x, name))
     assert not np.array_equal(gguf.quantize(x, "Q4_0", imatrix=w), gguf.quantize(x, "Q4_0"))
 

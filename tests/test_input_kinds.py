@@ -229,3 +229,31 @@ def test_every_public_function_has_a_case():
     not_arrays = {"open_dask", "report", "Report"}
     missing = [n for n in nq.__all__ if n not in not_arrays and n not in covered]
     assert not missing, missing
+
+
+def test_gguf_takes_torch_tensors_and_refuses_device_arrays():
+    """``numba_quant.gguf`` (CPU kernels only in this version): a CPU tensor in, a tensor
+    out (uint8 bytes, float32 values), bit for bit the numpy call's; float16 and bfloat16
+    tensors converted as numpy's float16 / ml_dtypes' bfloat16; a device array refused."""
+    from numba import cuda
+
+    from numba_quant import gguf
+    torch = _torch()
+    want = gguf.quantize(X, "Q4_0", imatrix=np.abs(X[1]) + 1)
+    got = gguf.quantize(torch.from_numpy(X.copy()), "Q4_0",
+                        imatrix=torch.from_numpy(np.abs(X[1]) + 1))
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.uint8
+    np.testing.assert_array_equal(got.numpy(), want)
+    back = gguf.dequantize(got, "Q4_0")
+    assert isinstance(back, torch.Tensor) and back.dtype == torch.float32
+    np.testing.assert_array_equal(back.numpy().view(np.uint32),
+                                  gguf.dequantize(want, "Q4_0").view(np.uint32))
+    import ml_dtypes
+    for tensor, host in ((torch.from_numpy(X.astype(np.float16)), X.astype(np.float16)),
+                         (torch.from_numpy(X).to(torch.bfloat16),
+                          X.astype(ml_dtypes.bfloat16))):
+        np.testing.assert_array_equal(gguf.quantize(tensor, "Q8_0").numpy(),
+                                      gguf.quantize(host, "Q8_0"))
+    if cuda.is_available():
+        with pytest.raises(TypeError, match="CPU only"):
+            gguf.quantize(cuda.to_device(X), "Q8_0")

@@ -184,6 +184,8 @@ def _shrink_thresholds():
 def _cases(nq, k):
     """``{name: function()}``: every public function on input ``k``, with the parameters
     it needs computed here, on one thread."""
+    from numba_quant import gguf
+
     rng = np.random.default_rng(1000 + k)
     x = rng.standard_normal((64, 512), dtype=np.float32) * np.float32(k + 1)
     x2 = rng.standard_normal((64, 512), dtype=np.float32)
@@ -297,6 +299,8 @@ def _cases(nq, k):
             x, 99.9, per_layer_quantization=False),
         "pack_int4": lambda: nq.unpack_int4(nq.pack_int4(nibbles), 512),
         "report": report,
+        "gguf Q8_0": lambda: gguf.dequantize(gguf.quantize(x, "Q8_0"), "Q8_0"),
+        "gguf Q4_0 imatrix": lambda: gguf.quantize(x, "Q4_0", imatrix=np.abs(x2[0]) + 1),
     }
 
 

@@ -313,9 +313,10 @@ def _tuning_profile(item):
 # The GGUF types whose kernels the default run compiles (each type's first call compiles
 # its own kernels, several seconds each); the thorough profile runs every type.  One of
 # each family: plain floats, the legacy blocks with and without a minimum, the lattice
-# (IQ4), the ternary, MXFP4 and one K-quant.
+# (IQ4), the ternary, MXFP4, and the K-quants with and without a minimum (Q4_K, which
+# the notebook on formats also calls, and Q6_K).
 GGUF_DEFAULT_TYPES = ("F16", "BF16", "Q8_0", "Q4_0", "Q5_1", "IQ4_NL", "TQ2_0", "MXFP4",
-                      "Q6_K")
+                      "Q4_K", "Q6_K")
 
 
 def _gguf_type_of(item):

@@ -6,7 +6,10 @@ argument could not be cached), each a thin serial loop around the type's row fun
 from the shared reference, compiled without the GIL.  Serial kernels on the pool rather
 than ``prange`` because a parallel kernel is compiled twice over (its loop body as a
 separate function, then the kernel around it, each optimizing the whole row function
-again): the first call of a type compiles in about half the time, and runs as fast.  The quantize kernels also flag, per row, a non-finite input (status
+again): the first call of a type compiles in about half the time, and runs as fast.
+The row functions are ``inline="always"`` for the same reason (compiled once, inside
+the kernel), so each kernel has its row function's ``error_model`` (the K-quants'
+``"numpy"``: a float division by zero gives inf or NaN, as in C).  The quantize kernels also flag, per row, a non-finite input (status
 1, the row is then not quantized) and a float16 scale that came out infinite (status 2):
 ggml writes such rows silently; the public module refuses them.
 """
@@ -185,7 +188,7 @@ def quantize_tq2_0(x, qw, has_qw, out, status, type_size, fields, r0, r1):
             _after(out, i, status, type_size, fields)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def quantize_q2_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
     fs, ws = _scratch()
     for i in range(r0, r1):
@@ -194,7 +197,7 @@ def quantize_q2_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
             _after(out, i, status, type_size, fields)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def quantize_q3_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
     fs, ws = _scratch()
     for i in range(r0, r1):
@@ -203,7 +206,7 @@ def quantize_q3_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
             _after(out, i, status, type_size, fields)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def quantize_q4_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
     fs, ws = _scratch()
     for i in range(r0, r1):
@@ -212,7 +215,7 @@ def quantize_q4_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
             _after(out, i, status, type_size, fields)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def quantize_q5_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
     fs, ws = _scratch()
     for i in range(r0, r1):
@@ -221,7 +224,7 @@ def quantize_q5_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
             _after(out, i, status, type_size, fields)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def quantize_q6_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
     fs, ws = _scratch()
     for i in range(r0, r1):
@@ -305,31 +308,31 @@ def dequantize_tq2_0(data, out, r0, r1):
         tq.dequantize_row_tq2_0(data[i], out[i])
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def dequantize_q2_k(data, out, r0, r1):
     for i in range(r0, r1):
         kq.dequantize_row_q2_k(data[i], out[i])
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def dequantize_q3_k(data, out, r0, r1):
     for i in range(r0, r1):
         kq.dequantize_row_q3_k(data[i], out[i])
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def dequantize_q4_k(data, out, r0, r1):
     for i in range(r0, r1):
         kq.dequantize_row_q4_k(data[i], out[i])
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def dequantize_q5_k(data, out, r0, r1):
     for i in range(r0, r1):
         kq.dequantize_row_q5_k(data[i], out[i])
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def dequantize_q6_k(data, out, r0, r1):
     for i in range(r0, r1):
         kq.dequantize_row_q6_k(data[i], out[i])

@@ -135,7 +135,7 @@ def _iq4_pack(L, s, out, pos, n):
             out[pos + 16 * g + j] = np.uint8(L[s + 32 * g + j] | (L[s + 32 * g + 16 + j] << 4))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def quantize_row_iq4_nl(x, qw, has_qw, out, fscratch, iscratch):
     # Block of 18 bytes: d (f16), 16 bytes of 4-bit level indices (nibbles as in Q4_0);
     # value = d * level[code].
@@ -157,7 +157,7 @@ def quantize_row_iq4_nl(x, qw, has_qw, out, fscratch, iscratch):
         _iq4_pack(L, 0, out, ib * 18 + 2, 32)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dequantize_row_iq4_nl(data, out):
     for ib in range(out.size // 32):
         o = ib * 18
@@ -168,7 +168,7 @@ def dequantize_row_iq4_nl(data, out):
             out[ib * 32 + 16 + j] = d * IQ4NL_LEVELS[b >> 4]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def quantize_row_iq4_xs(x, qw, has_qw, out, fscratch, iscratch):
     # Block of 136 bytes per 256 values: d (f16), scales_h (u16: 2 high bits of each of
     # the 8 group scales), scales_l (4 bytes: low nibbles, group 2k low, 2k+1 high),
@@ -215,7 +215,7 @@ def quantize_row_iq4_xs(x, qw, has_qw, out, fscratch, iscratch):
         _iq4_pack(L, 0, out, o + 8, 256)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dequantize_row_iq4_xs(data, out):
     for ibl in range(out.size // 256):
         o = ibl * 136
@@ -270,7 +270,7 @@ def mxfp4_index(v, d):
     return best + 8 if (v < _F0 and best != 0) else best
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def quantize_row_mxfp4(x, qw, has_qw, out, fscratch, iscratch):
     # Block of 17 bytes: e (biased exponent, scale 2**(e - 128) times the doubled E2M1
     # levels), 16 bytes of codes (nibbles as in Q4_0).
@@ -293,7 +293,7 @@ def quantize_row_mxfp4(x, qw, has_qw, out, fscratch, iscratch):
             out[o + 1 + j] = np.uint8(lo | (hi << 4))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dequantize_row_mxfp4(data, out):
     for ib in range(out.size // 32):
         o = ib * 17

@@ -204,7 +204,7 @@ def _q2_k_block(x, qw, has_qw, ob, fscratch, iscratch):
     pack_2bit(L, ob, 16)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def quantize_row_q2_k(x, qw, has_qw, out, fscratch, iscratch):
     """Q2_K of one row ``x`` (float32, a multiple of 256) into ``out`` (84 bytes per
     256), with importance weights ``qw`` when ``has_qw``."""
@@ -213,7 +213,7 @@ def quantize_row_q2_k(x, qw, has_qw, out, fscratch, iscratch):
                     out[Q2_K_BYTES * b:Q2_K_BYTES * (b + 1)], fscratch, iscratch)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def dequantize_row_q2_k(data, out):
     """float32 values of the Q2_K row ``data`` (ggml's ``dequantize_row_q2_K``)."""
     for b in range(out.size // QK_K):
@@ -305,7 +305,7 @@ def _q3_k_block(x, qw, has_qw, ob, fscratch, iscratch):
     pack_2bit(L, ob, 32)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def quantize_row_q3_k(x, qw, has_qw, out, fscratch, iscratch):
     """Q3_K of one row ``x`` (float32, a multiple of 256) into ``out`` (110 bytes per
     256), with importance weights ``qw`` when ``has_qw``."""
@@ -314,7 +314,7 @@ def quantize_row_q3_k(x, qw, has_qw, out, fscratch, iscratch):
                     out[Q3_K_BYTES * b:Q3_K_BYTES * (b + 1)], fscratch, iscratch)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def dequantize_row_q3_k(data, out):
     """float32 values of the Q3_K row ``data`` (ggml's ``dequantize_row_q3_K``)."""
     for b in range(out.size // QK_K):

@@ -57,7 +57,7 @@ def _put_scale_min_k4(sb, j, ls, lm):
         sb[j] = np.uint8(wrap_u8(np.int64(sb[j]) | ((lm >> 4) << 6)))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _q45_k_codes(x, qw, has_qw, ob, fscratch, iscratch, nmax):
     # Scales, minimums and the 8 x 32 codes (into iscratch[I_L:I_L+256]) of one Q4_K (nmax 15)
     # or Q5_K (nmax 31) super-block; d and dmin written at ob[0:4], scales at ob[4:16].
@@ -123,7 +123,7 @@ def _q45_k_codes(x, qw, has_qw, ob, fscratch, iscratch, nmax):
             L[32 * j + i] = max(0, min(nmax, nearest_int((x[32 * j + i] + dmj) / d)))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def quantize_row_q4_k(x, qw, has_qw, out, fscratch, iscratch):
     """Q4_K of one row ``x`` (float32, a multiple of 256) into ``out`` (144 bytes per
     256), with importance weights ``qw`` when ``has_qw``."""
@@ -138,7 +138,7 @@ def quantize_row_q4_k(x, qw, has_qw, out, fscratch, iscratch):
                 ob[16 + 32 * c + l] = np.uint8(L[64 * c + l] | (L[64 * c + 32 + l] << 4))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def quantize_row_q5_k(x, qw, has_qw, out, fscratch, iscratch):
     """Q5_K of one row ``x`` (float32, a multiple of 256) into ``out`` (176 bytes per
     256), with importance weights ``qw`` when ``has_qw``."""
@@ -187,13 +187,13 @@ def _dequantize_q45_k(data, out, nbytes, qs0, high):
                     y[64 * c + 32 * half + l] = mul_rn(dl, np.float32(q)) - ml
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def dequantize_row_q4_k(data, out):
     """float32 values of the Q4_K row ``data`` (ggml's ``dequantize_row_q4_K``)."""
     _dequantize_q45_k(data, out, Q4_K_BYTES, 16, False)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def dequantize_row_q5_k(data, out):
     """float32 values of the Q5_K row ``data`` (ggml's ``dequantize_row_q5_K``)."""
     _dequantize_q45_k(data, out, Q5_K_BYTES, 48, True)
@@ -247,7 +247,7 @@ def _q6_k_block(x, qw, has_qw, ob, fscratch, iscratch):
                                             | ((L[j + 64] >> 4) << 4) | ((L[j + 96] >> 4) << 6))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def quantize_row_q6_k(x, qw, has_qw, out, fscratch, iscratch):
     """Q6_K of one row ``x`` (float32, a multiple of 256) into ``out`` (210 bytes per
     256), with importance weights ``qw`` when ``has_qw``."""
@@ -256,7 +256,7 @@ def quantize_row_q6_k(x, qw, has_qw, out, fscratch, iscratch):
                     out[Q6_K_BYTES * b:Q6_K_BYTES * (b + 1)], fscratch, iscratch)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def dequantize_row_q6_k(data, out):
     """float32 values of the Q6_K row ``data`` (ggml's ``dequantize_row_q6_K``)."""
     for b in range(out.size // QK_K):

@@ -234,19 +234,19 @@ def _load_u32(data, pos):
 
 
 # --------------------------------------------------------------------------- F16 / BF16
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def quantize_row_f16(x, qw, has_qw, out, fscratch, iscratch):
     for j in range(x.size):
         store_f16(out, 2 * j, x[j])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dequantize_row_f16(data, out):
     for j in range(out.size):
         out[j] = load_f16(data, 2 * j)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def quantize_row_bf16(x, qw, has_qw, out, fscratch, iscratch):
     for j in range(x.size):
         b = bits_from_f32(round_bf16(x[j]))
@@ -254,7 +254,7 @@ def quantize_row_bf16(x, qw, has_qw, out, fscratch, iscratch):
         out[2 * j + 1] = np.uint8(b >> np.uint32(24))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dequantize_row_bf16(data, out):
     for j in range(out.size):
         hi = (np.uint32(data[2 * j]) | (np.uint32(data[2 * j + 1]) << np.uint32(8)))
@@ -262,7 +262,7 @@ def dequantize_row_bf16(data, out):
 
 
 # --------------------------------------------------------------------------- Q8_0
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def quantize_row_q8_0(x, qw, has_qw, out, fscratch, iscratch):
     # Block of 34 bytes: d (f16), then 32 int8 codes round(x / d), d = amax / 127.
     for ib in range(x.size // 32):
@@ -279,7 +279,7 @@ def quantize_row_q8_0(x, qw, has_qw, out, fscratch, iscratch):
             out[o + 2 + j] = np.uint8(code_int(c_roundf(x[s + j] * inv), ok) & 0xFF)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dequantize_row_q8_0(data, out):
     for ib in range(out.size // 32):
         o = ib * 34
@@ -335,7 +335,7 @@ def _min_max(x, s, n):
     return vlo, vhi
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def quantize_row_q4_0(x, qw, has_qw, out, fscratch, iscratch):
     # Block of 18 bytes: d (f16), 16 bytes of codes; byte j holds value j in its low
     # nibble and value j + 16 in its high nibble; value = (code - 8) * d.
@@ -366,7 +366,7 @@ def quantize_row_q4_0(x, qw, has_qw, out, fscratch, iscratch):
             out[o + 2 + j] = np.uint8(((lo & 0xFF) | ((hi & 0xFF) << 4)) & 0xFF)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dequantize_row_q4_0(data, out):
     for ib in range(out.size // 32):
         o = ib * 18
@@ -378,7 +378,7 @@ def dequantize_row_q4_0(data, out):
 
 
 # --------------------------------------------------------------------------- Q4_1
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def quantize_row_q4_1(x, qw, has_qw, out, fscratch, iscratch):
     # Block of 20 bytes: d (f16), m (f16), 16 bytes of codes (nibbles as in Q4_0);
     # value = code * d + m, with m the block minimum (or the fitted offset).
@@ -412,7 +412,7 @@ def quantize_row_q4_1(x, qw, has_qw, out, fscratch, iscratch):
             out[o + 4 + j] = np.uint8(((c0 & 0xFF) | ((c1 & 0xFF) << 4)) & 0xFF)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dequantize_row_q4_1(data, out):
     for ib in range(out.size // 32):
         o = ib * 20
@@ -440,7 +440,7 @@ def _load_5bit(data, qs_pos, qh, j):
     return (b & 15) | (((qh >> j) & 1) << 4), (b >> 4) | (((qh >> (j + 16)) & 1) << 4)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def quantize_row_q5_0(x, qw, has_qw, out, fscratch, iscratch):
     # Block of 22 bytes: d (f16), qh (4 bytes, little-endian), 16 bytes of low nibbles;
     # value = (code - 16) * d.
@@ -471,7 +471,7 @@ def quantize_row_q5_0(x, qw, has_qw, out, fscratch, iscratch):
         _store_u32(out, o + 2, qh)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dequantize_row_q5_0(data, out):
     for ib in range(out.size // 32):
         o = ib * 22
@@ -483,7 +483,7 @@ def dequantize_row_q5_0(data, out):
             out[ib * 32 + 16 + j] = np.float32(c1 - 16) * d
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def quantize_row_q5_1(x, qw, has_qw, out, fscratch, iscratch):
     # Block of 24 bytes: d (f16), m (f16), qh (4 bytes), 16 bytes of low nibbles;
     # value = code * d + m.
@@ -517,7 +517,7 @@ def quantize_row_q5_1(x, qw, has_qw, out, fscratch, iscratch):
         _store_u32(out, o + 4, qh)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dequantize_row_q5_1(data, out):
     for ib in range(out.size // 32):
         o = ib * 24

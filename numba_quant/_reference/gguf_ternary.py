@@ -43,7 +43,7 @@ def _pack5(x, s, inv, stride, count, out, pos):
 
 
 # --------------------------------------------------------------------------- TQ1_0
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def quantize_row_tq1_0(x, qw, has_qw, out, fscratch, iscratch):
     # Block of 54 bytes: qs (48 bytes: 32 bytes of 5 trits for values 0..159, stride 32,
     # then 16 bytes of 5 trits for values 160..239, stride 16), qh (4 bytes of 4 trits
@@ -71,7 +71,7 @@ def _unpack_trit(byte, n):
     return np.float32(((q * 3) >> 8) - 1)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dequantize_row_tq1_0(data, out):
     for ib in range(out.size // 256):
         o = ib * 54
@@ -89,7 +89,7 @@ def dequantize_row_tq1_0(data, out):
 
 
 # --------------------------------------------------------------------------- TQ2_0
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def quantize_row_tq2_0(x, qw, has_qw, out, fscratch, iscratch):
     # Block of 66 bytes: qs (64 bytes; byte 32*h + m holds the 2-bit trits of values
     # 128*h + m + 32*n in bits 2n, 2n+1), d (f16).
@@ -107,7 +107,7 @@ def quantize_row_tq2_0(x, qw, has_qw, out, fscratch, iscratch):
                 out[o + 32 * h + m] = np.uint8(q & 0xFF)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dequantize_row_tq2_0(data, out):
     for ib in range(out.size // 256):
         o = ib * 66

@@ -9,6 +9,8 @@ intermediate lands exactly on, or one ulp beside, a point where the next roundin
 changes its result.  Expected values come from the numpy oracles (tests/oracle*.py),
 never from numba_quant; ``tools/mutate.py`` lists the mutants these tests kill.
 """
+import os
+
 import ml_dtypes
 import numpy as np
 import pytest
@@ -310,6 +312,19 @@ def test_calibration_searches_with_near_ties(method):
                     calib_oracle.mse_amax)
             exp = np.array([want(h, edges, **kw) for h in hist], F32)
             assert_same(np.asarray(got, F32), exp, f"{method} {num_bits} bits")
+
+
+def test_l2_search_on_torch_cases():
+    """The L2 range search against PyTorch's own (``tools/make_l2_golden.py``: 240 random
+    2048-bin histograms, sparse, flat, bell-shaped, spiky and Poisson, where the errors
+    of neighbouring candidates are close or equal and the float32 divisions fall near
+    half-way): the chosen range, bit for bit."""
+    from numba_quant._reference.select import l2_search
+    path = os.path.join(os.path.dirname(__file__), "data", "l2_search_torch.npz")
+    with np.load(path) as data:
+        hists, bounds, results = data["histograms"], data["bounds"], data["results"]
+    got = np.array([l2_search(h, lo, hi, 256) for h, (lo, hi) in zip(hists, bounds)], F32)
+    assert_same(got, results, "l2 search (new_min, new_max)")
 
 
 @pytest.mark.parametrize("lo, hi", [(-1.37, 2.91), (0.1, 7.3), (-1000.3, 3700.0)])

@@ -47,6 +47,21 @@ def test_cambricon_floor_log2_near_powers_of_two(device, dtype):
         assert s[0] == -3
 
 
+def test_cambricon_float64_log2_rounding_up_to_a_power_of_two():
+    """§3.4 in float64: a value ``k`` ulps below ``2**E`` has ``log2`` rounded up to ``E``
+    while ``k`` stays below about half the spacing of float64 at ``E`` (in units of
+    ``2**-53``, growing with ``|E|``): values from 1 to 4097 ulps below powers of two from
+    2**-1000 to 2**1000, so that each exponent's boundary lies among them."""
+    ks = sorted({k + d for j in range(13) for k in (1 << j,) for d in (-1, 0, 1)} - {0})
+    amax = np.array([np.ldexp(1.0 - k * 2.0 ** -53, e) for e in range(-1000, 1001, 37)
+                     for k in ks])
+    x = np.stack([amax, -amax / 2], axis=1)
+    s, zp = nq.min_max_observer(x, "cambricon", 8, "symmetric", False)
+    exp = oracle.min_max_observer(x, "cambricon", 8, "symmetric", False)
+    assert_same(s, exp[0], "shift")
+    assert_same(zp, exp[1], "zero_point")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_moving_average_cambricon_log2_near_powers_of_two(device, dtype):
     """§4.3: the moving-average shift from a zero state (the state becomes amax)."""

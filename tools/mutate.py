@@ -65,7 +65,8 @@ MX_SCALES = [ROUNDING + "test_mx_scale_boundaries", ROUNDING + "test_mxint8_ties
              *FORMATS]
 CALIBRATION = ["tests/test_calibrate.py"]
 SELECTION = [ROUNDING + "test_percentile_on_exact_shares",
-             ROUNDING + "test_calibration_searches_with_near_ties", *CALIBRATION]
+             ROUNDING + "test_calibration_searches_with_near_ties",
+             ROUNDING + "test_l2_search_on_torch_cases", *CALIBRATION]
 
 # Functions only the CUDA kernels call: their mutants run the simulator tests too.
 GPU_ONLY = {("integer.py", "valid_code_params")}

@@ -64,7 +64,7 @@ def _plan(x, axis):
     if axis is not None and x.shape[axis] == 1:
         axis = None  # one channel: the per-layer view is the better one
     x3 = channel_view(x, axis)
-    return (x3,) + threads.tasks(x3)
+    return (x3,) + threads.tasks(x3.size)
 
 
 def _flat(x, axis):
@@ -90,7 +90,7 @@ def _reduce_layer(flat, omit, scheme, bits):
     array: one serial compiled call below the parallel threshold, else parallel pieces."""
     first = np.empty(1, flat.dtype)
     second = np.empty(1, flat.dtype)
-    parallel, most = threads.tasks(flat)
+    parallel, most = threads.tasks(flat.size)
     if not parallel:
         return first, second, layer.reduce_small(flat, omit, scheme, bits, first, second)
     pieces = _split(1, flat.size, most)[1]
@@ -314,7 +314,7 @@ def quantize_map(x, params, axis, what, out):
     flat = _flat(x, None) if axis is None and _same_order(x, out) else None
     if flat is not None:
         flat_out = _flat(target, None)
-        parallel, most = threads.tasks(flat)
+        parallel, most = threads.tasks(flat.size)
         layer.map_values[what][parallel](flat, flat_out, divisor[0], offset[0], lowest,
                                          highest, _split(1, flat.size, most)[1])
         return out
@@ -326,7 +326,7 @@ def quantize_map(x, params, axis, what, out):
         out[...] = buffer
         return out
     x3, out3 = views
-    parallel, most = threads.tasks(x3)
+    parallel, most = threads.tasks(x3.size)
     n_outer, n_channels, n_inner = x3.shape
     if n_inner >= _tuning.LONG_INNER or n_outer == 1:
         blocks, pieces = _split(n_channels, n_inner, most)

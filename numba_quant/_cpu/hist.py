@@ -221,7 +221,7 @@ def channel_histograms(data, axis, grid, factor, lo, hi, bins):
     if axis is not None and data.shape[axis] == 1:
         axis = None  # one channel: the per-layer view is the better one
     x3 = channel_view(data, axis)
-    parallel, most = threads.tasks(x3)
+    parallel, most = threads.tasks(x3.size)
     n_channels = x3.shape[1]
     # (one compiled kernel: small inputs run it with one piece per channel)
     pieces = max(1, -(-most // n_channels)) if parallel else 1

@@ -83,14 +83,12 @@ def pool(threads):
 
 
 def ranges(n_items, n_elements):
-    """``n_items`` split into ranges ``(start, stop)``: one for a small input (fewer than
-    PARALLEL_THRESHOLD elements in all) or a single thread, else a few per thread, each
-    of at least MIN_TASK_ELEMENTS elements where there are enough."""
-    threads = numba.get_num_threads()
-    if n_elements < _tuning.PARALLEL_THRESHOLD or threads < 2 or n_items < 2:
+    """``n_items`` split into ranges ``(start, stop)``: one where :func:`tasks` runs
+    serially (or for a single item), else at most :func:`tasks`' count."""
+    parallel, most = tasks(n_elements)
+    if not parallel or n_items < 2:
         return [(0, n_items)]
-    count = min(n_items, threads * _tuning.TASKS_PER_THREAD,
-                max(1, n_elements // _tuning.MIN_TASK_ELEMENTS))
+    count = min(n_items, most)
     edges = [n_items * k // count for k in range(count + 1)]
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
@@ -112,13 +110,16 @@ def one_at_a_time(parallel):
     return LOCK if parallel else nullcontext()
 
 
-def tasks(x3):
-    """``(parallel, most)``: whether to run in parallel, and how many tasks at most."""
-    parallel = x3.size >= _tuning.PARALLEL_THRESHOLD and numba.get_num_threads() > 1
+def tasks(size):
+    """``(parallel, most)`` for work on ``size`` elements: whether to
+    run in parallel (from PARALLEL_THRESHOLD elements, on more than one thread), and how
+    many tasks at most (a few per thread, each of at least MIN_TASK_ELEMENTS elements
+    where there are enough)."""
+    parallel = size >= _tuning.PARALLEL_THRESHOLD and numba.get_num_threads() > 1
     if not parallel:
         return False, 1
     most = _tuning.TASKS_PER_THREAD * numba.get_num_threads()
-    return True, max(1, min(most, x3.size // _tuning.MIN_TASK_ELEMENTS))
+    return True, max(1, min(most, size // _tuning.MIN_TASK_ELEMENTS))
 
 
 class one_thread:

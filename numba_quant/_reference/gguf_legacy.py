@@ -434,6 +434,23 @@ def _store_5bit(out, qs_pos, qh_pos, c0, c1, j, qh):
 
 
 @njit(cache=True)
+def _store_5bit_codes(out, qs_pos, qh_pos, L):
+    """The 32 five-bit codes ``L`` of a block: low nibbles from ``qs_pos`` (values j and
+    j + 16 in byte j), the fifth bits as the little-endian u32 at ``qh_pos``."""
+    qh = np.int64(0)
+    for j in range(16):
+        qh = _store_5bit(out, qs_pos, qh_pos, L[j], L[j + 16], j, qh)
+    _store_u32(out, qh_pos, qh)
+
+
+@njit(cache=True)
+def _group_codes(iscratch, g, L):
+    """Block ``g`` of a fitted group's codes (``_fit_group_*``) into ``L``, as bytes."""
+    for j in range(32):
+        L[j] = iscratch[_I_L + 32 * g + j] & 0xFF
+
+
+@njit(cache=True)
 def _load_5bit(data, qs_pos, qh, j):
     """The codes of values ``j`` and ``j + 16`` that :func:`_store_5bit` wrote."""
     b = np.int64(data[qs_pos + j])
@@ -456,8 +473,7 @@ def quantize_row_q5_0(x, qw, has_qw, out, fscratch, iscratch):
                 _fit_group_sym(x, ib, min(_LANES, nb - ib), qw, sigma2, 16, fscratch,
                                iscratch)
             store_f16(out, o, fscratch[_F_SC + g])
-            for j in range(32):
-                L[j] = iscratch[_I_L + 32 * g + j] & 0xFF
+            _group_codes(iscratch, g, L)
         else:
             d = _signed_max(x, s) / np.float32(-16)
             inv = _F1 / d if d != _F0 else _F0
@@ -465,10 +481,7 @@ def quantize_row_q5_0(x, qw, has_qw, out, fscratch, iscratch):
             store_f16(out, o, d)
             for j in range(32):
                 L[j] = min(31, code_int(mul_rn(x[s + j], inv) + np.float32(16.5), ok)) & 0xFF
-        qh = np.int64(0)
-        for j in range(16):
-            qh = _store_5bit(out, o + 6, o + 2, L[j], L[j + 16], j, qh)
-        _store_u32(out, o + 2, qh)
+        _store_5bit_codes(out, o + 6, o + 2, L)
 
 
 @njit(cache=True, inline="always")
@@ -500,8 +513,7 @@ def quantize_row_q5_1(x, qw, has_qw, out, fscratch, iscratch):
                                   iscratch)
             store_f16(out, o, fscratch[_F_SC + g])
             store_f16(out, o + 2, -fscratch[_F_MN + g])
-            for j in range(32):
-                L[j] = iscratch[_I_L + 32 * g + j] & 0xFF
+            _group_codes(iscratch, g, L)
         else:
             lo, hi = _min_max(x, s, 32)
             d = (hi - lo) / np.float32(31)
@@ -511,10 +523,7 @@ def quantize_row_q5_1(x, qw, has_qw, out, fscratch, iscratch):
             store_f16(out, o + 2, lo)
             for j in range(32):
                 L[j] = code_int(mul_rn(x[s + j] - lo, inv) + _HALF, ok) & 0xFF
-        qh = np.int64(0)
-        for j in range(16):
-            qh = _store_5bit(out, o + 8, o + 4, L[j], L[j + 16], j, qh)
-        _store_u32(out, o + 4, qh)
+        _store_5bit_codes(out, o + 8, o + 4, L)
 
 
 @njit(cache=True, inline="always")

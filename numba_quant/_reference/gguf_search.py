@@ -92,6 +92,27 @@ def _qx_sums(n, nmax, x, qw, has_qw, rmse_type, iscale):
 
 
 @njit(cache=True, error_model="numpy")
+def _largest_magnitude(n, x):
+    """ggml's running ``amax < |x[i]|`` search over ``x[:n]``: ``(amax, the value)``, the
+    first one on ties, ``(0, 0)`` for zeros."""
+    vmax = _F0
+    amax = _F0
+    for i in range(n):
+        ax = abs(x[i])
+        if ax > amax:
+            amax = ax
+            vmax = x[i]
+    return amax, vmax
+
+
+@njit(cache=True, error_model="numpy")
+def _codes_of_scale(n, nmax, x, L, iscale):
+    """``L[i] = nmax + clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1)`` for ``i < n``."""
+    for i in range(n):
+        L[i] = nmax + _clamp(nearest_int(mul_rn(iscale, x[i])), -nmax, nmax - 1)
+
+
+@njit(cache=True, error_model="numpy")
 def make_qx_quants(n, nmax, x, L, rmse_type, qw, has_qw):
     """Symmetric codes ``L[i] = nmax + clamp(round(x[i] / scale), -nmax, nmax-1)`` and the
     scale (returned) that ggml's ``make_qx_quants`` chooses for the ``n`` floats ``x``.
@@ -102,27 +123,18 @@ def make_qx_quants(n, nmax, x, L, rmse_type, qw, has_qw):
     3: |x|, 4: sqrt|x|).  A negative ``rmse_type`` returns after the first fit with the
     mean of the fitted and max-based scales.
     """
-    vmax = _F0
-    amax = _F0
-    for i in range(n):
-        ax = abs(x[i])
-        if ax > amax:
-            amax = ax
-            vmax = x[i]
+    amax, vmax = _largest_magnitude(n, x)
     if amax < GROUP_MAX_EPS:
         for i in range(n):
             L[i] = 0
         return _F0
     iscale = np.float32(-nmax) / vmax
+    _codes_of_scale(n, nmax, x, L, iscale)
     if rmse_type == 0:
-        for i in range(n):
-            L[i] = nmax + _clamp(nearest_int(mul_rn(iscale, x[i])), -nmax, nmax - 1)
         return _F1 / iscale
     return_early = rmse_type < 0
     if return_early:
         rmse_type = -rmse_type
-    for i in range(n):
-        L[i] = nmax + _clamp(nearest_int(mul_rn(iscale, x[i])), -nmax, nmax - 1)
     sumlx, suml2 = _qx_sums(n, nmax, x, qw, has_qw, rmse_type, iscale)
     scale = sumlx / suml2 if suml2 != _F0 else _F0
     if return_early:
@@ -136,8 +148,7 @@ def make_qx_quants(n, nmax, x, L, rmse_type, qw, has_qw):
         iscale = -(np.float32(nmax) + mul_rn(_TENTH, np.float32(step))) / vmax
         sumlx, suml2 = _qx_sums(n, nmax, x, qw, has_qw, rmse_type, iscale)
         if suml2 > _F0 and mul_rn(sumlx, sumlx) > mul_rn(best, suml2):
-            for i in range(n):
-                L[i] = nmax + _clamp(nearest_int(mul_rn(iscale, x[i])), -nmax, nmax - 1)
+            _codes_of_scale(n, nmax, x, L, iscale)
             scale = sumlx / suml2
             best = scale * sumlx
     return scale
@@ -148,21 +159,14 @@ def make_q3_quants(n, nmax, x, L, do_rmse):
     """ggml's ``make_q3_quants``: symmetric codes in ``[0, 2*nmax)`` (stored in ``L``)
     and their scale, with ``do_rmse`` a coordinate descent (weights x*x, up to 5 sweeps)
     that moves single codes while the weighted fit improves."""
-    vmax = _F0
-    amax = _F0
-    for i in range(n):
-        ax = abs(x[i])
-        if ax > amax:
-            amax = ax
-            vmax = x[i]
+    amax, vmax = _largest_magnitude(n, x)
     if amax < GROUP_MAX_EPS:
         for i in range(n):
             L[i] = 0
         return _F0
     iscale = np.float32(-nmax) / vmax
     if not do_rmse:
-        for i in range(n):
-            L[i] = nmax + _clamp(nearest_int(mul_rn(iscale, x[i])), -nmax, nmax - 1)
+        _codes_of_scale(n, nmax, x, L, iscale)
         return _F1 / iscale
     sumlx = _F0
     suml2 = _F0

@@ -58,6 +58,7 @@ def histogram(rng, kind):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", type=int, default=240)
+    ap.add_argument("--tiny-cases", type=int, default=24)
     ap.add_argument("--seed", type=int, default=2026)
     args = ap.parse_args()
     import torch
@@ -73,6 +74,18 @@ def main():
         bounds.append((lo, hi))
         results.append(torch_search(torch, h, lo, hi))
         names.append(kind)
+    # A generator of their own, so that the cases above stay as they were.
+    rng = np.random.default_rng(args.seed + 1)
+    for i in range(args.tiny_cases):
+        kind = kinds[i % len(kinds)]
+        scale = np.float32(10.0 ** rng.uniform(-25, -13))
+        lo = np.float32(-rng.uniform(0, 1) * scale)
+        hi = np.float32(lo + rng.uniform(0.05, 1) * scale)
+        h = histogram(rng, kind)
+        hists.append(h)
+        bounds.append((lo, hi))
+        results.append(torch_search(torch, h, lo, hi))
+        names.append("tiny-" + kind)
     path = os.path.join(ROOT, "tests", "data", "l2_search_torch.npz")
     np.savez_compressed(path, histograms=np.array(hists, np.float32),
                         bounds=np.array(bounds, np.float32),

@@ -477,7 +477,13 @@ MUTANTS = [
     M("l2_floor_divide_tie", "select.py", "_floor_divide32",
       "if np.float32(div - result) > np.float32(0.5):",
       "if np.float32(div - result) >= np.float32(0.5):",
-      "torch's floor division: the half-way correction at >= instead of >"),
+      "torch's floor division: the half-way correction at >= instead of >",
+      equivalent="the two differ only where the float32 quotient (a - fmod(a, b)) / b lies "
+                 "exactly half-way between integers. a - fmod(a, b) is n * b for the integer "
+                 "n = trunc(a / b), and rounding it and the division moves the quotient at "
+                 "most |n| * 2**-23 from n, so a half-way quotient needs |n| >= 2**22. "
+                 "l2_error, the only caller, clamps the result to [0, dst_bins - 1] with "
+                 "dst_bins <= 2**16 (quantization_bit <= 16): both results clamp alike"),
     # ------------------------------------------------------------------ primitives
     M("rint_half_up", "primitives.py", "_rint_cpu",
       "return lambda v: np.rint(v)",

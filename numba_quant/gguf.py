@@ -15,9 +15,10 @@ Supported types (:data:`TYPES`): F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, 
 Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4.  An importance matrix
 (``imatrix``) is used by the Q4/Q5 legacy types, the K-quants, IQ4_NL and IQ4_XS (ggml's
 ``_impl`` quantizers with ``quant_weights``); F16, BF16, Q8_0, TQ1_0, TQ2_0 and MXFP4
-ignore it, as ggml does (it is still checked).  NumPy arrays, torch CPU tensors and Dask
-arrays (chunks of whole rows on the workers); GPU arrays raise a TypeError in this
-version.
+ignore it, as ggml does (it is still checked).  NumPy arrays and PyTorch CPU tensors run
+on the CPU; GPU arrays (CuPy, Numba device arrays, PyTorch CUDA tensors) on the GPU, one
+thread per row, and the result stays there as the same kind; Dask arrays by chunks of
+whole rows on the workers.
 """
 import numpy as np
 
@@ -30,10 +31,6 @@ __all__ = ["quantize", "dequantize", "row_size", "block_size", "TYPES"]
 
 # The type names this module handles.
 TYPES = tuple(_types.NAMES)
-
-# float16/float64/bfloat16 inputs are converted to float32 this many elements at a time.
-_CONVERT_ELEMENTS = 1 << 20
-
 
 def _gguf_type(qtype):
     return _types.lookup(qtype)
@@ -74,27 +71,8 @@ def row_size(qtype, n_per_row):
     return _types.row_size(qtype, int(n_per_row))
 
 
-def _host_array(x, name):
-    """``x`` (on the host: the dispatcher has refused GPU arrays) as a numpy array;
-    torch CPU tensors through their memory."""
-    if _torch.is_tensor(x):
-        if _torch.is_bfloat16(x):
-            return _torch.bfloat16_bits(x, name), True
-        return _torch.to_numpy(x, name), False
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}")
-    return x, False
-
-
 def _is_bfloat16(dtype):
     return dtype.name == "bfloat16" and dtype.itemsize == 2
-
-
-def _float32_chunk(x, r0, r1, bf16_bits):
-    part = x[r0:r1]
-    if bf16_bits:
-        return (part.astype(np.uint32) << np.uint32(16)).view(np.float32)
-    return np.ascontiguousarray(part, dtype=np.float32)
 
 
 def _checked_imatrix(imatrix, n_per_row):
@@ -140,9 +118,10 @@ def quantize(x, qtype, *, imatrix=None):
 
     Parameters
     ----------
-    x : numpy.ndarray, torch.Tensor (CPU) or dask.array.Array
-        float32 values ``(..., n_per_row)``; float16, bfloat16 and float64 are converted
-        to float32 a chunk of rows at a time (as llama-quantize converts F16/BF16
+    x : numpy.ndarray, torch.Tensor, CuPy or Numba device array, or dask.array.Array
+        float32 values ``(..., n_per_row)``, on the CPU or the GPU (where the kernels
+        run one thread per row); float16, bfloat16 and float64 are converted to float32
+        a chunk of rows at a time (as llama-quantize converts F16/BF16
         tensors).  ``n_per_row`` must be a multiple of the type's block size (32 or
         256), every value finite.  A Dask array gives a Dask array, computed by chunks
         of whole rows (the last axis is made one chunk); a bad row raises when computed,
@@ -151,23 +130,24 @@ def quantize(x, qtype, *, imatrix=None):
         The GGUF type, by name (``"Q4_0"``) or ggml's id.
     imatrix : array_like, optional
         Importance weights, float ``(n_per_row,)``, non-negative and finite (ggml's
-        ``quant_weights``); ignored by F16, BF16, Q8_0, TQ1_0, TQ2_0 and MXFP4.
+        ``quant_weights``), on the same device as ``x``; ignored by F16, BF16, Q8_0, TQ1_0, TQ2_0 and MXFP4.
         The legacy types with an imatrix weight each value by
         ``imatrix * sqrt(mean(row**2) + x**2)``, as ggml does.
 
     Returns
     -------
-    numpy.ndarray
-        uint8 ``(..., row_size)``: each row's blocks in ggml's layout.
+    array of the kind of ``x``
+        uint8 ``(..., row_size)``: each row's blocks in ggml's layout (a tensor for a
+        tensor, on its device; a Dask array for a Dask array).
 
     Raises
     ------
     ValueError
         ``n_per_row`` not a multiple of the block size; a NaN or infinite value (the
         first bad row is named); a block scale (F16/BF16: a value) beyond float16's
-        (bfloat16's) range; a bad ``imatrix``.
+        (bfloat16's) range; a bad ``imatrix``; ``imatrix`` on another device than ``x``.
     TypeError
-        A non-float input, a GPU array, an unsupported ``qtype`` type.
+        A non-float input, an unsupported ``qtype`` type.
 
     Examples
     --------
@@ -211,36 +191,22 @@ def _quantize_chunk(block, origin, t, qw):
 
 
 def _quantize(x, t, imatrix, origin):
-    bk = backend(x)
-    quantize_rows = bk.gguf.quantize_rows  # (CPU kernels only: a GPU array raises here)
-    a, bf16_bits = _host_array(x, "x")
-    dtype = a.dtype
+    bk = backend(x, imatrix)
+    a, bf16_bits = bk.gguf.source(x, "x")
     if not bf16_bits:
-        _check_float_dtype(dtype)
-    if _is_bfloat16(dtype):
-        a = a.view(np.uint16)
-        bf16_bits = True
-    shape = a.shape
+        _check_float_dtype(a.dtype)
+    shape = tuple(a.shape)
     size = _row_size_of(t, shape)
     n_per_row = shape[-1]
-    qw = _checked_imatrix(imatrix, n_per_row)
+    qw = _checked_imatrix(None if imatrix is None else bk.to_host(imatrix), n_per_row)
     rows = int(np.prod(shape[:-1], dtype=np.int64))
-    out = np.empty((rows, size), np.uint8)
-    if rows == 0:
-        return bk.wrap(out.reshape(shape[:-1] + (size,)), x)
-    a2 = a.reshape(rows, n_per_row)
-    has_qw = qw is not None and t.uses_imatrix
-    fields = np.array(t.f16_fields, np.int64)
-    direct = not bf16_bits and a2.dtype == np.float32 and a2.flags.c_contiguous
-    step = rows if direct else max(1, _CONVERT_ELEMENTS // n_per_row)
-    for r0 in range(0, rows, step):
-        r1 = min(rows, r0 + step)
-        xf = a2[r0:r1] if direct else _float32_chunk(a2, r0, r1, bf16_bits)
-        status = np.zeros(r1 - r0, np.int8)
-        quantize_rows(t.name, xf, qw if has_qw else xf[0], has_qw, out[r0:r1],
-                      status, t.type_size, fields)
+    out = bk.empty((rows, size), np.uint8, x)
+    if rows:
+        status = bk.gguf.quantize(t.name, a.reshape(rows, n_per_row), bf16_bits,
+                                  qw if t.uses_imatrix else None, out, t.type_size,
+                                  np.array(t.f16_fields, np.int64))
         if status.any():
-            _raise_bad_row(status, r0, t, shape, origin)
+            _raise_bad_row(status, 0, t, shape, origin)
     return bk.wrap(out.reshape(shape[:-1] + (size,)), x)
 
 
@@ -249,7 +215,7 @@ def dequantize(data, qtype):
 
     Parameters
     ----------
-    data : numpy.ndarray, torch.Tensor (CPU) or dask.array.Array
+    data : numpy.ndarray, torch.Tensor, CuPy or Numba device array, or dask.array.Array
         uint8 ``(..., row_size)``: whole blocks of the type, row after row (a Dask array:
         by chunks of whole rows, lazily).
     qtype : str, int or gguf.GGMLQuantizationType
@@ -257,15 +223,15 @@ def dequantize(data, qtype):
 
     Returns
     -------
-    numpy.ndarray
-        float32 ``(..., n_per_row)``.
+    array of the kind of ``data``
+        float32 ``(..., n_per_row)``, on ``data``'s device.
 
     Raises
     ------
     ValueError
         The last dimension is not a whole number of blocks.
     TypeError
-        ``data`` is not a uint8 numpy array.
+        ``data`` is not an array of uint8.
 
     Examples
     --------
@@ -303,14 +269,11 @@ def _dequantize_chunk(block, origin, t):
 
 def _dequantize(data, t):
     bk = backend(data)
-    dequantize_rows = bk.gguf.dequantize_rows  # (CPU only: a GPU array raises here)
-    a, _ = _host_array(data, "data")
-    shape = a.shape
+    a, _ = bk.gguf.source(data, "data")
+    shape = tuple(a.shape)
     n_per_row = _values_per_row(t, a.dtype, shape)
-    nbytes = shape[-1]
     rows = int(np.prod(shape[:-1], dtype=np.int64))
-    out = np.empty((rows, n_per_row), np.float32)
+    out = bk.empty((rows, n_per_row), np.float32, data)
     if rows:
-        d2 = np.ascontiguousarray(a.reshape(rows, nbytes))
-        dequantize_rows(t.name, d2, out)
+        bk.gguf.dequantize(t.name, a.reshape(rows, shape[-1]), out)
     return bk.wrap(out.reshape(shape[:-1] + (n_per_row,)), data)

@@ -24,11 +24,12 @@ INTERFACE = {
     "formats": ("decode", "dequantize_blocks", "encode", "fp8_scales", "group_abs_max",
                 "quantize_blocks", "scale_run"),
     "hist": ("block_histograms", "channel_histograms"),
+    "gguf": ("dequantize", "quantize", "source"),
 }
 
 
 def test_interface_names_every_capability():
-    assert set(INTERFACE) == set(_dispatch.CAPABILITIES)
+    assert set(INTERFACE) == set(_dispatch.CAPABILITIES) | set(_dispatch.LAZY)
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])

@@ -9,8 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from numba_quant import gguf
+from numba_quant._host import tuning as _tuning
 from tests import gguf_oracle as oracle
 from tests.conftest import GGUF_DEFAULT_TYPES, THOROUGH
+from tests.devices import is_device_array
 from tests.golden import GoldenFile
 
 MY_TYPES = ("F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "IQ4_XS",
@@ -102,7 +104,7 @@ def test_other_float_dtypes_and_shapes(monkeypatch):
     assert got.shape == (2, 3, 48)
     assert np.array_equal(got.reshape(6, 48), want)
     # several conversion chunks, float64 / float16 / bfloat16 converted as float32
-    monkeypatch.setattr(gguf, "_CONVERT_ELEMENTS", 64)
+    monkeypatch.setattr(_tuning, "WIDEN_CHUNK", 64)
     for dtype in (np.float64, np.float16, ml_dtypes.bfloat16):
         xd = x.astype(dtype)
         ref = oracle.quantize("Q5_1", xd.astype(np.float32).reshape(6, 64))
@@ -150,7 +152,7 @@ def test_nonfinite_names_the_first_bad_row(bad, monkeypatch):
     x[4, 0] = bad
     with pytest.raises(ValueError, match=r"row \[3\] holds NaN or infinite"):
         gguf.quantize(x, "Q5_1")
-    monkeypatch.setattr(gguf, "_CONVERT_ELEMENTS", 64)  # one row per chunk
+    monkeypatch.setattr(_tuning, "WIDEN_CHUNK", 64)  # one row per chunk
     with pytest.raises(ValueError, match=r"row \[3, 0\] holds NaN or infinite"):
         gguf.quantize(x.reshape(5, 1, 64).astype(np.float64), "Q5_1")
 
@@ -195,11 +197,66 @@ def test_bad_types_and_data():
     with pytest.raises(TypeError, match="data: expected uint8 bytes"):
         gguf.dequantize(np.zeros((2, 34), np.int8), "Q8_0")
 
-    class DeviceArray:
-        __cuda_array_interface__ = {}
 
-    with pytest.raises(TypeError, match="gguf kernels run on the CPU only"):
-        gguf.quantize(DeviceArray(), "Q8_0")
+# --------------------------------------------------------------------------- GPU
+# The CUDA kernels (one thread per row, the same row functions), in the simulator here;
+# the default run keeps the default types' cases (tests/conftest.py).
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['id']}-{c['type']}-{c['kind']}"
+                         + ("-imatrix" if c["imatrix"] else ""))
+def test_golden_gpu(case):
+    from numba import cuda
+    x, imatrix, want, dequant = _case_arrays(case)
+    got = gguf.quantize(cuda.to_device(x), case["type"],
+                        imatrix=None if imatrix is None else cuda.to_device(imatrix))
+    assert is_device_array(got), type(got)
+    assert np.array_equal(got.copy_to_host(), want)
+    back = gguf.dequantize(cuda.to_device(want), case["type"])
+    assert is_device_array(back), type(back)
+    assert _same_bits(back.copy_to_host(), dequant)
+
+
+@pytest.mark.gpu
+def test_gpu_other_dtypes_shapes_and_chunks(monkeypatch):
+    """float16, float64 and bfloat16 device arrays converted on the device a chunk of rows
+    at a time; 3-D and strided device arrays; the oracle's bytes."""
+    from numba import cuda
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 64)).astype(np.float32)
+    want = oracle.quantize("Q5_1", x.reshape(6, 64))
+    got = gguf.quantize(cuda.to_device(x), "Q5_1")
+    assert got.shape == (2, 3, 48)
+    assert np.array_equal(got.copy_to_host().reshape(6, 48), want)
+    monkeypatch.setattr(_tuning, "DEVICE_WIDEN_CHUNK", 128)  # two rows per chunk
+    for dtype in (np.float64, np.float16, ml_dtypes.bfloat16):
+        xd = x.astype(dtype)
+        ref = oracle.quantize("Q5_1", xd.astype(np.float32).reshape(6, 64))
+        got = gguf.quantize(cuda.to_device(xd), "Q5_1").copy_to_host()
+        assert np.array_equal(got.reshape(6, 48), ref), dtype
+    strided = cuda.to_device(x)[:, ::2]
+    assert np.array_equal(gguf.quantize(strided, "Q5_1").copy_to_host().reshape(-1, 48),
+                          oracle.quantize("Q5_1", x[:, ::2].reshape(-1, 64)))
+    assert gguf.quantize(cuda.to_device(np.zeros((0, 32), np.float32)), "Q8_0").shape == (0, 34)
+
+
+@pytest.mark.gpu
+def test_gpu_errors_name_the_row():
+    from numba import cuda
+    x = np.zeros((5, 64), np.float32)
+    x[3, 7] = np.nan
+    with pytest.raises(ValueError, match=r"row \[3\] holds NaN or infinite"):
+        gguf.quantize(cuda.to_device(x), "Q5_1")
+    big = np.zeros((3, 32), np.float32)
+    big[2, 5] = 1e6
+    with pytest.raises(ValueError, match=r"row \[2\]: a block scale overflows Q4_0"):
+        gguf.quantize(cuda.to_device(big), "Q4_0")
+    with pytest.raises(ValueError, match="overflows BF16"):
+        gguf.quantize(cuda.to_device(np.full((1, 4), 3.4e38, np.float32)), "BF16")
+    with pytest.raises(ValueError, match="same device"):
+        gguf.quantize(np.ones((1, 32), np.float32), "Q4_0",
+                      imatrix=cuda.to_device(np.ones(32, np.float32)))
+    with pytest.raises(ValueError, match=r"data: the last dimension \(35 bytes\)"):
+        gguf.dequantize(cuda.to_device(np.zeros((2, 35), np.uint8)), "Q8_0")
 
 
 # --------------------------------------------------------------------------- Dask

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gguf_oracle_k as oracle
+from devices import is_device_array
 from golden import GoldenFile
 from numba_quant import gguf
 from numba_quant._reference import gguf_kquants as kq
@@ -62,6 +63,27 @@ def test_golden_bytes_and_values(case, golden):
     np.testing.assert_array_equal(got, want)
     values = gguf.dequantize(want, case["type"])
     np.testing.assert_array_equal(_bits(values), _bits(golden[f"dequant/{cid}"]))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['id']}-{c['type']}-"
+                         f"{c['kind']}{'-imatrix' if c['imatrix'] else ''}")
+def test_golden_bytes_and_values_gpu(case, golden):
+    """The CUDA kernels (one thread per row; in the simulator here): device arrays in,
+    device arrays out, ggml's bytes and values."""
+    from numba import cuda
+    cid = case["id"]
+    x = golden[f"inputs/{cid}"]
+    imatrix = golden[f"imatrix/{cid}"] if case["imatrix"] else None
+    want = golden[f"bytes/{cid}"].reshape(case["rows"], case["row_size"])
+    got = gguf.quantize(cuda.to_device(x), case["type"],
+                        imatrix=None if imatrix is None else cuda.to_device(imatrix))
+    assert is_device_array(got), type(got)
+    np.testing.assert_array_equal(got.copy_to_host(), want)
+    values = gguf.dequantize(cuda.to_device(want), case["type"])
+    assert is_device_array(values), type(values)
+    np.testing.assert_array_equal(_bits(values.copy_to_host()),
+                                  _bits(golden[f"dequant/{cid}"]))
 
 
 @pytest.mark.parametrize("name", TYPES)

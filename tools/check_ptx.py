@@ -10,7 +10,8 @@ signature.  The PTX of each is checked for:
 
 * approximate division (``div.approx``/``div.full``): none anywhere;
 * fused multiply-adds (``fma``): none in the block-wise kernels (``_cuda.blocks``, any
-  width) and in the float-format kernels (``_cuda.formats``, float32), where the CPU
+  width), in the float-format kernels (``_cuda.formats``, float32) and in the GGUF
+  kernels (``_cuda.gguf``, float32: ggml's C rounds every product), where the CPU
   rounds every product on its own;
 * local memory (``st.local``) in the float-format kernels: the bit casts must lower to
   moves, not to a round trip through memory;
@@ -30,7 +31,7 @@ in this process only.  A separate virtual environment (docs/testing.md)::
 
 ``-v`` prints the instruction counts of every signature and whole error messages;
 ``--modules`` compiles the kernels of some modules only (kernels, hist, blockwise,
-chunks, blocks, formats; the probe goes with ``kernels``, the completeness check is
+chunks, blocks, formats, gguf; the probe goes with ``kernels``, the completeness check is
 skipped).
 """
 import argparse
@@ -61,6 +62,7 @@ from numba_quant._cuda import blocks as B  # noqa: E402
 from numba_quant._cuda import blockwise as BW  # noqa: E402
 from numba_quant._cuda import chunks as CH  # noqa: E402
 from numba_quant._cuda import formats as F  # noqa: E402  (registers the bit casts)
+from numba_quant._cuda import gguf as G  # noqa: E402
 from numba_quant._cuda import hist as H  # noqa: E402
 from numba_quant._cuda import kernels as K  # noqa: E402  (registers the CUDA primitives)
 from numba_quant._reference import integer as ref  # noqa: E402
@@ -75,6 +77,8 @@ BLOCK4 = types.UniTuple(i64, 4)
 FORBIDDEN = {
     "blocks": (("fused multiply-add", r"\bfma\."),),
     "formats": (("fused multiply-add", r"\bfma\.rn\.f32"),),
+    # (float32: MXFP4's float64 log2 is libdevice's, whose own algorithm uses fma.rn.f64)
+    "gguf": (("fused multiply-add", r"\bfma\.rn\.f32"),),
 }
 # Counts printed per signature (with -v all of them; else the global loads and stores).
 COUNTS = (("fma", r"\bfma\."), ("mul.rn", r"mul\.rn\.f"), ("div.rn", r"div\.rn"),
@@ -199,9 +203,18 @@ def formats_signatures():
            (i64, u8_2, arr(f32, 2), u8_2, i64, i64, f32, arr(f32, 2)))
 
 
+def gguf_signatures():
+    """The GGUF types (``_cuda.gguf``): one thread per row, quantize and dequantize."""
+    for quantize, dequantize in G.KERNELS.values():
+        yield (quantize, "", (arr(f32, 2), arr(f32, 1), b1, arr(u8, 2), arr(types.int8, 1),
+                              i64, arr(i64, 1)))
+        yield dequantize, "", (arr(u8, 2), arr(f32, 2))
+
+
 SIGNATURES = {"kernels": kernels_signatures, "blockwise": blockwise_signatures,
               "hist": hist_signatures, "chunks": chunks_signatures,
-              "blocks": blocks_signatures, "formats": formats_signatures}
+              "blocks": blocks_signatures, "formats": formats_signatures,
+              "gguf": gguf_signatures}
 
 
 def count(ptx, pattern):
@@ -264,7 +277,11 @@ def all_kernels():
         except Exception as e:  # noqa: BLE001 - report, go on
             broken.append(f"{name}: {type(e).__name__}: {e}")
             continue
-        for value in vars(module).values():
+        values = list(vars(module).values())
+        for table in [v for v in values if isinstance(v, dict)]:   # (kernels by type)
+            values += [k for entry in table.values() if isinstance(entry, tuple)
+                       for k in entry]
+        for value in values:
             if (isinstance(value, _dispatcher.CUDADispatcher)
                     and not value.targetoptions.get("device", False)
                     and value.py_func.__module__ == name):

@@ -17,6 +17,8 @@ import numpy as np
 from numba import njit
 
 from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
+from numba_quant._host import torch_arrays
+from numba_quant._host import tuning as _tuning
 from numba_quant._cpu.threads import over_ranges
 from numba_quant._host.codes import GGUF_ROW_NONFINITE, GGUF_ROW_OK, GGUF_ROW_SCALE_OVERFLOW
 from numba_quant._host.gguf_types import GGUF_FSCRATCH, GGUF_ISCRATCH
@@ -24,35 +26,9 @@ from numba_quant._reference import gguf_iq as iq
 from numba_quant._reference import gguf_kquants as kq
 from numba_quant._reference import gguf_legacy as lg
 from numba_quant._reference import gguf_ternary as tq
+from numba_quant._reference.gguf_rows import bf16_overflow, f16_overflow, finite_row
 
 ROW_OK, ROW_NONFINITE, ROW_SCALE_OVERFLOW = GGUF_ROW_OK, GGUF_ROW_NONFINITE, GGUF_ROW_SCALE_OVERFLOW
-
-
-@njit(cache=True)
-def _finite_row(x):
-    for j in range(x.size):
-        if not np.isfinite(x[j]):
-            return False
-    return True
-
-
-@njit(cache=True)
-def _f16_overflow(row, type_size, fields):
-    # An all-ones float16 exponent (inf; NaN cannot arise from finite input) in any of
-    # the block's float16 fields.
-    for b in range(row.size // type_size):
-        for f in fields:
-            if (row[b * type_size + f + 1] & 0x7C) == 0x7C:
-                return True
-    return False
-
-
-@njit(cache=True)
-def _bf16_overflow(row):
-    for j in range(row.size // 2):
-        if (row[2 * j + 1] & 0x7F) == 0x7F and (row[2 * j] & 0x80) == 0x80:
-            return True
-    return False
 
 
 @njit(cache=True)
@@ -63,7 +39,7 @@ def _scratch():
 @njit(cache=True)
 def _status(x, i, status):
     # True when row i may be quantized; flags a non-finite one.
-    if _finite_row(x[i]):
+    if finite_row(x[i]):
         return True
     status[i] = ROW_NONFINITE
     return False
@@ -71,7 +47,7 @@ def _status(x, i, status):
 
 @njit(cache=True)
 def _after(out, i, status, type_size, fields):
-    if _f16_overflow(out[i], type_size, fields):
+    if f16_overflow(out[i], type_size, fields):
         status[i] = ROW_SCALE_OVERFLOW
 
 
@@ -95,7 +71,7 @@ def quantize_bf16(x, qw, has_qw, out, status, type_size, fields, r0, r1):
     for i in range(r0, r1):
         if _status(x, i, status):
             lg.quantize_row_bf16(x[i], qw, has_qw, out[i], fs, ws)
-            if _bf16_overflow(out[i]):
+            if bf16_overflow(out[i]):
                 status[i] = ROW_SCALE_OVERFLOW
 
 
@@ -370,3 +346,54 @@ def quantize_rows(name, x, qw, has_qw, out, status, type_size, fields):
 def dequantize_rows(name, data, out):
     """The float32 values of the rows of bytes ``data`` of the type ``name``."""
     over_ranges(KERNELS[name][1], data.shape[0], out.size, (data, out))
+
+
+# --------------------------------------------------------------------------- the interface
+# (the same functions in numba_quant._cuda.gguf)
+def source(x, name):
+    """``(a, bf16_bits)``: ``x`` as the numpy array the kernels read, and whether it holds
+    bfloat16 bit patterns (uint16) rather than values.  A PyTorch CPU tensor is read over
+    its memory; ml_dtypes' bfloat16 is viewed as its bits."""
+    if torch_arrays.is_tensor(x):
+        if torch_arrays.is_bfloat16(x):
+            return torch_arrays.bfloat16_bits(x, name), True
+        return torch_arrays.to_numpy(x, name), False
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}")
+    if x.dtype.name == "bfloat16" and x.dtype.itemsize == 2:
+        return x.view(np.uint16), True
+    return x, False
+
+
+def _float32_rows(rows, r0, r1, bf16_bits):
+    part = rows[r0:r1]
+    if bf16_bits:
+        return (part.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    return np.ascontiguousarray(part, dtype=np.float32)
+
+
+def quantize(name, rows, bf16_bits, qw, out, type_size, fields):
+    """Quantize the 2-D ``rows`` (from :func:`source`) to the type ``name`` into ``out``
+    (uint8 rows); ``qw`` the importance weights (float32, on the host) or None.  Returns
+    each row's status (int8, on the host), up to the first chunk of rows with a problem.
+
+    Inputs other than C-contiguous float32 are converted a chunk of rows
+    (``WIDEN_CHUNK`` elements) at a time, never as a float32 copy of the whole."""
+    n_rows, n_per_row = rows.shape
+    status = np.zeros(n_rows, np.int8)
+    direct = not bf16_bits and rows.dtype == np.float32 and rows.flags.c_contiguous
+    step = n_rows if direct else max(1, _tuning.WIDEN_CHUNK // n_per_row)
+    for r0 in range(0, n_rows, step):
+        r1 = min(n_rows, r0 + step)
+        xf = rows[r0:r1] if direct else _float32_rows(rows, r0, r1, bf16_bits)
+        quantize_rows(name, xf, xf[0] if qw is None else qw, qw is not None, out[r0:r1],
+                      status[r0:r1], type_size, fields)
+        if status[r0:r1].any():
+            break
+    return status
+
+
+def dequantize(name, data, out):
+    """The float32 values of the uint8 rows ``data`` (2-D, from :func:`source`) of the
+    type ``name`` into ``out``."""
+    dequantize_rows(name, np.ascontiguousarray(data), out)

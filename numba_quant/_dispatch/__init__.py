@@ -21,10 +21,12 @@ from numba_quant._host.where import is_dask, on_device  # noqa: F401  (the publi
 # Each capability is a module of the same name in numba_quant._cpu and numba_quant._cuda
 # with the same functions (tests/test_backend.py compares them).
 CAPABILITIES = ("arrays", "channels", "blocks", "blockwise", "formats", "hist")
-# Capabilities with CPU kernels only so far: on the CUDA backend their attribute raises
-# the one error that says so (_host.checks.cpu_only).
-CPU_ONLY = ("compressed",   # compressed-tensors' integer weight codes (numba_quant.export)
-            "gguf")         # llama.cpp's GGUF types (numba_quant.gguf)
+# Capabilities imported when first used, on either device: their kernels are many, and
+# most calls never need them.
+LAZY = ("gguf",)            # llama.cpp's GGUF types (numba_quant.gguf)
+# Capabilities with CPU kernels only so far (imported when first used): on the CUDA
+# backend their attribute raises the one error that says so (_host.checks.cpu_only).
+CPU_ONLY = ("compressed",)  # compressed-tensors' integer weight codes (numba_quant.export)
 
 
 class Backend:
@@ -38,8 +40,8 @@ class Backend:
     ``x``'s kind, kept for :meth:`host_result` later) and :meth:`host_result`.  The
     kernels' entry points are grouped by capability: ``channels`` (OneFlow's per-channel and per-layer observers
     and maps), ``blocks`` (torchao's block-wise functions), ``blockwise`` (OneFlow's
-    functions with ``block_size=``), ``formats`` (FP8, MX, NVFP4) and ``hist`` (the
-    calibrators' histograms).
+    functions with ``block_size=``), ``formats`` (FP8, MX, NVFP4), ``hist`` (the
+    calibrators' histograms) and ``gguf`` (llama.cpp's GGUF types).
     """
 
     def __init__(self, device):
@@ -55,10 +57,9 @@ class Backend:
             setattr(self, name, getattr(self.arrays, name))
 
     def __getattr__(self, name):
-        # A CPU-only capability, imported when first used (its kernels are many; most
-        # calls never need them).
-        if name in CPU_ONLY and self.device == "cpu":
-            module = importlib.import_module(f"numba_quant._cpu.{name}")
+        # A capability imported when first used (LAZY, or CPU_ONLY on the CPU).
+        if name in LAZY or (name in CPU_ONLY and self.device == "cpu"):
+            module = importlib.import_module(f"numba_quant._{self.device}.{name}")
             setattr(self, name, module)
             return module
         raise AttributeError(name)

@@ -7,6 +7,8 @@ gets a scale fitted by weighted least squares over 15 trial scales, exactly in g
 float32 order.  MXFP4 codes index the FP4 (E2M1) values doubled, under a power-of-two
 scale stored as a biased exponent.
 """
+import math
+
 import numpy as np
 from numba import njit
 
@@ -101,7 +103,7 @@ def _iq4_group_scale(x, s, qw, has_qw, sigma2, weight, codes):
     for j in range(32):
         v = x[s + j]
         if has_qw:
-            weight[j] = qw[s + j] * np.float32(np.sqrt(sigma2 + mul_rn(v, v)))
+            weight[j] = qw[s + j] * np.float32(math.sqrt(sigma2 + mul_rn(v, v)))
         else:
             weight[j] = mul_rn(v, v)
     amax = _F0
@@ -199,7 +201,7 @@ def quantize_row_iq4_xs(x, qw, has_qw, out, fscratch, iscratch):
         inv = _F1 / d if d != _F0 else _F0
         scales_h = 0
         for ib in range(8):
-            l = max(-32, min(31, nearest_int(inv * scales[ib])))
+            l = max(-32, min(31, nearest_int(mul_rn(inv, scales[ib]))))
             dl = d * np.float32(l)
             idl = _F1 / dl if dl != _F0 else _F0
             for j in range(32):
@@ -237,8 +239,9 @@ def dequantize_row_iq4_xs(data, out):
 def floor_log2f(a):
     """``floor(log2f(a))`` for a positive finite float32 ``a``, as glibc's correctly
     rounded-in-practice ``log2f`` gives it (which rounds up to the next integer just
-    below a power of two): the float64 logarithm rounded to float32, then floored."""
-    return np.floor(np.float32(np.log2(np.float64(a))))
+    below a power of two): the float64 logarithm rounded to float32, then floored.
+    (``math`` rather than numpy functions: the GPU has no numpy ufuncs.)"""
+    return np.float32(math.floor(np.float32(math.log2(np.float64(a)))))
 
 
 @njit(cache=True)

@@ -16,6 +16,8 @@ invalid conversion giving -2**31, and the low byte is kept.
 Shared helpers used by the other GGUF reference modules live here too: float16 fields
 in a byte row, the C conversions, ``roundf``.
 """
+import math
+
 import numpy as np
 from numba import njit
 
@@ -109,7 +111,8 @@ def code_int(v, bounded):
 
 @njit(cache=True)
 def _bounded(d, inv):
-    return np.isfinite(d) and np.isfinite(inv)
+    # Both finite (x - x is 0 for a finite x, NaN otherwise; the GPU has no np.isfinite).
+    return d - d == 0 and inv - inv == 0
 
 
 @njit(cache=True)
@@ -164,7 +167,7 @@ def _transpose_group(x, ib0, nl, qw, sigma2, fscratch):
         for i in range(32):
             v = x[s + i]
             xt[i * nl + j] = v
-            wt[i * nl + j] = qw[s + i] * np.float32(np.sqrt(sigma2 + mul_rn(v, v)))
+            wt[i * nl + j] = qw[s + i] * np.float32(math.sqrt(sigma2 + mul_rn(v, v)))
 
 
 @njit(cache=True)

@@ -1,0 +1,42 @@
+"""The checks around each GGUF row, shared by the CPU and CUDA kernels.
+
+ggml quantizes whatever it is given: a NaN or infinity turns silently into finite codes,
+and a block whose scale overflows float16 silently into an infinite scale.  The kernels
+of both devices therefore test each row before quantizing it (:func:`finite_row`) and
+each quantized row after (:func:`f16_overflow`, :func:`bf16_overflow`), and report the
+row's status for the public layer to refuse.
+"""
+from numba import njit
+
+from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
+
+
+@njit(cache=True)
+def finite_row(x):
+    """True when every value of the row ``x`` is finite."""
+    for j in range(x.size):
+        if x[j] - x[j] != 0:   # (0 for a finite value, NaN otherwise; as on the GPU)
+            return False
+    return True
+
+
+@njit(cache=True)
+def f16_overflow(row, type_size, fields):
+    """True when a float16 field of any block of the quantized ``row`` is infinite.
+
+    ``fields``: the byte offsets of the float16 fields in a block of ``type_size`` bytes.
+    An all-ones exponent is infinity (a NaN cannot come from finite input)."""
+    for b in range(row.size // type_size):
+        for f in fields:
+            if (row[b * type_size + f + 1] & 0x7C) == 0x7C:
+                return True
+    return False
+
+
+@njit(cache=True)
+def bf16_overflow(row):
+    """True when a value of the BF16 ``row`` (little-endian pairs of bytes) is infinite."""
+    for j in range(row.size // 2):
+        if (row[2 * j + 1] & 0x7F) == 0x7F and (row[2 * j] & 0x80) == 0x80:
+            return True
+    return False

@@ -17,8 +17,8 @@ Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4.  An importance matrix
 ``_impl`` quantizers with ``quant_weights``); F16, BF16, Q8_0, TQ1_0, TQ2_0 and MXFP4
 ignore it, as ggml does (it is still checked).  NumPy arrays and PyTorch CPU tensors run
 on the CPU; GPU arrays (CuPy, Numba device arrays, PyTorch CUDA tensors) on the GPU, one
-thread per row, and the result stays there as the same kind; Dask arrays by chunks of
-whole rows on the workers.
+thread per run of whole blocks, and the result stays there as the same kind; Dask arrays
+by chunks of whole rows on the workers.
 """
 import numpy as np
 
@@ -120,9 +120,9 @@ def quantize(x, qtype, *, imatrix=None):
     ----------
     x : numpy.ndarray, torch.Tensor, CuPy or Numba device array, or dask.array.Array
         float32 values ``(..., n_per_row)``, on the CPU or the GPU (where the kernels
-        run one thread per row); float16, bfloat16 and float64 are converted to float32
-        a chunk of rows at a time (as llama-quantize converts F16/BF16
-        tensors).  ``n_per_row`` must be a multiple of the type's block size (32 or
+        run one thread per run of whole blocks); float16, bfloat16 and float64 are
+        converted to float32 a chunk of rows at a time (as llama-quantize converts
+        F16/BF16 tensors).  ``n_per_row`` must be a multiple of the type's block size (32 or
         256), every value finite.  A Dask array gives a Dask array, computed by chunks
         of whole rows (the last axis is made one chunk); a bad row raises when computed,
         named by its index in the whole array.

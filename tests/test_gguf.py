@@ -199,7 +199,7 @@ def test_bad_types_and_data():
 
 
 # --------------------------------------------------------------------------- GPU
-# The CUDA kernels (one thread per row, the same row functions), in the simulator here;
+# The CUDA kernels (one thread per run of blocks, the same row functions), in the simulator here;
 # the default run keeps the default types' cases (tests/conftest.py).
 @pytest.mark.gpu
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['id']}-{c['type']}-{c['kind']}"
@@ -240,6 +240,26 @@ def test_gpu_other_dtypes_shapes_and_chunks(monkeypatch):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("name", ["Q4_0", "Q5_1", "IQ4_NL", "F16"])
+def test_gpu_one_block_per_thread(name, monkeypatch):
+    """With one block per thread (F16: 32 values), every run boundary inside a row: the
+    CPU's bytes and values, with and without an importance matrix (Q4_0 and Q5_1 with
+    one read the whole row: one thread per row)."""
+    from numba import cuda
+    monkeypatch.setattr(_tuning, "GGUF_GPU_TASK_VALUES", 32)
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((3, 160)) * [[1.0], [1e-3], [40.0]]).astype(np.float32)
+    w = rng.random(160).astype(np.float32) + 0.1
+    for imatrix in (None, w):
+        want = gguf.quantize(x, name, imatrix=imatrix)
+        got = gguf.quantize(cuda.to_device(x), name,
+                            imatrix=None if imatrix is None else cuda.to_device(imatrix))
+        assert np.array_equal(got.copy_to_host(), want)
+        assert _same_bits(gguf.dequantize(cuda.to_device(want), name).copy_to_host(),
+                          gguf.dequantize(want, name))
+
+
+@pytest.mark.gpu
 def test_gpu_errors_name_the_row():
     from numba import cuda
     x = np.zeros((5, 64), np.float32)
@@ -252,6 +272,13 @@ def test_gpu_errors_name_the_row():
         gguf.quantize(cuda.to_device(big), "Q4_0")
     with pytest.raises(ValueError, match="overflows BF16"):
         gguf.quantize(cuda.to_device(np.full((1, 4), 3.4e38, np.float32)), "BF16")
+    # A NaN in one run of blocks and an overflowing scale in another: the NaN is named,
+    # as on the CPU (which does not quantize such a row at all).
+    both = np.zeros((2, 512), np.float32)
+    both[1, 3] = np.nan
+    both[1, 300] = 1e6
+    with pytest.raises(ValueError, match=r"row \[1\] holds NaN or infinite"):
+        gguf.quantize(cuda.to_device(both), "Q4_0")
     with pytest.raises(ValueError, match="same device"):
         gguf.quantize(np.ones((1, 32), np.float32), "Q4_0",
                       imatrix=cuda.to_device(np.ones(32, np.float32)))

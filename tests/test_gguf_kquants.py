@@ -69,7 +69,7 @@ def test_golden_bytes_and_values(case, golden):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['id']}-{c['type']}-"
                          f"{c['kind']}{'-imatrix' if c['imatrix'] else ''}")
 def test_golden_bytes_and_values_gpu(case, golden):
-    """The CUDA kernels (one thread per row; in the simulator here): device arrays in,
+    """The CUDA kernels (one thread per super-block; in the simulator here): device arrays in,
     device arrays out, ggml's bytes and values."""
     from numba import cuda
     cid = case["id"]

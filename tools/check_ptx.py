@@ -204,11 +204,12 @@ def formats_signatures():
 
 
 def gguf_signatures():
-    """The GGUF types (``_cuda.gguf``): one thread per row, quantize and dequantize."""
+    """The GGUF types (``_cuda.gguf``): one thread per run of blocks, quantize and
+    dequantize."""
     for quantize, dequantize in G.KERNELS.values():
-        yield (quantize, "", (arr(f32, 2), arr(f32, 1), b1, arr(u8, 2), arr(types.int8, 1),
-                              i64, arr(i64, 1)))
-        yield dequantize, "", (arr(u8, 2), arr(f32, 2))
+        yield (quantize, "", (arr(f32, 2), arr(f32, 1), arr(u8, 2), arr(i32, 1), i64,
+                              arr(i64, 1), i64, i64))
+        yield dequantize, "", (arr(u8, 2), arr(f32, 2), i64, i64, i64)
 
 
 SIGNATURES = {"kernels": kernels_signatures, "blockwise": blockwise_signatures,

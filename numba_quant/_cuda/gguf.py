@@ -1,12 +1,19 @@
-"""CUDA kernels of the GGUF types: one thread per row, each with its own scratch.
+"""CUDA kernels of the GGUF types: one thread per run of whole blocks, each with its own
+scratch.
 
-Each kernel runs the type's row function from the shared reference (the same functions
-the CPU kernels run, compiled as device functions), with the row checks of
-:mod:`numba_quant._reference.gguf_rows`: a row holding NaN or infinity is not quantized
-(status 1), a row whose float16 scale (F16/BF16: a value) came out infinite is flagged
-(status 2).  The kernels of a type are made by one factory from its row function and
-compiled on first use.  A thread keeps 2,048 floats and 2,048 int32 of scratch in local
-memory, what the largest row function (the K-quants' searches over 256 values) needs.
+Each thread runs the type's row function from the shared reference (the same functions
+the CPU kernels run, compiled as device functions) on a run of whole blocks of one row:
+one block of 256 values (the K-quants, IQ4_XS, the ternary types), 8 blocks of the
+32-value types, 256 values of F16/BF16 (``GGUF_GPU_TASK_VALUES``); every type quantizes
+each block on its own, except the legacy Q4/Q5 types with an importance matrix, whose
+weights take the whole row's mean square: those get one thread per row.  Around each run
+the row checks of :mod:`numba_quant._reference.gguf_rows`: a run holding NaN or infinity
+is not quantized, a run whose float16 scale (F16/BF16: a value) came out infinite is
+flagged; the flags of a row's runs meet in its status word (``cuda.atomic.or_``), a
+non-finite input taking precedence as on the CPU.  The kernels of a type are made by one
+factory from its row function and compiled on first use.  A thread keeps 2,048 floats and
+2,048 int32 of scratch in local memory, what the largest row function (the K-quants'
+searches over 256 values) needs.
 
 Under the CUDA simulator the kernels run as Python, one simulated thread at a time; the
 row functions they call are the compiled CPU ones, given the numpy arrays that the
@@ -20,6 +27,7 @@ from numba_quant._cuda import arrays
 from numba_quant._cuda import chunks
 from numba_quant._cuda import launch
 from numba_quant._host import checks as _checks
+from numba_quant._host import gguf_types as _types
 from numba_quant._host import tuning as _tuning
 from numba_quant._host.codes import GGUF_ROW_NONFINITE, GGUF_ROW_SCALE_OVERFLOW
 from numba_quant._host.gguf_types import GGUF_FSCRATCH, GGUF_ISCRATCH
@@ -47,6 +55,10 @@ else:
         return function
 
 
+# A row's status word: a bit per problem found in any of its runs.
+_NONFINITE_BIT = 1
+_OVERFLOW_BIT = 2
+
 _finite_row = _device_function(gguf_rows.finite_row)
 _f16_overflow = _device_function(gguf_rows.f16_overflow)
 _bf16_overflow = _device_function(gguf_rows.bf16_overflow)
@@ -59,45 +71,64 @@ def _named(function, name):
 
 
 def _quantize_kernel(name, row_function):
-    """The quantize kernel of a type: ``kernel(x, qw, has_qw, out, status, type_size,
-    fields)``, x float32 (rows, n_per_row), qw float32 (n_per_row,) (any float32 row when
-    ``has_qw`` is False), out uint8 (rows, row_size), status int8 (rows,) zeroed, fields
-    the byte offsets of the float16 fields in a block of ``type_size`` bytes."""
+    """The quantize kernel of a type: ``kernel(x, qw, out, status, type_size, fields,
+    block_values, run_blocks)``; x float32 (rows, n_per_row), qw float32 (n_per_row,)
+    importance weights (an empty array: none), out uint8 (rows, row_size), status int32
+    (rows,) zeroed, fields the byte offsets of the float16 fields in a block of
+    ``type_size`` bytes; each thread quantizes a run of ``run_blocks`` blocks of
+    ``block_values`` values."""
     quantize_row = _device_function(row_function)
     bf16 = name == "BF16"
 
-    def kernel(x, qw, has_qw, out, status, type_size, fields):
+    def kernel(x, qw, out, status, type_size, fields, block_values, run_blocks):
         fs = cuda.local.array(GGUF_FSCRATCH, float32)
         ws = cuda.local.array(GGUF_ISCRATCH, int32)
-        r = cuda.grid(1)
+        n_rows, n_per_row = x.shape
+        runs = (n_per_row // block_values + run_blocks - 1) // run_blocks
+        has_qw = qw.size > 0
+        t = cuda.grid(1)
         stride = cuda.gridsize(1)
-        while r < x.shape[0]:
-            if _finite_row(x[r]):
-                quantize_row(x[r], qw, has_qw, out[r], fs, ws)
+        while t < n_rows * runs:
+            r = t // runs
+            v0 = (t - r * runs) * run_blocks * block_values
+            v1 = min(n_per_row, v0 + run_blocks * block_values)
+            o0 = v0 // block_values * type_size
+            o1 = v1 // block_values * type_size
+            values = x[r, v0:v1]
+            if _finite_row(values):
+                weights = qw[v0:v1] if has_qw else qw
+                quantize_row(values, weights, has_qw, out[r, o0:o1], fs, ws)
                 if bf16:
-                    overflow = _bf16_overflow(out[r])
+                    overflow = _bf16_overflow(out[r, o0:o1])
                 else:
-                    overflow = _f16_overflow(out[r], type_size, fields)
+                    overflow = _f16_overflow(out[r, o0:o1], type_size, fields)
                 if overflow:
-                    status[r] = GGUF_ROW_SCALE_OVERFLOW
+                    cuda.atomic.or_(status, r, _OVERFLOW_BIT)
             else:
-                status[r] = GGUF_ROW_NONFINITE
-            r += stride
+                cuda.atomic.or_(status, r, _NONFINITE_BIT)
+            t += stride
 
     return cuda.jit(_named(kernel, f"quantize_{name.lower()}"))
 
 
 def _dequantize_kernel(name, row_function):
-    """The dequantize kernel of a type: ``kernel(data, out)``, data uint8 (rows,
-    row_size), out float32 (rows, n_per_row)."""
+    """The dequantize kernel of a type: ``kernel(data, out, block_values, type_size,
+    run_blocks)``, data uint8 (rows, row_size), out float32 (rows, n_per_row); each thread
+    a run of ``run_blocks`` blocks."""
     dequantize_row = _device_function(row_function)
 
-    def kernel(data, out):
-        r = cuda.grid(1)
+    def kernel(data, out, block_values, type_size, run_blocks):
+        n_rows, n_per_row = out.shape
+        runs = (n_per_row // block_values + run_blocks - 1) // run_blocks
+        t = cuda.grid(1)
         stride = cuda.gridsize(1)
-        while r < data.shape[0]:
-            dequantize_row(data[r], out[r])
-            r += stride
+        while t < n_rows * runs:
+            r = t // runs
+            v0 = (t - r * runs) * run_blocks * block_values
+            v1 = min(n_per_row, v0 + run_blocks * block_values)
+            dequantize_row(data[r, v0 // block_values * type_size:
+                                v1 // block_values * type_size], out[r, v0:v1])
+            t += stride
 
     return cuda.jit(_named(kernel, f"dequantize_{name.lower()}"))
 
@@ -122,6 +153,9 @@ _ROW_FUNCTIONS = {
     "Q5_K": (kq.quantize_row_q5_k, kq.dequantize_row_q5_k),
     "Q6_K": (kq.quantize_row_q6_k, kq.dequantize_row_q6_k),
 }
+
+# Values per block of each type.
+BLOCK_VALUES = {name: _types.lookup(name).block_size for name in _ROW_FUNCTIONS}
 
 # The kernels of each type: (quantize, dequantize); compiled when first launched.
 KERNELS = {name: (_quantize_kernel(name, q), _dequantize_kernel(name, d))
@@ -149,6 +183,19 @@ def _float32_rows(rows, r0, r1, bf16_bits):
     return arrays.device(chunks.converted(part, np.float32, bfloat16=bf16_bits))
 
 
+def _run_blocks(name, block_values, has_qw, n_per_row):
+    """Blocks per thread: the whole row where the quantizer reads it whole, else whole
+    blocks of about GGUF_GPU_TASK_VALUES values."""
+    if has_qw and name in gguf_rows.WHOLE_ROW_WITH_IMATRIX:
+        return n_per_row // block_values
+    return max(1, _tuning.GGUF_GPU_TASK_VALUES // block_values)
+
+
+def _launch(n_rows, n_per_row, block_values, run_blocks):
+    runs = -(-(n_per_row // block_values) // run_blocks)
+    return launch.grid(n_rows * runs)
+
+
 def quantize(name, rows, bf16_bits, qw, out, type_size, fields):
     """Quantize the 2-D device ``rows`` (from :func:`source`) to the type ``name`` into
     ``out`` (uint8 rows on the device, any GPU array kind); ``qw`` the importance weights
@@ -157,24 +204,34 @@ def quantize(name, rows, bf16_bits, qw, out, type_size, fields):
     Inputs other than float32 are converted on the device a chunk of rows
     (``DEVICE_WIDEN_CHUNK`` elements) at a time."""
     n_rows, n_per_row = rows.shape
+    block_values = BLOCK_VALUES[name]
+    run_blocks = _run_blocks(name, block_values, qw is not None, n_per_row)
     kernel = KERNELS[name][0]
     target = arrays.device(out)
-    weights = cuda.to_device(np.zeros(1, np.float32) if qw is None else qw)
-    status = cuda.to_device(np.zeros(n_rows, np.int8))
+    weights = cuda.to_device(np.zeros(0, np.float32) if qw is None else qw)
+    flags = cuda.to_device(np.zeros(n_rows, np.int32))
     fields = cuda.to_device(fields)
     convert = bf16_bits or rows.dtype != np.float32
     step = max(1, _tuning.DEVICE_WIDEN_CHUNK // n_per_row) if convert else n_rows
     for r0 in range(0, n_rows, step):
         r1 = min(n_rows, r0 + step)
-        blocks, threads = launch.grid(r1 - r0)
+        blocks, threads = _launch(r1 - r0, n_per_row, block_values, run_blocks)
         kernel[blocks, threads](_float32_rows(rows, r0, r1, bf16_bits), weights,
-                                qw is not None, target[r0:r1], status[r0:r1],
-                                type_size, fields)
-    return status.copy_to_host()
+                                target[r0:r1], flags[r0:r1], type_size, fields,
+                                block_values, run_blocks)
+    flags = flags.copy_to_host()
+    # A non-finite input first, as on the CPU (where such a row is not quantized at all).
+    return np.where(flags & _NONFINITE_BIT, GGUF_ROW_NONFINITE,
+                    np.where(flags & _OVERFLOW_BIT, GGUF_ROW_SCALE_OVERFLOW, 0)).astype(np.int8)
 
 
 def dequantize(name, data, out):
     """The float32 values of the uint8 device rows ``data`` (2-D, from :func:`source`)
     of the type ``name`` into ``out`` (any GPU array kind)."""
-    blocks, threads = launch.grid(data.shape[0])
-    KERNELS[name][1][blocks, threads](data, arrays.device(out))
+    target = arrays.device(out)
+    n_rows, n_per_row = target.shape
+    block_values = BLOCK_VALUES[name]
+    run_blocks = _run_blocks(name, block_values, False, n_per_row)
+    blocks, threads = _launch(n_rows, n_per_row, block_values, run_blocks)
+    KERNELS[name][1][blocks, threads](data, target, block_values, data.shape[1] //
+                                      (n_per_row // block_values), run_blocks)

@@ -77,6 +77,11 @@ DEVICE_WIDEN_CHUNK = 1 << 24
 # use LAUNCH above.
 FLOAT_TASK = 1 << 14
 
+# --------------------------------------------------------------------------- GGUF types
+# GPU: values per thread of the GGUF kernels, in whole blocks (one block of the K-quants
+# and IQ4_XS, 8 blocks of the 32-value types, 256 values of F16/BF16).
+GGUF_GPU_TASK_VALUES = 256
+
 # --------------------------------------------------------------------------- export
 # Weights are read, quantized and written this many float32 bytes of rows at a time
 # (export.to_compressed_tensors): what bounds the memory beyond one tensor's outputs.

@@ -10,6 +10,13 @@ from numba import njit
 
 from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 
+# The types whose quantizers read the whole row when they use an importance matrix (the
+# weights take the row's mean square, ggml's sigma2 over n_per_row): their rows cannot be
+# split into blocks quantized apart.  Every other type quantizes each block (256 values:
+# each super-block) on its own, so a row function given a run of whole blocks (and the
+# importance weights of those columns) writes those blocks' bytes.
+WHOLE_ROW_WITH_IMATRIX = ("Q4_0", "Q4_1", "Q5_0", "Q5_1")
+
 
 @njit(cache=True)
 def finite_row(x):

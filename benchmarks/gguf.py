@@ -7,6 +7,7 @@ Usage::
     NUMBA_NUM_THREADS=2 python benchmarks/gguf.py Q4_0 IQ4_XS --rows 1024
     NUMBA_NUM_THREADS=2 python benchmarks/gguf.py --dequantize
     python benchmarks/gguf.py --compile                # first-call compile time per type
+    python benchmarks/gguf.py --gpu Q4_K Q8_0          # the CUDA kernels, on a GPU
 
 A float32 weight of normal values (and a log-normal importance matrix for the types that
 use one).  ggml's C is ``ggml_quantize_chunk`` from ``libggml-base.so`` of the PyPI
@@ -19,6 +20,10 @@ Numba cache (compilation included); ``same`` says whether the bytes are equal.
 ``--compile``: for each type, a fresh process with an empty Numba cache times its first
 quantize (with an importance matrix where the type uses one) and dequantize of one row,
 then a second process the same calls served from that cache.
+``--gpu``: numba_quant on a Numba device array (kernels compiled by a first call on two
+rows, each timing ended by ``cuda.synchronize``) against ggml's C on all of Numba's CPU
+threads; ``BW`` is then a device-to-device copy of the input's bytes, and ``same``
+compares the GPU's bytes with the C's.
 """
 import argparse
 import ctypes
@@ -130,6 +135,45 @@ def best(fn, repeats):
     return min(times)
 
 
+def gpu_times(lib, pool, threads, names, x, qw, repeats):
+    """The GPU rows of the table (see ``--gpu`` in the module's docstring)."""
+    from numba import cuda
+    dx, dw = cuda.to_device(x), cuda.to_device(qw)
+    copy = cuda.device_array_like(dx)
+
+    def synced(fn):
+        def call():
+            fn()
+            cuda.synchronize()
+        return call
+
+    bw = best(synced(lambda: copy.copy_to_device(dx)), repeats)
+    device = getattr(cuda, "get_current_device", lambda: None)()   # (not in the simulator)
+    name = getattr(device, "name", b"simulator")
+    print(f"GPU {name.decode() if isinstance(name, bytes) else name}; BW (device-to-device copy of the input) {1e3 * bw:.2f} ms")
+    print(f"{'type':7} {'imatrix':7} {'first s':>8} {'C ms':>8} {'GPU ms':>8} "
+          f"{'GPU/C':>7} {'GPU/BW':>8} same")
+    for name in names:
+        for with_qw in (False, True):
+            if with_qw and name not in USES_IMATRIX:
+                continue
+            w, dwq = (qw, dw) if with_qw else (None, None)
+            lib.ggml_quantize_init(IDS[name])
+            t = time.perf_counter()
+            gguf.quantize(dx[:2], name, imatrix=dwq)
+            cuda.synchronize()
+            first = time.perf_counter() - t
+            ref = np.empty((x.shape[0], gguf.row_size(name, x.shape[1])), np.uint8)
+            t_c, t_g = [], []
+            for _ in range(repeats):  # interleaved
+                t_c.append(best(lambda: c_quantize(lib, pool, threads, name, x, w, ref), 1))
+                t_g.append(best(synced(lambda: gguf.quantize(dx, name, imatrix=dwq)), 1))
+            same = np.array_equal(gguf.quantize(dx, name, imatrix=dwq).copy_to_host(), ref)
+            tc, tg = min(t_c), min(t_g)
+            print(f"{name:7} {str(with_qw):7} {first:8.2f} {1e3 * tc:8.1f} {1e3 * tg:8.2f} "
+                  f"{tg / tc:7.3f} {tg / bw:8.1f} {same}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("types", nargs="*", help="type names (default: all numba_quant has)")
@@ -141,6 +185,8 @@ def main():
                     help="first-call compile time per type (fresh processes)")
     ap.add_argument("--keep-cache", action="store_true",
                     help="reuse the Numba cache ('first' then excludes compilation)")
+    ap.add_argument("--gpu", action="store_true",
+                    help="time the CUDA kernels on a device array against the C")
     args = ap.parse_args()
     if args.compile:
         compile_times(args.types or [t for t in IDS if t in gguf.TYPES])
@@ -151,8 +197,12 @@ def main():
     x = rng.standard_normal((args.rows, args.cols), dtype=np.float32)
     qw = rng.lognormal(0.0, 1.5, args.cols).astype(np.float32)
     names = args.types or [t for t in IDS if t in gguf.TYPES]
-    bw = best(run.bandwidth_probe(x), args.repeats)
     pool = ThreadPoolExecutor(threads)
+    if args.gpu:
+        print(f"(rows, cols) = ({args.rows}, {args.cols}) float32; C on {threads} threads")
+        gpu_times(lib, pool, threads, names, x, qw, args.repeats)
+        return
+    bw = best(run.bandwidth_probe(x), args.repeats)
     print(f"(rows, cols) = ({args.rows}, {args.cols}) float32, {threads} threads; "
           f"BW (parallel read of the input) {1e3 * bw:.1f} ms")
     print(f"{'type':7} {'imatrix':7} {'first s':>8} {'C ms':>8} {'ours ms':>8} "

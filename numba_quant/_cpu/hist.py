@@ -13,7 +13,7 @@ from numba_quant._cpu import blocks as cb
 from numba_quant._reference import hist as hist_ref
 from numba_quant._reference import select as select_ref
 from numba_quant._cpu import threads
-from numba_quant._cpu.threads import pool as threads_pool
+from numba_quant._cpu.threads import run_ranges, split
 from numba_quant._cpu.kernels import _index
 from numba_quant._cpu.signatures import Kernel
 from numba_quant._host.layout import channel_view
@@ -252,20 +252,13 @@ def select(method, counts, edges32, fraction, levels, bits, unsigned, start_bin,
            tolerance, threads):
     """Each row's chosen index by ``method`` (:data:`PERCENTILE`, :data:`ENTROPY` or
     :data:`MSE`; see :func:`select_rows`), rows split over ``threads`` threads of the
-    kept pool, this thread taking the first share itself."""
+    kept pool."""
     rows = counts.shape[0]
     index = np.empty(rows, np.int64)
     args = (method, counts, edges32, fraction, levels, bits, bool(unsigned), start_bin,
             stride, tolerance)
-    if threads == 1:
-        select_rows(*args, 0, rows, index)
-        return index
-    bounds = [rows * k // threads for k in range(threads + 1)]
-    jobs = [threads_pool(threads).submit(select_rows, *args, bounds[k], bounds[k + 1], index)
-            for k in range(1, threads)]
-    select_rows(*args, bounds[0], bounds[1], index)
-    for job in jobs:
-        job.result()
+    run_ranges(select_rows, split(rows, max(1, threads)),
+               args, (index,), workers=threads)
     return index
 
 

@@ -82,26 +82,37 @@ def pool(threads):
         return _POOL
 
 
+def split(n_items, parts):
+    """``n_items`` split into at most ``parts`` near-equal ranges ``(start, stop)``."""
+    edges = [n_items * k // parts for k in range(parts + 1)]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
 def ranges(n_items, n_elements):
     """``n_items`` split into ranges ``(start, stop)``: one where :func:`tasks` runs
     serially (or for a single item), else at most :func:`tasks`' count."""
     parallel, most = tasks(n_elements)
     if not parallel or n_items < 2:
         return [(0, n_items)]
-    count = min(n_items, most)
-    edges = [n_items * k // count for k in range(count + 1)]
-    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    return split(n_items, min(n_items, most))
+
+
+def run_ranges(kernel, parts, args_before, args_after=(), workers=None):
+    """``kernel(*args_before, start, stop, *args_after)`` for each range of ``parts`` (a
+    serial, GIL-free kernel): one range on this thread, several on the kept pool of
+    ``workers`` threads (default: Numba's thread count); the list of their results, in
+    order."""
+    if len(parts) <= 1:
+        return [kernel(*args_before, a, b, *args_after) for a, b in parts]
+    executor = pool(workers or numba.get_num_threads())
+    futures = [executor.submit(kernel, *args_before, a, b, *args_after) for a, b in parts]
+    return [f.result() for f in futures]
 
 
 def over_ranges(kernel, n_items, n_elements, args_before, args_after=()):
-    """``kernel(*args_before, start, stop, *args_after)`` for each of :func:`ranges`, on
-    the kept pool (a serial, GIL-free kernel); the list of their results, in order."""
-    parts = ranges(n_items, n_elements)
-    if len(parts) == 1:
-        return [kernel(*args_before, 0, n_items, *args_after)]
-    workers = pool(numba.get_num_threads())
-    futures = [workers.submit(kernel, *args_before, a, b, *args_after) for a, b in parts]
-    return [f.result() for f in futures]
+    """:func:`run_ranges` over :func:`ranges` of ``n_items`` items of ``n_elements``
+    elements in all."""
+    return run_ranges(kernel, ranges(n_items, n_elements), args_before, args_after)
 
 
 def one_at_a_time(parallel):

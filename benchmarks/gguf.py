@@ -16,7 +16,8 @@ called through ctypes with the rows split over the same number of threads as Num
 (as llama-quantize splits a tensor); ctypes releases the GIL during the calls.  ``BW`` is
 a parallel read of the input's bytes (``run.bandwidth_probe``).  Best of ``--repeats``
 runs, the implementations interleaved; ``first`` is numba_quant's first call in a fresh
-Numba cache (compilation included); ``same`` says whether the bytes are equal.
+Numba cache (compilation included); ``same`` says whether the bytes are equal.  Both
+sides write into an output buffer they keep (numba_quant through ``out=``).
 ``--compile``: for each type, a fresh process with an empty Numba cache times its first
 quantize (with an importance matrix where the type uses one) and dequantize of one row,
 then a second process the same calls served from that cache.
@@ -217,12 +218,12 @@ def main():
             ours = gguf.quantize(x[:2], name, imatrix=w)
             first = time.perf_counter() - t
             ref = np.empty((args.rows, gguf.row_size(name, args.cols)), np.uint8)
+            ours = np.empty_like(ref)   # (both write into a buffer they keep)
             t_c = []
             t_o = []
             for _ in range(args.repeats):  # interleaved
                 t_c.append(best(lambda: c_quantize(lib, pool, threads, name, x, w, ref), 1))
-                t_o.append(best(lambda: gguf.quantize(x, name, imatrix=w), 1))
-            ours = gguf.quantize(x, name, imatrix=w)
+                t_o.append(best(lambda: gguf.quantize(x, name, imatrix=w, out=ours), 1))
             same = np.array_equal(ours, ref)
             tc, to = min(t_c), min(t_o)
             print(f"{name:7} {str(with_qw):7} {first:8.2f} {1e3 * tc:8.1f} {1e3 * to:8.1f} "
@@ -230,14 +231,14 @@ def main():
         if args.dequantize:
             data = gguf.quantize(x, name)
             ref = np.empty_like(x)
+            ours = np.empty_like(x)
             gguf.dequantize(data[:2], name)
             t_c = []
             t_o = []
             for _ in range(args.repeats):
                 t_c.append(best(lambda: c_dequantize(lib, pool, threads, name, data, ref), 1))
-                t_o.append(best(lambda: gguf.dequantize(data, name), 1))
-            same = np.array_equal(gguf.dequantize(data, name).view(np.uint32),
-                                  ref.view(np.uint32))
+                t_o.append(best(lambda: gguf.dequantize(data, name, out=ours), 1))
+            same = np.array_equal(ours.view(np.uint32), ref.view(np.uint32))
             tc, to = min(t_c), min(t_o)
             print(f"{name:7} {'deq':7} {'':8} {1e3 * tc:8.1f} {1e3 * to:8.1f} "
                   f"{to / tc:7.2f} {to / bw:8.1f} {same}", flush=True)

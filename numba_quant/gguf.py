@@ -23,6 +23,7 @@ by chunks of whole rows on the workers.
 import numpy as np
 
 from numba_quant._dispatch import backend, is_dask
+from numba_quant._host import checks as _checks
 from numba_quant._host import gguf_types as _types
 from numba_quant._host import torch_arrays as _torch
 from numba_quant._host.codes import GGUF_ROW_NONFINITE, GGUF_ROW_OK
@@ -55,6 +56,9 @@ def row_size(qtype, n_per_row):
     ----------
     qtype : str, int or gguf.GGMLQuantizationType
         The GGUF type.
+    out : array, optional
+        Where to write the values: float32 ``(..., n_per_row)``, C-contiguous, on
+        ``data``'s device.
     n_per_row : int
         Values per row, a multiple of the type's block size.
 
@@ -113,7 +117,7 @@ def _raise_bad_row(status, r0, t, shape, origin):
                      f"non-finite values); scale the tensor down or choose another type")
 
 
-def quantize(x, qtype, *, imatrix=None):
+def quantize(x, qtype, *, imatrix=None, out=None):
     """Quantize rows of floats to a GGUF type: the bytes ggml's C library writes.
 
     Parameters
@@ -133,6 +137,10 @@ def quantize(x, qtype, *, imatrix=None):
         ``quant_weights``), on the same device as ``x``; ignored by F16, BF16, Q8_0, TQ1_0, TQ2_0 and MXFP4.
         The legacy types with an imatrix weight each value by
         ``imatrix * sqrt(mean(row**2) + x**2)``, as ggml does.
+    out : array, optional
+        Where to write the bytes: uint8 ``(..., row_size)``, C-contiguous, on ``x``'s
+        device (for example a tensor's place in a file being written).  A call that
+        raises may leave rows before the bad one written.
 
     Returns
     -------
@@ -166,9 +174,10 @@ def quantize(x, qtype, *, imatrix=None):
         from numba_quant._dask import rows as _dask_rows
         _check_float_dtype(x.dtype)
         size = _row_size_of(t, x.shape)
+        _checks.dask_no_out(out)
         return _dask_rows.by_rows(_quantize_chunk, x, size, np.uint8, t=t,
                                   qw=_checked_imatrix(imatrix, x.shape[-1]))
-    return _quantize(x, t, imatrix, ())
+    return _quantize(x, t, imatrix, (), out)
 
 
 def _check_float_dtype(dtype):
@@ -190,7 +199,23 @@ def _quantize_chunk(block, origin, t, qw):
     return _quantize(block, t, qw, origin)
 
 
-def _quantize(x, t, imatrix, origin):
+def _output(bk, like, out, shape, dtype):
+    """``(result, rows)``: the array to return (``out`` checked, or a new one) and its
+    backend view as 2-D rows."""
+    if out is None:
+        result = bk.empty(shape, dtype, like)
+        view = result
+    else:
+        _checks.output_on_input_side(backend(out) is bk)
+        view = bk.as_output(out)
+        _checks.output_matches(view.shape, view.dtype, shape, dtype)
+        _checks.c_contiguous_output(view.flags["C_CONTIGUOUS"])
+        result = out
+    rows = int(np.prod(shape[:-1], dtype=np.int64))
+    return result, view.reshape(rows, shape[-1])
+
+
+def _quantize(x, t, imatrix, origin, out=None):
     bk = backend(x, imatrix)
     a, bf16_bits = bk.gguf.source(x, "x")
     if not bf16_bits:
@@ -199,18 +224,18 @@ def _quantize(x, t, imatrix, origin):
     size = _row_size_of(t, shape)
     n_per_row = shape[-1]
     qw = _checked_imatrix(None if imatrix is None else bk.to_host(imatrix), n_per_row)
-    rows = int(np.prod(shape[:-1], dtype=np.int64))
-    out = bk.empty((rows, size), np.uint8, x)
+    result, rows_out = _output(bk, x, out, shape[:-1] + (size,), np.uint8)
+    rows = rows_out.shape[0]
     if rows:
         status = bk.gguf.quantize(t.name, a.reshape(rows, n_per_row), bf16_bits,
-                                  qw if t.uses_imatrix else None, out, t.type_size,
+                                  qw if t.uses_imatrix else None, rows_out, t.type_size,
                                   np.array(t.f16_fields, np.int64))
         if status.any():
             _raise_bad_row(status, 0, t, shape, origin)
-    return bk.wrap(out.reshape(shape[:-1] + (size,)), x)
+    return result if out is not None else bk.wrap(result, x)
 
 
-def dequantize(data, qtype):
+def dequantize(data, qtype, *, out=None):
     """The float32 values of GGUF-quantized rows, as ggml's ``to_float`` gives them.
 
     Parameters
@@ -220,6 +245,9 @@ def dequantize(data, qtype):
         by chunks of whole rows, lazily).
     qtype : str, int or gguf.GGMLQuantizationType
         The GGUF type.
+    out : array, optional
+        Where to write the values: float32 ``(..., n_per_row)``, C-contiguous, on
+        ``data``'s device.
 
     Returns
     -------
@@ -245,8 +273,9 @@ def dequantize(data, qtype):
     if is_dask(data):
         from numba_quant._dask import rows as _dask_rows
         n_per_row = _values_per_row(t, data.dtype, data.shape)
+        _checks.dask_no_out(out)
         return _dask_rows.by_rows(_dequantize_chunk, data, n_per_row, np.float32, t=t)
-    return _dequantize(data, t)
+    return _dequantize(data, t, out)
 
 
 def _values_per_row(t, dtype, shape):
@@ -267,13 +296,12 @@ def _dequantize_chunk(block, origin, t):
     return _dequantize(block, t)
 
 
-def _dequantize(data, t):
+def _dequantize(data, t, out=None):
     bk = backend(data)
     a, _ = bk.gguf.source(data, "data")
     shape = tuple(a.shape)
     n_per_row = _values_per_row(t, a.dtype, shape)
-    rows = int(np.prod(shape[:-1], dtype=np.int64))
-    out = bk.empty((rows, n_per_row), np.float32, data)
-    if rows:
-        bk.gguf.dequantize(t.name, a.reshape(rows, shape[-1]), out)
-    return bk.wrap(out.reshape(shape[:-1] + (n_per_row,)), data)
+    result, rows_out = _output(bk, data, out, shape[:-1] + (n_per_row,), np.float32)
+    if rows_out.shape[0]:
+        bk.gguf.dequantize(t.name, a.reshape(rows_out.shape[0], shape[-1]), rows_out)
+    return result if out is not None else bk.wrap(result, data)

@@ -137,6 +137,28 @@ def test_imatrix_ignored_where_ggml_ignores_it():
     assert not np.array_equal(gguf.quantize(x, "Q4_0", imatrix=w), gguf.quantize(x, "Q4_0"))
 
 
+def test_out_is_written_and_returned():
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 3, 64)).astype(np.float32)
+    out = np.full((2, 3, 48), 0xAB, np.uint8)
+    got = gguf.quantize(x, "Q5_1", out=out)
+    assert got is out
+    assert np.array_equal(out.reshape(6, 48), oracle.quantize("Q5_1", x.reshape(6, 64)))
+    values = np.full((2, 3, 64), np.nan, np.float32)
+    assert gguf.dequantize(out, "Q5_1", out=values) is values
+    assert _same_bits(values, gguf.dequantize(out, "Q5_1"))
+    with pytest.raises(ValueError, match=r"out has shape \(2, 3, 40\); expected \(2, 3, 48\)"):
+        gguf.quantize(x, "Q5_1", out=np.empty((2, 3, 40), np.uint8))
+    with pytest.raises(TypeError, match="out has dtype int8; expected uint8"):
+        gguf.quantize(x, "Q5_1", out=np.empty((2, 3, 48), np.int8))
+    with pytest.raises(ValueError, match="out must be C-contiguous"):
+        gguf.quantize(x, "Q5_1", out=np.empty((2, 3, 96), np.uint8)[..., ::2])
+    with pytest.raises(ValueError, match="out is read-only"):
+        readonly = np.empty((2, 3, 48), np.uint8)
+        readonly.flags.writeable = False
+        gguf.quantize(x, "Q5_1", out=readonly)
+
+
 # --------------------------------------------------------------------------- errors
 def test_row_length_not_a_multiple_of_the_block():
     with pytest.raises(ValueError, match=r"n_per_row = 48.*Q4_0's block size 32"):
@@ -233,6 +255,14 @@ def test_gpu_other_dtypes_shapes_and_chunks(monkeypatch):
         ref = oracle.quantize("Q5_1", xd.astype(np.float32).reshape(6, 64))
         got = gguf.quantize(cuda.to_device(xd), "Q5_1").copy_to_host()
         assert np.array_equal(got.reshape(6, 48), ref), dtype
+    out = cuda.device_array((2, 3, 48), np.uint8)
+    assert gguf.quantize(cuda.to_device(x), "Q5_1", out=out) is out
+    assert np.array_equal(out.copy_to_host().reshape(6, 48), want)
+    values = cuda.device_array((2, 3, 64), np.float32)
+    assert gguf.dequantize(out, "Q5_1", out=values) is values
+    assert _same_bits(values.copy_to_host(), gguf.dequantize(want, "Q5_1").reshape(2, 3, 64))
+    with pytest.raises(ValueError, match="out must be on the same device"):
+        gguf.quantize(cuda.to_device(x), "Q5_1", out=np.empty((2, 3, 48), np.uint8))
     strided = cuda.to_device(x)[:, ::2]
     assert np.array_equal(gguf.quantize(strided, "Q5_1").copy_to_host().reshape(-1, 48),
                           oracle.quantize("Q5_1", x[:, ::2].reshape(-1, 64)))

@@ -260,6 +260,12 @@ def outputs_overlap():
     return ValueError("out[0] and out[1] must not share memory")
 
 
+def c_contiguous_output(contiguous):
+    """An ``out`` written row after row must be C-contiguous."""
+    if not contiguous:
+        raise ValueError("out must be C-contiguous (the result is written row after row)")
+
+
 def output_on_input_side(same):
     if not same:
         raise ValueError("out must be on the same device as the input")

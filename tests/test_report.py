@@ -645,17 +645,18 @@ def test_nvfp4_recipe_uses_the_tensors_scale_in_every_chunk(monkeypatch):
         assert r.bytes == x.size // 2 + 64 * 3 + 4
 
 
-def test_gguf_recipes_match_the_gguf_oracles():
-    """The GGUF recipes against the numpy models of ggml's quantizers: the type itself,
-    llama-quantize's fallback for rows its blocks do not divide, F16 when the fallback's
-    do not either, and a type without a fallback refused for that tensor."""
+@pytest.mark.parametrize("where", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_gguf_recipes_match_the_gguf_oracles(where):
+    """The GGUF recipes against the numpy models of ggml's quantizers, on either device:
+    the type itself, llama-quantize's fallback for rows its blocks do not divide, F16 when
+    the fallback's do not either, and a type without a fallback refused for that tensor."""
     from tests import gguf_oracle, gguf_oracle_k
     x = {"w512": weights((8, 512), 61), "w96": weights((6, 96), 62),
          "w100": weights((4, 100), 63)}
     used = {("w512", "q6_k"): "Q6_K", ("w96", "q6_k"): "Q8_0", ("w100", "q6_k"): "F16",
             ("w512", "tq2_0"): "TQ2_0", ("w96", "tq2_0"): "Q4_0", ("w100", "tq2_0"): "F16",
             ("w512", "q4_0"): "Q4_0", ("w96", "q4_0"): "Q4_0"}
-    rep = nq.report(x, recipes=["q6_k", "tq2_0", "q4_0"])
+    rep = nq.report(x, recipes=["q6_k", "tq2_0", "q4_0"], device=where)
     for tensor in rep.tensors:
         for recipe, result in tensor.results.items():
             qtype = used[(tensor.name, recipe)]

@@ -15,14 +15,15 @@ fallback: their rows must be multiples of 32 (the report shows the tensor as fai
 that recipe otherwise, as llama-quantize refuses it).  Unlike llama-quantize, which keeps
 1-D tensors (norms, biases) in F32, a report applies the type to every tensor it is given.
 
-The GGUF types run on the CPU: a report on the GPU hands them the host copy of each chunk.
+A report on the GPU quantizes each chunk there; under ``nonfinite="omit"`` (where the
+chunk's NaN and infinities are set to 0 first) on the host.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from numba_quant import gguf
-from numba_quant._dispatch import to_host
+from numba_quant._dispatch import on_device, to_host
 from numba_quant.reporting.recipe_types import Recipe
 
 __all__ = ["GGUF_RECIPES", "fallback_type", "gguf_recipe"]
@@ -84,11 +85,14 @@ def gguf_recipe(name) -> Recipe:
         return int(rows * gguf.row_size(fallback_type(qtype, columns), columns))
 
     def fake_quantize(x, context):
+        used = fallback_type(qtype, x.shape[1])
+        if on_device(x) and context.nonfinite != "omit":
+            # On the GPU, as the chunk came (the report brings the values back).
+            return gguf.dequantize(gguf.quantize(x, used), used)
         dtype = x.dtype
         x = np.asarray(to_host(x), np.float32)
         if context.nonfinite == "omit" and not np.isfinite(x).all():
             x = np.where(np.isfinite(x), x, np.float32(0))
-        used = fallback_type(qtype, x.shape[1])
         xq = gguf.dequantize(gguf.quantize(x, used), used)
         return xq.astype(dtype, copy=False)
 

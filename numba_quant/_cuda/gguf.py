@@ -20,8 +20,9 @@ row functions they call are the compiled CPU ones, given the numpy arrays that t
 simulator's in-kernel arrays wrap (compiled code cannot take the simulator's objects).
 """
 import numpy as np
-from numba import cuda, float32, int32
+from numba import cuda, float32, int32, njit
 
+from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 from numba_quant._cuda import primitives as _cuda_primitives  # noqa: F401  (CUDA primitives before any kernel)
 from numba_quant._cuda import arrays
 from numba_quant._cuda import chunks
@@ -64,6 +65,21 @@ _f16_overflow = _device_function(gguf_rows.f16_overflow)
 _bf16_overflow = _device_function(gguf_rows.bf16_overflow)
 
 
+@njit(cache=True)
+def run_count(n_per_row, block_values, run_blocks):
+    """Runs of ``run_blocks`` blocks of ``block_values`` values in a row (the last run
+    may be shorter): the tasks of one row."""
+    return (n_per_row // block_values + run_blocks - 1) // run_blocks
+
+
+@njit(cache=True)
+def run_of(t, runs, run_blocks, block_values, n_per_row):
+    """Task ``t``'s row and its values ``[v0, v1)``, ``runs`` tasks per row."""
+    r = t // runs
+    v0 = (t - r * runs) * run_blocks * block_values
+    return r, v0, min(n_per_row, v0 + run_blocks * block_values)
+
+
 def _named(function, name):
     # Each type's kernel under a name of its own (in profiles and tools/check_ptx.py).
     function.__name__ = function.__qualname__ = name
@@ -84,14 +100,12 @@ def _quantize_kernel(name, row_function):
         fs = cuda.local.array(GGUF_FSCRATCH, float32)
         ws = cuda.local.array(GGUF_ISCRATCH, int32)
         n_rows, n_per_row = x.shape
-        runs = (n_per_row // block_values + run_blocks - 1) // run_blocks
+        runs = run_count(n_per_row, block_values, run_blocks)
         has_qw = qw.size > 0
         t = cuda.grid(1)
         stride = cuda.gridsize(1)
         while t < n_rows * runs:
-            r = t // runs
-            v0 = (t - r * runs) * run_blocks * block_values
-            v1 = min(n_per_row, v0 + run_blocks * block_values)
+            r, v0, v1 = run_of(t, runs, run_blocks, block_values, n_per_row)
             o0 = v0 // block_values * type_size
             o1 = v1 // block_values * type_size
             values = x[r, v0:v1]
@@ -119,13 +133,11 @@ def _dequantize_kernel(name, row_function):
 
     def kernel(data, out, block_values, type_size, run_blocks):
         n_rows, n_per_row = out.shape
-        runs = (n_per_row // block_values + run_blocks - 1) // run_blocks
+        runs = run_count(n_per_row, block_values, run_blocks)
         t = cuda.grid(1)
         stride = cuda.gridsize(1)
         while t < n_rows * runs:
-            r = t // runs
-            v0 = (t - r * runs) * run_blocks * block_values
-            v1 = min(n_per_row, v0 + run_blocks * block_values)
+            r, v0, v1 = run_of(t, runs, run_blocks, block_values, n_per_row)
             dequantize_row(data[r, v0 // block_values * type_size:
                                 v1 // block_values * type_size], out[r, v0:v1])
             t += stride
@@ -192,8 +204,7 @@ def _run_blocks(name, block_values, has_qw, n_per_row):
 
 
 def _launch(n_rows, n_per_row, block_values, run_blocks):
-    runs = -(-(n_per_row // block_values) // run_blocks)
-    return launch.grid(n_rows * runs)
+    return launch.grid(n_rows * run_count(n_per_row, block_values, run_blocks))
 
 
 def quantize(name, rows, bf16_bits, qw, out, type_size, fields):

@@ -470,17 +470,49 @@ def make_qx_quants_lanes(nl, n, nmax, xt, wt, Lt, scales, fscratch, take):
                 Lt[i * nl + j] = 0
 
 
+# The lane functions below sum a lane at a time below this many lanes (8 lanes of
+# interleaved sums do not vectorise, and their sums then go through memory), all lanes
+# at once from it (16 lanes fill the vector units); the sums are the same either way.
+_LANE_WISE_BELOW = 16
+
+
 @njit(cache=True, error_model="numpy")
 def _lane_error(nl, n, xt, wt, Lt, scale, vmin, use_mad, err):
-    # Weighted error of scale * L + vmin against x, per lane, in element order.
-    for j in range(nl):
-        err[j] = _F0
-    for i in range(n):
+    # Weighted error of scale * L + vmin against x, per lane, in element order (all
+    # lanes at once from _LANE_WISE_BELOW lanes, else a lane at a time: the same sums).
+    if nl >= _LANE_WISE_BELOW:
         for j in range(nl):
+            err[j] = _F0
+        for i in range(n):
+            for j in range(nl):
+                k = i * nl + j
+                err[j] = err[j] + _weighted_error(scale[j], vmin[j], Lt[k], xt[k], wt[k],
+                                                  use_mad)
+        return
+    for j in range(nl):
+        s = scale[j]
+        low = vmin[j]
+        e = _F0
+        for i in range(n):
             k = i * nl + j
-            diff = (mul_rn(scale[j], np.float32(Lt[k])) + vmin[j]) - xt[k]
-            diff = abs(diff) if use_mad else mul_rn(diff, diff)
-            err[j] = err[j] + mul_rn(wt[k], diff)
+            e = e + _weighted_error(s, low, Lt[k], xt[k], wt[k], use_mad)
+        err[j] = e
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _weighted_error(scale, vmin, l, x, w, use_mad):
+    diff = (mul_rn(scale, np.float32(l)) + vmin) - x
+    diff = abs(diff) if use_mad else mul_rn(diff, diff)
+    return mul_rn(w, diff)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _qkx_code(isc, x, vmin, nmax, guarded):
+    # One trial code of make_qkx_lanes' search.
+    v = mul_rn(isc, x - vmin)
+    if guarded:
+        return nearest_int(min(v, np.float32(nmax))) if v > _F0 else 0
+    return _clamp(nearest_int(v), 0, nmax)
 
 
 @njit(cache=True, error_model="numpy")
@@ -542,23 +574,41 @@ def make_qkx_lanes(nl, n, nmax, xt, wt, Lt, Laux, scales, mins, fscratch, flags,
         num = (rmin + mul_rn(rdelta, np.float32(step))) + np.float32(nmax)
         for j in range(nl):
             isc[j] = num / (vmax[j] - vmin[j])
-            sl[j] = _F0
-            sl2[j] = _F0
-            sxl[j] = _F0
-        for i in range(n):
+        if nl >= _LANE_WISE_BELOW:
+            # All lanes at once: 16 lanes of float32 fill the vector units.
             for j in range(nl):
-                k = i * nl + j
-                v = mul_rn(isc[j], xt[k] - vmin[j])
-                if guarded:
-                    l = nearest_int(min(v, np.float32(nmax))) if v > _F0 else 0
-                else:
-                    l = _clamp(nearest_int(v), 0, nmax)
-                Laux[k] = l
-                fl = np.float32(l)
-                wl = mul_rn(wt[k], fl)
-                sl[j] = sl[j] + wl
-                sl2[j] = sl2[j] + mul_rn(wl, fl)
-                sxl[j] = sxl[j] + mul_rn(wl, xt[k])
+                sl[j] = _F0
+                sl2[j] = _F0
+                sxl[j] = _F0
+            for i in range(n):
+                for j in range(nl):
+                    l = _qkx_code(isc[j], xt[i * nl + j], vmin[j], nmax, guarded)
+                    Laux[i * nl + j] = l
+                    fl = np.float32(l)
+                    wl = mul_rn(wt[i * nl + j], fl)
+                    sl[j] = sl[j] + wl
+                    sl2[j] = sl2[j] + mul_rn(wl, fl)
+                    sxl[j] = sxl[j] + mul_rn(wl, xt[i * nl + j])
+        else:
+            # A lane at a time (8 lanes do not vectorise): its sums stay in registers.
+            # The same sums in the same order per lane.
+            for j in range(nl):
+                inv = isc[j]
+                low = vmin[j]
+                a = _F0
+                b = _F0
+                c = _F0
+                for i in range(n):
+                    l = _qkx_code(inv, xt[i * nl + j], low, nmax, guarded)
+                    Laux[i * nl + j] = l
+                    fl = np.float32(l)
+                    wl = mul_rn(wt[i * nl + j], fl)
+                    a = a + wl
+                    b = b + mul_rn(wl, fl)
+                    c = c + mul_rn(wl, xt[i * nl + j])
+                sl[j] = a
+                sl2[j] = b
+                sxl[j] = c
         for j in range(nl):
             D = mul_rn(sum_w[j], sl2[j]) - mul_rn(sl[j], sl[j])
             take[j] = 1 if (D > _F0 and flat[j] == 0) else 0

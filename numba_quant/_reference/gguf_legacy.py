@@ -284,13 +284,14 @@ def quantize_row_q8_0(x, qw, has_qw, out, fscratch, iscratch):
 
 @njit(cache=True, inline="always")
 def dequantize_row_q8_0(data, out):
+    # (the block's codes and values as views indexed from 0: no negative-index check
+    # in the inner loop, which then vectorises)
     for ib in range(out.size // 32):
-        o = ib * 34
-        d = load_f16(data, o)
+        d = load_f16(data, ib * 34)
+        codes = data[ib * 34 + 2:ib * 34 + 34]
+        values = out[ib * 32:ib * 32 + 32]
         for j in range(32):
-            q = np.int32(data[o + 2 + j])
-            q = q - 256 if q > 127 else q
-            out[ib * 32 + j] = np.float32(q) * d
+            values[j] = np.float32(np.int8(codes[j])) * d
 
 
 # --------------------------------------------------------------------------- Q4_0
@@ -372,12 +373,13 @@ def quantize_row_q4_0(x, qw, has_qw, out, fscratch, iscratch):
 @njit(cache=True, inline="always")
 def dequantize_row_q4_0(data, out):
     for ib in range(out.size // 32):
-        o = ib * 18
-        d = load_f16(data, o)
+        d = load_f16(data, ib * 18)
+        codes = data[ib * 18 + 2:ib * 18 + 18]
+        values = out[ib * 32:ib * 32 + 32]
         for j in range(16):
-            b = np.int32(data[o + 2 + j])
-            out[ib * 32 + j] = np.float32((b & 15) - 8) * d
-            out[ib * 32 + 16 + j] = np.float32((b >> 4) - 8) * d
+            b = np.int32(codes[j])
+            values[j] = np.float32((b & 15) - 8) * d
+            values[16 + j] = np.float32((b >> 4) - 8) * d
 
 
 # --------------------------------------------------------------------------- Q4_1
@@ -418,13 +420,14 @@ def quantize_row_q4_1(x, qw, has_qw, out, fscratch, iscratch):
 @njit(cache=True, inline="always")
 def dequantize_row_q4_1(data, out):
     for ib in range(out.size // 32):
-        o = ib * 20
-        d = load_f16(data, o)
-        m = load_f16(data, o + 2)
+        d = load_f16(data, ib * 20)
+        m = load_f16(data, ib * 20 + 2)
+        codes = data[ib * 20 + 4:ib * 20 + 20]
+        values = out[ib * 32:ib * 32 + 32]
         for j in range(16):
-            b = np.int32(data[o + 4 + j])
-            out[ib * 32 + j] = mul_rn(np.float32(b & 15), d) + m
-            out[ib * 32 + 16 + j] = mul_rn(np.float32(b >> 4), d) + m
+            b = np.int32(codes[j])
+            values[j] = mul_rn(np.float32(b & 15), d) + m
+            values[16 + j] = mul_rn(np.float32(b >> 4), d) + m
 
 
 # --------------------------------------------------------------------------- Q5_0 / Q5_1

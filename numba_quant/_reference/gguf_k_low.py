@@ -138,7 +138,7 @@ def qkx_sub_blocks(x, w, nl, nmax, rmin, rdelta, nstep, use_mad, guarded, fscrat
                    iscratch[I_LT:I_LT + QK_K], iscratch[I_LAUXT:I_LAUXT + QK_K],
                    fscratch[F_SCALES:F_SCALES + nl], fscratch[F_MINS:F_MINS + nl],
                    fscratch[F_LANES:F_LANES + 13 * nl], iscratch[I_TAKE:I_TAKE + 2 * nl],
-                   rmin, rdelta, nstep, use_mad, guarded)
+                   rmin, rdelta, nstep, use_mad, guarded, nl < 16)
     _codes_from_lanes(nl, n, iscratch)
 
 

@@ -470,17 +470,11 @@ def make_qx_quants_lanes(nl, n, nmax, xt, wt, Lt, scales, fscratch, take):
                 Lt[i * nl + j] = 0
 
 
-# The lane functions below sum a lane at a time below this many lanes (8 lanes of
-# interleaved sums do not vectorise, and their sums then go through memory), all lanes
-# at once from it (16 lanes fill the vector units); the sums are the same either way.
-_LANE_WISE_BELOW = 16
-
-
 @njit(cache=True, error_model="numpy")
-def _lane_error(nl, n, xt, wt, Lt, scale, vmin, use_mad, err):
+def _lane_error(nl, n, xt, wt, Lt, scale, vmin, use_mad, err, by_lane):
     # Weighted error of scale * L + vmin against x, per lane, in element order (all
-    # lanes at once from _LANE_WISE_BELOW lanes, else a lane at a time: the same sums).
-    if nl >= _LANE_WISE_BELOW:
+    # lanes at once, or with ``by_lane`` a lane at a time: the same sums).
+    if not by_lane:
         for j in range(nl):
             err[j] = _F0
         for i in range(n):
@@ -517,7 +511,7 @@ def _qkx_code(isc, x, vmin, nmax, guarded):
 
 @njit(cache=True, error_model="numpy")
 def make_qkx_lanes(nl, n, nmax, xt, wt, Lt, Laux, scales, mins, fscratch, flags, rmin,
-                   rdelta, nstep, use_mad, guarded):
+                   rdelta, nstep, use_mad, guarded, by_lane):
     """:func:`make_qkx2_quants` (``guarded`` False) or :func:`make_qkx3_quants` with
     weights (``guarded`` True) for ``nl`` groups of ``n`` at once, bit for bit the same
     per group.
@@ -526,6 +520,10 @@ def make_qkx_lanes(nl, n, nmax, xt, wt, Lt, Laux, scales, mins, fscratch, flags,
     ``[i * nl + j]``); ``Lt`` receives the codes in that layout (``Laux``: the same
     size, scratch); ``scales[j]`` and ``mins[j]`` (ggml's ``*the_min``) each group's fit.
     ``fscratch``: at least ``13 * nl`` floats; ``flags``: ``2 * nl`` integers.
+    ``by_lane``: sum a lane at a time, in registers (faster for the K-quants' 8 lanes, a
+    compile-time count whose interleaved sums do not vectorise and go through memory),
+    else all lanes at once (faster for 16 lanes, and for a lane count known only at run
+    time, which the loop vectoriser handles); the sums are the same either way.
     """
     rmin = np.float32(rmin)
     rdelta = np.float32(rdelta)
@@ -569,13 +567,13 @@ def make_qkx_lanes(nl, n, nmax, xt, wt, Lt, Laux, scales, mins, fscratch, flags,
         for j in range(nl):
             k = i * nl + j
             Lt[k] = _clamp(nearest_int(mul_rn(isc[j], xt[k] - vmin[j])), 0, nmax)
-    _lane_error(nl, n, xt, wt, Lt, scales, vmin, use_mad, best)
+    _lane_error(nl, n, xt, wt, Lt, scales, vmin, use_mad, best, by_lane)
     for step in range(nstep + 1 if nstep >= 1 else 0):
         num = (rmin + mul_rn(rdelta, np.float32(step))) + np.float32(nmax)
         for j in range(nl):
             isc[j] = num / (vmax[j] - vmin[j])
-        if nl >= _LANE_WISE_BELOW:
-            # All lanes at once: 16 lanes of float32 fill the vector units.
+        if not by_lane:
+            # All lanes at once: the loop over lanes vectorises.
             for j in range(nl):
                 sl[j] = _F0
                 sl2[j] = _F0
@@ -590,8 +588,8 @@ def make_qkx_lanes(nl, n, nmax, xt, wt, Lt, Laux, scales, mins, fscratch, flags,
                     sl2[j] = sl2[j] + mul_rn(wl, fl)
                     sxl[j] = sxl[j] + mul_rn(wl, xt[i * nl + j])
         else:
-            # A lane at a time (8 lanes do not vectorise): its sums stay in registers.
-            # The same sums in the same order per lane.
+            # A lane at a time: its sums stay in registers; the same sums in the same
+            # order per lane.
             for j in range(nl):
                 inv = isc[j]
                 low = vmin[j]
@@ -617,7 +615,7 @@ def make_qkx_lanes(nl, n, nmax, xt, wt, Lt, Laux, scales, mins, fscratch, flags,
             if tm[j] > _F0:
                 tm[j] = _F0
                 ts[j] = sxl[j] / sl2[j]
-        _lane_error(nl, n, xt, wt, Laux, ts, tm, use_mad, err)
+        _lane_error(nl, n, xt, wt, Laux, ts, tm, use_mad, err, by_lane)
         any_better = False
         for j in range(nl):
             if take[j] != 0 and err[j] < best[j]:

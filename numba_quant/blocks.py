@@ -78,10 +78,7 @@ def _output(ops, out, shape, dtype, like, name="out"):
     if out is None:
         return ops.empty(shape, dtype, like)
     view = ops.as_output(out)
-    if tuple(view.shape) != tuple(shape):
-        raise ValueError(f"{name} has shape {tuple(view.shape)}; expected {tuple(shape)}")
-    if view.dtype != dtype:
-        raise TypeError(f"{name} has dtype {view.dtype}; expected {np.dtype(dtype)}")
+    _checks.output_matches(view.shape, view.dtype, shape, dtype, name)
     return out
 
 

@@ -206,9 +206,7 @@ def _output(bk, like, out, shape, dtype):
         result = bk.empty(shape, dtype, like)
         view = result
     else:
-        _checks.output_on_input_side(backend(out) is bk)
-        view = bk.as_output(out)
-        _checks.output_matches(view.shape, view.dtype, shape, dtype)
+        view = bk.output_view(out, shape, dtype)
         _checks.c_contiguous_output(view.flags["C_CONTIGUOUS"])
         result = out
     rows = int(np.prod(shape[:-1], dtype=np.int64))

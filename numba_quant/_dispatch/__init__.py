@@ -64,6 +64,15 @@ class Backend:
             return module
         raise AttributeError(name)
 
+    def output_view(self, out, shape, dtype, name="out"):
+        """A caller's ``out`` checked (on this backend's device, writable, of ``shape``
+        and ``dtype``: the one sequence of these checks) and its view as the kernels
+        take it."""
+        _checks.output_on_input_side(backend(out) is self)
+        view = self.as_output(out)
+        _checks.output_matches(view.shape, view.dtype, shape, dtype, name)
+        return view
+
     def host_result(self, a, like, element=None):
         """A result computed on the host (small: parameters, histogram answers) as the
         caller's kind of array, on the caller's device."""

@@ -9,9 +9,10 @@ separate function, then the kernel around it, each optimizing the whole row func
 again): the first call of a type compiles in about half the time, and runs as fast.
 The row functions are ``inline="always"`` for the same reason (compiled once, inside
 the kernel), so each kernel has its row function's ``error_model`` (the K-quants'
-``"numpy"``: a float division by zero gives inf or NaN, as in C).  The quantize kernels also flag, per row, a non-finite input (status
-1, the row is then not quantized) and a float16 scale that came out infinite (status 2):
-ggml writes such rows silently; the public module refuses them.
+``"numpy"``: a float division by zero gives inf or NaN, as in C).  The quantize kernels
+also flag, per row, a non-finite input (status 1, the row is then not quantized) and a
+float16 scale that came out infinite (status 2): ggml writes such rows silently; the
+public module refuses them.
 """
 import numpy as np
 from numba import njit

@@ -166,9 +166,6 @@ _ROW_FUNCTIONS = {
     "Q6_K": (kq.quantize_row_q6_k, kq.dequantize_row_q6_k),
 }
 
-# Values per block of each type.
-BLOCK_VALUES = {name: _types.lookup(name).block_size for name in _ROW_FUNCTIONS}
-
 # The kernels of each type: (quantize, dequantize); compiled when first launched.
 KERNELS = {name: (_quantize_kernel(name, q), _dequantize_kernel(name, d))
            for name, (q, d) in _ROW_FUNCTIONS.items()}
@@ -215,7 +212,7 @@ def quantize(name, rows, bf16_bits, qw, out, type_size, fields):
     Inputs other than float32 are converted on the device a chunk of rows
     (``DEVICE_WIDEN_CHUNK`` elements) at a time."""
     n_rows, n_per_row = rows.shape
-    block_values = BLOCK_VALUES[name]
+    block_values = _types.lookup(name).block_size
     run_blocks = _run_blocks(name, block_values, qw is not None, n_per_row)
     kernel = KERNELS[name][0]
     target = arrays.device(out)
@@ -239,10 +236,9 @@ def quantize(name, rows, bf16_bits, qw, out, type_size, fields):
 def dequantize(name, data, out):
     """The float32 values of the uint8 device rows ``data`` (2-D, from :func:`source`)
     of the type ``name`` into ``out`` (any GPU array kind)."""
+    t = _types.lookup(name)
     target = arrays.device(out)
     n_rows, n_per_row = target.shape
-    block_values = BLOCK_VALUES[name]
-    run_blocks = _run_blocks(name, block_values, False, n_per_row)
-    blocks, threads = _launch(n_rows, n_per_row, block_values, run_blocks)
-    KERNELS[name][1][blocks, threads](data, target, block_values, data.shape[1] //
-                                      (n_per_row // block_values), run_blocks)
+    run_blocks = _run_blocks(name, t.block_size, False, n_per_row)
+    blocks, threads = _launch(n_rows, n_per_row, t.block_size, run_blocks)
+    KERNELS[name][1][blocks, threads](data, target, t.block_size, t.type_size, run_blocks)

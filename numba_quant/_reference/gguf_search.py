@@ -501,12 +501,17 @@ def _weighted_error(scale, vmin, l, x, w, use_mad):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _qkx_code(isc, x, vmin, nmax, guarded):
-    # One trial code of make_qkx_lanes' search.
+def _qkx_trial(isc, x, w, vmin, nmax, guarded):
+    # One value's trial code in make_qkx_lanes' search and its terms of the three sums:
+    # (code, w*l, w*l*l, w*l*x).
     v = mul_rn(isc, x - vmin)
     if guarded:
-        return nearest_int(min(v, np.float32(nmax))) if v > _F0 else 0
-    return _clamp(nearest_int(v), 0, nmax)
+        l = nearest_int(min(v, np.float32(nmax))) if v > _F0 else 0
+    else:
+        l = _clamp(nearest_int(v), 0, nmax)
+    fl = np.float32(l)
+    wl = mul_rn(w, fl)
+    return l, wl, mul_rn(wl, fl), mul_rn(wl, x)
 
 
 @njit(cache=True, error_model="numpy")
@@ -580,13 +585,12 @@ def make_qkx_lanes(nl, n, nmax, xt, wt, Lt, Laux, scales, mins, fscratch, flags,
                 sxl[j] = _F0
             for i in range(n):
                 for j in range(nl):
-                    l = _qkx_code(isc[j], xt[i * nl + j], vmin[j], nmax, guarded)
-                    Laux[i * nl + j] = l
-                    fl = np.float32(l)
-                    wl = mul_rn(wt[i * nl + j], fl)
+                    k = i * nl + j
+                    Laux[k], wl, wl2, wlx = _qkx_trial(isc[j], xt[k], wt[k], vmin[j],
+                                                      nmax, guarded)
                     sl[j] = sl[j] + wl
-                    sl2[j] = sl2[j] + mul_rn(wl, fl)
-                    sxl[j] = sxl[j] + mul_rn(wl, xt[i * nl + j])
+                    sl2[j] = sl2[j] + wl2
+                    sxl[j] = sxl[j] + wlx
         else:
             # A lane at a time: its sums stay in registers; the same sums in the same
             # order per lane.
@@ -597,13 +601,12 @@ def make_qkx_lanes(nl, n, nmax, xt, wt, Lt, Laux, scales, mins, fscratch, flags,
                 b = _F0
                 c = _F0
                 for i in range(n):
-                    l = _qkx_code(inv, xt[i * nl + j], low, nmax, guarded)
-                    Laux[i * nl + j] = l
-                    fl = np.float32(l)
-                    wl = mul_rn(wt[i * nl + j], fl)
+                    k = i * nl + j
+                    Laux[k], wl, wl2, wlx = _qkx_trial(inv, xt[k], wt[k], low, nmax,
+                                                      guarded)
                     a = a + wl
-                    b = b + mul_rn(wl, fl)
-                    c = c + mul_rn(wl, xt[i * nl + j])
+                    b = b + wl2
+                    c = c + wlx
                 sl[j] = a
                 sl2[j] = b
                 sxl[j] = c

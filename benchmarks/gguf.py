@@ -136,6 +136,17 @@ def best(fn, repeats):
     return min(times)
 
 
+def _cases(lib, names, label):
+    """Print the table's header (``label``: whose times); yield each type with its
+    importance-matrix settings (without, and with where the type uses one), ggml's
+    tables initialised for it."""
+    print(f"{'type':7} {'imatrix':7} {'first s':>8} {'C ms':>8} {label + ' ms':>8} "
+          f"{label + '/C':>7} {label + '/BW':>8} same")
+    for name in names:
+        lib.ggml_quantize_init(IDS[name])
+        yield name, ((False, True) if name in USES_IMATRIX else (False,))
+
+
 def gpu_times(lib, pool, threads, names, x, qw, repeats):
     """The GPU rows of the table (see ``--gpu`` in the module's docstring)."""
     from numba import cuda
@@ -151,15 +162,11 @@ def gpu_times(lib, pool, threads, names, x, qw, repeats):
     bw = best(synced(lambda: copy.copy_to_device(dx)), repeats)
     device = getattr(cuda, "get_current_device", lambda: None)()   # (not in the simulator)
     name = getattr(device, "name", b"simulator")
-    print(f"GPU {name.decode() if isinstance(name, bytes) else name}; BW (device-to-device copy of the input) {1e3 * bw:.2f} ms")
-    print(f"{'type':7} {'imatrix':7} {'first s':>8} {'C ms':>8} {'GPU ms':>8} "
-          f"{'GPU/C':>7} {'GPU/BW':>8} same")
-    for name in names:
-        for with_qw in (False, True):
-            if with_qw and name not in USES_IMATRIX:
-                continue
+    name = name.decode() if isinstance(name, bytes) else name
+    print(f"GPU {name}; BW (device-to-device copy of the input) {1e3 * bw:.2f} ms")
+    for name, settings in _cases(lib, names, "GPU"):
+        for with_qw in settings:
             w, dwq = (qw, dw) if with_qw else (None, None)
-            lib.ggml_quantize_init(IDS[name])
             t = time.perf_counter()
             gguf.quantize(dx[:2], name, imatrix=dwq)
             cuda.synchronize()
@@ -206,14 +213,9 @@ def main():
     bw = best(run.bandwidth_probe(x), args.repeats)
     print(f"(rows, cols) = ({args.rows}, {args.cols}) float32, {threads} threads; "
           f"BW (parallel read of the input) {1e3 * bw:.1f} ms")
-    print(f"{'type':7} {'imatrix':7} {'first s':>8} {'C ms':>8} {'ours ms':>8} "
-          f"{'ours/C':>7} {'ours/BW':>8} same")
-    for name in names:
-        for with_qw in (False, True):
-            if with_qw and name not in USES_IMATRIX:
-                continue
+    for name, settings in _cases(lib, names, "ours"):
+        for with_qw in settings:
             w = qw if with_qw else None
-            lib.ggml_quantize_init(IDS[name])
             t = time.perf_counter()
             ours = gguf.quantize(x[:2], name, imatrix=w)
             first = time.perf_counter() - t

@@ -1,11 +1,15 @@
-"""``numba-quant quantize MODEL_DIR OUT_DIR --scheme SCHEME``: the command behind
-:func:`numba_quant.export.to_compressed_tensors`.
+"""``numba-quant quantize``: the command behind :mod:`numba_quant.export`.
+
+* ``numba-quant quantize MODEL_DIR OUT_DIR --scheme SCHEME``: a Hugging Face model
+  directory to compressed-tensors (:func:`~numba_quant.export.to_compressed_tensors`);
+* ``numba-quant quantize IN.gguf OUT.gguf --type TYPE``: a GGUF file to one of
+  llama-quantize's file types (:func:`~numba_quant.export.to_gguf`).
 
 Prints the table of what was written (per quantized weight: bytes in and out, bits per
 weight, SQNR measured from the written bytes) and the totals; ``--json`` prints it as
 JSON instead, ``-o FILE`` also saves it (JSON for ``.json``, text otherwise).  Bad input
 ends with one line on stderr naming the file or tensor and exit status 1 (2 for a usage
-error), with nothing left at OUT_DIR.
+error), with nothing left at the output path.
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from pathlib import Path
 from numba_quant.reporting.checkpoint import CheckpointError
 from numba_quant.export import ExportError, OutputExistsError, to_compressed_tensors
 from numba_quant.export.compressed_tensors import SCHEMES
+from numba_quant.export.gguf_file import to_gguf
+from numba_quant.export.gguf_rules import FILE_TYPES
 
 __all__ = ["main", "build_parser"]
 
@@ -23,13 +29,35 @@ __all__ = ["main", "build_parser"]
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="numba-quant quantize",
-        description="Write a Hugging Face model directory quantized to compressed-tensors "
-                    "(byte for byte llmcompressor 0.14's data-free oneshot).")
-    p.add_argument("model_dir", metavar="MODEL_DIR",
-                   help="a model directory: config.json and .safetensors weights")
-    p.add_argument("out_dir", metavar="OUT_DIR", help="the directory to write")
-    p.add_argument("--scheme", required=True, metavar="SCHEME", type=str.upper,
-                   choices=list(SCHEMES), help="one of " + ", ".join(SCHEMES))
+        description="Write a quantized model: a Hugging Face model directory to "
+                    "compressed-tensors with --scheme (byte for byte llmcompressor 0.14's "
+                    "data-free oneshot), or a GGUF file to one of llama-quantize's file "
+                    "types with --type (byte for byte llama-quantize's file).")
+    p.add_argument("model_dir", metavar="INPUT",
+                   help="a model directory (config.json and .safetensors weights) or a "
+                        "GGUF file of F32/F16/BF16 tensors")
+    p.add_argument("out_dir", metavar="OUTPUT", help="the directory or GGUF file to write")
+    p.add_argument("--scheme", metavar="SCHEME", type=str.upper, choices=list(SCHEMES),
+                   help="compressed-tensors: one of " + ", ".join(SCHEMES))
+    g = p.add_argument_group("GGUF (llama-quantize's options)")
+    g.add_argument("--type", dest="file_type", metavar="TYPE", type=str.upper,
+                   help="the file type: " + ", ".join(FILE_TYPES)
+                        + " (Q3_K, Q4_K, Q5_K mean their _M mixes)")
+    g.add_argument("--imatrix", metavar="FILE",
+                   help="llama-imatrix's importance matrix (GGUF or legacy .dat)")
+    g.add_argument("--tensor-type", action="append", default=[], metavar="REGEX=TYPE",
+                   help="the type of the tensors whose name matches REGEX (the first "
+                        "match wins; repeatable)")
+    g.add_argument("--output-tensor-type", metavar="TYPE", help="the type of output.weight")
+    g.add_argument("--token-embedding-type", metavar="TYPE",
+                   help="the type of token_embd.weight")
+    g.add_argument("--pure", action="store_true",
+                   help="the file type's own type for every converted tensor (no mixture)")
+    g.add_argument("--leave-output-tensor", action="store_true",
+                   help="copy output.weight unquantized")
+    g.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads (default: all)")
+    g.add_argument("--gpu", action="store_true", help="quantize on the CUDA GPU")
     p.add_argument("--ignore", action="append", default=[], metavar="NAME_OR_REGEX",
                    help="a Linear module to leave unquantized: its name, re:REGEX "
                         "(matched at the start of module names) or a class name "
@@ -52,10 +80,13 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    if (args.scheme is None) == (args.file_type is None):
+        parser.print_usage(sys.stderr)
+        print("numba-quant quantize: error: give --scheme SCHEME (a model directory to "
+              "compressed-tensors) or --type TYPE (a GGUF file)", file=sys.stderr)
+        return 2
     try:
-        rep = to_compressed_tensors(args.model_dir, args.out_dir, args.scheme,
-                                    ignore=args.ignore, targets=args.targets,
-                                    force=args.force)
+        rep = _gguf(args) if args.file_type else _compressed(args)
     except (ExportError, CheckpointError, OutputExistsError, ValueError, OSError) as exc:
         print(f"numba-quant quantize: error: {exc}", file=sys.stderr)
         return 1
@@ -71,6 +102,33 @@ def main(argv=None) -> int:
                   f"{exc.strerror or exc}", file=sys.stderr)
             return 1
     return 0
+
+
+def _compressed(args):
+    if Path(args.model_dir).is_file():
+        raise ExportError(f"{args.model_dir}: --scheme takes a model directory; a GGUF "
+                          "file takes --type TYPE")
+    return to_compressed_tensors(args.model_dir, args.out_dir, args.scheme,
+                                 ignore=args.ignore, targets=args.targets,
+                                 force=args.force)
+
+
+def _gguf(args):
+    if args.ignore or args.targets:
+        raise ExportError("--ignore and --targets are compressed-tensors options; a GGUF "
+                          "file takes --tensor-type REGEX=TYPE")
+    if args.threads is not None:
+        import numba
+        if not 1 <= args.threads <= numba.config.NUMBA_NUM_THREADS:
+            raise ValueError(f"--threads {args.threads}: expected 1 to "
+                             f"{numba.config.NUMBA_NUM_THREADS}")
+        numba.set_num_threads(args.threads)
+    return to_gguf(args.model_dir, args.out_dir, args.file_type, imatrix=args.imatrix,
+                   tensor_types=args.tensor_type,
+                   output_tensor_type=args.output_tensor_type,
+                   token_embedding_type=args.token_embedding_type, pure=args.pure,
+                   leave_output_tensor=args.leave_output_tensor, force=args.force,
+                   device="gpu" if args.gpu else "cpu")
 
 
 if __name__ == "__main__":

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TensorSpec", "SafetensorsWriter", "staged_directory", "OutputExistsError",
-           "DTYPE_CODES"]
+__all__ = ["TensorSpec", "SafetensorsWriter", "staged_directory", "staged_file",
+           "OutputExistsError", "DTYPE_CODES"]
 
 #: storage dtype name -> (safetensors code, bytes per element)
 DTYPE_CODES = {
@@ -224,4 +224,28 @@ def staged_directory(out_dir, force=False):
             os.rename(stage, out_dir)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def staged_file(path, force=False):
+    """A temporary file name next to ``path``, renamed to ``path`` when the ``with``
+    block succeeds; removed on any error.  An existing ``path`` is refused unless
+    ``force`` (then replaced only once the new file is complete)."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path}: the output exists (use force=True / --force "
+                                "to replace it)")
+    if path.is_dir():
+        raise OutputExistsError(f"{path}: is a directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial",
+                                dir=path.parent)
+    os.close(fd)
+    stage = Path(name)
+    try:
+        yield stage
+        os.replace(stage, path)
+    except BaseException:
+        stage.unlink(missing_ok=True)
         raise

@@ -7,13 +7,14 @@ quantizers, without an importance matrix.  The bytes are ggml's block sizes, so 
 per weight are the type's own (``q4_k`` 4.5, ``q6_k`` 6.5625, ``q8_0`` 8.5).
 
 A row whose length is not a whole number of the type's blocks gets the type
-llama-quantize falls back to for such a tensor: Q2_K, Q3_K and IQ4_XS become IQ4_NL,
-Q4_K becomes Q5_0, Q5_K Q5_1, Q6_K Q8_0, TQ1_0 and TQ2_0 Q4_0, and F16 when the
-fallback's block does not divide the row either; the recipe's ``settings`` and the
-report's bytes follow the type actually used.  The types of 32-value blocks have no
-fallback: their rows must be multiples of 32 (the report shows the tensor as failed for
-that recipe otherwise, as llama-quantize refuses it).  Unlike llama-quantize, which keeps
-1-D tensors (norms, biases) in F32, a report applies the type to every tensor it is given.
+llama-quantize falls back to for such a tensor
+(:func:`numba_quant.export.gguf_rules.fallback_type`: Q4_K becomes Q5_0, Q5_K Q5_1,
+Q6_K Q8_0, Q2_K, Q3_K, TQ1_0 and TQ2_0 Q4_0, IQ4_XS IQ4_NL, and F16 when that block
+does not divide the row either, as for the 32-value types); the report's bytes follow
+the type actually used.  Unlike llama-quantize, which keeps 1-D tensors (norms, biases)
+in F32 and chooses more bits for some tensors, a report applies the type to every
+tensor it is given (``numba-quant quantize`` writes the file with llama-quantize's
+choices).
 
 A report on the GPU quantizes each chunk there; under ``nonfinite="omit"`` (where the
 chunk's NaN and infinities are set to 0 first) on the host.
@@ -24,43 +25,14 @@ import numpy as np
 
 from numba_quant import gguf
 from numba_quant._dispatch import on_device, to_host
+from numba_quant.export.gguf_rules import fallback_type
 from numba_quant.reporting.recipe_types import Recipe
 
-__all__ = ["GGUF_RECIPES", "fallback_type", "gguf_recipe"]
+__all__ = ["GGUF_RECIPES", "gguf_recipe"]
 
 #: The GGUF recipes, by name (gguf's MXFP4 is the ``mxfp4`` recipe's format already).
 GGUF_RECIPES = ("f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k",
                 "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs", "tq1_0", "tq2_0")
-
-# llama-quantize's type for a tensor whose rows the chosen type's block does not divide.
-_FALLBACK = {"Q2_K": "IQ4_NL", "Q3_K": "IQ4_NL", "IQ4_XS": "IQ4_NL", "Q4_K": "Q5_0",
-             "Q5_K": "Q5_1", "Q6_K": "Q8_0", "TQ1_0": "Q4_0", "TQ2_0": "Q4_0"}
-
-
-def fallback_type(name, n_per_row):
-    """The GGUF type llama-quantize uses for rows of ``n_per_row`` values when asked for
-    ``name``: ``name`` itself when its block divides the row, else the fallback above.
-
-    Raises
-    ------
-    ValueError
-        A type without a fallback (blocks of 32) and a row it does not divide.
-
-    Examples
-    --------
-    >>> from numba_quant.reporting.gguf_recipes import fallback_type
-    >>> fallback_type("Q4_K", 4096), fallback_type("Q4_K", 384), fallback_type("Q6_K", 100)
-    ('Q4_K', 'Q5_0', 'F16')
-    """
-    name = name.upper()
-    if n_per_row % gguf.block_size(name) == 0:
-        return name
-    if name not in _FALLBACK:
-        raise ValueError(f"rows of {n_per_row} values are not a whole number of {name}'s "
-                         f"blocks of {gguf.block_size(name)} (llama-quantize has no "
-                         f"fallback type for {name})")
-    other = _FALLBACK[name]
-    return other if n_per_row % gguf.block_size(other) == 0 else "F16"
 
 
 def gguf_recipe(name) -> Recipe:

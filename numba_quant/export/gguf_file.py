@@ -1,0 +1,372 @@
+"""``to_gguf``: a GGUF model quantized to one of llama-quantize's file types.
+
+The output is what llama.cpp's ``llama-quantize IN OUT TYPE`` writes for the same input
+and options, byte for byte: the same tensors in the same order (llama-quantize's, see
+:func:`numba_quant.export.gguf_rules.tensor_order`), each with the type its rules
+choose, quantized by :func:`numba_quant.gguf.quantize` (ggml's bytes); the input's
+metadata in its order, less the split keys, then ``general.quantization_version`` and
+``general.file_type``, then the importance matrix's keys; 32-byte alignment.
+
+Memory: the input is a memory map; each tensor is converted to float32 and quantized a
+run of rows at a time (:data:`numba_quant._host.tuning.EXPORT_CHUNK_BYTES` of float32),
+into the tensor's output buffer, which is written before the next tensor is read.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from numba_quant import gguf as _gguf
+from numba_quant._host import tuning as _tuning
+from numba_quant.export import gguf_rules as rules
+from numba_quant.export.imatrix import read_imatrix
+from numba_quant.export.report import ExportError, ExportReport, TensorRow, sqnr_db
+from numba_quant.export.safetensors_out import staged_file
+
+__all__ = ["to_gguf", "parse_tensor_type", "SOURCE_TYPES"]
+
+#: Stored types of the tensors that can be converted (what convert_hf_to_gguf writes).
+SOURCE_TYPES = ("F32", "F16", "BF16")
+# Types this package writes: its GGUF quantizers, and plain float32.
+_WRITABLE = ("F32",) + tuple(_gguf.TYPES)
+_SPLIT_KEYS = ("split.no", "split.count", "split.tensors.count")
+
+
+def _gguf_module():
+    try:
+        import gguf
+    except ImportError:
+        raise ExportError("writing GGUF files needs gguf-py: pip install "
+                          "'numba_quant[gguf]'") from None
+    return gguf
+
+
+def parse_tensor_type(item):
+    """``"PATTERN=TYPE"`` (or a ``(pattern, type)`` pair) as llama-quantize's
+    ``--tensor-type`` reads it: the pattern lower-cased, searched anywhere in the name
+    (a regular expression), the type by name in any case."""
+    if isinstance(item, str):
+        pattern, sep, qtype = item.partition("=")
+        if not sep or not pattern or not qtype:
+            raise ValueError(f"--tensor-type {item!r}: expected NAME_OR_REGEX=TYPE")
+    else:
+        pattern, qtype = item
+    try:
+        rx = re.compile(pattern.lower())
+    except re.error as exc:
+        raise ValueError(f"--tensor-type {pattern!r}: not a regular expression "
+                         f"({exc})") from None
+    return rx, _writable_type(qtype, "--tensor-type")
+
+
+def _writable_type(qtype, option):
+    try:
+        name = rules.ggml_type_named(qtype)
+    except ValueError:
+        name = None
+    if name not in _WRITABLE:
+        raise ValueError(f"{option}: type {qtype!r} cannot be written; types: "
+                         f"{', '.join(_WRITABLE)}")
+    return name
+
+
+@dataclass
+class _Tensor:
+    name: str
+    ne: tuple          # ggml's shape: the row length first
+    stored: str        # the input's type name
+    source: object     # gguf-py's ReaderTensor
+    target: str = ""
+    converted: bool = False
+
+    @property
+    def rows(self):
+        return int(np.prod(self.ne[1:], dtype=np.int64))
+
+    @property
+    def experts(self):
+        return int(np.prod(self.ne[2:], dtype=np.int64))
+
+
+def _ggml_shape(shape):
+    # ggml counts dimensions up to the last one that is not 1 (ggml_n_dims).
+    ne = [int(n) for n in shape]
+    while len(ne) > 1 and ne[-1] == 1:
+        ne.pop()
+    return tuple(ne)
+
+
+def _open(source, gguf):
+    path = Path(source)
+    if not path.is_file():
+        raise ExportError(f"{path}: no such file")
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise ExportError(f"{path}: not a GGUF file (no GGUF magic)")
+    try:
+        return gguf.GGUFReader(path, "r")
+    except Exception as exc:  # gguf-py raises ValueError, struct.error, IndexError...
+        raise ExportError(f"{path}: malformed GGUF file ({type(exc).__name__}: "
+                          f"{exc})") from None
+
+
+def _metadata_fields(reader):
+    return [f for name, f in reader.fields.items() if not name.startswith("GGUF.")]
+
+
+def _field_value(field, gguf):
+    """A field's value as GGUFWriter packs it back to the same bytes (strings as raw
+    bytes, so that any byte sequence survives)."""
+    T = gguf.GGUFValueType
+    main = field.types[0]
+    if main == T.STRING:
+        return bytes(field.parts[field.data[0]]), main, None
+    if main == T.ARRAY:
+        sub = field.types[-1]
+        if len(field.types) != 2:
+            raise ExportError(f"metadata {field.name}: nested arrays are not supported")
+        if sub == T.STRING:
+            return [bytes(field.parts[i]) for i in field.data], main, sub
+        return [field.parts[i].item() for i in field.data], main, sub
+    return field.parts[field.data[0]].item(), main, None
+
+
+def _facts(fields, gguf):
+    values = {}
+    for f in fields:
+        if f.types and f.types[0] != gguf.GGUFValueType.ARRAY:
+            values[f.name] = f.contents()
+        elif len(f.types) == 2 and f.types[1] != gguf.GGUFValueType.STRING:
+            values[f.name] = f.contents()
+    return rules.ModelFacts.from_metadata(values)
+
+
+def _tensors(reader, path):
+    out = []
+    for t in reader.tensors:
+        out.append(_Tensor(t.name, _ggml_shape(t.shape), t.tensor_type.name, t))
+    out.sort(key=lambda t: rules.tensor_order(t.name))
+    return out
+
+
+def _plan(tensors, ft, facts, options, path, imatrix):
+    planned = rules.plan([(t.name, t.ne, t.stored) for t in tensors], ft, facts, options)
+    requantized, unwritable = [], []
+    for t, (target, allowed) in zip(tensors, planned):
+        t.target = target
+        t.converted = allowed and target != t.stored
+        if t.converted and t.stored not in SOURCE_TYPES:
+            requantized.append(f"{t.name} ({t.stored})")
+        elif t.converted and target not in _WRITABLE:
+            unwritable.append(f"{t.name} ({target})")
+        elif (t.converted and rules.requires_imatrix(t.name, target, ft)
+              and (imatrix is None or imatrix.for_tensor(t.name, t.ne[0], t.experts)
+                   is None)):
+            raise ExportError(f"{ft.name}: {t.name} becomes {target}, which needs its "
+                              "importance matrix (--imatrix)")
+    if requantized:
+        raise ExportError(f"{path}: already quantized; only F32, F16 and BF16 tensors "
+                          f"are converted: {', '.join(requantized)}")
+    if unwritable:
+        raise ExportError(f"{ft.name}: the rules choose types that are not implemented: "
+                          f"{', '.join(unwritable)}")
+
+
+def _row_bytes(t, qtype, gguf):
+    block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[qtype]]
+    if t.ne[0] % block:
+        raise ExportError(f"{t.name}: rows of {t.ne[0]} values are not whole {qtype} "
+                          f"blocks of {block}")
+    return t.ne[0] // block * type_size
+
+
+def _add_metadata(writer, fields, ft, imatrix, gguf):
+    T = gguf.GGUFValueType
+    writer.kv_data[0].clear()          # the input's keys in the input's order
+    moved = ("general.quantization_version", "general.file_type") + _SPLIT_KEYS
+    for f in fields:
+        if f.name in moved:
+            continue
+        value, vtype, sub = _field_value(f, gguf)
+        if vtype == T.ARRAY and not value:
+            raise ExportError(f"metadata {f.name}: an empty array cannot be written "
+                              "with gguf-py")
+        writer.add_key_value(f.name, value, vtype, sub)
+    writer.add_uint32("general.quantization_version", rules.QUANTIZATION_VERSION)
+    writer.add_uint32("general.file_type", ft.ftype)
+    if imatrix is not None:
+        for key, kind, value in imatrix.metadata():
+            writer.kv_data[0].pop(key, None)
+            if kind == "str":
+                writer.add_string(key, value)
+            else:
+                writer.add_uint32(key, value)
+
+
+def _float_rows(t, r0, r1):
+    """Rows ``r0:r1`` of an F32/F16/BF16 tensor as float32 (exact widening)."""
+    raw = np.asarray(t.source.data).reshape(t.rows, -1)[r0:r1]
+    if t.stored == "F32":
+        return np.ascontiguousarray(raw, np.float32)
+    if t.stored == "F16":
+        return raw.astype(np.float32)
+    bits = raw.view(np.uint16).astype(np.uint32) << 16       # bfloat16: high halves
+    return bits.view(np.float32)
+
+
+def _convert(t, out, imatrix_rows, to_device):
+    """Quantize tensor ``t`` into ``out`` (uint8 rows); returns (signal, noise)."""
+    n = t.ne[0]
+    step = max(1, _tuning.EXPORT_CHUNK_BYTES // (4 * n))
+    rows_per_expert = t.ne[1] if len(t.ne) > 1 else 1
+    signal = noise = 0.0
+    r0 = 0
+    while r0 < t.rows:
+        expert = r0 // rows_per_expert
+        # A chunk never crosses an expert: each has its own importance row.
+        r1 = min(t.rows, r0 + step, (expert + 1) * rows_per_expert)
+        x = _float_rows(t, r0, r1)
+        dest = out[r0:r1]
+        if t.target == "F32":
+            dest[...] = x.view(np.uint8).reshape(r1 - r0, -1)
+            r0 = r1
+            continue
+        w = None if imatrix_rows is None else imatrix_rows[expert]
+        if to_device is None:
+            _gguf.quantize(x, t.target, imatrix=w, out=dest)
+        else:
+            dest[...] = to_device(_gguf.quantize(to_device(x), t.target, imatrix=w))
+        back = _gguf.dequantize(dest, t.target)
+        x64 = x.astype(np.float64)
+        signal += float(np.dot(x64.ravel(), x64.ravel()))
+        d = back.astype(np.float64) - x64
+        noise += float(np.dot(d.ravel(), d.ravel()))
+        r0 = r1
+    return signal, noise
+
+
+def to_gguf(source, destination, file_type, *, imatrix=None, tensor_types=(),
+            output_tensor_type=None, token_embedding_type=None, pure=False,
+            leave_output_tensor=False, force=False, device="cpu") -> ExportReport:
+    """Write ``source`` (a GGUF of F32/F16/BF16 tensors, as ``convert_hf_to_gguf.py``
+    writes it) quantized to ``file_type``, as ``llama-quantize`` does.
+
+    Parameters
+    ----------
+    source, destination : str or path
+    file_type : str
+        One of llama-quantize's file types: ``Q8_0``, ``Q4_0``, ``Q4_1``, ``Q5_0``,
+        ``Q5_1``, ``Q2_K``, ``Q2_K_S``, ``Q3_K_S``/``_M``/``_L``, ``Q4_K_S``/``_M``,
+        ``Q5_K_S``/``_M``, ``Q6_K``, ``IQ4_NL``, ``IQ4_XS``, ``TQ1_0``, ``TQ2_0``,
+        ``MXFP4_MOE``, ``F16``, ``BF16``, ``F32`` (``Q4_K`` means ``Q4_K_M``).
+    imatrix : str or path, optional
+        llama-imatrix's output (GGUF or legacy ``.dat``): per-tensor column weights for
+        the quantizers that use them.  Recorded in the metadata with the path as given.
+    tensor_types : sequence of str
+        ``"PATTERN=TYPE"`` overrides (``--tensor-type``): the first pattern found in a
+        tensor's name decides its type (before the row-length fallback).
+    output_tensor_type, token_embedding_type : str, optional
+        Types for ``output.weight`` and ``token_embd.weight`` (no fallback).
+    pure : bool
+        Every converted tensor gets the file type's default type (and the fallback).
+    leave_output_tensor : bool
+        Copy ``output.weight`` as it is.
+    force : bool
+        Replace an existing ``destination``.
+    device : {"cpu", "gpu"}
+        Where the quantizers run (the bytes are the same).
+
+    Returns
+    -------
+    ExportReport
+        One row per converted tensor (``dtype`` is ``STORED->TYPE``), SQNR from the
+        written bytes, the file sizes, bits per converted weight.
+
+    Raises
+    ------
+    ExportError
+        Bad input (missing, malformed, already quantized, an importance matrix that
+        does not fit); nothing is left at ``destination``.
+    OutputExistsError
+        ``destination`` exists and ``force`` is False.
+    ValueError
+        An unknown file type or type.
+    """
+    gguf = _gguf_module()
+    started = time.perf_counter()
+    ft = rules.file_type_named(file_type)
+    patterns = tuple(parse_tensor_type(item) for item in tensor_types)
+    out_type = (None if output_tensor_type is None
+                else _writable_type(output_tensor_type, "--output-tensor-type"))
+    embd_type = (None if token_embedding_type is None
+                 else _writable_type(token_embedding_type, "--token-embedding-type"))
+    if device not in ("cpu", "gpu"):
+        raise ValueError(f"device: expected 'cpu' or 'gpu', got {device!r}")
+    to_device = _device_copier() if device == "gpu" else None
+    source, destination = Path(source), Path(destination)
+    reader = _open(source, gguf)
+    im = None if imatrix is None else read_imatrix(imatrix)
+    fields = _metadata_fields(reader)
+    facts = _facts(fields, gguf)
+    options = rules.PlanOptions(pure=pure, quantize_output_tensor=not leave_output_tensor,
+                                output_tensor_type=out_type,
+                                token_embedding_type=embd_type, tensor_types=patterns,
+                                has_imatrix=im is not None)
+    tensors = _tensors(reader, source)
+    _plan(tensors, ft, facts, options, source, im)
+    rep = ExportReport(ft.name, source, destination)
+    rep.input_bytes = source.stat().st_size
+    with staged_file(destination, force=force) as stage:
+        writer = gguf.GGUFWriter(stage, facts.arch or "unknown")
+        _add_metadata(writer, fields, ft, im, gguf)
+        sizes = {}
+        for t in tensors:
+            row = _row_bytes(t, t.target if t.converted else t.stored, gguf)
+            sizes[t.name] = row
+            shape = tuple(reversed(t.ne[1:])) + (row,)
+            writer.add_tensor_info(t.name, shape, np.dtype(np.uint8), row * t.rows,
+                                   raw_dtype=gguf.GGMLQuantizationType[
+                                       t.target if t.converted else t.stored])
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for t in tensors:
+            out = _tensor_bytes(t, sizes[t.name], im, to_device, rep)
+            writer.write_tensor_data(out)
+            del out
+        writer.close()
+    rep.output_bytes = destination.stat().st_size
+    rep.seconds = time.perf_counter() - started
+    return rep
+
+
+def _tensor_bytes(t, row, im, to_device, rep):
+    if not t.converted:
+        return np.asarray(t.source.data).reshape(-1).view(np.uint8)
+    out = np.empty((t.rows, row), np.uint8)
+    w = None if im is None else im.for_tensor(t.name, t.ne[0], t.experts)
+    signal, noise = _convert(t, out, w, to_device)
+    n = t.rows * t.ne[0]
+    rep.tensors.append(TensorRow(t.name, tuple(reversed(t.ne)), f"{t.stored}->{t.target}",
+                                 int(t.source.n_bytes), out.nbytes,
+                                 sqnr_db(signal, noise), signal, noise))
+    rep.quantized_weights += n
+    return out
+
+
+def _device_copier():
+    """Moves a host array to the GPU and a device array back (for ``device="gpu"``)."""
+    from numba import cuda
+
+    if not cuda.is_available():
+        raise ExportError("device='gpu': no CUDA GPU is available")
+
+    def copy(a):
+        if isinstance(a, np.ndarray):
+            return cuda.to_device(a)
+        return a.copy_to_host()
+    return copy

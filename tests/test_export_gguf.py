@@ -1,0 +1,333 @@
+"""GGUF export: the files llama-quantize writes, byte for byte; the report; bad input.
+
+The golden record (tests/data/gguf_export_golden.json) was made by llama.cpp's own
+quantizer (``llama_model_quantize`` of llama-cpp-python 0.3.36) from the tiny llama
+model of tests/gguf_tiny_model.py, by ``tools/make_gguf_export_golden.py``: 38 cases
+(every file type, both sources, --pure, --leave-output-tensor, the type options,
+--tensor-type, GGUF and legacy importance matrices).  The tests write the same inputs
+again (their sha256 is in the record) and compare whole output files.
+"""
+import hashlib
+import json
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gguf_tiny_model as tiny
+from numba_quant._host import tuning as _tuning
+from numba_quant.export import cli, to_gguf
+from numba_quant.export import gguf_file
+from numba_quant.export.imatrix import read_imatrix
+
+gguf = pytest.importorskip("gguf")
+
+GOLDEN = json.loads((Path(__file__).parent / "data" / "gguf_export_golden.json")
+                    .read_text())
+CASES = {c["case"]: c for c in GOLDEN["cases"]}
+
+
+def _sha(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """The tiny model (F32 and F16) and its two importance matrices, checked against
+    the files llama.cpp quantized."""
+    root = tmp_path_factory.mktemp("gguf_inputs")
+    paths = {}
+    for src in ("f32", "f16"):
+        paths[src] = tiny.write_tiny_llama(root / f"tiny-{src}.gguf", src)
+        assert _sha(paths[src]) == GOLDEN["sources"][src]["sha256"], src
+    for kind, write in (("gguf", tiny.write_imatrix_gguf), ("dat", tiny.write_imatrix_dat)):
+        info = GOLDEN["imatrix_files"][kind]
+        paths[kind] = write(root / info["file"], paths["f32"])
+        assert _sha(paths[kind]) == info["sha256"], kind
+    return root, paths
+
+
+def _kwargs(case, root):
+    opts = dict(case["options"])
+    kw = {k: opts[k] for k in ("pure", "leave_output_tensor", "output_tensor_type",
+                               "token_embedding_type", "tensor_types") if k in opts}
+    if "imatrix" in opts:
+        kw["imatrix"] = opts["imatrix_name"]      # recorded in the file as given
+    return kw
+
+
+def _tensor_digests(path):
+    reader = gguf.GGUFReader(path)
+    return [(t.name, t.tensor_type.name,
+             hashlib.sha256(np.asarray(t.data).tobytes()).hexdigest()[:32])
+            for t in reader.tensors]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_file_equals_llama_quantize(name, inputs, tmp_path, monkeypatch):
+    case = CASES[name]
+    root, paths = inputs
+    monkeypatch.chdir(root)            # the imatrix path as llama-quantize was given it
+    out = tmp_path / "out.gguf"
+    to_gguf(paths[case["source"]], out, case["ftype"], **_kwargs(case, root))
+    if _sha(out) != case["file_sha256"]:
+        want = [(n, t, h) for n, t, _, h in case["tensors"]]
+        got = _tensor_digests(out)
+        diff = [g for g, w in zip(got, want) if g != w]
+        pytest.fail(f"{name}: the file differs; tensors that differ: {diff[:5]} "
+                    f"(of {len(got)}, {len(want)} expected)")
+
+
+def test_chunks_and_devices_give_the_same_file(inputs, tmp_path, monkeypatch):
+    """Rows quantized a few at a time (chunks that split tensors) give the same bytes."""
+    case = CASES["f32-Q4_K_M-imatrix-gguf"]
+    root, paths = inputs
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(_tuning, "EXPORT_CHUNK_BYTES", 3 * 4 * 384)
+    out = tmp_path / "out.gguf"
+    to_gguf(paths["f32"], out, "Q4_K_M", **_kwargs(case, root))
+    assert _sha(out) == case["file_sha256"]
+
+
+def _small_model(path, dtype=np.float32, extra=()):
+    """A two-tensor llama-like GGUF (small enough for the CUDA simulator)."""
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_uint32("llama.block_count", 1)
+    rng = np.random.default_rng(5)
+    w.add_tensor("blk.0.attn_q.weight", rng.normal(0, 0.02, (2, 256)).astype(dtype))
+    w.add_tensor("blk.0.attn_norm.weight", np.ones(256, np.float32))
+    for name, array in extra:
+        w.add_tensor(name, array)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_gpu_writes_the_cpu_file(tmp_path):
+    src = _small_model(tmp_path / "in.gguf")
+    cpu = to_gguf(src, tmp_path / "cpu.gguf", "Q4_K_M")
+    gpu = to_gguf(src, tmp_path / "gpu.gguf", "Q4_K_M", device="gpu")
+    assert _sha(tmp_path / "cpu.gguf") == _sha(tmp_path / "gpu.gguf")
+    assert [t.sqnr_db for t in cpu.tensors] == [t.sqnr_db for t in gpu.tensors]
+
+
+def _sqnr(x, y):
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    return 10 * math.log10(float((x * x).sum()) / float(((y - x) ** 2).sum()))
+
+
+def test_report_measures_the_written_file(inputs, tmp_path):
+    """Each row's sizes and SQNR against the file read back with gguf-py's reader and
+    its numpy dequantizers (no code shared with the exporter's)."""
+    root, paths = inputs
+    out = tmp_path / "out.gguf"
+    rep = to_gguf(paths["f16"], out, "Q4_K_M")
+    src = {t.name: t for t in gguf.GGUFReader(paths["f16"]).tensors}
+    written = {t.name: t for t in gguf.GGUFReader(out).tensors}
+    changed = {n for n, t in written.items()
+               if t.tensor_type.name != src[n].tensor_type.name}
+    assert {r.name for r in rep.tensors} == changed
+    for row in rep.tensors:
+        t = written[row.name]
+        x = np.asarray(src[row.name].data, np.float32)
+        y = gguf.quants.dequantize(np.asarray(t.data), t.tensor_type).reshape(x.shape)
+        assert row.output_bytes == t.n_bytes
+        assert row.input_bytes == src[row.name].n_bytes
+        assert row.dtype == f"F16->{t.tensor_type.name}"
+        assert math.isclose(row.sqnr_db, _sqnr(x, y), rel_tol=1e-9), row.name
+    assert rep.output_bytes == out.stat().st_size
+    assert rep.input_bytes == Path(paths["f16"]).stat().st_size
+    total = sum(r.output_bytes for r in rep.tensors)
+    assert math.isclose(rep.bits_per_weight, 8 * total / rep.quantized_weights)
+    text = rep.to_text()
+    assert "blk.7.ffn_down.weight" in text and "Q4_K_M" in text
+    assert json.loads(rep.to_json())["tensors"][0]["name"] == rep.tensors[0].name
+
+
+# ------------------------------------------------------------------ the command
+
+def test_command_writes_the_file_and_the_report(inputs, tmp_path, monkeypatch, capsys):
+    root, paths = inputs
+    monkeypatch.chdir(root)
+    case = CASES["f32-Q4_K_M-tensor-types"]
+    out = tmp_path / "out.gguf"
+    argv = [paths["f32"], str(out), "--type", "q4_k", "--threads", "1",
+            "-o", str(tmp_path / "rep.json")]
+    for item in case["options"]["tensor_types"]:
+        argv += ["--tensor-type", item]
+    assert cli.main(argv) == 0
+    assert _sha(out) == case["file_sha256"]
+    printed = capsys.readouterr().out
+    assert printed.startswith("Q4_K_M: ") and "blk.0.attn_q.weight" in printed
+    saved = json.loads((tmp_path / "rep.json").read_text())
+    assert saved["output_bytes"] == out.stat().st_size
+
+
+def _fails(argv, capsys, *needles):
+    """The command exits 1 with one line naming the problem, no traceback."""
+    assert cli.main([str(a) for a in argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def _left_over(directory):
+    return sorted(p.name for p in Path(directory).iterdir()
+                  if p.name.startswith(".") or p.name.startswith("out"))
+
+
+def test_bad_inputs_are_refused_with_nothing_written(inputs, tmp_path, capsys):
+    root, paths = inputs
+    out = tmp_path / "out.gguf"
+    _fails([tmp_path / "missing.gguf", out, "--type", "Q8_0"], capsys, "missing.gguf",
+           "no such file")
+    (tmp_path / "text.gguf").write_text("hello")
+    _fails([tmp_path / "text.gguf", out, "--type", "Q8_0"], capsys, "text.gguf",
+           "not a GGUF file")
+    head = Path(paths["f32"]).read_bytes()[:4096]
+    (tmp_path / "cut.gguf").write_bytes(head)
+    _fails([tmp_path / "cut.gguf", out, "--type", "Q8_0"], capsys, "cut.gguf",
+           "malformed GGUF")
+    _fails([paths["f32"], out, "--type", "Q7_K"], capsys, "unknown file type 'Q7_K'",
+           "Q4_K_M")
+    _fails([paths["f32"], out, "--type", "IQ2_XXS"], capsys, "IQ2_XXS", "not implemented")
+    _fails([paths["f32"], out, "--type", "Q8_0", "--tensor-type", "attn_q"], capsys,
+           "NAME_OR_REGEX=TYPE")
+    _fails([paths["f32"], out, "--type", "Q8_0", "--tensor-type", "attn_q=IQ2_XXS"],
+           capsys, "IQ2_XXS", "cannot be written")
+    _fails([paths["f32"], out, "--type", "Q8_0", "--tensor-type", "attn_(q=Q8_0"],
+           capsys, "not a regular expression")
+    _fails([paths["f32"], out, "--type", "Q2_K_S"], capsys, "needs its importance matrix")
+    _fails([paths["f32"], out, "--type", "Q8_0", "--threads", "0"], capsys, "--threads 0")
+    _fails([paths["f32"], out, "--type", "Q8_0", "--ignore", "lm_head"], capsys,
+           "--tensor-type")
+    assert _left_over(tmp_path) == []
+
+
+def test_already_quantized_input_names_its_tensors(inputs, tmp_path, capsys):
+    root, paths = inputs
+    q8 = tmp_path / "q8.gguf"
+    to_gguf(paths["f32"], q8, "Q8_0")
+    err = _fails([q8, tmp_path / "out.gguf", "--type", "Q4_K_M"], capsys,
+                 "already quantized", "blk.0.attn_q.weight (Q8_0)")
+    assert "attn_norm" not in err                 # F32 tensors are not named
+    assert not (tmp_path / "out.gguf").exists()
+
+
+def test_existing_output_needs_force(inputs, tmp_path, capsys):
+    root, paths = inputs
+    out = tmp_path / "out.gguf"
+    out.write_bytes(b"keep me")
+    _fails([paths["f32"], out, "--type", "Q8_0"], capsys, "exists", "--force")
+    assert out.read_bytes() == b"keep me"
+    assert cli.main([paths["f32"], str(out), "--type", "Q8_0", "--force", "--json"]) == 0
+    assert _sha(out) == CASES["f32-Q8_0"]["file_sha256"]
+    assert json.loads(capsys.readouterr().out)["scheme"] == "Q8_0"
+
+
+def test_a_crash_midway_leaves_no_file(inputs, tmp_path, monkeypatch):
+    root, paths = inputs
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise RuntimeError("disk on fire")
+        return original(*args, **kwargs)
+    original = gguf_file._gguf.quantize
+    monkeypatch.setattr(gguf_file._gguf, "quantize", failing)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        to_gguf(paths["f32"], tmp_path / "out.gguf", "Q8_0")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _imatrix_gguf(path, entries, keys=("imatrix.datasets", "imatrix.chunk_count",
+                                       "imatrix.chunk_size")):
+    w = gguf.GGUFWriter(str(path), "")
+    w.kv_data[0].clear()
+    if "imatrix.datasets" in keys:
+        w.add_array("imatrix.datasets", ["d.txt"])
+    if "imatrix.chunk_count" in keys:
+        w.add_uint32("imatrix.chunk_count", 3)
+    if "imatrix.chunk_size" in keys:
+        w.add_uint32("imatrix.chunk_size", 512)
+    for name, (sums, counts) in entries.items():
+        w.add_tensor(f"{name}.in_sum2", np.asarray(sums, np.float32).reshape(1, -1))
+        w.add_tensor(f"{name}.counts", np.asarray(counts, np.float32).reshape(1, -1))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_importance_matrix_errors(inputs, tmp_path, capsys):
+    root, paths = inputs
+    out = tmp_path / "out.gguf"
+    good = np.ones(256, np.float32)
+    short = _imatrix_gguf(tmp_path / "short.gguf",
+                          {"blk.0.attn_q.weight": (good[:100], [2.0])})
+    _fails([paths["f32"], out, "--type", "Q4_K_M", "--imatrix", short], capsys,
+           "short.gguf", "blk.0.attn_q.weight", "100 values", "256")
+    nan = good.copy()
+    nan[3] = np.nan
+    bad = _imatrix_gguf(tmp_path / "nan.gguf", {"blk.0.attn_q.weight": (nan, [2.0])})
+    _fails([paths["f32"], out, "--type", "Q4_K_M", "--imatrix", bad], capsys,
+           "non-finite", "blk.0.attn_q.weight")
+    bare = _imatrix_gguf(tmp_path / "bare.gguf", {"blk.0.attn_q.weight": (good, [2.0])},
+                         keys=("imatrix.datasets",))
+    _fails([paths["f32"], out, "--type", "Q4_K_M", "--imatrix", bare], capsys,
+           "missing importance-matrix metadata", "imatrix.chunk_count")
+    (tmp_path / "junk.dat").write_bytes(struct.pack("<i", 3) + b"\x05\x00")
+    _fails([paths["f32"], out, "--type", "Q4_K_M", "--imatrix", tmp_path / "junk.dat"],
+           capsys, "junk.dat", "ends early")
+    _fails([paths["f32"], out, "--type", "Q4_K_M", "--imatrix", tmp_path / "none.dat"],
+           capsys, "none.dat", "cannot read")
+    assert not out.exists()
+
+
+def test_importance_matrix_values(tmp_path):
+    """in_sum2 / round(count) in float32, 1.0 for an expert that saw nothing; .dat
+    values divided by their call count."""
+    sums = np.arange(1, 9, dtype=np.float32) / np.float32(3)
+    path = _imatrix_gguf(tmp_path / "m.gguf", {"w": (sums, [2.5, 0.0])})
+    im = read_imatrix(path)
+    want = np.concatenate([sums[:4] / np.float32(3), np.ones(4, np.float32)])
+    np.testing.assert_array_equal(im.values["w"], want)
+    assert im.metadata() == [("quantize.imatrix.file", "str", str(path)),
+                             ("quantize.imatrix.dataset", "str", "d.txt"),
+                             ("quantize.imatrix.entries_count", "u32", 1),
+                             ("quantize.imatrix.chunks_count", "u32", 3)]
+    raw = (struct.pack("<i", 1) + struct.pack("<i", 1) + b"w" + struct.pack("<ii", 7, 4)
+           + sums[:4].tobytes())
+    (tmp_path / "m.dat").write_bytes(raw)
+    im = read_imatrix(tmp_path / "m.dat")
+    np.testing.assert_array_equal(im.values["w"], sums[:4] / np.float32(7))
+    assert [k for k, _, _ in im.metadata()] == ["quantize.imatrix.file",
+                                                "quantize.imatrix.entries_count"]
+
+
+def test_experts_take_their_own_importance_rows(tmp_path):
+    """A 3-D expert tensor: each expert's rows are quantized with its slice of the
+    importance matrix (compared with quantizing each expert's matrix alone)."""
+    from numba_quant import gguf as nq_gguf
+    rng = np.random.default_rng(9)
+    experts = rng.normal(0, 0.02, (3, 4, 256)).astype(np.float32)
+    src = _small_model(tmp_path / "in.gguf",
+                       extra=[("blk.0.ffn_up_exps.weight", experts)])
+    weights = rng.uniform(0.1, 2.0, (3, 256)).astype(np.float32)
+    im = _imatrix_gguf(tmp_path / "im.gguf", {"blk.0.ffn_up_exps.weight":
+                                              (weights.ravel(), [1.0, 1.0, 1.0])})
+    out = tmp_path / "out.gguf"
+    to_gguf(src, out, "Q4_K_S", imatrix=im, tensor_types=["exps=Q4_0"])
+    t = {t.name: t for t in gguf.GGUFReader(out).tensors}["blk.0.ffn_up_exps.weight"]
+    got = np.asarray(t.data).reshape(3, 4, -1)
+    for e in range(3):
+        np.testing.assert_array_equal(got[e], nq_gguf.quantize(experts[e], "Q4_0",
+                                                               imatrix=weights[e]))

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from numba_quant import gguf as _gguf
+from numba_quant._cpu import metrics as _cpu_metrics
 from numba_quant._host import tuning as _tuning
 from numba_quant.export import gguf_rules as rules
 from numba_quant.export.imatrix import read_imatrix
@@ -34,6 +35,8 @@ SOURCE_TYPES = ("F32", "F16", "BF16")
 # Types this package writes: its GGUF quantizers, and plain float32.
 _WRITABLE = ("F32",) + tuple(_gguf.TYPES)
 _SPLIT_KEYS = ("split.no", "split.count", "split.tensors.count")
+# error_sums' step table when no clipping is counted.
+_NO_STEPS = np.zeros((1, 1), np.float64)
 
 
 def _gguf_module():
@@ -219,7 +222,9 @@ def _float_rows(t, r0, r1):
 
 
 def _convert(t, out, imatrix_rows, to_device):
-    """Quantize tensor ``t`` into ``out`` (uint8 rows); returns (signal, noise)."""
+    """Quantize tensor ``t`` into ``out`` (uint8 rows); returns (signal, noise): the sums
+    of x**2 and of the squared error of the values decoded from ``out`` (the report's
+    kernel; the decoded chunk is on the host in any case)."""
     n = t.ne[0]
     step = max(1, _tuning.EXPORT_CHUNK_BYTES // (4 * n))
     rows_per_expert = t.ne[1] if len(t.ne) > 1 else 1
@@ -231,20 +236,20 @@ def _convert(t, out, imatrix_rows, to_device):
         r1 = min(t.rows, r0 + step, (expert + 1) * rows_per_expert)
         x = _float_rows(t, r0, r1)
         dest = out[r0:r1]
-        if t.target == "F32":
-            dest[...] = x.view(np.uint8).reshape(r1 - r0, -1)
-            r0 = r1
-            continue
         w = None if imatrix_rows is None else imatrix_rows[expert]
-        if to_device is None:
-            _gguf.quantize(x, t.target, imatrix=w, out=dest)
+        if t.target == "F32":            # F16/BF16 widened: exact
+            dest[...] = x.view(np.uint8).reshape(r1 - r0, -1)
+            back = x
+        elif to_device is None:
+            back = _gguf.dequantize(_gguf.quantize(x, t.target, imatrix=w, out=dest),
+                                    t.target)
         else:
             dest[...] = to_device(_gguf.quantize(to_device(x), t.target, imatrix=w))
-        back = _gguf.dequantize(dest, t.target)
-        x64 = x.astype(np.float64)
-        signal += float(np.dot(x64.ravel(), x64.ravel()))
-        d = back.astype(np.float64) - x64
-        noise += float(np.dot(d.ravel(), d.ravel()))
+            back = _gguf.dequantize(dest, t.target)
+        sums = np.empty((r1 - r0, 5), np.float64)
+        _cpu_metrics.error_sums(x, back, _NO_STEPS, n, -1.0, False, sums)
+        signal += float(sums[:, _cpu_metrics.SIGNAL].sum())
+        noise += float(sums[:, _cpu_metrics.NOISE].sum())
         r0 = r1
     return signal, noise
 
@@ -311,6 +316,10 @@ def to_gguf(source, destination, file_type, *, imatrix=None, tensor_types=(),
     reader = _open(source, gguf)
     im = None if imatrix is None else read_imatrix(imatrix)
     fields = _metadata_fields(reader)
+    split = reader.fields.get("split.count")
+    if split is not None and int(split.contents()) > 1:
+        raise ExportError(f"{source}: one shard of a split model ({int(split.contents())} "
+                          "files); merge it first (llama-gguf-split --merge)")
     facts = _facts(fields, gguf)
     options = rules.PlanOptions(pure=pure, quantize_output_tensor=not leave_output_tensor,
                                 output_tensor_type=out_type,

@@ -95,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
             "quantized with each recipe, its error (SQNR, MSE, max abs error, clipped "
             "values) and size. Without a file, runs on the built-in example set of "
             "weight tensors. 'numba-quant quantize MODEL_DIR OUT_DIR --scheme SCHEME' "
-            "writes the quantized model instead (see 'numba-quant quantize --help')."),
+            "(compressed-tensors) and 'numba-quant quantize IN.gguf OUT.gguf --type TYPE' "
+            "(GGUF, as llama-quantize) write the quantized model instead (see "
+            "'numba-quant quantize --help')."),
         epilog=(
             "examples: numba-quant;  numba-quant model.safetensors --recipes "
             "int8,int4-g128 -o report.html;  numba-quant shards/ --include 'encoder.*' "

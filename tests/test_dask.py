@@ -415,3 +415,24 @@ def test_block_errors_are_the_whole_arrays():
         synchronous(scale)
     with pytest.raises(ValueError, match="scale must not be negative"):
         nq.fake_quantization(dx, -np.ones((4, 4, 1)), np.zeros((4, 4, 1)), block_size=BLOCK)
+
+
+@pytest.mark.cluster
+def test_gguf_export_on_a_cluster(tmp_path, cluster):
+    """numba-quant quantize's GGUF export with the tensors quantized by the workers
+    (each reads its tensor from the file): the file llama-quantize writes."""
+    gguf = pytest.importorskip("gguf")  # noqa: F841  (the exporter's reader and writer)
+    import hashlib
+    import json
+    from pathlib import Path
+
+    import gguf_tiny_model
+    from numba_quant.export import to_gguf
+    golden = json.loads((Path(__file__).parent / "data" / "gguf_export_golden.json")
+                        .read_text())
+    case = next(c for c in golden["cases"] if c["case"] == "f16-Q8_0")
+    src = gguf_tiny_model.write_tiny_llama(tmp_path / "tiny-f16.gguf", "f16")
+    rep = to_gguf(src, tmp_path / "out.gguf", "Q8_0", client=cluster)
+    assert hashlib.sha256((tmp_path / "out.gguf").read_bytes()).hexdigest() \
+        == case["file_sha256"]
+    assert len(rep.tensors) == case["type_counts"]["Q8_0"]

@@ -331,3 +331,17 @@ def test_experts_take_their_own_importance_rows(tmp_path):
     for e in range(3):
         np.testing.assert_array_equal(got[e], nq_gguf.quantize(experts[e], "Q4_0",
                                                                imatrix=weights[e]))
+
+
+def test_each_format_takes_its_own_options(inputs, tmp_path, capsys):
+    root, paths = inputs
+    out = tmp_path / "out"
+    _fails([paths["f32"], out, "--scheme", "W4A16"], capsys, "--scheme takes a model "
+           "directory", "--type")
+    _fails([root, out, "--scheme", "W4A16", "--imatrix", "x.dat", "--pure"], capsys,
+           "--imatrix, --pure: GGUF options")
+    assert cli.main([paths["f32"], str(out), "--type", "Q8_0", "--scheme", "W4A16"]) == 2
+    assert "give --scheme SCHEME" in capsys.readouterr().err
+    _fails([paths["f32"], out, "--type", "Q8_0", "--gpu", "--dask", "local"], capsys,
+           "--gpu and --dask")
+    assert not out.exists()

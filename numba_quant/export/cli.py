@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads (default: all)")
     g.add_argument("--gpu", action="store_true", help="quantize on the CUDA GPU")
+    g.add_argument("--dask", metavar="SCHEDULER",
+                   help="quantize on a Dask cluster: 'local' (a local cluster of "
+                        "--dask-workers processes) or a scheduler address; the input path "
+                        "must be readable by the workers (needs the 'dask' extra)")
+    g.add_argument("--dask-workers", type=int, default=2, metavar="N",
+                   help="worker processes of --dask local (default: 2)")
     p.add_argument("--ignore", action="append", default=[], metavar="NAME_OR_REGEX",
                    help="a Linear module to leave unquantized: its name, re:REGEX "
                         "(matched at the start of module names) or a class name "
@@ -105,6 +111,15 @@ def main(argv=None) -> int:
 
 
 def _compressed(args):
+    gguf_only = [flag for flag, value in (
+        ("--imatrix", args.imatrix), ("--tensor-type", args.tensor_type),
+        ("--output-tensor-type", args.output_tensor_type),
+        ("--token-embedding-type", args.token_embedding_type), ("--pure", args.pure),
+        ("--leave-output-tensor", args.leave_output_tensor), ("--threads", args.threads),
+        ("--gpu", args.gpu), ("--dask", args.dask)) if value]
+    if gguf_only:
+        raise ExportError(f"{', '.join(gguf_only)}: GGUF options (with --type); "
+                          "--scheme takes --ignore, --targets")
     if Path(args.model_dir).is_file():
         raise ExportError(f"{args.model_dir}: --scheme takes a model directory; a GGUF "
                           "file takes --type TYPE")
@@ -123,12 +138,25 @@ def _gguf(args):
             raise ValueError(f"--threads {args.threads}: expected 1 to "
                              f"{numba.config.NUMBA_NUM_THREADS}")
         numba.set_num_threads(args.threads)
+    if args.dask is None:
+        return _to_gguf(args, None)
+    from numba_quant.reporting import dask_report
+    if args.gpu:
+        raise ValueError("--gpu and --dask cannot be combined")
+    try:
+        with dask_report.cluster_client(args.dask, args.dask_workers) as client:
+            return _to_gguf(args, client)
+    except dask_report.ClusterError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def _to_gguf(args, client):
     return to_gguf(args.model_dir, args.out_dir, args.file_type, imatrix=args.imatrix,
                    tensor_types=args.tensor_type,
                    output_tensor_type=args.output_tensor_type,
                    token_embedding_type=args.token_embedding_type, pure=args.pure,
                    leave_output_tensor=args.leave_output_tensor, force=args.force,
-                   device="gpu" if args.gpu else "cpu")
+                   device="gpu" if args.gpu else "cpu", client=client)
 
 
 if __name__ == "__main__":

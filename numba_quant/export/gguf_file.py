@@ -179,7 +179,12 @@ def _plan(tensors, ft, facts, options, path, imatrix):
                           f"{', '.join(unwritable)}")
 
 
-def _row_bytes(t, qtype, gguf):
+def _row_bytes(t, qtype, gguf=None):
+    """Bytes of one row of ``t`` stored as ``qtype`` (any ggml type gguf-py knows)."""
+    if qtype in _WRITABLE:
+        if qtype == "F32":
+            return 4 * t.ne[0]
+        return _gguf.row_size(qtype, t.ne[0])
     block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[qtype]]
     if t.ne[0] % block:
         raise ExportError(f"{t.name}: rows of {t.ne[0]} values are not whole {qtype} "
@@ -210,53 +215,77 @@ def _add_metadata(writer, fields, ft, imatrix, gguf):
                 writer.add_uint32(key, value)
 
 
-def _float_rows(t, r0, r1):
-    """Rows ``r0:r1`` of an F32/F16/BF16 tensor as float32 (exact widening)."""
-    raw = np.asarray(t.source.data).reshape(t.rows, -1)[r0:r1]
-    if t.stored == "F32":
+@dataclass(frozen=True)
+class TensorJob:
+    """One tensor to convert, self-contained so that a Dask worker can run it from the
+    input file's path: where its data lies, its types and shape, its importance rows."""
+    path: str
+    offset: int                 # of the tensor's data in the file
+    stored: str                 # F32, F16 or BF16
+    ne: tuple                   # ggml's shape: the row length first
+    target: str
+    row_bytes: int
+    imatrix_rows: object = None     # float32 (experts, n_per_row) or None
+    chunk_bytes: int = 64 << 20
+
+    @property
+    def rows(self):
+        return int(np.prod(self.ne[1:], dtype=np.int64))
+
+
+_STORED_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}
+
+
+def _float_rows(raw, stored):
+    """Rows of an F32/F16/BF16 tensor as float32 (exact widening)."""
+    if stored == "F32":
         return np.ascontiguousarray(raw, np.float32)
-    if t.stored == "F16":
+    if stored == "F16":
         return raw.astype(np.float32)
-    bits = raw.view(np.uint16).astype(np.uint32) << 16       # bfloat16: high halves
-    return bits.view(np.float32)
+    return (raw.astype(np.uint32) << 16).view(np.float32)     # bfloat16: high halves
 
 
-def _convert(t, out, imatrix_rows, to_device):
-    """Quantize tensor ``t`` into ``out`` (uint8 rows); returns (signal, noise): the sums
-    of x**2 and of the squared error of the values decoded from ``out`` (the report's
-    kernel; the decoded chunk is on the host in any case)."""
-    n = t.ne[0]
-    step = max(1, _tuning.EXPORT_CHUNK_BYTES // (4 * n))
-    rows_per_expert = t.ne[1] if len(t.ne) > 1 else 1
+def run_job(job, to_device=None):
+    """Quantize one tensor: returns (uint8 rows of ggml's blocks, signal, noise), the
+    sums of x**2 and of the squared error of the values decoded from the bytes (the
+    report's kernel, on the host)."""
+    n = job.ne[0]
+    raw = np.memmap(job.path, _STORED_DTYPES[job.stored], "r", offset=job.offset,
+                    shape=(job.rows, n))
+    out = np.empty((job.rows, job.row_bytes), np.uint8)
+    step = max(1, job.chunk_bytes // (4 * n))
+    rows_per_expert = job.ne[1] if len(job.ne) > 1 else 1
     signal = noise = 0.0
     r0 = 0
-    while r0 < t.rows:
+    while r0 < job.rows:
         expert = r0 // rows_per_expert
         # A chunk never crosses an expert: each has its own importance row.
-        r1 = min(t.rows, r0 + step, (expert + 1) * rows_per_expert)
-        x = _float_rows(t, r0, r1)
+        r1 = min(job.rows, r0 + step, (expert + 1) * rows_per_expert)
+        x = _float_rows(raw[r0:r1], job.stored)
         dest = out[r0:r1]
-        w = None if imatrix_rows is None else imatrix_rows[expert]
-        if t.target == "F32":            # F16/BF16 widened: exact
+        w = None if job.imatrix_rows is None else job.imatrix_rows[expert]
+        if job.target == "F32":            # F16/BF16 widened: exact
             dest[...] = x.view(np.uint8).reshape(r1 - r0, -1)
             back = x
         elif to_device is None:
-            back = _gguf.dequantize(_gguf.quantize(x, t.target, imatrix=w, out=dest),
-                                    t.target)
+            back = _gguf.dequantize(_gguf.quantize(x, job.target, imatrix=w, out=dest),
+                                    job.target)
         else:
-            dest[...] = to_device(_gguf.quantize(to_device(x), t.target, imatrix=w))
-            back = _gguf.dequantize(dest, t.target)
+            dest[...] = to_device(_gguf.quantize(to_device(x), job.target, imatrix=w))
+            back = _gguf.dequantize(dest, job.target)
         sums = np.empty((r1 - r0, 5), np.float64)
         _cpu_metrics.error_sums(x, back, _NO_STEPS, n, -1.0, False, sums)
         signal += float(sums[:, _cpu_metrics.SIGNAL].sum())
         noise += float(sums[:, _cpu_metrics.NOISE].sum())
         r0 = r1
-    return signal, noise
+    del raw
+    return out, signal, noise
 
 
 def to_gguf(source, destination, file_type, *, imatrix=None, tensor_types=(),
             output_tensor_type=None, token_embedding_type=None, pure=False,
-            leave_output_tensor=False, force=False, device="cpu") -> ExportReport:
+            leave_output_tensor=False, force=False, device="cpu",
+            client=None) -> ExportReport:
     """Write ``source`` (a GGUF of F32/F16/BF16 tensors, as ``convert_hf_to_gguf.py``
     writes it) quantized to ``file_type``, as ``llama-quantize`` does.
 
@@ -284,6 +313,10 @@ def to_gguf(source, destination, file_type, *, imatrix=None, tensor_types=(),
         Replace an existing ``destination``.
     device : {"cpu", "gpu"}
         Where the quantizers run (the bytes are the same).
+    client : distributed.Client, optional
+        Quantize on the workers of this Dask cluster (a few tensors in flight per
+        worker; each reads its tensor from ``source``, so the path must be readable
+        there).  The bytes are the same.
 
     Returns
     -------
@@ -311,6 +344,8 @@ def to_gguf(source, destination, file_type, *, imatrix=None, tensor_types=(),
                  else _writable_type(token_embedding_type, "--token-embedding-type"))
     if device not in ("cpu", "gpu"):
         raise ValueError(f"device: expected 'cpu' or 'gpu', got {device!r}")
+    if client is not None and device != "cpu":
+        raise ValueError("device='gpu' and a Dask client cannot be combined")
     to_device = _device_copier() if device == "gpu" else None
     source, destination = Path(source), Path(destination)
     reader = _open(source, gguf)
@@ -329,42 +364,63 @@ def to_gguf(source, destination, file_type, *, imatrix=None, tensor_types=(),
     _plan(tensors, ft, facts, options, source, im)
     rep = ExportReport(ft.name, source, destination)
     rep.input_bytes = source.stat().st_size
+    jobs = [_job(t, source, im) for t in tensors]
     with staged_file(destination, force=force) as stage:
         writer = gguf.GGUFWriter(stage, facts.arch or "unknown")
         _add_metadata(writer, fields, ft, im, gguf)
-        sizes = {}
-        for t in tensors:
-            row = _row_bytes(t, t.target if t.converted else t.stored, gguf)
-            sizes[t.name] = row
-            shape = tuple(reversed(t.ne[1:])) + (row,)
-            writer.add_tensor_info(t.name, shape, np.dtype(np.uint8), row * t.rows,
-                                   raw_dtype=gguf.GGMLQuantizationType[
-                                       t.target if t.converted else t.stored])
+        for t, job in zip(tensors, jobs):
+            qtype = job.target if job is not None else t.stored
+            row = _row_bytes(t, qtype, gguf)
+            writer.add_tensor_info(t.name, tuple(reversed(t.ne[1:])) + (row,),
+                                   np.dtype(np.uint8), row * t.rows,
+                                   raw_dtype=gguf.GGMLQuantizationType[qtype])
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        for t in tensors:
-            out = _tensor_bytes(t, sizes[t.name], im, to_device, rep)
+        results = (_on_cluster(client, jobs) if client is not None
+                   else (None if job is None else run_job(job, to_device) for job in jobs))
+        for t, job, result in zip(tensors, jobs, results):
+            if job is None:
+                writer.write_tensor_data(np.asarray(t.source.data).reshape(-1).view(np.uint8))
+                continue
+            out, signal, noise = result
+            rep.tensors.append(TensorRow(t.name, tuple(reversed(t.ne)),
+                                         f"{t.stored}->{t.target}", int(t.source.n_bytes),
+                                         out.nbytes, sqnr_db(signal, noise), signal, noise))
+            rep.quantized_weights += t.rows * t.ne[0]
             writer.write_tensor_data(out)
-            del out
+            del out, result
         writer.close()
     rep.output_bytes = destination.stat().st_size
     rep.seconds = time.perf_counter() - started
     return rep
 
 
-def _tensor_bytes(t, row, im, to_device, rep):
+def _job(t, source, im):
     if not t.converted:
-        return np.asarray(t.source.data).reshape(-1).view(np.uint8)
-    out = np.empty((t.rows, row), np.uint8)
-    w = None if im is None else im.for_tensor(t.name, t.ne[0], t.experts)
-    signal, noise = _convert(t, out, w, to_device)
-    n = t.rows * t.ne[0]
-    rep.tensors.append(TensorRow(t.name, tuple(reversed(t.ne)), f"{t.stored}->{t.target}",
-                                 int(t.source.n_bytes), out.nbytes,
-                                 sqnr_db(signal, noise), signal, noise))
-    rep.quantized_weights += n
-    return out
+        return None
+    return TensorJob(str(source), int(t.source.data_offset), t.stored, t.ne, t.target,
+                     _row_bytes(t, t.target, None),
+                     None if im is None else im.for_tensor(t.name, t.ne[0], t.experts),
+                     _tuning.EXPORT_CHUNK_BYTES)
+
+
+def _on_cluster(client, jobs):
+    """The jobs' results in order, computed by the workers of a Dask ``client`` with a
+    few tensors in flight per worker (the client holds only those results)."""
+    window = 2 * max(1, len(client.scheduler_info().get("workers", {})))
+    pending = []
+    queue = iter(jobs)
+    for job in queue:
+        pending.append(None if job is None else client.submit(run_job, job, pure=False))
+        if len(pending) >= window:
+            break
+    while pending:
+        head = pending.pop(0)
+        job = next(queue, StopIteration)
+        if job is not StopIteration:
+            pending.append(None if job is None else client.submit(run_job, job, pure=False))
+        yield None if head is None else head.result()
 
 
 def _device_copier():

@@ -23,7 +23,6 @@ stderr; the other tensors are still reported), 2 for a command-line usage error.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -445,26 +444,11 @@ def _dask_locators(args, source):
 def _dask_report_run(args, source, chosen):
     """The report of ``source`` computed on the cluster of ``--dask``."""
     try:
-        import distributed
-    except ImportError:
-        raise CliError("--dask needs Dask and distributed: pip install "
-                       "'numba_quant[dask]'") from None
-    if args.dask_workers < 1:
-        raise CliError(f"--dask-workers must be at least 1; got {args.dask_workers}")
-    with contextlib.ExitStack() as stack:
-        if args.dask == "local":
-            cluster = stack.enter_context(distributed.LocalCluster(
-                n_workers=args.dask_workers, threads_per_worker=1, processes=True,
-                dashboard_address=None))
-            client = stack.enter_context(distributed.Client(cluster))
-        else:
-            try:
-                client = stack.enter_context(distributed.Client(args.dask, timeout=30))
-            except OSError as exc:
-                raise CliError(f"--dask {args.dask}: cannot reach the scheduler "
-                               f"({_one_line(exc)})") from None
-        return _dask_report.report(_dask_locators(args, source), source.description,
-                                   source.skipped, chosen, args.nonfinite, client)
+        with _dask_report.cluster_client(args.dask, args.dask_workers) as client:
+            return _dask_report.report(_dask_locators(args, source), source.description,
+                                       source.skipped, chosen, args.nonfinite, client)
+    except _dask_report.ClusterError as exc:
+        raise CliError(str(exc)) from None
 
 
 def run(args, out=None, err=None) -> int:

@@ -9,7 +9,9 @@ tensors and assembles the report, so a checkpoint larger than its memory (or tha
 one machine's, a tensor at a time per worker) is reported by the workers; the numbers
 are those of :func:`numba_quant.report`, which runs the same per-tensor code.
 """
+import contextlib
 import time
+
 from numba_quant.reporting.checkpoint import CheckpointError, TensorEntry, open_checkpoint
 from numba_quant.reporting.report import Report, _histogram, _report_tensor, _worst_names
 
@@ -75,3 +77,36 @@ def report(locators, description, skipped, recipes, nonfinite, scheduler, histog
             rep.histograms[name] = hist
     rep.seconds = time.perf_counter() - started
     return rep
+
+
+class ClusterError(ValueError):
+    """The cluster of ``--dask`` cannot be had: no distributed, a bad worker count, an
+    unreachable scheduler."""
+
+
+@contextlib.contextmanager
+def cluster_client(scheduler, workers=2):
+    """A ``distributed.Client``: on a local cluster of ``workers`` one-thread processes
+    for ``scheduler == "local"``, else connected to the scheduler at that address
+    (``tcp://host:8786``).  Used by the report and by ``numba-quant quantize``."""
+    try:
+        import distributed
+    except ImportError:
+        raise ClusterError("--dask needs Dask and distributed: pip install "
+                           "'numba_quant[dask]'") from None
+    if workers < 1:
+        raise ClusterError(f"--dask-workers must be at least 1; got {workers}")
+    with contextlib.ExitStack() as stack:
+        if scheduler == "local":
+            cluster = stack.enter_context(distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True,
+                dashboard_address=None))
+            client = stack.enter_context(distributed.Client(cluster))
+        else:
+            try:
+                client = stack.enter_context(distributed.Client(scheduler, timeout=30))
+            except OSError as exc:
+                text = " ".join(str(exc).split()) or type(exc).__name__
+                raise ClusterError(f"--dask {scheduler}: cannot reach the scheduler "
+                                   f"({text})") from None
+        yield client

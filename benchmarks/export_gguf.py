@@ -4,7 +4,7 @@
     python benchmarks/export_gguf.py [--types Q4_K_M,Q8_0] [--models minilm-f32,
         minilm-f16,synthetic] [--synthetic-gb 2] [--repeats 3] [--synthetic-repeats 1]
         [--threads 2] [--work /tmp/nq_export_gguf_bench] [--minilm-dir /work/gguf-ref]
-        [--fresh-cache] [--json PATH]
+        [--nq-root DIR] [--fresh-cache] [--json PATH]
     python benchmarks/export_gguf.py --models minilm-f32 --types Q8_0 --repeats 1  # quick
 
 Inputs (made once and kept in ``--work``): all-MiniLM-L6-v2 as ``convert_hf_to_gguf.py``
@@ -17,19 +17,20 @@ gguf-py's ``GGUFWriter`` (normal values * 0.02 from numpy's generator; the metad
 
 Each run is a fresh process doing the whole quantization, imports included:
 numba_quant's command (``numba_quant.reporting.cli.main(["quantize", IN, OUT, "--type",
-T, "--force", "--threads", N])``, what ``python -m numba_quant quantize`` runs; this
-checkout; ``NUMBA_NUM_THREADS=N``, ``NUMBA_CACHE_DIR`` in ``--work``) and llama.cpp's
-quantizer through llama-cpp-python's ctypes binding (``llama_model_quantize`` with
-``nthread=N``; ``--llama-python``).  Per run: the process's wall time, the time the
-process measured itself after its imports (``in-process``), its CPU time and its peak
-resident memory (``wait4``; both tools memory-map the input, so the pages of the input
-they touched count).  Per (model, type) and tool one untimed first run (reported as
-``first call``: with ``--fresh-cache`` the first case's includes numba_quant's
-compilation), then the repeats with the tools taking turns (the first in each repeat
-alternates); the output is deleted and ``sync`` run before each run.  Medians, and the
-ratio nq/llama of the medians (below 1: numba_quant faster).  ``identical``: the
-sha256 of the two tools' last outputs are equal.  ``largest f32``: the float32 size of
-the input's largest tensor (a memory yardstick).
+T, "--force", "--threads", N])``, what ``python -m numba_quant quantize`` runs, from this
+checkout or the tree ``--nq-root``; ``NUMBA_NUM_THREADS=N``, ``NUMBA_CACHE_DIR`` in
+``--work``) and llama.cpp's quantizer through llama-cpp-python's ctypes binding
+(``llama_model_quantize`` with ``nthread=N``; ``--llama-python``).  Per run: the
+process's wall time, the time the process measured itself after its imports
+(``in-process``), its CPU time and its peak resident memory (``wait4``; both tools
+memory-map the input, so the pages of the input they touched count).  Per (model, type)
+and tool one untimed first run (reported as ``first call``: with ``--fresh-cache`` the
+first case's includes numba_quant's compilation), then the repeats with the tools
+taking turns (the first in each repeat alternates); the output is deleted and ``sync``
+run before each run.  Medians, and the ratio nq/llama of the medians (below 1:
+numba_quant faster).  ``identical``: the sha256 of the two tools' last outputs are
+equal.  ``largest f32``: the float32 size of the input's largest tensor (a memory
+yardstick).
 """
 import argparse
 import hashlib
@@ -86,12 +87,16 @@ def synthetic_shapes(layers):
     shapes = [("token_embd.weight", (N_VOCAB, N_EMBD))]
     for i in range(layers):
         p = f"blk.{i}."
-        shapes += [(p + "attn_norm.weight", (N_EMBD,)), (p + "attn_q.weight", (N_EMBD, N_EMBD)),
+        shapes += [(p + "attn_norm.weight", (N_EMBD,)),
+                   (p + "attn_q.weight", (N_EMBD, N_EMBD)),
                    (p + "attn_k.weight", (kv, N_EMBD)), (p + "attn_v.weight", (kv, N_EMBD)),
                    (p + "attn_output.weight", (N_EMBD, N_EMBD)),
-                   (p + "ffn_norm.weight", (N_EMBD,)), (p + "ffn_gate.weight", (N_FF, N_EMBD)),
-                   (p + "ffn_up.weight", (N_FF, N_EMBD)), (p + "ffn_down.weight", (N_EMBD, N_FF))]
-    return shapes + [("output_norm.weight", (N_EMBD,)), ("output.weight", (N_VOCAB, N_EMBD))]
+                   (p + "ffn_norm.weight", (N_EMBD,)),
+                   (p + "ffn_gate.weight", (N_FF, N_EMBD)),
+                   (p + "ffn_up.weight", (N_FF, N_EMBD)),
+                   (p + "ffn_down.weight", (N_EMBD, N_FF))]
+    return shapes + [("output_norm.weight", (N_EMBD,)),
+                     ("output.weight", (N_VOCAB, N_EMBD))]
 
 
 def _nbytes(shape):
@@ -185,7 +190,7 @@ def sha256(path):
     return h.hexdigest()
 
 
-def run_once(python, code, inp, out, ftype, threads, env, log):
+def run_once(python, code, inp, out, ftype, threads, env, log, cwd):
     if os.path.exists(out):
         os.remove(out)
     os.sync()
@@ -193,7 +198,7 @@ def run_once(python, code, inp, out, ftype, threads, env, log):
     with open(log, "w") as err:
         proc = subprocess.Popen([python, "-c", code, inp, out, ftype, str(threads)],
                                 stdout=subprocess.PIPE, stderr=err, text=True, env=env,
-                                cwd=ROOT)
+                                cwd=cwd)
         stdout = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
@@ -226,6 +231,10 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--python", default="/work/venv/bin/python")
     p.add_argument("--llama-python", default="/work/venv-llama/bin/python")
+    p.add_argument("--nq-root", default=str(ROOT),
+                   help="the numba_quant tree to run (default this checkout; e.g. a "
+                        "'git archive' of a commit): its folder is the child's current "
+                        "folder and PYTHONPATH")
     p.add_argument("--fresh-cache", action="store_true",
                    help="empty numba_quant's Numba cache first (the first case's first "
                         "call then compiles)")
@@ -241,7 +250,9 @@ def main(argv=None):
     if args.fresh_cache and cache.exists():
         shutil.rmtree(cache)
     cache.mkdir(exist_ok=True)
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), NUMBA_NUM_THREADS=str(args.threads))
+    nq_root = str(Path(args.nq_root).resolve())
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), NUMBA_NUM_THREADS=str(args.threads),
+               PYTHONPATH=nq_root)
 
     inputs = {}
     for model in args.models.split(","):
@@ -280,7 +291,7 @@ def main(argv=None):
             logs = {t: str(work / "out" / f"{model}-{ftype}-{t}.log") for t in tools}
             for tool, (python, code) in tools.items():       # untimed first calls
                 case["first"][tool] = run_once(python, code, inp, outs[tool], ftype,
-                                               args.threads, env, logs[tool])
+                                               args.threads, env, logs[tool], nq_root)
                 case["runs"][tool] = []
             for i in range(repeats):
                 order = list(tools) if i % 2 == 0 else list(tools)[::-1]
@@ -288,7 +299,7 @@ def main(argv=None):
                     case["busy"].append(wait_quiet(args.max_wait))
                     python, code = tools[tool]
                     r = run_once(python, code, inp, outs[tool], ftype, args.threads, env,
-                                 logs[tool])
+                                 logs[tool], nq_root)
                     case["runs"][tool].append(r)
                     print(f"{model} {ftype} {tool} {i}: " + json.dumps(
                         {k: round(v, 3) for k, v in r.items()}), flush=True)
@@ -300,13 +311,14 @@ def main(argv=None):
                     os.remove(outs[t])
             results.append(case)
 
-    print(f"\nthreads {args.threads}; medians of the timed runs ({args.repeats} per tool "
-          f"for MiniLM, {args.synthetic_repeats} for the synthetic model); nq/llama < 1: "
-          "numba_quant faster; MiB = 2**20 bytes\n")
+    print(f"\nnumba_quant from {nq_root}; threads {args.threads}; medians of the timed "
+          f"runs ({args.repeats} per tool for MiniLM, {args.synthetic_repeats} for the "
+          "synthetic model); nq/llama < 1: numba_quant faster; MiB = 2**20 bytes\n")
     print("| input | type | whole run nq | llama | nq/llama | in-process nq | llama | "
           "nq/llama | CPU nq / llama | first call nq / llama | peak RSS nq / llama | "
           "largest f32 | identical |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | --- |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | ---: "
+          "| --- |")
     for c in results:
         n, l = c["runs"]["nq"], c["runs"]["llama"]
         fn, fl = c["first"]["nq"], c["first"]["llama"]
@@ -331,9 +343,9 @@ def main(argv=None):
           f"{max(busy, default=float('nan')):.2f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": args.threads, "repeats": args.repeats,
-                       "synthetic_repeats": args.synthetic_repeats, "cases": results}, f,
-                      indent=1)
+            json.dump({"nq_root": nq_root, "threads": args.threads,
+                       "repeats": args.repeats, "synthetic_repeats": args.synthetic_repeats,
+                       "cases": results}, f, indent=1)
     return 0 if all(c["identical"] for c in results) else 1
 
 

@@ -345,3 +345,56 @@ def test_each_format_takes_its_own_options(inputs, tmp_path, capsys):
     _fails([paths["f32"], out, "--type", "Q8_0", "--gpu", "--dask", "local"], capsys,
            "--gpu and --dask")
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ the container
+
+def test_header_reader_agrees_with_gguf_py(inputs):
+    """Keys, value types, decoded scalars and tensor infos as gguf-py's reader sees
+    them; every ggml type's block and byte sizes as gguf-py's table has them."""
+    from numba_quant.export import gguf_container as gc
+    root, paths = inputs
+    for path in (paths["f32"], paths["gguf"]):
+        ours = gc.read_header(path)
+        ref = gguf.GGUFReader(path)
+        fields = [f for name, f in ref.fields.items() if not name.startswith("GGUF.")]
+        assert [kv.key for kv in ours.kvs] == [f.name for f in fields]
+        for kv, f in zip(ours.kvs, fields):
+            assert kv.vtype == int(f.types[0]), kv.key
+            if f.types[0] not in (gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.STRING):
+                assert kv.value == f.contents(), kv.key
+        assert [(t.name, t.ne, t.ggml_type, ours.data_offset + t.offset, t.nbytes)
+                for t in ours.tensors] == \
+            [(t.name, tuple(int(n) for n in t.shape), int(t.tensor_type), t.data_offset,
+              t.n_bytes) for t in ref.tensors]
+    for qtype, sizes in gguf.GGML_QUANT_SIZES.items():
+        # gguf-py 0.19 gives Q8_1 40 bytes; ggml's block_q8_1 is 36 (two halves and 32
+        # int8), and Q8_1 is an activation type no file stores.
+        if int(qtype) in gc.TYPE_SIZES and qtype.name != "Q8_1":
+            assert gc.TYPE_SIZES[int(qtype)] == sizes, qtype.name
+
+
+def test_malformed_headers_name_the_file(tmp_path):
+    from numba_quant.export import ExportError
+    from numba_quant.export import gguf_container as gc
+    good = _small_model(tmp_path / "in.gguf")
+    data = good.read_bytes()
+    header = gc.read_header(good)
+    cases = {
+        "version": data[:4] + struct.pack("<I", 1) + data[8:],
+        "cut-header": data[:60],
+        "cut-data": data[:header.data_offset + 100],
+        "value-type": None,
+    }
+    # An unknown value type in the first key (its type follows the key's string).
+    key_len = struct.unpack_from("<Q", data, 24)[0]
+    at = 24 + 8 + key_len
+    cases["value-type"] = data[:at] + struct.pack("<I", 77) + data[at + 4:]
+    expected = {"version": "GGUF version 1", "cut-header": "inside the header",
+                "cut-data": "runs past the end of the file", "value-type": "value type 77"}
+    for name, raw in cases.items():
+        path = tmp_path / f"{name}.gguf"
+        path.write_bytes(raw)
+        with pytest.raises(ExportError, match=expected[name]) as info:
+            gc.read_header(path)
+        assert str(path) in str(info.value)

@@ -7,6 +7,9 @@ choose, quantized by :func:`numba_quant.gguf.quantize` (ggml's bytes); the input
 metadata in its order, less the split keys, then ``general.quantization_version`` and
 ``general.file_type``, then the importance matrix's keys; 32-byte alignment.
 
+The container (header, metadata, tensor infos, alignment) is read and written by
+:mod:`numba_quant.export.gguf_container`, which copies the input's metadata as bytes.
+
 Memory: the input is a memory map; each tensor is converted to float32 and quantized a
 run of rows at a time (:data:`numba_quant._host.tuning.EXPORT_CHUNK_BYTES` of float32),
 into the tensor's output buffer, which is written before the next tensor is read.
@@ -24,6 +27,14 @@ from numba_quant import gguf as _gguf
 from numba_quant._cpu import metrics as _cpu_metrics
 from numba_quant._host import tuning as _tuning
 from numba_quant.export import gguf_rules as rules
+from numba_quant.export.gguf_container import (
+    STRING,
+    TYPE_SIZES,
+    UINT32,
+    GGUFOutput,
+    key_value,
+    read_header,
+)
 from numba_quant.export.imatrix import read_imatrix
 from numba_quant.export.report import ExportError, ExportReport, TensorRow, sqnr_db
 from numba_quant.export.safetensors_out import staged_file
@@ -37,15 +48,6 @@ _WRITABLE = ("F32",) + tuple(_gguf.TYPES)
 _SPLIT_KEYS = ("split.no", "split.count", "split.tensors.count")
 # error_sums' step table when no clipping is counted.
 _NO_STEPS = np.zeros((1, 1), np.float64)
-
-
-def _gguf_module():
-    try:
-        import gguf
-    except ImportError:
-        raise ExportError("writing GGUF files needs gguf-py: pip install "
-                          "'numba_quant[gguf]'") from None
-    return gguf
 
 
 def parse_tensor_type(item):
@@ -82,7 +84,8 @@ class _Tensor:
     name: str
     ne: tuple          # ggml's shape: the row length first
     stored: str        # the input's type name
-    source: object     # gguf-py's ReaderTensor
+    offset: int        # of its data in the file
+    nbytes: int
     target: str = ""
     converted: bool = False
 
@@ -103,55 +106,16 @@ def _ggml_shape(shape):
     return tuple(ne)
 
 
-def _open(source, gguf):
-    path = Path(source)
-    if not path.is_file():
-        raise ExportError(f"{path}: no such file")
-    with open(path, "rb") as fh:
-        if fh.read(4) != b"GGUF":
-            raise ExportError(f"{path}: not a GGUF file (no GGUF magic)")
-    try:
-        return gguf.GGUFReader(path, "r")
-    except Exception as exc:  # gguf-py raises ValueError, struct.error, IndexError...
-        raise ExportError(f"{path}: malformed GGUF file ({type(exc).__name__}: "
-                          f"{exc})") from None
-
-
-def _metadata_fields(reader):
-    return [f for name, f in reader.fields.items() if not name.startswith("GGUF.")]
-
-
-def _field_value(field, gguf):
-    """A field's value as GGUFWriter packs it back to the same bytes (strings as raw
-    bytes, so that any byte sequence survives)."""
-    T = gguf.GGUFValueType
-    main = field.types[0]
-    if main == T.STRING:
-        return bytes(field.parts[field.data[0]]), main, None
-    if main == T.ARRAY:
-        sub = field.types[-1]
-        if len(field.types) != 2:
-            raise ExportError(f"metadata {field.name}: nested arrays are not supported")
-        if sub == T.STRING:
-            return [bytes(field.parts[i]) for i in field.data], main, sub
-        return [field.parts[i].item() for i in field.data], main, sub
-    return field.parts[field.data[0]].item(), main, None
-
-
-def _facts(fields, gguf):
-    values = {}
-    for f in fields:
-        if f.types and f.types[0] != gguf.GGUFValueType.ARRAY:
-            values[f.name] = f.contents()
-        elif len(f.types) == 2 and f.types[1] != gguf.GGUFValueType.STRING:
-            values[f.name] = f.contents()
+def _facts(header):
+    values = {kv.key: kv.value for kv in header.kvs if kv.value is not None}
     return rules.ModelFacts.from_metadata(values)
 
 
-def _tensors(reader, path):
+def _tensors(header):
     out = []
-    for t in reader.tensors:
-        out.append(_Tensor(t.name, _ggml_shape(t.shape), t.tensor_type.name, t))
+    for t in header.tensors:
+        out.append(_Tensor(t.name, _ggml_shape(t.ne), rules.ggml_type_named(t.ggml_type),
+                           header.data_offset + t.offset, t.nbytes))
     out.sort(key=lambda t: rules.tensor_order(t.name))
     return out
 
@@ -162,6 +126,11 @@ def _plan(tensors, ft, facts, options, path, imatrix):
     for t, (target, allowed) in zip(tensors, planned):
         t.target = target
         t.converted = allowed and target != t.stored
+        if t.converted and t.ne[0] % rules.BLOCK_SIZES[target]:
+            # Only a type option can get here: the rules fall back to a type that fits.
+            raise ExportError(f"{t.name}: rows of {t.ne[0]} values are not whole {target} "
+                              f"blocks of {rules.BLOCK_SIZES[target]} (from "
+                              "--output-tensor-type or --token-embedding-type)")
         if t.converted and t.stored not in SOURCE_TYPES:
             requantized.append(f"{t.name} ({t.stored})")
         elif t.converted and target not in _WRITABLE:
@@ -179,40 +148,24 @@ def _plan(tensors, ft, facts, options, path, imatrix):
                           f"{', '.join(unwritable)}")
 
 
-def _row_bytes(t, qtype, gguf=None):
-    """Bytes of one row of ``t`` stored as ``qtype`` (any ggml type gguf-py knows)."""
-    if qtype in _WRITABLE:
-        if qtype == "F32":
-            return 4 * t.ne[0]
-        return _gguf.row_size(qtype, t.ne[0])
-    block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[qtype]]
-    if t.ne[0] % block:
-        raise ExportError(f"{t.name}: rows of {t.ne[0]} values are not whole {qtype} "
-                          f"blocks of {block}")
-    return t.ne[0] // block * type_size
+def _row_bytes(t, qtype):
+    """Bytes of one row of ``t`` stored as ``qtype``."""
+    block, size = TYPE_SIZES[rules.GGML_IDS[qtype]]
+    return t.ne[0] // block * size
 
 
-def _add_metadata(writer, fields, ft, imatrix, gguf):
-    T = gguf.GGUFValueType
-    writer.kv_data[0].clear()          # the input's keys in the input's order
-    moved = ("general.quantization_version", "general.file_type") + _SPLIT_KEYS
-    for f in fields:
-        if f.name in moved:
-            continue
-        value, vtype, sub = _field_value(f, gguf)
-        if vtype == T.ARRAY and not value:
-            raise ExportError(f"metadata {f.name}: an empty array cannot be written "
-                              "with gguf-py")
-        writer.add_key_value(f.name, value, vtype, sub)
-    writer.add_uint32("general.quantization_version", rules.QUANTIZATION_VERSION)
-    writer.add_uint32("general.file_type", ft.ftype)
+def _metadata(header, ft, imatrix):
+    """The output's pairs: the input's in order, less the split keys and the keys set
+    here, which go last (as ggml's setters append a key they replace)."""
+    new = [key_value("general.quantization_version", UINT32, rules.QUANTIZATION_VERSION),
+           key_value("general.file_type", UINT32, ft.ftype)]
+    set_here = ["general.quantization_version", "general.file_type"]
     if imatrix is not None:
         for key, kind, value in imatrix.metadata():
-            writer.kv_data[0].pop(key, None)
-            if kind == "str":
-                writer.add_string(key, value)
-            else:
-                writer.add_uint32(key, value)
+            new.append(key_value(key, STRING if kind == "str" else UINT32, value))
+            set_here.append(key)
+    dropped = set(set_here) | set(_SPLIT_KEYS)
+    return [kv.raw for kv in header.kvs if kv.key not in dropped] + new
 
 
 @dataclass(frozen=True)
@@ -334,7 +287,6 @@ def to_gguf(source, destination, file_type, *, imatrix=None, tensor_types=(),
     ValueError
         An unknown file type or type.
     """
-    gguf = _gguf_module()
     started = time.perf_counter()
     ft = rules.file_type_named(file_type)
     patterns = tuple(parse_tensor_type(item) for item in tensor_types)
@@ -348,49 +300,43 @@ def to_gguf(source, destination, file_type, *, imatrix=None, tensor_types=(),
         raise ValueError("device='gpu' and a Dask client cannot be combined")
     to_device = _device_copier() if device == "gpu" else None
     source, destination = Path(source), Path(destination)
-    reader = _open(source, gguf)
+    if not source.is_file():
+        raise ExportError(f"{source}: no such file")
+    header = read_header(source)
+    split = header.value("split.count")
+    if split is not None and int(split) > 1:
+        raise ExportError(f"{source}: one shard of a split model ({int(split)} files); "
+                          "merge it first (llama-gguf-split --merge)")
     im = None if imatrix is None else read_imatrix(imatrix)
-    fields = _metadata_fields(reader)
-    split = reader.fields.get("split.count")
-    if split is not None and int(split.contents()) > 1:
-        raise ExportError(f"{source}: one shard of a split model ({int(split.contents())} "
-                          "files); merge it first (llama-gguf-split --merge)")
-    facts = _facts(fields, gguf)
     options = rules.PlanOptions(pure=pure, quantize_output_tensor=not leave_output_tensor,
                                 output_tensor_type=out_type,
                                 token_embedding_type=embd_type, tensor_types=patterns,
                                 has_imatrix=im is not None)
-    tensors = _tensors(reader, source)
-    _plan(tensors, ft, facts, options, source, im)
+    tensors = _tensors(header)
+    _plan(tensors, ft, _facts(header), options, source, im)
     rep = ExportReport(ft.name, source, destination)
     rep.input_bytes = source.stat().st_size
     jobs = [_job(t, source, im) for t in tensors]
-    with staged_file(destination, force=force) as stage:
-        writer = gguf.GGUFWriter(stage, facts.arch or "unknown")
-        _add_metadata(writer, fields, ft, im, gguf)
-        for t, job in zip(tensors, jobs):
-            qtype = job.target if job is not None else t.stored
-            row = _row_bytes(t, qtype, gguf)
-            writer.add_tensor_info(t.name, tuple(reversed(t.ne[1:])) + (row,),
-                                   np.dtype(np.uint8), row * t.rows,
-                                   raw_dtype=gguf.GGMLQuantizationType[qtype])
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
+    infos = [(t.name, t.ne, rules.GGML_IDS[t.target], t.rows * _row_bytes(t, t.target))
+             if t.converted else (t.name, t.ne, rules.GGML_IDS[t.stored], t.nbytes)
+             for t in tensors]
+    with staged_file(destination, force=force) as stage, open(stage, "wb") as fh:
+        out_file = GGUFOutput(fh, _metadata(header, ft, im), infos)
+        out_file.write_header()
         results = (_on_cluster(client, jobs) if client is not None
                    else (None if job is None else run_job(job, to_device) for job in jobs))
         for t, job, result in zip(tensors, jobs, results):
-            if job is None:
-                writer.write_tensor_data(np.asarray(t.source.data).reshape(-1).view(np.uint8))
+            if job is None:         # copied as it is
+                out_file.write_tensor(np.memmap(source, np.uint8, "r", offset=t.offset,
+                                                shape=(t.nbytes,)))
                 continue
             out, signal, noise = result
             rep.tensors.append(TensorRow(t.name, tuple(reversed(t.ne)),
-                                         f"{t.stored}->{t.target}", int(t.source.n_bytes),
-                                         out.nbytes, sqnr_db(signal, noise), signal, noise))
+                                         f"{t.stored}->{t.target}", t.nbytes, out.nbytes,
+                                         sqnr_db(signal, noise), signal, noise))
             rep.quantized_weights += t.rows * t.ne[0]
-            writer.write_tensor_data(out)
+            out_file.write_tensor(out)
             del out, result
-        writer.close()
     rep.output_bytes = destination.stat().st_size
     rep.seconds = time.perf_counter() - started
     return rep
@@ -399,8 +345,8 @@ def to_gguf(source, destination, file_type, *, imatrix=None, tensor_types=(),
 def _job(t, source, im):
     if not t.converted:
         return None
-    return TensorJob(str(source), int(t.source.data_offset), t.stored, t.ne, t.target,
-                     _row_bytes(t, t.target, None),
+    return TensorJob(str(source), t.offset, t.stored, t.ne, t.target,
+                     _row_bytes(t, t.target),
                      None if im is None else im.for_tensor(t.name, t.ne[0], t.experts),
                      _tuning.EXPORT_CHUNK_BYTES)
 

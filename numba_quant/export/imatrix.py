@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from numba_quant.export.gguf_container import read_header
 from numba_quant.export.report import ExportError
 
 __all__ = ["ImportanceMatrix", "read_imatrix"]
@@ -98,27 +99,24 @@ def read_imatrix(path) -> ImportanceMatrix:
 
 
 def _read_gguf(p) -> ImportanceMatrix:
-    from gguf import GGUFReader, GGMLQuantizationType
-
-    try:
-        reader = GGUFReader(p, "r")
-    except Exception as exc:  # gguf-py raises ValueError, struct.error, IndexError...
-        raise ExportError(f"{p}: not a readable GGUF importance matrix ({exc})") from None
-    fields = reader.fields
+    header = read_header(p)
+    keys = {kv.key: kv.value for kv in header.kvs}
     missing = [k for k in ("imatrix.datasets", "imatrix.chunk_count", "imatrix.chunk_size")
-               if k not in fields]
+               if k not in keys]
     if missing:
         raise ExportError(f"{p}: missing importance-matrix metadata: {', '.join(missing)}")
-    datasets = [str(d) for d in fields["imatrix.datasets"].contents()]
-    chunk_count = int(fields["imatrix.chunk_count"].contents())
+    datasets = [str(d) for d in keys["imatrix.datasets"] or ()]
+    chunk_count = int(keys["imatrix.chunk_count"])
     sums, counts = {}, {}
-    for t in reader.tensors:
+    for t in header.tensors:
         for suffix, into in ((".in_sum2", sums), (".counts", counts)):
             if t.name.endswith(suffix):
-                if t.tensor_type != GGMLQuantizationType.F32:
-                    raise ExportError(f"{p}: {t.name} must be F32, not "
-                                      f"{t.tensor_type.name}")
-                into[t.name[:-len(suffix)]] = np.asarray(t.data, np.float32).reshape(-1)
+                if t.ggml_type != 0:
+                    raise ExportError(f"{p}: {t.name} must be F32 (type 0), not type "
+                                      f"{t.ggml_type}")
+                n = int(np.prod(t.ne, dtype=np.int64))
+                into[t.name[:-len(suffix)]] = np.array(np.memmap(
+                    p, "<f4", "r", offset=header.data_offset + t.offset, shape=(n,)))
     if not sums and not counts:
         raise ExportError(f"{p}: no importance-matrix entries")
     values = {}

@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from numba_quant.reporting import dask_report
 from numba_quant.reporting.checkpoint import CheckpointError
 from numba_quant.export import ExportError, OutputExistsError, to_compressed_tensors
 from numba_quant.export.compressed_tensors import SCHEMES
@@ -140,7 +141,6 @@ def _gguf(args):
         numba.set_num_threads(args.threads)
     if args.dask is None:
         return _to_gguf(args, None)
-    from numba_quant.reporting import dask_report
     if args.gpu:
         raise ValueError("--gpu and --dask cannot be combined")
     try:

@@ -10,6 +10,9 @@ save_compressed=True)``.  The arithmetic of each scheme is described in
 Tensors are read from memory maps and written one run of rows at a time
 (:mod:`numba_quant.export.safetensors_out`): memory stays near one tensor's outputs plus
 a fixed buffer, whatever the model's size.
+
+:func:`to_gguf` (:mod:`numba_quant.export.gguf_file`) writes a GGUF model quantized to
+one of llama-quantize's file types, byte for byte the file ``llama-quantize`` writes.
 """
 from __future__ import annotations
 

@@ -120,7 +120,7 @@ class ModelFacts:
 
         def first(key, default):
             v = values.get(f"{arch}.{key}", default)
-            if isinstance(v, (list, tuple)):
+            if hasattr(v, "__len__") and not isinstance(v, str):   # per-layer values
                 v = v[0] if len(v) else default
             return int(v)
 

@@ -1,10 +1,24 @@
-"""A tiny llama-architecture GGUF model and importance matrices for it, made with numpy.
+"""Tiny llama-architecture GGUF models and importance matrices for them, made with numpy.
 
-``tools/make_gguf_export_golden.py`` quantizes the model written here with llama.cpp's
+``tools/make_gguf_export_golden.py`` quantizes the models written here with llama.cpp's
 own quantizer (``llama_model_quantize``) and records what it wrote in
 ``tests/data/gguf_export_golden.json``; the tests write the same files again and compare
 numba_quant's GGUF exporter with that record.  Needs only numpy and gguf-py (``gguf``);
 gguf-py is imported when a file is written, so importing the module needs numpy alone.
+
+The record names each input by a key; :data:`SOURCES` and :data:`IMATRIX_WRITERS` say
+which function writes it, so a test can write them all generically::
+
+    paths = {key: write(root / name, dtype) for key, (write, dtype) in SOURCES.items()}
+    paths[kind] = write(root / name, paths[source])   # (write, source) = IMATRIX_WRITERS[kind]
+
+* ``f32``, ``f16``: ``write_tiny_llama(path, "f32" | "f16")``, the dense model (below);
+* ``moe-f32``: ``write_tiny_moe(path, "f32")``, 4 experts (see :func:`write_tiny_moe`);
+* ``moe8-f32``: ``write_tiny_moe8(path, "f32")``, the same with 8 experts;
+* ``gguf``, ``dat``: ``write_imatrix_gguf`` / ``write_imatrix_dat(path, f32 model)``,
+  the dense model's importance matrix in llama-imatrix's GGUF and legacy formats;
+* ``moe-gguf``: ``write_imatrix_moe_gguf(path, moe-f32 model)``, the 4-expert model's,
+  with one count per expert.
 
 The values come from an integer hash of (tensor name, element index) with wrapping
 uint64 arithmetic, turned into float32 by exact integer sums and single float32
@@ -24,9 +38,17 @@ paths:
 The tensors are written in the order a converter would write them (``token_embd``, then
 layer by layer, then ``output_norm`` and ``output``); llama-quantize writes them in
 another order, which an exporter that matches it has to reproduce.
+
+The mixture-of-experts models (:func:`write_tiny_moe`, :func:`write_tiny_moe8`) reach
+llama-quantize's expert paths: 3-D expert tensors (``ffn_*_exps``, one matrix per expert)
+that MXFP4_MOE makes MXFP4, whose layer is parsed from the name, and whose rows take
+their own expert's slice of the importance matrix; a router (``ffn_gate_inp``) that is
+never quantized; and, with exactly 8 experts, the ``n_expert == 8`` rules for
+``attn_k``, ``attn_v`` and ``attn_output``.
 """
 import os
 import struct
+from collections import namedtuple
 
 import numpy as np
 
@@ -47,6 +69,22 @@ FILE_TYPE = {"f32": 0, "f16": 1, "bf16": 32}
 # tokenizer.ggml.token_type values (gguf.TokenType).
 TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_BYTE = 1, 2, 3, 6
 
+# Hyper-parameters of one model; n_ff is the experts' width in a MoE model, as llama.cpp's
+# llama architecture reads llama.feed_forward_length for both.
+Hparams = namedtuple("Hparams", "name n_layer n_head_kv n_ff n_expert n_expert_used")
+DENSE = Hparams("Tiny Llama Synthetic", N_LAYER, N_HEAD_KV, N_FF, 0, 0)
+# The MoE models have 4 layers (use_more_bits picks layers 2 and 3; the "first eighth"
+# rules pick none) and stay below 10 MB in F32, which rules out an expert width of 256:
+# * 4 experts: n_head_kv = 4 (n_gqa = 1, so the GQA bumps are off, unlike the dense
+#   model); experts 96 wide, so ffn_down_exps rows (96) take the 32-block fallback of
+#   the K and IQ4_XS types while gate/up rows (256) keep them;
+# * 8 experts: the n_expert == 8 rules; n_head_kv = 1; experts 48 wide, so ffn_down_exps
+#   rows fit no block type at all and fall back to F16 (MXFP4 included).
+MOE = {
+    4: Hparams("Tiny MoE Synthetic", 4, 4, 96, 4, 2),
+    8: Hparams("Tiny MoE-8 Synthetic", 4, 1, 48, 8, 2),
+}
+
 # The importance matrices leave out this weight, so that "no entry for this tensor,
 # quantize it without" is exercised; token_embd.weight is left out as well because
 # llama-imatrix never sees it (it is read by row lookup, not by a matrix product).
@@ -54,6 +92,10 @@ IMATRIX_LEFT_OUT = ("token_embd.weight", "blk.1.attn_k.weight")
 IMATRIX_DATASET = "tiny-calibration.txt"
 IMATRIX_CHUNK_COUNT = 10
 IMATRIX_CHUNK_SIZE = 512
+# The MoE importance matrix leaves out one expert tensor (quantized without), and in one
+# expert tensor one expert saw no token (count 0), for which llama-quantize uses 1.0.
+MOE_IMATRIX_LEFT_OUT = ("token_embd.weight", "blk.2.ffn_gate_exps.weight")
+MOE_IMATRIX_IDLE_EXPERT = ("blk.1.ffn_up_exps.weight", 2)
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN64 = np.uint64(0x9E3779B97F4A7C15)
@@ -164,19 +206,61 @@ def tiny_llama_tensor_shapes():
     return shapes
 
 
+def tiny_moe_tensor_shapes(n_expert=4):
+    """Names and numpy shapes of a MoE model's tensors, in the order they are written.
+
+    Parameters
+    ----------
+    n_expert : {4, 8}
+        Which of the two models (:data:`MOE`).
+
+    Returns
+    -------
+    list of (str, tuple of int)
+        numpy shapes; the expert tensors are (n_expert, rows, row length), GGUF's ``ne``
+        [row length, rows, n_expert], and the router ``ffn_gate_inp`` is (n_expert, n_embd).
+    """
+    hp = MOE[n_expert]
+    n_embd_kv = HEAD_DIM * hp.n_head_kv
+    shapes = [("token_embd.weight", (N_VOCAB, N_EMBD))]
+    for layer in range(hp.n_layer):
+        prefix = f"blk.{layer}."
+        shapes += [
+            (prefix + "attn_norm.weight", (N_EMBD,)),
+            (prefix + "attn_q.weight", (N_EMBD, N_EMBD)),
+            (prefix + "attn_k.weight", (n_embd_kv, N_EMBD)),
+            (prefix + "attn_v.weight", (n_embd_kv, N_EMBD)),
+            (prefix + "attn_output.weight", (N_EMBD, N_EMBD)),
+            (prefix + "ffn_norm.weight", (N_EMBD,)),
+            (prefix + "ffn_gate_inp.weight", (n_expert, N_EMBD)),
+            (prefix + "ffn_gate_exps.weight", (n_expert, hp.n_ff, N_EMBD)),
+            (prefix + "ffn_up_exps.weight", (n_expert, hp.n_ff, N_EMBD)),
+            (prefix + "ffn_down_exps.weight", (n_expert, N_EMBD, hp.n_ff)),
+        ]
+    shapes += [("output_norm.weight", (N_EMBD,)), ("output.weight", (N_VOCAB, N_EMBD))]
+    return shapes
+
+
 def tiny_llama_tensor(name, shape):
-    """The float32 values of one tensor of the tiny model (1-D: norm gains)."""
+    """The float32 values of one tensor of a tiny model (1-D: norm gains).
+
+    A 3-D tensor stacks one matrix per expert, each hashed under its own name
+    (``name#e``), so that experts differ in scale and outliers as trained ones do.
+    """
     if len(shape) == 1:
         return _norm_values(name, shape[0])
+    if len(shape) == 3:
+        return np.stack([_weight_values(f"{name}#{e}", *shape[1:]) for e in range(shape[0])])
     return _weight_values(name, *shape)
 
 
-def _stored_tensor(values, dtype):
+def _stored_tensor(values, dtype, keep_f32=False):
     """(array, raw ggml type or None) as GGUFWriter.add_tensor takes them.
 
-    1-D tensors stay float32 whatever ``dtype`` is, as convert_hf_to_gguf.py keeps norms.
+    1-D tensors stay float32 whatever ``dtype`` is, as convert_hf_to_gguf.py keeps norms;
+    so does a tensor with ``keep_f32`` (the router, which the converter keeps in F32).
     """
-    if values.ndim == 1 or dtype == "f32":
+    if values.ndim == 1 or dtype == "f32" or keep_f32:
         return values, None
     if dtype == "f16":
         return values.astype(np.float16), None
@@ -208,18 +292,25 @@ def _vocab():
     return tokens, scores, types
 
 
-def _add_metadata(writer, dtype):
-    """The keys llama.cpp reads for a llama model, in convert_hf_to_gguf.py's order."""
+def _add_metadata(writer, dtype, hp=DENSE):
+    """The keys llama.cpp reads for a llama model, in convert_hf_to_gguf.py's order.
+
+    A MoE model (``hp.n_expert`` > 0) has ``llama.expert_count`` and
+    ``llama.expert_used_count`` after the norm epsilon, where the converter puts them.
+    """
     writer.add_type("model")
-    writer.add_name("Tiny Llama Synthetic")
-    writer.add_block_count(N_LAYER)
+    writer.add_name(hp.name)
+    writer.add_block_count(hp.n_layer)
     writer.add_context_length(N_CTX)
     writer.add_embedding_length(N_EMBD)
-    writer.add_feed_forward_length(N_FF)
+    writer.add_feed_forward_length(hp.n_ff)
     writer.add_head_count(N_HEAD)
-    writer.add_head_count_kv(N_HEAD_KV)
+    writer.add_head_count_kv(hp.n_head_kv)
     writer.add_rope_freq_base(ROPE_FREQ_BASE)
     writer.add_layer_norm_rms_eps(RMS_EPS)
+    if hp.n_expert:
+        writer.add_expert_count(hp.n_expert)
+        writer.add_expert_used_count(hp.n_expert_used)
     writer.add_file_type(FILE_TYPE[dtype])
     writer.add_vocab_size(N_VOCAB)
     writer.add_rope_dimension_count(HEAD_DIM)
@@ -269,6 +360,50 @@ def write_tiny_llama(path, dtype="f32"):
         writer.add_tensor(name, array, raw_dtype=raw_dtype)
     _write(writer)
     return os.fspath(path)
+
+
+def write_tiny_moe(path, dtype="f32", n_expert=4):
+    """Write a tiny llama-architecture mixture-of-experts model to ``path``.
+
+    4 layers, n_embd 256, 4 heads, the dense model's vocabulary, untied ``output``; per
+    layer a router ``ffn_gate_inp`` (kept F32, as the converter and llama-quantize keep
+    it) and the experts ``ffn_gate_exps``, ``ffn_up_exps`` (ne [256, n_ff, n_expert]) and
+    ``ffn_down_exps`` (ne [n_ff, 256, n_expert]); 2 experts used per token.  With 4
+    experts: n_head_kv 4, n_ff 96 (about 9.5 MB in F32); with 8: n_head_kv 1, n_ff 48
+    (about 7.9 MB).  See :data:`MOE`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The GGUF file to write.
+    dtype : {"f32", "f16", "bf16"}
+        Storage type of the 2-D and 3-D weights; norms and the router stay float32.
+    n_expert : {4, 8}
+        Which of the two models.
+
+    Returns
+    -------
+    str
+        ``path`` as a string.
+    """
+    if dtype not in FILE_TYPE:
+        raise ValueError(f"dtype must be one of {sorted(FILE_TYPE)}, not {dtype!r}")
+    if n_expert not in MOE:
+        raise ValueError(f"n_expert must be one of {sorted(MOE)}, not {n_expert!r}")
+    writer = _gguf().GGUFWriter(os.fspath(path), ARCH)
+    _add_metadata(writer, dtype, MOE[n_expert])
+    for name, shape in tiny_moe_tensor_shapes(n_expert):
+        values = tiny_llama_tensor(name, shape)
+        array, raw_dtype = _stored_tensor(values, dtype,
+                                          keep_f32=name.endswith("ffn_gate_inp.weight"))
+        writer.add_tensor(name, array, raw_dtype=raw_dtype)
+    _write(writer)
+    return os.fspath(path)
+
+
+def write_tiny_moe8(path, dtype="f32"):
+    """Write the 8-expert model: ``write_tiny_moe(path, dtype, n_expert=8)``."""
+    return write_tiny_moe(path, dtype, n_expert=8)
 
 
 # --------------------------------------------------------------------------- imatrix
@@ -342,6 +477,15 @@ def write_imatrix_gguf(path, model_path_or_tensor_list=None):
     str
         ``path`` as a string.
     """
+    writer = _imatrix_writer(path)
+    entries = {name: (in_sum2, np.full(1, count, np.float32))
+               for name, (in_sum2, count) in imatrix_entries(model_path_or_tensor_list).items()}
+    _write_imatrix_tensors(writer, entries)
+    return os.fspath(path)
+
+
+def _imatrix_writer(path):
+    """A GGUFWriter with llama-imatrix's keys (and no general.architecture)."""
     gguf = _gguf()
     writer = gguf.GGUFWriter(os.fspath(path), "imatrix")
     # GGUFWriter always starts with general.architecture; llama-imatrix has no such key.
@@ -350,10 +494,114 @@ def write_imatrix_gguf(path, model_path_or_tensor_list=None):
     writer.add_array("imatrix.datasets", [IMATRIX_DATASET])
     writer.add_uint32("imatrix.chunk_count", IMATRIX_CHUNK_COUNT)
     writer.add_uint32("imatrix.chunk_size", IMATRIX_CHUNK_SIZE)
-    for name, (in_sum2, count) in imatrix_entries(model_path_or_tensor_list).items():
-        writer.add_tensor(name + ".in_sum2", in_sum2.reshape(1, -1))
-        writer.add_tensor(name + ".counts", np.full((1, 1), count, np.float32))
+    return writer
+
+
+def _write_imatrix_tensors(writer, entries):
+    """Add ``<name>.in_sum2`` (ne [row length, n_mat]) and ``<name>.counts`` (ne [1,
+    n_mat]) per entry, as llama-imatrix stores them, and write the file."""
+    for name, (in_sum2, counts) in entries.items():
+        writer.add_tensor(name + ".in_sum2", in_sum2.reshape(counts.size, -1))
+        writer.add_tensor(name + ".counts", counts.reshape(-1, 1))
     _write(writer)
+
+
+# --------------------------------------------------------------------------- MoE imatrix
+def _weight_layouts(model_path_or_tensor_list):
+    """[(name, row length, number of matrices)] of the 2-D and 3-D ``*.weight`` tensors.
+
+    A 3-D tensor holds one matrix per expert (GGUF ne [row length, rows, n_expert]);
+    a list holds (name, numpy shape) pairs as :func:`tiny_moe_tensor_shapes` returns.
+    """
+    if isinstance(model_path_or_tensor_list, (str, os.PathLike)):
+        reader = _gguf().GGUFReader(os.fspath(model_path_or_tensor_list))
+        ne_list = [(t.name, [int(n) for n in t.shape]) for t in reader.tensors]
+    else:
+        ne_list = [(name, list(shape)[::-1]) for name, shape in model_path_or_tensor_list]
+    return [(name, ne[0], ne[2] if len(ne) == 3 else 1) for name, ne in ne_list
+            if len(ne) in (2, 3) and name.endswith(".weight")]
+
+
+def _expert_counts(layer, n_expert):
+    """Tokens each expert of ``layer`` saw: a hash-weighted share of the tokens times 2.
+
+    Every token of the calibration set (chunk count x chunk size) goes to two experts,
+    and the router sends it to all three expert tensors of its layer, so they share these
+    counts.  Integer arithmetic throughout; the shares lie between about 1/2 and 2 times
+    the mean, and no expert is given more tokens than there are.
+    """
+    tokens = IMATRIX_CHUNK_COUNT * IMATRIX_CHUNK_SIZE
+    h = _hashes(_name_seed(f"blk.{layer}.expert_counts"), n_expert)
+    raw = [1024 + int(v >> np.uint64(54)) for v in h]
+    return [2 * tokens * r // sum(raw) for r in raw]
+
+
+def moe_imatrix_entries(model_path_or_tensor_list=None):
+    """The importance-matrix entries of a MoE model: name -> (in_sum2, counts).
+
+    As :func:`imatrix_entries` for 2-D weights (one count).  An expert tensor has one
+    count per expert (:func:`_expert_counts`) and ``in_sum2`` of length row length x
+    n_expert, expert by expert, each slice its count times a mean square activation
+    (every 37th column 30 times hotter, at an offset that differs between experts).  In
+    :data:`MOE_IMATRIX_IDLE_EXPERT` one expert saw no token: count 0 and sums 0, as
+    llama-imatrix would store it.
+
+    Parameters
+    ----------
+    model_path_or_tensor_list : str, os.PathLike or list, optional
+        A GGUF model, or (name, numpy shape) pairs; default the 4-expert model's tensors.
+
+    Returns
+    -------
+    dict of str to (numpy.ndarray, numpy.ndarray)
+        float32 ``in_sum2`` (1-D) and float32 ``counts`` (whole numbers), sorted by name;
+        :data:`MOE_IMATRIX_LEFT_OUT` absent.
+    """
+    if model_path_or_tensor_list is None:
+        model_path_or_tensor_list = tiny_moe_tensor_shapes()
+    idle_name, idle_expert = MOE_IMATRIX_IDLE_EXPERT
+    entries = {}
+    for k, (name, n, n_mat) in enumerate(sorted(_weight_layouts(model_path_or_tensor_list))):
+        if name in MOE_IMATRIX_LEFT_OUT:
+            continue
+        if n_mat == 1:
+            counts = [IMATRIX_CHUNK_COUNT * IMATRIX_CHUNK_SIZE - 64 * (k % 3)]
+        else:
+            counts = _expert_counts(int(name.split(".")[1]), n_mat)
+            if name == idle_name:
+                counts[idle_expert] = 0
+        counts = np.array(counts, np.float32)
+        h = _hashes(_name_seed(name + ".in_sum2"), n * n_mat).reshape(n_mat, n)
+        mean_square = np.float32(0.02) + _unit_interval(h) * np.float32(1.48)
+        hot = (np.arange(n)[None, :] % 37) == ((5 + 11 * np.arange(n_mat)) % 37)[:, None]
+        mean_square = np.where(hot, mean_square * np.float32(30), mean_square)
+        entries[name] = ((mean_square * counts[:, None]).reshape(-1), counts)
+    return entries
+
+
+def write_imatrix_moe_gguf(path, model_path_or_tensor_list=None):
+    """Write a MoE model's importance matrix in llama-imatrix's GGUF format.
+
+    The keys of :func:`write_imatrix_gguf`; per weight, in name order, ``<name>.in_sum2``
+    (F32, ne [row length, n_mat]) and ``<name>.counts`` (F32, ne [1, n_mat]), where n_mat
+    is 1 for a 2-D weight and n_expert for an expert tensor (its sums expert by expert).
+    llama-quantize uses ``in_sum2[e] / counts[e]`` for expert e's rows, or 1.0 where
+    ``counts[e]`` is 0 (see :func:`moe_imatrix_entries`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    model_path_or_tensor_list : str, os.PathLike or list, optional
+        See :func:`moe_imatrix_entries`.
+
+    Returns
+    -------
+    str
+        ``path`` as a string.
+    """
+    writer = _imatrix_writer(path)
+    _write_imatrix_tensors(writer, moe_imatrix_entries(model_path_or_tensor_list))
     return os.fspath(path)
 
 
@@ -393,3 +641,20 @@ def write_imatrix_dat(path, model_path_or_tensor_list=None):
     with open(path, "wb") as fh:
         fh.write(b"".join(chunks))
     return os.fspath(path)
+
+
+# --------------------------------------------------------------------------- registry
+# The golden record's input keys -> (writer, dtype): ``write(path, dtype)`` writes it.
+SOURCES = {
+    "f32": (write_tiny_llama, "f32"),
+    "f16": (write_tiny_llama, "f16"),
+    "moe-f32": (write_tiny_moe, "f32"),
+    "moe8-f32": (write_tiny_moe8, "f32"),
+}
+# The record's importance-matrix keys -> (writer, source key of the model it is for):
+# ``write(path, path of that source)`` writes it.
+IMATRIX_WRITERS = {
+    "gguf": (write_imatrix_gguf, "f32"),
+    "dat": (write_imatrix_dat, "f32"),
+    "moe-gguf": (write_imatrix_moe_gguf, "moe-f32"),
+}

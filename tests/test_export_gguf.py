@@ -2,10 +2,12 @@
 
 The golden record (tests/data/gguf_export_golden.json) was made by llama.cpp's own
 quantizer (``llama_model_quantize`` of llama-cpp-python 0.3.36) from the tiny llama
-model of tests/gguf_tiny_model.py, by ``tools/make_gguf_export_golden.py``: 38 cases
-(every file type, both sources, --pure, --leave-output-tensor, the type options,
---tensor-type, GGUF and legacy importance matrices).  The tests write the same inputs
-again (their sha256 is in the record) and compare whole output files.
+models of tests/gguf_tiny_model.py, by ``tools/make_gguf_export_golden.py``: 50 cases
+(a dense llama with grouped-query attention in every file type, from F32 and F16, with
+--pure, --leave-output-tensor, the type options, --tensor-type, GGUF and legacy
+importance matrices; llamas with 4 and 8 experts: MXFP4_MOE, the K mixes, the 8-expert
+rules, per-expert importance matrices, an expert that saw no token).  The tests write
+the same inputs again (their sha256 is in the record) and compare whole output files.
 """
 import hashlib
 import json
@@ -39,12 +41,12 @@ def inputs(tmp_path_factory):
     the files llama.cpp quantized."""
     root = tmp_path_factory.mktemp("gguf_inputs")
     paths = {}
-    for src in ("f32", "f16"):
-        paths[src] = tiny.write_tiny_llama(root / f"tiny-{src}.gguf", src)
-        assert _sha(paths[src]) == GOLDEN["sources"][src]["sha256"], src
-    for kind, write in (("gguf", tiny.write_imatrix_gguf), ("dat", tiny.write_imatrix_dat)):
+    for key, (write, dtype) in tiny.SOURCES.items():
+        paths[key] = write(root / GOLDEN["sources"][key]["file"], dtype)
+        assert _sha(paths[key]) == GOLDEN["sources"][key]["sha256"], key
+    for kind, (write, src) in tiny.IMATRIX_WRITERS.items():
         info = GOLDEN["imatrix_files"][kind]
-        paths[kind] = write(root / info["file"], paths["f32"])
+        paths[kind] = write(root / info["file"], paths[src])
         assert _sha(paths[kind]) == info["sha256"], kind
     return root, paths
 

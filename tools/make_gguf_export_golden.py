@@ -1,9 +1,15 @@
-"""Record what llama.cpp's quantizer writes for the tiny llama model of the tests.
+"""Record what llama.cpp's quantizer writes for the tiny llama models of the tests.
 
-Writes the model of ``tests/gguf_tiny_model.py`` (F32 and F16) and its importance
-matrices (GGUF and legacy ``.dat``) into a temporary directory, quantizes it with
-``llama_model_quantize`` (llama-cpp-python's ctypes binding, 2 threads) for each case
-of :func:`cases`, and writes ``tests/data/gguf_export_golden.json``: per case the return
+Writes the models of ``tests/gguf_tiny_model.py`` and their importance matrices into a
+temporary directory: every input of ``tiny.SOURCES`` (the dense model in F32 and F16,
+keys "f32" and "f16"; the 4-expert MoE model, "moe-f32", written by
+``write_tiny_moe(path, "f32")``; the 8-expert one, "moe8-f32", by
+``write_tiny_moe8(path, "f32")``) and of ``tiny.IMATRIX_WRITERS`` (the dense model's
+importance matrix in GGUF and legacy ``.dat``, "gguf" and "dat"; the 4-expert model's
+per-expert one in GGUF, "moe-gguf", by ``write_imatrix_moe_gguf``).  It quantizes them
+with ``llama_model_quantize`` (llama-cpp-python's ctypes binding, 2 threads) for each
+case of :func:`cases`, and writes ``tests/data/gguf_export_golden.json``: per case the
+return
 code, the sha256 and size of the whole file, every tensor ([name, ggml type, ne, the
 first 32 hex digits of the sha256 of its data bytes] in file order), every metadata key
 ([key, value type, value] in file order; arrays as ``{"array_of", "length", "sha256"}``
@@ -12,9 +18,10 @@ bytes, with ``"values"`` added when there are at most 16), the type counts, the 
 of tensors llama.cpp reported as needing a fallback type and, for imatrix cases, the
 key overrides passed and the tensors it found no imatrix entry for.  The header holds
 the sha256 of every input file (so a test can tell that what it wrote differs), the
-versions and the sha256 of ``llama-quant.cpp``.  The tests, which run without
-llama.cpp, write the same inputs again and compare numba_quant's GGUF exporter with
-these records.
+versions and the sha256 of ``llama-quant.cpp``; its "sources" and "imatrix_files" are
+keyed as ``tiny.SOURCES`` and ``tiny.IMATRIX_WRITERS`` are, and each case's "source"
+(and option "imatrix") is one of those keys.  The tests, which run without llama.cpp,
+write the same inputs again and compare numba_quant's GGUF exporter with these records.
 
 Cases that use an importance matrix do what the llama-quantize command line does with
 ``--imatrix FILE``: read the file (``in_sum2 / counts`` per entry, or ``values / ncall``
@@ -30,7 +37,7 @@ gguf-py (``/work/venv-llama/bin/pip install gguf==0.19.0``)::
         [--output tests/data/gguf_export_golden.json] [--keep-dir DIR]
 
 ``--keep-dir`` keeps the inputs and quantized files in DIR (for
-``tools/check_gguf_loads.py``).  About 12 s on 2 cores.
+``tools/check_gguf_loads.py``).  About 20 s on 2 cores.
 """
 import argparse
 import contextlib
@@ -60,14 +67,22 @@ VENDOR = "/work/llama-src/llama_cpp_python-0.3.36/vendor/llama.cpp"
 NTHREAD = 2
 SHORT_ARRAY = 16
 TENSOR_DIGEST_HEX = 32
-IMATRIX_FILES = {"gguf": "tiny.imatrix.gguf", "dat": "tiny.imatrix.dat"}
-SOURCE_FILES = {"f32": "tiny-llama-f32.gguf", "f16": "tiny-llama-f16.gguf"}
+IMATRIX_FILES = {"gguf": "tiny.imatrix.gguf", "dat": "tiny.imatrix.dat",
+                 "moe-gguf": "tiny-moe.imatrix.gguf"}
+SOURCE_FILES = {"f32": "tiny-llama-f32.gguf", "f16": "tiny-llama-f16.gguf",
+                "moe-f32": "tiny-moe-f32.gguf", "moe8-f32": "tiny-moe8-f32.gguf"}
 
 ALL_FTYPES = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L",
               "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0",
               "TQ2_0", "F16", "BF16"]
 F16_SOURCE_FTYPES = ["Q8_0", "Q4_K_M", "Q6_K", "F16", "BF16"]
 IMATRIX_GGUF_FTYPES = ["Q4_K_M", "Q4_0", "Q5_0", "Q3_K_S", "Q2_K", "IQ4_XS", "IQ4_NL", "Q6_K"]
+# The mixture-of-experts models: MXFP4_MOE (experts MXFP4, the rest Q8_0) and the types
+# whose rules differ for experts or for n_gqa = 1; a few with the per-expert imatrix;
+# on the 8-expert model the n_expert == 8 rules.
+MOE_FTYPES = ["MXFP4_MOE", "Q4_K_M", "Q8_0", "Q2_K", "Q3_K_M", "IQ4_XS", "Q4_0"]
+MOE_IMATRIX_FTYPES = ["Q4_K_M", "Q2_K", "IQ4_XS"]
+MOE8_FTYPES = ["Q4_K_M", "MXFP4_MOE"]
 
 
 # --------------------------------------------------------------------------- cases
@@ -91,6 +106,10 @@ def cases():
                   imatrix_name=IMATRIX_FILES["gguf"]) for f in IMATRIX_GGUF_FTYPES]
     out.append(_case("f32-Q4_K_M-imatrix-dat", "f32", "Q4_K_M", imatrix="dat",
                      imatrix_name=IMATRIX_FILES["dat"]))
+    out += [_case(f"moe-f32-{f}", "moe-f32", f) for f in MOE_FTYPES]
+    out += [_case(f"moe-f32-{f}-imatrix-gguf", "moe-f32", f, imatrix="moe-gguf",
+                  imatrix_name=IMATRIX_FILES["moe-gguf"]) for f in MOE_IMATRIX_FTYPES]
+    out += [_case(f"moe8-f32-{f}", "moe8-f32", f) for f in MOE8_FTYPES]
     return out
 
 
@@ -139,7 +158,8 @@ def tensor_digest(data):
     """The first TENSOR_DIGEST_HEX hex digits of the sha256 of a tensor's data bytes.
 
     128 bits tell tensors apart as well as the whole digest would, and keep the record
-    of 38 cases x 75 tensors under 300 kB; whole files are compared by full sha256.
+    of 38 cases x 75 tensors and 12 MoE cases x 43 tensors under 400 kB; whole files
+    are compared by full sha256.
     """
     return hashlib.sha256(data).hexdigest()[:TENSOR_DIGEST_HEX]
 
@@ -358,19 +378,24 @@ def record_case(case, source, output, imatrix):
 
 # --------------------------------------------------------------------------- inputs
 def write_inputs(directory):
-    """Write the sources and importance matrices; returns {role: path}."""
-    paths = {src: os.path.join(directory, name) for src, name in SOURCE_FILES.items()}
-    for src, path in paths.items():
-        tiny.write_tiny_llama(path, src)
+    """Write the sources and importance matrices; returns {role: path}.
+
+    Sources are keyed as ``tiny.SOURCES`` ("f32", "moe-f32", ...), importance matrices
+    as "imatrix_" + their ``tiny.IMATRIX_WRITERS`` key; each importance matrix is written
+    from the model file it is for.
+    """
+    paths = {}
+    for src, name in SOURCE_FILES.items():
+        write, dtype = tiny.SOURCES[src]
+        paths[src] = write(os.path.join(directory, name), dtype)
     for kind, name in IMATRIX_FILES.items():
-        paths["imatrix_" + kind] = os.path.join(directory, name)
-    tiny.write_imatrix_gguf(paths["imatrix_gguf"], tiny.tiny_llama_tensor_shapes())
-    tiny.write_imatrix_dat(paths["imatrix_dat"], tiny.tiny_llama_tensor_shapes())
+        write, src = tiny.IMATRIX_WRITERS[kind]
+        paths["imatrix_" + kind] = write(os.path.join(directory, name), paths[src])
     return paths
 
 
 def load_imatrices(paths):
-    """{"gguf"|"dat": (values, kv overrides)} read as llama-quantize reads them."""
+    """{imatrix key: (values, kv overrides)} read as llama-quantize reads them."""
     loaded = {}
     for kind, name in IMATRIX_FILES.items():
         values, datasets, chunks = read_imatrix(paths["imatrix_" + kind])

@@ -15,6 +15,10 @@ which function writes it, so a test can write them all generically::
 * ``f32``, ``f16``: ``write_tiny_llama(path, "f32" | "f16")``, the dense model (below);
 * ``moe-f32``: ``write_tiny_moe(path, "f32")``, 4 experts (see :func:`write_tiny_moe`);
 * ``moe8-f32``: ``write_tiny_moe8(path, "f32")``, the same with 8 experts;
+* ``falcon-f32``: ``write_tiny_falcon(path, "f32")``, a 16-layer Falcon model (the
+  Falcon rules, see :func:`write_tiny_falcon`);
+* ``llama80-f32``: ``write_tiny_llama80(path, "f32")``, an 80-layer llama that llama.cpp
+  takes for a 70B one (the 70B attn_v rule, see :func:`write_tiny_llama80`);
 * ``gguf``, ``dat``: ``write_imatrix_gguf`` / ``write_imatrix_dat(path, f32 model)``,
   the dense model's importance matrix in llama-imatrix's GGUF and legacy formats;
 * ``moe-gguf``: ``write_imatrix_moe_gguf(path, moe-f32 model)``, the 4-expert model's,
@@ -84,6 +88,23 @@ MOE = {
     4: Hparams("Tiny MoE Synthetic", 4, 4, 96, 4, 2),
     8: Hparams("Tiny MoE-8 Synthetic", 4, 1, 48, 8, 2),
 }
+
+# Two more models reach llama-quantize's architecture-dependent rules; both have
+# n_embd 64 (4 heads of 16, one KV head) to stay below 6 MB in F32, so their 64-wide rows
+# take the 32-block fallback of the 256-block types:
+# * the 80-layer llama: llama.cpp's model type is 70B (80 layers, n_head != n_head_kv),
+#   which bumps attn_v from Q3_K/Q4_K to Q5_K (Q5_1 after the fallback); n_ff 32 keeps
+#   it at about 5.4 MB;
+# * the Falcon model (arch "falcon", fused attn_qkv, LayerNorm with biases, no gate):
+#   16 layers, so the Falcon ffn_down rules' n_layer/16 and n_layer/8 pick layer 0 and
+#   layers 0-1; n_ff 256 (4 x n_embd, as Falcon has), so ffn_down rows keep the K types.
+LLAMA80 = Hparams("Tiny Llama 70B-shape Synthetic", 80, 1, 32, 0, 0)
+LLAMA80_N_EMBD = 64
+FALCON_ARCH = "falcon"
+FALCON = Hparams("Tiny Falcon Synthetic", 16, 1, 256, 0, 0)
+FALCON_N_EMBD = 64
+FALCON_N_HEAD = 4
+FALCON_NORM_EPS = 1e-5
 
 # The importance matrices leave out this weight, so that "no entry for this tensor,
 # quantize it without" is exercised; token_embd.weight is left out as well because
@@ -171,6 +192,11 @@ def _norm_values(name, n):
     return np.float32(1) + _normalish(_hashes(_name_seed(name), n)) * np.float32(0.05)
 
 
+def _bias_values(name, n):
+    """float32 biases near 0 (std 0.02)."""
+    return _normalish(_hashes(_name_seed(name), n)) * np.float32(0.02)
+
+
 def _to_bf16_bits(values):
     """bfloat16 bit patterns (uint16) of finite float32 values, rounded to nearest even."""
     bits = np.ascontiguousarray(values, np.float32).view(np.uint32).astype(np.uint64)
@@ -241,12 +267,64 @@ def tiny_moe_tensor_shapes(n_expert=4):
     return shapes
 
 
+def tiny_llama80_tensor_shapes():
+    """Names and numpy shapes of the 80-layer llama's tensors (:data:`LLAMA80`), in the
+    order they are written: as :func:`tiny_llama_tensor_shapes` with n_embd 64."""
+    hp, n_embd = LLAMA80, LLAMA80_N_EMBD
+    n_embd_kv = n_embd // N_HEAD * hp.n_head_kv
+    shapes = [("token_embd.weight", (N_VOCAB, n_embd))]
+    for layer in range(hp.n_layer):
+        prefix = f"blk.{layer}."
+        shapes += [
+            (prefix + "attn_norm.weight", (n_embd,)),
+            (prefix + "attn_q.weight", (n_embd, n_embd)),
+            (prefix + "attn_k.weight", (n_embd_kv, n_embd)),
+            (prefix + "attn_v.weight", (n_embd_kv, n_embd)),
+            (prefix + "attn_output.weight", (n_embd, n_embd)),
+            (prefix + "ffn_norm.weight", (n_embd,)),
+            (prefix + "ffn_gate.weight", (hp.n_ff, n_embd)),
+            (prefix + "ffn_up.weight", (hp.n_ff, n_embd)),
+            (prefix + "ffn_down.weight", (n_embd, hp.n_ff)),
+        ]
+    shapes += [("output_norm.weight", (n_embd,)), ("output.weight", (N_VOCAB, n_embd))]
+    return shapes
+
+
+def tiny_falcon_tensor_shapes():
+    """Names and numpy shapes of the Falcon model's tensors (:data:`FALCON`), in the
+    order they are written.
+
+    Per layer the LayerNorm ``attn_norm`` (weight and bias), the fused ``attn_qkv``
+    (ne [n_embd, n_embd + 2 x n_embd_kv]), ``attn_output``, ``ffn_up`` and ``ffn_down``;
+    then ``output_norm`` (weight and bias) and an untied ``output``.
+    """
+    hp, n_embd = FALCON, FALCON_N_EMBD
+    n_embd_kv = n_embd // FALCON_N_HEAD * hp.n_head_kv
+    shapes = [("token_embd.weight", (N_VOCAB, n_embd))]
+    for layer in range(hp.n_layer):
+        prefix = f"blk.{layer}."
+        shapes += [
+            (prefix + "attn_norm.weight", (n_embd,)),
+            (prefix + "attn_norm.bias", (n_embd,)),
+            (prefix + "attn_qkv.weight", (n_embd + 2 * n_embd_kv, n_embd)),
+            (prefix + "attn_output.weight", (n_embd, n_embd)),
+            (prefix + "ffn_up.weight", (hp.n_ff, n_embd)),
+            (prefix + "ffn_down.weight", (n_embd, hp.n_ff)),
+        ]
+    shapes += [("output_norm.weight", (n_embd,)), ("output_norm.bias", (n_embd,)),
+               ("output.weight", (N_VOCAB, n_embd))]
+    return shapes
+
+
 def tiny_llama_tensor(name, shape):
     """The float32 values of one tensor of a tiny model (1-D: norm gains).
 
     A 3-D tensor stacks one matrix per expert, each hashed under its own name
     (``name#e``), so that experts differ in scale and outliers as trained ones do.
+    A ``*.bias`` (Falcon's LayerNorm biases) is near 0.
     """
+    if name.endswith(".bias"):
+        return _bias_values(name, shape[0])
     if len(shape) == 1:
         return _norm_values(name, shape[0])
     if len(shape) == 3:
@@ -292,19 +370,20 @@ def _vocab():
     return tokens, scores, types
 
 
-def _add_metadata(writer, dtype, hp=DENSE):
+def _add_metadata(writer, dtype, hp=DENSE, n_embd=N_EMBD, n_head=N_HEAD):
     """The keys llama.cpp reads for a llama model, in convert_hf_to_gguf.py's order.
 
     A MoE model (``hp.n_expert`` > 0) has ``llama.expert_count`` and
     ``llama.expert_used_count`` after the norm epsilon, where the converter puts them.
+    ``n_embd`` and ``n_head`` differ from the defaults only for the 80-layer model.
     """
     writer.add_type("model")
     writer.add_name(hp.name)
     writer.add_block_count(hp.n_layer)
     writer.add_context_length(N_CTX)
-    writer.add_embedding_length(N_EMBD)
+    writer.add_embedding_length(n_embd)
     writer.add_feed_forward_length(hp.n_ff)
-    writer.add_head_count(N_HEAD)
+    writer.add_head_count(n_head)
     writer.add_head_count_kv(hp.n_head_kv)
     writer.add_rope_freq_base(ROPE_FREQ_BASE)
     writer.add_layer_norm_rms_eps(RMS_EPS)
@@ -313,7 +392,13 @@ def _add_metadata(writer, dtype, hp=DENSE):
         writer.add_expert_used_count(hp.n_expert_used)
     writer.add_file_type(FILE_TYPE[dtype])
     writer.add_vocab_size(N_VOCAB)
-    writer.add_rope_dimension_count(HEAD_DIM)
+    writer.add_rope_dimension_count(n_embd // n_head)
+    _add_tokenizer(writer)
+
+
+def _add_tokenizer(writer):
+    """The vocabulary keys (:func:`_vocab`, SentencePiece-style) and, last, the
+    quantization version, as every tiny model has them."""
     tokens, scores, types = _vocab()
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)
@@ -404,6 +489,87 @@ def write_tiny_moe(path, dtype="f32", n_expert=4):
 def write_tiny_moe8(path, dtype="f32"):
     """Write the 8-expert model: ``write_tiny_moe(path, dtype, n_expert=8)``."""
     return write_tiny_moe(path, dtype, n_expert=8)
+
+
+def write_tiny_llama80(path, dtype="f32"):
+    """Write the 80-layer llama (:data:`LLAMA80`, :func:`tiny_llama80_tensor_shapes`).
+
+    80 layers, n_embd 64, 4 heads of 16 and one KV head, n_ff 32, the dense model's
+    vocabulary, untied ``output``; about 5.4 MB in F32.  llama.cpp gives an 80-layer
+    llama with n_head != n_head_kv the model type 70B, whose attn_v rule this reaches.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The GGUF file to write.
+    dtype : {"f32", "f16", "bf16"}
+        Storage type of the 2-D weights; norms are float32 in every case.
+
+    Returns
+    -------
+    str
+        ``path`` as a string.
+    """
+    if dtype not in FILE_TYPE:
+        raise ValueError(f"dtype must be one of {sorted(FILE_TYPE)}, not {dtype!r}")
+    writer = _gguf().GGUFWriter(os.fspath(path), ARCH)
+    _add_metadata(writer, dtype, LLAMA80, n_embd=LLAMA80_N_EMBD)
+    for name, shape in tiny_llama80_tensor_shapes():
+        array, raw_dtype = _stored_tensor(tiny_llama_tensor(name, shape), dtype)
+        writer.add_tensor(name, array, raw_dtype=raw_dtype)
+    _write(writer)
+    return os.fspath(path)
+
+
+def _add_falcon_metadata(writer, dtype):
+    """The keys of a Falcon model in convert_hf_to_gguf.py's order (context length,
+    tensor data layout, widths, block count, heads, LayerNorm epsilon, file type), then
+    the dense model's vocabulary keys.  No rope dimension count: llama.cpp takes the
+    head size (n_embd / n_head), as it must be for Falcon."""
+    hp = FALCON
+    writer.add_type("model")
+    writer.add_name(hp.name)
+    writer.add_context_length(N_CTX)
+    writer.add_tensor_data_layout("jploski")
+    writer.add_embedding_length(FALCON_N_EMBD)
+    writer.add_feed_forward_length(hp.n_ff)
+    writer.add_block_count(hp.n_layer)
+    writer.add_head_count(FALCON_N_HEAD)
+    writer.add_head_count_kv(hp.n_head_kv)
+    writer.add_layer_norm_eps(FALCON_NORM_EPS)
+    writer.add_file_type(FILE_TYPE[dtype])
+    writer.add_vocab_size(N_VOCAB)
+    _add_tokenizer(writer)
+
+
+def write_tiny_falcon(path, dtype="f32"):
+    """Write the tiny Falcon model (:data:`FALCON`, :func:`tiny_falcon_tensor_shapes`).
+
+    Architecture "falcon" (Falcon-7B's layout: one LayerNorm per layer, fused QKV with
+    one KV head, parallel attention and MLP), 16 layers, n_embd 64, 4 heads, n_ff 256,
+    the dense model's vocabulary, untied ``output``; about 2.9 MB in F32.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The GGUF file to write.
+    dtype : {"f32", "f16", "bf16"}
+        Storage type of the 2-D weights; norm weights and biases are float32.
+
+    Returns
+    -------
+    str
+        ``path`` as a string.
+    """
+    if dtype not in FILE_TYPE:
+        raise ValueError(f"dtype must be one of {sorted(FILE_TYPE)}, not {dtype!r}")
+    writer = _gguf().GGUFWriter(os.fspath(path), FALCON_ARCH)
+    _add_falcon_metadata(writer, dtype)
+    for name, shape in tiny_falcon_tensor_shapes():
+        array, raw_dtype = _stored_tensor(tiny_llama_tensor(name, shape), dtype)
+        writer.add_tensor(name, array, raw_dtype=raw_dtype)
+    _write(writer)
+    return os.fspath(path)
 
 
 # --------------------------------------------------------------------------- imatrix
@@ -650,6 +816,8 @@ SOURCES = {
     "f16": (write_tiny_llama, "f16"),
     "moe-f32": (write_tiny_moe, "f32"),
     "moe8-f32": (write_tiny_moe8, "f32"),
+    "falcon-f32": (write_tiny_falcon, "f32"),
+    "llama80-f32": (write_tiny_llama80, "f32"),
 }
 # The record's importance-matrix keys -> (writer, source key of the model it is for):
 # ``write(path, path of that source)`` writes it.

@@ -2,11 +2,13 @@
 
 The golden record (tests/data/gguf_export_golden.json) was made by llama.cpp's own
 quantizer (``llama_model_quantize`` of llama-cpp-python 0.3.36) from the tiny llama
-models of tests/gguf_tiny_model.py, by ``tools/make_gguf_export_golden.py``: 50 cases
+models of tests/gguf_tiny_model.py, by ``tools/make_gguf_export_golden.py``: 63 cases
 (a dense llama with grouped-query attention in every file type, from F32 and F16, with
 --pure, --leave-output-tensor, the type options, --tensor-type, GGUF and legacy
 importance matrices; llamas with 4 and 8 experts: MXFP4_MOE, the K mixes, the 8-expert
-rules, per-expert importance matrices, an expert that saw no token).  The tests write
+rules, per-expert importance matrices, an expert that saw no token; a 16-layer Falcon
+with fused attn_qkv and its own ffn_down rules; an 80-layer llama with grouped-query
+attention, which llama.cpp types as 70B).  The tests write
 the same inputs again (their sha256 is in the record) and compare whole output files.
 """
 import hashlib

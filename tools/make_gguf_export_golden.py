@@ -4,14 +4,17 @@ Writes the models of ``tests/gguf_tiny_model.py`` and their importance matrices 
 temporary directory: every input of ``tiny.SOURCES`` (the dense model in F32 and F16,
 keys "f32" and "f16"; the 4-expert MoE model, "moe-f32", written by
 ``write_tiny_moe(path, "f32")``; the 8-expert one, "moe8-f32", by
-``write_tiny_moe8(path, "f32")``) and of ``tiny.IMATRIX_WRITERS`` (the dense model's
+``write_tiny_moe8(path, "f32")``; a 16-layer Falcon model, "falcon-f32", by
+``write_tiny_falcon``; an 80-layer llama that llama.cpp takes for a 70B one,
+"llama80-f32", by ``write_tiny_llama80``) and of ``tiny.IMATRIX_WRITERS`` (the dense model's
 importance matrix in GGUF and legacy ``.dat``, "gguf" and "dat"; the 4-expert model's
 per-expert one in GGUF, "moe-gguf", by ``write_imatrix_moe_gguf``).  It quantizes them
 with ``llama_model_quantize`` (llama-cpp-python's ctypes binding, 2 threads) for each
 case of :func:`cases`, and writes ``tests/data/gguf_export_golden.json``: per case the
 return
 code, the sha256 and size of the whole file, every tensor ([name, ggml type, ne, the
-first 32 hex digits of the sha256 of its data bytes] in file order), every metadata key
+first 32 hex digits of the sha256 of its data bytes] in file order; only the first
+``TENSOR_ROWS_MAX`` of a larger file, with "tensor_count"), every metadata key
 ([key, value type, value] in file order; arrays as ``{"array_of", "length", "sha256"}``
 of their elements exactly as the file stores them, strings as uint64 length + UTF-8
 bytes, with ``"values"`` added when there are at most 16), the type counts, the number
@@ -37,7 +40,7 @@ gguf-py (``/work/venv-llama/bin/pip install gguf==0.19.0``)::
         [--output tests/data/gguf_export_golden.json] [--keep-dir DIR]
 
 ``--keep-dir`` keeps the inputs and quantized files in DIR (for
-``tools/check_gguf_loads.py``).  About 20 s on 2 cores.
+``tools/check_gguf_loads.py``).  About 30 s on 2 cores.
 """
 import argparse
 import contextlib
@@ -70,7 +73,12 @@ TENSOR_DIGEST_HEX = 32
 IMATRIX_FILES = {"gguf": "tiny.imatrix.gguf", "dat": "tiny.imatrix.dat",
                  "moe-gguf": "tiny-moe.imatrix.gguf"}
 SOURCE_FILES = {"f32": "tiny-llama-f32.gguf", "f16": "tiny-llama-f16.gguf",
-                "moe-f32": "tiny-moe-f32.gguf", "moe8-f32": "tiny-moe8-f32.gguf"}
+                "moe-f32": "tiny-moe-f32.gguf", "moe8-f32": "tiny-moe8-f32.gguf",
+                "falcon-f32": "tiny-falcon-f32.gguf", "llama80-f32": "tiny-llama80-f32.gguf"}
+# A case records at most this many tensor rows (the first ones, in file order) and,
+# when it has more, "tensor_count"; only the 80-layer llama's 723 tensors are cut, which
+# keeps the record under 500 kB (the whole file is still pinned by file_sha256).
+TENSOR_ROWS_MAX = 100
 
 ALL_FTYPES = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L",
               "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0",
@@ -83,6 +91,11 @@ IMATRIX_GGUF_FTYPES = ["Q4_K_M", "Q4_0", "Q5_0", "Q3_K_S", "Q2_K", "IQ4_XS", "IQ
 MOE_FTYPES = ["MXFP4_MOE", "Q4_K_M", "Q8_0", "Q2_K", "Q3_K_M", "IQ4_XS", "Q4_0"]
 MOE_IMATRIX_FTYPES = ["Q4_K_M", "Q2_K", "IQ4_XS"]
 MOE8_FTYPES = ["Q4_K_M", "MXFP4_MOE"]
+# Falcon: the ftypes whose ffn_down, attn_output or output rules differ for Falcon.
+FALCON_FTYPES = ["Q3_K_M", "Q3_K_L", "Q4_K_M", "Q4_K_S", "Q5_K_M", "Q2_K", "Q8_0"]
+# The 80-layer llama (model type 70B): the ftypes whose attn_v is Q3_K or Q4_K before
+# the 70B bump to Q5_K, and IQ4_XS (attn_v Q5_K anyway, as n_gqa = 4).
+LLAMA80_FTYPES = ["Q3_K_S", "Q3_K_M", "Q4_K_S", "Q4_K_M", "Q2_K", "IQ4_XS"]
 
 
 # --------------------------------------------------------------------------- cases
@@ -110,6 +123,8 @@ def cases():
     out += [_case(f"moe-f32-{f}-imatrix-gguf", "moe-f32", f, imatrix="moe-gguf",
                   imatrix_name=IMATRIX_FILES["moe-gguf"]) for f in MOE_IMATRIX_FTYPES]
     out += [_case(f"moe8-f32-{f}", "moe8-f32", f) for f in MOE8_FTYPES]
+    out += [_case(f"falcon-f32-{f}", "falcon-f32", f) for f in FALCON_FTYPES]
+    out += [_case(f"llama80-f32-{f}", "llama80-f32", f) for f in LLAMA80_FTYPES]
     return out
 
 
@@ -371,8 +386,10 @@ def record_case(case, source, output, imatrix):
     reader = gguf.GGUFReader(output)
     tensors = tensor_list(reader)
     record.update(file_sha256=sha256_file(output), file_size=os.path.getsize(output),
-                  fallback_tensors=_fallback_count(log), type_counts=type_counts(tensors),
-                  tensors=tensors, metadata=metadata_list(reader))
+                  fallback_tensors=_fallback_count(log), type_counts=type_counts(tensors))
+    if len(tensors) > TENSOR_ROWS_MAX:
+        record["tensor_count"] = len(tensors)
+    record.update(tensors=tensors[:TENSOR_ROWS_MAX], metadata=metadata_list(reader))
     return record
 
 

@@ -421,6 +421,22 @@ def _write(writer):
     writer.close()
 
 
+def _write_model(path, dtype, arch, add_metadata, shapes, keep_f32=lambda name: False):
+    """Write a model: its keys (``add_metadata(writer)``), then each (name, shape) of
+    ``shapes`` with its values, stored as ``dtype`` (1-D tensors and ``keep_f32`` names
+    stay float32)."""
+    if dtype not in FILE_TYPE:
+        raise ValueError(f"dtype must be one of {sorted(FILE_TYPE)}, not {dtype!r}")
+    writer = _gguf().GGUFWriter(os.fspath(path), arch)
+    add_metadata(writer)
+    for name, shape in shapes:
+        array, raw_dtype = _stored_tensor(tiny_llama_tensor(name, shape), dtype,
+                                          keep_f32=keep_f32(name))
+        writer.add_tensor(name, array, raw_dtype=raw_dtype)
+    _write(writer)
+    return os.fspath(path)
+
+
 def write_tiny_llama(path, dtype="f32"):
     """Write the tiny llama model to ``path``.
 
@@ -436,15 +452,8 @@ def write_tiny_llama(path, dtype="f32"):
     str
         ``path`` as a string.
     """
-    if dtype not in FILE_TYPE:
-        raise ValueError(f"dtype must be one of {sorted(FILE_TYPE)}, not {dtype!r}")
-    writer = _gguf().GGUFWriter(os.fspath(path), ARCH)
-    _add_metadata(writer, dtype)
-    for name, shape in tiny_llama_tensor_shapes():
-        array, raw_dtype = _stored_tensor(tiny_llama_tensor(name, shape), dtype)
-        writer.add_tensor(name, array, raw_dtype=raw_dtype)
-    _write(writer)
-    return os.fspath(path)
+    return _write_model(path, dtype, ARCH, lambda w: _add_metadata(w, dtype),
+                        tiny_llama_tensor_shapes())
 
 
 def write_tiny_moe(path, dtype="f32", n_expert=4):
@@ -471,19 +480,12 @@ def write_tiny_moe(path, dtype="f32", n_expert=4):
     str
         ``path`` as a string.
     """
-    if dtype not in FILE_TYPE:
-        raise ValueError(f"dtype must be one of {sorted(FILE_TYPE)}, not {dtype!r}")
     if n_expert not in MOE:
         raise ValueError(f"n_expert must be one of {sorted(MOE)}, not {n_expert!r}")
-    writer = _gguf().GGUFWriter(os.fspath(path), ARCH)
-    _add_metadata(writer, dtype, MOE[n_expert])
-    for name, shape in tiny_moe_tensor_shapes(n_expert):
-        values = tiny_llama_tensor(name, shape)
-        array, raw_dtype = _stored_tensor(values, dtype,
-                                          keep_f32=name.endswith("ffn_gate_inp.weight"))
-        writer.add_tensor(name, array, raw_dtype=raw_dtype)
-    _write(writer)
-    return os.fspath(path)
+    return _write_model(path, dtype, ARCH,
+                        lambda w: _add_metadata(w, dtype, MOE[n_expert]),
+                        tiny_moe_tensor_shapes(n_expert),
+                        keep_f32=lambda name: name.endswith("ffn_gate_inp.weight"))
 
 
 def write_tiny_moe8(path, dtype="f32"):
@@ -510,15 +512,9 @@ def write_tiny_llama80(path, dtype="f32"):
     str
         ``path`` as a string.
     """
-    if dtype not in FILE_TYPE:
-        raise ValueError(f"dtype must be one of {sorted(FILE_TYPE)}, not {dtype!r}")
-    writer = _gguf().GGUFWriter(os.fspath(path), ARCH)
-    _add_metadata(writer, dtype, LLAMA80, n_embd=LLAMA80_N_EMBD)
-    for name, shape in tiny_llama80_tensor_shapes():
-        array, raw_dtype = _stored_tensor(tiny_llama_tensor(name, shape), dtype)
-        writer.add_tensor(name, array, raw_dtype=raw_dtype)
-    _write(writer)
-    return os.fspath(path)
+    return _write_model(path, dtype, ARCH,
+                        lambda w: _add_metadata(w, dtype, LLAMA80, n_embd=LLAMA80_N_EMBD),
+                        tiny_llama80_tensor_shapes())
 
 
 def _add_falcon_metadata(writer, dtype):
@@ -561,15 +557,9 @@ def write_tiny_falcon(path, dtype="f32"):
     str
         ``path`` as a string.
     """
-    if dtype not in FILE_TYPE:
-        raise ValueError(f"dtype must be one of {sorted(FILE_TYPE)}, not {dtype!r}")
-    writer = _gguf().GGUFWriter(os.fspath(path), FALCON_ARCH)
-    _add_falcon_metadata(writer, dtype)
-    for name, shape in tiny_falcon_tensor_shapes():
-        array, raw_dtype = _stored_tensor(tiny_llama_tensor(name, shape), dtype)
-        writer.add_tensor(name, array, raw_dtype=raw_dtype)
-    _write(writer)
-    return os.fspath(path)
+    return _write_model(path, dtype, FALCON_ARCH,
+                        lambda w: _add_falcon_metadata(w, dtype),
+                        tiny_falcon_tensor_shapes())
 
 
 # --------------------------------------------------------------------------- imatrix

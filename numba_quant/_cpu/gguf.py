@@ -370,7 +370,8 @@ def _float32_rows(rows, r0, r1, bf16_bits):
     part = rows[r0:r1]
     if bf16_bits:
         return (part.astype(np.uint32) << np.uint32(16)).view(np.float32)
-    return np.ascontiguousarray(part, dtype=np.float32)
+    part = np.ascontiguousarray(part, dtype=np.float32)
+    return part if part.flags.writeable else part.copy()
 
 
 def quantize(name, rows, bf16_bits, qw, out, type_size, fields):
@@ -382,7 +383,10 @@ def quantize(name, rows, bf16_bits, qw, out, type_size, fields):
     (``WIDEN_CHUNK`` elements) at a time, never as a float32 copy of the whole."""
     n_rows, n_per_row = rows.shape
     status = np.zeros(n_rows, np.int8)
-    direct = not bf16_bits and rows.dtype == np.float32 and rows.flags.c_contiguous
+    # Read-only input (a memory-mapped file) is copied a chunk at a time as well: the
+    # kernels would otherwise be compiled a second time for read-only arrays.
+    direct = (not bf16_bits and rows.dtype == np.float32 and rows.flags.c_contiguous
+              and rows.flags.writeable)
     step = n_rows if direct else max(1, _tuning.WIDEN_CHUNK // n_per_row)
     for r0 in range(0, n_rows, step):
         r1 = min(n_rows, r0 + step)
@@ -397,4 +401,7 @@ def quantize(name, rows, bf16_bits, qw, out, type_size, fields):
 def dequantize(name, data, out):
     """The float32 values of the uint8 rows ``data`` (2-D, from :func:`source`) of the
     type ``name`` into ``out``."""
-    dequantize_rows(name, np.ascontiguousarray(data), out)
+    data = np.ascontiguousarray(data)
+    if not data.flags.writeable:        # one compiled kernel for both kinds of input
+        data = data.copy()
+    dequantize_rows(name, data, out)

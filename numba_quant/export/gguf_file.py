@@ -189,13 +189,17 @@ class TensorJob:
 _STORED_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}
 
 
-def _float_rows(raw, stored):
-    """Rows of an F32/F16/BF16 tensor as float32 (exact widening)."""
-    if stored == "F32":
-        return np.ascontiguousarray(raw, np.float32)
-    if stored == "F16":
-        return raw.astype(np.float32)
-    return (raw.astype(np.uint32) << 16).view(np.float32)     # bfloat16: high halves
+def _float_rows(raw, stored, into):
+    """Rows of an F32/F16/BF16 tensor as float32 (exact widening) in the writable
+    buffer ``into``: the kernels then see one kind of array whatever the source (a
+    read-only view of the file would be compiled for separately)."""
+    if stored == "BF16":
+        bits = into.view(np.uint32)
+        bits[...] = raw
+        bits <<= 16                 # bfloat16: the high halves of float32
+    else:
+        np.copyto(into, raw)
+    return into
 
 
 def run_job(job, to_device=None):
@@ -206,7 +210,9 @@ def run_job(job, to_device=None):
     raw = np.memmap(job.path, _STORED_DTYPES[job.stored], "r", offset=job.offset,
                     shape=(job.rows, n))
     out = np.empty((job.rows, job.row_bytes), np.uint8)
-    step = max(1, job.chunk_bytes // (4 * n))
+    step = max(1, min(job.rows, job.chunk_bytes // (4 * n)))
+    values = np.empty((step, n), np.float32)       # the chunk's float32 rows ...
+    decoded = np.empty((step, n), np.float32)      # ... and the values of its bytes
     rows_per_expert = job.ne[1] if len(job.ne) > 1 else 1
     signal = noise = 0.0
     r0 = 0
@@ -214,18 +220,18 @@ def run_job(job, to_device=None):
         expert = r0 // rows_per_expert
         # A chunk never crosses an expert: each has its own importance row.
         r1 = min(job.rows, r0 + step, (expert + 1) * rows_per_expert)
-        x = _float_rows(raw[r0:r1], job.stored)
+        x = _float_rows(raw[r0:r1], job.stored, values[:r1 - r0])
         dest = out[r0:r1]
         w = None if job.imatrix_rows is None else job.imatrix_rows[expert]
         if job.target == "F32":            # F16/BF16 widened: exact
             dest[...] = x.view(np.uint8).reshape(r1 - r0, -1)
             back = x
-        elif to_device is None:
-            back = _gguf.dequantize(_gguf.quantize(x, job.target, imatrix=w, out=dest),
-                                    job.target)
         else:
-            dest[...] = to_device(_gguf.quantize(to_device(x), job.target, imatrix=w))
-            back = _gguf.dequantize(dest, job.target)
+            if to_device is None:
+                _gguf.quantize(x, job.target, imatrix=w, out=dest)
+            else:
+                dest[...] = to_device(_gguf.quantize(to_device(x), job.target, imatrix=w))
+            back = _gguf.dequantize(dest, job.target, out=decoded[:r1 - r0])
         sums = np.empty((r1 - r0, 5), np.float64)
         _cpu_metrics.error_sums(x, back, _NO_STEPS, n, -1.0, False, sums)
         signal += float(sums[:, _cpu_metrics.SIGNAL].sum())

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from numba_quant._host.json_values import json_number
+
 __all__ = ["ExportError", "TensorRow", "ExportReport", "sqnr_db"]
 
 
@@ -39,16 +41,7 @@ class TensorRow:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
                 "input_bytes": self.input_bytes, "output_bytes": self.output_bytes,
                 "bits_per_weight": self.bits_per_weight,
-                "sqnr_db": _json_number(self.sqnr_db)}
-
-
-def _json_number(v):
-    v = float(v)
-    if math.isnan(v):
-        return "nan"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return v
+                "sqnr_db": json_number(self.sqnr_db)}
 
 
 @dataclass
@@ -103,7 +96,7 @@ class ExportReport:
                 "output_bytes": self.output_bytes,
                 "quantized_weights": self.quantized_weights,
                 "bits_per_weight": self.bits_per_weight,
-                "sqnr_db": _json_number(self.sqnr_db), "ignored": list(self.ignored),
+                "sqnr_db": json_number(self.sqnr_db), "ignored": list(self.ignored),
                 "dropped": list(self.dropped), "seconds": self.seconds,
                 "tensors": [t.to_dict() for t in self.tensors]}
 

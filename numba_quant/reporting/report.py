@@ -35,6 +35,7 @@ import numpy as np
 from numba_quant._dispatch import backend, device_backend, to_host
 from numba_quant._host import checks as _checks
 from numba_quant._host import codes
+from numba_quant._host.json_values import json_number
 from numba_quant._host import tuning as _tuning
 from numba_quant.reporting.checkpoint import Checkpoint, CheckpointError, open_checkpoint
 from numba_quant.reporting.recipes import ClipSteps, TensorContext, default_recipes, get_recipe
@@ -61,8 +62,8 @@ class RecipeResult:
     count: int = field(repr=False, default=0)
 
     def to_dict(self) -> dict:
-        return {"sqnr_db": _json_number(self.sqnr_db), "mse": _json_number(self.mse),
-                "max_abs_error": _json_number(self.max_abs_error),
+        return {"sqnr_db": json_number(self.sqnr_db), "mse": json_number(self.mse),
+                "max_abs_error": json_number(self.max_abs_error),
                 "clipped_fraction": self.clipped_fraction, "bytes": self.bytes}
 
 
@@ -84,21 +85,9 @@ class TensorResult:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
-                "bytes": self.nbytes, "min": _json_number(self.min),
-                "max": _json_number(self.max), "nonfinite": self.nonfinite,
+                "bytes": self.nbytes, "min": json_number(self.min),
+                "max": json_number(self.max), "nonfinite": self.nonfinite,
                 "recipes": {k: v.to_dict() for k, v in self.results.items()}}
-
-
-def _json_number(v):
-    """JSON has no NaN or infinity: those become the strings "nan", "inf", "-inf"."""
-    if v is None:
-        return None
-    v = float(v)
-    if math.isnan(v):
-        return "nan"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return v
 
 
 def _sqnr_db(signal, noise):
@@ -192,7 +181,7 @@ class Report:
 
     def to_dict(self) -> dict:
         """Everything as plain JSON values (NaN and infinities as strings)."""
-        summary = {name: {k: (_json_number(v) if isinstance(v, float) else v)
+        summary = {name: {k: (json_number(v) if isinstance(v, float) else v)
                           for k, v in s.items()} for name, s in self.summary().items()}
         return {
             "description": self.description,

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quantize the modules whose whole name matches REGEX instead of "
                         "the model's Linear layers (needed without transformers; "
                         "repeatable)")
-    p.add_argument("--force", action="store_true", help="replace an existing OUT_DIR")
+    p.add_argument("--force", action="store_true", help="replace an existing OUTPUT")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("-o", "--output", metavar="REPORT",
                    help="also write the report to this file (.json: JSON, else text)")

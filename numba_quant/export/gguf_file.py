@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from numba_quant import gguf as _gguf
-from numba_quant._cpu import metrics as _cpu_metrics
 from numba_quant._host import tuning as _tuning
 from numba_quant.export import gguf_rules as rules
 from numba_quant.export.gguf_container import (
@@ -206,6 +205,8 @@ def run_job(job, to_device=None):
     """Quantize one tensor: returns (uint8 rows of ggml's blocks, signal, noise), the
     sums of x**2 and of the squared error of the values decoded from the bytes (the
     report's kernel, on the host)."""
+    # Imported here: importing numba_quant (whose report reads gguf_rules) loads no numba.
+    from numba_quant._cpu import metrics as _cpu_metrics
     n = job.ne[0]
     raw = np.memmap(job.path, _STORED_DTYPES[job.stored], "r", offset=job.offset,
                     shape=(job.rows, n))

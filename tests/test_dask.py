@@ -436,3 +436,26 @@ def test_gguf_export_on_a_cluster(tmp_path, cluster):
     assert hashlib.sha256((tmp_path / "out.gguf").read_bytes()).hexdigest() \
         == case["file_sha256"]
     assert len(rep.tensors) == case["type_counts"]["Q8_0"]
+
+
+@pytest.mark.cluster
+def test_compressed_tensors_export_on_a_cluster(tmp_path, cluster):
+    """numba-quant quantize --scheme with the weights quantized by the workers (each
+    reads its weight from the model's file): llmcompressor's bytes, for a scheme with a
+    shared global scale (NVFP4A16, bfloat16) and an integer one with zero points."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    import ct_tiny
+    from numba_quant.export import to_compressed_tensors
+    golden = json.loads((Path(__file__).parent / "data" / "ct_tiny_golden.json")
+                        .read_text())["cases"]
+    for key in ("bfloat16/NVFP4A16", "float32/W4A16_ASYM"):
+        case = golden[key]
+        model = ct_tiny.write_model(tmp_path / case["dtype"], case["dtype"])
+        out = tmp_path / key.replace("/", "-")
+        to_compressed_tensors(model, out, case["scheme"], targets=[r".*_proj", "lm_head"],
+                              report=False, client=cluster)
+        got = hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
+        assert got == case["file_sha256"], key

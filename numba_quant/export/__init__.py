@@ -30,6 +30,7 @@ from numba_quant._host import storage as _storage
 from numba_quant._host import tuning as _tuning
 from numba_quant.reporting.checkpoint import (
     SAFETENSORS_INDEX,
+    open_checkpoint,
     CheckpointError,
     safetensors_shards,
 )
@@ -46,6 +47,7 @@ from numba_quant.export.compressed_tensors import (
     row_multiple,
     scheme_named,
 )
+from numba_quant.export.cluster import results_in_order
 from numba_quant.export.report import ExportError, ExportReport, TensorRow
 from numba_quant.export.report import sqnr_db as _sqnr
 from numba_quant.export.safetensors_out import (
@@ -211,23 +213,39 @@ def _absmax(entry):
     return best
 
 
-def _write_quantized(writer, module, entry, scheme, global_scale):
+def _quantized_chunks(entry, scheme, global_scale):
+    """``(first row, QuantizedTensor)`` for each run of rows of a weight, read a run at a
+    time (on the client, or on a Dask worker from the file)."""
     raw = entry.raw()
+    rows, cols = entry.shape
+    step = _chunk_rows(cols, row_multiple(scheme))
+    for r0 in range(0, rows, step):
+        x = _decode_rows(entry, raw, r0, min(rows, r0 + step))
+        if not np.isfinite(x).all():
+            raise ExportError(f"{entry.name}: {int((~np.isfinite(x)).sum())} non-finite "
+                              "value(s); a weight must be finite to be quantized")
+        yield r0, quantize_rows(x, entry.dtype, scheme, global_scale)
+
+
+def _module_on_worker(shard_path, name, scheme_name, global_scale):
+    """A Dask task: all the runs of rows of one weight, read from its file."""
+    entry = next(e for e in open_checkpoint(shard_path).tensors if e.name == name)
+    return list(_quantized_chunks(entry, scheme_named(scheme_name), global_scale))
+
+
+def _write_quantized(writer, module, entry, scheme, global_scale, chunks=None):
+    """Write one weight's tensors from its quantized runs of rows (computed here unless
+    ``chunks`` brings them from a worker)."""
     rows, cols = entry.shape
     specs = {n: (d, s) for n, d, s in output_specs(module, (rows, cols), entry.dtype,
                                                    scheme)}
     codes_name = (f"{module}.weight" if scheme.kind == "fp8" else f"{module}.weight_packed")
     row_bytes = int(np.prod(specs[codes_name][1][1:])) * (4 if specs[codes_name][0] ==
                                                           "int32" else 1)
-    step = _chunk_rows(cols, row_multiple(scheme))
     scales, zps = [], []
-    for r0 in range(0, rows, step):
-        r1 = min(rows, r0 + step)
-        x = _decode_rows(entry, raw, r0, r1)
-        if not np.isfinite(x).all():
-            raise ExportError(f"{entry.name}: {int((~np.isfinite(x)).sum())} non-finite "
-                              "value(s); a weight must be finite to be quantized")
-        out = quantize_rows(x, entry.dtype, scheme, global_scale)
+    if chunks is None:
+        chunks = _quantized_chunks(entry, scheme, global_scale)
+    for r0, out in chunks:
         writer.write(codes_name, out.codes, start=r0 * row_bytes)
         scales.append(out.scale)
         if out.zero_point is not None:
@@ -272,7 +290,7 @@ def _model_config(model_dir):
 
 
 def to_compressed_tensors(model_dir, out_dir, scheme, *, ignore=(), targets=None,
-                          force=False, report=True):
+                          force=False, report=True, client=None):
     """Quantize a Hugging Face model directory to compressed-tensors, as llmcompressor
     does without calibration data.
 
@@ -298,6 +316,10 @@ def to_compressed_tensors(model_dir, out_dir, scheme, *, ignore=(), targets=None
         Replace an existing ``out_dir``.
     report : bool
         Measure every quantized weight from the written bytes (SQNR).
+    client : distributed.Client, optional
+        Quantize the weights on the workers of this Dask cluster (each reads its weight
+        from the model's files, so the directory must be readable there); the client
+        writes them.  The bytes are the same.
 
     Returns
     -------
@@ -389,12 +411,19 @@ def to_compressed_tensors(model_dir, out_dir, scheme, *, ignore=(), targets=None
             if not specs:
                 continue
             target = stage / shard_path.name
+            remote = (None if client is None else results_in_order(
+                client, _module_on_worker,
+                [None if module is None else (str(shard_path), e.name, s.name,
+                                              global_scales.get(module))
+                 for module, e in jobs]))
             with SafetensorsWriter(target, specs, {"format": "pt"}) as writer:
                 for module, e in jobs:
+                    chunks = None if remote is None else next(remote)
                     if module is None:
                         _copy_tensor(writer, e)
                     else:
-                        _write_quantized(writer, module, e, s, global_scales.get(module))
+                        _write_quantized(writer, module, e, s, global_scales.get(module),
+                                         chunks)
             written.append(target)
             weight_map.update({sp.name: shard_path.name for sp in specs})
         if indexed:

@@ -59,12 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads (default: all)")
     g.add_argument("--gpu", action="store_true", help="quantize on the CUDA GPU")
-    g.add_argument("--dask", metavar="SCHEDULER",
-                   help="quantize on a Dask cluster: 'local' (a local cluster of "
-                        "--dask-workers processes) or a scheduler address; the input path "
-                        "must be readable by the workers (needs the 'dask' extra)")
-    g.add_argument("--dask-workers", type=int, default=2, metavar="N",
-                   help="worker processes of --dask local (default: 2)")
+
     p.add_argument("--ignore", action="append", default=[], metavar="NAME_OR_REGEX",
                    help="a Linear module to leave unquantized: its name, re:REGEX "
                         "(matched at the start of module names) or a class name "
@@ -74,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "the model's Linear layers (needed without transformers; "
                         "repeatable)")
     p.add_argument("--force", action="store_true", help="replace an existing OUTPUT")
+    p.add_argument("--dask", metavar="SCHEDULER",
+                   help="quantize on a Dask cluster (both formats): 'local' (a local "
+                        "cluster of --dask-workers processes) or a scheduler address; the "
+                        "input must be readable by the workers (needs the 'dask' extra)")
+    p.add_argument("--dask-workers", type=int, default=2, metavar="N",
+                   help="worker processes of --dask local (default: 2)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("-o", "--output", metavar="REPORT",
                    help="also write the report to this file (.json: JSON, else text)")
@@ -117,16 +118,16 @@ def _compressed(args):
         ("--output-tensor-type", args.output_tensor_type),
         ("--token-embedding-type", args.token_embedding_type), ("--pure", args.pure),
         ("--leave-output-tensor", args.leave_output_tensor), ("--threads", args.threads),
-        ("--gpu", args.gpu), ("--dask", args.dask)) if value]
+        ("--gpu", args.gpu)) if value]
     if gguf_only:
         raise ExportError(f"{', '.join(gguf_only)}: GGUF options (with --type); "
                           "--scheme takes --ignore, --targets")
     if Path(args.model_dir).is_file():
         raise ExportError(f"{args.model_dir}: --scheme takes a model directory; a GGUF "
                           "file takes --type TYPE")
-    return to_compressed_tensors(args.model_dir, args.out_dir, args.scheme,
-                                 ignore=args.ignore, targets=args.targets,
-                                 force=args.force)
+    return _on_cluster_if_asked(args, lambda client: to_compressed_tensors(
+        args.model_dir, args.out_dir, args.scheme, ignore=args.ignore,
+        targets=args.targets, force=args.force, client=client))
 
 
 def _gguf(args):
@@ -139,24 +140,25 @@ def _gguf(args):
             raise ValueError(f"--threads {args.threads}: expected 1 to "
                              f"{numba.config.NUMBA_NUM_THREADS}")
         numba.set_num_threads(args.threads)
-    if args.dask is None:
-        return _to_gguf(args, None)
-    if args.gpu:
+    if args.gpu and args.dask is not None:
         raise ValueError("--gpu and --dask cannot be combined")
+    return _on_cluster_if_asked(args, lambda client: to_gguf(
+        args.model_dir, args.out_dir, args.file_type, imatrix=args.imatrix,
+        tensor_types=args.tensor_type, output_tensor_type=args.output_tensor_type,
+        token_embedding_type=args.token_embedding_type, pure=args.pure,
+        leave_output_tensor=args.leave_output_tensor, force=args.force,
+        device="gpu" if args.gpu else "cpu", client=client))
+
+
+def _on_cluster_if_asked(args, export):
+    """``export(client)``: with the Dask client of ``--dask``, or None without it."""
+    if args.dask is None:
+        return export(None)
     try:
         with dask_report.cluster_client(args.dask, args.dask_workers) as client:
-            return _to_gguf(args, client)
+            return export(client)
     except dask_report.ClusterError as exc:
         raise ExportError(str(exc)) from None
-
-
-def _to_gguf(args, client):
-    return to_gguf(args.model_dir, args.out_dir, args.file_type, imatrix=args.imatrix,
-                   tensor_types=args.tensor_type,
-                   output_tensor_type=args.output_tensor_type,
-                   token_embedding_type=args.token_embedding_type, pure=args.pure,
-                   leave_output_tensor=args.leave_output_tensor, force=args.force,
-                   device="gpu" if args.gpu else "cpu", client=client)
 
 
 if __name__ == "__main__":

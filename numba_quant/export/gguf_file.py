@@ -26,6 +26,7 @@ import numpy as np
 from numba_quant import gguf as _gguf
 from numba_quant._host import tuning as _tuning
 from numba_quant.export import gguf_rules as rules
+from numba_quant.export.cluster import results_in_order
 from numba_quant.export.gguf_container import (
     STRING,
     TYPE_SIZES,
@@ -330,7 +331,9 @@ def to_gguf(source, destination, file_type, *, imatrix=None, tensor_types=(),
     with staged_file(destination, force=force) as stage, open(stage, "wb") as fh:
         out_file = GGUFOutput(fh, _metadata(header, ft, im), infos)
         out_file.write_header()
-        results = (_on_cluster(client, jobs) if client is not None
+        results = (results_in_order(client, run_job,
+                                    ((job,) if job is not None else None for job in jobs))
+                   if client is not None
                    else (None if job is None else run_job(job, to_device) for job in jobs))
         for t, job, result in zip(tensors, jobs, results):
             if job is None:         # copied as it is
@@ -356,24 +359,6 @@ def _job(t, source, im):
                      _row_bytes(t, t.target),
                      None if im is None else im.for_tensor(t.name, t.ne[0], t.experts),
                      _tuning.EXPORT_CHUNK_BYTES)
-
-
-def _on_cluster(client, jobs):
-    """The jobs' results in order, computed by the workers of a Dask ``client`` with a
-    few tensors in flight per worker (the client holds only those results)."""
-    window = 2 * max(1, len(client.scheduler_info().get("workers", {})))
-    pending = []
-    queue = iter(jobs)
-    for job in queue:
-        pending.append(None if job is None else client.submit(run_job, job, pure=False))
-        if len(pending) >= window:
-            break
-    while pending:
-        head = pending.pop(0)
-        job = next(queue, StopIteration)
-        if job is not StopIteration:
-            pending.append(None if job is None else client.submit(run_job, job, pure=False))
-        yield None if head is None else head.result()
 
 
 def _device_copier():

@@ -19,6 +19,7 @@ import ct_tiny
 from numba_quant.reporting import checkpoint
 from numba_quant import export as ex
 from numba_quant.export import cli
+from numba_quant.export import compressed_export
 from numba_quant.export import compressed_tensors as ctmod
 from numba_quant.export.safetensors_out import SafetensorsWriter, TensorSpec
 
@@ -255,7 +256,7 @@ def test_crash_midway_leaves_nothing(models, tmp_path, monkeypatch):
             raise RuntimeError("disk on fire")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ex, "quantize_rows", failing)
+    monkeypatch.setattr(compressed_export, "quantize_rows", failing)
     with pytest.raises(RuntimeError, match="disk on fire"):
         ex.to_compressed_tensors(models["float32"], tmp_path / "o", "W4A16",
                                  targets=TARGETS)
@@ -263,7 +264,7 @@ def test_crash_midway_leaves_nothing(models, tmp_path, monkeypatch):
 
 
 def test_without_transformers_names_the_option(models, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(ex, "_model_structure", lambda model_dir: None)
+    monkeypatch.setattr(compressed_export, "_model_structure", lambda model_dir: None)
     code, err = _cli_error(capsys, [str(models["float32"]), str(tmp_path / "o"),
                                     "--scheme", "W4A16"])
     assert code == 1 and "transformers" in err and "--targets" in err

@@ -26,7 +26,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["FileType", "FILE_TYPES", "file_type_named", "ModelFacts", "PlanOptions",
+from numba_quant.export.gguf_container import TYPE_SIZES
+
+__all__ = ["TOKEN_EMBEDDINGS", "FileType", "FILE_TYPES", "file_type_named", "ModelFacts", "PlanOptions",
            "plan", "tensor_order", "fallback_type", "allows_quantization",
            "requires_imatrix", "BLOCK_SIZES", "ggml_type_named", "GGML_IDS",
            "QUANTIZATION_VERSION"]
@@ -34,7 +36,7 @@ __all__ = ["FileType", "FILE_TYPES", "file_type_named", "ModelFacts", "PlanOptio
 #: ``general.quantization_version`` of the files written (ggml's GGML_QNT_VERSION).
 QUANTIZATION_VERSION = 2
 
-#: ggml's type ids and block sizes (values per block) of the types the rules name.
+#: ggml's type ids of the types the rules name.
 GGML_IDS = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8,
             "Q8_1": 9, "Q2_K": 10, "Q3_K": 11, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14,
             "Q8_K": 15, "IQ2_XXS": 16, "IQ2_XS": 17, "IQ3_XXS": 18, "IQ1_S": 19,
@@ -42,11 +44,8 @@ GGML_IDS = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_
             "I32": 26, "I64": 27, "F64": 28, "IQ1_M": 29, "BF16": 30, "TQ1_0": 34,
             "TQ2_0": 35, "MXFP4": 39}
 _BY_ID = {v: k for k, v in GGML_IDS.items()}
-BLOCK_SIZES = {name: (1 if name in ("F32", "F16", "BF16", "F64", "I8", "I16", "I32", "I64")
-                      else 32 if name in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q8_1",
-                                          "IQ4_NL", "MXFP4")
-                      else 256)
-               for name in GGML_IDS}
+#: Values per block of each, from the container's table of ggml's type sizes.
+BLOCK_SIZES = {name: TYPE_SIZES[i][0] for name, i in GGML_IDS.items()}
 _UNQUANTIZED = ("F32", "F16", "BF16", "F64", "I8", "I16", "I32", "I64")
 
 
@@ -158,7 +157,8 @@ def tensor_order(name):
     return (int(m.group(1)) if m else -1, name)
 
 
-_TOKEN_EMBD = ("token_embd.weight", "per_layer_token_embd.weight")
+#: The token-embedding tensors (named so by every architecture).
+TOKEN_EMBEDDINGS = ("token_embd.weight", "per_layer_token_embd.weight")
 _OUTPUT = "output.weight"
 
 # Substrings of names that are never converted (beyond norms): MoE routers, vision
@@ -195,7 +195,7 @@ def allows_quantization(name, n_dims, arch="", quantize_output_tensor=True) -> b
 def _category(name) -> str:
     if name == _OUTPUT:
         return "output"
-    if name in _TOKEN_EMBD:
+    if name in TOKEN_EMBEDDINGS:
         return "token_embd"
     for key, cat in (("attn_qkv.weight", "attn_qkv"), ("attn_kv_b.weight", "attn_kv_b"),
                      ("attn_v.weight", "attn_v"), ("attn_k.weight", "attn_k"),
@@ -244,7 +244,7 @@ def fallback_type(wanted, n_per_row) -> str:
 def requires_imatrix(name, qtype, file_type) -> bool:
     """Whether llama-quantize refuses to write this tensor without an importance
     matrix: the IQ1/IQ2/IQ3_XXS types, and Q2_K inside a Q2_K_S file."""
-    if name in _TOKEN_EMBD or name == _OUTPUT:
+    if name in TOKEN_EMBEDDINGS or name == _OUTPUT:
         return False
     if qtype in ("IQ3_XXS", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_M", "IQ1_S"):
         return True
@@ -258,9 +258,10 @@ def _more_bits(i, n) -> bool:
 
 
 class _Counters:
-    def __init__(self, n_attention_wv, n_layer):
+    def __init__(self, n_attention_wv, n_layer, has_tied_embeddings):
         self.n_attention_wv = n_attention_wv
         self.n_ffn = n_layer
+        self.has_tied_embeddings = has_tied_embeddings
         self.i_attention_wv = self.i_ffn_down = self.i_ffn_gate = self.i_ffn_up = 0
 
 
@@ -466,8 +467,8 @@ def plan(tensors, file_type, facts=ModelFacts(), options=PlanOptions()):
     ft = file_type
     default = ft.default_type
     cats = [_category(name) for name, _, _ in tensors]
-    c = _Counters(sum(cat in _ATTN_V_LIKE for cat in cats), facts.n_layer)
-    c.has_tied_embeddings = "output" not in cats
+    c = _Counters(sum(cat in _ATTN_V_LIKE for cat in cats), facts.n_layer,
+                  has_tied_embeddings="output" not in cats)
     out = []
     for (name, ne, stored), cat in zip(tensors, cats):
         if not allows_quantization(name, len(ne), facts.arch,

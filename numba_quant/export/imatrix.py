@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from numba_quant.export.gguf_container import read_header
+from numba_quant.export.gguf_rules import TOKEN_EMBEDDINGS
 from numba_quant.export.report import ExportError
 
 __all__ = ["ImportanceMatrix", "read_imatrix"]
@@ -62,7 +63,7 @@ class ImportanceMatrix:
         if v is None:
             return None
         if v.size != n_per_row * n_experts:
-            if name in ("token_embd.weight", "per_layer_token_embd.weight"):
+            if name in TOKEN_EMBEDDINGS:
                 return None
             raise ExportError(f"{self.path_text}: the importance matrix of {name} has "
                               f"{v.size} values; the tensor needs {n_per_row * n_experts} "

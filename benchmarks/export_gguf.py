@@ -126,21 +126,7 @@ def _add_metadata(writer, layers):
     writer.add_file_type(tiny.FILE_TYPE["f16"])
     writer.add_vocab_size(N_VOCAB)
     writer.add_rope_dimension_count(N_EMBD // N_HEAD)
-    tokens, scores, types = tiny._vocab()
-    extra = N_VOCAB - len(tokens)
-    tokens = tokens + [f"tok{i}" for i in range(extra)]
-    scores = scores + [-float(len(scores) + i) for i in range(extra)]
-    types = types + [tiny.TOKEN_NORMAL] * extra
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(tokens)
-    writer.add_token_scores(scores)
-    writer.add_token_types(types)
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(2)
-    writer.add_unk_token_id(0)
-    writer.add_add_bos_token(True)
-    writer.add_add_eos_token(False)
-    writer.add_quantization_version(2)
+    tiny.add_tokenizer(writer, N_VOCAB)
 
 
 def make_synthetic(path, gib):

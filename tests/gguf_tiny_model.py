@@ -393,13 +393,19 @@ def _add_metadata(writer, dtype, hp=DENSE, n_embd=N_EMBD, n_head=N_HEAD):
     writer.add_file_type(FILE_TYPE[dtype])
     writer.add_vocab_size(N_VOCAB)
     writer.add_rope_dimension_count(n_embd // n_head)
-    _add_tokenizer(writer)
+    add_tokenizer(writer)
 
 
-def _add_tokenizer(writer):
+def add_tokenizer(writer, n_vocab=None):
     """The vocabulary keys (:func:`_vocab`, SentencePiece-style) and, last, the
-    quantization version, as every tiny model has them."""
+    quantization version, as every tiny model has them; with ``n_vocab``, the vocabulary
+    is padded to that many tokens (``tok0``, ``tok1``, ... with falling scores), as a
+    larger model's needs."""
     tokens, scores, types = _vocab()
+    extra = 0 if n_vocab is None else n_vocab - len(tokens)
+    tokens = tokens + [f"tok{i}" for i in range(extra)]
+    scores = scores + [-float(len(scores) + i) for i in range(extra)]
+    types = types + [TOKEN_NORMAL] * extra
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)
     writer.add_token_scores(scores)
@@ -535,7 +541,7 @@ def _add_falcon_metadata(writer, dtype):
     writer.add_layer_norm_eps(FALCON_NORM_EPS)
     writer.add_file_type(FILE_TYPE[dtype])
     writer.add_vocab_size(N_VOCAB)
-    _add_tokenizer(writer)
+    add_tokenizer(writer)
 
 
 def write_tiny_falcon(path, dtype="f32"):

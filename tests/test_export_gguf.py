@@ -10,17 +10,26 @@ rules, per-expert importance matrices, an expert that saw no token; a 16-layer F
 with fused attn_qkv and its own ffn_down rules; an 80-layer llama with grouped-query
 attention, which llama.cpp types as 70B).  The tests write
 the same inputs again (their sha256 is in the record) and compare whole output files.
+
+Every case's plan (each tensor's type and shape, the file's size) is checked by a dry
+run, which quantizes nothing.  The whole files are compared for the cases whose types
+the default run compiles anyway (tests/conftest.py's GGUF_DEFAULT_TYPES, and Q5_0, the
+fallback of 384-wide rows in the K mixes: 36 of the 63, every model among them);
+the thorough profile compares all 63 (the other types' kernels take minutes to compile,
+and tests/test_gguf.py checks their bytes there too).
 """
 import hashlib
 import json
 import math
 import struct
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import gguf_tiny_model as tiny
+from tests.conftest import GGUF_DEFAULT_TYPES, THOROUGH
 from numba_quant._host import tuning as _tuning
 from numba_quant.export import cli, to_gguf
 from numba_quant.export import gguf_file
@@ -31,6 +40,14 @@ gguf = pytest.importorskip("gguf")
 GOLDEN = json.loads((Path(__file__).parent / "data" / "gguf_export_golden.json")
                     .read_text())
 CASES = {c["case"]: c for c in GOLDEN["cases"]}
+
+
+def _types_written(case):
+    return {t for _, t, _, _ in case["tensors"]} - {"F32"}
+
+
+BYTE_CASES = sorted(name for name, case in CASES.items()
+                    if THOROUGH or _types_written(case) <= {*GGUF_DEFAULT_TYPES, "Q5_0"})
 
 
 def _sha(path):
@@ -70,6 +87,38 @@ def _tensor_digests(path):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
+def test_dry_run_plans_what_llama_quantize_wrote(name, inputs, monkeypatch):
+    """Each converted tensor's type and shape, and the size of the whole file (header,
+    metadata, every tensor's bytes and padding), without quantizing."""
+    case = CASES[name]
+    root, paths = inputs
+    monkeypatch.chdir(root)
+    rep = to_gguf(paths[case["source"]], None, case["ftype"], dry_run=True,
+                  **_kwargs(case, root))
+    planned = {row.name: (row.dtype.split("->")[1], list(row.shape)) for row in rep.tensors}
+    for tname, ttype, shape, _ in case["tensors"]:      # the first 100 in file order
+        if tname in planned:
+            assert planned[tname] == (ttype, shape[::-1]), tname
+        else:                               # copied as stored
+            assert ttype in ("F32", "F16", "BF16"), tname
+    # All tensors: the types llama.cpp wrote, less the planned ones, are copied floats.
+    copied = Counter(case["type_counts"])
+    copied.subtract(Counter(t for t, _ in planned.values()))
+    assert set(copied.elements()) <= {"F32", "F16", "BF16"} and min(copied.values()) >= 0
+    assert copied.total() == case.get("tensor_count", len(case["tensors"])) - len(planned)
+    assert rep.output_bytes == case["file_size"]
+    assert rep.dry_run and not rep.notes and all(math.isnan(r.sqnr_db) for r in rep.tensors)
+
+
+def test_default_byte_cases_cover_every_model():
+    """The default run's whole-file cases hold every model and both importance-matrix
+    formats (the dry runs check every case's plan)."""
+    assert {CASES[n]["source"] for n in BYTE_CASES} == {c["source"] for c in CASES.values()}
+    imatrix = {CASES[n]["options"].get("imatrix") for n in BYTE_CASES}
+    assert imatrix >= set(GOLDEN["imatrix_files"])
+
+
+@pytest.mark.parametrize("name", BYTE_CASES)
 def test_file_equals_llama_quantize(name, inputs, tmp_path, monkeypatch):
     case = CASES[name]
     root, paths = inputs
@@ -157,18 +206,43 @@ def test_report_measures_the_written_file(inputs, tmp_path):
 def test_command_writes_the_file_and_the_report(inputs, tmp_path, monkeypatch, capsys):
     root, paths = inputs
     monkeypatch.chdir(root)
-    case = CASES["f32-Q4_K_M-tensor-types"]
+    case = CASES["f32-Q4_K_M-output-q8_0-embd-q4_0"]
     out = tmp_path / "out.gguf"
     argv = [paths["f32"], str(out), "--type", "q4_k", "--threads", "1",
+            "--output-tensor-type", "q8_0", "--token-embedding-type", "Q4_0",
             "-o", str(tmp_path / "rep.json")]
-    for item in case["options"]["tensor_types"]:
-        argv += ["--tensor-type", item]
     assert cli.main(argv) == 0
     assert _sha(out) == case["file_sha256"]
     printed = capsys.readouterr().out
     assert printed.startswith("Q4_K_M: ") and "blk.0.attn_q.weight" in printed
     saved = json.loads((tmp_path / "rep.json").read_text())
-    assert saved["output_bytes"] == out.stat().st_size
+    assert saved["output_bytes"] == out.stat().st_size and not saved["dry_run"]
+
+
+def test_command_dry_run(inputs, tmp_path, monkeypatch, capsys):
+    """--dry-run (no OUTPUT): the plan and the file's size; nothing quantized or written."""
+    root, paths = inputs
+    monkeypatch.chdir(tmp_path)
+    case = CASES["f32-Q4_K_M-tensor-types"]
+    argv = [paths["f32"], "--type", "Q4_K_M", "--dry-run", "--json"]
+    for item in case["options"]["tensor_types"]:
+        argv += ["--tensor-type", item]
+    assert cli.main(argv) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["dry_run"] and rep["output_bytes"] == case["file_size"]
+    types = {t["name"]: t["dtype"] for t in rep["tensors"]}
+    assert types["blk.0.attn_q.weight"] == "F32->Q8_0"
+    assert types["blk.0.ffn_up.weight"] == "F32->Q5_K"
+    assert all(t["sqnr_db"] is None for t in rep["tensors"])
+    assert list(tmp_path.iterdir()) == []
+    # Q2_K_S without an importance matrix: the plan, and a note of what is missing.
+    assert cli.main([paths["f32"], "--type", "Q2_K_S", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "dry run, nothing written" in printed
+    assert "note: Q2_K_S: " in printed and "needs its importance matrix" in printed
+    # OUTPUT is needed without --dry-run.
+    assert cli.main([paths["f32"], "--type", "Q8_0"]) == 2
+    assert "OUTPUT is needed" in capsys.readouterr().err
 
 
 def _fails(argv, capsys, *needles):
@@ -344,6 +418,7 @@ def test_each_format_takes_its_own_options(inputs, tmp_path, capsys):
            "directory", "--type")
     _fails([root, out, "--scheme", "W4A16", "--imatrix", "x.dat", "--pure"], capsys,
            "--imatrix, --pure: GGUF options")
+    _fails([root, out, "--scheme", "W4A16", "--dry-run"], capsys, "--dry-run: GGUF options")
     assert cli.main([paths["f32"], str(out), "--type", "Q8_0", "--scheme", "W4A16"]) == 2
     assert "give --scheme SCHEME" in capsys.readouterr().err
     _fails([paths["f32"], out, "--type", "Q8_0", "--gpu", "--dask", "local"], capsys,

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir", metavar="INPUT",
                    help="a model directory (config.json and .safetensors weights) or a "
                         "GGUF file of F32/F16/BF16 tensors")
-    p.add_argument("out_dir", metavar="OUTPUT", help="the directory or GGUF file to write")
+    p.add_argument("out_dir", metavar="OUTPUT", nargs="?",
+                   help="the directory or GGUF file to write (none with --dry-run)")
     p.add_argument("--scheme", metavar="SCHEME", type=str.upper, choices=list(SCHEMES),
                    help="compressed-tensors: one of " + ", ".join(SCHEMES))
     g = p.add_argument_group("GGUF (llama-quantize's options)")
@@ -59,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads (default: all)")
     g.add_argument("--gpu", action="store_true", help="quantize on the CUDA GPU")
+    g.add_argument("--dry-run", action="store_true",
+                   help="print each tensor's type and size and the file's size; quantize "
+                        "and write nothing")
 
     p.add_argument("--ignore", action="append", default=[], metavar="NAME_OR_REGEX",
                    help="a Linear module to leave unquantized: its name, re:REGEX "
@@ -93,6 +97,11 @@ def main(argv=None) -> int:
         print("numba-quant quantize: error: give --scheme SCHEME (a model directory to "
               "compressed-tensors) or --type TYPE (a GGUF file)", file=sys.stderr)
         return 2
+    if args.out_dir is None and not (args.file_type and args.dry_run):
+        parser.print_usage(sys.stderr)
+        print("numba-quant quantize: error: OUTPUT is needed (only --type TYPE --dry-run "
+              "goes without)", file=sys.stderr)
+        return 2
     try:
         rep = _gguf(args) if args.file_type else _compressed(args)
     except (ExportError, CheckpointError, OutputExistsError, ValueError, OSError) as exc:
@@ -118,7 +127,7 @@ def _compressed(args):
         ("--output-tensor-type", args.output_tensor_type),
         ("--token-embedding-type", args.token_embedding_type), ("--pure", args.pure),
         ("--leave-output-tensor", args.leave_output_tensor), ("--threads", args.threads),
-        ("--gpu", args.gpu)) if value]
+        ("--gpu", args.gpu), ("--dry-run", args.dry_run)) if value]
     if gguf_only:
         raise ExportError(f"{', '.join(gguf_only)}: GGUF options (with --type); "
                           "--scheme takes --ignore, --targets")
@@ -147,7 +156,7 @@ def _gguf(args):
         tensor_types=args.tensor_type, output_tensor_type=args.output_tensor_type,
         token_embedding_type=args.token_embedding_type, pure=args.pure,
         leave_output_tensor=args.leave_output_tensor, force=args.force,
-        device="gpu" if args.gpu else "cpu", client=client))
+        device="gpu" if args.gpu else "cpu", client=client, dry_run=args.dry_run))
 
 
 def _on_cluster_if_asked(args, export):

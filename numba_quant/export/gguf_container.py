@@ -223,6 +223,13 @@ class GGUFOutput:
         return -n % self.alignment
 
     def write_header(self):
+        self.fh.write(self._header())
+
+    def file_size(self) -> int:
+        """The size of the whole file, header and padded tensors."""
+        return len(self._header()) + sum(n + self._pad(n) for *_, n in self.tensors)
+
+    def _header(self) -> bytes:
         out = bytearray(MAGIC + struct.pack("<IQQ", VERSION, len(self.tensors),
                                             len(self.kv_bytes)))
         for raw in self.kv_bytes:
@@ -234,7 +241,7 @@ class GGUFOutput:
             out += struct.pack(f"<{len(ne)}Q", *ne) + struct.pack("<IQ", ggml_type, offset)
             offset += nbytes + self._pad(nbytes)
         out += bytes(self._pad(len(out)))
-        self.fh.write(out)
+        return bytes(out)
 
     def write_tensor(self, data):
         """The next tensor's bytes (any C-contiguous array), then the padding."""

@@ -16,6 +16,7 @@ into the tensor's output buffer, which is written before the next tensor is read
 """
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -121,8 +122,10 @@ def _tensors(header):
 
 
 def _plan(tensors, ft, facts, options, path, imatrix):
+    """Set each tensor's target type; raise for what cannot be written.  Returns the
+    messages for tensors whose type needs an importance matrix that is not given."""
     planned = rules.plan([(t.name, t.ne, t.stored) for t in tensors], ft, facts, options)
-    requantized, unwritable = [], []
+    requantized, unwritable, needs_imatrix = [], [], []
     for t, (target, allowed) in zip(tensors, planned):
         t.target = target
         t.converted = allowed and target != t.stored
@@ -138,14 +141,15 @@ def _plan(tensors, ft, facts, options, path, imatrix):
         elif (t.converted and rules.requires_imatrix(t.name, target, ft)
               and (imatrix is None or imatrix.for_tensor(t.name, t.ne[0], t.experts)
                    is None)):
-            raise ExportError(f"{ft.name}: {t.name} becomes {target}, which needs its "
-                              "importance matrix (--imatrix)")
+            needs_imatrix.append(f"{ft.name}: {t.name} becomes {target}, which needs its "
+                                 "importance matrix (--imatrix)")
     if requantized:
         raise ExportError(f"{path}: already quantized; only F32, F16 and BF16 tensors "
                           f"are converted: {', '.join(requantized)}")
     if unwritable:
         raise ExportError(f"{ft.name}: the rules choose types that are not implemented: "
                           f"{', '.join(unwritable)}")
+    return needs_imatrix
 
 
 def _row_bytes(t, qtype):
@@ -246,13 +250,14 @@ def run_job(job, to_device=None):
 def to_gguf(source, destination, file_type, *, imatrix=None, tensor_types=(),
             output_tensor_type=None, token_embedding_type=None, pure=False,
             leave_output_tensor=False, force=False, device="cpu",
-            client=None) -> ExportReport:
+            client=None, dry_run=False) -> ExportReport:
     """Write ``source`` (a GGUF of F32/F16/BF16 tensors, as ``convert_hf_to_gguf.py``
     writes it) quantized to ``file_type``, as ``llama-quantize`` does.
 
     Parameters
     ----------
     source, destination : str or path
+        ``destination`` may be None with ``dry_run``.
     file_type : str
         One of llama-quantize's file types: ``Q8_0``, ``Q4_0``, ``Q4_1``, ``Q5_0``,
         ``Q5_1``, ``Q2_K``, ``Q2_K_S``, ``Q3_K_S``/``_M``/``_L``, ``Q4_K_S``/``_M``,
@@ -278,6 +283,11 @@ def to_gguf(source, destination, file_type, *, imatrix=None, tensor_types=(),
         Quantize on the workers of this Dask cluster (a few tensors in flight per
         worker; each reads its tensor from ``source``, so the path must be readable
         there).  The bytes are the same.
+    dry_run : bool
+        Plan only (``--dry-run``): the report's rows give each converted tensor's type
+        and size and ``output_bytes`` the size the file would have; nothing is quantized
+        or written, the SQNR is NaN, and a missing importance matrix is a note in
+        ``report.notes`` instead of an error.
 
     Returns
     -------
@@ -307,7 +317,10 @@ def to_gguf(source, destination, file_type, *, imatrix=None, tensor_types=(),
     if client is not None and device != "cpu":
         raise ValueError("device='gpu' and a Dask client cannot be combined")
     to_device = _device_copier() if device == "gpu" else None
-    source, destination = Path(source), Path(destination)
+    if destination is None and not dry_run:
+        raise ValueError("destination: a path is needed unless dry_run=True")
+    source = Path(source)
+    destination = None if destination is None else Path(destination)
     if not source.is_file():
         raise ExportError(f"{source}: no such file")
     header = read_header(source)
@@ -321,13 +334,23 @@ def to_gguf(source, destination, file_type, *, imatrix=None, tensor_types=(),
                                 token_embedding_type=embd_type, tensor_types=patterns,
                                 has_imatrix=im is not None)
     tensors = _tensors(header)
-    _plan(tensors, ft, _facts(header), options, source, im)
-    rep = ExportReport(ft.name, source, destination)
+    needs_imatrix = _plan(tensors, ft, _facts(header), options, source, im)
+    if needs_imatrix and not dry_run:
+        raise ExportError(needs_imatrix[0])
+    rep = ExportReport(ft.name, source, destination, dry_run=dry_run, notes=needs_imatrix)
     rep.input_bytes = source.stat().st_size
-    jobs = [_job(t, source, im) for t in tensors]
     infos = [(t.name, t.ne, rules.GGML_IDS[t.target], t.rows * _row_bytes(t, t.target))
              if t.converted else (t.name, t.ne, rules.GGML_IDS[t.stored], t.nbytes)
              for t in tensors]
+    if dry_run:
+        for t, (*_, nbytes) in zip(tensors, infos):
+            if t.converted:
+                rep.tensors.append(_row(t, nbytes, math.nan, 0.0, 0.0))
+                rep.quantized_weights += t.rows * t.ne[0]
+        rep.output_bytes = GGUFOutput(None, _metadata(header, ft, im), infos).file_size()
+        rep.seconds = time.perf_counter() - started
+        return rep
+    jobs = [_job(t, source, im) for t in tensors]
     with staged_file(destination, force=force) as stage, open(stage, "wb") as fh:
         out_file = GGUFOutput(fh, _metadata(header, ft, im), infos)
         out_file.write_header()
@@ -341,15 +364,18 @@ def to_gguf(source, destination, file_type, *, imatrix=None, tensor_types=(),
                                                 shape=(t.nbytes,)))
                 continue
             out, signal, noise = result
-            rep.tensors.append(TensorRow(t.name, tuple(reversed(t.ne)),
-                                         f"{t.stored}->{t.target}", t.nbytes, out.nbytes,
-                                         sqnr_db(signal, noise), signal, noise))
+            rep.tensors.append(_row(t, out.nbytes, sqnr_db(signal, noise), signal, noise))
             rep.quantized_weights += t.rows * t.ne[0]
             out_file.write_tensor(out)
             del out, result
     rep.output_bytes = destination.stat().st_size
     rep.seconds = time.perf_counter() - started
     return rep
+
+
+def _row(t, output_bytes, sqnr, signal, noise):
+    return TensorRow(t.name, tuple(reversed(t.ne)), f"{t.stored}->{t.target}", t.nbytes,
+                     output_bytes, sqnr, signal, noise)
 
 
 def _job(t, source, im):

@@ -62,10 +62,15 @@ class ExportReport:
         Input tensors not written (buffers the model does not save, such as BERT's
         ``position_ids`` under transformers 5).
     input_bytes, output_bytes : int
-        The sizes of the input and output ``.safetensors`` files.
+        The sizes of the input and output files (of the output that would be written,
+        for a dry run).
     quantized_weights : int
         Elements of the quantized weights.
     seconds : float
+    dry_run : bool
+        Planned only: nothing was quantized or written, and the SQNR is NaN.
+    notes : list of str
+        What a dry run found that would stop the export (a missing importance matrix).
     """
     scheme: str
     model_dir: Path
@@ -77,6 +82,8 @@ class ExportReport:
     output_bytes: int = 0
     quantized_weights: int = 0
     seconds: float = 0.0
+    dry_run: bool = False
+    notes: list = field(default_factory=list)
 
     @property
     def bits_per_weight(self) -> float:
@@ -91,6 +98,12 @@ class ExportReport:
                      sum(t.noise for t in self.tensors))
 
     def to_dict(self) -> dict:
+        if self.dry_run:        # nothing measured: null rather than a computed "nan"
+            return dict(self._dict(), sqnr_db=None,
+                        tensors=[dict(t.to_dict(), sqnr_db=None) for t in self.tensors])
+        return self._dict()
+
+    def _dict(self) -> dict:
         return {"scheme": self.scheme, "model_dir": str(self.model_dir),
                 "out_dir": str(self.out_dir), "input_bytes": self.input_bytes,
                 "output_bytes": self.output_bytes,
@@ -98,6 +111,7 @@ class ExportReport:
                 "bits_per_weight": self.bits_per_weight,
                 "sqnr_db": json_number(self.sqnr_db), "ignored": list(self.ignored),
                 "dropped": list(self.dropped), "seconds": self.seconds,
+                "dry_run": self.dry_run, "notes": list(self.notes),
                 "tensors": [t.to_dict() for t in self.tensors]}
 
     def to_json(self, indent=1) -> str:
@@ -106,22 +120,26 @@ class ExportReport:
     def to_text(self) -> str:
         header = ("tensor", "shape", "dtype", "in bytes", "out bytes", "bits/w", "SQNR dB")
         rows = [(t.name, "x".join(str(n) for n in t.shape), t.dtype, str(t.input_bytes),
-                 str(t.output_bytes), f"{t.bits_per_weight:.3f}", f"{t.sqnr_db:.2f}")
+                 str(t.output_bytes), f"{t.bits_per_weight:.3f}",
+                 "-" if self.dry_run else f"{t.sqnr_db:.2f}")
                 for t in self.tensors]
         widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-        lines = [f"{self.scheme}: {self.model_dir} -> {self.out_dir}"]
+        target = "dry run, nothing written" if self.dry_run else self.out_dir
+        lines = [f"{self.scheme}: {self.model_dir} -> {target}"]
         for r in [header] + rows:
             lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                                    for i, (c, w) in enumerate(zip(r, widths))))
+        quality = "" if self.dry_run else f", SQNR {self.sqnr_db:.2f} dB"
         lines.append(f"input {self.input_bytes} bytes, output {self.output_bytes} bytes "
                      f"({self.output_bytes / max(1, self.input_bytes):.3f}x); "
                      f"{self.quantized_weights} quantized weights at "
-                     f"{self.bits_per_weight:.3f} bits per weight, SQNR "
-                     f"{self.sqnr_db:.2f} dB; {self.seconds:.2f} s")
+                     f"{self.bits_per_weight:.3f} bits per weight{quality}; "
+                     f"{self.seconds:.2f} s")
         if self.ignored:
             lines.append("left unquantized: " + ", ".join(self.ignored))
         if self.dropped:
             lines.append("not saved by the model: " + ", ".join(self.dropped))
+        lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
 
     def __str__(self) -> str:

@@ -290,6 +290,9 @@ SHRUNK_SUITES = ("test_properties.py", "test_errors.py") + (
 # channels than that); these suites run it there too, the others only on the CPU path.
 SHRUNK_ON_GPU = ("test_layouts.py", "test_errors.py")
 ROUTES = routes.Recorder()
+routes.RECORDER = ROUTES
+if not THOROUGH:
+    routes.SHRUNK_DTYPES = ("float32",)
 _FULL_RUN = {}
 
 
@@ -329,17 +332,31 @@ def _gguf_type_of(item):
     return name if isinstance(name, str) else None
 
 
+def _route_dtype(item):
+    """The compute dtype of a test parametrised by ``dtype`` (None: not parametrised)."""
+    params = getattr(item, "callspec", None) and item.callspec.params or {}
+    dtype = params.get("dtype")
+    try:
+        return None if dtype is None else routes.compute_dtype_name(dtype)
+    except TypeError:
+        return None
+
+
 def _thinned_out(item):
     """Items the default run leaves out.
 
     Always: the shrunk profile of the GPU path outside SHRUNK_ON_GPU (its thresholds are
-    CPU ones).  Unless HYPOTHESIS_PROFILE=thorough: the min_max_observer golden cases
+    CPU ones).  Unless HYPOTHESIS_PROFILE=thorough: float64 under the shrunk thresholds
+    and in the route test (routes.SHRUNK_DTYPES); the min_max_observer golden cases
     outside a covering subset (see :func:`_golden_subset`) in the CUDA simulator and in
     the shrunk profile, which both change how the kernels walk an input, not the formulas.
     """
     if _suite(item).startswith("test_gguf"):
         return not THOROUGH and _gguf_type_of(item) not in (None,) + GGUF_DEFAULT_TYPES
     shrunk = _tuning_profile(item) == "shrunk"
+    if (shrunk or _suite(item) == ROUTE_SUITE) and _route_dtype(item) not in (
+            None,) + routes.SHRUNK_DTYPES:
+        return True
     gpu = _runs_on_gpu(item)
     if shrunk and gpu:
         return _suite(item) not in SHRUNK_ON_GPU
@@ -444,7 +461,8 @@ def pytest_sessionfinish(session, exitstatus):
             or os.environ.get("NUMBA_DISABLE_JIT", "") not in ("", "0")):
         return
     # The shrunk suites and tests/test_routes.py together (each checks results).
-    missing = routes.missing(ROUTES.keys("shrunk") | ROUTES.keys("route-test"))
+    missing = routes.missing(ROUTES.keys("shrunk") | ROUTES.keys("route-test"),
+                             dtypes=routes.SHRUNK_DTYPES)
     if missing:
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
             "kernel routes not reached by the shrunk suites and test_routes.py: " + ", ".join(missing), red=True)

@@ -41,7 +41,6 @@ low nibble.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np

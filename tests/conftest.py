@@ -104,15 +104,14 @@ if SIMULATOR:
 # --------------------------------------------------------------------------- Hypothesis
 from hypothesis import HealthCheck, settings  # noqa: E402
 
+from profiles import GGUF_DEFAULT_TYPES, PROFILE, THOROUGH  # noqa: E402
+
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                      HealthCheck.data_too_large])
 settings.register_profile("ci", max_examples=40, derandomize=True, print_blob=True, **_common)
 settings.register_profile("dev", max_examples=15, **_common)
 settings.register_profile("thorough", max_examples=400, **_common)
-PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 settings.load_profile(PROFILE)
-# The thorough profile also runs what the default run thins out (see docs/testing.md).
-THOROUGH = PROFILE == "thorough"
 
 
 # --------------------------------------------------------------------------- CuPy
@@ -311,15 +310,6 @@ def pytest_generate_tests(metafunc):
 def _tuning_profile(item):
     callspec = getattr(item, "callspec", None)
     return "tuned" if callspec is None else callspec.params.get("tuning", "tuned")
-
-
-# The GGUF types whose kernels the default run compiles (each type's first call compiles
-# its own kernels, several seconds each); the thorough profile runs every type.  One of
-# each family: plain floats, the legacy blocks with and without a minimum, the lattice
-# (IQ4), the ternary, MXFP4, and the K-quants with and without a minimum (Q4_K, which
-# the notebook on formats also calls, and Q6_K).
-GGUF_DEFAULT_TYPES = ("F16", "BF16", "Q8_0", "Q4_0", "Q5_1", "IQ4_NL", "TQ2_0", "MXFP4",
-                      "Q4_K", "Q6_K")
 
 
 def _gguf_type_of(item):

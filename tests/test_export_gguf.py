@@ -13,7 +13,7 @@ the same inputs again (their sha256 is in the record) and compare whole output f
 
 Every case's plan (each tensor's type and shape, the file's size) is checked by a dry
 run, which quantizes nothing.  The whole files are compared for the cases whose types
-the default run compiles anyway (tests/conftest.py's GGUF_DEFAULT_TYPES, and Q5_0, the
+the default run compiles anyway (tests/profiles.py's GGUF_DEFAULT_TYPES, and Q5_0, the
 fallback of 384-wide rows in the K mixes: 36 of the 63, every model among them);
 the thorough profile compares all 63 (the other types' kernels take minutes to compile,
 and tests/test_gguf.py checks their bytes there too).
@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 import gguf_tiny_model as tiny
-from tests.conftest import GGUF_DEFAULT_TYPES, THOROUGH
+from profiles import GGUF_DEFAULT_TYPES, THOROUGH
 from numba_quant._host import tuning as _tuning
 from numba_quant.export import cli, to_gguf
 from numba_quant.export import gguf_file

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from numba_quant import gguf
 from numba_quant._host import tuning as _tuning
 from tests import gguf_oracle as oracle
-from tests.conftest import GGUF_DEFAULT_TYPES, THOROUGH
+from profiles import GGUF_DEFAULT_TYPES, THOROUGH
 from tests.devices import is_device_array
 from tests.golden import GoldenFile
 
@@ -20,7 +20,7 @@ MY_TYPES = ("F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "IQ
 GOLDEN = GoldenFile("ggml_quants.npz")
 CASES = [c for c in GOLDEN.cases if c["type"] in MY_TYPES]
 # The types of the random comparisons: every one under the thorough profile, else those
-# the default run compiles anyway (tests/conftest.py).
+# the default run compiles anyway (tests/profiles.py).
 RANDOM_TYPES = MY_TYPES if THOROUGH else tuple(t for t in MY_TYPES if t in GGUF_DEFAULT_TYPES)
 
 
@@ -222,7 +222,7 @@ def test_bad_types_and_data():
 
 # --------------------------------------------------------------------------- GPU
 # The CUDA kernels (one thread per run of blocks, the same row functions), in the simulator here;
-# the default run keeps the default types' cases (tests/conftest.py).
+# the default run keeps the default types' cases (tests/profiles.py).
 @pytest.mark.gpu
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['id']}-{c['type']}-{c['kind']}"
                          + ("-imatrix" if c["imatrix"] else ""))

@@ -2,7 +2,8 @@
 
 With ``routes.SHRUNK`` in ``numba_quant._host.tuning`` the calls below send inputs of a few
 dozen elements down every kernel that the host backend can call (serial and parallel),
-for both compute dtypes, every formula and scheme, both non-finite policies and every
+for each compute dtype of ``routes.SHRUNK_DTYPES`` (float32; float64 too in the thorough
+profile), every formula and scheme, both non-finite policies and every
 element-wise mode; the route recorder of ``conftest.py`` shows which kernel ran.  The
 results are checked against the oracle, so a route that gives other values fails here.
 (The property, layout, golden and error suites also run with these thresholds; after a

@@ -186,8 +186,9 @@ def pytest_collection_modifyitems(config, items):
 # by two workers that each ran half of a module) rather than compiled once and loaded
 # from the on-disk cache by the other.
 # 0. The route test of each compute dtype, a unit of its own: float32 and float64 kernels
-#    are separate signatures, so the two workers compile every CPU kernel route at the
-#    same time, with no signature compiled twice.
+#    are separate signatures, so under the thorough profile the two workers compile every
+#    CPU kernel route at the same time, with no signature compiled twice (the default run
+#    has the float32 one only: routes.SHRUNK_DTYPES).
 # 1. The other suites that compile the CPU kernels for every route, dtype and formula
 #    (with more output types and the moving average) form one unit.
 # 2. Every other module, a unit each, in collection order.

@@ -289,10 +289,7 @@ SHRUNK_SUITES = ("test_properties.py", "test_errors.py") + (
 # On the GPU path the shrunk profile only changes KEPT_KEYS (fresh key arrays for more
 # channels than that); these suites run it there too, the others only on the CPU path.
 SHRUNK_ON_GPU = ("test_layouts.py", "test_errors.py")
-ROUTES = routes.Recorder()
-routes.RECORDER = ROUTES
-if not THOROUGH:
-    routes.SHRUNK_DTYPES = ("float32",)
+ROUTES = routes.RECORDER
 _FULL_RUN = {}
 
 

@@ -15,6 +15,8 @@ import sys
 import threading
 from collections import Counter
 
+from profiles import THOROUGH
+
 KERNEL_MODULE = "numba_quant._cpu.kernels"
 
 # Small enough that inputs of a few dozen elements reach every route: serial kernels from
@@ -146,12 +148,13 @@ def all_routes():
 
 
 DTYPES = ("float32", "float64")   # float16 input computes in float32
-#: The compute dtypes whose routes the shrunk runs reach: conftest.py narrows it to
-#: float32 unless the thorough profile runs (float64 compiles a second signature of
-#: every route, a minute on two cores; the tuned runs still take float64 everywhere).
-SHRUNK_DTYPES = DTYPES
-#: The recorder of the run (conftest.py), whose ``profile`` says which thresholds apply.
-RECORDER = None
+#: The compute dtypes whose routes the shrunk runs reach: float32, and float64 too in the
+#: thorough profile (float64 compiles a second signature of every route, a minute on two
+#: cores; the tuned runs still take float64 everywhere).
+SHRUNK_DTYPES = DTYPES if THOROUGH else ("float32",)
+#: The recorder of the run (installed by conftest.py), whose ``profile`` says which
+#: thresholds apply.
+RECORDER = Recorder()
 
 
 def compute_dtype_name(dtype):
@@ -162,9 +165,11 @@ def compute_dtype_name(dtype):
 def drawable_dtypes(dtypes):
     """The input dtypes of ``dtypes`` that a test may draw now: under the shrunk
     thresholds, those that compute in one of :data:`SHRUNK_DTYPES`."""
-    if RECORDER is None or RECORDER.profile != "shrunk":
+    if RECORDER.profile != "shrunk":
         return tuple(dtypes)
     return tuple(d for d in dtypes if compute_dtype_name(d) in SHRUNK_DTYPES)
+
+
 BRANCH_VALUES = {"omit": (0, 1), "scheme": (0, 1, 2), "what": (0, 1, 2), "nan_only": (0, 1)}
 
 

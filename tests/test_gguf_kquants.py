@@ -12,6 +12,7 @@ import gguf_oracle_k as oracle
 from devices import is_device_array
 from golden import GoldenFile
 from numba_quant import gguf
+from numba_quant._host import tuning as _tuning
 from numba_quant._reference import gguf_kquants as kq
 
 TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
@@ -127,6 +128,22 @@ def test_search_dividing_by_zero(name):
         for qw in (None, imatrix):
             np.testing.assert_array_equal(gguf.quantize(x, name, imatrix=qw),
                                           oracle.quantize(name, x, qw))
+
+
+@pytest.mark.parametrize("name", TYPES)
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_batches_of_super_blocks(name, batch, monkeypatch):
+    # The CPU kernels search the sub-blocks of GGUF_CPU_SUPER_BLOCKS super-blocks side by
+    # side: rows of 5 super-blocks go in batches of 1, 2 + 2 + 1, 3 + 2, with the same
+    # bytes as the numpy model's block by block.
+    monkeypatch.setattr(_tuning, "GGUF_CPU_SUPER_BLOCKS", batch)
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((3, 5 * 256)) * rng.lognormal(0, 2, (3, 1))).astype(np.float32)
+    x[1, 256:512] = 0
+    imatrix = rng.lognormal(0, 1, 5 * 256).astype(np.float32)
+    for qw in (None, imatrix):
+        np.testing.assert_array_equal(gguf.quantize(x, name, imatrix=qw),
+                                      oracle.quantize(name, x, qw))
 
 
 def _rows(draw):

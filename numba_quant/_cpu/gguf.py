@@ -27,14 +27,17 @@ from numba_quant._reference import gguf_iq as iq
 from numba_quant._reference import gguf_kquants as kq
 from numba_quant._reference import gguf_legacy as lg
 from numba_quant._reference import gguf_ternary as tq
+from numba_quant._reference.gguf_k_low import K_SCRATCH_PER_BLOCK
 from numba_quant._reference.gguf_rows import bf16_overflow, f16_overflow, finite_row
 
 ROW_OK, ROW_NONFINITE, ROW_SCALE_OVERFLOW = GGUF_ROW_OK, GGUF_ROW_NONFINITE, GGUF_ROW_SCALE_OVERFLOW
 
 
 @njit(cache=True)
-def _scratch():
-    return np.empty(GGUF_FSCRATCH, np.float32), np.empty(GGUF_ISCRATCH, np.int32)
+def _scratch(blocks):
+    # Room for the K-quants to search ``blocks`` super-blocks side by side.
+    size = max(GGUF_FSCRATCH, GGUF_ISCRATCH, K_SCRATCH_PER_BLOCK * blocks)
+    return np.empty(size, np.float32), np.empty(size, np.int32)
 
 
 @njit(cache=True)
@@ -54,12 +57,12 @@ def _after(out, i, status, type_size, fields):
 
 # Quantize kernels: x float32 (rows, n_per_row) C-contiguous, qw float32 (n_per_row,)
 # (x's first row when has_qw is False), out uint8 (rows, row_size), status int8 (rows,)
-# zeroed, fields int64 offsets of the float16 fields in a block of type_size bytes;
-# rows r0 .. r1-1.
+# zeroed, fields int64 offsets of the float16 fields in a block of type_size bytes,
+# blocks the K-quants' super-blocks per batch (GGUF_CPU_SUPER_BLOCKS); rows r0 .. r1-1.
 
 @njit(nogil=True, cache=True)
-def quantize_f16(x, qw, has_qw, out, status, type_size, fields, r0, r1):
-    fs, ws = _scratch()
+def quantize_f16(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
+    fs, ws = _scratch(blocks)
     for i in range(r0, r1):
         if _status(x, i, status):
             lg.quantize_row_f16(x[i], qw, has_qw, out[i], fs, ws)
@@ -67,8 +70,8 @@ def quantize_f16(x, qw, has_qw, out, status, type_size, fields, r0, r1):
 
 
 @njit(nogil=True, cache=True)
-def quantize_bf16(x, qw, has_qw, out, status, type_size, fields, r0, r1):
-    fs, ws = _scratch()
+def quantize_bf16(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
+    fs, ws = _scratch(blocks)
     for i in range(r0, r1):
         if _status(x, i, status):
             lg.quantize_row_bf16(x[i], qw, has_qw, out[i], fs, ws)
@@ -77,8 +80,8 @@ def quantize_bf16(x, qw, has_qw, out, status, type_size, fields, r0, r1):
 
 
 @njit(nogil=True, cache=True)
-def quantize_q8_0(x, qw, has_qw, out, status, type_size, fields, r0, r1):
-    fs, ws = _scratch()
+def quantize_q8_0(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
+    fs, ws = _scratch(blocks)
     for i in range(r0, r1):
         if _status(x, i, status):
             lg.quantize_row_q8_0(x[i], qw, has_qw, out[i], fs, ws)
@@ -86,8 +89,8 @@ def quantize_q8_0(x, qw, has_qw, out, status, type_size, fields, r0, r1):
 
 
 @njit(nogil=True, cache=True)
-def quantize_q4_0(x, qw, has_qw, out, status, type_size, fields, r0, r1):
-    fs, ws = _scratch()
+def quantize_q4_0(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
+    fs, ws = _scratch(blocks)
     for i in range(r0, r1):
         if _status(x, i, status):
             lg.quantize_row_q4_0(x[i], qw, has_qw, out[i], fs, ws)
@@ -95,8 +98,8 @@ def quantize_q4_0(x, qw, has_qw, out, status, type_size, fields, r0, r1):
 
 
 @njit(nogil=True, cache=True)
-def quantize_q4_1(x, qw, has_qw, out, status, type_size, fields, r0, r1):
-    fs, ws = _scratch()
+def quantize_q4_1(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
+    fs, ws = _scratch(blocks)
     for i in range(r0, r1):
         if _status(x, i, status):
             lg.quantize_row_q4_1(x[i], qw, has_qw, out[i], fs, ws)
@@ -104,8 +107,8 @@ def quantize_q4_1(x, qw, has_qw, out, status, type_size, fields, r0, r1):
 
 
 @njit(nogil=True, cache=True)
-def quantize_q5_0(x, qw, has_qw, out, status, type_size, fields, r0, r1):
-    fs, ws = _scratch()
+def quantize_q5_0(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
+    fs, ws = _scratch(blocks)
     for i in range(r0, r1):
         if _status(x, i, status):
             lg.quantize_row_q5_0(x[i], qw, has_qw, out[i], fs, ws)
@@ -113,8 +116,8 @@ def quantize_q5_0(x, qw, has_qw, out, status, type_size, fields, r0, r1):
 
 
 @njit(nogil=True, cache=True)
-def quantize_q5_1(x, qw, has_qw, out, status, type_size, fields, r0, r1):
-    fs, ws = _scratch()
+def quantize_q5_1(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
+    fs, ws = _scratch(blocks)
     for i in range(r0, r1):
         if _status(x, i, status):
             lg.quantize_row_q5_1(x[i], qw, has_qw, out[i], fs, ws)
@@ -122,8 +125,8 @@ def quantize_q5_1(x, qw, has_qw, out, status, type_size, fields, r0, r1):
 
 
 @njit(nogil=True, cache=True)
-def quantize_iq4_nl(x, qw, has_qw, out, status, type_size, fields, r0, r1):
-    fs, ws = _scratch()
+def quantize_iq4_nl(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
+    fs, ws = _scratch(blocks)
     for i in range(r0, r1):
         if _status(x, i, status):
             iq.quantize_row_iq4_nl(x[i], qw, has_qw, out[i], fs, ws)
@@ -131,8 +134,8 @@ def quantize_iq4_nl(x, qw, has_qw, out, status, type_size, fields, r0, r1):
 
 
 @njit(nogil=True, cache=True)
-def quantize_iq4_xs(x, qw, has_qw, out, status, type_size, fields, r0, r1):
-    fs, ws = _scratch()
+def quantize_iq4_xs(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
+    fs, ws = _scratch(blocks)
     for i in range(r0, r1):
         if _status(x, i, status):
             iq.quantize_row_iq4_xs(x[i], qw, has_qw, out[i], fs, ws)
@@ -140,16 +143,16 @@ def quantize_iq4_xs(x, qw, has_qw, out, status, type_size, fields, r0, r1):
 
 
 @njit(nogil=True, cache=True)
-def quantize_mxfp4(x, qw, has_qw, out, status, type_size, fields, r0, r1):
-    fs, ws = _scratch()
+def quantize_mxfp4(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
+    fs, ws = _scratch(blocks)
     for i in range(r0, r1):
         if _status(x, i, status):
             iq.quantize_row_mxfp4(x[i], qw, has_qw, out[i], fs, ws)
 
 
 @njit(nogil=True, cache=True)
-def quantize_tq1_0(x, qw, has_qw, out, status, type_size, fields, r0, r1):
-    fs, ws = _scratch()
+def quantize_tq1_0(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
+    fs, ws = _scratch(blocks)
     for i in range(r0, r1):
         if _status(x, i, status):
             tq.quantize_row_tq1_0(x[i], qw, has_qw, out[i], fs, ws)
@@ -157,8 +160,8 @@ def quantize_tq1_0(x, qw, has_qw, out, status, type_size, fields, r0, r1):
 
 
 @njit(nogil=True, cache=True)
-def quantize_tq2_0(x, qw, has_qw, out, status, type_size, fields, r0, r1):
-    fs, ws = _scratch()
+def quantize_tq2_0(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
+    fs, ws = _scratch(blocks)
     for i in range(r0, r1):
         if _status(x, i, status):
             tq.quantize_row_tq2_0(x[i], qw, has_qw, out[i], fs, ws)
@@ -166,8 +169,8 @@ def quantize_tq2_0(x, qw, has_qw, out, status, type_size, fields, r0, r1):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def quantize_q2_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
-    fs, ws = _scratch()
+def quantize_q2_k(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
+    fs, ws = _scratch(blocks)
     for i in range(r0, r1):
         if _status(x, i, status):
             kq.quantize_row_q2_k(x[i], qw, has_qw, out[i], fs, ws)
@@ -175,8 +178,8 @@ def quantize_q2_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def quantize_q3_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
-    fs, ws = _scratch()
+def quantize_q3_k(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
+    fs, ws = _scratch(blocks)
     for i in range(r0, r1):
         if _status(x, i, status):
             kq.quantize_row_q3_k(x[i], qw, has_qw, out[i], fs, ws)
@@ -184,8 +187,8 @@ def quantize_q3_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def quantize_q4_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
-    fs, ws = _scratch()
+def quantize_q4_k(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
+    fs, ws = _scratch(blocks)
     for i in range(r0, r1):
         if _status(x, i, status):
             kq.quantize_row_q4_k(x[i], qw, has_qw, out[i], fs, ws)
@@ -193,8 +196,8 @@ def quantize_q4_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def quantize_q5_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
-    fs, ws = _scratch()
+def quantize_q5_k(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
+    fs, ws = _scratch(blocks)
     for i in range(r0, r1):
         if _status(x, i, status):
             kq.quantize_row_q5_k(x[i], qw, has_qw, out[i], fs, ws)
@@ -202,8 +205,8 @@ def quantize_q5_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def quantize_q6_k(x, qw, has_qw, out, status, type_size, fields, r0, r1):
-    fs, ws = _scratch()
+def quantize_q6_k(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
+    fs, ws = _scratch(blocks)
     for i in range(r0, r1):
         if _status(x, i, status):
             kq.quantize_row_q6_k(x[i], qw, has_qw, out[i], fs, ws)
@@ -341,7 +344,8 @@ def quantize_rows(name, x, qw, has_qw, out, status, type_size, fields):
     """Quantize the float32 rows ``x`` to the type ``name`` into ``out``, a few ranges of
     rows per thread (each row's status in ``status``)."""
     over_ranges(KERNELS[name][0], x.shape[0], x.size,
-                (x, qw, has_qw, out, status, type_size, fields))
+                (x, qw, has_qw, out, status, type_size, fields,
+                 _tuning.GGUF_CPU_SUPER_BLOCKS))
 
 
 def dequantize_rows(name, data, out):

@@ -12,8 +12,8 @@ is not quantized, a run whose float16 scale (F16/BF16: a value) came out infinit
 flagged; the flags of a row's runs meet in its status word (``cuda.atomic.or_``), a
 non-finite input taking precedence as on the CPU.  The kernels of a type are made by one
 factory from its row function and compiled on first use.  A thread keeps 2,048 floats and
-2,048 int32 of scratch in local memory, what the largest row function (the K-quants'
-searches over 256 values) needs.
+2,048 int32 of scratch in local memory, more than the largest row function (the
+K-quants' search of a super-block, 1,024 of each) needs.
 
 Under the CUDA simulator the kernels run as Python, one simulated thread at a time; the
 row functions they call are the compiled CPU ones, given the numpy arrays that the

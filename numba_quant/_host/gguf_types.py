@@ -7,9 +7,9 @@ accepted through ``int()``.
 """
 from collections import namedtuple
 
-# Scratch given to every row quantizer (per thread), so that the row functions never
-# allocate: float32 and int32 elements.  The largest need is a 256-value super-block's
-# codes, weights and auxiliary codes.
+# Scratch given to every row quantizer (per GPU thread; the CPU's tasks get at least
+# this), so that the row functions never allocate: float32 and int32 elements.  The
+# largest need is the K-quants' search, 1024 of each per 256-value super-block.
 GGUF_FSCRATCH = 2048
 GGUF_ISCRATCH = 2048
 

@@ -78,6 +78,9 @@ DEVICE_WIDEN_CHUNK = 1 << 24
 FLOAT_TASK = 1 << 14
 
 # --------------------------------------------------------------------------- GGUF types
+# CPU: super-blocks of a row whose sub-blocks the K-quants search side by side (the lanes
+# of the vectorised search loops); each task's scratch grows by 8 KiB per super-block.
+GGUF_CPU_SUPER_BLOCKS = 16
 # GPU: values per thread of the GGUF kernels, in whole blocks (one block of the K-quants
 # and IQ4_XS, 8 blocks of the 32-value types, 256 values of F16/BF16).
 GGUF_GPU_TASK_VALUES = 256

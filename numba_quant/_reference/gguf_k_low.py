@@ -24,26 +24,19 @@ QK_K = 256
 Q2_K_BYTES = 84
 Q3_K_BYTES = 110
 
-# Scratch layout shared by the K-quant rows (offsets in elements; GGUF_FSCRATCH and
-# GGUF_ISCRATCH, 2048 each, hold them).  The sub-blocks of a super-block are searched
-# side by side (the *_lanes searches of gguf_search), on transposed copies.
-# iscratch: the super-block's codes, sub-block scale codes and minimum codes, the
-# transposed codes, lane flags, transposed trial codes.
-I_L = 0
-I_LS = 288
-I_LM = 304
-I_LT = 320
-I_TAKE = 576
-I_LAUXT = 608
-# fscratch: sub-block scales, minimums, weight sums; transposed values and weights,
-# the searches' lane state, the super-block's element weights.
-F_SCALES = 32
-F_MINS = 48
-F_SW = 64
-F_XT = 128
-F_WT = 384
-F_LANES = 640
-F_W2 = 896
+# Scratch of the K-quant rows.  A row is quantized a batch of super-blocks at a time:
+# the sub-blocks of the whole batch are searched side by side (the *_lanes searches of
+# gguf_search, on transposed copies), so that the searches' loops over lanes are long
+# enough to vectorise, while each sub-block keeps ggml's order of operations.  A batch
+# holds as many super-blocks as the scratch has room for (batch_capacity): the CPU
+# kernels give each task room for GGUF_CPU_SUPER_BLOCKS, the GPU's local arrays
+# (GGUF_FSCRATCH, GGUF_ISCRATCH) room for two.  Elements per super-block of the batch:
+# float32 element weights, values and weights in lane order (256 each), the lanes'
+# search state (13 per sub-block), sub-block scales, minimums and weight sums; int32
+# codes, lane-order codes, trial codes (256 each), lane flags (2 per sub-block), scale
+# and minimum codes.  Up to 16 sub-blocks per super-block.
+K_SCRATCH_PER_BLOCK = 1024
+_SUB = 16
 
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
@@ -98,67 +91,103 @@ def imatrix_weights(qw, x, sigma2, w):
 
 
 @njit(cache=True, error_model="numpy")
-def _to_lanes(x, w, nl, n, fscratch):
+def batch_capacity(fscratch, iscratch):
+    """Super-blocks per batch that the scratch arrays have room for (at least one)."""
+    return max(1, min(fscratch.size, iscratch.size) // K_SCRATCH_PER_BLOCK)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def batch_views(fscratch, iscratch, cap):
+    """The views of a batch of ``cap`` super-blocks: ``(w, xt, wt, lanes, scales, mins,
+    sw, L, Lt, Laux, flags, Ls, Lm)`` (the layout above; per sub-block fields hold 16 per
+    super-block)."""
+    q = QK_K * cap
+    s = _SUB * cap
+    f = 3 * q + 13 * s
+    i = 3 * q + 2 * s
+    return (fscratch[0:q], fscratch[q:2 * q], fscratch[2 * q:3 * q], fscratch[3 * q:f],
+            fscratch[f:f + s], fscratch[f + s:f + 2 * s], fscratch[f + 2 * s:f + 3 * s],
+            iscratch[0:q], iscratch[q:2 * q], iscratch[2 * q:3 * q], iscratch[3 * q:i],
+            iscratch[i:i + s], iscratch[i + s:i + 2 * s])
+
+
+@njit(cache=True, error_model="numpy")
+def _to_lanes(nl, n, x, w, xt, wt):
     # Sub-block j's element i at [i * nl + j], values and weights.
     for j in range(nl):
         for i in range(n):
-            fscratch[F_XT + i * nl + j] = x[n * j + i]
-            fscratch[F_WT + i * nl + j] = w[n * j + i]
+            xt[i * nl + j] = x[n * j + i]
+            wt[i * nl + j] = w[n * j + i]
 
 
 @njit(cache=True, error_model="numpy")
-def _codes_from_lanes(nl, n, iscratch):
+def _from_lanes(nl, n, Lt, L):
     for j in range(nl):
         for i in range(n):
-            iscratch[I_L + n * j + i] = iscratch[I_LT + i * nl + j]
+            L[n * j + i] = Lt[i * nl + j]
 
 
 @njit(cache=True, error_model="numpy")
-def qx_sub_blocks_16(x, w, nmax, fscratch, iscratch):
-    """:func:`make_qx_quants` (rmse_type 1, weights ``w``) of the 16 sub-blocks of 16
-    values of a super-block ``x``, searched side by side: scales into
-    ``fscratch[F_SCALES:F_SCALES+16]``, codes into ``iscratch[I_L:I_L+256]``."""
-    _to_lanes(x, w, 16, 16, fscratch)
-    make_qx_quants_lanes(16, 16, nmax, fscratch[F_XT:F_XT + QK_K], fscratch[F_WT:F_WT + QK_K],
-                         iscratch[I_LT:I_LT + QK_K], fscratch[F_SCALES:F_SCALES + 16],
-                         fscratch[F_LANES:F_LANES + 96], iscratch[I_TAKE:I_TAKE + 16])
-    _codes_from_lanes(16, 16, iscratch)
+def search_qx(nl, n, nmax, x, w, v):
+    """:func:`make_qx_quants` (rmse_type 1, weights ``w``) of the ``nl`` sub-blocks of
+    ``n`` consecutive values in ``x``, searched side by side: scales into the batch's
+    ``scales[:nl]``, codes into ``L[:nl * n]`` (``v``: :func:`batch_views`)."""
+    _, xt, wt, lanes, scales, _, _, L, Lt, _, flags, _, _ = v
+    m = nl * n
+    _to_lanes(nl, n, x, w, xt, wt)
+    make_qx_quants_lanes(nl, n, nmax, xt[:m], wt[:m], Lt[:m], scales[:nl], lanes[:6 * nl],
+                         flags[:nl])
+    _from_lanes(nl, n, Lt, L)
 
 
 @njit(cache=True, error_model="numpy")
-def qkx_sub_blocks(x, w, nl, nmax, rmin, rdelta, nstep, use_mad, guarded, fscratch,
-                   iscratch):
+def search_qkx(nl, n, nmax, x, w, v, rmin, rdelta, nstep, use_mad, guarded):
     """ggml's make_qkx2_quants (``guarded`` False) or make_qkx3_quants of the ``nl``
-    sub-blocks of a super-block ``x`` with element weights ``w``, searched side by side:
-    scales and minimums into ``fscratch[F_SCALES:]`` / ``fscratch[F_MINS:]``, codes into
-    ``iscratch[I_L:I_L+256]``."""
-    n = QK_K // nl
-    _to_lanes(x, w, nl, n, fscratch)
-    make_qkx_lanes(nl, n, nmax, fscratch[F_XT:F_XT + QK_K], fscratch[F_WT:F_WT + QK_K],
-                   iscratch[I_LT:I_LT + QK_K], iscratch[I_LAUXT:I_LAUXT + QK_K],
-                   fscratch[F_SCALES:F_SCALES + nl], fscratch[F_MINS:F_MINS + nl],
-                   fscratch[F_LANES:F_LANES + 13 * nl], iscratch[I_TAKE:I_TAKE + 2 * nl],
-                   rmin, rdelta, nstep, use_mad, guarded, nl < 16)
-    _codes_from_lanes(nl, n, iscratch)
+    sub-blocks of ``n`` consecutive values in ``x`` with element weights ``w``, searched
+    side by side: scales and minimums into the batch's ``scales[:nl]`` / ``mins[:nl]``,
+    codes into ``L[:nl * n]`` (``v``: :func:`batch_views`)."""
+    _, xt, wt, lanes, scales, mins, _, L, Lt, Laux, flags, _, _ = v
+    m = nl * n
+    _to_lanes(nl, n, x, w, xt, wt)
+    make_qkx_lanes(nl, n, nmax, xt[:m], wt[:m], Lt[:m], Laux[:m], scales[:nl], mins[:nl],
+                   lanes[:13 * nl], flags[:2 * nl], rmin, rdelta, nstep, use_mad, guarded)
+    _from_lanes(nl, n, Lt, L)
 
 
 # --------------------------------------------------------------------------- Q2_K
 # Block: scales[16] (low nibble scale, high nibble minimum), qs[64] (2-bit codes), d, dmin.
 @njit(cache=True, error_model="numpy")
-def _q2_k_block(x, qw, has_qw, ob, fscratch, iscratch):
-    L = iscratch[I_L:I_L + QK_K]
-    w = fscratch[F_W2:F_W2 + QK_K]
-    scales = fscratch[F_SCALES:F_SCALES + 16]
-    mins = fscratch[F_MINS:F_MINS + 16]
+def _q2_k_batch(x, qw, has_qw, out, nb, v):
+    # The nb super-blocks of x into out: their element weights, the search of all their
+    # sub-blocks, then each block's scales and codes.
+    w, _, _, _, scales, mins, sw, L, _, _, _, Ls, Lm = v
+    for s in range(nb):
+        x0 = QK_K * s
+        if has_qw:
+            sigma2 = sum_squares(x[x0:x0 + QK_K]) / np.float32(QK_K)
+            for j in range(16):
+                k = x0 + 16 * j
+                sw[16 * s + j] = imatrix_weights(qw[k:k + 16], x[k:k + 16], sigma2,
+                                                 w[k:k + 16])
+        else:
+            for i in range(x0, x0 + QK_K):
+                w[i] = abs(x[i])
+    m = QK_K * nb
     if has_qw:
-        sw = fscratch[F_SW:F_SW + 16]
-        Ls = iscratch[I_LS:I_LS + 16]
-        Lm = iscratch[I_LM:I_LM + 16]
-        sigma2 = sum_squares(x) / np.float32(QK_K)
-        for j in range(16):
-            sw[j] = imatrix_weights(qw[16 * j:16 * j + 16], x[16 * j:16 * j + 16], sigma2,
-                                    w[16 * j:16 * j + 16])
-        qkx_sub_blocks(x, w, 16, 3, -0.9, 0.05, 36, False, True, fscratch, iscratch)
+        search_qkx(16 * nb, 16, 3, x[:m], w[:m], v, -0.9, 0.05, 36, False, True)
+    else:
+        search_qkx(16 * nb, 16, 3, x[:m], w[:m], v, -0.5, 0.1, 15, True, False)
+    for s in range(nb):
+        _q2_k_block(x[QK_K * s:QK_K * (s + 1)], has_qw,
+                    out[Q2_K_BYTES * s:Q2_K_BYTES * (s + 1)], scales[16 * s:16 * s + 16],
+                    mins[16 * s:16 * s + 16], sw[16 * s:16 * s + 16],
+                    L[QK_K * s:QK_K * (s + 1)], Ls[:16], Lm[:16])
+
+
+@njit(cache=True, error_model="numpy")
+def _q2_k_block(x, has_qw, ob, scales, mins, sw, L, Ls, Lm):
+    # One block's scales and codes from its sub-blocks' fits.
+    if has_qw:
         dm = make_qp_quants(16, 15, scales, Ls, sw)
         mm = make_qp_quants(16, 15, mins, Lm, sw)
         dm = store_f16(ob, 80, dm)
@@ -166,9 +195,6 @@ def _q2_k_block(x, qw, has_qw, ob, fscratch, iscratch):
         for j in range(16):
             ob[j] = np.uint8(wrap_u8(Ls[j] | (Lm[j] << 4)))
     else:
-        for i in range(QK_K):
-            w[i] = abs(x[i])
-        qkx_sub_blocks(x, w, 16, 3, -0.5, 0.1, 15, True, False, fscratch, iscratch)
         max_scale = _F0
         max_min = _F0
         for j in range(16):
@@ -208,9 +234,13 @@ def _q2_k_block(x, qw, has_qw, ob, fscratch, iscratch):
 def quantize_row_q2_k(x, qw, has_qw, out, fscratch, iscratch):
     """Q2_K of one row ``x`` (float32, a multiple of 256) into ``out`` (84 bytes per
     256), with importance weights ``qw`` when ``has_qw``."""
-    for b in range(x.size // QK_K):
-        _q2_k_block(x[QK_K * b:QK_K * (b + 1)], qw[QK_K * b:QK_K * (b + 1)], has_qw,
-                    out[Q2_K_BYTES * b:Q2_K_BYTES * (b + 1)], fscratch, iscratch)
+    cap = batch_capacity(fscratch, iscratch)
+    v = batch_views(fscratch, iscratch, cap)
+    blocks = x.size // QK_K
+    for b0 in range(0, blocks, cap):
+        b1 = min(blocks, b0 + cap)
+        _q2_k_batch(x[QK_K * b0:QK_K * b1], qw[QK_K * b0:QK_K * b1], has_qw,
+                    out[Q2_K_BYTES * b0:Q2_K_BYTES * b1], b1 - b0, v)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -252,22 +282,33 @@ def _q3_put_scale(sb, j, l):
 
 
 @njit(cache=True, error_model="numpy")
-def _q3_k_block(x, qw, has_qw, ob, fscratch, iscratch):
-    L = iscratch[I_L:I_L + QK_K]
-    scales = fscratch[F_SCALES:F_SCALES + 16]
+def _q3_k_batch(x, qw, has_qw, out, nb, v):
+    # The nb super-blocks of x into out.  With an importance matrix, the sub-blocks of
+    # all of them are searched side by side first; without, each sub-block's
+    # make_q3_quants runs in the block (side by side, its sweeps would go on while any
+    # lane changes a code: slower than one sub-block at a time).
+    w, _, _, _, scales, _, sw, L, _, _, _, Ls, _ = v
+    if has_qw:
+        for s in range(nb):
+            x0 = QK_K * s
+            sigma2 = np.float32(2.0) * sum_squares(x[x0:x0 + QK_K]) / np.float32(QK_K)
+            for j in range(16):
+                k = x0 + 16 * j
+                sw[16 * s + j] = imatrix_weights(qw[k:k + 16], x[k:k + 16], sigma2,
+                                                 w[k:k + 16])
+        search_qx(16 * nb, 16, 4, x[:QK_K * nb], w[:QK_K * nb], v)
+    for s in range(nb):
+        _q3_k_block(x[QK_K * s:QK_K * (s + 1)], has_qw,
+                    out[Q3_K_BYTES * s:Q3_K_BYTES * (s + 1)], scales[16 * s:16 * s + 16],
+                    sw[16 * s:16 * s + 16], L[QK_K * s:QK_K * (s + 1)], Ls[:16])
+
+
+@njit(cache=True, error_model="numpy")
+def _q3_k_block(x, has_qw, ob, scales, sw, L, Ls):
     sb = ob[96:108]
     for j in range(12):
         sb[j] = 0
     if has_qw:
-        sw = fscratch[F_SW:F_SW + 16]
-        Ls = iscratch[I_LS:I_LS + 16]
-        sigma2 = np.float32(2.0) * sum_squares(x) / np.float32(QK_K)
-        # The weights of all 16 sub-blocks, then their 16 searches side by side.
-        wall = fscratch[F_W2:F_W2 + QK_K]
-        for j in range(16):
-            sw[j] = imatrix_weights(qw[16 * j:16 * j + 16], x[16 * j:16 * j + 16], sigma2,
-                                    wall[16 * j:16 * j + 16])
-        qx_sub_blocks_16(x, wall, 4, fscratch, iscratch)
         d_block = make_qx_quants(16, 32, scales, Ls, 1, sw, True)
         for j in range(16):
             _q3_put_scale(sb, j, Ls[j])
@@ -309,9 +350,13 @@ def _q3_k_block(x, qw, has_qw, ob, fscratch, iscratch):
 def quantize_row_q3_k(x, qw, has_qw, out, fscratch, iscratch):
     """Q3_K of one row ``x`` (float32, a multiple of 256) into ``out`` (110 bytes per
     256), with importance weights ``qw`` when ``has_qw``."""
-    for b in range(x.size // QK_K):
-        _q3_k_block(x[QK_K * b:QK_K * (b + 1)], qw[QK_K * b:QK_K * (b + 1)], has_qw,
-                    out[Q3_K_BYTES * b:Q3_K_BYTES * (b + 1)], fscratch, iscratch)
+    cap = batch_capacity(fscratch, iscratch)
+    v = batch_views(fscratch, iscratch, cap)
+    blocks = x.size // QK_K
+    for b0 in range(0, blocks, cap):
+        b1 = min(blocks, b0 + cap)
+        _q3_k_batch(x[QK_K * b0:QK_K * b1], qw[QK_K * b0:QK_K * b1], has_qw,
+                    out[Q3_K_BYTES * b0:Q3_K_BYTES * b1], b1 - b0, v)
 
 
 @njit(cache=True, error_model="numpy", inline="always")

@@ -15,9 +15,9 @@ from numba import njit
 
 from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 from numba_quant._reference.gguf_k_low import (  # noqa: F401  (re-exported)
-    F_MINS, F_SCALES, F_SW, F_W2, I_L, I_LM, I_LS, QK_K, dequantize_row_q2_k,
-    dequantize_row_q3_k, imatrix_weights, load_f16, qkx_sub_blocks, qx_sub_blocks_16,
-    quantize_row_q2_k, quantize_row_q3_k, store_f16, sum_squares)
+    QK_K, batch_capacity, batch_views, dequantize_row_q2_k, dequantize_row_q3_k,
+    imatrix_weights, load_f16, quantize_row_q2_k, quantize_row_q3_k, search_qkx,
+    search_qx, store_f16, sum_squares)
 from numba_quant._reference.gguf_search import (
     GROUP_MAX_EPS, make_qp_quants, nearest_int, wrap_i8, wrap_u8)
 from numba_quant._reference.primitives import mul_rn
@@ -57,24 +57,49 @@ def _put_scale_min_k4(sb, j, ls, lm):
         sb[j] = np.uint8(wrap_u8(np.int64(sb[j]) | ((lm >> 4) << 6)))
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _q45_k_codes(x, qw, has_qw, ob, fscratch, iscratch, nmax):
-    # Scales, minimums and the 8 x 32 codes (into iscratch[I_L:I_L+256]) of one Q4_K (nmax 15)
-    # or Q5_K (nmax 31) super-block; d and dmin written at ob[0:4], scales at ob[4:16].
-    L = iscratch[I_L:I_L + QK_K]
-    w = fscratch[F_W2:F_W2 + QK_K]
-    scales = fscratch[F_SCALES:F_SCALES + 8]
-    mins = fscratch[F_MINS:F_MINS + 8]
+@njit(cache=True, error_model="numpy")
+def _q45_k_batch(x, qw, has_qw, out, nb, v, nmax, nbytes):
+    # The nb super-blocks of x into out as Q4_K (nmax 15, 144 bytes) or Q5_K (nmax 31,
+    # 176 bytes): element weights, the search of all their sub-blocks, then each block.
+    w, _, _, _, scales, mins, sw, L, _, _, _, Ls, Lm = v
+    for s in range(nb):
+        x0 = QK_K * s
+        if has_qw:
+            sigma2 = np.float32(2.0) * sum_squares(x[x0:x0 + QK_K]) / np.float32(QK_K)
+            for j in range(8):
+                k = x0 + 32 * j
+                sw[8 * s + j] = imatrix_weights(qw[k:k + 32], x[k:k + 32], sigma2,
+                                                w[k:k + 32])
+        else:
+            for j in range(8):
+                k = x0 + 32 * j
+                av_x = np.float32(math.sqrt(sum_squares(x[k:k + 32]) / np.float32(32.0)))
+                for i in range(k, k + 32):
+                    w[i] = av_x + abs(x[i])
+    m = QK_K * nb
+    if has_qw:
+        search_qkx(8 * nb, 32, nmax, x[:m], w[:m], v, -0.9, 0.05, 36, False, True)
+    elif nmax == 15:
+        search_qkx(8 * nb, 32, nmax, x[:m], w[:m], v, -1.0, 0.1, 20, False, False)
+    else:
+        search_qkx(8 * nb, 32, nmax, x[:m], w[:m], v, -0.5, 0.1, 15, False, False)
+    for s in range(nb):
+        ob = out[nbytes * s:nbytes * (s + 1)]
+        Lb = L[QK_K * s:QK_K * (s + 1)]
+        _q45_k_codes(x[QK_K * s:QK_K * (s + 1)], has_qw, ob, scales[8 * s:8 * s + 8],
+                     mins[8 * s:8 * s + 8], sw[8 * s:8 * s + 8], Lb, Ls[:8], Lm[:8], nmax)
+        if nmax == 15:
+            _pack_q4_k(Lb, ob)
+        else:
+            _pack_q5_k(Lb, ob)
+
+
+@njit(cache=True, error_model="numpy")
+def _q45_k_codes(x, has_qw, ob, scales, mins, sw, L, Ls, Lm, nmax):
+    # One block's scale and minimum codes (d and dmin at ob[0:4], the 6-bit codes at
+    # ob[4:16]) from its sub-blocks' fits, and its final codes into L.
     sb = ob[4:16]
     if has_qw:
-        sw = fscratch[F_SW:F_SW + 8]
-        Ls = iscratch[I_LS:I_LS + 8]
-        Lm = iscratch[I_LM:I_LM + 8]
-        sigma2 = np.float32(2.0) * sum_squares(x) / np.float32(QK_K)
-        for j in range(8):
-            sw[j] = imatrix_weights(qw[32 * j:32 * j + 32], x[32 * j:32 * j + 32], sigma2,
-                                    w[32 * j:32 * j + 32])
-        qkx_sub_blocks(x, w, 8, nmax, -0.9, 0.05, 36, False, True, fscratch, iscratch)
         d_block = make_qp_quants(8, 63, scales, Ls, sw)
         m_block = make_qp_quants(8, 63, mins, Lm, sw)
         for j in range(8):
@@ -88,16 +113,6 @@ def _q45_k_codes(x, qw, has_qw, ob, fscratch, iscratch, nmax):
         dd = store_f16(ob, 0, d_block)
         dm = store_f16(ob, 2, m_block)
     else:
-        if nmax == 15:
-            rmin, rdelta, nstep = -1.0, 0.1, 20
-        else:
-            rmin, rdelta, nstep = -0.5, 0.1, 15
-        for j in range(8):
-            xj = x[32 * j:32 * j + 32]
-            av_x = np.float32(math.sqrt(sum_squares(xj) / np.float32(32.0)))
-            for l in range(32):
-                w[32 * j + l] = av_x + abs(xj[l])
-        qkx_sub_blocks(x, w, 8, nmax, rmin, rdelta, nstep, False, False, fscratch, iscratch)
         max_scale = _F0
         max_min = _F0
         for j in range(8):
@@ -123,47 +138,59 @@ def _q45_k_codes(x, qw, has_qw, ob, fscratch, iscratch, nmax):
             L[32 * j + i] = max(0, min(nmax, nearest_int((x[32 * j + i] + dmj) / d)))
 
 
+@njit(cache=True, error_model="numpy")
+def _pack_q4_k(L, ob):
+    # Byte 32*c + l: code 64*c + l in the low nibble, code 64*c + 32 + l in the high.
+    for c in range(4):
+        for l in range(32):
+            ob[16 + 32 * c + l] = np.uint8(L[64 * c + l] | (L[64 * c + 32 + l] << 4))
+
+
+@njit(cache=True, error_model="numpy")
+def _pack_q5_k(L, ob):
+    # qh[32] at 16: bit 2c of byte l is the fifth bit of code 64*c + l, bit 2c+1 that
+    # of code 64*c + 32 + l; the low nibbles as in Q4_K, at 48.
+    for l in range(32):
+        ob[16 + l] = 0
+    for c in range(4):
+        for l in range(32):
+            l1 = L[64 * c + l]
+            l2 = L[64 * c + 32 + l]
+            hi = 0
+            if l1 > 15:
+                l1 -= 16
+                hi |= 1 << (2 * c)
+            if l2 > 15:
+                l2 -= 16
+                hi |= 2 << (2 * c)
+            ob[16 + l] = np.uint8(np.int64(ob[16 + l]) | hi)
+            ob[48 + 32 * c + l] = np.uint8(l1 | (l2 << 4))
+
+
 @njit(cache=True, error_model="numpy", inline="always")
 def quantize_row_q4_k(x, qw, has_qw, out, fscratch, iscratch):
     """Q4_K of one row ``x`` (float32, a multiple of 256) into ``out`` (144 bytes per
     256), with importance weights ``qw`` when ``has_qw``."""
-    for b in range(x.size // QK_K):
-        ob = out[Q4_K_BYTES * b:Q4_K_BYTES * (b + 1)]
-        _q45_k_codes(x[QK_K * b:QK_K * (b + 1)], qw[QK_K * b:QK_K * (b + 1)], has_qw, ob,
-                     fscratch, iscratch, 15)
-        L = iscratch[I_L:I_L + QK_K]
-        # Byte 32*c + l: code 64*c + l in the low nibble, code 64*c + 32 + l in the high.
-        for c in range(4):
-            for l in range(32):
-                ob[16 + 32 * c + l] = np.uint8(L[64 * c + l] | (L[64 * c + 32 + l] << 4))
+    cap = batch_capacity(fscratch, iscratch)
+    v = batch_views(fscratch, iscratch, cap)
+    blocks = x.size // QK_K
+    for b0 in range(0, blocks, cap):
+        b1 = min(blocks, b0 + cap)
+        _q45_k_batch(x[QK_K * b0:QK_K * b1], qw[QK_K * b0:QK_K * b1], has_qw,
+                     out[Q4_K_BYTES * b0:Q4_K_BYTES * b1], b1 - b0, v, 15, Q4_K_BYTES)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def quantize_row_q5_k(x, qw, has_qw, out, fscratch, iscratch):
     """Q5_K of one row ``x`` (float32, a multiple of 256) into ``out`` (176 bytes per
     256), with importance weights ``qw`` when ``has_qw``."""
-    for b in range(x.size // QK_K):
-        ob = out[Q5_K_BYTES * b:Q5_K_BYTES * (b + 1)]
-        _q45_k_codes(x[QK_K * b:QK_K * (b + 1)], qw[QK_K * b:QK_K * (b + 1)], has_qw, ob,
-                     fscratch, iscratch, 31)
-        L = iscratch[I_L:I_L + QK_K]
-        # qh[32] at 16: bit 2c of byte l is the fifth bit of code 64*c + l, bit 2c+1 that
-        # of code 64*c + 32 + l; the low nibbles as in Q4_K, at 48.
-        for l in range(32):
-            ob[16 + l] = 0
-        for c in range(4):
-            for l in range(32):
-                l1 = L[64 * c + l]
-                l2 = L[64 * c + 32 + l]
-                hi = 0
-                if l1 > 15:
-                    l1 -= 16
-                    hi |= 1 << (2 * c)
-                if l2 > 15:
-                    l2 -= 16
-                    hi |= 2 << (2 * c)
-                ob[16 + l] = np.uint8(np.int64(ob[16 + l]) | hi)
-                ob[48 + 32 * c + l] = np.uint8(l1 | (l2 << 4))
+    cap = batch_capacity(fscratch, iscratch)
+    v = batch_views(fscratch, iscratch, cap)
+    blocks = x.size // QK_K
+    for b0 in range(0, blocks, cap):
+        b1 = min(blocks, b0 + cap)
+        _q45_k_batch(x[QK_K * b0:QK_K * b1], qw[QK_K * b0:QK_K * b1], has_qw,
+                     out[Q5_K_BYTES * b0:Q5_K_BYTES * b1], b1 - b0, v, 31, Q5_K_BYTES)
 
 
 @njit(cache=True, error_model="numpy")
@@ -205,17 +232,25 @@ def dequantize_row_q5_k(data, out):
 # low nibbles and 64+l, 96+l in their high nibbles; qh byte 32h + l holds the top bits of
 # codes l, 32+l, 64+l, 96+l in bits 0-1, 2-3, 4-5, 6-7.
 @njit(cache=True, error_model="numpy")
-def _q6_k_block(x, qw, has_qw, ob, fscratch, iscratch):
-    L = iscratch[I_L:I_L + QK_K]
-    scales = fscratch[F_SCALES:F_SCALES + 16]
+def _q6_k_batch(x, qw, has_qw, out, nb, v):
+    # The nb super-blocks of x into out: the search of all their sub-blocks (weights
+    # qw, or ggml's built-in x*x of rmse_type 1), then each block.
+    w, _, _, _, scales, _, _, L, _, _, _, _, _ = v
+    m = QK_K * nb
     if has_qw:
-        qx_sub_blocks_16(x, qw, 32, fscratch, iscratch)
+        search_qx(16 * nb, 16, 32, x[:m], qw[:m], v)
     else:
-        # ggml's built-in weights of rmse_type 1: x*x.
-        w = fscratch[F_W2:F_W2 + QK_K]
-        for i in range(QK_K):
+        for i in range(m):
             w[i] = mul_rn(x[i], x[i])
-        qx_sub_blocks_16(x, w, 32, fscratch, iscratch)
+        search_qx(16 * nb, 16, 32, x[:m], w[:m], v)
+    for s in range(nb):
+        _q6_k_block(x[QK_K * s:QK_K * (s + 1)], out[Q6_K_BYTES * s:Q6_K_BYTES * (s + 1)],
+                    scales[16 * s:16 * s + 16], L[QK_K * s:QK_K * (s + 1)])
+
+
+@njit(cache=True, error_model="numpy")
+def _q6_k_block(x, ob, scales, L):
+    # One block's scales and codes from its sub-blocks' fits.
     max_scale = _F0
     max_abs_scale = _F0
     for ib in range(16):
@@ -251,9 +286,13 @@ def _q6_k_block(x, qw, has_qw, ob, fscratch, iscratch):
 def quantize_row_q6_k(x, qw, has_qw, out, fscratch, iscratch):
     """Q6_K of one row ``x`` (float32, a multiple of 256) into ``out`` (210 bytes per
     256), with importance weights ``qw`` when ``has_qw``."""
-    for b in range(x.size // QK_K):
-        _q6_k_block(x[QK_K * b:QK_K * (b + 1)], qw[QK_K * b:QK_K * (b + 1)], has_qw,
-                    out[Q6_K_BYTES * b:Q6_K_BYTES * (b + 1)], fscratch, iscratch)
+    cap = batch_capacity(fscratch, iscratch)
+    v = batch_views(fscratch, iscratch, cap)
+    blocks = x.size // QK_K
+    for b0 in range(0, blocks, cap):
+        b1 = min(blocks, b0 + cap)
+        _q6_k_batch(x[QK_K * b0:QK_K * b1], qw[QK_K * b0:QK_K * b1], has_qw,
+                    out[Q6_K_BYTES * b0:Q6_K_BYTES * b1], b1 - b0, v)
 
 
 @njit(cache=True, error_model="numpy", inline="always")

@@ -218,8 +218,7 @@ def _fit_group_affine(x, ib0, nl, qw, sigma2, nmax, fscratch, iscratch):
                    iscratch[_I_LT:_I_LT + 256], iscratch[_I_LAUX:_I_LAUX + 256],
                    fscratch[_F_SC:_F_SC + _LANES], fscratch[_F_MN:_F_MN + _LANES],
                    fscratch[_F_WORK:_F_WORK + 13 * _LANES],
-                   iscratch[_I_FLAGS:_I_FLAGS + 2 * _LANES], -0.9, 0.05, 36, False, True,
-                   False)
+                   iscratch[_I_FLAGS:_I_FLAGS + 2 * _LANES], -0.9, 0.05, 36, False, True)
     _codes_back(nl, iscratch)
 
 

@@ -220,9 +220,20 @@ def _qkx_error(n, x, weights, has_weights, L, scale, vmin, use_mad):
 
 
 @njit(cache=True, error_model="numpy")
-def _make_qkx(n, nmax, x, weights, has_weights, L, Laux, rmin, rdelta, nstep, use_mad,
-              version3):
-    # The shared body of make_qkx2_quants (version3 False) and make_qkx3_quants.
+def make_qkx3_quants(n, nmax, x, weights, has_weights, L, Laux, rmin, rdelta, nstep,
+                     use_mad):
+    """ggml's ``make_qkx3_quants``: codes in ``[0, nmax]`` (into ``L``; ``Laux`` is
+    scratch of ``n``) for ``x ~ scale * L - the_min`` with a minimum at most 0, the
+    max-based fit refined by a weighted least-squares fit of scale and minimum for each
+    of ``nstep + 1`` trial reciprocal scales ``(rmin + rdelta*k + nmax) / (max - min)``,
+    keeping the one of least weighted error (absolute when ``use_mad``).  Weights
+    ``weights`` (x*x when ``has_weights`` is False); all values equal when ``max <= min``;
+    trial codes guarded against a huge/inf/NaN ratio.
+
+    Returns ``(scale, the_min)`` (``the_min`` is ggml's ``*the_min``: minus the minimum).
+    """
+    rmin = np.float32(rmin)
+    rdelta = np.float32(rdelta)
     vmin = x[0]
     vmax = x[0]
     sum_w = _qkx_weight(x, weights, has_weights, 0)
@@ -237,7 +248,7 @@ def _make_qkx(n, nmax, x, weights, has_weights, L, Laux, rmin, rdelta, nstep, us
         sum_x = sum_x + mul_rn(w, x[i])
     if vmin > _F0:
         vmin = _F0
-    if (vmax <= vmin) if version3 else (vmax == vmin):
+    if vmax <= vmin:
         for i in range(n):
             L[i] = 0
         return _F0, -vmin
@@ -255,11 +266,8 @@ def _make_qkx(n, nmax, x, weights, has_weights, L, Laux, rmin, rdelta, nstep, us
         sum_xl = _F0
         for i in range(n):
             v = mul_rn(iscale, x[i] - vmin)
-            if version3:
-                # vmin may have moved close to vmax, so v can be huge, inf or NaN.
-                l = nearest_int(min(v, np.float32(nmax))) if v > _F0 else 0
-            else:
-                l = _clamp(nearest_int(v), 0, nmax)
+            # vmin may have moved close to vmax, so v can be huge, inf or NaN.
+            l = nearest_int(min(v, np.float32(nmax))) if v > _F0 else 0
             Laux[i] = l
             w = _qkx_weight(x, weights, has_weights, i)
             fl = np.float32(l)
@@ -283,30 +291,6 @@ def _make_qkx(n, nmax, x, weights, has_weights, L, Laux, rmin, rdelta, nstep, us
                 scale = this_scale
                 vmin = this_min
     return scale, -vmin
-
-
-@njit(cache=True, error_model="numpy")
-def make_qkx2_quants(n, nmax, x, weights, L, Laux, rmin, rdelta, nstep, use_mad):
-    """ggml's ``make_qkx2_quants``: codes in ``[0, nmax]`` (into ``L``; ``Laux`` is
-    scratch of ``n``) for ``x ~ scale * L - the_min`` with a minimum at most 0, the
-    max-based fit refined by a weighted least-squares fit of scale and minimum for each
-    of ``nstep + 1`` trial reciprocal scales ``(rmin + rdelta*k + nmax) / (max - min)``,
-    keeping the one of least weighted error (absolute when ``use_mad``).
-
-    Returns ``(scale, the_min)`` (``the_min`` is ggml's ``*the_min``: minus the minimum).
-    """
-    return _make_qkx(n, nmax, x, weights, True, L, Laux, np.float32(rmin),
-                     np.float32(rdelta), nstep, use_mad, False)
-
-
-@njit(cache=True, error_model="numpy")
-def make_qkx3_quants(n, nmax, x, weights, has_weights, L, Laux, rmin, rdelta, nstep,
-                     use_mad):
-    """ggml's ``make_qkx3_quants``: as :func:`make_qkx2_quants`, with weights x*x when
-    ``has_weights`` is False, an all-equal test ``max <= min``, and trial codes guarded
-    against a huge/inf/NaN ratio.  Returns ``(scale, the_min)``."""
-    return _make_qkx(n, nmax, x, weights, has_weights, L, Laux, np.float32(rmin),
-                     np.float32(rdelta), nstep, use_mad, True)
 
 
 @njit(cache=True, error_model="numpy")
@@ -471,26 +455,15 @@ def make_qx_quants_lanes(nl, n, nmax, xt, wt, Lt, scales, fscratch, take):
 
 
 @njit(cache=True, error_model="numpy")
-def _lane_error(nl, n, xt, wt, Lt, scale, vmin, use_mad, err, by_lane):
-    # Weighted error of scale * L + vmin against x, per lane, in element order (all
-    # lanes at once, or with ``by_lane`` a lane at a time: the same sums).
-    if not by_lane:
-        for j in range(nl):
-            err[j] = _F0
-        for i in range(n):
-            for j in range(nl):
-                k = i * nl + j
-                err[j] = err[j] + _weighted_error(scale[j], vmin[j], Lt[k], xt[k], wt[k],
-                                                  use_mad)
-        return
+def _lane_error(nl, n, xt, wt, Lt, scale, vmin, use_mad, err):
+    # Weighted error of scale * L + vmin against x, per lane, in element order.
     for j in range(nl):
-        s = scale[j]
-        low = vmin[j]
-        e = _F0
-        for i in range(n):
+        err[j] = _F0
+    for i in range(n):
+        for j in range(nl):
             k = i * nl + j
-            e = e + _weighted_error(s, low, Lt[k], xt[k], wt[k], use_mad)
-        err[j] = e
+            err[j] = err[j] + _weighted_error(scale[j], vmin[j], Lt[k], xt[k], wt[k],
+                                              use_mad)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -516,19 +489,16 @@ def _qkx_trial(isc, x, w, vmin, nmax, guarded):
 
 @njit(cache=True, error_model="numpy")
 def make_qkx_lanes(nl, n, nmax, xt, wt, Lt, Laux, scales, mins, fscratch, flags, rmin,
-                   rdelta, nstep, use_mad, guarded, by_lane):
-    """:func:`make_qkx2_quants` (``guarded`` False) or :func:`make_qkx3_quants` with
-    weights (``guarded`` True) for ``nl`` groups of ``n`` at once, bit for bit the same
+                   rdelta, nstep, use_mad, guarded):
+    """ggml's ``make_qkx2_quants`` (``guarded`` False) or :func:`make_qkx3_quants` with
+    weights (``guarded`` True) for ``nl`` groups of ``n`` at once, bit for bit ggml's
     per group.
 
     ``xt``, ``wt``: values and weights transposed (element ``i`` of group ``j`` at
     ``[i * nl + j]``); ``Lt`` receives the codes in that layout (``Laux``: the same
     size, scratch); ``scales[j]`` and ``mins[j]`` (ggml's ``*the_min``) each group's fit.
     ``fscratch``: at least ``13 * nl`` floats; ``flags``: ``2 * nl`` integers.
-    ``by_lane``: sum a lane at a time, in registers (faster for the K-quants' 8 lanes, a
-    compile-time count whose interleaved sums do not vectorise and go through memory),
-    else all lanes at once (faster for 16 lanes, and for a lane count known only at run
-    time, which the loop vectoriser handles); the sums are the same either way.
+    Every loop over the lanes is a vector loop: the more lanes, the faster per group.
     """
     rmin = np.float32(rmin)
     rdelta = np.float32(rdelta)
@@ -572,44 +542,23 @@ def make_qkx_lanes(nl, n, nmax, xt, wt, Lt, Laux, scales, mins, fscratch, flags,
         for j in range(nl):
             k = i * nl + j
             Lt[k] = _clamp(nearest_int(mul_rn(isc[j], xt[k] - vmin[j])), 0, nmax)
-    _lane_error(nl, n, xt, wt, Lt, scales, vmin, use_mad, best, by_lane)
+    _lane_error(nl, n, xt, wt, Lt, scales, vmin, use_mad, best)
     for step in range(nstep + 1 if nstep >= 1 else 0):
         num = (rmin + mul_rn(rdelta, np.float32(step))) + np.float32(nmax)
         for j in range(nl):
             isc[j] = num / (vmax[j] - vmin[j])
-        if not by_lane:
-            # All lanes at once: the loop over lanes vectorises.
+        for j in range(nl):
+            sl[j] = _F0
+            sl2[j] = _F0
+            sxl[j] = _F0
+        for i in range(n):
             for j in range(nl):
-                sl[j] = _F0
-                sl2[j] = _F0
-                sxl[j] = _F0
-            for i in range(n):
-                for j in range(nl):
-                    k = i * nl + j
-                    Laux[k], wl, wl2, wlx = _qkx_trial(isc[j], xt[k], wt[k], vmin[j],
-                                                      nmax, guarded)
-                    sl[j] = sl[j] + wl
-                    sl2[j] = sl2[j] + wl2
-                    sxl[j] = sxl[j] + wlx
-        else:
-            # A lane at a time: its sums stay in registers; the same sums in the same
-            # order per lane.
-            for j in range(nl):
-                inv = isc[j]
-                low = vmin[j]
-                a = _F0
-                b = _F0
-                c = _F0
-                for i in range(n):
-                    k = i * nl + j
-                    Laux[k], wl, wl2, wlx = _qkx_trial(inv, xt[k], wt[k], low, nmax,
-                                                      guarded)
-                    a = a + wl
-                    b = b + wl2
-                    c = c + wlx
-                sl[j] = a
-                sl2[j] = b
-                sxl[j] = c
+                k = i * nl + j
+                Laux[k], wl, wl2, wlx = _qkx_trial(isc[j], xt[k], wt[k], vmin[j], nmax,
+                                                  guarded)
+                sl[j] = sl[j] + wl
+                sl2[j] = sl2[j] + wl2
+                sxl[j] = sxl[j] + wlx
         for j in range(nl):
             D = mul_rn(sum_w[j], sl2[j]) - mul_rn(sl[j], sl[j])
             take[j] = 1 if (D > _F0 and flat[j] == 0) else 0
@@ -618,7 +567,7 @@ def make_qkx_lanes(nl, n, nmax, xt, wt, Lt, Laux, scales, mins, fscratch, flags,
             if tm[j] > _F0:
                 tm[j] = _F0
                 ts[j] = sxl[j] / sl2[j]
-        _lane_error(nl, n, xt, wt, Laux, ts, tm, use_mad, err, by_lane)
+        _lane_error(nl, n, xt, wt, Laux, ts, tm, use_mad, err)
         any_better = False
         for j in range(nl):
             if take[j] != 0 and err[j] < best[j]:

@@ -41,10 +41,12 @@ def nearest_int(v):
     add 1.5 * 2**23 and read the low 23 bits of the sum.
 
     Exact for ``|v| <= 4194303``; beyond that (and for inf/NaN) it returns the same
-    wrapped value as ggml's C, which later clamps then see.
+    wrapped value as ggml's C, which later clamps then see.  An int32, as in C: the
+    searches' vector loops then work in 32-bit lanes (int64 lanes have no packed
+    conversion to float32 on AVX2, which made those loops 2.5 times slower).
     """
     s = np.float32(v) + _MAGIC
-    return (f32_bits(s) & 0x007FFFFF) - 0x00400000
+    return np.int32((f32_bits(s) & 0x007FFFFF) - 0x00400000)
 
 
 @njit(cache=True, error_model="numpy")
@@ -61,7 +63,8 @@ def wrap_i8(v):
 
 @njit(cache=True, error_model="numpy")
 def _clamp(v, lo, hi):
-    return max(lo, min(hi, v))
+    # v an int32 code; int32 bounds keep the result (and vector loops) in 32-bit lanes.
+    return max(np.int32(lo), min(np.int32(hi), v))
 
 
 @njit(cache=True, error_model="numpy")
@@ -392,7 +395,7 @@ def _lane_codes(nl, n, nmax, xt, isc, Lt, take):
     for i in range(n):
         for j in range(nl):
             k = i * nl + j
-            code = nmax + _clamp(nearest_int(mul_rn(isc[j], xt[k])), -nmax, nmax - 1)
+            code = _clamp(nearest_int(mul_rn(isc[j], xt[k])), -nmax, nmax - 1) + np.int32(nmax)
             Lt[k] = code if take[j] != 0 else Lt[k]
 
 
@@ -479,7 +482,7 @@ def _qkx_trial(isc, x, w, vmin, nmax, guarded):
     # (code, w*l, w*l*l, w*l*x).
     v = mul_rn(isc, x - vmin)
     if guarded:
-        l = nearest_int(min(v, np.float32(nmax))) if v > _F0 else 0
+        l = nearest_int(min(v, np.float32(nmax))) if v > _F0 else np.int32(0)
     else:
         l = _clamp(nearest_int(v), 0, nmax)
     fl = np.float32(l)

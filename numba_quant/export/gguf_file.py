@@ -196,14 +196,20 @@ _STORED_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}
 def _float_rows(raw, stored, into):
     """Rows of an F32/F16/BF16 tensor as float32 (exact widening) in the writable
     buffer ``into``: the kernels then see one kind of array whatever the source (a
-    read-only view of the file would be compiled for separately)."""
+    read-only view of the file would be compiled for separately).  Ranges of rows are
+    widened on the kept thread pool (numpy releases the GIL while it casts)."""
+    from numba_quant._cpu.threads import ranges, run_ranges
+    run_ranges(_widen_rows, ranges(len(into), into.size), (raw, stored, into))
+    return into
+
+
+def _widen_rows(raw, stored, into, r0, r1):
     if stored == "BF16":
-        bits = into.view(np.uint32)
-        bits[...] = raw
+        bits = into[r0:r1].view(np.uint32)
+        bits[...] = raw[r0:r1]
         bits <<= 16                 # bfloat16: the high halves of float32
     else:
-        np.copyto(into, raw)
-    return into
+        np.copyto(into[r0:r1], raw[r0:r1])
 
 
 def run_job(job, to_device=None):

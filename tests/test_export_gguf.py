@@ -323,6 +323,8 @@ def test_a_crash_midway_leaves_no_file(inputs, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk on fire"):
         to_gguf(paths["f32"], tmp_path / "out.gguf", "Q8_0")
     assert list(tmp_path.iterdir()) == []
+    # The chunk buffers kept between tensors are given back, on failure too.
+    assert getattr(gguf_file._KEPT, "buffers", None) is None
 
 
 def _imatrix_gguf(path, entries, keys=("imatrix.datasets", "imatrix.chunk_count",

@@ -11,13 +11,15 @@ The container (header, metadata, tensor infos, alignment) is read and written by
 :mod:`numba_quant.export.gguf_container`, which copies the input's metadata as bytes.
 
 Memory: the input is a memory map; each tensor is converted to float32 and quantized a
-run of rows at a time (:data:`numba_quant._host.tuning.EXPORT_CHUNK_BYTES` of float32),
-into the tensor's output buffer, which is written before the next tensor is read.
+run of rows at a time (:data:`numba_quant._host.tuning.EXPORT_CHUNK_BYTES` of float32,
+in two chunk buffers kept from tensor to tensor), into the tensor's output buffer,
+which is written before the next tensor is read.
 """
 from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,6 +195,27 @@ class TensorJob:
 _STORED_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}
 
 
+_KEPT = threading.local()
+
+
+def _chunk_buffers(step, n):
+    """Two float32 ``(step, n)`` buffers, kept by this thread between tensors: memory
+    that fresh arrays of a chunk's size (64 MiB) would take from the system, and fault
+    in again, for every tensor.  Per thread, since Dask workers run tensors side by
+    side."""
+    size = step * n
+    kept = getattr(_KEPT, "buffers", None)
+    if kept is None or kept.shape[1] < size:
+        kept = _KEPT.buffers = np.empty((2, size), np.float32)
+    return kept[0, :size].reshape(step, n), kept[1, :size].reshape(step, n)
+
+
+def release_chunk_buffers():
+    """Give back this thread's kept chunk buffers (``to_gguf`` does when it returns;
+    a Dask worker's threads keep theirs for the next tensors)."""
+    _KEPT.buffers = None
+
+
 def _float_rows(raw, stored, into):
     """Rows of an F32/F16/BF16 tensor as float32 (exact widening) in the writable
     buffer ``into``: the kernels then see one kind of array whatever the source (a
@@ -223,8 +246,7 @@ def run_job(job, to_device=None):
                     shape=(job.rows, n))
     out = np.empty((job.rows, job.row_bytes), np.uint8)
     step = max(1, min(job.rows, job.chunk_bytes // (4 * n)))
-    values = np.empty((step, n), np.float32)       # the chunk's float32 rows ...
-    decoded = np.empty((step, n), np.float32)      # ... and the values of its bytes
+    values, decoded = _chunk_buffers(step, n)      # a chunk's rows, their decoded values
     rows_per_expert = job.ne[1] if len(job.ne) > 1 else 1
     signal = noise = 0.0
     r0 = 0
@@ -357,6 +379,18 @@ def to_gguf(source, destination, file_type, *, imatrix=None, tensor_types=(),
         rep.seconds = time.perf_counter() - started
         return rep
     jobs = [_job(t, source, im) for t in tensors]
+    try:
+        _write(source, destination, force, header, ft, im, infos, tensors, jobs, client,
+               to_device, rep)
+    finally:
+        release_chunk_buffers()
+    rep.output_bytes = destination.stat().st_size
+    rep.seconds = time.perf_counter() - started
+    return rep
+
+
+def _write(source, destination, force, header, ft, im, infos, tensors, jobs, client,
+           to_device, rep):
     with staged_file(destination, force=force) as stage, open(stage, "wb") as fh:
         out_file = GGUFOutput(fh, _metadata(header, ft, im), infos)
         out_file.write_header()
@@ -374,9 +408,6 @@ def to_gguf(source, destination, file_type, *, imatrix=None, tensor_types=(),
             rep.quantized_weights += t.rows * t.ne[0]
             out_file.write_tensor(out)
             del out, result
-    rep.output_bytes = destination.stat().st_size
-    rep.seconds = time.perf_counter() - started
-    return rep
 
 
 def _row(t, output_bytes, sqnr, signal, noise):

@@ -327,6 +327,23 @@ def test_a_crash_midway_leaves_no_file(inputs, tmp_path, monkeypatch):
     assert getattr(gguf_file._KEPT, "buffers", None) is None
 
 
+def test_a_failed_write_leaves_no_file(inputs, tmp_path, monkeypatch):
+    # Tensors are written by a writer thread: its error reaches the caller all the same.
+    root, paths = inputs
+    calls = []
+    original = gguf_file.GGUFOutput.write_tensor
+
+    def failing(self, data):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("no space left on device")
+        return original(self, data)
+    monkeypatch.setattr(gguf_file.GGUFOutput, "write_tensor", failing)
+    with pytest.raises(OSError, match="no space left"):
+        to_gguf(paths["f32"], tmp_path / "out.gguf", "Q8_0")
+    assert list(tmp_path.iterdir()) == []
+
+
 def _imatrix_gguf(path, entries, keys=("imatrix.datasets", "imatrix.chunk_count",
                                        "imatrix.chunk_size")):
     w = gguf.GGUFWriter(str(path), "")

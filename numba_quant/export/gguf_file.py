@@ -17,6 +17,7 @@ which is written before the next tensor is read.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import re
 import threading
@@ -391,23 +392,33 @@ def to_gguf(source, destination, file_type, *, imatrix=None, tensor_types=(),
 
 def _write(source, destination, force, header, ft, im, infos, tensors, jobs, client,
            to_device, rep):
-    with staged_file(destination, force=force) as stage, open(stage, "wb") as fh:
+    # Each tensor's bytes are written by a writer thread while the next tensor is
+    # quantized (the kernel's writeback throttling then waits beside the work, not
+    # before it); one write at a time, so at most one finished tensor waits in memory.
+    writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gguf-writer")
+    # The writer innermost: it has finished its last write before the file is closed.
+    with staged_file(destination, force=force) as stage, open(stage, "wb") as fh, writer:
         out_file = GGUFOutput(fh, _metadata(header, ft, im), infos)
         out_file.write_header()
         results = (results_in_order(client, run_job,
                                     ((job,) if job is not None else None for job in jobs))
                    if client is not None
                    else (None if job is None else run_job(job, to_device) for job in jobs))
+        written = None
         for t, job, result in zip(tensors, jobs, results):
             if job is None:         # copied as it is
-                out_file.write_tensor(np.memmap(source, np.uint8, "r", offset=t.offset,
-                                                shape=(t.nbytes,)))
-                continue
-            out, signal, noise = result
-            rep.tensors.append(_row(t, out.nbytes, sqnr_db(signal, noise), signal, noise))
-            rep.quantized_weights += t.rows * t.ne[0]
-            out_file.write_tensor(out)
-            del out, result
+                data = np.memmap(source, np.uint8, "r", offset=t.offset, shape=(t.nbytes,))
+            else:
+                data, signal, noise = result
+                rep.tensors.append(_row(t, data.nbytes, sqnr_db(signal, noise), signal,
+                                        noise))
+                rep.quantized_weights += t.rows * t.ne[0]
+            if written is not None:
+                written.result()
+            written = writer.submit(out_file.write_tensor, data)
+            del data, result
+        if written is not None:
+            written.result()
 
 
 def _row(t, output_bytes, sqnr, signal, noise):

@@ -344,6 +344,31 @@ def test_a_failed_write_leaves_no_file(inputs, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def _f16_to_f32_bits(h):
+    """float32 bit patterns of the float16 bit patterns ``h`` from IEEE 754's fields."""
+    h = h.astype(np.uint32)
+    sign, exp, mant = (h >> 15) << 31, (h >> 10) & 0x1F, h & 0x3FF
+    normal = sign | ((exp + 112) << 23) | (mant << 13)
+    special = sign | (0xFF << 23) | (mant << 13)            # inf, NaN (payload kept)
+    tiny = np.ldexp(mant.astype(np.float64), -24).astype(np.float32).view(np.uint32)
+    return np.where(exp == 0x1F, special, np.where(exp == 0, sign | tiny, normal))
+
+
+def test_f16_rows_widen_exactly(monkeypatch):
+    # Every float16 bit pattern, rows spread over several tasks of the pool.
+    from numba_quant._cpu import threads
+    from numba_quant._cpu.widen import widen_f16_rows
+    monkeypatch.setattr(threads.numba, "get_num_threads", lambda: 2)  # as on 2 cores
+    monkeypatch.setattr(_tuning, "PARALLEL_THRESHOLD", 0)
+    monkeypatch.setattr(_tuning, "MIN_TASK_ELEMENTS", 1)
+    bits = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).reshape(512, 128)
+    assert len(threads.ranges(bits.shape[0], bits.size)) > 1
+    bits.flags.writeable = False            # as the rows of a memory-mapped file
+    out = np.full(bits.shape, np.nan, np.float32)
+    widen_f16_rows(bits, out)
+    np.testing.assert_array_equal(out.view(np.uint32), _f16_to_f32_bits(bits))
+
+
 def _imatrix_gguf(path, entries, keys=("imatrix.datasets", "imatrix.chunk_count",
                                        "imatrix.chunk_size")):
     w = gguf.GGUFWriter(str(path), "")

@@ -221,9 +221,14 @@ def _float_rows(raw, stored, into):
     """Rows of an F32/F16/BF16 tensor as float32 (exact widening) in the writable
     buffer ``into``: the kernels then see one kind of array whatever the source (a
     read-only view of the file would be compiled for separately).  Ranges of rows are
-    widened on the kept thread pool (numpy releases the GIL while it casts)."""
+    widened on the kept thread pool (F16 by table lookup; numpy releases the GIL while
+    it copies F32 and shifts BF16)."""
     from numba_quant._cpu.threads import ranges, run_ranges
-    run_ranges(_widen_rows, ranges(len(into), into.size), (raw, stored, into))
+    from numba_quant._cpu.widen import widen_f16_rows
+    if stored == "F16":
+        widen_f16_rows(np.asarray(raw).view(np.uint16), into)
+    else:
+        run_ranges(_widen_rows, ranges(len(into), into.size), (raw, stored, into))
     return into
 
 

@@ -4,8 +4,10 @@ with one (what ``ggml_quantize_chunk`` calls), and each type's ``to_float``.
 
 Every type provides ``quantize_row_<t>(x, qw, has_qw, out, fscratch, iscratch)`` (``x``
 float32 of a multiple of 256 values, ``qw`` the importance weights of the row, used when
-``has_qw``, ``out`` the row's uint8 blocks, scratch arrays of at least 80 floats and 320
-int32) and ``dequantize_row_<t>(data, out)``.  Q2_K and Q3_K live in
+``has_qw``, ``out`` the row's uint8 blocks, float32 and int32 scratch arrays of at least
+``K_SCRATCH_PER_BLOCK`` (1024) elements each: every further 1024 lets one more
+super-block join the batches whose sub-blocks are searched side by side) and
+``dequantize_row_<t>(data, out)``.  Q2_K and Q3_K live in
 :mod:`numba_quant._reference.gguf_k_low`; this module re-exports them.
 """
 import math

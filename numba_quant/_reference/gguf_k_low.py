@@ -337,12 +337,16 @@ def _q3_k_block(x, has_qw, ob, scales, sw, L, Ls):
             continue
         for i in range(16):
             L[16 * j + i] = max(-4, min(3, nearest_int(x[16 * j + i] / d))) + 4
+    # hmask: bit k of byte m is the third bit of code 32*k + m, which then loses it.
+    # Without branches: on codes that come out either way, a branch per value cost more
+    # than the rest of the block's packing.
     for m in range(32):
-        ob[m] = 0
-    for j in range(QK_K):
-        if L[j] > 3:
-            ob[j % 32] = np.uint8(np.int64(ob[j % 32]) | (1 << (j // 32)))
-            L[j] -= 4
+        h = 0
+        for k in range(8):
+            high = 1 if L[32 * k + m] > 3 else 0
+            h |= high << k
+            L[32 * k + m] -= 4 * high
+        ob[m] = np.uint8(h)
     pack_2bit(L, ob, 32)
 
 

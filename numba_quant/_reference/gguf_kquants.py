@@ -197,23 +197,36 @@ def quantize_row_q5_k(x, qw, has_qw, out, fscratch, iscratch):
 
 @njit(cache=True, error_model="numpy")
 def _dequantize_q45_k(data, out, nbytes, qs0, high):
+    # Per 64 values: the low nibbles are sub-block 2c, the high ones 2c + 1 (Q5_K: plus
+    # 16 where bit 2c, resp. 2c + 1, of qh[l] is set).  Views indexed from 0 and no
+    # branch in the inner loop, which then vectorises.
     for b in range(out.size // QK_K):
         blk = data[nbytes * b:nbytes * (b + 1)]
         y = out[QK_K * b:QK_K * (b + 1)]
         d = load_f16(blk, 0)
         dmin = load_f16(blk, 2)
         sb = blk[4:16]
+        qh = blk[16:48]
         for c in range(4):
-            for half in range(2):
-                sc, m = scale_min_k4(2 * c + half, sb)
-                dl = mul_rn(d, np.float32(sc))
-                ml = mul_rn(dmin, np.float32(m))
-                for l in range(32):
-                    q = np.int64(blk[qs0 + 32 * c + l])
-                    q = (q >> 4) if half else (q & 0xF)
-                    if high and (np.int64(blk[16 + l]) >> (2 * c + half)) & 1:
-                        q += 16
-                    y[64 * c + 32 * half + l] = mul_rn(dl, np.float32(q)) - ml
+            sc0, m0 = scale_min_k4(2 * c, sb)
+            sc1, m1 = scale_min_k4(2 * c + 1, sb)
+            dl0 = mul_rn(d, np.float32(sc0))
+            ml0 = mul_rn(dmin, np.float32(m0))
+            dl1 = mul_rn(d, np.float32(sc1))
+            ml1 = mul_rn(dmin, np.float32(m1))
+            qs = blk[qs0 + 32 * c:qs0 + 32 * c + 32]
+            y0 = y[64 * c:64 * c + 32]
+            y1 = y[64 * c + 32:64 * c + 64]
+            for l in range(32):
+                v = np.int32(qs[l])
+                lo = v & 0xF
+                hi = v >> 4
+                if high:
+                    h = np.int32(qh[l]) >> (2 * c)
+                    lo += (h & 1) << 4
+                    hi += ((h >> 1) & 1) << 4
+                y0[l] = mul_rn(dl0, np.float32(lo)) - ml0
+                y1[l] = mul_rn(dl1, np.float32(hi)) - ml1
 
 
 @njit(cache=True, error_model="numpy", inline="always")

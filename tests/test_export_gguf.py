@@ -354,6 +354,23 @@ def _f16_to_f32_bits(h):
     return np.where(exp == 0x1F, special, np.where(exp == 0, sign | tiny, normal))
 
 
+def test_bf16_input_widens_exactly(tmp_path, monkeypatch):
+    # BF16 tensors written as F32: each value's bits shifted into the high half, checked
+    # against the input read back with gguf-py; chunks that split tensors.
+    monkeypatch.setattr(_tuning, "EXPORT_CHUNK_BYTES", 3 * 4 * 384)
+    src = tiny.write_tiny_llama(tmp_path / "bf16.gguf", "bf16")
+    out = tmp_path / "f32.gguf"
+    rep = to_gguf(src, out, "F32")
+    stored = {t.name: t for t in gguf.GGUFReader(src).tensors}
+    written = {t.name: t for t in gguf.GGUFReader(out).tensors}
+    widened = [row.name for row in rep.tensors if row.dtype == "BF16->F32"]
+    assert widened
+    for name in widened:
+        bits = np.asarray(stored[name].data).view(np.uint16).astype(np.uint32) << 16
+        np.testing.assert_array_equal(np.asarray(written[name].data).view(np.uint32).ravel(),
+                                      bits.ravel(), err_msg=name)
+
+
 def test_f16_rows_widen_exactly(monkeypatch):
     # Every float16 bit pattern, rows spread over several tasks of the pool.
     from numba_quant._cpu import threads

@@ -29,6 +29,7 @@ import numpy as np
 
 from numba_quant import gguf as _gguf
 from numba_quant._host import tuning as _tuning
+from numba_quant._host.storage import bfloat16_to_float32
 from numba_quant.export import gguf_rules as rules
 from numba_quant.export.cluster import results_in_order
 from numba_quant.export.gguf_container import (
@@ -234,9 +235,7 @@ def _float_rows(raw, stored, into):
 
 def _widen_rows(raw, stored, into, r0, r1):
     if stored == "BF16":
-        bits = into[r0:r1].view(np.uint32)
-        bits[...] = raw[r0:r1]
-        bits <<= 16                 # bfloat16: the high halves of float32
+        bfloat16_to_float32(raw[r0:r1], out=into[r0:r1])
     else:
         np.copyto(into[r0:r1], raw[r0:r1])
 

@@ -170,29 +170,30 @@ def _pack_q5_k(L, ob):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def quantize_row_q4_k(x, qw, has_qw, out, fscratch, iscratch):
-    """Q4_K of one row ``x`` (float32, a multiple of 256) into ``out`` (144 bytes per
-    256), with importance weights ``qw`` when ``has_qw``."""
+def _quantize_row_q45_k(x, qw, has_qw, out, fscratch, iscratch, nmax):
+    # The row's super-blocks a batch at a time (as many as the scratch has room for).
+    nbytes = Q4_K_BYTES if nmax == 15 else Q5_K_BYTES
     cap = batch_capacity(fscratch, iscratch)
     v = batch_views(fscratch, iscratch, cap)
     blocks = x.size // QK_K
     for b0 in range(0, blocks, cap):
         b1 = min(blocks, b0 + cap)
         _q45_k_batch(x[QK_K * b0:QK_K * b1], qw[QK_K * b0:QK_K * b1], has_qw,
-                     out[Q4_K_BYTES * b0:Q4_K_BYTES * b1], b1 - b0, v, 15, Q4_K_BYTES)
+                     out[nbytes * b0:nbytes * b1], b1 - b0, v, nmax, nbytes)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def quantize_row_q4_k(x, qw, has_qw, out, fscratch, iscratch):
+    """Q4_K of one row ``x`` (float32, a multiple of 256) into ``out`` (144 bytes per
+    256), with importance weights ``qw`` when ``has_qw``."""
+    _quantize_row_q45_k(x, qw, has_qw, out, fscratch, iscratch, 15)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def quantize_row_q5_k(x, qw, has_qw, out, fscratch, iscratch):
     """Q5_K of one row ``x`` (float32, a multiple of 256) into ``out`` (176 bytes per
     256), with importance weights ``qw`` when ``has_qw``."""
-    cap = batch_capacity(fscratch, iscratch)
-    v = batch_views(fscratch, iscratch, cap)
-    blocks = x.size // QK_K
-    for b0 in range(0, blocks, cap):
-        b1 = min(blocks, b0 + cap)
-        _q45_k_batch(x[QK_K * b0:QK_K * b1], qw[QK_K * b0:QK_K * b1], has_qw,
-                     out[Q5_K_BYTES * b0:Q5_K_BYTES * b1], b1 - b0, v, 31, Q5_K_BYTES)
+    _quantize_row_q45_k(x, qw, has_qw, out, fscratch, iscratch, 31)
 
 
 @njit(cache=True, error_model="numpy")

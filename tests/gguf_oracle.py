@@ -48,8 +48,20 @@ def _rne(v):
 
 
 def _signed_absmax(xb):
-    # the element of largest magnitude, the first on ties
-    return np.take_along_axis(xb, np.argmax(np.abs(xb), axis=-1)[..., None], -1)[..., 0]
+    # the element of largest magnitude, the first on ties; +0 for a block of zeros
+    # (ggml's search starts from +0 and moves only on a strictly larger magnitude)
+    v = np.take_along_axis(xb, np.argmax(np.abs(xb), axis=-1)[..., None], -1)[..., 0]
+    return np.where(v == 0, F(0), v)
+
+
+def _first_min(xb):
+    # the smallest element, the first of equal ones (a zero minimum: the first zero's
+    # sign), as a running ``v < min`` search finds it
+    return np.take_along_axis(xb, np.argmin(xb, axis=-1)[..., None], -1)[..., 0]
+
+
+def _first_max(xb):
+    return np.take_along_axis(xb, np.argmax(xb, axis=-1)[..., None], -1)[..., 0]
 
 
 def _seq_sum(terms):
@@ -123,8 +135,9 @@ def _make_qkx3(xb, nmax, w):
     """ggml's make_qkx3_quants (rmin -0.9, rdelta 0.05, 36 steps, squared error):
     codes, scale and the_min."""
     rmin, rdelta, nstep = F(-0.9), F(0.05), 36
-    lo = np.minimum(np.min(xb, axis=-1), F(0))
-    hi = np.max(xb, axis=-1)
+    lo = _first_min(xb)
+    lo = np.where(lo > 0, F(0), lo)
+    hi = _first_max(xb)
     sum_w = _seq_sum(w)
     sum_x = _seq_sum(w * xb)
     flat = hi <= lo
@@ -243,8 +256,8 @@ def quantize(name, x, imatrix=None):
     elif name in ("Q4_1", "Q5_1"):
         top = 15 if name == "Q4_1" else 31
         if qw is None:
-            lo = np.min(xb, axis=-1)
-            d = (np.max(xb, axis=-1) - lo) / F(top)
+            lo = _first_min(xb)
+            d = (_first_max(xb) - lo) / F(top)
             c = np.trunc((xb - lo[:, None]) * _inv(d)[:, None] + F(0.5)).astype(np.int64)
             c = np.minimum(top, c)
             m = lo

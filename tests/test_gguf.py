@@ -95,6 +95,37 @@ def test_random_rows_match_oracle(case):
     assert _same_bits(gguf.dequantize(got, name), oracle.dequantize(name, got, x.shape[1]))
 
 
+def _signed_zero_and_tie_blocks():
+    # Blocks of 32 where ggml's running searches decide by the order of the values:
+    # zeros of both signs (the scale and minimum keep the first zero's sign, +0 for a
+    # block of -0s) and magnitudes tied between a positive and a negative value.
+    blocks = []
+    for first, second in ((-0.0, 0.0), (0.0, -0.0)):
+        zeros = np.full(32, second)
+        zeros[::2] = first
+        blocks.append(zeros)
+        above = np.linspace(0.25, 3.0, 32)
+        above[3], above[7] = first, second
+        blocks.append(above)
+        tie = np.linspace(-0.5, 0.5, 32)
+        tie[4], tie[9] = 2.5 * np.copysign(1, first), 2.5 * np.copysign(1, second)
+        blocks.append(tie)
+    blocks.append(np.full(32, -0.0))
+    lone = np.full(32, -0.0)
+    lone[17] = -1.5
+    blocks.append(lone)
+    row = np.concatenate(blocks)                      # 8 blocks: 256 values
+    return np.stack([row, row[::-1].copy()]).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", RANDOM_TYPES)
+def test_signed_zeros_and_ties_match_oracle(name):
+    x = _signed_zero_and_tie_blocks()
+    for imatrix in (None, np.linspace(0.5, 2.0, 256, dtype=np.float32)):
+        got = gguf.quantize(x, name, imatrix=imatrix)
+        assert np.array_equal(got, oracle.quantize(name, x, imatrix))
+
+
 # --------------------------------------------------------------------------- inputs
 def test_other_float_dtypes_and_shapes(monkeypatch):
     rng = np.random.default_rng(3)

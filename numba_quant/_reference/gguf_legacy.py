@@ -45,6 +45,15 @@ _TWO_POW_M24 = np.float32(5.960464477539063e-08)
 _F16_MIN_NORMAL = np.float32(6.103515625e-05)  # 2**-14
 _F16_OVERFLOW = np.float32(65520.0)  # the first value that rounds to infinity
 _I32_LIMIT = np.float32(2147483648.0)
+_I15 = np.int32(15)
+_I31 = np.int32(0x7FFFFFFF)
+_I32_MIN = np.int32(-0x80000000)
+_I31_CODE = np.int32(31)
+_IBYTE = np.int32(0xFF)
+# Without an importance matrix the legacy types quantize a row this many blocks at a
+# time: first every block's scale and codes (the codes into the 2,048 int32 of scratch,
+# GGUF_ISCRATCH), then the packing of the codes, each a loop that vectorises.
+_RUN = 64
 
 
 # --------------------------------------------------------------------------- helpers
@@ -101,18 +110,27 @@ def c_int8(v):
 
 @njit(cache=True)
 def code_int(v, bounded):
-    """:func:`c_int8` of ``v``, by a plain conversion when the caller knows ``v`` small
-    (``bounded``: a finite scale and reciprocal, so that every scaled value of the
-    block lies within a few codes), which lets the block's loop vectorise."""
+    """:func:`c_int8` of ``v`` as an int32, by a plain 32-bit conversion when the caller
+    knows ``v`` small (``bounded``: a finite scale and reciprocal, so that every scaled
+    value of the block lies within a few codes).  32-bit lanes: AVX2 converts floats to
+    int32 eight at a time and has no packed conversion to int64."""
     if bounded:
-        return np.int64(v)
-    return c_int8(v)
+        return np.int32(v)
+    return np.int32(c_int8(v))
 
 
 @njit(cache=True)
 def _bounded(d, inv):
     # Both finite (x - x is 0 for a finite x, NaN otherwise; the GPU has no np.isfinite).
     return d - d == 0 and inv - inv == 0
+
+
+@njit(cache=True, inline="always")
+def block_at(x, s):
+    """The 32 values of the block from ``s`` as a view whose length the compiler cannot
+    fold (rows end at a block boundary, so it is 32): a loop of a known 32 trips is
+    unrolled into scalar code, one of a run-time length vectorises."""
+    return x[s:min(s + 32, x.size)]
 
 
 @njit(cache=True)
@@ -140,7 +158,7 @@ def _weighted_min_fit(x, s, weight, nmax, L, Laux):
     minimum).  A block whose range overflows float32 gets ggml's outcome without the
     search (its reciprocal scale is 0, so its scale is infinite, every code 0 and no
     trial improves on it), which also keeps the search from dividing by zero."""
-    lo, hi = _min_max(x, s, 32)
+    lo, hi = _min_max(x[s:s + 32])
     if hi - min(lo, _F0) == np.float32(np.inf):
         for j in range(32):
             L[j] = 0
@@ -198,7 +216,7 @@ def _fit_group_affine(x, ib0, nl, qw, sigma2, nmax, fscratch, iscratch):
     _transpose_group(x, ib0, nl, qw, sigma2, fscratch)
     wide = False
     for j in range(nl):
-        lo, hi = _min_max(x, (ib0 + j) * 32, 32)
+        lo, hi = _min_max(x[(ib0 + j) * 32:(ib0 + j) * 32 + 32])
         if hi - min(lo, _F0) == np.float32(np.inf):
             wide = True
     if wide:
@@ -269,17 +287,15 @@ def dequantize_row_bf16(data, out):
 def quantize_row_q8_0(x, qw, has_qw, out, fscratch, iscratch):
     # Block of 34 bytes: d (f16), then 32 int8 codes round(x / d), d = amax / 127.
     for ib in range(x.size // 32):
-        s = ib * 32
-        o = ib * 34
-        amax = _F0
-        for j in range(32):
-            amax = max(amax, abs(x[s + j]))
-        d = amax / np.float32(127)
+        block = block_at(x, ib * 32)
+        lo, hi = _extremes(block)
+        d = max(abs(lo), abs(hi)) / np.float32(127)   # (+0 for a block of -0s, as ggml's)
         inv = _F1 / d if d != _F0 else _F0
         ok = _bounded(d, inv)
-        store_f16(out, o, d)
-        for j in range(32):
-            out[o + 2 + j] = np.uint8(code_int(c_roundf(x[s + j] * inv), ok) & 0xFF)
+        store_f16(out, ib * 34, d)
+        codes = out[ib * 34 + 2:ib * 34 + 2 + block.size]
+        for j in range(block.size):
+            codes[j] = np.uint8(code_int(c_roundf(block[j] * inv), ok))
 
 
 @njit(cache=True, inline="always")
@@ -295,48 +311,82 @@ def dequantize_row_q8_0(data, out):
 
 
 # --------------------------------------------------------------------------- Q4_0
-@njit(cache=True)
-def _signed_max(x, s):
-    """The value of largest magnitude among the 32 from ``s``, the first one on ties, and
-    +0 for a block of zeros (ggml's running ``amax < |v|`` search).
-
-    Found as the maximum of integer keys, the magnitude's bits above the position
-    counted down, which vectorises (float comparisons in a loop do not)."""
-    best = np.int64(0)
-    for j in range(32):
-        key = (np.int64(bits_from_f32(x[s + j]) & np.uint32(0x7FFFFFFF)) << 5) | (31 - j)
-        best = max(best, key)
-    if best < 32:
-        return _F0
-    return x[s + 31 - (best & 31)]
-
-
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _order_key(v):
-    # An integer that orders float32 values as the floats do (-0 just below +0).
-    b = np.int64(bits_from_f32(v))
-    return b if b < 0x80000000 else 0x7FFFFFFF - b
+    # An int32 that orders float32 values as the floats do (-0 just below +0): int32
+    # minimum and maximum vectorise, float ones do not (their NaN rules).
+    # (each result cast back: Numba widens int32 arithmetic to int64, half the lanes)
+    b = np.int32(bits_from_f32(v))
+    return np.int32(b ^ ((b >> np.int32(31)) & _I31))
+
+
+@njit(cache=True, inline="always")
+def _from_order_key(k):
+    return f32_from_bits(np.uint32(k ^ ((k >> np.int32(31)) & _I31)))
+
+
+@njit(cache=True, inline="always")
+def _extremes(block):
+    """The smallest and largest value of a finite block (-0 counts below +0)."""
+    lo = _I31
+    hi = _I32_MIN
+    for j in range(block.size):
+        k = _order_key(block[j])
+        lo = np.int32(min(lo, k))
+        hi = np.int32(max(hi, k))
+    return _from_order_key(lo), _from_order_key(hi)
+
+
+@njit(cache=True, inline="always")
+def _signed_max(block):
+    """The value of largest magnitude in ``block``, the first one on ties, and +0 for a
+    block of zeros (ggml's running ``amax < |v|`` search).
+
+    From the block's extremes: the larger magnitude of the two is the answer unless
+    both have it (a tie of +a and -a, or a block of zeros), when the first value of
+    that magnitude is."""
+    lo, hi = _extremes(block)
+    if hi != -lo:
+        # (a select, not a branch: which of the two wins is a coin toss on real data)
+        return hi if hi > -lo else lo
+    if hi == _F0:
+        return _F0
+    for j in range(block.size):
+        if abs(block[j]) == hi:
+            return block[j]
+    return hi
+
+
+@njit(cache=True, inline="always")
+def _min_max(block):
+    """ggml's block minimum and maximum (running ``v < min``, ``v > max``), from
+    :func:`_extremes`; a zero minimum keeps the sign of the block's first zero, as
+    ggml's search does, and a zero maximum is +0, so that ``max - min`` of a block of
+    zeros is +0 as in ggml (the sign of a zero maximum shows nowhere else)."""
+    vlo, vhi = _extremes(block)
+    if vlo == _F0:
+        vlo = _first_zero(block)
+    if vhi == _F0:
+        vhi = _F0
+    return vlo, vhi
 
 
 @njit(cache=True)
-def _min_max(x, s, n):
-    """ggml's block minimum and maximum (running ``v < min``, ``v > max``): through
-    integer keys, which vectorise; a zero minimum keeps the sign of the block's first
-    zero, as ggml's search does (the sign of a zero maximum never shows)."""
-    lo = np.int64(0x7FFFFFFF)
-    hi = np.int64(-0x80000000)
-    for j in range(n):
-        k = _order_key(x[s + j])
-        lo = min(lo, k)
-        hi = max(hi, k)
-    vlo = f32_from_bits(np.uint32(lo if lo >= 0 else 0x7FFFFFFF - lo))
-    vhi = f32_from_bits(np.uint32(hi if hi >= 0 else 0x7FFFFFFF - hi))
-    if vlo == _F0:
-        for j in range(n):
-            if x[s + j] == _F0:
-                vlo = x[s + j]
-                break
-    return vlo, vhi
+def _first_zero(block):
+    # (a function of its own, kept out of line: a loop with an exit inside the caller
+    # keeps the extremes' loop from vectorising)
+    for j in range(block.size):
+        if block[j] == _F0:
+            return block[j]
+    return _F0
+
+
+@njit(cache=True, inline="always")
+def _pack_nibbles(out, pos, L):
+    """The 32 four-bit codes ``L`` as 16 bytes from ``pos``: byte j holds code j in its
+    low nibble and code j + 16 in its high nibble."""
+    for j in range(16):
+        out[pos + j] = np.uint8(L[j] | (L[j + 16] << 4))   # (the low byte)
 
 
 @njit(cache=True, inline="always")
@@ -351,23 +401,23 @@ def quantize_row_q4_0(x, qw, has_qw, out, fscratch, iscratch):
             if g == 0:
                 _fit_group_sym(x, ib, min(_LANES, nb - ib), qw, sigma2, 8, fscratch,
                                iscratch)
-            o = ib * 18
-            store_f16(out, o, fscratch[_F_SC + g])
-            c = _I_L + 32 * g
-            for j in range(16):
-                out[o + 2 + j] = np.uint8((iscratch[c + j] | (iscratch[c + j + 16] << 4)) & 0xFF)
+            store_f16(out, ib * 18, fscratch[_F_SC + g])
+            _pack_nibbles(out, ib * 18 + 2, iscratch[_I_L + 32 * g:_I_L + 32 * g + 32])
         return
-    for ib in range(x.size // 32):
-        s = ib * 32
-        o = ib * 18
-        d = _signed_max(x, s) / np.float32(-8)
-        inv = _F1 / d if d != _F0 else _F0
-        ok = _bounded(d, inv)
-        store_f16(out, o, d)
-        for j in range(16):
-            lo = min(15, code_int(mul_rn(x[s + j], inv) + np.float32(8.5), ok))
-            hi = min(15, code_int(mul_rn(x[s + 16 + j], inv) + np.float32(8.5), ok))
-            out[o + 2 + j] = np.uint8(((lo & 0xFF) | ((hi & 0xFF) << 4)) & 0xFF)
+    nb = x.size // 32
+    for b0 in range(0, nb, _RUN):
+        n = min(_RUN, nb - b0)
+        for k in range(n):
+            block = block_at(x, (b0 + k) * 32)
+            d = _signed_max(block) / np.float32(-8)
+            inv = _F1 / d if d != _F0 else _F0
+            ok = _bounded(d, inv)
+            store_f16(out, (b0 + k) * 18, d)
+            L = iscratch[k * 32:k * 32 + block.size]
+            for j in range(block.size):
+                L[j] = min(_I15, code_int(mul_rn(block[j], inv) + np.float32(8.5), ok))
+        for k in range(n):
+            _pack_nibbles(out, (b0 + k) * 18 + 2, iscratch[k * 32:k * 32 + 32])
 
 
 @njit(cache=True, inline="always")
@@ -395,26 +445,26 @@ def quantize_row_q4_1(x, qw, has_qw, out, fscratch, iscratch):
             if g == 0:
                 _fit_group_affine(x, ib, min(_LANES, nb - ib), qw, sigma2, 15, fscratch,
                                   iscratch)
-            o = ib * 20
-            store_f16(out, o, fscratch[_F_SC + g])
-            store_f16(out, o + 2, -fscratch[_F_MN + g])
-            c = _I_L + 32 * g
-            for j in range(16):
-                out[o + 4 + j] = np.uint8((iscratch[c + j] | (iscratch[c + j + 16] << 4)) & 0xFF)
+            store_f16(out, ib * 20, fscratch[_F_SC + g])
+            store_f16(out, ib * 20 + 2, -fscratch[_F_MN + g])
+            _pack_nibbles(out, ib * 20 + 4, iscratch[_I_L + 32 * g:_I_L + 32 * g + 32])
         return
-    for ib in range(x.size // 32):
-        s = ib * 32
-        o = ib * 20
-        lo, hi = _min_max(x, s, 32)
-        d = (hi - lo) / np.float32(15)
-        inv = _F1 / d if d != _F0 else _F0
-        ok = _bounded(d, inv)
-        store_f16(out, o, d)
-        store_f16(out, o + 2, lo)
-        for j in range(16):
-            c0 = min(15, code_int(mul_rn(x[s + j] - lo, inv) + _HALF, ok))
-            c1 = min(15, code_int(mul_rn(x[s + 16 + j] - lo, inv) + _HALF, ok))
-            out[o + 4 + j] = np.uint8(((c0 & 0xFF) | ((c1 & 0xFF) << 4)) & 0xFF)
+    nb = x.size // 32
+    for b0 in range(0, nb, _RUN):
+        n = min(_RUN, nb - b0)
+        for k in range(n):
+            block = block_at(x, (b0 + k) * 32)
+            lo, hi = _min_max(block)
+            d = (hi - lo) / np.float32(15)
+            inv = _F1 / d if d != _F0 else _F0
+            ok = _bounded(d, inv)
+            store_f16(out, (b0 + k) * 20, d)
+            store_f16(out, (b0 + k) * 20 + 2, lo)
+            L = iscratch[k * 32:k * 32 + block.size]
+            for j in range(block.size):
+                L[j] = min(_I15, code_int(mul_rn(block[j] - lo, inv) + _HALF, ok))
+        for k in range(n):
+            _pack_nibbles(out, (b0 + k) * 20 + 4, iscratch[k * 32:k * 32 + 32])
 
 
 @njit(cache=True, inline="always")
@@ -467,27 +517,33 @@ def _load_5bit(data, qs_pos, qh, j):
 def quantize_row_q5_0(x, qw, has_qw, out, fscratch, iscratch):
     # Block of 22 bytes: d (f16), qh (4 bytes, little-endian), 16 bytes of low nibbles;
     # value = (code - 16) * d.
-    L = iscratch[:32]
-    sigma2 = row_sigma2(x) if has_qw else _F0
     nb = x.size // 32
-    for ib in range(nb):
-        s = ib * 32
-        o = ib * 22
-        if has_qw:
+    if has_qw:
+        L = iscratch[:32]
+        sigma2 = row_sigma2(x)
+        for ib in range(nb):
             g = ib % _LANES
             if g == 0:
                 _fit_group_sym(x, ib, min(_LANES, nb - ib), qw, sigma2, 16, fscratch,
                                iscratch)
-            store_f16(out, o, fscratch[_F_SC + g])
+            store_f16(out, ib * 22, fscratch[_F_SC + g])
             _group_codes(iscratch, g, L)
-        else:
-            d = _signed_max(x, s) / np.float32(-16)
+            _store_5bit_codes(out, ib * 22 + 6, ib * 22 + 2, L)
+        return
+    for b0 in range(0, nb, _RUN):
+        n = min(_RUN, nb - b0)
+        for k in range(n):
+            block = block_at(x, (b0 + k) * 32)
+            d = _signed_max(block) / np.float32(-16)
             inv = _F1 / d if d != _F0 else _F0
             ok = _bounded(d, inv)
-            store_f16(out, o, d)
-            for j in range(32):
-                L[j] = min(31, code_int(mul_rn(x[s + j], inv) + np.float32(16.5), ok)) & 0xFF
-        _store_5bit_codes(out, o + 6, o + 2, L)
+            store_f16(out, (b0 + k) * 22, d)
+            L = iscratch[k * 32:k * 32 + block.size]
+            for j in range(block.size):
+                L[j] = min(_I31_CODE, code_int(mul_rn(block[j], inv) + np.float32(16.5), ok)) & _IBYTE
+        for k in range(n):
+            o = (b0 + k) * 22
+            _store_5bit_codes(out, o + 6, o + 2, iscratch[k * 32:k * 32 + 32])
 
 
 @njit(cache=True, inline="always")
@@ -506,30 +562,36 @@ def dequantize_row_q5_0(data, out):
 def quantize_row_q5_1(x, qw, has_qw, out, fscratch, iscratch):
     # Block of 24 bytes: d (f16), m (f16), qh (4 bytes), 16 bytes of low nibbles;
     # value = code * d + m.
-    L = iscratch[:32]
-    sigma2 = row_sigma2(x) if has_qw else _F0
     nb = x.size // 32
-    for ib in range(nb):
-        s = ib * 32
-        o = ib * 24
-        if has_qw:
+    if has_qw:
+        L = iscratch[:32]
+        sigma2 = row_sigma2(x)
+        for ib in range(nb):
             g = ib % _LANES
             if g == 0:
                 _fit_group_affine(x, ib, min(_LANES, nb - ib), qw, sigma2, 31, fscratch,
                                   iscratch)
-            store_f16(out, o, fscratch[_F_SC + g])
-            store_f16(out, o + 2, -fscratch[_F_MN + g])
+            store_f16(out, ib * 24, fscratch[_F_SC + g])
+            store_f16(out, ib * 24 + 2, -fscratch[_F_MN + g])
             _group_codes(iscratch, g, L)
-        else:
-            lo, hi = _min_max(x, s, 32)
+            _store_5bit_codes(out, ib * 24 + 8, ib * 24 + 4, L)
+        return
+    for b0 in range(0, nb, _RUN):
+        n = min(_RUN, nb - b0)
+        for k in range(n):
+            block = block_at(x, (b0 + k) * 32)
+            lo, hi = _min_max(block)
             d = (hi - lo) / np.float32(31)
             inv = _F1 / d if d != _F0 else _F0
             ok = _bounded(d, inv)
-            store_f16(out, o, d)
-            store_f16(out, o + 2, lo)
-            for j in range(32):
-                L[j] = code_int(mul_rn(x[s + j] - lo, inv) + _HALF, ok) & 0xFF
-        _store_5bit_codes(out, o + 8, o + 4, L)
+            store_f16(out, (b0 + k) * 24, d)
+            store_f16(out, (b0 + k) * 24 + 2, lo)
+            L = iscratch[k * 32:k * 32 + block.size]
+            for j in range(block.size):
+                L[j] = code_int(mul_rn(block[j] - lo, inv) + _HALF, ok) & _IBYTE
+        for k in range(n):
+            o = (b0 + k) * 24
+            _store_5bit_codes(out, o + 8, o + 4, iscratch[k * 32:k * 32 + 32])
 
 
 @njit(cache=True, inline="always")

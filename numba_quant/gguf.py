@@ -140,7 +140,7 @@ def quantize(x, qtype, *, imatrix=None, out=None):
     out : array, optional
         Where to write the bytes: uint8 ``(..., row_size)``, C-contiguous, on ``x``'s
         device (for example a tensor's place in a file being written).  A call that
-        raises may leave rows before the bad one written.
+        raises may leave rows written, the bad one included.
 
     Returns
     -------

@@ -10,9 +10,9 @@ again): the first call of a type compiles in about half the time, and runs as fa
 The row functions are ``inline="always"`` for the same reason (compiled once, inside
 the kernel), so each kernel has its row function's ``error_model`` (the K-quants'
 ``"numpy"``: a float division by zero gives inf or NaN, as in C).  The quantize kernels
-also flag, per row, a non-finite input (status 1, the row is then not quantized) and a
-float16 scale that came out infinite (status 2): ggml writes such rows silently; the
-public module refuses them.
+also flag, per row, a non-finite input (status 1; the row is not quantized, except by
+F16 and BF16, which convert it and then look) and a float16 scale that came out
+infinite (status 2): ggml writes such rows silently; the public module refuses them.
 """
 import numpy as np
 from numba import njit
@@ -60,23 +60,26 @@ def _after(out, i, status, type_size, fields):
 # zeroed, fields int64 offsets of the float16 fields in a block of type_size bytes,
 # blocks the K-quants' super-blocks per batch (GGUF_CPU_SUPER_BLOCKS); rows r0 .. r1-1.
 
+# F16 and BF16 write a non-finite value exactly where the input has one or a value beyond
+# the type's range, so their rows are checked after conversion, and the input only when
+# the output shows a bad value: one pass over the floats instead of two.
+
 @njit(nogil=True, cache=True)
 def quantize_f16(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
     fs, ws = _scratch(blocks)
     for i in range(r0, r1):
-        if _status(x, i, status):
-            lg.quantize_row_f16(x[i], qw, has_qw, out[i], fs, ws)
-            _after(out, i, status, type_size, fields)
+        lg.quantize_row_f16(x[i], qw, has_qw, out[i], fs, ws)
+        if f16_overflow(out[i], type_size, fields) and _status(x, i, status):
+            status[i] = ROW_SCALE_OVERFLOW
 
 
 @njit(nogil=True, cache=True)
 def quantize_bf16(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
     fs, ws = _scratch(blocks)
     for i in range(r0, r1):
-        if _status(x, i, status):
-            lg.quantize_row_bf16(x[i], qw, has_qw, out[i], fs, ws)
-            if bf16_overflow(out[i]):
-                status[i] = ROW_SCALE_OVERFLOW
+        lg.quantize_row_bf16(x[i], qw, has_qw, out[i], fs, ws)
+        if bf16_overflow(out[i]) and _status(x, i, status):
+            status[i] = ROW_SCALE_OVERFLOW
 
 
 @njit(nogil=True, cache=True)

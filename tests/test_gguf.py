@@ -198,14 +198,16 @@ def test_row_length_not_a_multiple_of_the_block():
         gguf.quantize(np.zeros((2, 64), np.float32), "IQ4_XS")
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("bad", [np.nan, -np.nan, np.inf, -np.inf])
 def test_nonfinite_names_the_first_bad_row(bad, monkeypatch):
     x = np.zeros((5, 64), np.float32)
     x[3, 7] = bad
     x[4, 0] = bad
     # (F16 and BF16 convert first and look at the input when the output shows a bad
-    # value: still named as non-finite, not as out of range)
-    for name in ("Q5_1", "F16", "BF16"):
+    # value, the legacy types and Q8_0 find it in the blocks' extremes: still named as
+    # non-finite, not as out of range)
+    names = ("Q5_1", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0")
+    for name in [t for t in names if THOROUGH or t in GGUF_DEFAULT_TYPES]:
         with pytest.raises(ValueError, match=r"row \[3\] holds NaN or infinite"):
             gguf.quantize(x, name)
     monkeypatch.setattr(_tuning, "WIDEN_CHUNK", 64)  # one row per chunk

@@ -10,9 +10,11 @@ again): the first call of a type compiles in about half the time, and runs as fa
 The row functions are ``inline="always"`` for the same reason (compiled once, inside
 the kernel), so each kernel has its row function's ``error_model`` (the K-quants'
 ``"numpy"``: a float division by zero gives inf or NaN, as in C).  The quantize kernels
-also flag, per row, a non-finite input (status 1; the row is not quantized, except by
-F16 and BF16, which convert it and then look) and a float16 scale that came out
+also flag, per row, a non-finite input (status 1) and a float16 scale that came out
 infinite (status 2): ggml writes such rows silently; the public module refuses them.
+Most kernels test a row before quantizing it; F16 and BF16 look at the output first,
+and the legacy types and Q8_0 without an importance matrix learn it from the blocks'
+extremes while quantizing (both write the bad row's bytes).
 """
 import numpy as np
 from numba import njit
@@ -82,49 +84,58 @@ def quantize_bf16(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1)
             status[i] = ROW_SCALE_OVERFLOW
 
 
+@njit(cache=True)
+def _checked_by_row(finite, out, i, status, type_size, fields):
+    # The legacy types and Q8_0 without an importance matrix: the row function said
+    # whether the row was finite.
+    if finite:
+        _after(out, i, status, type_size, fields)
+    else:
+        status[i] = ROW_NONFINITE
+
+
 @njit(nogil=True, cache=True)
 def quantize_q8_0(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
     fs, ws = _scratch(blocks)
     for i in range(r0, r1):
-        if _status(x, i, status):
-            lg.quantize_row_q8_0(x[i], qw, has_qw, out[i], fs, ws)
-            _after(out, i, status, type_size, fields)
+        finite = lg.quantize_row_q8_0(x[i], qw, has_qw, out[i], fs, ws)
+        _checked_by_row(finite, out, i, status, type_size, fields)
 
 
 @njit(nogil=True, cache=True)
 def quantize_q4_0(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
     fs, ws = _scratch(blocks)
     for i in range(r0, r1):
-        if _status(x, i, status):
-            lg.quantize_row_q4_0(x[i], qw, has_qw, out[i], fs, ws)
-            _after(out, i, status, type_size, fields)
+        if not has_qw or _status(x, i, status):
+            finite = lg.quantize_row_q4_0(x[i], qw, has_qw, out[i], fs, ws)
+            _checked_by_row(finite, out, i, status, type_size, fields)
 
 
 @njit(nogil=True, cache=True)
 def quantize_q4_1(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
     fs, ws = _scratch(blocks)
     for i in range(r0, r1):
-        if _status(x, i, status):
-            lg.quantize_row_q4_1(x[i], qw, has_qw, out[i], fs, ws)
-            _after(out, i, status, type_size, fields)
+        if not has_qw or _status(x, i, status):
+            finite = lg.quantize_row_q4_1(x[i], qw, has_qw, out[i], fs, ws)
+            _checked_by_row(finite, out, i, status, type_size, fields)
 
 
 @njit(nogil=True, cache=True)
 def quantize_q5_0(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
     fs, ws = _scratch(blocks)
     for i in range(r0, r1):
-        if _status(x, i, status):
-            lg.quantize_row_q5_0(x[i], qw, has_qw, out[i], fs, ws)
-            _after(out, i, status, type_size, fields)
+        if not has_qw or _status(x, i, status):
+            finite = lg.quantize_row_q5_0(x[i], qw, has_qw, out[i], fs, ws)
+            _checked_by_row(finite, out, i, status, type_size, fields)
 
 
 @njit(nogil=True, cache=True)
 def quantize_q5_1(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
     fs, ws = _scratch(blocks)
     for i in range(r0, r1):
-        if _status(x, i, status):
-            lg.quantize_row_q5_1(x[i], qw, has_qw, out[i], fs, ws)
-            _after(out, i, status, type_size, fields)
+        if not has_qw or _status(x, i, status):
+            finite = lg.quantize_row_q5_1(x[i], qw, has_qw, out[i], fs, ws)
+            _checked_by_row(finite, out, i, status, type_size, fields)
 
 
 @njit(nogil=True, cache=True)

@@ -15,6 +15,7 @@ from numba import njit
 from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 from numba_quant._host.blocks_plan import F16
 from numba_quant._reference.blocks import f16_bits_to_f32, f32_to_f16_bits, round_to
+from numba_quant._reference.gguf_rows import span
 from numba_quant._reference.gguf_search import (
     make_q3_quants, make_qkx_lanes, make_qp_quants, make_qx_quants, make_qx_quants_lanes,
     nearest_int, wrap_i8, wrap_u8)
@@ -256,11 +257,13 @@ def dequantize_row_q2_k(data, out):
                 sc = np.int64(blk[8 * h + g])
                 dl = d * np.float32(sc & 0xF)
                 ml = dmin * np.float32(sc >> 4)
-                shift = 2 * (g >> 1)
-                q0 = 16 + 32 * h + 16 * (g & 1)
-                y0 = 128 * h + 16 * g
-                for l in range(16):
-                    y[y0 + l] = mul_rn(dl, np.float32((np.int64(blk[q0 + l]) >> shift) & 3)) - ml
+                shift = np.int32(2 * (g >> 1))
+                # (views of a run-time length and int32 codes: the loop vectorises)
+                yl = span(y, 128 * h + 16 * g, 16)
+                ql = span(blk, 16 + 32 * h + 16 * (g & 1), yl.size)
+                for l in range(yl.size):
+                    q = np.int32((np.int32(ql[l]) >> shift) & np.int32(3))
+                    yl[l] = mul_rn(dl, np.float32(q)) - ml
 
 
 # --------------------------------------------------------------------------- Q3_K
@@ -374,11 +377,13 @@ def dequantize_row_q3_k(data, out):
         for h in range(2):
             for g in range(8):
                 dl = d_all * np.float32(_q3_scale_code(sb, 8 * h + g))
-                shift = 2 * (g >> 1)
-                bit = 1 << (4 * h + (g >> 1))
+                shift = np.int32(2 * (g >> 1))
+                bit = np.int32(1 << (4 * h + (g >> 1)))
                 off = 16 * (g & 1)
-                y0 = 128 * h + 16 * g
-                for l in range(16):
-                    q = (np.int64(blk[32 + 32 * h + off + l]) >> shift) & 3
-                    q -= 0 if (np.int64(blk[off + l]) & bit) != 0 else 4
-                    y[y0 + l] = dl * np.float32(q)
+                yl = span(y, 128 * h + 16 * g, 16)
+                ql = span(blk, 32 + 32 * h + off, yl.size)
+                hm = span(blk, off, yl.size)
+                for l in range(yl.size):
+                    q = np.int32((np.int32(ql[l]) >> shift) & np.int32(3))
+                    q = np.int32(q - (np.int32(0) if (np.int32(hm[l]) & bit) != 0 else np.int32(4)))
+                    yl[l] = dl * np.float32(q)

@@ -20,6 +20,7 @@ from numba_quant._reference.gguf_k_low import (  # noqa: F401  (re-exported)
     QK_K, batch_capacity, batch_views, dequantize_row_q2_k, dequantize_row_q3_k,
     imatrix_weights, load_f16, quantize_row_q2_k, quantize_row_q3_k, search_qkx,
     search_qx, store_f16, sum_squares)
+from numba_quant._reference.gguf_rows import span
 from numba_quant._reference.gguf_search import (
     GROUP_MAX_EPS, make_qp_quants, nearest_int, wrap_i8, wrap_u8)
 from numba_quant._reference.primitives import mul_rn
@@ -215,10 +216,10 @@ def _dequantize_q45_k(data, out, nbytes, qs0, high):
             ml0 = mul_rn(dmin, np.float32(m0))
             dl1 = mul_rn(d, np.float32(sc1))
             ml1 = mul_rn(dmin, np.float32(m1))
-            qs = blk[qs0 + 32 * c:qs0 + 32 * c + 32]
-            y0 = y[64 * c:64 * c + 32]
-            y1 = y[64 * c + 32:64 * c + 64]
-            for l in range(32):
+            y0 = span(y, 64 * c, 32)
+            y1 = span(y, 64 * c + 32, 32)
+            qs = span(blk, qs0 + 32 * c, y0.size)
+            for l in range(y0.size):
                 v = np.int32(qs[l])
                 lo = v & 0xF
                 hi = v >> 4
@@ -319,19 +320,30 @@ def dequantize_row_q6_k(data, out):
         y = out[QK_K * b:QK_K * (b + 1)]
         d = load_f16(blk, 208)
         for h in range(2):
-            for l in range(32):
-                qh = np.int64(blk[128 + 32 * h + l])
-                lo0 = np.int64(blk[64 * h + l])
-                lo1 = np.int64(blk[64 * h + 32 + l])
-                q1 = ((lo0 & 0xF) | ((qh & 3) << 4)) - 32
-                q2 = ((lo1 & 0xF) | (((qh >> 2) & 3) << 4)) - 32
-                q3 = ((lo0 >> 4) | (((qh >> 4) & 3) << 4)) - 32
-                q4 = ((lo1 >> 4) | (((qh >> 6) & 3) << 4)) - 32
-                s0 = 192 + 8 * h + l // 16
-                y[128 * h + l] = mul_rn(d, np.float32(wrap_i8(np.int64(blk[s0])))) * np.float32(q1)
-                y[128 * h + 32 + l] = (mul_rn(d, np.float32(wrap_i8(np.int64(blk[s0 + 2]))))
-                                       * np.float32(q2))
-                y[128 * h + 64 + l] = (mul_rn(d, np.float32(wrap_i8(np.int64(blk[s0 + 4]))))
-                                       * np.float32(q3))
-                y[128 * h + 96 + l] = (mul_rn(d, np.float32(wrap_i8(np.int64(blk[s0 + 6]))))
-                                       * np.float32(q4))
+            for k in range(2):
+                # values 128h + 32i + 16k + l (i = 0..3, l = 0..15) share scale 8h + k + 2i;
+                # views of a run-time length and int32 codes: the loop vectorises
+                s0 = 192 + 8 * h + k
+                d1 = mul_rn(d, np.float32(wrap_i8(np.int64(blk[s0]))))
+                d2 = mul_rn(d, np.float32(wrap_i8(np.int64(blk[s0 + 2]))))
+                d3 = mul_rn(d, np.float32(wrap_i8(np.int64(blk[s0 + 4]))))
+                d4 = mul_rn(d, np.float32(wrap_i8(np.int64(blk[s0 + 6]))))
+                y1 = span(y, 128 * h + 16 * k, 16)
+                y2 = span(y, 128 * h + 32 + 16 * k, y1.size)
+                y3 = span(y, 128 * h + 64 + 16 * k, y1.size)
+                y4 = span(y, 128 * h + 96 + 16 * k, y1.size)
+                hb = span(blk, 128 + 32 * h + 16 * k, y1.size)
+                lb0 = span(blk, 64 * h + 16 * k, y1.size)
+                lb1 = span(blk, 64 * h + 32 + 16 * k, y1.size)
+                for l in range(y1.size):
+                    qh = np.int32(hb[l])
+                    lo0 = np.int32(lb0[l])
+                    lo1 = np.int32(lb1[l])
+                    q1 = np.int32(((lo0 & 0xF) | ((qh & 3) << 4)) - 32)
+                    q2 = np.int32(((lo1 & 0xF) | (((qh >> 2) & 3) << 4)) - 32)
+                    q3 = np.int32(((lo0 >> 4) | (((qh >> 4) & 3) << 4)) - 32)
+                    q4 = np.int32(((lo1 >> 4) | (((qh >> 6) & 3) << 4)) - 32)
+                    y1[l] = d1 * np.float32(q1)
+                    y2[l] = d2 * np.float32(q2)
+                    y3[l] = d3 * np.float32(q3)
+                    y4[l] = d4 * np.float32(q4)

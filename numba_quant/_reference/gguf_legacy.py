@@ -30,6 +30,7 @@ from numba_quant._reference.blocks import (
     f32_to_f16_bits,
     round_bf16,
 )
+from numba_quant._reference.gguf_rows import span
 from numba_quant._reference.gguf_search import (
     make_qkx3_quants,
     make_qkx_lanes,
@@ -52,7 +53,10 @@ _I31_CODE = np.int32(31)
 _IBYTE = np.int32(0xFF)
 # Without an importance matrix the legacy types quantize a row this many blocks at a
 # time: first every block's scale and codes (the codes into the 2,048 int32 of scratch,
-# GGUF_ISCRATCH), then the packing of the codes, each a loop that vectorises.
+# GGUF_ISCRATCH), then the packing of the codes, each a loop that vectorises.  Their row
+# functions (and Q8_0's) return whether every value was finite, known from the blocks'
+# extremes, so that the kernels need no separate pass over the row for it (with an
+# importance matrix they return True: the kernels check those rows first).
 _RUN = 64
 
 
@@ -127,10 +131,8 @@ def _bounded(d, inv):
 
 @njit(cache=True, inline="always")
 def block_at(x, s):
-    """The 32 values of the block from ``s`` as a view whose length the compiler cannot
-    fold (rows end at a block boundary, so it is 32): a loop of a known 32 trips is
-    unrolled into scalar code, one of a run-time length vectorises."""
-    return x[s:min(s + 32, x.size)]
+    """The 32 values of the block from ``s`` (:func:`span`)."""
+    return span(x, s, 32)
 
 
 @njit(cache=True)
@@ -286,9 +288,12 @@ def dequantize_row_bf16(data, out):
 @njit(cache=True, inline="always")
 def quantize_row_q8_0(x, qw, has_qw, out, fscratch, iscratch):
     # Block of 34 bytes: d (f16), then 32 int8 codes round(x / d), d = amax / 127.
+    # Returns whether every value was finite (from the blocks' extremes).
+    finite = True
     for ib in range(x.size // 32):
         block = block_at(x, ib * 32)
         lo, hi = _extremes(block)
+        finite &= _finite(lo, hi)
         d = max(abs(lo), abs(hi)) / np.float32(127)   # (+0 for a block of -0s, as ggml's)
         inv = _F1 / d if d != _F0 else _F0
         ok = _bounded(d, inv)
@@ -296,17 +301,18 @@ def quantize_row_q8_0(x, qw, has_qw, out, fscratch, iscratch):
         codes = out[ib * 34 + 2:ib * 34 + 2 + block.size]
         for j in range(block.size):
             codes[j] = np.uint8(code_int(c_roundf(block[j] * inv), ok))
+    return finite
 
 
 @njit(cache=True, inline="always")
 def dequantize_row_q8_0(data, out):
-    # (the block's codes and values as views indexed from 0: no negative-index check
-    # in the inner loop, which then vectorises)
+    # (the block's codes and values as views indexed from 0, of a length the compiler
+    # cannot fold: no negative-index check in the inner loop, which then vectorises)
     for ib in range(out.size // 32):
         d = load_f16(data, ib * 34)
-        codes = data[ib * 34 + 2:ib * 34 + 34]
-        values = out[ib * 32:ib * 32 + 32]
-        for j in range(32):
+        values = block_at(out, ib * 32)
+        codes = span(data, ib * 34 + 2, values.size)
+        for j in range(values.size):
             values[j] = np.float32(np.int8(codes[j])) * d
 
 
@@ -327,7 +333,9 @@ def _from_order_key(k):
 
 @njit(cache=True, inline="always")
 def _extremes(block):
-    """The smallest and largest value of a finite block (-0 counts below +0)."""
+    """The smallest and largest value of a block (-0 counts below +0); a NaN comes out
+    as one of them (its key lies beyond infinity's), so :func:`_finite` of the two says
+    whether the whole block is finite."""
     lo = _I31
     hi = _I32_MIN
     for j in range(block.size):
@@ -338,14 +346,18 @@ def _extremes(block):
 
 
 @njit(cache=True, inline="always")
-def _signed_max(block):
+def _finite(lo, hi):
+    return (lo >= -_FLT_MAX) & (hi <= _FLT_MAX)
+
+
+@njit(cache=True, inline="always")
+def _signed_max(block, lo, hi):
     """The value of largest magnitude in ``block``, the first one on ties, and +0 for a
     block of zeros (ggml's running ``amax < |v|`` search).
 
     From the block's extremes: the larger magnitude of the two is the answer unless
     both have it (a tie of +a and -a, or a block of zeros), when the first value of
-    that magnitude is."""
-    lo, hi = _extremes(block)
+    that magnitude is (``lo``, ``hi``: the block's :func:`_extremes`)."""
     if hi != -lo:
         # (a select, not a branch: which of the two wins is a coin toss on real data)
         return hi if hi > -lo else lo
@@ -403,13 +415,16 @@ def quantize_row_q4_0(x, qw, has_qw, out, fscratch, iscratch):
                                iscratch)
             store_f16(out, ib * 18, fscratch[_F_SC + g])
             _pack_nibbles(out, ib * 18 + 2, iscratch[_I_L + 32 * g:_I_L + 32 * g + 32])
-        return
+        return True   # (rows with an importance matrix are checked before)
     nb = x.size // 32
+    finite = True
     for b0 in range(0, nb, _RUN):
         n = min(_RUN, nb - b0)
         for k in range(n):
             block = block_at(x, (b0 + k) * 32)
-            d = _signed_max(block) / np.float32(-8)
+            lo, hi = _extremes(block)
+            finite &= _finite(lo, hi)
+            d = _signed_max(block, lo, hi) / np.float32(-8)
             inv = _F1 / d if d != _F0 else _F0
             ok = _bounded(d, inv)
             store_f16(out, (b0 + k) * 18, d)
@@ -418,18 +433,20 @@ def quantize_row_q4_0(x, qw, has_qw, out, fscratch, iscratch):
                 L[j] = min(_I15, code_int(mul_rn(block[j], inv) + np.float32(8.5), ok))
         for k in range(n):
             _pack_nibbles(out, (b0 + k) * 18 + 2, iscratch[k * 32:k * 32 + 32])
+    return finite
 
 
 @njit(cache=True, inline="always")
 def dequantize_row_q4_0(data, out):
     for ib in range(out.size // 32):
         d = load_f16(data, ib * 18)
-        codes = data[ib * 18 + 2:ib * 18 + 18]
-        values = out[ib * 32:ib * 32 + 32]
-        for j in range(16):
+        values = block_at(out, ib * 32)
+        h = values.size // 2
+        codes = span(data, ib * 18 + 2, h)
+        for j in range(h):
             b = np.int32(codes[j])
             values[j] = np.float32((b & 15) - 8) * d
-            values[16 + j] = np.float32((b >> 4) - 8) * d
+            values[h + j] = np.float32((b >> 4) - 8) * d
 
 
 # --------------------------------------------------------------------------- Q4_1
@@ -448,13 +465,15 @@ def quantize_row_q4_1(x, qw, has_qw, out, fscratch, iscratch):
             store_f16(out, ib * 20, fscratch[_F_SC + g])
             store_f16(out, ib * 20 + 2, -fscratch[_F_MN + g])
             _pack_nibbles(out, ib * 20 + 4, iscratch[_I_L + 32 * g:_I_L + 32 * g + 32])
-        return
+        return True
     nb = x.size // 32
+    finite = True
     for b0 in range(0, nb, _RUN):
         n = min(_RUN, nb - b0)
         for k in range(n):
             block = block_at(x, (b0 + k) * 32)
             lo, hi = _min_max(block)
+            finite &= _finite(lo, hi)
             d = (hi - lo) / np.float32(15)
             inv = _F1 / d if d != _F0 else _F0
             ok = _bounded(d, inv)
@@ -465,6 +484,7 @@ def quantize_row_q4_1(x, qw, has_qw, out, fscratch, iscratch):
                 L[j] = min(_I15, code_int(mul_rn(block[j] - lo, inv) + _HALF, ok))
         for k in range(n):
             _pack_nibbles(out, (b0 + k) * 20 + 4, iscratch[k * 32:k * 32 + 32])
+    return finite
 
 
 @njit(cache=True, inline="always")
@@ -472,12 +492,13 @@ def dequantize_row_q4_1(data, out):
     for ib in range(out.size // 32):
         d = load_f16(data, ib * 20)
         m = load_f16(data, ib * 20 + 2)
-        codes = data[ib * 20 + 4:ib * 20 + 20]
-        values = out[ib * 32:ib * 32 + 32]
-        for j in range(16):
+        values = block_at(out, ib * 32)
+        h = values.size // 2
+        codes = span(data, ib * 20 + 4, h)
+        for j in range(h):
             b = np.int32(codes[j])
             values[j] = mul_rn(np.float32(b & 15), d) + m
-            values[16 + j] = mul_rn(np.float32(b >> 4), d) + m
+            values[h + j] = mul_rn(np.float32(b >> 4), d) + m
 
 
 # --------------------------------------------------------------------------- Q5_0 / Q5_1
@@ -506,11 +527,12 @@ def _group_codes(iscratch, g, L):
         L[j] = iscratch[_I_L + 32 * g + j] & 0xFF
 
 
-@njit(cache=True)
-def _load_5bit(data, qs_pos, qh, j):
-    """The codes of values ``j`` and ``j + 16`` that :func:`_store_5bit` wrote."""
-    b = np.int64(data[qs_pos + j])
-    return (b & 15) | (((qh >> j) & 1) << 4), (b >> 4) | (((qh >> (j + 16)) & 1) << 4)
+@njit(cache=True, inline="always")
+def _load_5bit(qs, qh, j, h):
+    """The codes of values ``j`` and ``j + h`` (``h`` = 16) that :func:`_store_5bit`
+    wrote: low nibbles from the bytes ``qs``, fifth bits from the 32-bit ``qh``."""
+    b = np.int64(qs[j])
+    return (b & 15) | (((qh >> j) & 1) << 4), (b >> 4) | (((qh >> (j + h)) & 1) << 4)
 
 
 @njit(cache=True, inline="always")
@@ -529,12 +551,15 @@ def quantize_row_q5_0(x, qw, has_qw, out, fscratch, iscratch):
             store_f16(out, ib * 22, fscratch[_F_SC + g])
             _group_codes(iscratch, g, L)
             _store_5bit_codes(out, ib * 22 + 6, ib * 22 + 2, L)
-        return
+        return True
+    finite = True
     for b0 in range(0, nb, _RUN):
         n = min(_RUN, nb - b0)
         for k in range(n):
             block = block_at(x, (b0 + k) * 32)
-            d = _signed_max(block) / np.float32(-16)
+            lo, hi = _extremes(block)
+            finite &= _finite(lo, hi)
+            d = _signed_max(block, lo, hi) / np.float32(-16)
             inv = _F1 / d if d != _F0 else _F0
             ok = _bounded(d, inv)
             store_f16(out, (b0 + k) * 22, d)
@@ -544,6 +569,7 @@ def quantize_row_q5_0(x, qw, has_qw, out, fscratch, iscratch):
         for k in range(n):
             o = (b0 + k) * 22
             _store_5bit_codes(out, o + 6, o + 2, iscratch[k * 32:k * 32 + 32])
+    return finite
 
 
 @njit(cache=True, inline="always")
@@ -552,10 +578,13 @@ def dequantize_row_q5_0(data, out):
         o = ib * 22
         d = load_f16(data, o)
         qh = _load_u32(data, o + 2)
-        for j in range(16):
-            c0, c1 = _load_5bit(data, o + 6, qh, j)
-            out[ib * 32 + j] = np.float32(c0 - 16) * d
-            out[ib * 32 + 16 + j] = np.float32(c1 - 16) * d
+        values = block_at(out, ib * 32)
+        h = values.size // 2
+        qs = span(data, o + 6, h)
+        for j in range(h):
+            c0, c1 = _load_5bit(qs, qh, j, h)
+            values[j] = np.float32(c0 - 16) * d
+            values[h + j] = np.float32(c1 - 16) * d
 
 
 @njit(cache=True, inline="always")
@@ -575,12 +604,14 @@ def quantize_row_q5_1(x, qw, has_qw, out, fscratch, iscratch):
             store_f16(out, ib * 24 + 2, -fscratch[_F_MN + g])
             _group_codes(iscratch, g, L)
             _store_5bit_codes(out, ib * 24 + 8, ib * 24 + 4, L)
-        return
+        return True
+    finite = True
     for b0 in range(0, nb, _RUN):
         n = min(_RUN, nb - b0)
         for k in range(n):
             block = block_at(x, (b0 + k) * 32)
             lo, hi = _min_max(block)
+            finite &= _finite(lo, hi)
             d = (hi - lo) / np.float32(31)
             inv = _F1 / d if d != _F0 else _F0
             ok = _bounded(d, inv)
@@ -592,6 +623,7 @@ def quantize_row_q5_1(x, qw, has_qw, out, fscratch, iscratch):
         for k in range(n):
             o = (b0 + k) * 24
             _store_5bit_codes(out, o + 8, o + 4, iscratch[k * 32:k * 32 + 32])
+    return finite
 
 
 @njit(cache=True, inline="always")
@@ -601,7 +633,10 @@ def dequantize_row_q5_1(data, out):
         d = load_f16(data, o)
         m = load_f16(data, o + 2)
         qh = _load_u32(data, o + 4)
-        for j in range(16):
-            c0, c1 = _load_5bit(data, o + 8, qh, j)
-            out[ib * 32 + j] = mul_rn(np.float32(c0), d) + m
-            out[ib * 32 + 16 + j] = mul_rn(np.float32(c1), d) + m
+        values = block_at(out, ib * 32)
+        h = values.size // 2
+        qs = span(data, o + 8, h)
+        for j in range(h):
+            c0, c1 = _load_5bit(qs, qh, j, h)
+            values[j] = mul_rn(np.float32(c0), d) + m
+            values[h + j] = mul_rn(np.float32(c1), d) + m

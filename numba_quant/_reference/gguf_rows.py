@@ -1,4 +1,5 @@
-"""The checks around each GGUF row, shared by the CPU and CUDA kernels.
+"""The checks around each GGUF row, shared by the CPU and CUDA kernels, and the views
+their row functions loop over (:func:`span`).
 
 ggml quantizes whatever it is given: a NaN or infinity turns silently into finite codes,
 and a block whose scale overflows float16 silently into an infinite scale.  The kernels
@@ -20,6 +21,15 @@ _EXPONENT = np.uint32(0x7F800000)   # a float32's exponent field
 # each super-block) on its own, so a row function given a run of whole blocks (and the
 # importance weights of those columns) writes those blocks' bytes.
 WHOLE_ROW_WITH_IMATRIX = ("Q4_0", "Q4_1", "Q5_0", "Q5_1")
+
+
+@njit(cache=True, inline="always")
+def span(a, s, n):
+    """The ``n`` elements of ``a`` from ``s`` (all there: rows end at a block boundary)
+    as a view whose length the compiler cannot fold, for the row functions' inner
+    loops: a loop of a known 16 or 32 trips is unrolled into scalar code, one of a
+    run-time length vectorises."""
+    return a[s:min(s + n, a.size)]
 
 
 @njit(cache=True)

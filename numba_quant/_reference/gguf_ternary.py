@@ -10,6 +10,7 @@ from numba import njit
 
 from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 from numba_quant._reference.gguf_legacy import c_int, c_roundf, load_f16, store_f16
+from numba_quant._reference.gguf_rows import span
 
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
@@ -64,11 +65,25 @@ def quantize_row_tq1_0(x, qw, has_qw, out, fscratch, iscratch):
             out[o + 48 + j] = np.uint8(((q * 256 + 242) // 243) & 0xFF)
 
 
-@njit(cache=True)
-def _unpack_trit(byte, n):
-    pow3 = (1, 3, 9, 27, 81)[n]
-    q = (np.int64(byte) * pow3) & 0xFF
-    return np.float32(((q * 3) >> 8) - 1)
+@njit(cache=True, inline="always")
+def _unpack_trit(byte, pow3):
+    # Trit n of a byte of five, pow3 = 3**n: the high byte of (byte * 3**n mod 256) * 3,
+    # minus 1 (int32 throughout, which vectorises).
+    q = np.int32(np.int32(byte) * pow3) & np.int32(0xFF)
+    return np.float32(np.int32(((q * np.int32(3)) >> np.int32(8)) - np.int32(1)))
+
+
+@njit(cache=True, inline="always")
+def _unpack_trits(data, pos, count, out, at, stride, trits, d):
+    # The ``trits`` trits of the ``count`` bytes from ``pos``: trit n of byte m is value
+    # at + n*stride + m, times d.
+    pow3 = np.int32(1)
+    for n in range(trits):
+        src = span(data, pos, count)
+        dst = span(out, at + n * stride, src.size)
+        for m in range(src.size):
+            dst[m] = _unpack_trit(src[m], pow3) * d
+        pow3 = np.int32(pow3 * np.int32(3))
 
 
 @njit(cache=True, inline="always")
@@ -77,15 +92,9 @@ def dequantize_row_tq1_0(data, out):
         o = ib * 54
         y = ib * 256
         d = load_f16(data, o + 52)
-        for n in range(5):
-            for m in range(32):
-                out[y + n * 32 + m] = _unpack_trit(data[o + m], n) * d
-        for n in range(5):
-            for m in range(16):
-                out[y + 160 + n * 16 + m] = _unpack_trit(data[o + 32 + m], n) * d
-        for n in range(4):
-            for j in range(4):
-                out[y + 240 + n * 4 + j] = _unpack_trit(data[o + 48 + j], n) * d
+        _unpack_trits(data, o, 32, out, y, 32, 5, d)
+        _unpack_trits(data, o + 32, 16, out, y + 160, 16, 5, d)
+        _unpack_trits(data, o + 48, 4, out, y + 240, 4, 4, d)
 
 
 # --------------------------------------------------------------------------- TQ2_0
@@ -115,6 +124,9 @@ def dequantize_row_tq2_0(data, out):
         d = load_f16(data, o + 64)
         for h in range(2):
             for n in range(4):
-                for m in range(32):
-                    q = (np.int32(data[o + 32 * h + m]) >> (2 * n)) & 3
-                    out[y + 128 * h + 32 * n + m] = np.float32(q - 1) * d
+                src = span(data, o + 32 * h, 32)
+                dst = span(out, y + 128 * h + 32 * n, src.size)
+                shift = np.int32(2 * n)
+                for m in range(src.size):
+                    q = np.int32(((np.int32(src[m]) >> shift) & np.int32(3)) - np.int32(1))
+                    dst[m] = np.float32(q) * d

@@ -13,8 +13,12 @@ A float32 weight of normal values (and a log-normal importance matrix for the ty
 use one).  ggml's C is ``ggml_quantize_chunk`` from ``libggml-base.so`` of the PyPI
 package ``libggml-python==0.20.2.post1`` (found in /work/venv-gguf, or ``GGML_BASE_LIB``),
 called through ctypes with the rows split over the same number of threads as Numba's
-(as llama-quantize splits a tensor); ctypes releases the GIL during the calls.  ``BW`` is
-a parallel read of the input's bytes (``run.bandwidth_probe``).  Best of ``--repeats``
+(as llama-quantize splits a tensor); ctypes releases the GIL during the calls.  ``mem`` is
+the memory limit of each operation: a parallel read of what it reads and a parallel
+write of what it writes (``timing.traffic_probe``: the floats and the bytes for
+quantize, the bytes and the floats for dequantize), and ``ours/mem`` numba_quant's time
+in its units (the issue's targets: at most 2 for the single-pass types and for
+dequantize).  Best of ``--repeats``
 runs, the implementations interleaved; ``first`` is numba_quant's first call in a fresh
 Numba cache (compilation included); ``same`` says whether the bytes are equal.  Both
 sides write into an output buffer they keep (numba_quant through ``out=``).
@@ -39,7 +43,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import run  # noqa: E402  (fresh Numba cache, numba_quant from this checkout)
+import run  # noqa: E402,F401  (fresh Numba cache, numba_quant from this checkout)
+from timing import traffic_probe  # noqa: E402
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -136,12 +141,13 @@ def best(fn, repeats):
     return min(times)
 
 
-def _cases(lib, names, label):
-    """Print the table's header (``label``: whose times); yield each type with its
+def _cases(lib, names, label, yardstick):
+    """Print the table's header (``label``: whose times, ``yardstick``: the limit they
+    are divided by); yield each type with its
     importance-matrix settings (without, and with where the type uses one), ggml's
     tables initialised for it."""
     print(f"{'type':7} {'imatrix':7} {'first s':>8} {'C ms':>8} {label + ' ms':>8} "
-          f"{label + '/C':>7} {label + '/BW':>8} same")
+          f"{label + '/C':>7} {label + '/' + yardstick:>8} same")
     for name in names:
         lib.ggml_quantize_init(IDS[name])
         yield name, ((False, True) if name in USES_IMATRIX else (False,))
@@ -164,7 +170,7 @@ def gpu_times(lib, pool, threads, names, x, qw, repeats):
     name = getattr(device, "name", b"simulator")
     name = name.decode() if isinstance(name, bytes) else name
     print(f"GPU {name}; BW (device-to-device copy of the input) {1e3 * bw:.2f} ms")
-    for name, settings in _cases(lib, names, "GPU"):
+    for name, settings in _cases(lib, names, "GPU", "BW"):
         for with_qw in settings:
             w, dwq = (qw, dw) if with_qw else (None, None)
             t = time.perf_counter()
@@ -210,10 +216,8 @@ def main():
         print(f"(rows, cols) = ({args.rows}, {args.cols}) float32; C on {threads} threads")
         gpu_times(lib, pool, threads, names, x, qw, args.repeats)
         return
-    bw = best(run.bandwidth_probe(x), args.repeats)
-    print(f"(rows, cols) = ({args.rows}, {args.cols}) float32, {threads} threads; "
-          f"BW (parallel read of the input) {1e3 * bw:.1f} ms")
-    for name, settings in _cases(lib, names, "ours"):
+    print(f"(rows, cols) = ({args.rows}, {args.cols}) float32, {threads} threads")
+    for name, settings in _cases(lib, names, "ours", "mem"):
         for with_qw in settings:
             w = qw if with_qw else None
             t = time.perf_counter()
@@ -221,6 +225,8 @@ def main():
             first = time.perf_counter() - t
             ref = np.empty((args.rows, gguf.row_size(name, args.cols)), np.uint8)
             ours = np.empty_like(ref)   # (both write into a buffer they keep)
+            mem_out = np.zeros_like(ref)
+            bw = best(traffic_probe(x, mem_out), args.repeats)
             t_c = []
             t_o = []
             for _ in range(args.repeats):  # interleaved
@@ -234,6 +240,8 @@ def main():
             data = gguf.quantize(x, name)
             ref = np.empty_like(x)
             ours = np.empty_like(x)
+            mem_out = np.zeros_like(x)
+            bw = best(traffic_probe(data, mem_out), args.repeats)
             gguf.dequantize(data[:2], name)
             t_c = []
             t_o = []

@@ -12,7 +12,8 @@ One definition of what the scripts' "median of 5" or "best of 7" means:
 * The yardsticks: :func:`bandwidth_probe` (``BW`` in every table: a parallel read-only
   sum over the input's bytes, vectorised, the practical limit of a pass that reads the
   input once) and :func:`copy_probe` (a parallel copy into an array written before: the
-  practical limit of a pass that reads the input and writes an output of the same size).
+  practical limit of a pass that reads the input and writes an output of the same size);
+  :func:`traffic_probe` for an output of another size (a read pass, then a write pass).
 * :func:`wait_quiet` and :func:`involuntary_switches` tell how busy the machine was.
 
 The module imports numba, not numba_quant: a script chooses which numba_quant it imports
@@ -211,6 +212,13 @@ def parallel_copy(src, dst):
         dst[i] = src[i]
 
 
+@njit(parallel=True)
+def parallel_fill(dst, value):
+    """``dst[i] = value`` for a 1-D array, on all threads."""
+    for i in prange(dst.size):
+        dst[i] = value
+
+
 def _flat(x):
     flat = x.reshape(-1)
     if not np.shares_memory(flat, x):
@@ -230,6 +238,15 @@ def copy_probe(src, dst):
     parallel.  Write ``dst`` once before timing: a first write also pays page faults."""
     a, b = _flat(src), _flat(dst)
     return lambda: parallel_copy(a, b)
+
+
+def traffic_probe(src, dst):
+    """A callable reading the contiguous array ``src`` once and writing ``dst`` once, two
+    parallel passes: the practical limit of a pass that reads ``src`` and writes ``dst``
+    of another size (a quantizer's floats and bytes).  Write ``dst`` once before timing."""
+    a, b = _flat(src), _flat(dst)
+    zero = b.dtype.type(0)
+    return lambda: (parallel_sum(a), parallel_fill(b, zero))
 
 
 # ----------------------------------------------------------------------------------------

@@ -201,7 +201,8 @@ def quantize_row_q5_k(x, qw, has_qw, out, fscratch, iscratch):
 def _dequantize_q45_k(data, out, nbytes, qs0, high):
     # Per 64 values: the low nibbles are sub-block 2c, the high ones 2c + 1 (Q5_K: plus
     # 16 where bit 2c, resp. 2c + 1, of qh[l] is set).  Views indexed from 0 and no
-    # branch in the inner loop, which then vectorises.
+    # branch in the inner loop, which then vectorises.  (Q4_K reads its scale bytes 16..48
+    # as qh and shifts them out of reach.)
     for b in range(out.size // QK_K):
         blk = data[nbytes * b:nbytes * (b + 1)]
         y = out[QK_K * b:QK_K * (b + 1)]
@@ -219,14 +220,13 @@ def _dequantize_q45_k(data, out, nbytes, qs0, high):
             y0 = span(y, 64 * c, 32)
             y1 = span(y, 64 * c + 32, 32)
             qs = span(blk, qs0 + 32 * c, y0.size)
+            # (int32 codes: an int64 one has no packed conversion to float32)
+            shift = np.int32(2 * c) if high else np.int32(8)   # Q4_K: bits above the byte, 0
             for l in range(y0.size):
                 v = np.int32(qs[l])
-                lo = v & 0xF
-                hi = v >> 4
-                if high:
-                    h = np.int32(qh[l]) >> (2 * c)
-                    lo += (h & 1) << 4
-                    hi += ((h >> 1) & 1) << 4
+                h = np.int32(np.int32(qh[l]) >> shift)
+                lo = np.int32((v & 0xF) | ((h & 1) << 4))
+                hi = np.int32((v >> 4) | (((h >> 1) & 1) << 4))
                 y0[l] = mul_rn(dl0, np.float32(lo)) - ml0
                 y1[l] = mul_rn(dl1, np.float32(hi)) - ml1
 

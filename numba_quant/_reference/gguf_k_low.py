@@ -15,7 +15,7 @@ from numba import njit
 from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 from numba_quant._host.blocks_plan import F16
 from numba_quant._reference.blocks import f16_bits_to_f32, f32_to_f16_bits, round_to
-from numba_quant._reference.gguf_rows import span
+from numba_quant._reference.gguf_rows import trips
 from numba_quant._reference.gguf_search import (
     make_q3_quants, make_qkx_lanes, make_qp_quants, make_qx_quants, make_qx_quants_lanes,
     nearest_int, wrap_i8, wrap_u8)
@@ -247,6 +247,7 @@ def quantize_row_q2_k(x, qw, has_qw, out, fscratch, iscratch):
 @njit(cache=True, error_model="numpy", inline="always")
 def dequantize_row_q2_k(data, out):
     """float32 values of the Q2_K row ``data`` (ggml's ``dequantize_row_q2_K``)."""
+    n = trips(out, 16)
     for b in range(out.size // QK_K):
         blk = data[Q2_K_BYTES * b:Q2_K_BYTES * (b + 1)]
         y = out[QK_K * b:QK_K * (b + 1)]
@@ -258,12 +259,12 @@ def dequantize_row_q2_k(data, out):
                 dl = d * np.float32(sc & 0xF)
                 ml = dmin * np.float32(sc >> 4)
                 shift = np.int32(2 * (g >> 1))
-                # (views of a run-time length and int32 codes: the loop vectorises)
-                yl = span(y, 128 * h + 16 * g, 16)
-                ql = span(blk, 16 + 32 * h + 16 * (g & 1), yl.size)
-                for l in range(yl.size):
-                    q = np.int32((np.int32(ql[l]) >> shift) & np.int32(3))
-                    yl[l] = mul_rn(dl, np.float32(q)) - ml
+                # (unsigned offsets, a run-time bound and int32 codes: the loop vectorises)
+                yl = np.uint64(128 * h + 16 * g)
+                ql = np.uint64(16 + 32 * h + 16 * (g & 1))
+                for l in range(n):
+                    q = np.int32((np.int32(blk[ql + l]) >> shift) & np.int32(3))
+                    y[yl + l] = mul_rn(dl, np.float32(q)) - ml
 
 
 # --------------------------------------------------------------------------- Q3_K
@@ -369,6 +370,7 @@ def quantize_row_q3_k(x, qw, has_qw, out, fscratch, iscratch):
 @njit(cache=True, error_model="numpy", inline="always")
 def dequantize_row_q3_k(data, out):
     """float32 values of the Q3_K row ``data`` (ggml's ``dequantize_row_q3_K``)."""
+    n = trips(out, 16)
     for b in range(out.size // QK_K):
         blk = data[Q3_K_BYTES * b:Q3_K_BYTES * (b + 1)]
         y = out[QK_K * b:QK_K * (b + 1)]
@@ -380,10 +382,11 @@ def dequantize_row_q3_k(data, out):
                 shift = np.int32(2 * (g >> 1))
                 bit = np.int32(1 << (4 * h + (g >> 1)))
                 off = 16 * (g & 1)
-                yl = span(y, 128 * h + 16 * g, 16)
-                ql = span(blk, 32 + 32 * h + off, yl.size)
-                hm = span(blk, off, yl.size)
-                for l in range(yl.size):
-                    q = np.int32((np.int32(ql[l]) >> shift) & np.int32(3))
-                    q = np.int32(q - (np.int32(0) if (np.int32(hm[l]) & bit) != 0 else np.int32(4)))
-                    yl[l] = dl * np.float32(q)
+                yl = np.uint64(128 * h + 16 * g)
+                ql = np.uint64(32 + 32 * h + off)
+                hm = np.uint64(off)
+                for l in range(n):
+                    q = np.int32((np.int32(blk[ql + l]) >> shift) & np.int32(3))
+                    q = np.int32(q - (np.int32(0) if (np.int32(blk[hm + l]) & bit) != 0
+                                      else np.int32(4)))
+                    y[yl + l] = dl * np.float32(q)

@@ -20,7 +20,7 @@ from numba_quant._reference.gguf_k_low import (  # noqa: F401  (re-exported)
     QK_K, batch_capacity, batch_views, dequantize_row_q2_k, dequantize_row_q3_k,
     imatrix_weights, load_f16, quantize_row_q2_k, quantize_row_q3_k, search_qkx,
     search_qx, store_f16, sum_squares)
-from numba_quant._reference.gguf_rows import span
+from numba_quant._reference.gguf_rows import trips
 from numba_quant._reference.gguf_search import (
     GROUP_MAX_EPS, make_qp_quants, nearest_int, wrap_i8, wrap_u8)
 from numba_quant._reference.primitives import mul_rn
@@ -200,9 +200,10 @@ def quantize_row_q5_k(x, qw, has_qw, out, fscratch, iscratch):
 @njit(cache=True, error_model="numpy")
 def _dequantize_q45_k(data, out, nbytes, qs0, high):
     # Per 64 values: the low nibbles are sub-block 2c, the high ones 2c + 1 (Q5_K: plus
-    # 16 where bit 2c, resp. 2c + 1, of qh[l] is set).  Views indexed from 0 and no
-    # branch in the inner loop, which then vectorises.  (Q4_K reads its scale bytes 16..48
+    # 16 where bit 2c, resp. 2c + 1, of qh[l] is set).  Unsigned offsets, a run-time
+    # bound (gguf_rows.trips) and no branch in the inner loop, which then vectorises.  (Q4_K reads its scale bytes 16..48
     # as qh and shifts them out of reach.)
+    n = trips(out, 32)
     for b in range(out.size // QK_K):
         blk = data[nbytes * b:nbytes * (b + 1)]
         y = out[QK_K * b:QK_K * (b + 1)]
@@ -217,18 +218,17 @@ def _dequantize_q45_k(data, out, nbytes, qs0, high):
             ml0 = mul_rn(dmin, np.float32(m0))
             dl1 = mul_rn(d, np.float32(sc1))
             ml1 = mul_rn(dmin, np.float32(m1))
-            y0 = span(y, 64 * c, 32)
-            y1 = span(y, 64 * c + 32, 32)
-            qs = span(blk, qs0 + 32 * c, y0.size)
+            y0 = np.uint64(64 * c)
+            q = np.uint64(qs0 + 32 * c)
             # (int32 codes: an int64 one has no packed conversion to float32)
             shift = np.int32(2 * c) if high else np.int32(8)   # Q4_K: bits above the byte, 0
-            for l in range(y0.size):
-                v = np.int32(qs[l])
+            for l in range(n):
+                v = np.int32(blk[q + l])
                 h = np.int32(np.int32(qh[l]) >> shift)
                 lo = np.int32((v & 0xF) | ((h & 1) << 4))
                 hi = np.int32((v >> 4) | (((h >> 1) & 1) << 4))
-                y0[l] = mul_rn(dl0, np.float32(lo)) - ml0
-                y1[l] = mul_rn(dl1, np.float32(hi)) - ml1
+                y[y0 + l] = mul_rn(dl0, np.float32(lo)) - ml0
+                y[y0 + np.uint64(32) + l] = mul_rn(dl1, np.float32(hi)) - ml1
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -315,6 +315,7 @@ def quantize_row_q6_k(x, qw, has_qw, out, fscratch, iscratch):
 @njit(cache=True, error_model="numpy", inline="always")
 def dequantize_row_q6_k(data, out):
     """float32 values of the Q6_K row ``data`` (ggml's ``dequantize_row_q6_K``)."""
+    n = trips(out, 16)
     for b in range(out.size // QK_K):
         blk = data[Q6_K_BYTES * b:Q6_K_BYTES * (b + 1)]
         y = out[QK_K * b:QK_K * (b + 1)]
@@ -322,28 +323,25 @@ def dequantize_row_q6_k(data, out):
         for h in range(2):
             for k in range(2):
                 # values 128h + 32i + 16k + l (i = 0..3, l = 0..15) share scale 8h + k + 2i;
-                # views of a run-time length and int32 codes: the loop vectorises
+                # unsigned offsets, a run-time bound (trips) and int32 codes: the loop
+                # vectorises
                 s0 = 192 + 8 * h + k
                 d1 = mul_rn(d, np.float32(wrap_i8(np.int64(blk[s0]))))
                 d2 = mul_rn(d, np.float32(wrap_i8(np.int64(blk[s0 + 2]))))
                 d3 = mul_rn(d, np.float32(wrap_i8(np.int64(blk[s0 + 4]))))
                 d4 = mul_rn(d, np.float32(wrap_i8(np.int64(blk[s0 + 6]))))
-                y1 = span(y, 128 * h + 16 * k, 16)
-                y2 = span(y, 128 * h + 32 + 16 * k, y1.size)
-                y3 = span(y, 128 * h + 64 + 16 * k, y1.size)
-                y4 = span(y, 128 * h + 96 + 16 * k, y1.size)
-                hb = span(blk, 128 + 32 * h + 16 * k, y1.size)
-                lb0 = span(blk, 64 * h + 16 * k, y1.size)
-                lb1 = span(blk, 64 * h + 32 + 16 * k, y1.size)
-                for l in range(y1.size):
-                    qh = np.int32(hb[l])
-                    lo0 = np.int32(lb0[l])
-                    lo1 = np.int32(lb1[l])
+                y1 = np.uint64(128 * h + 16 * k)
+                hb = np.uint64(128 + 32 * h + 16 * k)
+                lb = np.uint64(64 * h + 16 * k)
+                for l in range(n):
+                    qh = np.int32(blk[hb + l])
+                    lo0 = np.int32(blk[lb + l])
+                    lo1 = np.int32(blk[lb + np.uint64(32) + l])
                     q1 = np.int32(((lo0 & 0xF) | ((qh & 3) << 4)) - 32)
                     q2 = np.int32(((lo1 & 0xF) | (((qh >> 2) & 3) << 4)) - 32)
                     q3 = np.int32(((lo0 >> 4) | (((qh >> 4) & 3) << 4)) - 32)
                     q4 = np.int32(((lo1 >> 4) | (((qh >> 6) & 3) << 4)) - 32)
-                    y1[l] = d1 * np.float32(q1)
-                    y2[l] = d2 * np.float32(q2)
-                    y3[l] = d3 * np.float32(q3)
-                    y4[l] = d4 * np.float32(q4)
+                    y[y1 + l] = d1 * np.float32(q1)
+                    y[y1 + np.uint64(32) + l] = d2 * np.float32(q2)
+                    y[y1 + np.uint64(64) + l] = d3 * np.float32(q3)
+                    y[y1 + np.uint64(96) + l] = d4 * np.float32(q4)

@@ -30,7 +30,7 @@ from numba_quant._reference.blocks import (
     f32_to_f16_bits,
     round_bf16,
 )
-from numba_quant._reference.gguf_rows import span
+from numba_quant._reference.gguf_rows import trips
 from numba_quant._reference.gguf_search import (
     make_qkx3_quants,
     make_qkx_lanes,
@@ -129,12 +129,6 @@ def _bounded(d, inv):
     return d - d == 0 and inv - inv == 0
 
 
-@njit(cache=True, inline="always")
-def block_at(x, s):
-    """The 32 values of the block from ``s`` (:func:`span`)."""
-    return span(x, s, 32)
-
-
 @njit(cache=True)
 def c_roundf(v):
     """C's ``roundf``: nearest integer, ties away from zero (float32)."""
@@ -160,7 +154,7 @@ def _weighted_min_fit(x, s, weight, nmax, L, Laux):
     minimum).  A block whose range overflows float32 gets ggml's outcome without the
     search (its reciprocal scale is 0, so its scale is infinite, every code 0 and no
     trial improves on it), which also keeps the search from dividing by zero."""
-    lo, hi = _min_max(x[s:s + 32])
+    lo, hi = _min_max(x, np.uint64(s), np.uint64(32))
     if hi - min(lo, _F0) == np.float32(np.inf):
         for j in range(32):
             L[j] = 0
@@ -218,7 +212,7 @@ def _fit_group_affine(x, ib0, nl, qw, sigma2, nmax, fscratch, iscratch):
     _transpose_group(x, ib0, nl, qw, sigma2, fscratch)
     wide = False
     for j in range(nl):
-        lo, hi = _min_max(x[(ib0 + j) * 32:(ib0 + j) * 32 + 32])
+        lo, hi = _min_max(x, np.uint64((ib0 + j) * 32), np.uint64(32))
         if hi - min(lo, _F0) == np.float32(np.inf):
             wide = True
     if wide:
@@ -290,30 +284,32 @@ def quantize_row_q8_0(x, qw, has_qw, out, fscratch, iscratch):
     # Block of 34 bytes: d (f16), then 32 int8 codes round(x / d), d = amax / 127.
     # Returns whether every value was finite (from the blocks' extremes).
     finite = True
+    qk = trips(x, 32)
     for ib in range(x.size // 32):
-        block = block_at(x, ib * 32)
-        lo, hi = _extremes(block)
+        s = np.uint64(ib * 32)
+        lo, hi = _extremes(x, s, qk)
         finite &= _finite(lo, hi)
         d = max(abs(lo), abs(hi)) / np.float32(127)   # (+0 for a block of -0s, as ggml's)
         inv = _F1 / d if d != _F0 else _F0
         ok = _bounded(d, inv)
         store_f16(out, ib * 34, d)
-        codes = out[ib * 34 + 2:ib * 34 + 2 + block.size]
-        for j in range(block.size):
-            codes[j] = np.uint8(code_int(c_roundf(block[j] * inv), ok))
+        q = np.uint64(ib * 34 + 2)
+        for j in range(qk):
+            out[q + j] = np.uint8(code_int(c_roundf(x[s + j] * inv), ok))
     return finite
 
 
 @njit(cache=True, inline="always")
 def dequantize_row_q8_0(data, out):
-    # (the block's codes and values as views indexed from 0, of a length the compiler
-    # cannot fold: no negative-index check in the inner loop, which then vectorises)
+    # (unsigned offsets and a bound the compiler cannot fold, gguf_rows.trips: the inner
+    # loop vectorises)
+    n = trips(out, 32)
     for ib in range(out.size // 32):
         d = load_f16(data, ib * 34)
-        values = block_at(out, ib * 32)
-        codes = span(data, ib * 34 + 2, values.size)
-        for j in range(values.size):
-            values[j] = np.float32(np.int8(codes[j])) * d
+        v = np.uint64(ib * 32)
+        q = np.uint64(ib * 34 + 2)
+        for j in range(n):
+            out[v + j] = np.float32(np.int8(data[q + j])) * d
 
 
 # --------------------------------------------------------------------------- Q4_0
@@ -331,15 +327,20 @@ def _from_order_key(k):
     return f32_from_bits(np.uint32(k ^ ((k >> np.int32(31)) & _I31)))
 
 
+# The block helpers below address a block as (row, start, qk): its values are
+# x[start + j] for j < qk, with start an unsigned offset and qk the block length as a
+# bound the compiler cannot fold (gguf_rows.trips), so that their loops vectorise
+# without making a view per block.
+
 @njit(cache=True, inline="always")
-def _extremes(block):
+def _extremes(x, s, qk):
     """The smallest and largest value of a block (-0 counts below +0); a NaN comes out
     as one of them (its key lies beyond infinity's), so :func:`_finite` of the two says
     whether the whole block is finite."""
     lo = _I31
     hi = _I32_MIN
-    for j in range(block.size):
-        k = _order_key(block[j])
+    for j in range(qk):
+        k = _order_key(x[s + j])
         lo = np.int32(min(lo, k))
         hi = np.int32(max(hi, k))
     return _from_order_key(lo), _from_order_key(hi)
@@ -351,54 +352,47 @@ def _finite(lo, hi):
 
 
 @njit(cache=True, inline="always")
-def _signed_max(block, lo, hi):
-    """The value of largest magnitude in ``block``, the first one on ties, and +0 for a
+def _signed_max(x, s, qk, lo, hi):
+    """The value of largest magnitude in the block, the first one on ties, and +0 for a
     block of zeros (ggml's running ``amax < |v|`` search).
 
-    From the block's extremes: the larger magnitude of the two is the answer unless
-    both have it (a tie of +a and -a, or a block of zeros), when the first value of
-    that magnitude is (``lo``, ``hi``: the block's :func:`_extremes`)."""
+    From the block's extremes ``lo``, ``hi`` (:func:`_extremes`): the larger magnitude
+    of the two is the answer unless both have it (a tie of +a and -a, or a block of
+    zeros), when the first value of that magnitude is."""
     if hi != -lo:
         # (a select, not a branch: which of the two wins is a coin toss on real data)
         return hi if hi > -lo else lo
     if hi == _F0:
         return _F0
-    for j in range(block.size):
-        if abs(block[j]) == hi:
-            return block[j]
+    for j in range(qk):
+        if abs(x[s + j]) == hi:
+            return x[s + j]
     return hi
 
 
 @njit(cache=True, inline="always")
-def _min_max(block):
+def _min_max(x, s, qk):
     """ggml's block minimum and maximum (running ``v < min``, ``v > max``), from
     :func:`_extremes`; a zero minimum keeps the sign of the block's first zero, as
     ggml's search does, and a zero maximum is +0, so that ``max - min`` of a block of
     zeros is +0 as in ggml (the sign of a zero maximum shows nowhere else)."""
-    vlo, vhi = _extremes(block)
+    vlo, vhi = _extremes(x, s, qk)
     if vlo == _F0:
-        vlo = _first_zero(block)
+        for j in range(qk):
+            if x[s + j] == _F0:
+                vlo = x[s + j]
+                break
     if vhi == _F0:
         vhi = _F0
     return vlo, vhi
 
 
-@njit(cache=True)
-def _first_zero(block):
-    # (a function of its own, kept out of line: a loop with an exit inside the caller
-    # keeps the extremes' loop from vectorising)
-    for j in range(block.size):
-        if block[j] == _F0:
-            return block[j]
-    return _F0
-
-
 @njit(cache=True, inline="always")
-def _pack_nibbles(out, pos, L):
-    """The 32 four-bit codes ``L`` as 16 bytes from ``pos``: byte j holds code j in its
-    low nibble and code j + 16 in its high nibble."""
+def _pack_nibbles(out, pos, L, l0):
+    """The 32 four-bit codes ``L[l0:l0 + 32]`` as 16 bytes from ``pos``: byte j holds
+    code j in its low nibble and code j + 16 in its high nibble."""
     for j in range(16):
-        out[pos + j] = np.uint8(L[j] | (L[j + 16] << 4))   # (the low byte)
+        out[pos + j] = np.uint8(L[l0 + j] | (L[l0 + 16 + j] << 4))   # (the low byte)
 
 
 @njit(cache=True, inline="always")
@@ -414,39 +408,40 @@ def quantize_row_q4_0(x, qw, has_qw, out, fscratch, iscratch):
                 _fit_group_sym(x, ib, min(_LANES, nb - ib), qw, sigma2, 8, fscratch,
                                iscratch)
             store_f16(out, ib * 18, fscratch[_F_SC + g])
-            _pack_nibbles(out, ib * 18 + 2, iscratch[_I_L + 32 * g:_I_L + 32 * g + 32])
+            _pack_nibbles(out, ib * 18 + 2, iscratch, _I_L + 32 * g)
         return True   # (rows with an importance matrix are checked before)
     nb = x.size // 32
     finite = True
+    qk = trips(x, 32)
     for b0 in range(0, nb, _RUN):
         n = min(_RUN, nb - b0)
         for k in range(n):
-            block = block_at(x, (b0 + k) * 32)
-            lo, hi = _extremes(block)
+            s = np.uint64((b0 + k) * 32)
+            lo, hi = _extremes(x, s, qk)
             finite &= _finite(lo, hi)
-            d = _signed_max(block, lo, hi) / np.float32(-8)
+            d = _signed_max(x, s, qk, lo, hi) / np.float32(-8)
             inv = _F1 / d if d != _F0 else _F0
             ok = _bounded(d, inv)
             store_f16(out, (b0 + k) * 18, d)
-            L = iscratch[k * 32:k * 32 + block.size]
-            for j in range(block.size):
-                L[j] = min(_I15, code_int(mul_rn(block[j], inv) + np.float32(8.5), ok))
+            t = np.uint64(k * 32)
+            for j in range(qk):
+                iscratch[t + j] = min(_I15, code_int(mul_rn(x[s + j], inv) + np.float32(8.5), ok))
         for k in range(n):
-            _pack_nibbles(out, (b0 + k) * 18 + 2, iscratch[k * 32:k * 32 + 32])
+            _pack_nibbles(out, (b0 + k) * 18 + 2, iscratch, k * 32)
     return finite
 
 
 @njit(cache=True, inline="always")
 def dequantize_row_q4_0(data, out):
+    h = trips(out, 16)
     for ib in range(out.size // 32):
         d = load_f16(data, ib * 18)
-        values = block_at(out, ib * 32)
-        h = values.size // 2
-        codes = span(data, ib * 18 + 2, h)
+        v = np.uint64(ib * 32)
+        q = np.uint64(ib * 18 + 2)
         for j in range(h):
-            b = np.int32(codes[j])
-            values[j] = np.float32((b & 15) - 8) * d
-            values[h + j] = np.float32((b >> 4) - 8) * d
+            b = np.int32(data[q + j])
+            out[v + j] = np.float32((b & 15) - 8) * d
+            out[v + h + j] = np.float32((b >> 4) - 8) * d
 
 
 # --------------------------------------------------------------------------- Q4_1
@@ -464,41 +459,42 @@ def quantize_row_q4_1(x, qw, has_qw, out, fscratch, iscratch):
                                   iscratch)
             store_f16(out, ib * 20, fscratch[_F_SC + g])
             store_f16(out, ib * 20 + 2, -fscratch[_F_MN + g])
-            _pack_nibbles(out, ib * 20 + 4, iscratch[_I_L + 32 * g:_I_L + 32 * g + 32])
+            _pack_nibbles(out, ib * 20 + 4, iscratch, _I_L + 32 * g)
         return True
     nb = x.size // 32
     finite = True
+    qk = trips(x, 32)
     for b0 in range(0, nb, _RUN):
         n = min(_RUN, nb - b0)
         for k in range(n):
-            block = block_at(x, (b0 + k) * 32)
-            lo, hi = _min_max(block)
+            s = np.uint64((b0 + k) * 32)
+            lo, hi = _min_max(x, s, qk)
             finite &= _finite(lo, hi)
             d = (hi - lo) / np.float32(15)
             inv = _F1 / d if d != _F0 else _F0
             ok = _bounded(d, inv)
             store_f16(out, (b0 + k) * 20, d)
             store_f16(out, (b0 + k) * 20 + 2, lo)
-            L = iscratch[k * 32:k * 32 + block.size]
-            for j in range(block.size):
-                L[j] = min(_I15, code_int(mul_rn(block[j] - lo, inv) + _HALF, ok))
+            t = np.uint64(k * 32)
+            for j in range(qk):
+                iscratch[t + j] = min(_I15, code_int(mul_rn(x[s + j] - lo, inv) + _HALF, ok))
         for k in range(n):
-            _pack_nibbles(out, (b0 + k) * 20 + 4, iscratch[k * 32:k * 32 + 32])
+            _pack_nibbles(out, (b0 + k) * 20 + 4, iscratch, k * 32)
     return finite
 
 
 @njit(cache=True, inline="always")
 def dequantize_row_q4_1(data, out):
+    h = trips(out, 16)
     for ib in range(out.size // 32):
         d = load_f16(data, ib * 20)
         m = load_f16(data, ib * 20 + 2)
-        values = block_at(out, ib * 32)
-        h = values.size // 2
-        codes = span(data, ib * 20 + 4, h)
+        v = np.uint64(ib * 32)
+        q = np.uint64(ib * 20 + 4)
         for j in range(h):
-            b = np.int32(codes[j])
-            values[j] = mul_rn(np.float32(b & 15), d) + m
-            values[h + j] = mul_rn(np.float32(b >> 4), d) + m
+            b = np.int32(data[q + j])
+            out[v + j] = mul_rn(np.float32(b & 15), d) + m
+            out[v + h + j] = mul_rn(np.float32(b >> 4), d) + m
 
 
 # --------------------------------------------------------------------------- Q5_0 / Q5_1
@@ -510,13 +506,14 @@ def _store_5bit(out, qs_pos, qh_pos, c0, c1, j, qh):
     return qh | (((c0 & 0x10) >> 4) << j) | (((c1 & 0x10) >> 4) << (j + 16))
 
 
-@njit(cache=True)
-def _store_5bit_codes(out, qs_pos, qh_pos, L):
-    """The 32 five-bit codes ``L`` of a block: low nibbles from ``qs_pos`` (values j and
-    j + 16 in byte j), the fifth bits as the little-endian u32 at ``qh_pos``."""
+@njit(cache=True, inline="always")
+def _store_5bit_codes(out, qs_pos, qh_pos, L, l0):
+    """The 32 five-bit codes ``L[l0:l0 + 32]`` of a block: low nibbles from ``qs_pos``
+    (values j and j + 16 in byte j), the fifth bits as the little-endian u32 at
+    ``qh_pos``."""
     qh = np.int64(0)
     for j in range(16):
-        qh = _store_5bit(out, qs_pos, qh_pos, L[j], L[j + 16], j, qh)
+        qh = _store_5bit(out, qs_pos, qh_pos, L[l0 + j], L[l0 + j + 16], j, qh)
     _store_u32(out, qh_pos, qh)
 
 
@@ -528,11 +525,14 @@ def _group_codes(iscratch, g, L):
 
 
 @njit(cache=True, inline="always")
-def _load_5bit(qs, qh, j, h):
+def _load_5bit(data, q, qh, j, h):
     """The codes of values ``j`` and ``j + h`` (``h`` = 16) that :func:`_store_5bit`
-    wrote: low nibbles from the bytes ``qs``, fifth bits from the 32-bit ``qh``."""
-    b = np.int64(qs[j])
-    return (b & 15) | (((qh >> j) & 1) << 4), (b >> 4) | (((qh >> (j + h)) & 1) << 4)
+    wrote, as int32: low nibbles from the bytes at ``q``, fifth bits from the 32-bit
+    ``qh``."""
+    b = np.int64(data[q + j])
+    s = np.int64(j)
+    return (np.int32((b & 15) | (((qh >> s) & 1) << 4)),
+            np.int32((b >> 4) | (((qh >> (s + np.int64(h))) & 1) << 4)))
 
 
 @njit(cache=True, inline="always")
@@ -550,41 +550,43 @@ def quantize_row_q5_0(x, qw, has_qw, out, fscratch, iscratch):
                                iscratch)
             store_f16(out, ib * 22, fscratch[_F_SC + g])
             _group_codes(iscratch, g, L)
-            _store_5bit_codes(out, ib * 22 + 6, ib * 22 + 2, L)
+            _store_5bit_codes(out, ib * 22 + 6, ib * 22 + 2, L, 0)
         return True
     finite = True
+    qk = trips(x, 32)
     for b0 in range(0, nb, _RUN):
         n = min(_RUN, nb - b0)
         for k in range(n):
-            block = block_at(x, (b0 + k) * 32)
-            lo, hi = _extremes(block)
+            s = np.uint64((b0 + k) * 32)
+            lo, hi = _extremes(x, s, qk)
             finite &= _finite(lo, hi)
-            d = _signed_max(block, lo, hi) / np.float32(-16)
+            d = _signed_max(x, s, qk, lo, hi) / np.float32(-16)
             inv = _F1 / d if d != _F0 else _F0
             ok = _bounded(d, inv)
             store_f16(out, (b0 + k) * 22, d)
-            L = iscratch[k * 32:k * 32 + block.size]
-            for j in range(block.size):
-                L[j] = min(_I31_CODE, code_int(mul_rn(block[j], inv) + np.float32(16.5), ok)) & _IBYTE
+            t = np.uint64(k * 32)
+            for j in range(qk):
+                iscratch[t + j] = min(_I31_CODE, code_int(mul_rn(x[s + j], inv)
+                                                          + np.float32(16.5), ok)) & _IBYTE
         for k in range(n):
             o = (b0 + k) * 22
-            _store_5bit_codes(out, o + 6, o + 2, iscratch[k * 32:k * 32 + 32])
+            _store_5bit_codes(out, o + 6, o + 2, iscratch, k * 32)
     return finite
 
 
 @njit(cache=True, inline="always")
 def dequantize_row_q5_0(data, out):
+    h = trips(out, 16)
     for ib in range(out.size // 32):
         o = ib * 22
         d = load_f16(data, o)
         qh = _load_u32(data, o + 2)
-        values = block_at(out, ib * 32)
-        h = values.size // 2
-        qs = span(data, o + 6, h)
+        v = np.uint64(ib * 32)
+        q = np.uint64(o + 6)
         for j in range(h):
-            c0, c1 = _load_5bit(qs, qh, j, h)
-            values[j] = np.float32(c0 - 16) * d
-            values[h + j] = np.float32(c1 - 16) * d
+            c0, c1 = _load_5bit(data, q, qh, j, h)
+            out[v + j] = np.float32(np.int32(c0 - 16)) * d
+            out[v + h + j] = np.float32(np.int32(c1 - 16)) * d
 
 
 @njit(cache=True, inline="always")
@@ -603,40 +605,41 @@ def quantize_row_q5_1(x, qw, has_qw, out, fscratch, iscratch):
             store_f16(out, ib * 24, fscratch[_F_SC + g])
             store_f16(out, ib * 24 + 2, -fscratch[_F_MN + g])
             _group_codes(iscratch, g, L)
-            _store_5bit_codes(out, ib * 24 + 8, ib * 24 + 4, L)
+            _store_5bit_codes(out, ib * 24 + 8, ib * 24 + 4, L, 0)
         return True
     finite = True
+    qk = trips(x, 32)
     for b0 in range(0, nb, _RUN):
         n = min(_RUN, nb - b0)
         for k in range(n):
-            block = block_at(x, (b0 + k) * 32)
-            lo, hi = _min_max(block)
+            s = np.uint64((b0 + k) * 32)
+            lo, hi = _min_max(x, s, qk)
             finite &= _finite(lo, hi)
             d = (hi - lo) / np.float32(31)
             inv = _F1 / d if d != _F0 else _F0
             ok = _bounded(d, inv)
             store_f16(out, (b0 + k) * 24, d)
             store_f16(out, (b0 + k) * 24 + 2, lo)
-            L = iscratch[k * 32:k * 32 + block.size]
-            for j in range(block.size):
-                L[j] = code_int(mul_rn(block[j] - lo, inv) + _HALF, ok) & _IBYTE
+            t = np.uint64(k * 32)
+            for j in range(qk):
+                iscratch[t + j] = code_int(mul_rn(x[s + j] - lo, inv) + _HALF, ok) & _IBYTE
         for k in range(n):
             o = (b0 + k) * 24
-            _store_5bit_codes(out, o + 8, o + 4, iscratch[k * 32:k * 32 + 32])
+            _store_5bit_codes(out, o + 8, o + 4, iscratch, k * 32)
     return finite
 
 
 @njit(cache=True, inline="always")
 def dequantize_row_q5_1(data, out):
+    h = trips(out, 16)
     for ib in range(out.size // 32):
         o = ib * 24
         d = load_f16(data, o)
         m = load_f16(data, o + 2)
         qh = _load_u32(data, o + 4)
-        values = block_at(out, ib * 32)
-        h = values.size // 2
-        qs = span(data, o + 8, h)
+        v = np.uint64(ib * 32)
+        q = np.uint64(o + 8)
         for j in range(h):
-            c0, c1 = _load_5bit(qs, qh, j, h)
-            values[j] = mul_rn(np.float32(c0), d) + m
-            values[h + j] = mul_rn(np.float32(c1), d) + m
+            c0, c1 = _load_5bit(data, q, qh, j, h)
+            out[v + j] = mul_rn(np.float32(c0), d) + m
+            out[v + h + j] = mul_rn(np.float32(c1), d) + m

@@ -10,7 +10,7 @@ from numba import njit
 
 from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 from numba_quant._reference.gguf_legacy import c_int, c_roundf, load_f16, store_f16
-from numba_quant._reference.gguf_rows import span
+from numba_quant._reference.gguf_rows import trips
 
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
@@ -78,11 +78,11 @@ def _unpack_trits(data, pos, count, out, at, stride, trits, d):
     # The ``trits`` trits of the ``count`` bytes from ``pos``: trit n of byte m is value
     # at + n*stride + m, times d.
     pow3 = np.int32(1)
+    src = np.uint64(pos)
     for n in range(trits):
-        src = span(data, pos, count)
-        dst = span(out, at + n * stride, src.size)
-        for m in range(src.size):
-            dst[m] = _unpack_trit(src[m], pow3) * d
+        dst = np.uint64(at + n * stride)
+        for m in range(trips(out, count)):
+            out[dst + m] = _unpack_trit(data[src + m], pow3) * d
         pow3 = np.int32(pow3 * np.int32(3))
 
 
@@ -124,9 +124,9 @@ def dequantize_row_tq2_0(data, out):
         d = load_f16(data, o + 64)
         for h in range(2):
             for n in range(4):
-                src = span(data, o + 32 * h, 32)
-                dst = span(out, y + 128 * h + 32 * n, src.size)
+                src = np.uint64(o + 32 * h)
+                dst = np.uint64(y + 128 * h + 32 * n)
                 shift = np.int32(2 * n)
-                for m in range(src.size):
-                    q = np.int32(((np.int32(src[m]) >> shift) & np.int32(3)) - np.int32(1))
-                    dst[m] = np.float32(q) * d
+                for m in range(trips(out, 32)):
+                    q = np.int32(((np.int32(data[src + m]) >> shift) & np.int32(3)) - np.int32(1))
+                    out[dst + m] = np.float32(q) * d

@@ -49,7 +49,6 @@ _I32_LIMIT = np.float32(2147483648.0)
 _I15 = np.int32(15)
 _I31 = np.int32(0x7FFFFFFF)
 _I32_MIN = np.int32(-0x80000000)
-_I31_CODE = np.int32(31)
 _IBYTE = np.int32(0xFF)
 # Without an importance matrix the legacy types quantize a row this many blocks at a
 # time: first every block's scale and codes (the codes into the 2,048 int32 of scratch,
@@ -396,6 +395,52 @@ def _pack_nibbles(out, pos, L, l0):
 
 
 @njit(cache=True, inline="always")
+def _codes_sym(x, out, iscratch, b0, n, qk, block_bytes, nmax):
+    """Blocks b0 .. b0+n-1 of Q4_0 (nmax 8) or Q5_0 (16) without an importance matrix:
+    each block's scale ``d`` = its signed maximum / -nmax, as float16 at the block's
+    first byte, and its codes min(2 nmax - 1, x / d + nmax + 0.5) (C's conversions,
+    low byte) into ``iscratch[32 k:]``.  Returns whether every value was finite."""
+    finite = True
+    top = np.int32(2 * nmax - 1)
+    shift = np.float32(nmax) + _HALF
+    for k in range(n):
+        s = np.uint64((b0 + k) * 32)
+        lo, hi = _extremes(x, s, qk)
+        finite &= _finite(lo, hi)
+        d = _signed_max(x, s, qk, lo, hi) / np.float32(-nmax)
+        inv = _F1 / d if d != _F0 else _F0
+        ok = _bounded(d, inv)
+        store_f16(out, (b0 + k) * block_bytes, d)
+        t = np.uint64(k * 32)
+        for j in range(qk):
+            iscratch[t + j] = min(top, code_int(mul_rn(x[s + j], inv) + shift, ok)) & _IBYTE
+    return finite
+
+
+@njit(cache=True, inline="always")
+def _codes_min(x, out, iscratch, b0, n, qk, block_bytes, nmax, top):
+    """Blocks b0 .. b0+n-1 of Q4_1 (nmax 15, codes at most ``top`` 15) or Q5_1 (31, no
+    bound: ``top`` 255) without an importance matrix: ``d`` = (max - min) / nmax and the
+    minimum ``m`` as float16 at the block's first bytes, codes min(top, (x - m) / d +
+    0.5) (C's conversions, low byte) into ``iscratch[32 k:]``.  Returns whether every
+    value was finite."""
+    finite = True
+    for k in range(n):
+        s = np.uint64((b0 + k) * 32)
+        lo, hi = _min_max(x, s, qk)
+        finite &= _finite(lo, hi)
+        d = (hi - lo) / np.float32(nmax)
+        inv = _F1 / d if d != _F0 else _F0
+        ok = _bounded(d, inv)
+        store_f16(out, (b0 + k) * block_bytes, d)
+        store_f16(out, (b0 + k) * block_bytes + 2, lo)
+        t = np.uint64(k * 32)
+        for j in range(qk):
+            iscratch[t + j] = min(top, code_int(mul_rn(x[s + j] - lo, inv) + _HALF, ok)) & _IBYTE
+    return finite
+
+
+@njit(cache=True, inline="always")
 def quantize_row_q4_0(x, qw, has_qw, out, fscratch, iscratch):
     # Block of 18 bytes: d (f16), 16 bytes of codes; byte j holds value j in its low
     # nibble and value j + 16 in its high nibble; value = (code - 8) * d.
@@ -415,17 +460,7 @@ def quantize_row_q4_0(x, qw, has_qw, out, fscratch, iscratch):
     qk = trips(x, 32)
     for b0 in range(0, nb, _RUN):
         n = min(_RUN, nb - b0)
-        for k in range(n):
-            s = np.uint64((b0 + k) * 32)
-            lo, hi = _extremes(x, s, qk)
-            finite &= _finite(lo, hi)
-            d = _signed_max(x, s, qk, lo, hi) / np.float32(-8)
-            inv = _F1 / d if d != _F0 else _F0
-            ok = _bounded(d, inv)
-            store_f16(out, (b0 + k) * 18, d)
-            t = np.uint64(k * 32)
-            for j in range(qk):
-                iscratch[t + j] = min(_I15, code_int(mul_rn(x[s + j], inv) + np.float32(8.5), ok))
+        finite &= _codes_sym(x, out, iscratch, b0, n, qk, 18, 8)
         for k in range(n):
             _pack_nibbles(out, (b0 + k) * 18 + 2, iscratch, k * 32)
     return finite
@@ -466,18 +501,7 @@ def quantize_row_q4_1(x, qw, has_qw, out, fscratch, iscratch):
     qk = trips(x, 32)
     for b0 in range(0, nb, _RUN):
         n = min(_RUN, nb - b0)
-        for k in range(n):
-            s = np.uint64((b0 + k) * 32)
-            lo, hi = _min_max(x, s, qk)
-            finite &= _finite(lo, hi)
-            d = (hi - lo) / np.float32(15)
-            inv = _F1 / d if d != _F0 else _F0
-            ok = _bounded(d, inv)
-            store_f16(out, (b0 + k) * 20, d)
-            store_f16(out, (b0 + k) * 20 + 2, lo)
-            t = np.uint64(k * 32)
-            for j in range(qk):
-                iscratch[t + j] = min(_I15, code_int(mul_rn(x[s + j] - lo, inv) + _HALF, ok))
+        finite &= _codes_min(x, out, iscratch, b0, n, qk, 20, 15, _I15)
         for k in range(n):
             _pack_nibbles(out, (b0 + k) * 20 + 4, iscratch, k * 32)
     return finite
@@ -556,18 +580,7 @@ def quantize_row_q5_0(x, qw, has_qw, out, fscratch, iscratch):
     qk = trips(x, 32)
     for b0 in range(0, nb, _RUN):
         n = min(_RUN, nb - b0)
-        for k in range(n):
-            s = np.uint64((b0 + k) * 32)
-            lo, hi = _extremes(x, s, qk)
-            finite &= _finite(lo, hi)
-            d = _signed_max(x, s, qk, lo, hi) / np.float32(-16)
-            inv = _F1 / d if d != _F0 else _F0
-            ok = _bounded(d, inv)
-            store_f16(out, (b0 + k) * 22, d)
-            t = np.uint64(k * 32)
-            for j in range(qk):
-                iscratch[t + j] = min(_I31_CODE, code_int(mul_rn(x[s + j], inv)
-                                                          + np.float32(16.5), ok)) & _IBYTE
+        finite &= _codes_sym(x, out, iscratch, b0, n, qk, 22, 16)
         for k in range(n):
             o = (b0 + k) * 22
             _store_5bit_codes(out, o + 6, o + 2, iscratch, k * 32)
@@ -611,18 +624,7 @@ def quantize_row_q5_1(x, qw, has_qw, out, fscratch, iscratch):
     qk = trips(x, 32)
     for b0 in range(0, nb, _RUN):
         n = min(_RUN, nb - b0)
-        for k in range(n):
-            s = np.uint64((b0 + k) * 32)
-            lo, hi = _min_max(x, s, qk)
-            finite &= _finite(lo, hi)
-            d = (hi - lo) / np.float32(31)
-            inv = _F1 / d if d != _F0 else _F0
-            ok = _bounded(d, inv)
-            store_f16(out, (b0 + k) * 24, d)
-            store_f16(out, (b0 + k) * 24 + 2, lo)
-            t = np.uint64(k * 32)
-            for j in range(qk):
-                iscratch[t + j] = code_int(mul_rn(x[s + j] - lo, inv) + _HALF, ok) & _IBYTE
+        finite &= _codes_min(x, out, iscratch, b0, n, qk, 24, 31, _IBYTE)
         for k in range(n):
             o = (b0 + k) * 24
             _store_5bit_codes(out, o + 8, o + 4, iscratch, k * 32)

@@ -201,8 +201,8 @@ def quantize_row_q5_k(x, qw, has_qw, out, fscratch, iscratch):
 def _dequantize_q45_k(data, out, nbytes, qs0, high):
     # Per 64 values: the low nibbles are sub-block 2c, the high ones 2c + 1 (Q5_K: plus
     # 16 where bit 2c, resp. 2c + 1, of qh[l] is set).  Unsigned offsets, a run-time
-    # bound (gguf_rows.trips) and no branch in the inner loop, which then vectorises.  (Q4_K reads its scale bytes 16..48
-    # as qh and shifts them out of reach.)
+    # bound (gguf_rows.trips) and no branch in the inner loop, which then vectorises.
+    # (Q4_K reads its code bytes 16..48 as qh and shifts them out of reach.)
     n = trips(out, 32)
     for b in range(out.size // QK_K):
         blk = data[nbytes * b:nbytes * (b + 1)]

@@ -541,13 +541,6 @@ def _store_5bit_codes(out, qs_pos, qh_pos, L, l0):
     _store_u32(out, qh_pos, qh)
 
 
-@njit(cache=True)
-def _group_codes(iscratch, g, L):
-    """Block ``g`` of a fitted group's codes (``_fit_group_*``) into ``L``, as bytes."""
-    for j in range(32):
-        L[j] = iscratch[_I_L + 32 * g + j] & 0xFF
-
-
 @njit(cache=True, inline="always")
 def _load_5bit(data, q, qh, j, h):
     """The codes of values ``j`` and ``j + h`` (``h`` = 16) that :func:`_store_5bit`
@@ -565,7 +558,6 @@ def quantize_row_q5_0(x, qw, has_qw, out, fscratch, iscratch):
     # value = (code - 16) * d.
     nb = x.size // 32
     if has_qw:
-        L = iscratch[:32]
         sigma2 = row_sigma2(x)
         for ib in range(nb):
             g = ib % _LANES
@@ -573,8 +565,7 @@ def quantize_row_q5_0(x, qw, has_qw, out, fscratch, iscratch):
                 _fit_group_sym(x, ib, min(_LANES, nb - ib), qw, sigma2, 16, fscratch,
                                iscratch)
             store_f16(out, ib * 22, fscratch[_F_SC + g])
-            _group_codes(iscratch, g, L)
-            _store_5bit_codes(out, ib * 22 + 6, ib * 22 + 2, L, 0)
+            _store_5bit_codes(out, ib * 22 + 6, ib * 22 + 2, iscratch, _I_L + 32 * g)
         return True
     finite = True
     qk = trips(x, 32)
@@ -608,7 +599,6 @@ def quantize_row_q5_1(x, qw, has_qw, out, fscratch, iscratch):
     # value = code * d + m.
     nb = x.size // 32
     if has_qw:
-        L = iscratch[:32]
         sigma2 = row_sigma2(x)
         for ib in range(nb):
             g = ib % _LANES
@@ -617,8 +607,7 @@ def quantize_row_q5_1(x, qw, has_qw, out, fscratch, iscratch):
                                   iscratch)
             store_f16(out, ib * 24, fscratch[_F_SC + g])
             store_f16(out, ib * 24 + 2, -fscratch[_F_MN + g])
-            _group_codes(iscratch, g, L)
-            _store_5bit_codes(out, ib * 24 + 8, ib * 24 + 4, L, 0)
+            _store_5bit_codes(out, ib * 24 + 8, ib * 24 + 4, iscratch, _I_L + 32 * g)
         return True
     finite = True
     qk = trips(x, 32)

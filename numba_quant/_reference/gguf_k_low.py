@@ -16,9 +16,10 @@ from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover e
 from numba_quant._host.blocks_plan import F16
 from numba_quant._reference.blocks import f16_bits_to_f32, f32_to_f16_bits, round_to
 from numba_quant._reference.gguf_rows import trips
+from numba_quant._reference.gguf_lanes import (
+    make_q3_quants_lanes, make_qkx_lanes, make_qx_quants_lanes)
 from numba_quant._reference.gguf_search import (
-    make_q3_quants, make_qkx_lanes, make_qp_quants, make_qx_quants, make_qx_quants_lanes,
-    nearest_int, wrap_i8, wrap_u8)
+    _clamp, make_qp_quants, make_qx_quants, nearest_int, wrap_i8, wrap_u8)
 from numba_quant._reference.primitives import mul_rn
 
 QK_K = 256
@@ -60,14 +61,17 @@ def load_f16(data, pos):
 
 
 @njit(cache=True, error_model="numpy")
-def pack_2bit(L, out, pos):
-    """ggml's 2-bit packing of 256 codes: byte ``32*h + l`` holds codes ``128*h + l``,
-    ``+32``, ``+64``, ``+96`` in bits 0-1, 2-3, 4-5, 6-7."""
+def pack_2bit(L, out, pos, k0=0):
+    """ggml's 2-bit packing of the 256 codes from ``L[k0]``: byte ``pos + 32*h + l``
+    holds codes ``128*h + l``, ``+32``, ``+64``, ``+96`` in bits 0-1, 2-3, 4-5, 6-7."""
+    n = trips(L, 32)
     for h in range(2):
-        for l in range(32):
-            j = 128 * h + l
-            out[pos + 32 * h + l] = np.uint8(L[j] | (L[j + 32] << 2) | (L[j + 64] << 4)
-                                             | (L[j + 96] << 6))
+        j0 = np.uint64(k0 + 128 * h)
+        p0 = np.uint64(pos + 32 * h)
+        for l in range(n):
+            j = j0 + l
+            out[p0 + l] = np.uint8(L[j] | (L[j + np.uint64(32)] << 2)
+                                   | (L[j + np.uint64(64)] << 4) | (L[j + np.uint64(96)] << 6))
 
 
 @njit(cache=True, error_model="numpy")
@@ -271,27 +275,43 @@ def dequantize_row_q2_k(data, out):
 # Block: hmask[32] (third bit of each code), qs[64] (low 2 bits), scales[12] (16 6-bit
 # scales biased by 32: low nibbles in bytes 0-7, high pairs in bytes 8-11), d.
 @njit(cache=True, error_model="numpy")
-def _q3_scale_code(sb, j):
-    lo = (np.int64(sb[j]) & 0xF) if j < 8 else (np.int64(sb[j - 8]) >> 4)
-    return (lo | (((np.int64(sb[8 + j % 4]) >> (2 * (j // 4))) & 3) << 4)) - 32
+def _q3_scale_code(sb, j, o=0):
+    # Sub-block j's scale code (-32 .. 31) of the block whose scales start at sb[o].
+    lo = (np.int64(sb[o + j]) & 0xF) if j < 8 else (np.int64(sb[o + j - 8]) >> 4)
+    return (lo | (((np.int64(sb[o + 8 + j % 4]) >> (2 * (j // 4))) & 3) << 4)) - 32
 
 
 @njit(cache=True, error_model="numpy")
-def _q3_put_scale(sb, j, l):
+def _q3_put_scale(sb, j, l, o):
     if j < 8:
-        sb[j] = np.uint8(l & 0xF)
+        sb[o + j] = np.uint8(l & 0xF)
     else:
-        sb[j - 8] = np.uint8(np.int64(sb[j - 8]) | ((l & 0xF) << 4))
-    sb[j % 4 + 8] = np.uint8(wrap_u8(np.int64(sb[j % 4 + 8]) | ((l >> 4) << (2 * (j // 4)))))
+        sb[o + j - 8] = np.uint8(np.int64(sb[o + j - 8]) | ((l & 0xF) << 4))
+    k = o + j % 4 + 8
+    sb[k] = np.uint8(wrap_u8(np.int64(sb[k]) | ((l >> 4) << (2 * (j // 4)))))
+
+
+@njit(cache=True, error_model="numpy")
+def _search_q3(nl, x, v):
+    # make_q3_quants of the nl sub-blocks of 16 in x, side by side: scales into the
+    # batch's scales[:nl], codes into L[:16 * nl] (which holds the moving groups' codes
+    # during the search).
+    _, xt, wt, lanes, scales, _, _, L, Lt, Laux, flags, Ls, _ = v
+    m = 16 * nl
+    for j in range(nl):
+        for i in range(16):
+            xt[i * nl + j] = x[16 * j + i]
+    make_q3_quants_lanes(nl, 16, 4, xt[:m], Lt[:m], scales[:nl], lanes[:10 * nl], wt[:m],
+                         L[:m], Laux[:m], flags[:nl], flags[nl:2 * nl], Ls[:nl])
+    _from_lanes(nl, 16, Lt, L)
 
 
 @njit(cache=True, error_model="numpy")
 def _q3_k_batch(x, qw, has_qw, out, nb, v):
-    # The nb super-blocks of x into out.  With an importance matrix, the sub-blocks of
-    # all of them are searched side by side first; without, each sub-block's
-    # make_q3_quants runs in the block (side by side, its sweeps would go on while any
-    # lane changes a code: slower than one sub-block at a time).
-    w, _, _, _, scales, _, sw, L, _, _, _, Ls, _ = v
+    # The nb super-blocks of x into out, in phases over the whole batch: the sub-blocks'
+    # searches side by side, each super-block's scale codes, every value's final code
+    # from its sub-block's coded scale, the packing.
+    w, _, _, _, scales, dsub, sw, L, Lq, _, _, Ls, _ = v
     if has_qw:
         for s in range(nb):
             x0 = QK_K * s
@@ -301,57 +321,71 @@ def _q3_k_batch(x, qw, has_qw, out, nb, v):
                 sw[16 * s + j] = imatrix_weights(qw[k:k + 16], x[k:k + 16], sigma2,
                                                  w[k:k + 16])
         search_qx(16 * nb, 16, 4, x[:QK_K * nb], w[:QK_K * nb], v)
+    else:
+        _search_q3(16 * nb, x[:QK_K * nb], v)
     for s in range(nb):
-        _q3_k_block(x[QK_K * s:QK_K * (s + 1)], has_qw,
-                    out[Q3_K_BYTES * s:Q3_K_BYTES * (s + 1)], scales[16 * s:16 * s + 16],
-                    sw[16 * s:16 * s + 16], L[QK_K * s:QK_K * (s + 1)], Ls[:16])
+        _q3_k_scales(s, has_qw, out, scales, sw, Ls, dsub)
+    # A sub-block whose coded scale is 0 keeps its search's codes.
+    n = trips(x, 16)
+    for j in range(16 * nb):
+        d = dsub[j]
+        k0 = np.uint64(16 * j)
+        for i in range(n):
+            code = _clamp(nearest_int(x[k0 + i] / d), -4, 3) + np.int32(4)
+            Lq[k0 + i] = code if d != _F0 else L[k0 + i]
+    for s in range(nb):
+        _q3_k_pack(Lq, QK_K * s, out, Q3_K_BYTES * s)
 
 
 @njit(cache=True, error_model="numpy")
-def _q3_k_block(x, has_qw, ob, scales, sw, L, Ls):
-    sb = ob[96:108]
+def _q3_k_scales(s, has_qw, out, scales, sw, Ls, dsub):
+    # Super-block s's 16 sub-block scales as 6-bit codes under one float16 d, into its
+    # bytes 96-109; each sub-block's coded scale (d times its code) into dsub[16 s:].
+    o = Q3_K_BYTES * s + 96
     for j in range(12):
-        sb[j] = 0
+        out[o + j] = 0
     if has_qw:
-        d_block = make_qx_quants(16, 32, scales, Ls, 1, sw, True)
+        d_block = make_qx_quants(16, 32, scales[16 * s:16 * s + 16], Ls, 1,
+                                 sw[16 * s:16 * s + 16], True)
         for j in range(16):
-            _q3_put_scale(sb, j, Ls[j])
-        dd = store_f16(ob, 108, d_block)
+            _q3_put_scale(out, j, Ls[j], o)
+        dd = store_f16(out, o + 12, d_block)
     else:
         max_scale = _F0
         amax = _F0
         for j in range(16):
-            scales[j] = make_q3_quants(16, 4, x[16 * j:16 * j + 16], L[16 * j:16 * j + 16],
-                                       True)
-            a = abs(scales[j])
+            a = abs(scales[16 * s + j])
             if a > amax:
                 amax = a
-                max_scale = scales[j]
+                max_scale = scales[16 * s + j]
         if max_scale != _F0:
             iscale = np.float32(-32.0) / max_scale
             for j in range(16):
-                l = wrap_i8(nearest_int(mul_rn(iscale, scales[j])))
-                _q3_put_scale(sb, j, max(-32, min(31, l)) + 32)
-            dd = store_f16(ob, 108, _F1 / iscale)
+                l = wrap_i8(nearest_int(mul_rn(iscale, scales[16 * s + j])))
+                _q3_put_scale(out, j, max(-32, min(31, l)) + 32, o)
+            dd = store_f16(out, o + 12, _F1 / iscale)
         else:
-            dd = store_f16(ob, 108, _F0)
+            dd = store_f16(out, o + 12, _F0)
     for j in range(16):
-        d = dd * np.float32(_q3_scale_code(sb, j))
-        if d == _F0:
-            continue
-        for i in range(16):
-            L[16 * j + i] = max(-4, min(3, nearest_int(x[16 * j + i] / d))) + 4
+        dsub[16 * s + j] = dd * np.float32(_q3_scale_code(out, j, o))
+
+
+@njit(cache=True, error_model="numpy")
+def _q3_k_pack(L, k0, out, o):
+    # The 256 codes (0-7) from L[k0] into the block at out[o]: hmask, then the low bits.
     # hmask: bit k of byte m is the third bit of code 32*k + m, which then loses it.
     # Without branches: on codes that come out either way, a branch per value cost more
     # than the rest of the block's packing.
-    for m in range(32):
-        h = 0
+    n = trips(L, 32)
+    for m in range(n):
+        h = np.int32(0)
         for k in range(8):
-            high = 1 if L[32 * k + m] > 3 else 0
+            j = np.uint64(k0 + 32 * k) + m
+            high = np.int32(1) if L[j] > 3 else np.int32(0)
             h |= high << k
-            L[32 * k + m] -= 4 * high
-        ob[m] = np.uint8(h)
-    pack_2bit(L, ob, 32)
+            L[j] -= 4 * high
+        out[np.uint64(o) + m] = np.uint8(h)
+    pack_2bit(L, out, o + 32, k0)
 
 
 @njit(cache=True, error_model="numpy", inline="always")

@@ -31,11 +31,8 @@ from numba_quant._reference.blocks import (
     round_bf16,
 )
 from numba_quant._reference.gguf_rows import trips
-from numba_quant._reference.gguf_search import (
-    make_qkx3_quants,
-    make_qkx_lanes,
-    make_qx_quants_lanes,
-)
+from numba_quant._reference.gguf_lanes import make_qkx_lanes, make_qx_quants_lanes
+from numba_quant._reference.gguf_search import make_qkx3_quants
 
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)

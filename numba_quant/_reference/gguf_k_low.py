@@ -28,7 +28,7 @@ Q3_K_BYTES = 110
 
 # Scratch of the K-quant rows.  A row is quantized a batch of super-blocks at a time:
 # the sub-blocks of the whole batch are searched side by side (the *_lanes searches of
-# gguf_search, on transposed copies), so that the searches' loops over lanes are long
+# gguf_lanes, on transposed copies), so that the searches' loops over lanes are long
 # enough to vectorise, while each sub-block keeps ggml's order of operations.  A batch
 # holds as many super-blocks as the scratch has room for (batch_capacity): the CPU
 # kernels give each task room for GGUF_CPU_SUPER_BLOCKS, the GPU's local arrays

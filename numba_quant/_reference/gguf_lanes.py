@@ -83,15 +83,7 @@ def make_qx_quants_lanes(nl, n, nmax, xt, wt, Lt, scales, fscratch, take):
     slx = fscratch[3 * nl:4 * nl]
     sl2 = fscratch[4 * nl:5 * nl]
     best = fscratch[5 * nl:6 * nl]
-    for j in range(nl):
-        vmax[j] = _F0
-        amax[j] = _F0
-    for i in range(n):
-        for j in range(nl):
-            ax = abs(xt[i * nl + j])
-            if ax > amax[j]:
-                amax[j] = ax
-                vmax[j] = xt[i * nl + j]
+    _lane_largest_magnitude(nl, n, xt, amax, vmax, slx, sl2)
     for j in range(nl):
         isc[j] = np.float32(-nmax) / vmax[j]
         take[j] = 1
@@ -192,16 +184,27 @@ def make_qkx_lanes(nl, n, nmax, xt, wt, Lt, Laux, scales, mins, fscratch, flags,
         vmax[j] = xt[j]
         sum_w[j] = wt[j]
         sum_x[j] = mul_rn(wt[j], xt[j])
+    # The running minimum and maximum alternate between (vmin, vmax) and (ts, tm), free
+    # until the trials (see _q3_sweep: no masked stores).
     for i in range(1, n):
+        odd = i % 2 == 1
+        src_lo = vmin if odd else ts
+        src_hi = vmax if odd else tm
+        dst_lo = ts if odd else vmin
+        dst_hi = tm if odd else vmax
         for j in range(nl):
             xv = xt[i * nl + j]
             w = wt[i * nl + j]
-            if xv < vmin[j]:
-                vmin[j] = xv
-            if xv > vmax[j]:
-                vmax[j] = xv
+            lo = src_lo[j]
+            hi = src_hi[j]
+            dst_lo[j] = xv if xv < lo else lo
+            dst_hi[j] = xv if xv > hi else hi
             sum_w[j] = sum_w[j] + w
             sum_x[j] = sum_x[j] + mul_rn(w, xv)
+    if n % 2 == 0:
+        for j in range(nl):
+            vmin[j] = ts[j]
+            vmax[j] = tm[j]
     for j in range(nl):
         if vmin[j] > _F0:
             vmin[j] = _F0

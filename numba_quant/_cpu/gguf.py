@@ -30,7 +30,7 @@ from numba_quant._reference import gguf_kquants as kq
 from numba_quant._reference import gguf_legacy as lg
 from numba_quant._reference import gguf_ternary as tq
 from numba_quant._reference.gguf_k_low import K_SCRATCH_PER_BLOCK
-from numba_quant._reference.gguf_rows import bf16_overflow, f16_overflow, finite_row
+from numba_quant._reference.gguf_rows import f16_overflow, finite_row
 
 ROW_OK, ROW_NONFINITE, ROW_SCALE_OVERFLOW = GGUF_ROW_OK, GGUF_ROW_NONFINITE, GGUF_ROW_SCALE_OVERFLOW
 
@@ -63,15 +63,14 @@ def _after(out, i, status, type_size, fields):
 # blocks the K-quants' super-blocks per batch (GGUF_CPU_SUPER_BLOCKS); rows r0 .. r1-1.
 
 # F16 and BF16 write a non-finite value exactly where the input has one or a value beyond
-# the type's range, so their rows are checked after conversion, and the input only when
-# the output shows a bad value: one pass over the floats instead of two.
+# the type's range, so their row functions report a bad output value (found while
+# writing), and the input is read again only then: one pass over the floats.
 
 @njit(nogil=True, cache=True)
 def quantize_f16(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
     fs, ws = _scratch(blocks)
     for i in range(r0, r1):
-        lg.quantize_row_f16(x[i], qw, has_qw, out[i], fs, ws)
-        if f16_overflow(out[i], type_size, fields) and _status(x, i, status):
+        if not lg.quantize_row_f16(x[i], qw, has_qw, out[i], fs, ws) and _status(x, i, status):
             status[i] = ROW_SCALE_OVERFLOW
 
 
@@ -79,8 +78,7 @@ def quantize_f16(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
 def quantize_bf16(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
     fs, ws = _scratch(blocks)
     for i in range(r0, r1):
-        lg.quantize_row_bf16(x[i], qw, has_qw, out[i], fs, ws)
-        if bf16_overflow(out[i]) and _status(x, i, status):
+        if not lg.quantize_row_bf16(x[i], qw, has_qw, out[i], fs, ws) and _status(x, i, status):
             status[i] = ROW_SCALE_OVERFLOW
 
 

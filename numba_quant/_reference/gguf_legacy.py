@@ -47,6 +47,8 @@ _I15 = np.int32(15)
 _I31 = np.int32(0x7FFFFFFF)
 _I32_MIN = np.int32(-0x80000000)
 _IBYTE = np.int32(0xFF)
+_F16_EXPONENT = np.uint16(0x7C00)
+_F32_EXPONENT = np.uint32(0x7F800000)
 # Without an importance matrix the legacy types quantize a row this many blocks at a
 # time: first every block's scale and codes (the codes into the 2,048 int32 of scratch,
 # GGUF_ISCRATCH), then the packing of the codes, each a loop that vectorises.  Their row
@@ -249,8 +251,15 @@ def _load_u32(data, pos):
 # --------------------------------------------------------------------------- F16 / BF16
 @njit(cache=True, inline="always")
 def quantize_row_f16(x, qw, has_qw, out, fscratch, iscratch):
+    # Returns False when an output value is infinite or NaN (its exponent field all
+    # ones), found in the same pass: the kernels then look at the input.
+    top = np.uint16(0)
     for j in range(x.size):
-        store_f16(out, 2 * j, x[j])
+        bits = f16_bits_rne(x[j])
+        top = max(top, bits & _F16_EXPONENT)
+        out[2 * j] = np.uint8(bits & np.uint16(0xFF))
+        out[2 * j + 1] = np.uint8(bits >> np.uint16(8))
+    return top != _F16_EXPONENT
 
 
 @njit(cache=True, inline="always")
@@ -261,10 +270,14 @@ def dequantize_row_f16(data, out):
 
 @njit(cache=True, inline="always")
 def quantize_row_bf16(x, qw, has_qw, out, fscratch, iscratch):
+    # Returns False when an output value is infinite or NaN, as quantize_row_f16.
+    top = np.uint32(0)
     for j in range(x.size):
         b = bits_from_f32(round_bf16(x[j]))
+        top = max(top, b & _F32_EXPONENT)
         out[2 * j] = np.uint8((b >> np.uint32(16)) & np.uint32(0xFF))
         out[2 * j + 1] = np.uint8(b >> np.uint32(24))
+    return top != _F32_EXPONENT
 
 
 @njit(cache=True, inline="always")
@@ -387,8 +400,10 @@ def _min_max(x, s, qk):
 def _pack_nibbles(out, pos, L, l0):
     """The 32 four-bit codes ``L[l0:l0 + 32]`` as 16 bytes from ``pos``: byte j holds
     code j in its low nibble and code j + 16 in its high nibble."""
-    for j in range(16):
-        out[pos + j] = np.uint8(L[l0 + j] | (L[l0 + 16 + j] << 4))   # (the low byte)
+    p = np.uint64(pos)
+    k = np.uint64(l0)
+    for j in range(trips(L, 16)):
+        out[p + j] = np.uint8(L[k + j] | (L[k + np.uint64(16) + j] << 4))   # (the low byte)
 
 
 @njit(cache=True, inline="always")

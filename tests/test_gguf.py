@@ -198,7 +198,14 @@ def test_row_length_not_a_multiple_of_the_block():
         gguf.quantize(np.zeros((2, 64), np.float32), "IQ4_XS")
 
 
-@pytest.mark.parametrize("bad", [np.nan, -np.nan, np.inf, -np.inf])
+def _from_bits(bits):
+    return np.array([bits], np.uint32).view(np.float32)[0]
+
+
+# NaNs with every significand bit set too: rounding such a pattern's significand carries
+# out of it.
+@pytest.mark.parametrize("bad", [np.nan, -np.nan, np.inf, -np.inf, _from_bits(0x7FFFFFFF),
+                                 _from_bits(0xFFFFFFFF)])
 def test_nonfinite_names_the_first_bad_row(bad, monkeypatch):
     x = np.zeros((5, 64), np.float32)
     x[3, 7] = bad

@@ -48,10 +48,15 @@ _I31 = np.int32(0x7FFFFFFF)
 _I32_MIN = np.int32(-0x80000000)
 _IBYTE = np.int32(0xFF)
 _F16_EXPONENT = np.uint16(0x7C00)
+_U31 = np.uint32(0x7FFFFFFF)
+_F16_REBIAS = np.uint32(112 << 23)       # float32's exponent bias minus float16's
+_F16_NORMAL_BITS = np.uint32(113 << 23)  # 2**-14, float16's smallest normal
+_HALF_BITS = np.uint32(0x3F000000)
 _F32_EXPONENT = np.uint32(0x7F800000)
-# Without an importance matrix the legacy types quantize a row this many blocks at a
-# time: first every block's scale and codes (the codes into the 2,048 int32 of scratch,
-# GGUF_ISCRATCH), then the packing of the codes, each a loop that vectorises.  Their row
+# Without an importance matrix Q5_0 and Q5_1 quantize a row this many blocks at a time:
+# first every block's scale and codes (the codes into the 2,048 int32 of scratch,
+# GGUF_ISCRATCH), then the packing of the codes, each a loop that vectorises (Q4_0 and
+# Q4_1 write each block's codes straight into its nibbles).  The legacy types' row
 # functions (and Q8_0's) return whether every value was finite, known from the blocks'
 # extremes, so that the kernels need no separate pass over the row for it (with an
 # importance matrix they return True: the kernels check those rows first).
@@ -62,23 +67,23 @@ _RUN = 64
 @njit(cache=True)
 def f16_bits_rne(v):
     """The float16 bit pattern nearest to the float32 ``v`` (ties to even; infinity from
-    65520 up), as ggml's ``GGML_FP32_TO_FP16`` gives for finite ``v``."""
-    a = abs(v)
-    if a < _F16_MIN_NORMAL:
-        # float16 subnormals are multiples of 2**-24: scale, round, scale back (exact).
-        r = rint(a * _TWO_POW_24) * _TWO_POW_M24
-    elif a >= _F16_OVERFLOW:
-        r = np.float32(np.inf)
-    else:
-        # Round the 23-bit significand to 10 bits at bit 13, ties to even; a carry
-        # moves into the exponent.
-        b = bits_from_f32(a)
-        b = (b + np.uint32(0x0FFF) + ((b >> np.uint32(13)) & np.uint32(1))) & np.uint32(0xFFFFE000)
-        r = f32_from_bits(b)
-    bits = f32_to_f16_bits(r)
-    if v < _F0 or (v == _F0 and bits_from_f32(v) != np.uint32(0)):
-        bits = np.uint16(bits | np.uint16(0x8000))
-    return bits
+    65520 up), as ggml's ``GGML_FP32_TO_FP16`` gives for finite ``v``; an infinite or
+    NaN ``v`` gives an infinity.
+
+    Without branches, so that loops over many values vectorise: both roundings are
+    computed and one is chosen."""
+    b = bits_from_f32(v)
+    a = b & _U31
+    # Normal results: round the significand at bit 13, ties to even, and rebias the
+    # exponent; a carry moves into the exponent, up to infinity (and beyond for inf and
+    # NaN, which the minimum brings back to infinity).
+    normal = min((a + np.uint32(0x0FFF) + ((a >> np.uint32(13)) & np.uint32(1))
+                  - _F16_REBIAS) >> np.uint32(13), np.uint32(0x7C00))
+    # Subnormal results (|v| < 2**-14): adding 0.5 rounds |v| to a multiple of 2**-24
+    # (ties to even, in the float addition); the bits above 0.5's count those steps.
+    sub = bits_from_f32(f32_from_bits(a) + _HALF) - _HALF_BITS
+    r = sub if a < _F16_NORMAL_BITS else normal
+    return np.uint16(r | ((b >> np.uint32(16)) & np.uint32(0x8000)))
 
 
 @njit(cache=True)
@@ -407,48 +412,72 @@ def _pack_nibbles(out, pos, L, l0):
 
 
 @njit(cache=True, inline="always")
+def _scale_sym(x, s, qk, nmax):
+    """A Q4_0 (nmax 8) or Q5_0 (16) block without an importance matrix: its scale ``d`` =
+    its signed maximum / -nmax, ``1/d`` (0 for d = 0), whether both are finite (then
+    every code is a plain 32-bit conversion) and whether the block is."""
+    lo, hi = _extremes(x, s, qk)
+    d = _signed_max(x, s, qk, lo, hi) / np.float32(-nmax)
+    inv = _F1 / d if d != _F0 else _F0
+    return d, inv, _bounded(d, inv), _finite(lo, hi)
+
+
+@njit(cache=True, inline="always")
+def _code_sym(v, inv, ok, nmax):
+    # min(2 nmax - 1, v / d + nmax + 0.5), C's conversions, low byte.
+    return min(np.int32(2 * nmax - 1),
+               code_int(mul_rn(v, inv) + (np.float32(nmax) + _HALF), ok)) & _IBYTE
+
+
+@njit(cache=True, inline="always")
+def _scale_min(x, s, qk, nmax):
+    """A Q4_1 (nmax 15) or Q5_1 (31) block without an importance matrix: its minimum
+    ``m``, ``d`` = (max - m) / nmax, ``1/d`` (0 for d = 0), whether both are finite and
+    whether the block is."""
+    lo, hi = _min_max(x, s, qk)
+    d = (hi - lo) / np.float32(nmax)
+    inv = _F1 / d if d != _F0 else _F0
+    return lo, d, inv, _bounded(d, inv), _finite(lo, hi)
+
+
+@njit(cache=True, inline="always")
+def _code_min(v, lo, inv, ok, top):
+    # min(top, (v - m) / d + 0.5), C's conversions, low byte (top: 15 for Q4_1, 255 for
+    # Q5_1, whose codes ggml does not bound).
+    return min(top, code_int(mul_rn(v - lo, inv) + _HALF, ok)) & _IBYTE
+
+
+@njit(cache=True, inline="always")
 def _codes_sym(x, out, iscratch, b0, n, qk, block_bytes, nmax):
-    """Blocks b0 .. b0+n-1 of Q4_0 (nmax 8) or Q5_0 (16) without an importance matrix:
-    each block's scale ``d`` = its signed maximum / -nmax, as float16 at the block's
-    first byte, and its codes min(2 nmax - 1, x / d + nmax + 0.5) (C's conversions,
-    low byte) into ``iscratch[32 k:]``.  Returns whether every value was finite."""
+    """Blocks b0 .. b0+n-1 of Q5_0: each block's scale as float16 at its first byte, its
+    codes into ``iscratch[32 k:]``.  Returns whether every value was finite."""
     finite = True
-    top = np.int32(2 * nmax - 1)
-    shift = np.float32(nmax) + _HALF
     for k in range(n):
         s = np.uint64((b0 + k) * 32)
-        lo, hi = _extremes(x, s, qk)
-        finite &= _finite(lo, hi)
-        d = _signed_max(x, s, qk, lo, hi) / np.float32(-nmax)
-        inv = _F1 / d if d != _F0 else _F0
-        ok = _bounded(d, inv)
+        d, inv, ok, block_finite = _scale_sym(x, s, qk, nmax)
+        finite &= block_finite
         store_f16(out, (b0 + k) * block_bytes, d)
         t = np.uint64(k * 32)
         for j in range(qk):
-            iscratch[t + j] = min(top, code_int(mul_rn(x[s + j], inv) + shift, ok)) & _IBYTE
+            iscratch[t + j] = _code_sym(x[s + j], inv, ok, nmax)
     return finite
 
 
 @njit(cache=True, inline="always")
 def _codes_min(x, out, iscratch, b0, n, qk, block_bytes, nmax, top):
-    """Blocks b0 .. b0+n-1 of Q4_1 (nmax 15, codes at most ``top`` 15) or Q5_1 (31, no
-    bound: ``top`` 255) without an importance matrix: ``d`` = (max - min) / nmax and the
-    minimum ``m`` as float16 at the block's first bytes, codes min(top, (x - m) / d +
-    0.5) (C's conversions, low byte) into ``iscratch[32 k:]``.  Returns whether every
-    value was finite."""
+    """Blocks b0 .. b0+n-1 of Q5_1: ``d`` and the minimum as float16 at each block's
+    first bytes, its codes into ``iscratch[32 k:]``.  Returns whether every value was
+    finite."""
     finite = True
     for k in range(n):
         s = np.uint64((b0 + k) * 32)
-        lo, hi = _min_max(x, s, qk)
-        finite &= _finite(lo, hi)
-        d = (hi - lo) / np.float32(nmax)
-        inv = _F1 / d if d != _F0 else _F0
-        ok = _bounded(d, inv)
+        lo, d, inv, ok, block_finite = _scale_min(x, s, qk, nmax)
+        finite &= block_finite
         store_f16(out, (b0 + k) * block_bytes, d)
         store_f16(out, (b0 + k) * block_bytes + 2, lo)
         t = np.uint64(k * 32)
         for j in range(qk):
-            iscratch[t + j] = min(top, code_int(mul_rn(x[s + j] - lo, inv) + _HALF, ok)) & _IBYTE
+            iscratch[t + j] = _code_min(x[s + j], lo, inv, ok, top)
     return finite
 
 
@@ -467,14 +496,20 @@ def quantize_row_q4_0(x, qw, has_qw, out, fscratch, iscratch):
             store_f16(out, ib * 18, fscratch[_F_SC + g])
             _pack_nibbles(out, ib * 18 + 2, iscratch, _I_L + 32 * g)
         return True   # (rows with an importance matrix are checked before)
-    nb = x.size // 32
+    # Without one, each block's codes go straight into its nibbles: values j and j + 16
+    # in one pass over a block's first half.
     finite = True
     qk = trips(x, 32)
-    for b0 in range(0, nb, _RUN):
-        n = min(_RUN, nb - b0)
-        finite &= _codes_sym(x, out, iscratch, b0, n, qk, 18, 8)
-        for k in range(n):
-            _pack_nibbles(out, (b0 + k) * 18 + 2, iscratch, k * 32)
+    h = trips(x, 16)
+    for ib in range(x.size // 32):
+        s = np.uint64(ib * 32)
+        d, inv, ok, block_finite = _scale_sym(x, s, qk, 8)
+        finite &= block_finite
+        store_f16(out, ib * 18, d)
+        p = np.uint64(ib * 18 + 2)
+        for j in range(h):
+            out[p + j] = np.uint8(_code_sym(x[s + j], inv, ok, 8)
+                                  | (_code_sym(x[s + h + j], inv, ok, 8) << 4))
     return finite
 
 
@@ -508,14 +543,19 @@ def quantize_row_q4_1(x, qw, has_qw, out, fscratch, iscratch):
             store_f16(out, ib * 20 + 2, -fscratch[_F_MN + g])
             _pack_nibbles(out, ib * 20 + 4, iscratch, _I_L + 32 * g)
         return True
-    nb = x.size // 32
-    finite = True
+    finite = True   # (codes straight into nibbles, as Q4_0)
     qk = trips(x, 32)
-    for b0 in range(0, nb, _RUN):
-        n = min(_RUN, nb - b0)
-        finite &= _codes_min(x, out, iscratch, b0, n, qk, 20, 15, _I15)
-        for k in range(n):
-            _pack_nibbles(out, (b0 + k) * 20 + 4, iscratch, k * 32)
+    h = trips(x, 16)
+    for ib in range(x.size // 32):
+        s = np.uint64(ib * 32)
+        lo, d, inv, ok, block_finite = _scale_min(x, s, qk, 15)
+        finite &= block_finite
+        store_f16(out, ib * 20, d)
+        store_f16(out, ib * 20 + 2, lo)
+        p = np.uint64(ib * 20 + 4)
+        for j in range(h):
+            out[p + j] = np.uint8(_code_min(x[s + j], lo, inv, ok, _I15)
+                                  | (_code_min(x[s + h + j], lo, inv, ok, _I15) << 4))
     return finite
 
 

@@ -271,8 +271,9 @@ def quantize_row_f16(x, qw, has_qw, out, fscratch, iscratch):
 
 @njit(cache=True, inline="always")
 def dequantize_row_f16(data, out):
+    data16 = data.view(np.uint16)   # (whole little-endian uint16s, as quantize_row_f16)
     for j in range(out.size):
-        out[j] = load_f16(data, 2 * j)
+        out[j] = f16_bits_to_f32(data16[j])
 
 
 @njit(cache=True, inline="always")

@@ -22,12 +22,11 @@ import numpy as np
 from numba import njit
 
 from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
-from numba_quant._reference.primitives import mul_rn, rint, trunc
+from numba_quant._reference.primitives import mul_rn, trunc
 from numba_quant._reference.blocks import (
     bits_from_f32,
     f16_bits_to_f32,
     f32_from_bits,
-    f32_to_f16_bits,
     round_bf16,
 )
 from numba_quant._reference.gguf_rows import trips
@@ -38,10 +37,6 @@ _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
 _HALF = np.float32(0.5)
 _FLT_MAX = np.float32(3.4028234663852886e38)
-_TWO_POW_24 = np.float32(16777216.0)
-_TWO_POW_M24 = np.float32(5.960464477539063e-08)
-_F16_MIN_NORMAL = np.float32(6.103515625e-05)  # 2**-14
-_F16_OVERFLOW = np.float32(65520.0)  # the first value that rounds to infinity
 _I32_LIMIT = np.float32(2147483648.0)
 _I15 = np.int32(15)
 _I31 = np.int32(0x7FFFFFFF)
@@ -52,6 +47,7 @@ _U31 = np.uint32(0x7FFFFFFF)
 _F16_REBIAS = np.uint32(112 << 23)       # float32's exponent bias minus float16's
 _F16_NORMAL_BITS = np.uint32(113 << 23)  # 2**-14, float16's smallest normal
 _HALF_BITS = np.uint32(0x3F000000)
+_BELOW_HALF = np.float32(0.49999997)     # the float32 just below 0.5
 _F32_EXPONENT = np.uint32(0x7F800000)
 # Without an importance matrix Q5_0 and Q5_1 quantize a row this many blocks at a time:
 # first every block's scale and codes (the codes into the 2,048 int32 of scratch,
@@ -134,11 +130,13 @@ def _bounded(d, inv):
 
 @njit(cache=True)
 def c_roundf(v):
-    """C's ``roundf``: nearest integer, ties away from zero (float32)."""
-    t = trunc(v)
-    if abs(v - t) >= _HALF:
-        t = t + (_F1 if v > _F0 else -_F1)
-    return t
+    """C's ``roundf``: nearest integer, ties away from zero (float32).
+
+    ``v`` plus the float just below one half (with v's sign), truncated: the sum rounds
+    up to the next integer exactly when ``v``'s fraction is at least one half, and
+    without a branch (equal to the rounding by cases on every non-NaN float32; the sign
+    restored for -0)."""
+    return math.copysign(trunc(v + (_BELOW_HALF if v >= _F0 else -_BELOW_HALF)), v)
 
 
 @njit(cache=True)
@@ -304,9 +302,9 @@ def quantize_row_q8_0(x, qw, has_qw, out, fscratch, iscratch):
     qk = trips(x, 32)
     for ib in range(x.size // 32):
         s = np.uint64(ib * 32)
-        lo, hi = _extremes(x, s, qk)
-        finite &= _finite(lo, hi)
-        d = max(abs(lo), abs(hi)) / np.float32(127)   # (+0 for a block of -0s, as ggml's)
+        amax = _largest_magnitude(x, s, qk)
+        finite &= amax <= _FLT_MAX
+        d = amax / np.float32(127)   # (+0 for a block of -0s, as ggml's)
         inv = _F1 / d if d != _F0 else _F0
         ok = _bounded(d, inv)
         store_f16(out, ib * 34, d)
@@ -361,6 +359,17 @@ def _extremes(x, s, qk):
         lo = np.int32(min(lo, k))
         hi = np.int32(max(hi, k))
     return _from_order_key(lo), _from_order_key(hi)
+
+
+@njit(cache=True, inline="always")
+def _largest_magnitude(x, s, qk):
+    """The largest ``|v|`` of a block (+0 for zeros of either sign), found as the largest
+    int32 of the magnitudes' bits (one integer maximum, which vectorises); a NaN comes
+    out as a NaN (its bits lie beyond infinity's)."""
+    m = np.int32(0)
+    for j in range(qk):
+        m = np.int32(max(m, np.int32(bits_from_f32(x[s + j]) & _U31)))
+    return f32_from_bits(np.uint32(m))
 
 
 @njit(cache=True, inline="always")

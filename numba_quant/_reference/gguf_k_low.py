@@ -19,7 +19,8 @@ from numba_quant._reference.gguf_rows import trips
 from numba_quant._reference.gguf_lanes import (
     make_q3_quants_lanes, make_qkx_lanes, make_qx_quants_lanes)
 from numba_quant._reference.gguf_search import (
-    _clamp, make_qp_quants, make_qx_quants, nearest_int, wrap_i8, wrap_u8)
+    _clamp, _largest_magnitude, make_qp_quants, make_qx_quants, nearest_int, wrap_i8,
+    wrap_u8)
 from numba_quant._reference.primitives import mul_rn
 
 QK_K = 256
@@ -117,12 +118,18 @@ def batch_views(fscratch, iscratch, cap):
 
 
 @njit(cache=True, error_model="numpy")
-def _to_lanes(nl, n, x, w, xt, wt):
-    # Sub-block j's element i at [i * nl + j], values and weights.
+def _values_to_lanes(nl, n, x, xt):
+    # Sub-block j's element i at [i * nl + j].
     for j in range(nl):
         for i in range(n):
             xt[i * nl + j] = x[n * j + i]
-            wt[i * nl + j] = w[n * j + i]
+
+
+@njit(cache=True, error_model="numpy")
+def _to_lanes(nl, n, x, w, xt, wt):
+    # Values and weights in lane order.
+    _values_to_lanes(nl, n, x, xt)
+    _values_to_lanes(nl, n, w, wt)
 
 
 @njit(cache=True, error_model="numpy")
@@ -298,9 +305,7 @@ def _search_q3(nl, x, v):
     # during the search).
     _, xt, wt, lanes, scales, _, _, L, Lt, Laux, flags, Ls, _ = v
     m = 16 * nl
-    for j in range(nl):
-        for i in range(16):
-            xt[i * nl + j] = x[16 * j + i]
+    _values_to_lanes(nl, 16, x, xt)
     make_q3_quants_lanes(nl, 16, 4, xt[:m], Lt[:m], scales[:nl], lanes[:10 * nl], wt[:m],
                          L[:m], Laux[:m], flags[:nl], flags[nl:2 * nl], Ls[:nl])
     _from_lanes(nl, 16, Lt, L)
@@ -351,13 +356,7 @@ def _q3_k_scales(s, has_qw, out, scales, sw, Ls, dsub):
             _q3_put_scale(out, j, Ls[j], o)
         dd = store_f16(out, o + 12, d_block)
     else:
-        max_scale = _F0
-        amax = _F0
-        for j in range(16):
-            a = abs(scales[16 * s + j])
-            if a > amax:
-                amax = a
-                max_scale = scales[16 * s + j]
+        _, max_scale = _largest_magnitude(16, scales[16 * s:16 * s + 16])
         if max_scale != _F0:
             iscale = np.float32(-32.0) / max_scale
             for j in range(16):

@@ -17,20 +17,37 @@ _F1 = np.float32(1.0)
 _TENTH = np.float32(0.1)
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _alternating(step, a, b, alt_a, alt_b):
+    """``(src_a, src_b, dst_a, dst_b)`` of step ``step`` of a per-lane running state kept
+    in two pairs of arrays: even steps read ``a``/``b`` and write ``alt_a``/``alt_b``,
+    odd steps the other way.  A select stored back to the array it was read from
+    (``a[j] = v if c else a[j]``) compiles to a masked store, several times slower on
+    this hardware than a plain store to another array."""
+    if step % 2 == 0:
+        return a, b, alt_a, alt_b
+    return alt_a, alt_b, a, b
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _settle(steps, nl, a, b, alt_a, alt_b):
+    # After ``steps`` steps of _alternating, the state back in a/b.
+    if steps % 2 == 1:
+        for j in range(nl):
+            a[j] = alt_a[j]
+            b[j] = alt_b[j]
+
+
 @njit(cache=True, error_model="numpy")
 def _lane_largest_magnitude(nl, n, xt, amax, vmax, alt_amax, alt_vmax):
     """Per lane, ggml's running ``amax < |x[i]|`` search: ``amax[j]`` and ``vmax[j]``
     (the first value of that magnitude; 0 and 0 for zeros).  The running values
-    alternate between the two pairs of arrays (see _q3_sweep: no masked stores)."""
+    alternate between the two pairs of arrays (:func:`_alternating`)."""
     for j in range(nl):
         amax[j] = _F0
         vmax[j] = _F0
     for i in range(n):
-        even = i % 2 == 0
-        src_a = amax if even else alt_amax
-        src_v = vmax if even else alt_vmax
-        dst_a = alt_amax if even else amax
-        dst_v = alt_vmax if even else vmax
+        src_a, src_v, dst_a, dst_v = _alternating(i, amax, vmax, alt_amax, alt_vmax)
         for j in range(nl):
             xv = xt[i * nl + j]
             ax = abs(xv)
@@ -38,10 +55,7 @@ def _lane_largest_magnitude(nl, n, xt, amax, vmax, alt_amax, alt_vmax):
             v = src_v[j]
             dst_a[j] = ax if ax > a else a
             dst_v[j] = xv if ax > a else v
-    if n % 2 == 1:
-        for j in range(nl):
-            amax[j] = alt_amax[j]
-            vmax[j] = alt_vmax[j]
+    _settle(n, nl, amax, vmax, alt_amax, alt_vmax)
 
 
 @njit(cache=True, error_model="numpy")
@@ -185,13 +199,9 @@ def make_qkx_lanes(nl, n, nmax, xt, wt, Lt, Laux, scales, mins, fscratch, flags,
         sum_w[j] = wt[j]
         sum_x[j] = mul_rn(wt[j], xt[j])
     # The running minimum and maximum alternate between (vmin, vmax) and (ts, tm), free
-    # until the trials (see _q3_sweep: no masked stores).
+    # until the trials (_alternating).
     for i in range(1, n):
-        odd = i % 2 == 1
-        src_lo = vmin if odd else ts
-        src_hi = vmax if odd else tm
-        dst_lo = ts if odd else vmin
-        dst_hi = tm if odd else vmax
+        src_lo, src_hi, dst_lo, dst_hi = _alternating(i - 1, vmin, vmax, ts, tm)
         for j in range(nl):
             xv = xt[i * nl + j]
             w = wt[i * nl + j]
@@ -201,10 +211,7 @@ def make_qkx_lanes(nl, n, nmax, xt, wt, Lt, Laux, scales, mins, fscratch, flags,
             dst_hi[j] = xv if xv > hi else hi
             sum_w[j] = sum_w[j] + w
             sum_x[j] = sum_x[j] + mul_rn(w, xv)
-    if n % 2 == 0:
-        for j in range(nl):
-            vmin[j] = ts[j]
-            vmax[j] = tm[j]
+    _settle(n - 1, nl, vmin, vmax, ts, tm)
     for j in range(nl):
         if vmin[j] > _F0:
             vmin[j] = _F0
@@ -287,16 +294,12 @@ def _q3_sweep(nl, n, nmax, xt, L_in, L_out, sumlx, suml2, alt_lx, alt_l2, change
     # One sweep over the n values of each of the nl lanes, codes from L_in to L_out, the
     # lanes' sums in sumlx/suml2 (alt_lx/alt_l2: scratch); changed[j]: the moves lane j
     # made.  Returns the number of lanes that moved.  Every store is a select written
-    # to another array than the one read (the sums alternate between the two pairs):
-    # a select stored back to its source becomes a masked store, several times slower.
+    # to another array than the one read: codes from L_in to L_out, the sums
+    # alternating between the two pairs (_alternating).
     for j in range(nl):
         changed[j] = 0
     for i in range(n):
-        even = i % 2 == 0
-        src_lx = sumlx if even else alt_lx
-        src_l2 = suml2 if even else alt_l2
-        dst_lx = alt_lx if even else sumlx
-        dst_l2 = alt_l2 if even else suml2
+        src_lx, src_l2, dst_lx, dst_l2 = _alternating(i, sumlx, suml2, alt_lx, alt_l2)
         for j in range(nl):
             k = i * nl + j
             l = L_in[k]
@@ -307,11 +310,9 @@ def _q3_sweep(nl, n, nmax, xt, L_in, L_out, sumlx, suml2, alt_lx, alt_l2, change
             dst_lx[j] = slx if take else lx
             dst_l2[j] = sl2 if take else l2
             changed[j] += np.int32(take)
+    _settle(n, nl, sumlx, suml2, alt_lx, alt_l2)
     moved = 0
     for j in range(nl):
-        if n % 2 == 1:
-            sumlx[j] = alt_lx[j]
-            suml2[j] = alt_l2[j]
         moved += 1 if changed[j] != 0 else 0
     return moved
 

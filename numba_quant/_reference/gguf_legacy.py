@@ -302,7 +302,7 @@ def quantize_row_q8_0(x, qw, has_qw, out, fscratch, iscratch):
     qk = trips(x, 32)
     for ib in range(x.size // 32):
         s = np.uint64(ib * 32)
-        amax = _largest_magnitude(x, s, qk)
+        amax = _block_amax(x, s, qk)
         finite &= amax <= _FLT_MAX
         d = amax / np.float32(127)   # (+0 for a block of -0s, as ggml's)
         inv = _F1 / d if d != _F0 else _F0
@@ -362,7 +362,7 @@ def _extremes(x, s, qk):
 
 
 @njit(cache=True, inline="always")
-def _largest_magnitude(x, s, qk):
+def _block_amax(x, s, qk):
     """The largest ``|v|`` of a block (+0 for zeros of either sign), found as the largest
     int32 of the magnitudes' bits (one integer maximum, which vectorises); a NaN comes
     out as a NaN (its bits lie beyond infinity's)."""

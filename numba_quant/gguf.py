@@ -233,6 +233,26 @@ def _quantize(x, t, imatrix, origin, out=None):
     return result if out is not None else bk.wrap(result, x)
 
 
+def _quantize_stored(rows, stored, qtype, imatrix, out, sums):
+    """The GGUF export's single pass (CPU): the 2-D rows of a tensor as its file stores
+    them (``stored``: F32, F16 or BF16; a memory map) quantized to ``qtype`` into the
+    uint8 rows ``out``, each row widened, quantized, decoded and compared while in cache;
+    each row's float64 sums of x**2 and of the squared error of its decoded values into
+    ``sums`` ``(rows, 2)``.  A bad row raises :func:`quantize`'s error.  For the types of
+    ``numba_quant._cpu.gguf_export.MEASURED`` only."""
+    t = _gguf_type(qtype)
+    bk = backend(rows)
+    shape = tuple(rows.shape)
+    _row_size_of(t, shape)
+    qw = _checked_imatrix(imatrix, shape[-1])
+    measured = bk.gguf_export
+    status = measured.quantize_measured(
+        t.name, measured.stored_bits(rows, stored), stored, qw if t.uses_imatrix else None,
+        out, t.type_size, np.array(t.f16_fields, np.int64), sums)
+    if status.any():
+        _raise_bad_row(status, 0, t, shape, ())
+
+
 def dequantize(data, qtype, *, out=None):
     """The float32 values of GGUF-quantized rows, as ggml's ``to_float`` gives them.
 

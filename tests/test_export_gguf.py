@@ -160,10 +160,11 @@ def _small_model(path, dtype=np.float32, extra=()):
     return path
 
 
-def test_gpu_writes_the_cpu_file(tmp_path):
+@pytest.mark.parametrize("ftype", ["Q4_K_M", "Q8_0"])   # chunks on both; one pass on the CPU
+def test_gpu_writes_the_cpu_file(tmp_path, ftype):
     src = _small_model(tmp_path / "in.gguf")
-    cpu = to_gguf(src, tmp_path / "cpu.gguf", "Q4_K_M")
-    gpu = to_gguf(src, tmp_path / "gpu.gguf", "Q4_K_M", device="gpu")
+    cpu = to_gguf(src, tmp_path / "cpu.gguf", ftype)
+    gpu = to_gguf(src, tmp_path / "gpu.gguf", ftype, device="gpu")
     assert _sha(tmp_path / "cpu.gguf") == _sha(tmp_path / "gpu.gguf")
     assert [t.sqnr_db for t in cpu.tensors] == [t.sqnr_db for t in gpu.tensors]
 
@@ -309,7 +310,9 @@ def test_existing_output_needs_force(inputs, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["scheme"] == "Q8_0"
 
 
-def test_a_crash_midway_leaves_no_file(inputs, tmp_path, monkeypatch):
+@pytest.mark.parametrize("ftype, route", [("Q8_0", "_quantize_stored"),   # one pass
+                                           ("Q6_K", "quantize")])           # chunks
+def test_a_crash_midway_leaves_no_file(inputs, tmp_path, monkeypatch, ftype, route):
     root, paths = inputs
     calls = []
 
@@ -318,10 +321,11 @@ def test_a_crash_midway_leaves_no_file(inputs, tmp_path, monkeypatch):
         if len(calls) == 5:
             raise RuntimeError("disk on fire")
         return original(*args, **kwargs)
-    original = gguf_file._gguf.quantize
-    monkeypatch.setattr(gguf_file._gguf, "quantize", failing)
+    original = getattr(gguf_file._gguf, route)
+    monkeypatch.setattr(gguf_file._gguf, route, failing)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        to_gguf(paths["f32"], tmp_path / "out.gguf", "Q8_0")
+        to_gguf(paths["f32"], tmp_path / "out.gguf", ftype)
+    assert len(calls) == 5
     assert list(tmp_path.iterdir()) == []
     # The chunk buffers kept between tensors are given back, on failure too.
     assert getattr(gguf_file._KEPT, "buffers", None) is None

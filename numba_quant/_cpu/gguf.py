@@ -36,16 +36,16 @@ ROW_OK, ROW_NONFINITE, ROW_SCALE_OVERFLOW = GGUF_ROW_OK, GGUF_ROW_NONFINITE, GGU
 
 
 @njit(cache=True)
-def _scratch(blocks):
+def row_scratch(blocks):
     # Room for the K-quants to search ``blocks`` super-blocks side by side.
     size = max(GGUF_FSCRATCH, GGUF_ISCRATCH, K_SCRATCH_PER_BLOCK * blocks)
     return np.empty(size, np.float32), np.empty(size, np.int32)
 
 
 @njit(cache=True)
-def _status(x, i, status):
+def row_ok(row, i, status):
     # True when row i may be quantized; flags a non-finite one.
-    if finite_row(x[i]):
+    if finite_row(row):
         return True
     status[i] = ROW_NONFINITE
     return False
@@ -68,22 +68,22 @@ def _after(out, i, status, type_size, fields):
 
 @njit(nogil=True, cache=True)
 def quantize_f16(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
-    fs, ws = _scratch(blocks)
+    fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if not lg.quantize_row_f16(x[i], qw, has_qw, out[i], fs, ws) and _status(x, i, status):
+        if not lg.quantize_row_f16(x[i], qw, has_qw, out[i], fs, ws) and row_ok(x[i], i, status):
             status[i] = ROW_SCALE_OVERFLOW
 
 
 @njit(nogil=True, cache=True)
 def quantize_bf16(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
-    fs, ws = _scratch(blocks)
+    fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if not lg.quantize_row_bf16(x[i], qw, has_qw, out[i], fs, ws) and _status(x, i, status):
+        if not lg.quantize_row_bf16(x[i], qw, has_qw, out[i], fs, ws) and row_ok(x[i], i, status):
             status[i] = ROW_SCALE_OVERFLOW
 
 
 @njit(cache=True)
-def _checked_by_row(finite, out, i, status, type_size, fields):
+def checked_by_row(finite, out, i, status, type_size, fields):
     # The legacy types and Q8_0 without an importance matrix: the row function said
     # whether the row was finite.
     if finite:
@@ -94,133 +94,133 @@ def _checked_by_row(finite, out, i, status, type_size, fields):
 
 @njit(nogil=True, cache=True)
 def quantize_q8_0(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
-    fs, ws = _scratch(blocks)
+    fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
         finite = lg.quantize_row_q8_0(x[i], qw, has_qw, out[i], fs, ws)
-        _checked_by_row(finite, out, i, status, type_size, fields)
+        checked_by_row(finite, out, i, status, type_size, fields)
 
 
 @njit(nogil=True, cache=True)
 def quantize_q4_0(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
-    fs, ws = _scratch(blocks)
+    fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if not has_qw or _status(x, i, status):
+        if not has_qw or row_ok(x[i], i, status):
             finite = lg.quantize_row_q4_0(x[i], qw, has_qw, out[i], fs, ws)
-            _checked_by_row(finite, out, i, status, type_size, fields)
+            checked_by_row(finite, out, i, status, type_size, fields)
 
 
 @njit(nogil=True, cache=True)
 def quantize_q4_1(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
-    fs, ws = _scratch(blocks)
+    fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if not has_qw or _status(x, i, status):
+        if not has_qw or row_ok(x[i], i, status):
             finite = lg.quantize_row_q4_1(x[i], qw, has_qw, out[i], fs, ws)
-            _checked_by_row(finite, out, i, status, type_size, fields)
+            checked_by_row(finite, out, i, status, type_size, fields)
 
 
 @njit(nogil=True, cache=True)
 def quantize_q5_0(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
-    fs, ws = _scratch(blocks)
+    fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if not has_qw or _status(x, i, status):
+        if not has_qw or row_ok(x[i], i, status):
             finite = lg.quantize_row_q5_0(x[i], qw, has_qw, out[i], fs, ws)
-            _checked_by_row(finite, out, i, status, type_size, fields)
+            checked_by_row(finite, out, i, status, type_size, fields)
 
 
 @njit(nogil=True, cache=True)
 def quantize_q5_1(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
-    fs, ws = _scratch(blocks)
+    fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if not has_qw or _status(x, i, status):
+        if not has_qw or row_ok(x[i], i, status):
             finite = lg.quantize_row_q5_1(x[i], qw, has_qw, out[i], fs, ws)
-            _checked_by_row(finite, out, i, status, type_size, fields)
+            checked_by_row(finite, out, i, status, type_size, fields)
 
 
 @njit(nogil=True, cache=True)
 def quantize_iq4_nl(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
-    fs, ws = _scratch(blocks)
+    fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if _status(x, i, status):
+        if row_ok(x[i], i, status):
             iq.quantize_row_iq4_nl(x[i], qw, has_qw, out[i], fs, ws)
             _after(out, i, status, type_size, fields)
 
 
 @njit(nogil=True, cache=True)
 def quantize_iq4_xs(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
-    fs, ws = _scratch(blocks)
+    fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if _status(x, i, status):
+        if row_ok(x[i], i, status):
             iq.quantize_row_iq4_xs(x[i], qw, has_qw, out[i], fs, ws)
             _after(out, i, status, type_size, fields)
 
 
 @njit(nogil=True, cache=True)
 def quantize_mxfp4(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
-    fs, ws = _scratch(blocks)
+    fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if _status(x, i, status):
+        if row_ok(x[i], i, status):
             iq.quantize_row_mxfp4(x[i], qw, has_qw, out[i], fs, ws)
 
 
 @njit(nogil=True, cache=True)
 def quantize_tq1_0(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
-    fs, ws = _scratch(blocks)
+    fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if _status(x, i, status):
+        if row_ok(x[i], i, status):
             tq.quantize_row_tq1_0(x[i], qw, has_qw, out[i], fs, ws)
             _after(out, i, status, type_size, fields)
 
 
 @njit(nogil=True, cache=True)
 def quantize_tq2_0(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
-    fs, ws = _scratch(blocks)
+    fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if _status(x, i, status):
+        if row_ok(x[i], i, status):
             tq.quantize_row_tq2_0(x[i], qw, has_qw, out[i], fs, ws)
             _after(out, i, status, type_size, fields)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def quantize_q2_k(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
-    fs, ws = _scratch(blocks)
+    fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if _status(x, i, status):
+        if row_ok(x[i], i, status):
             kq.quantize_row_q2_k(x[i], qw, has_qw, out[i], fs, ws)
             _after(out, i, status, type_size, fields)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def quantize_q3_k(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
-    fs, ws = _scratch(blocks)
+    fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if _status(x, i, status):
+        if row_ok(x[i], i, status):
             kq.quantize_row_q3_k(x[i], qw, has_qw, out[i], fs, ws)
             _after(out, i, status, type_size, fields)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def quantize_q4_k(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
-    fs, ws = _scratch(blocks)
+    fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if _status(x, i, status):
+        if row_ok(x[i], i, status):
             kq.quantize_row_q4_k(x[i], qw, has_qw, out[i], fs, ws)
             _after(out, i, status, type_size, fields)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def quantize_q5_k(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
-    fs, ws = _scratch(blocks)
+    fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if _status(x, i, status):
+        if row_ok(x[i], i, status):
             kq.quantize_row_q5_k(x[i], qw, has_qw, out[i], fs, ws)
             _after(out, i, status, type_size, fields)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def quantize_q6_k(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
-    fs, ws = _scratch(blocks)
+    fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if _status(x, i, status):
+        if row_ok(x[i], i, status):
             kq.quantize_row_q6_k(x[i], qw, has_qw, out[i], fs, ws)
             _after(out, i, status, type_size, fields)
 

@@ -26,7 +26,8 @@ CAPABILITIES = ("arrays", "channels", "blocks", "blockwise", "formats", "hist")
 LAZY = ("gguf",)            # llama.cpp's GGUF types (numba_quant.gguf)
 # Capabilities with CPU kernels only so far (imported when first used): on the CUDA
 # backend their attribute raises the one error that says so (_host.checks.cpu_only).
-CPU_ONLY = ("compressed",)  # compressed-tensors' integer weight codes (numba_quant.export)
+CPU_ONLY = ("compressed",    # compressed-tensors' integer weight codes (numba_quant.export)
+            "gguf_export")   # the GGUF export's measured single pass (numba_quant.export)
 
 
 class Backend:

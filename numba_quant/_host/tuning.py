@@ -89,3 +89,6 @@ GGUF_GPU_TASK_VALUES = 256
 # Weights are read, quantized and written this many float32 bytes of rows at a time
 # (export.to_compressed_tensors): what bounds the memory beyond one tensor's outputs.
 EXPORT_CHUNK_BYTES = 64 << 20
+# GGUF output files are written past the page cache in blocks of this many bytes
+# (export.direct_file): 16 MiB wrote 1.2 GB in 0.87 s here, 4 MiB in 1.15 s.
+EXPORT_WRITE_BLOCK_BYTES = 16 << 20

@@ -40,6 +40,7 @@ from numba_quant.export.gguf_container import (
     key_value,
     read_header,
 )
+from numba_quant.export.direct_file import DirectFile
 from numba_quant.export.imatrix import read_imatrix
 from numba_quant.export.report import ExportError, ExportReport, TensorRow, sqnr_db
 from numba_quant.export.safetensors_out import staged_file
@@ -51,8 +52,6 @@ SOURCE_TYPES = ("F32", "F16", "BF16")
 # Types this package writes: its GGUF quantizers, and plain float32.
 _WRITABLE = ("F32",) + tuple(_gguf.TYPES)
 _SPLIT_KEYS = ("split.no", "split.count", "split.tensors.count")
-# error_sums' step table when no clipping is counted.
-_NO_STEPS = np.zeros((1, 1), np.float64)
 
 
 def parse_tensor_type(item):
@@ -243,25 +242,38 @@ def _widen_rows(raw, stored, into, r0, r1):
 def run_job(job, to_device=None):
     """Quantize one tensor: returns (uint8 rows of ggml's blocks, signal, noise), the
     sums of x**2 and of the squared error of the values decoded from the bytes (the
-    report's kernel, on the host)."""
+    report's measure, on the host).  The types that quantize in a single pass go row by
+    row from the file to their bytes and sums in one pass (``_cpu.gguf_export``); the
+    others, and every type on the GPU, in chunks of rows widened to float32, quantized,
+    decoded, then measured.  Both sum each row the same way, and the rows' sums are added
+    once at the end, so every route reports the same numbers."""
     # Imported here: importing numba_quant (whose report reads gguf_rules) loads no numba.
-    from numba_quant._cpu import metrics as _cpu_metrics
+    from numba_quant._cpu import gguf_export as _measured
     n = job.ne[0]
     raw = np.memmap(job.path, _STORED_DTYPES[job.stored], "r", offset=job.offset,
                     shape=(job.rows, n))
     out = np.empty((job.rows, job.row_bytes), np.uint8)
-    step = max(1, min(job.rows, job.chunk_bytes // (4 * n)))
-    values, decoded = _chunk_buffers(step, n)      # a chunk's rows, their decoded values
+    sums = np.empty((job.rows, 2), np.float64)
+    one_pass = to_device is None and job.target in _measured.MEASURED
+    if one_pass:            # no float32 copy of the rows: a chunk may be a whole tensor
+        step = job.rows
+    else:
+        step = max(1, min(job.rows, job.chunk_bytes // (4 * n)))
+        values, decoded = _chunk_buffers(step, n)      # a chunk's rows, decoded values
     rows_per_expert = job.ne[1] if len(job.ne) > 1 else 1
-    signal = noise = 0.0
     r0 = 0
     while r0 < job.rows:
         expert = r0 // rows_per_expert
         # A chunk never crosses an expert: each has its own importance row.
         r1 = min(job.rows, r0 + step, (expert + 1) * rows_per_expert)
-        x = _float_rows(raw[r0:r1], job.stored, values[:r1 - r0])
         dest = out[r0:r1]
         w = None if job.imatrix_rows is None else job.imatrix_rows[expert]
+        if one_pass:
+            _gguf._quantize_stored(raw[r0:r1], job.stored, job.target, w, dest,
+                                   sums[r0:r1])
+            r0 = r1
+            continue
+        x = _float_rows(raw[r0:r1], job.stored, values[:r1 - r0])
         if job.target == "F32":            # F16/BF16 widened: exact
             dest[...] = x.view(np.uint8).reshape(r1 - r0, -1)
             back = x
@@ -271,13 +283,10 @@ def run_job(job, to_device=None):
             else:
                 dest[...] = to_device(_gguf.quantize(to_device(x), job.target, imatrix=w))
             back = _gguf.dequantize(dest, job.target, out=decoded[:r1 - r0])
-        sums = np.empty((r1 - r0, 5), np.float64)
-        _cpu_metrics.error_sums(x, back, _NO_STEPS, n, -1.0, False, sums)
-        signal += float(sums[:, _cpu_metrics.SIGNAL].sum())
-        noise += float(sums[:, _cpu_metrics.NOISE].sum())
+        _measured.error_rows(x, back, sums[r0:r1])
         r0 = r1
     del raw
-    return out, signal, noise
+    return out, float(sums[:, _measured.SIGNAL].sum()), float(sums[:, _measured.NOISE].sum())
 
 
 def to_gguf(source, destination, file_type, *, imatrix=None, tensor_types=(),
@@ -401,7 +410,7 @@ def _write(source, destination, force, header, ft, im, infos, tensors, jobs, cli
     # before it); one write at a time, so at most one finished tensor waits in memory.
     writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gguf-writer")
     # The writer innermost: it has finished its last write before the file is closed.
-    with staged_file(destination, force=force) as stage, open(stage, "wb") as fh, writer:
+    with staged_file(destination, force=force) as stage, DirectFile(stage) as fh, writer:
         out_file = GGUFOutput(fh, _metadata(header, ft, im), infos)
         out_file.write_header()
         results = (results_in_order(client, run_job,

@@ -8,7 +8,7 @@ Reported per tool: the wall time of the process, the time of the export itself a
 process measured it (load + quantize + save for llmcompressor), and the process's peak
 resident memory (``wait4``).  Runs alternate between the tools.
 
-    python benchmarks/export_ct.py [--model DIR | --synthetic DIR] [--scheme W4A16]
+    python benchmarks/export_ct.py [--model DIR | --synthetic DIR [--layers 4]] [--scheme W4A16]
         [--repeat 3]
         [--ref-python /work/venv-ref/bin/python] [--targets REGEX] [--report]
 
@@ -121,8 +121,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=None)
     p.add_argument("--synthetic", metavar="DIR", default=None,
-                   help="benchmark a synthetic bfloat16 Llama (1 layer, hidden 4096, "
-                        "vocab 32000: 0.44e9 weights), made in DIR when absent")
+                   help="benchmark a synthetic bfloat16 Llama (hidden 4096, vocab 32000; "
+                        "1 layer: 0.44e9 weights, 4: 0.97e9), made in DIR when absent")
+    p.add_argument("--layers", type=int, default=1,
+                   help="layers of the synthetic Llama when it is made")
     p.add_argument("--scheme", default="W4A16")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--ref-python", default=sys.executable)
@@ -134,7 +136,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.synthetic:
         if not os.path.exists(os.path.join(args.synthetic, "model.safetensors")):
-            make_synthetic(args.synthetic)
+            make_synthetic(args.synthetic, layers=args.layers)
         model = args.synthetic
     else:
         model = args.model or default_model()

@@ -32,7 +32,7 @@ import gguf_tiny_model as tiny
 from profiles import GGUF_DEFAULT_TYPES, THOROUGH
 from numba_quant._host import tuning as _tuning
 from numba_quant.export import cli, to_gguf
-from numba_quant.export import gguf_file
+from numba_quant.export import chunks, gguf_file
 from numba_quant.export.imatrix import read_imatrix
 
 gguf = pytest.importorskip("gguf")
@@ -328,7 +328,7 @@ def test_a_crash_midway_leaves_no_file(inputs, tmp_path, monkeypatch, ftype, rou
     assert len(calls) == 5
     assert list(tmp_path.iterdir()) == []
     # The chunk buffers kept between tensors are given back, on failure too.
-    assert getattr(gguf_file._KEPT, "buffers", None) is None
+    assert getattr(chunks._KEPT, "buffers", None) is None
 
 
 def test_a_failed_write_leaves_no_file(inputs, tmp_path, monkeypatch):

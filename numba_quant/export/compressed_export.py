@@ -37,6 +37,7 @@ from numba_quant.export.compressed_tensors import (
     row_multiple,
     scheme_named,
 )
+from numba_quant.export.chunks import chunk_buffers, release_chunk_buffers, widen_rows
 from numba_quant.export.cluster import results_in_order
 from numba_quant.export.report import ExportError, ExportReport, TensorRow
 from numba_quant.export.report import sqnr_db as _sqnr
@@ -166,6 +167,12 @@ def _fused_groups(quantized, modules):
 # ------------------------------------------------------------------ the export
 
 def _decode_rows(entry, raw, r0, r1):
+    # float32, float16 and bfloat16 widened into this thread's kept buffer (valid until
+    # the next run of rows)
+    if raw.ndim == 2 and entry.dtype in ("float32", "float16", "bfloat16"):
+        x = widen_rows(raw[r0:r1], chunk_buffers(1, r1 - r0, raw.shape[1])[0])
+        _release(raw)
+        return x
     x = _storage.decode(raw[r0:r1], entry.dtype)
     # float32 input decodes to a view of the map: copy it before its pages are dropped
     x = np.array(x, dtype=np.float32, order="C", copy=np.may_share_memory(x, raw) or None)
@@ -365,76 +372,79 @@ def to_compressed_tensors(model_dir, out_dir, scheme, *, ignore=(), targets=None
         e = weight_of[m]
         check_weight(e.name, e.shape, e.dtype, s)
 
-    global_scales = {}
-    if s.kind == "nvfp4":
-        groups = _fused_groups(quantized, modules)
-        absmax = {m: _absmax(weight_of[m]) for m in quantized}
-        for m in quantized:
-            dtype = weight_of[groups[m][0]].dtype
-            global_scales[m] = global_scale_of(max(absmax[x] for x in groups[m]), dtype)
+    try:
+        global_scales = {}
+        if s.kind == "nvfp4":
+            groups = _fused_groups(quantized, modules)
+            absmax = {m: _absmax(weight_of[m]) for m in quantized}
+            for m in quantized:
+                dtype = weight_of[groups[m][0]].dtype
+                global_scales[m] = global_scale_of(max(absmax[x] for x in groups[m]), dtype)
 
-    chosen = set(quantized)
-    dropped = [n for n in entries if saved is not None and n not in saved]
-    rep = ExportReport(s.name, model_dir, out_dir, ignored=ignored, dropped=dropped)
-    rep.input_bytes = sum(os.path.getsize(p) for p, _ in shards)
-    indexed = (model_dir / SAFETENSORS_INDEX).is_file()
-    weight_map = {}
-    with staged_directory(out_dir, force=force) as stage:
-        written = []
-        for shard_path, shard_entries in shards:
-            jobs = []           # (module or None, entry): quantize, or copy as it is
-            for e in shard_entries:
-                module = e.name[:-len(".weight")] if e.name.endswith(".weight") else None
-                if module in chosen and weight_of[module] is e:
-                    jobs.append((module, e))
-                elif saved is None or e.name in saved:
-                    jobs.append((None, e))
-                jobs += [(m, e) for m in untied if weight_of[m] is e]
-            specs = []
-            for module, e in jobs:
-                if module is None:
-                    specs.append(TensorSpec(e.name, e.dtype, tuple(e.shape)))
-                else:
-                    specs += [TensorSpec(n, d, tuple(sh)) for n, d, sh in
-                              output_specs(module, e.shape, e.dtype, s)]
-            if not specs:
-                continue
-            target = stage / shard_path.name
-            remote = (None if client is None else results_in_order(
-                client, _module_on_worker,
-                [None if module is None else (str(shard_path), e.name, s.name,
-                                              global_scales.get(module))
-                 for module, e in jobs]))
-            with SafetensorsWriter(target, specs, {"format": "pt"}) as writer:
+        chosen = set(quantized)
+        dropped = [n for n in entries if saved is not None and n not in saved]
+        rep = ExportReport(s.name, model_dir, out_dir, ignored=ignored, dropped=dropped)
+        rep.input_bytes = sum(os.path.getsize(p) for p, _ in shards)
+        indexed = (model_dir / SAFETENSORS_INDEX).is_file()
+        weight_map = {}
+        with staged_directory(out_dir, force=force) as stage:
+            written = []
+            for shard_path, shard_entries in shards:
+                jobs = []           # (module or None, entry): quantize, or copy as it is
+                for e in shard_entries:
+                    module = e.name[:-len(".weight")] if e.name.endswith(".weight") else None
+                    if module in chosen and weight_of[module] is e:
+                        jobs.append((module, e))
+                    elif saved is None or e.name in saved:
+                        jobs.append((None, e))
+                    jobs += [(m, e) for m in untied if weight_of[m] is e]
+                specs = []
                 for module, e in jobs:
-                    chunks = None if remote is None else next(remote)
                     if module is None:
-                        _copy_tensor(writer, e)
+                        specs.append(TensorSpec(e.name, e.dtype, tuple(e.shape)))
                     else:
-                        _write_quantized(writer, module, e, s, global_scales.get(module),
-                                         chunks)
-            written.append(target)
-            weight_map.update({sp.name: shard_path.name for sp in specs})
-        if indexed:
-            total = sum(os.path.getsize(p) - 8 - int.from_bytes(open(p, "rb").read(8),
-                                                                  "little")
-                        for p in written)
-            (stage / SAFETENSORS_INDEX).write_text(json.dumps(
-                {"metadata": {"total_size": total},
-                 "weight_map": dict(sorted(weight_map.items()))}, indent=2) + "\n")
-        out_config = dict(config)
-        if "dtype" not in out_config and "torch_dtype" not in out_config and quantized:
-            out_config["dtype"] = weight_of[quantized[0]].dtype
-        if untied:
-            out_config["tie_word_embeddings"] = False
-        out_config["quantization_config"] = quantization_config(s, ignored)
-        (stage / "config.json").write_text(json.dumps(out_config, indent=2,
-                                                      sort_keys=True) + "\n")
-        (stage / "recipe.yaml").write_text(recipe_yaml(s, ignore))
-        _copy_other_files(model_dir, stage)
-        rep.output_bytes = sum(os.path.getsize(p) for p in written)
-        if report:
-            _measure(rep, stage, quantized, weight_of, s)
+                        specs += [TensorSpec(n, d, tuple(sh)) for n, d, sh in
+                                  output_specs(module, e.shape, e.dtype, s)]
+                if not specs:
+                    continue
+                target = stage / shard_path.name
+                remote = (None if client is None else results_in_order(
+                    client, _module_on_worker,
+                    [None if module is None else (str(shard_path), e.name, s.name,
+                                                  global_scales.get(module))
+                     for module, e in jobs]))
+                with SafetensorsWriter(target, specs, {"format": "pt"}) as writer:
+                    for module, e in jobs:
+                        chunks = None if remote is None else next(remote)
+                        if module is None:
+                            _copy_tensor(writer, e)
+                        else:
+                            _write_quantized(writer, module, e, s, global_scales.get(module),
+                                             chunks)
+                written.append(target)
+                weight_map.update({sp.name: shard_path.name for sp in specs})
+            if indexed:
+                total = sum(os.path.getsize(p) - 8 - int.from_bytes(open(p, "rb").read(8),
+                                                                      "little")
+                            for p in written)
+                (stage / SAFETENSORS_INDEX).write_text(json.dumps(
+                    {"metadata": {"total_size": total},
+                     "weight_map": dict(sorted(weight_map.items()))}, indent=2) + "\n")
+            out_config = dict(config)
+            if "dtype" not in out_config and "torch_dtype" not in out_config and quantized:
+                out_config["dtype"] = weight_of[quantized[0]].dtype
+            if untied:
+                out_config["tie_word_embeddings"] = False
+            out_config["quantization_config"] = quantization_config(s, ignored)
+            (stage / "config.json").write_text(json.dumps(out_config, indent=2,
+                                                          sort_keys=True) + "\n")
+            (stage / "recipe.yaml").write_text(recipe_yaml(s, ignore))
+            _copy_other_files(model_dir, stage)
+            rep.output_bytes = sum(os.path.getsize(p) for p in written)
+            if report:
+                _measure(rep, stage, quantized, weight_of, s)
+    finally:
+        release_chunk_buffers()     # this thread's, kept between weights
     rep.seconds = time.perf_counter() - started
     return rep
 

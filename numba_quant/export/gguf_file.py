@@ -20,7 +20,6 @@ from __future__ import annotations
 import concurrent.futures
 import math
 import re
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,6 @@ import numpy as np
 
 from numba_quant import gguf as _gguf
 from numba_quant._host import tuning as _tuning
-from numba_quant._host.storage import bfloat16_to_float32
 from numba_quant.export import gguf_rules as rules
 from numba_quant.export.cluster import results_in_order
 from numba_quant.export.gguf_container import (
@@ -40,6 +38,7 @@ from numba_quant.export.gguf_container import (
     key_value,
     read_header,
 )
+from numba_quant.export.chunks import chunk_buffers, release_chunk_buffers, widen_rows
 from numba_quant.export.direct_file import DirectFile
 from numba_quant.export.imatrix import read_imatrix
 from numba_quant.export.report import ExportError, ExportReport, TensorRow, sqnr_db
@@ -196,49 +195,6 @@ class TensorJob:
 _STORED_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}
 
 
-_KEPT = threading.local()
-
-
-def _chunk_buffers(step, n):
-    """Two float32 ``(step, n)`` buffers, kept by this thread between tensors: memory
-    that fresh arrays of a chunk's size (64 MiB) would take from the system, and fault
-    in again, for every tensor.  Per thread, since Dask workers run tensors side by
-    side."""
-    size = step * n
-    kept = getattr(_KEPT, "buffers", None)
-    if kept is None or kept.shape[1] < size:
-        kept = _KEPT.buffers = np.empty((2, size), np.float32)
-    return kept[0, :size].reshape(step, n), kept[1, :size].reshape(step, n)
-
-
-def release_chunk_buffers():
-    """Give back this thread's kept chunk buffers (``to_gguf`` does when it returns;
-    a Dask worker's threads keep theirs for the next tensors)."""
-    _KEPT.buffers = None
-
-
-def _float_rows(raw, stored, into):
-    """Rows of an F32/F16/BF16 tensor as float32 (exact widening) in the writable
-    buffer ``into``: the kernels then see one kind of array whatever the source (a
-    read-only view of the file would be compiled for separately).  Ranges of rows are
-    widened on the kept thread pool (F16 by table lookup; numpy releases the GIL while
-    it copies F32 and shifts BF16)."""
-    from numba_quant._cpu.threads import ranges, run_ranges
-    from numba_quant._cpu.widen import widen_f16_rows
-    if stored == "F16":
-        widen_f16_rows(np.asarray(raw).view(np.uint16), into)
-    else:
-        run_ranges(_widen_rows, ranges(len(into), into.size), (raw, stored, into))
-    return into
-
-
-def _widen_rows(raw, stored, into, r0, r1):
-    if stored == "BF16":
-        bfloat16_to_float32(raw[r0:r1], out=into[r0:r1])
-    else:
-        np.copyto(into[r0:r1], raw[r0:r1])
-
-
 def run_job(job, to_device=None):
     """Quantize one tensor: returns (uint8 rows of ggml's blocks, signal, noise), the
     sums of x**2 and of the squared error of the values decoded from the bytes (the
@@ -259,7 +215,7 @@ def run_job(job, to_device=None):
         step = job.rows
     else:
         step = max(1, min(job.rows, job.chunk_bytes // (4 * n)))
-        values, decoded = _chunk_buffers(step, n)      # a chunk's rows, decoded values
+        values, decoded = chunk_buffers(2, step, n)    # a chunk's rows, decoded values
     rows_per_expert = job.ne[1] if len(job.ne) > 1 else 1
     r0 = 0
     while r0 < job.rows:
@@ -273,7 +229,7 @@ def run_job(job, to_device=None):
                                    sums[r0:r1])
             r0 = r1
             continue
-        x = _float_rows(raw[r0:r1], job.stored, values[:r1 - r0])
+        x = widen_rows(raw[r0:r1], values[:r1 - r0])
         if job.target == "F32":            # F16/BF16 widened: exact
             dest[...] = x.view(np.uint8).reshape(r1 - r0, -1)
             back = x

@@ -37,3 +37,25 @@ def int_group_packed(x, scale, zero_point, group, qmin, qmax, bf16, bits, out):
             for c in range(cols // 2):
                 o[c] = codes[2 * c] | (codes[2 * c + 1] << np.uint8(4))
     return out
+
+
+# nnan, nsz: x is finite (checked first), and a zero bound's sign does not matter: the
+# min and max reductions then vectorise.
+@parallel_njit(cache=True, fastmath={"nnan", "nsz"})
+def group_bounds(x, group, lo, hi):
+    """``lo[r, g] = min(0, smallest of x[r, g*group:(g+1)*group])`` and ``hi[r, g] =
+    max(0, largest)``: the range each group's scale covers (finite ``x``; the columns
+    a multiple of ``group``).  Exact; a zero bound is +0 (its sign reaches no code or
+    scale: it is only negated, subtracted from, or divided into a zero)."""
+    rows, cols = x.shape
+    for r in prange(rows):
+        xr = x[r]
+        for g in range(cols // group):
+            low = np.float32(0)
+            high = np.float32(0)
+            for c in range(g * group, (g + 1) * group):
+                low = min(low, xr[c])
+                high = max(high, xr[c])
+            lo[r, g] = low
+            hi[r, g] = high
+    return lo, hi

@@ -28,10 +28,13 @@ from numba_quant._host import gguf_types as _types
 from numba_quant._host import torch_arrays as _torch
 from numba_quant._host.codes import GGUF_ROW_NONFINITE, GGUF_ROW_OK
 
-__all__ = ["quantize", "dequantize", "row_size", "block_size", "TYPES"]
+__all__ = ["quantize", "dequantize", "row_size", "block_size", "quantize_stored", "TYPES",
+           "ONE_PASS_TYPES"]
 
 # The type names this module handles.
 TYPES = tuple(_types.NAMES)
+# The types quantize_stored handles (numba_quant._cpu.gguf_export.MEASURED).
+ONE_PASS_TYPES = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1")
 
 def _gguf_type(qtype):
     return _types.lookup(qtype)
@@ -233,14 +236,52 @@ def _quantize(x, t, imatrix, origin, out=None):
     return result if out is not None else bk.wrap(result, x)
 
 
-def _quantize_stored(rows, stored, qtype, imatrix, out, sums):
-    """The GGUF export's single pass (CPU): the 2-D rows of a tensor as its file stores
-    them (``stored``: F32, F16 or BF16; a memory map) quantized to ``qtype`` into the
-    uint8 rows ``out``, each row widened, quantized, decoded and compared while in cache;
-    each row's float64 sums of x**2 and of the squared error of its decoded values into
-    ``sums`` ``(rows, 2)``.  A bad row raises :func:`quantize`'s error.  For the types of
-    ``numba_quant._cpu.gguf_export.MEASURED`` only."""
+def quantize_stored(rows, stored, qtype, imatrix, out, sums):
+    """Quantize rows as a GGUF or safetensors file stores them, and measure the error:
+    the single pass of ``numba-quant quantize`` for the types that quantize in one pass.
+
+    Each row is widened to float32, quantized, decoded back and compared while it is in
+    cache, so no float32 copy of the rows is made.  CPU only; the types of
+    :data:`ONE_PASS_TYPES`.
+
+    Parameters
+    ----------
+    rows : numpy.ndarray
+        2-D, C-contiguous: float32 values, float16 values, or bfloat16 bit patterns
+        (uint16), as ``stored`` says (a memory map of the file is read as it is).
+    stored : {"F32", "F16", "BF16"}
+        How ``rows`` holds its values.
+    qtype : str, int or gguf.GGMLQuantizationType
+        One of :data:`ONE_PASS_TYPES`.
+    imatrix : array or None
+        As for :func:`quantize`.
+    out : numpy.ndarray
+        uint8 ``(rows, row_size)``: the bytes, as :func:`quantize` writes them.
+    sums : numpy.ndarray
+        float64 ``(rows, 2)``: each row's sum of x**2 and sum of the squared error of the
+        values decoded from its bytes.
+
+    Raises
+    ------
+    ValueError
+        As :func:`quantize` (the first bad row named), or a type outside
+        :data:`ONE_PASS_TYPES`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numba_quant import gguf
+    >>> x = np.linspace(-1, 1, 64, dtype=np.float32).reshape(1, 64)
+    >>> out = np.empty((1, gguf.row_size("Q8_0", 64)), np.uint8)
+    >>> sums = np.empty((1, 2))
+    >>> gguf.quantize_stored(x.astype(np.float16), "F16", "Q8_0", None, out, sums)
+    >>> bool((out == gguf.quantize(x.astype(np.float16), "Q8_0")).all())
+    True
+    """
     t = _gguf_type(qtype)
+    if t.name not in ONE_PASS_TYPES:
+        raise ValueError(f"qtype: {t.name} has no one-pass kernel; types: "
+                         f"{', '.join(ONE_PASS_TYPES)}")
     bk = backend(rows)
     shape = tuple(rows.shape)
     _row_size_of(t, shape)

@@ -310,7 +310,7 @@ def test_existing_output_needs_force(inputs, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["scheme"] == "Q8_0"
 
 
-@pytest.mark.parametrize("ftype, route", [("Q8_0", "_quantize_stored"),   # one pass
+@pytest.mark.parametrize("ftype, route", [("Q8_0", "quantize_stored"),   # one pass
                                            ("Q6_K", "quantize")])           # chunks
 def test_a_crash_midway_leaves_no_file(inputs, tmp_path, monkeypatch, ftype, route):
     root, paths = inputs

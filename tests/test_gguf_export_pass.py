@@ -44,7 +44,7 @@ def _run(raw, stored, qtype, imatrix=None):
     rows = raw.shape[0]
     out = np.full((rows, gguf.row_size(qtype, raw.shape[1])), 0xAB, np.uint8)
     sums = np.full((rows, 2), np.nan)
-    gguf._quantize_stored(raw, stored, qtype, imatrix, out, sums)
+    gguf.quantize_stored(raw, stored, qtype, imatrix, out, sums)
     return out, sums
 
 
@@ -94,6 +94,12 @@ def test_a_scale_overflow_is_named(qtype, several_ranges):
     x[8, 41] = -1e7
     with pytest.raises(ValueError, match=rf"row \[8\]: a block scale overflows {qtype}"):
         _run(x, "F32", qtype)
+
+
+def test_the_one_pass_types_are_the_kernels():
+    assert set(gguf.ONE_PASS_TYPES) == set(gguf_export.MEASURED)
+    with pytest.raises(ValueError, match="Q4_K has no one-pass kernel"):
+        _run(np.zeros((1, 256), np.float32), "F32", "Q4_K")
 
 
 def test_bad_shapes_and_weights():

@@ -210,7 +210,7 @@ def run_job(job, to_device=None):
                     shape=(job.rows, n))
     out = np.empty((job.rows, job.row_bytes), np.uint8)
     sums = np.empty((job.rows, 2), np.float64)
-    one_pass = to_device is None and job.target in _measured.MEASURED
+    one_pass = to_device is None and job.target in _gguf.ONE_PASS_TYPES
     if one_pass:            # no float32 copy of the rows: a chunk may be a whole tensor
         step = job.rows
     else:
@@ -225,8 +225,8 @@ def run_job(job, to_device=None):
         dest = out[r0:r1]
         w = None if job.imatrix_rows is None else job.imatrix_rows[expert]
         if one_pass:
-            _gguf._quantize_stored(raw[r0:r1], job.stored, job.target, w, dest,
-                                   sums[r0:r1])
+            _gguf.quantize_stored(raw[r0:r1], job.stored, job.target, w, dest,
+                                  sums[r0:r1])
             r0 = r1
             continue
         x = widen_rows(raw[r0:r1], values[:r1 - r0])

@@ -164,6 +164,10 @@ def test_output_exists_needs_force(models, tmp_path, capsys):
                      "--targets", ".*_proj", "--force"]) == 0
     assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
     assert _no_leftovers(tmp_path) == []
+    # The directory has the mode of one made directly (not a temporary one's 0o700).
+    made = tmp_path / "made"
+    made.mkdir()
+    assert out.stat().st_mode == made.stat().st_mode
 
 
 def test_unknown_scheme(models, tmp_path, capsys):

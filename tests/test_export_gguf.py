@@ -307,6 +307,10 @@ def test_existing_output_needs_force(inputs, tmp_path, capsys):
     assert out.read_bytes() == b"keep me"
     assert cli.main([paths["f32"], str(out), "--type", "Q8_0", "--force", "--json"]) == 0
     assert _sha(out) == CASES["f32-Q8_0"]["file_sha256"]
+    # The file has the mode of one made directly (not a temporary one's 0o600).
+    made = tmp_path / "made.gguf"
+    made.write_bytes(b"")
+    assert out.stat().st_mode == made.stat().st_mode
     assert json.loads(capsys.readouterr().out)["scheme"] == "Q8_0"
 
 

@@ -191,6 +191,14 @@ class SafetensorsWriter:
         return False
 
 
+def _umask():
+    """The process's umask: the output gets the mode a file or directory created
+    directly would have."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def staged_directory(out_dir, force=False):
     """A temporary directory, renamed to ``out_dir`` when the ``with`` block succeeds.
@@ -209,6 +217,7 @@ def staged_directory(out_dir, force=False):
     stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial",
                                   dir=parent))
     try:
+        os.chmod(stage, 0o777 & ~_umask())     # mkdtemp's 0o700 is for temporary files
         yield stage
         if out_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old",
@@ -244,6 +253,7 @@ def staged_file(path, force=False):
     os.close(fd)
     stage = Path(name)
     try:
+        os.chmod(stage, 0o666 & ~_umask())     # mkstemp's 0o600 is for temporary files
         yield stage
         os.replace(stage, path)
     except BaseException:

@@ -7,7 +7,7 @@ time than the quantization itself (1.2 GB: 5-10 s of system time, against 0.7 s 
 with ``O_DIRECT``).  :class:`DirectFile` collects the bytes in an aligned block
 (``_host/tuning.py: EXPORT_WRITE_BLOCK_BYTES``) and writes whole blocks directly; the
 last one is padded to the alignment and the file cut back to its length.  Where direct
-writes are refused (no ``O_DIRECT``, or a file system without it, such as tmpfs) it writes
+writes are refused (no ``O_DIRECT``, or a file system that does not take it) it writes
 through the page cache instead, from the same point; the bytes are the same either way.
 """
 import errno

@@ -52,6 +52,14 @@ def row_ok(row, i, status):
 
 
 @njit(cache=True)
+def weighted_row_ok(row, has_qw, i, status):
+    # The legacy types test a row before quantizing it only with importance weights:
+    # their weighted fit does not see a NaN; without weights, the row function reports a
+    # non-finite value itself (checked_by_row).
+    return not has_qw or row_ok(row, i, status)
+
+
+@njit(cache=True)
 def _after(out, i, status, type_size, fields):
     if f16_overflow(out[i], type_size, fields):
         status[i] = ROW_SCALE_OVERFLOW
@@ -104,7 +112,7 @@ def quantize_q8_0(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1)
 def quantize_q4_0(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
     fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if not has_qw or row_ok(x[i], i, status):
+        if weighted_row_ok(x[i], has_qw, i, status):
             finite = lg.quantize_row_q4_0(x[i], qw, has_qw, out[i], fs, ws)
             checked_by_row(finite, out, i, status, type_size, fields)
 
@@ -113,7 +121,7 @@ def quantize_q4_0(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1)
 def quantize_q4_1(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
     fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if not has_qw or row_ok(x[i], i, status):
+        if weighted_row_ok(x[i], has_qw, i, status):
             finite = lg.quantize_row_q4_1(x[i], qw, has_qw, out[i], fs, ws)
             checked_by_row(finite, out, i, status, type_size, fields)
 
@@ -122,7 +130,7 @@ def quantize_q4_1(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1)
 def quantize_q5_0(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
     fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if not has_qw or row_ok(x[i], i, status):
+        if weighted_row_ok(x[i], has_qw, i, status):
             finite = lg.quantize_row_q5_0(x[i], qw, has_qw, out[i], fs, ws)
             checked_by_row(finite, out, i, status, type_size, fields)
 
@@ -131,7 +139,7 @@ def quantize_q5_0(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1)
 def quantize_q5_1(x, qw, has_qw, out, status, type_size, fields, blocks, r0, r1):
     fs, ws = row_scratch(blocks)
     for i in range(r0, r1):
-        if not has_qw or row_ok(x[i], i, status):
+        if weighted_row_ok(x[i], has_qw, i, status):
             finite = lg.quantize_row_q5_1(x[i], qw, has_qw, out[i], fs, ws)
             checked_by_row(finite, out, i, status, type_size, fields)
 

@@ -20,9 +20,9 @@ from numba import njit
 
 from numba_quant._host import cache as _cache  # noqa: F401  (cache keys cover every kernel source)
 from numba_quant._host import tuning as _tuning
-from numba_quant._cpu.gguf import ROW_OK, checked_by_row, row_ok, row_scratch
+from numba_quant._cpu.gguf import ROW_OK, checked_by_row, row_scratch, weighted_row_ok
 from numba_quant._cpu.threads import over_ranges
-from numba_quant._cpu.widen import F16_TABLE
+from numba_quant._cpu.widen import F16_TABLE, widen_bf16_row, widen_f16_row
 from numba_quant._reference import gguf_legacy as lg
 
 # How the uint16 input holds its values.
@@ -34,14 +34,12 @@ SIGNAL, NOISE = 0, 1
 
 @njit(cache=True)
 def _widen_row(src, kind, table, x):
-    bits = x.view(np.uint32)
     if kind == STORED_F16:
-        for j in range(x.size):
-            x[j] = table[src[j]]
+        widen_f16_row(src, table, x)
     elif kind == STORED_BF16:
-        for j in range(x.size):
-            bits[j] = np.uint32(src[j]) << np.uint32(16)
+        widen_bf16_row(src, x)
     else:
+        bits = x.view(np.uint32)
         for j in range(x.size):
             bits[j] = np.uint32(src[2 * j]) | (np.uint32(src[2 * j + 1]) << np.uint32(16))
 
@@ -93,10 +91,18 @@ def _row_buffers(src, kind):
 
 
 @njit(cache=True)
-def _refused(x, has_qw, i, status):
-    # With importance weights the legacy types test a row before quantizing it, as their
-    # kernels in numba_quant._cpu.gguf do (the weighted fit does not see a NaN).
-    return has_qw and not row_ok(x, i, status)
+def _next_row(src, kind, table, x, has_qw, i, status):
+    # Row i widened into x; False when it is refused before quantizing, as the kernels
+    # of numba_quant._cpu.gguf refuse it (Q8_0 has no weights: never).
+    _widen_row(src, kind, table, x)
+    return weighted_row_ok(x, has_qw, i, status)
+
+
+@njit(cache=True)
+def _written(finite, out, i, status, type_size, fields):
+    # Row i's bytes are good (checked_by_row found nothing): go on to measure them.
+    checked_by_row(finite, out, i, status, type_size, fields)
+    return status[i] == ROW_OK
 
 
 # Kernels: src uint16 (rows, n_per_row or 2 * n_per_row for F32), read-only; kind one of
@@ -110,10 +116,10 @@ def measured_q8_0(src, kind, table, qw, has_qw, out, status, type_size, fields, 
     fs, ws = row_scratch(blocks)
     x, back = _row_buffers(src, kind)
     for i in range(r0, r1):
-        _widen_row(src[i], kind, table, x)
+        if not _next_row(src[i], kind, table, x, has_qw, i, status):
+            return
         finite = lg.quantize_row_q8_0(x, qw, has_qw, out[i], fs, ws)
-        checked_by_row(finite, out, i, status, type_size, fields)
-        if status[i] != ROW_OK:
+        if not _written(finite, out, i, status, type_size, fields):
             return
         lg.dequantize_row_q8_0(out[i], back)
         _measure(x, back, sums, i)
@@ -125,12 +131,10 @@ def measured_q4_0(src, kind, table, qw, has_qw, out, status, type_size, fields, 
     fs, ws = row_scratch(blocks)
     x, back = _row_buffers(src, kind)
     for i in range(r0, r1):
-        _widen_row(src[i], kind, table, x)
-        if _refused(x, has_qw, i, status):
+        if not _next_row(src[i], kind, table, x, has_qw, i, status):
             return
         finite = lg.quantize_row_q4_0(x, qw, has_qw, out[i], fs, ws)
-        checked_by_row(finite, out, i, status, type_size, fields)
-        if status[i] != ROW_OK:
+        if not _written(finite, out, i, status, type_size, fields):
             return
         lg.dequantize_row_q4_0(out[i], back)
         _measure(x, back, sums, i)
@@ -142,12 +146,10 @@ def measured_q4_1(src, kind, table, qw, has_qw, out, status, type_size, fields, 
     fs, ws = row_scratch(blocks)
     x, back = _row_buffers(src, kind)
     for i in range(r0, r1):
-        _widen_row(src[i], kind, table, x)
-        if _refused(x, has_qw, i, status):
+        if not _next_row(src[i], kind, table, x, has_qw, i, status):
             return
         finite = lg.quantize_row_q4_1(x, qw, has_qw, out[i], fs, ws)
-        checked_by_row(finite, out, i, status, type_size, fields)
-        if status[i] != ROW_OK:
+        if not _written(finite, out, i, status, type_size, fields):
             return
         lg.dequantize_row_q4_1(out[i], back)
         _measure(x, back, sums, i)
@@ -159,12 +161,10 @@ def measured_q5_0(src, kind, table, qw, has_qw, out, status, type_size, fields, 
     fs, ws = row_scratch(blocks)
     x, back = _row_buffers(src, kind)
     for i in range(r0, r1):
-        _widen_row(src[i], kind, table, x)
-        if _refused(x, has_qw, i, status):
+        if not _next_row(src[i], kind, table, x, has_qw, i, status):
             return
         finite = lg.quantize_row_q5_0(x, qw, has_qw, out[i], fs, ws)
-        checked_by_row(finite, out, i, status, type_size, fields)
-        if status[i] != ROW_OK:
+        if not _written(finite, out, i, status, type_size, fields):
             return
         lg.dequantize_row_q5_0(out[i], back)
         _measure(x, back, sums, i)
@@ -176,12 +176,10 @@ def measured_q5_1(src, kind, table, qw, has_qw, out, status, type_size, fields, 
     fs, ws = row_scratch(blocks)
     x, back = _row_buffers(src, kind)
     for i in range(r0, r1):
-        _widen_row(src[i], kind, table, x)
-        if _refused(x, has_qw, i, status):
+        if not _next_row(src[i], kind, table, x, has_qw, i, status):
             return
         finite = lg.quantize_row_q5_1(x, qw, has_qw, out[i], fs, ws)
-        checked_by_row(finite, out, i, status, type_size, fields)
-        if status[i] != ROW_OK:
+        if not _written(finite, out, i, status, type_size, fields):
             return
         lg.dequantize_row_q5_1(out[i], back)
         _measure(x, back, sums, i)

@@ -17,22 +17,32 @@ F16_TABLE = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float1
     np.float32)
 
 
+@njit(cache=True)
+def widen_f16_row(src, table, dst):
+    """``dst[:] =`` the float16 bit patterns ``src`` (uint16, 1-D) as float32."""
+    for i in range(src.size):
+        dst[i] = table[src[i]]
+
+
+@njit(cache=True)
+def widen_bf16_row(src, dst):
+    """``dst[:] =`` the bfloat16 bit patterns ``src`` (uint16, 1-D) as float32: each
+    shifted into the high half of a float32's bits."""
+    wide = dst.view(np.uint32)
+    for i in range(src.size):
+        wide[i] = np.uint32(src[i]) << np.uint32(16)
+
+
 @njit(nogil=True, cache=True)
 def _widen_f16(bits, table, out, r0, r1):
     for r in range(r0, r1):
-        src = bits[r]
-        dst = out[r]
-        for i in range(src.size):
-            dst[i] = table[src[i]]
+        widen_f16_row(bits[r], table, out[r])
 
 
 @njit(nogil=True, cache=True)
 def _widen_bf16(bits, out, r0, r1):
     for r in range(r0, r1):
-        src = bits[r]
-        dst = out[r].view(np.uint32)
-        for i in range(src.size):
-            dst[i] = np.uint32(src[i]) << np.uint32(16)
+        widen_bf16_row(bits[r], out[r])
 
 
 def widen_bf16_rows(bits, out):
